@@ -1,0 +1,1 @@
+"""The reasoning API: an ASGI app (FastAPI) served by uvicorn under systemd."""

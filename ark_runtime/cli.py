@@ -1,0 +1,40 @@
+"""`ark` — the host-side command line. Each subcommand lives in its own module
+and registers itself here; keep this file a table of contents."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def _api(args: argparse.Namespace) -> int:
+    from ark_runtime.api.server import serve
+
+    return serve()
+
+
+def _version(args: argparse.Namespace) -> int:
+    from ark_runtime import __version__
+
+    print(__version__)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="ark", description="ARK runtime commands")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub.add_parser("api", help="serve the reasoning API (run by ark-api.service)").set_defaults(
+        func=_api
+    )
+    sub.add_parser("version", help="print the runtime version").set_defaults(func=_version)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    return args.func(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,32 @@
+"""sd_notify(3) client: tells systemd we are ready, alive, or stopping.
+
+The protocol is one datagram to $NOTIFY_SOCKET; outside systemd the socket is
+unset and every call is a no-op, so the same code runs under tests and on hosts.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+
+
+def notify(state: str) -> bool:
+    """Send `state` (e.g. "READY=1") to systemd. Returns False when not supervised."""
+    address = os.environ.get("NOTIFY_SOCKET")
+    if not address:
+        return False
+    if address.startswith("@"):  # abstract namespace socket
+        address = "\0" + address[1:]
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC) as sock:
+        sock.connect(address)
+        sock.sendall(state.encode())
+    return True
+
+
+def watchdog_interval() -> float | None:
+    """Seconds between watchdog pings (half of WatchdogSec), or None when disabled."""
+    usec = os.environ.get("WATCHDOG_USEC")
+    pid = os.environ.get("WATCHDOG_PID")
+    if not usec or (pid and int(pid) != os.getpid()):
+        return None
+    return int(usec) / 2_000_000
