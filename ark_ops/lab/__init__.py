@@ -1,0 +1,1 @@
+"""The lab: real systemd hosts on this machine (systemd-nspawn + network namespaces)."""

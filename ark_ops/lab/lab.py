@@ -1,0 +1,186 @@
+"""lab.up / lab.down / lab.status: the lifecycle of the local systemd hosts."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from ark_ops.errors import OpsError
+from ark_ops.lab import host as hostmod
+from ark_ops.lab import inventory, network
+from ark_ops.lab.config import HOST_PREFIX, MAX_HOSTS, LabHost, LabPaths
+from ark_ops.lab.image import ensure_base_image
+from ark_ops.lab.ssh import ssh_argv
+from ark_ops.preflight import LAB_TOOLS, require_root, require_tools
+from ark_ops.proc import run
+
+BOOT_TIMEOUT = 120
+
+
+@dataclass
+class HostStatus:
+    name: str
+    address: str
+    running: bool
+    system_state: str  # systemctl is-system-running, or why we could not ask
+
+    @property
+    def ok(self) -> bool:
+        return self.running and self.system_state in ("running", "degraded")
+
+
+def _preflight(job: str) -> None:
+    require_root(job)
+    require_tools(LAB_TOOLS)
+
+
+def _ensure_ssh_key(paths: LabPaths) -> str:
+    paths.ssh_key.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not paths.ssh_key.exists():
+        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "ark-lab",
+             "-f", str(paths.ssh_key)])
+    return paths.ssh_key.with_suffix(".pub").read_text()
+
+
+def existing_hosts(paths: LabPaths) -> list[LabHost]:
+    """Hosts that have any trace left: a state dir, a namespace or a process."""
+    names = set(network.lab_namespaces())
+    hosts_dir = paths.state / "hosts"
+    if hosts_dir.is_dir():
+        names.update(p.name for p in hosts_dir.iterdir() if p.name.startswith(HOST_PREFIX))
+    found = []
+    for name in names:
+        try:
+            found.append(LabHost.parse(name))
+        except ValueError:
+            continue
+    return sorted(found, key=lambda h: h.index)
+
+
+def up(hosts: int = 1, paths: LabPaths | None = None, log=print) -> list[HostStatus]:
+    """Bring the lab to exactly `hosts` running hosts and write the inventory."""
+    _preflight("lab.up")
+    if not 1 <= hosts <= MAX_HOSTS:
+        raise OpsError(f"--hosts must be between 1 and {MAX_HOSTS}, got {hosts}")
+    paths = paths or LabPaths.default()
+    started = time.monotonic()
+    base = ensure_base_image(paths.cache, log=log)
+    pubkey = _ensure_ssh_key(paths)
+    wanted = [LabHost(i) for i in range(1, hosts + 1)]
+    for extra in existing_hosts(paths):
+        if extra.index > hosts:
+            log(f"removing {extra.name} (lab is now {hosts} host(s))")
+            _destroy(paths, extra)
+    network.ensure_bridge()
+    for h in wanted:
+        lay = hostmod.layout(paths, h)
+        network.ensure_host_network(h)
+        hostmod.ensure_root(lay, base, pubkey)
+        hostmod.start(lay)
+    _write_known_hosts(paths, wanted)
+    inventory.write(paths, wanted)
+    statuses = wait_until_booted(paths, wanted)
+    bad = [s for s in statuses if not s.ok]
+    if bad:
+        detail = "; ".join(f"{s.name}: {s.system_state}" for s in bad)
+        raise OpsError(f"lab host(s) did not boot: {detail}. Console logs are in "
+                       f"{paths.state / 'hosts'}/<host>/console.log")
+    log(f"lab up: {hosts} host(s) in {time.monotonic() - started:.1f}s; "
+        f"inventory {paths.inventory / 'hosts.yml'}")
+    return statuses
+
+
+def _write_known_hosts(paths: LabPaths, hosts: list[LabHost]) -> None:
+    lines = []
+    for h in hosts:
+        keytype, key = hostmod.host_public_key(hostmod.layout(paths, h))
+        lines.append(f"{h.address} {keytype} {key}\n")
+        lines.append(f"{h.name} {keytype} {key}\n")
+    paths.known_hosts.write_text("".join(lines))
+
+
+def _system_state(paths: LabPaths, h: LabHost, wait: bool) -> str:
+    cmd = ["systemctl", "is-system-running"] + (["--wait"] if wait else [])
+    try:
+        proc = subprocess.run(ssh_argv(paths, h, *cmd), capture_output=True, text=True,
+                              timeout=BOOT_TIMEOUT if wait else 10)
+    except subprocess.TimeoutExpired:
+        return "unreachable (ssh timed out)"
+    if proc.returncode == 255:
+        return "unreachable (ssh: " + (proc.stderr.strip().splitlines() or ["?"])[-1] + ")"
+    return proc.stdout.strip() or "unknown"
+
+
+def _wait_one(paths: LabPaths, h: LabHost) -> HostStatus:
+    deadline = time.monotonic() + BOOT_TIMEOUT
+    state = "unreachable"
+    while time.monotonic() < deadline:
+        lay = hostmod.layout(paths, h)
+        if not hostmod.supervisor_pid(lay):
+            return HostStatus(h.name, h.address, False, "nspawn exited; see console.log")
+        state = _system_state(paths, h, wait=True)
+        if not state.startswith("unreachable"):
+            break
+        time.sleep(0.5)
+    if state == "degraded":
+        failed = subprocess.run(
+            ssh_argv(paths, h, "systemctl", "--failed", "--no-legend", "--plain"),
+            capture_output=True, text=True, timeout=10,
+        ).stdout.split()
+        state = f"degraded (failed units: {', '.join(u for u in failed if '.' in u)})"
+    return HostStatus(h.name, h.address, True, state)
+
+
+def wait_until_booted(paths: LabPaths, hosts: list[LabHost]) -> list[HostStatus]:
+    with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
+        return list(pool.map(lambda h: _wait_one(paths, h), hosts))
+
+
+def status(paths: LabPaths | None = None) -> list[HostStatus]:
+    paths = paths or LabPaths.default()
+    result = []
+    for h in existing_hosts(paths):
+        running = hostmod.supervisor_pid(hostmod.layout(paths, h)) is not None
+        state = _system_state(paths, h, wait=False) if running else "stopped"
+        result.append(HostStatus(h.name, h.address, running, state))
+    return result
+
+
+def _destroy(paths: LabPaths, h: LabHost) -> None:
+    lay = hostmod.layout(paths, h)
+    hostmod.stop(lay)
+    hostmod.unmount(lay.root)
+    network.remove_host_network(h.name)
+    shutil.rmtree(lay.dir, ignore_errors=True)
+
+
+def down(paths: LabPaths | None = None, log=print) -> None:
+    """Stop every host and remove every trace: processes, mounts, namespaces, links."""
+    _preflight("lab.down")
+    paths = paths or LabPaths.default()
+    hosts = existing_hosts(paths)
+    with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
+        list(pool.map(lambda h: _destroy(paths, h), hosts))
+    for mount in sorted(hostmod.lab_mounts(paths.state), reverse=True):
+        hostmod.unmount(Path(mount))
+    network.remove_bridge()
+    inventory.remove(paths)
+    paths.known_hosts.unlink(missing_ok=True)
+    leftovers = leftover_resources(paths)
+    if leftovers:
+        raise OpsError("lab.down left resources behind: " + ", ".join(leftovers))
+    log(f"lab down: {len(hosts)} host(s) removed")
+
+
+def leftover_resources(paths: LabPaths) -> list[str]:
+    """Anything of the lab's still present on this machine (empty after lab.down)."""
+    found = [f"netns {n}" for n in network.lab_namespaces()]
+    found += [f"link {n}" for n in network.lab_veths()]
+    found += [f"mount {m}" for m in hostmod.lab_mounts(paths.state)]
+    for i in range(1, MAX_HOSTS + 1):
+        found += [f"nspawn pid {p}" for p in hostmod.nspawn_pids(LabHost(i).name)]
+    return found

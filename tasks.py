@@ -1,0 +1,90 @@
+"""ARK Ops command surface. Thin: each task wires its arguments to `ark_ops`.
+
+    invoke --list            what there is
+    invoke --help deploy     what a task takes
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+
+from invoke import Collection, Exit, task
+
+from ark_ops.errors import OpsError
+
+
+def operator_errors(fn):
+    """Print OpsError as one clear sentence and exit with its code, no traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except OpsError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            raise Exit(code=exc.exit_code) from None
+
+    return wrapper
+
+
+# --- lab ---------------------------------------------------------------------------
+
+
+@task(help={"hosts": "how many hosts the lab should have (default 1)"})
+@operator_errors
+def lab_up(c, hosts: int = 1):
+    """Boot the local lab: N systemd-nspawn hosts, each in its own network namespace."""
+    from ark_ops.lab import lab
+
+    for s in lab.up(hosts=hosts):
+        print(f"  {s.name:<12} {s.address:<15} {s.system_state}")
+
+
+@task
+@operator_errors
+def lab_down(c):
+    """Stop and remove every lab host: no process, mount, namespace or link is left."""
+    from ark_ops.lab import lab
+
+    lab.down()
+
+
+@task
+@operator_errors
+def lab_status(c):
+    """Show each lab host, its address and `systemctl is-system-running`."""
+    from ark_ops.lab import lab
+
+    rows = lab.status()
+    if not rows:
+        print("lab is down")
+        return
+    for s in rows:
+        print(f"  {s.name:<12} {s.address:<15} {'up' if s.running else 'down':<5} {s.system_state}")
+
+
+@task(help={"host": "lab host name (ark-lab-1) or index (1)"})
+@operator_errors
+def lab_ssh(c, host):
+    """Open a shell on a lab host (root, with the lab's own key)."""
+    import os
+
+    from ark_ops.lab.config import LabHost, LabPaths
+    from ark_ops.lab.ssh import ssh_argv
+
+    try:
+        target = LabHost.parse(host)
+    except ValueError as exc:
+        raise OpsError(str(exc)) from None
+    argv = ssh_argv(LabPaths.default(), target, batch=False)
+    os.execvp(argv[0], argv)
+
+
+lab = Collection("lab")
+lab.add_task(lab_up, "up")
+lab.add_task(lab_down, "down")
+lab.add_task(lab_status, "status")
+lab.add_task(lab_ssh, "ssh")
+
+ns = Collection(lab)
