@@ -1,0 +1,180 @@
+"""Joey's pattern detection: breakouts and moving-average crosses, with a confidence score.
+
+`PatternDetector.update(bar)` folds one bar into the symbol's rolling window and returns the
+patterns that bar completes. Confidence is derived from how strong the signal is (how far
+past the level, how much volume, how aligned momentum is), not a constant.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from ark_runtime import indicators as ind
+from ark_runtime.market import Bar
+
+__all__ = ["Pattern", "PatternDetector"]
+
+PatternKind = Literal["breakout", "ma_cross"]
+Direction = Literal["long", "short"]
+
+
+class Pattern(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    symbol: str
+    kind: PatternKind
+    direction: Direction
+    confidence: float = Field(ge=0.0, le=1.0)
+    price: float = Field(gt=0)
+    ts: datetime
+    # sma_fast, sma_slow, ema, rsi, atr, atr_pct, avg_volume, volume_ratio
+    indicators: dict[str, float]
+
+
+def _clamp(x: float, lo: float = 0.0, hi: float = 1.0) -> float:
+    return max(lo, min(hi, x))
+
+
+class PatternDetector:
+    """Rolling-window detector. Parameters are bar counts."""
+
+    def __init__(
+        self,
+        window: int = 60,
+        fast: int = 10,
+        slow: int = 30,
+        breakout_lookback: int = 20,
+        volume_period: int = 20,
+        rsi_period: int = 14,
+        atr_period: int = 14,
+        min_volume_ratio: float = 1.5,
+        min_cross_atr: float = 0.1,
+    ) -> None:
+        if not 1 <= fast < slow:
+            raise ValueError("need 1 <= fast < slow")
+        needed = max(
+            slow + 1, breakout_lookback + 1, volume_period + 1, rsi_period + 1, atr_period + 1
+        )
+        if window < needed:
+            raise ValueError(f"window {window} is too small for these periods (need {needed})")
+        self.window = ind.RollingWindow(window)
+        self.fast, self.slow = fast, slow
+        self.breakout_lookback = breakout_lookback
+        self.volume_period = volume_period
+        self.rsi_period, self.atr_period = rsi_period, atr_period
+        self.min_volume_ratio = min_volume_ratio
+        self.min_cross_atr = min_cross_atr
+        self._side: dict[str, int] = {}  # confirmed sign of sma_fast - sma_slow per symbol
+        self.stale = 0  # bars ignored because they were not newer than the last one seen
+        self._needed = needed
+
+    def update(self, bar: Bar) -> list[Pattern]:
+        existing = self.window.bars(bar.symbol)
+        if existing and bar.ts <= existing[-1].ts:
+            # A redelivered or out-of-order bar must not produce a second signal.
+            self.stale += 1
+            return []
+        bars = list(self.window.add(bar))
+        if len(bars) < self._needed:
+            return []
+        values = self._indicators(bars)
+        if values is None:
+            return []
+        found: list[Pattern] = []
+        breakout = self._breakout(bars, values)
+        if breakout:
+            found.append(breakout)
+        cross = self._ma_cross(bars, values)
+        if cross:
+            found.append(cross)
+        return found
+
+    def _indicators(self, bars: list[Bar]) -> dict[str, float] | None:
+        closes = [b.close for b in bars]
+        highs = [b.high for b in bars]
+        lows = [b.low for b in bars]
+        volumes = [b.volume for b in bars]
+        price = closes[-1]
+        values = {
+            "sma_fast": ind.sma(closes, self.fast),
+            "sma_slow": ind.sma(closes, self.slow),
+            "ema": ind.ema(closes, self.fast),
+            "rsi": ind.rsi(closes, self.rsi_period),
+            "atr": ind.atr(highs, lows, closes, self.atr_period),
+            "avg_volume": ind.avg_volume(volumes[:-1], self.volume_period),
+            "volume_ratio": ind.volume_ratio(volumes, self.volume_period),
+        }
+        if any(v is None for v in values.values()):
+            return None  # e.g. zero baseline volume: no trustworthy signal
+        out = {k: float(v) for k, v in values.items() if v is not None}
+        if out["atr"] <= 0:
+            return None  # a perfectly flat market: stops and strengths are undefined
+        out["atr_pct"] = out["atr"] / price
+        return out
+
+    def _confidence(
+        self, excess_atr: float, values: dict[str, float], direction: Direction, base: float
+    ) -> float:
+        # Three strength components, each in [0, 1]:
+        #  - distance past the level in ATRs (1 ATR past = full marks),
+        #  - volume confirmation (2.5x average = full marks),
+        #  - momentum agreement (RSI on the trade's side of 50, up to 70/30).
+        distance = _clamp(excess_atr)
+        volume = _clamp((values["volume_ratio"] - 1.0) / 1.5)
+        rsi = values["rsi"]
+        momentum = _clamp((rsi - 50) / 20) if direction == "long" else _clamp((50 - rsi) / 20)
+        return round(_clamp(base + 0.2 * distance + 0.2 * volume + 0.15 * momentum), 4)
+
+    def _breakout(self, bars: list[Bar], values: dict[str, float]) -> Pattern | None:
+        bar = bars[-1]
+        prior = bars[-self.breakout_lookback - 1 : -1]
+        level_high = max(b.high for b in prior)
+        level_low = min(b.low for b in prior)
+        if values["volume_ratio"] < self.min_volume_ratio:
+            return None  # a breakout without volume is usually noise
+        if bar.close > level_high:
+            direction: Direction = "long"
+            excess = (bar.close - level_high) / values["atr"]
+        elif bar.close < level_low:
+            direction = "short"
+            excess = (level_low - bar.close) / values["atr"]
+        else:
+            return None
+        return Pattern(
+            symbol=bar.symbol,
+            kind="breakout",
+            direction=direction,
+            confidence=self._confidence(excess, values, direction, base=0.4),
+            price=bar.close,
+            ts=bar.ts,
+            indicators=values,
+        )
+
+    def _ma_cross(self, bars: list[Bar], values: dict[str, float]) -> Pattern | None:
+        # Hysteresis: the fast/slow order only counts once the gap exceeds min_cross_atr ATRs,
+        # and a cross fires when that confirmed order flips. Without it a sideways market
+        # whipsaws the averages and "crosses" every bar.
+        bar = bars[-1]
+        gap = values["sma_fast"] - values["sma_slow"]
+        if abs(gap) < self.min_cross_atr * values["atr"]:
+            return None
+        side = 1 if gap > 0 else -1
+        previous = self._side.get(bar.symbol)
+        self._side[bar.symbol] = side
+        if previous is None or previous == side:
+            return None
+        direction: Direction = "long" if side > 0 else "short"
+        # Strength: the gap in ATRs (half an ATR between the averages counts as decisive).
+        separation = abs(gap) / values["atr"] * 2
+        return Pattern(
+            symbol=bar.symbol,
+            kind="ma_cross",
+            direction=direction,
+            confidence=self._confidence(separation, values, direction, base=0.3),
+            price=bar.close,
+            ts=bar.ts,
+            indicators=values,
+        )
