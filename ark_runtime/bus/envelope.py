@@ -1,0 +1,178 @@
+"""The one envelope every bus message travels in (AGENT_01).
+
+Wire format: a stream entry with a single authoritative field `envelope` (the JSON below) plus
+`type` and `correlation_id` copies so `redis-cli XRANGE` stays readable. Readers trust only
+`envelope`.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from ark_runtime.bus.registry import ENDPOINTS, REGISTRY, payload_model
+from ark_runtime.validators import IdError, validate_id
+
+PROTOCOL_VERSION = 1
+MAX_TTL_S = 7 * 24 * 3600
+# Ids derived from a parent id are uuid5 in this namespace, so a retried step that emits the
+# "same" message produces the same message_id, and duplicates are recognisable downstream.
+_NAMESPACE = uuid.UUID("6f0b3b1e-59b5-4f4e-9a57-2b1f0a6c0a11")
+
+
+class EnvelopeError(ValueError):
+    """A stream entry is not a valid envelope; the message says why (it becomes the
+    dead-letter reason)."""
+
+
+def derive_id(parent: str, salt: str) -> str:
+    return str(uuid.uuid5(_NAMESPACE, f"{parent}:{salt}"))
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+class Envelope(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    v: int = Field(default=PROTOCOL_VERSION, description="protocol version")
+    message_id: str = Field(description="UUID of this message; the idempotency key")
+    correlation_id: str = Field(description="UUID shared by every message of one flow (trace id)")
+    causation_id: str | None = Field(
+        default=None, description="message_id of the message that caused this one"
+    )
+    from_agent: str
+    to_agent: str
+    type: str = Field(description="a registered message type")
+    payload: dict[str, Any] = Field(description="validated against the type's payload model")
+    timestamp: datetime = Field(description="UTC time the message was created")
+    ttl: int = Field(default=3600, ge=1, le=MAX_TTL_S, description="seconds until it expires")
+    priority: int = Field(default=5, ge=0, le=9, description="0 lowest .. 9 highest")
+
+    @field_validator("v")
+    @classmethod
+    def _version(cls, value: int) -> int:
+        if value != PROTOCOL_VERSION:
+            raise ValueError(f"unsupported protocol version {value} (expected {PROTOCOL_VERSION})")
+        return value
+
+    @field_validator("message_id", "correlation_id", "causation_id")
+    @classmethod
+    def _uuid(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            return validate_id(value)
+        except IdError as exc:
+            raise ValueError(str(exc)) from None
+
+    @field_validator("from_agent", "to_agent")
+    @classmethod
+    def _endpoint(cls, value: str) -> str:
+        if value not in ENDPOINTS:
+            raise ValueError(f"unknown endpoint {value!r}; expected one of {', '.join(ENDPOINTS)}")
+        return value
+
+    @field_validator("type")
+    @classmethod
+    def _registered(cls, value: str) -> str:
+        if value not in REGISTRY:
+            raise ValueError(f"unregistered message type {value!r}")
+        return value
+
+    @field_validator("timestamp")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        if value.tzinfo is None:
+            raise ValueError("timestamp must carry a timezone")
+        return value.astimezone(UTC)
+
+    @model_validator(mode="after")
+    def _payload_valid(self) -> Envelope:
+        # Normalise the payload through its model so every reader sees the same canonical form.
+        model = payload_model(self.type)
+        try:
+            normalised = model.model_validate(self.payload).model_dump(mode="json")
+        except ValidationError as exc:
+            raise ValueError(f"payload is not a valid {self.type}: {_brief(exc)}") from None
+        object.__setattr__(self, "payload", normalised)
+        return self
+
+    # -- construction ------------------------------------------------------------------
+
+    @classmethod
+    def new(
+        cls,
+        type: str,
+        payload: BaseModel | dict[str, Any],
+        *,
+        from_agent: str,
+        to_agent: str,
+        parent: Envelope | None = None,
+        message_id: str | None = None,
+        ttl: int = 3600,
+        priority: int = 5,
+    ) -> Envelope:
+        """A message; with `parent`, it inherits the correlation id and is caused by it."""
+        body = payload.model_dump(mode="json") if isinstance(payload, BaseModel) else payload
+        mid = message_id or str(uuid.uuid4())
+        return cls(
+            message_id=mid,
+            correlation_id=parent.correlation_id if parent else mid,
+            causation_id=parent.message_id if parent else None,
+            from_agent=from_agent,
+            to_agent=to_agent,
+            type=type,
+            payload=body,
+            timestamp=_now(),
+            ttl=ttl,
+            priority=priority,
+        )
+
+    def body(self) -> BaseModel:
+        """The payload as its registered model instance."""
+        return payload_model(self.type).model_validate(self.payload)
+
+    def expired(self, now: datetime | None = None) -> bool:
+        return (now or _now()) > self.timestamp + timedelta(seconds=self.ttl)
+
+    # -- wire --------------------------------------------------------------------------
+
+    def to_fields(self) -> dict[str, str]:
+        return {
+            "envelope": self.model_dump_json(),
+            "type": self.type,
+            "correlation_id": self.correlation_id,
+        }
+
+    @classmethod
+    def from_fields(cls, fields: dict[str, str]) -> Envelope:
+        raw = fields.get("envelope")
+        if raw is None:
+            raise EnvelopeError("schema-invalid: entry has no 'envelope' field")
+        try:
+            data = json.loads(raw)
+        except (json.JSONDecodeError, TypeError) as exc:
+            raise EnvelopeError(f"schema-invalid: envelope is not JSON ({exc})") from None
+        if not isinstance(data, dict):
+            raise EnvelopeError("schema-invalid: envelope is not a JSON object")
+        try:
+            return cls.model_validate(data)
+        except ValidationError as exc:
+            raise EnvelopeError(f"schema-invalid: {_brief(exc)}") from None
+        except KeyError as exc:  # unknown type reaching payload_model
+            raise EnvelopeError(f"schema-invalid: {exc.args[0]}") from None
+
+
+def _brief(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors()[:5]:
+        loc = ".".join(str(p) for p in err["loc"]) or "envelope"
+        parts.append(f"{loc}: {err['msg']}")
+    more = len(exc.errors()) - 5
+    return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")

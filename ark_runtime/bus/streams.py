@@ -1,0 +1,303 @@
+"""Redis Streams transport (AGENT_01/02): inboxes read through consumer groups.
+
+* Each agent reads `ark:stream:<agent>` in group `<agent>` as consumer `<agent>@<host>`.
+* Effects on the bus are committed atomically with the ack: one MULTI/EXEC holds the
+  downstream XADDs, the idempotency mark `ark:done:<agent>:<message_id>` and the XACK, under
+  WATCH of that mark. A crash before EXEC leaves the message pending (redelivered, nothing was
+  emitted); a crash after it leaves nothing to redo. Two consumers racing on a reclaimed
+  message cannot both commit. So a redelivered message has no second effect.
+* A dead consumer's pending entries are taken over with XAUTOCLAIM after `claim_min_idle_ms`.
+* A message delivered more than `max_deliveries` times, or that is not a valid envelope, or
+  has expired, goes to `ark:stream:dead` with the reason (and is acked in the same EXEC).
+* Memory stays bounded: inboxes are trimmed with XTRIM MINID up to the oldest entry any group
+  still needs (never an unacked one); XADD also caps every stream with MAXLEN ~ as a last
+  resort, and the side streams (dead, errors, decisions) with a smaller cap.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import redis
+
+from ark_runtime.bus.envelope import Envelope
+from ark_runtime.config import RedisSettings, redis_settings
+
+PREFIX = "ark:stream:"
+DEAD_STREAM = f"{PREFIX}dead"
+ERRORS_STREAM = f"{PREFIX}errors"
+DECISIONS_STREAM = f"{PREFIX}decisions"
+SIDE_STREAMS = (DEAD_STREAM, ERRORS_STREAM, DECISIONS_STREAM)
+
+T = TypeVar("T")
+
+
+def inbox(agent: str) -> str:
+    return f"{PREFIX}{agent}"
+
+
+def done_key(agent: str, message_id: str) -> str:
+    return f"ark:done:{agent}:{message_id}"
+
+
+def failures_key(agent: str) -> str:
+    return f"ark:failures:{agent}"
+
+
+def default_consumer(agent: str) -> str:
+    # Stable across restarts on one host, distinct across hosts: a restarted agent finds its
+    # own pending entries again, and another host's agent can reclaim them if it never returns.
+    return os.environ.get("ARK_CONSUMER_NAME") or f"{agent}@{socket.gethostname()}"
+
+
+@dataclass(frozen=True)
+class BusSettings:
+    max_deliveries: int = 5
+    claim_min_idle_ms: int = 30_000
+    claim_every_s: float = 5.0
+    block_ms: int = 500
+    batch: int = 64
+    maxlen: int = 1_000_000
+    side_maxlen: int = 100_000
+    dedup_ttl_s: int = 7 * 24 * 3600
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> BusSettings:
+        env = os.environ if env is None else env
+        base = cls()
+
+        def get(name: str, default: T, cast: Callable[[str], T]) -> T:
+            raw = env.get(f"ARK_BUS_{name}")
+            if raw is None or raw == "":
+                return default
+            try:
+                value = cast(raw)
+            except ValueError:
+                raise ValueError(f"ARK_BUS_{name}={raw!r} is not a valid number") from None
+            if value <= 0:  # type: ignore[operator]
+                raise ValueError(f"ARK_BUS_{name} must be > 0, got {raw}")
+            return value
+
+        return cls(
+            max_deliveries=get("MAX_DELIVERIES", base.max_deliveries, int),
+            claim_min_idle_ms=get("CLAIM_MIN_IDLE_MS", base.claim_min_idle_ms, int),
+            claim_every_s=get("CLAIM_EVERY_S", base.claim_every_s, float),
+            block_ms=get("BLOCK_MS", base.block_ms, int),
+            batch=get("BATCH", base.batch, int),
+            maxlen=get("MAXLEN", base.maxlen, int),
+            side_maxlen=get("SIDE_MAXLEN", base.side_maxlen, int),
+            dedup_ttl_s=get("DEDUP_TTL_S", base.dedup_ttl_s, int),
+        )
+
+
+def connect(settings: RedisSettings | None = None, *, block_ms: int = 500) -> redis.Redis:
+    s = settings or redis_settings()
+    return redis.Redis(
+        host=s.host, port=s.port, password=s.password, db=s.db,
+        decode_responses=True,
+        # A blocking XREADGROUP must not be mistaken for a dead socket.
+        socket_timeout=block_ms / 1000 + 10, socket_connect_timeout=5,
+        health_check_interval=30,
+    )
+
+
+def with_backoff(fn: Callable[[], T], *, attempts: int = 6, base: float = 0.1,
+                 cap: float = 5.0, on_retry: Callable[[int, Exception], None] | None = None,
+                 should_stop: Callable[[], bool] = lambda: False) -> T:
+    """Retry `fn` on Redis connection errors with exponential backoff (0.1, 0.2, 0.4 ... s)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            if attempt == attempts or should_stop():
+                raise
+            if on_retry:
+                on_retry(attempt, exc)
+            time.sleep(min(cap, base * 2 ** (attempt - 1)))
+    raise AssertionError("unreachable")
+
+
+def publish(pipe: Any, stream: str, envelope: Envelope, maxlen: int) -> None:
+    """XADD with an approximate cap (works on a client or a pipeline)."""
+    pipe.xadd(stream, envelope.to_fields(), maxlen=maxlen, approximate=True)
+
+
+@dataclass
+class Delivery:
+    stream: str
+    entry_id: str
+    fields: dict[str, str]
+    deliveries: int = 1
+    envelope: Envelope | None = field(default=None)
+
+
+class Inbox:
+    """One agent's view of its inbox stream through its consumer group."""
+
+    def __init__(self, client: redis.Redis, agent: str, consumer: str,
+                 settings: BusSettings) -> None:
+        self.r = client
+        self.agent = agent
+        self.stream = inbox(agent)
+        self.group = agent
+        self.consumer = consumer
+        self.settings = settings
+
+    def ensure_group(self) -> None:
+        try:
+            # id 0: messages published before the group existed are still delivered.
+            self.r.xgroup_create(self.stream, self.group, id="0", mkstream=True)
+        except redis.ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    def read_own_pending(self) -> list[Delivery]:
+        """Entries this consumer name was delivered but never acked (we restarted)."""
+        reply = self.r.xreadgroup(self.group, self.consumer, {self.stream: "0"},
+                                  count=self.settings.batch)
+        return self._with_counts(self._entries(reply))
+
+    def read(self, block_ms: int | None = None) -> list[Delivery]:
+        reply = self.r.xreadgroup(
+            self.group, self.consumer, {self.stream: ">"},
+            count=self.settings.batch,
+            block=self.settings.block_ms if block_ms is None else block_ms,
+        )
+        return [Delivery(self.stream, eid, f, 1) for eid, f in self._entries(reply)]
+
+    def reclaim(self) -> list[Delivery]:
+        """XAUTOCLAIM entries idle longer than claim_min_idle_ms from any consumer."""
+        _next, claimed, deleted = self.r.xautoclaim(
+            self.stream, self.group, self.consumer,
+            min_idle_time=self.settings.claim_min_idle_ms,
+            start_id="0-0", count=self.settings.batch,
+        )[:3]
+        if deleted:
+            # Trimmed while pending (only possible past the MAXLEN cap): nothing to process.
+            self.r.xack(self.stream, self.group, *deleted)
+        entries = [(eid, f) for eid, f in claimed if f is not None]
+        return self._with_counts(entries)
+
+    def _entries(self, reply: Any) -> list[tuple[str, dict[str, str]]]:
+        out: list[tuple[str, dict[str, str]]] = []
+        for _stream, entries in reply or []:
+            out.extend((eid, f) for eid, f in entries if f is not None)
+        return out
+
+    def _with_counts(self, entries: list[tuple[str, dict[str, str]]]) -> list[Delivery]:
+        if not entries:
+            return []
+        pipe = self.r.pipeline(transaction=False)
+        for eid, _ in entries:
+            pipe.xpending_range(self.stream, self.group, min=eid, max=eid, count=1)
+        counts = pipe.execute()
+        result = []
+        for (eid, fields), info in zip(entries, counts, strict=True):
+            n = int(info[0]["times_delivered"]) if info else 1
+            result.append(Delivery(self.stream, eid, fields, n))
+        return result
+
+    # -- outcomes ----------------------------------------------------------------------
+
+    def already_done(self, message_id: str) -> bool:
+        return bool(self.r.exists(done_key(self.agent, message_id)))
+
+    def commit(self, delivery: Delivery, outputs: Iterable[tuple[str, Envelope]]) -> bool:
+        """Emit `outputs`, mark the message done and ack it, atomically.
+
+        Returns False (and only acks) when another consumer committed it first."""
+        assert delivery.envelope is not None
+        key = done_key(self.agent, delivery.envelope.message_id)
+        outputs = list(outputs)
+        with self.r.pipeline(transaction=True) as pipe:
+            while True:
+                try:
+                    pipe.watch(key)
+                    first = not pipe.exists(key)
+                    pipe.multi()
+                    if first:
+                        for stream, env in outputs:
+                            cap = self.settings.side_maxlen if stream in SIDE_STREAMS \
+                                else self.settings.maxlen
+                            publish(pipe, stream, env, cap)
+                        pipe.set(key, delivery.entry_id, ex=self.settings.dedup_ttl_s)
+                    pipe.xack(self.stream, self.group, delivery.entry_id)
+                    pipe.hdel(failures_key(self.agent), delivery.entry_id)
+                    pipe.execute()
+                    return first
+                except redis.WatchError:
+                    continue
+
+    def ack(self, delivery: Delivery) -> None:
+        self.r.xack(self.stream, self.group, delivery.entry_id)
+
+    def record_failure(self, delivery: Delivery, reason: str) -> None:
+        # Kept so the dead-letter entry can say why the last attempt failed, whichever
+        # consumer makes the final decision.
+        self.r.hset(failures_key(self.agent), delivery.entry_id, reason[:2000])
+
+    def dead_letter(self, delivery: Delivery, reason: str) -> str:
+        last = self.r.hget(failures_key(self.agent), delivery.entry_id)
+        if last and last not in reason:
+            reason = f"{reason}; last error: {last}"
+        entry = dead_entry(self.agent, delivery, reason)
+        with self.r.pipeline(transaction=True) as pipe:
+            pipe.xadd(DEAD_STREAM, entry, maxlen=self.settings.side_maxlen, approximate=True)
+            pipe.xack(self.stream, self.group, delivery.entry_id)
+            pipe.hdel(failures_key(self.agent), delivery.entry_id)
+            dead_id, _, _ = pipe.execute()
+        return dead_id
+
+    def trim(self) -> int:
+        """XTRIM MINID to the oldest entry any group still needs. Returns entries removed."""
+        groups = self.r.xinfo_groups(self.stream)
+        if not groups:
+            return 0
+        floor: str | None = None
+        for g in groups:
+            candidates = [g["last-delivered-id"]]
+            summary = self.r.xpending(self.stream, g["name"])
+            if summary and summary.get("pending"):
+                candidates.append(summary["min"])
+            for c in candidates:
+                if floor is None or _id_key(c) < _id_key(floor):
+                    floor = c
+        if floor is None or floor == "0-0":
+            return 0
+        return int(self.r.xtrim(self.stream, minid=floor, approximate=False))
+
+
+def _id_key(entry_id: str) -> tuple[int, int]:
+    ms, _, seq = entry_id.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def dead_entry(agent: str, delivery: Delivery, reason: str) -> dict[str, str]:
+    """The dead-letter record: the reason plus the untouched original fields."""
+    correlation = delivery.envelope.correlation_id if delivery.envelope else \
+        _best_effort_correlation(delivery.fields)
+    return {
+        "reason": reason,
+        "agent": agent,
+        "source_stream": delivery.stream,
+        "source_id": delivery.entry_id,
+        "deliveries": str(delivery.deliveries),
+        "correlation_id": correlation or "",
+        "ts": datetime.now(UTC).isoformat(),
+        "original": json.dumps(delivery.fields, sort_keys=True),
+    }
+
+
+def _best_effort_correlation(fields: dict[str, str]) -> str | None:
+    try:
+        value = json.loads(fields.get("envelope", "")).get("correlation_id")
+    except (ValueError, AttributeError):
+        value = fields.get("correlation_id")
+    return value if isinstance(value, str) and len(value) <= 64 else None

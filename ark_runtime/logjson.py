@@ -1,0 +1,104 @@
+"""JSON logging (AGENT_03): one object per line, each carrying the trace ids.
+
+Lines go to stderr (journald on hosts) and to `$ARK_LOG_DIR/<agent>.log` (default /var/log/ark),
+which `ark trace` reads back. The file handler is a WatchedFileHandler so logrotate's
+move-and-create does not lose lines: the handler reopens the new file on the next write.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import logging.handlers
+import os
+import socket
+import sys
+from collections.abc import Iterator
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from pathlib import Path
+
+DEFAULT_LOG_DIR = "/var/log/ark"
+
+correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
+message_id: ContextVar[str | None] = ContextVar("message_id", default=None)
+
+# LogRecord's own attributes: everything else on a record came from `extra=` and is emitted.
+_STANDARD = set(vars(logging.makeLogRecord({}))) | {"message", "asctime", "taskName"}
+
+
+class JsonFormatter(logging.Formatter):
+    def __init__(self, agent: str) -> None:
+        super().__init__()
+        self.agent = agent
+        self.host = socket.gethostname()
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, object] = {
+            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="microseconds"),
+            "level": record.levelname.lower(),
+            "agent": self.agent,
+            "host": self.host,
+            "pid": record.process,
+            "logger": record.name,
+            "msg": record.getMessage(),
+            "correlation_id": correlation_id.get(),
+            "message_id": message_id.get(),
+        }
+        for key, value in record.__dict__.items():
+            if key not in _STANDARD and not key.startswith("_"):
+                line[key] = value
+        if record.exc_info:
+            line["exc"] = self.formatException(record.exc_info)
+        return json.dumps(line, default=str, separators=(",", ":"))
+
+
+def log_dir(env: dict[str, str] | None = None) -> Path:
+    env = os.environ if env is None else env
+    return Path(env.get("ARK_LOG_DIR") or DEFAULT_LOG_DIR)
+
+
+def setup(agent: str, *, level: str | None = None, directory: Path | None = None) -> Path | None:
+    """Route the root logger to JSON on stderr and in `<dir>/<agent>.log`.
+
+    Returns the log file path, or None when the directory is not writable (the process still
+    logs to journald rather than refusing to start; the warning says so)."""
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
+        handler.close()
+    root.setLevel((level or os.environ.get("ARK_LOG_LEVEL") or "INFO").upper())
+    formatter = JsonFormatter(agent)
+    stderr = logging.StreamHandler(sys.stderr)
+    stderr.setFormatter(formatter)
+    root.addHandler(stderr)
+    directory = directory or log_dir()
+    path = directory / f"{agent}.log"
+    try:
+        directory.mkdir(parents=True, exist_ok=True)
+        handler = logging.handlers.WatchedFileHandler(path, encoding="utf-8")
+    except OSError as exc:
+        root.warning("log file unavailable, logging to stderr only",
+                     extra={"path": str(path), "error": str(exc)})
+        return None
+    handler.setFormatter(formatter)
+    root.addHandler(handler)
+    return path
+
+
+@contextlib.contextmanager
+def context(*, correlation: str | None, message: str | None) -> Iterator[None]:
+    """Stamp every line logged inside the block with these ids."""
+    c_token = correlation_id.set(correlation)
+    m_token = message_id.set(message)
+    try:
+        yield
+    finally:
+        correlation_id.reset(c_token)
+        message_id.reset(m_token)
+
+
+def flush() -> None:
+    for handler in logging.getLogger().handlers:
+        handler.flush()
