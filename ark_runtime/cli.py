@@ -6,6 +6,10 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ark_runtime import trace
+from ark_runtime.agents import cli as agents_cli
+from ark_runtime.bus import cli as bus_cli
+
 
 def _api(args: argparse.Namespace) -> int:
     from ark_runtime.api.server import serve
@@ -27,6 +31,9 @@ def build_parser() -> argparse.ArgumentParser:
         func=_api
     )
     sub.add_parser("version", help="print the runtime version").set_defaults(func=_version)
+    agents_cli.register(sub)  # ark agent NAME
+    bus_cli.register(sub)  # ark errors ..., ark dead
+    trace.register(sub)  # ark trace ID
     return parser
 
 

@@ -102,3 +102,15 @@ def context(*, correlation: str | None, message: str | None) -> Iterator[None]:
 def flush() -> None:
     for handler in logging.getLogger().handlers:
         handler.flush()
+
+
+def log_at(logger: logging.Logger, created: float, level: int, msg: str, *args: object,
+           extra: dict[str, object] | None = None) -> None:
+    """Log with an explicit event time: an emission is logged after its EXEC succeeds, but
+    stamped with the time just before it, so a trace never shows the receiver first."""
+    if not logger.isEnabledFor(level):
+        return
+    record = logger.makeRecord(logger.name, level, "(bus)", 0, msg, args, None, extra=extra)
+    record.created = created
+    record.msecs = (created - int(created)) * 1000
+    logger.handle(record)

@@ -15,6 +15,7 @@ import os
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -84,8 +85,17 @@ def collect(ident: str, directories: list[Path],
             raw=ln,
         ))
     hops.extend(store_hops or [])
-    hops.sort(key=lambda h: h.ts)
+    hops.sort(key=_when)
     return correlation, hops
+
+
+def _when(hop: Hop) -> datetime:
+    # Logs and the store format timestamps differently; compare instants, not strings.
+    try:
+        value = datetime.fromisoformat(hop.ts)
+    except ValueError:
+        return datetime.min.replace(tzinfo=UTC)
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _decision_hops(correlation: str, env: dict[str, str]) -> list[Hop]:
@@ -129,7 +139,7 @@ def _run(args: argparse.Namespace) -> int:
     except Exception as exc:  # the logs alone are still a useful trace
         print(f"ark trace: store not readable ({exc}); showing logs only", file=sys.stderr)
         store = []
-    hops = sorted(hops + store, key=lambda h: h.ts)
+    hops = sorted(hops + store, key=_when)
     print(f"trace {correlation}: {len(hops)} hops")
     for h in hops:
         if args.json:

@@ -1,0 +1,174 @@
+"""The process lifecycle every agent shares (INFRA_02, INFRA_04, AGENT_01-03).
+
+start:  JSON logging -> flock (second instance: exit 75) -> Redis (retried with backoff)
+        -> agent setup -> READY=1
+run:    `step()` repeatedly; WATCHDOG=1 from the same loop, so a wedged loop stops the pings
+        and systemd restarts the process
+SIGTERM/SIGINT: set a flag only. The current step finishes everything it holds (each message
+        is committed+acked or left pending for redelivery, never half done), then STOPPING=1,
+        persist, flush logs, release the lock, exit 0.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from pathlib import Path
+from types import FrameType
+from typing import ClassVar
+
+import redis
+
+from ark_runtime import logjson, systemd
+from ark_runtime.bus.errors import ErrorBus, held_by
+from ark_runtime.bus.streams import BusSettings, connect, with_backoff
+from ark_runtime.lock import EXIT_LOCKED, AlreadyRunning, ComponentLock, run_dir
+
+# sysexits.h codes, so `systemctl status` says what kind of failure it was.
+EXIT_OK = 0
+EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE: Redis could not be reached at start
+EXIT_CONFIG = 78  # EX_CONFIG: bad configuration (feed path, ruleset, env values)
+
+DEFAULT_STATE_DIR = "/var/lib/ark"
+
+
+class ConfigError(RuntimeError):
+    """Bad configuration; the message names the setting and the fix."""
+
+
+def state_dir(env: dict[str, str] | os._Environ[str] | None = None) -> Path:
+    env = os.environ if env is None else env
+    return Path(env.get("ARK_STATE_DIR") or DEFAULT_STATE_DIR)
+
+
+class Agent:
+    name: ClassVar[str]
+
+    def __init__(self, env: dict[str, str] | None = None) -> None:
+        self.env: dict[str, str] = dict(os.environ if env is None else env)
+        self.log = logging.getLogger(f"ark.{self.name}")
+        self.stop_event = threading.Event()
+        self.r: redis.Redis | None = None
+        self.errors: ErrorBus | None = None
+        self.lock: ComponentLock | None = None
+        self._paused_by: list[str] = []
+
+    # -- hooks -------------------------------------------------------------------------
+
+    def setup(self) -> None:
+        """Load domain objects; raise ConfigError on bad configuration."""
+
+    def step(self) -> None:
+        raise NotImplementedError
+
+    def persist(self) -> None:
+        """Save whatever state must survive a restart (called once, on the way out)."""
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    @property
+    def stopping(self) -> bool:
+        return self.stop_event.is_set()
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        # Only a flag: the loop decides when it is safe to stop (nothing half done).
+        self.stop_event.set()
+
+    def run(self) -> int:
+        logjson.setup(self.name)
+        try:
+            self.lock = ComponentLock(self.name, run_dir(self.env)).acquire()
+        except AlreadyRunning as exc:
+            self.log.error(str(exc), extra={"event": "lock_refused"})
+            return EXIT_LOCKED
+        signal.signal(signal.SIGTERM, self._on_signal)
+        signal.signal(signal.SIGINT, self._on_signal)
+        try:
+            return self._run_locked()
+        finally:
+            logjson.flush()
+            self.lock.release()
+
+    def _run_locked(self) -> int:
+        try:
+            self.settings = BusSettings.from_env(self.env)
+        except ValueError as exc:
+            self.log.error("bad configuration: %s", exc, extra={"event": "config_error"})
+            return EXIT_CONFIG
+        interval = systemd.watchdog_interval()
+        # Block on Redis for at most half a watchdog period, so pings are never late.
+        if interval:
+            block = min(self.settings.block_ms, int(interval * 500))
+            self.settings = BusSettings(**{**self.settings.__dict__, "block_ms": max(block, 10)})
+        self.r = connect(block_ms=self.settings.block_ms)
+        self.errors = ErrorBus(self.r, self.name, self.settings.side_maxlen)
+        try:
+            with_backoff(self.r.ping, attempts=8, should_stop=lambda: self.stopping,
+                         on_retry=lambda n, e: self.log.warning(
+                             "redis not reachable (attempt %d): %s", n, e))
+        except (redis.ConnectionError, redis.TimeoutError, redis.AuthenticationError) as exc:
+            self.log.error("cannot reach redis: %s; check ARK_REDIS_HOST/PORT/PASSWORD", exc,
+                           extra={"event": "redis_unavailable"})
+            return EXIT_UNAVAILABLE
+        try:
+            self.setup()
+        except ConfigError as exc:
+            self.log.error("bad configuration: %s", exc, extra={"event": "config_error"})
+            self._report("critical", "ConfigError", str(exc))
+            return EXIT_CONFIG
+        systemd.notify("READY=1")
+        systemd.notify(f"STATUS={self.name} running")
+        self.log.info("ready", extra={"event": "ready", "pid": os.getpid()})
+        self._loop(interval)
+        systemd.notify("STOPPING=1")
+        self.log.info("stopping: finishing in-flight work", extra={"event": "stopping"})
+        self.persist()
+        self.log.info("stopped cleanly", extra={"event": "stopped"})
+        return EXIT_OK
+
+    def _loop(self, interval: float | None) -> None:
+        next_ping = 0.0
+        failures = 0
+        while not self.stopping:
+            now = time.monotonic()
+            if interval and now >= next_ping:
+                systemd.notify("WATCHDOG=1")
+                next_ping = now + interval
+            try:
+                self.step()
+                failures = 0
+            except (redis.ConnectionError, redis.TimeoutError) as exc:
+                # Redis went away mid-run: back off and retry; messages wait in the streams.
+                failures += 1
+                delay = min(5.0, 0.1 * 2 ** min(failures, 6))
+                self.log.warning("redis error, retrying in %.1fs: %s", delay, exc,
+                                 extra={"event": "redis_retry"})
+                self.stop_event.wait(delay)
+
+    # -- shared helpers ----------------------------------------------------------------
+
+    def paused(self) -> bool:
+        """True while a critical error downstream holds this agent. Logged on change."""
+        assert self.r is not None
+        holders = held_by(self.r, self.name)
+        if holders != self._paused_by:
+            if holders:
+                self.log.warning("paused by critical error at %s", ", ".join(holders),
+                                 extra={"event": "paused", "origins": holders})
+                systemd.notify(f"STATUS={self.name} paused by {', '.join(holders)}")
+            else:
+                self.log.warning("pause cleared, resuming", extra={"event": "resumed"})
+                systemd.notify(f"STATUS={self.name} running")
+            self._paused_by = holders
+        return bool(holders)
+
+    def _report(self, severity: str, error: str, message: str, related=None) -> None:
+        if self.errors is None:
+            return
+        try:
+            self.errors.publish(severity, error, message, related=related)
+        except redis.RedisError as exc:  # never let reporting hide the original failure
+            self.log.error("could not publish error: %s", exc)

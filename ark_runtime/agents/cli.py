@@ -1,0 +1,27 @@
+"""`ark agent NAME`: run one agent in the foreground (ExecStart of ark-agent@NAME.service)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser("agent", help="run one agent: kyle, joey, kenny or hrm",
+                       description="Exit codes: 0 clean stop, 2 bad arguments, 69 Redis "
+                       "unreachable at start, 75 another instance holds the lock, "
+                       "78 bad configuration.")
+    p.add_argument("name", help="kyle | joey | kenny | hrm")
+    p.set_defaults(func=_run)
+
+
+def _run(args: argparse.Namespace) -> int:
+    from ark_runtime.agents import agent_class
+    from ark_runtime.validators import ValidationError
+
+    try:
+        cls = agent_class(args.name)
+    except ValidationError as exc:
+        print(f"ark agent: {exc}", file=sys.stderr)
+        return 2
+    return cls().run()

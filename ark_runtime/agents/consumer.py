@@ -1,0 +1,143 @@
+"""An agent that reads its inbox: validate -> dedup -> handle -> commit (emit+mark+ack)."""
+
+from __future__ import annotations
+
+import logging
+import sqlite3
+import time
+from typing import ClassVar
+
+from ark_runtime import logjson
+from ark_runtime.agents.base import Agent
+from ark_runtime.bus.envelope import Envelope, EnvelopeError
+from ark_runtime.bus.streams import Delivery, Inbox, default_consumer
+
+Output = tuple[str, Envelope]
+
+
+class ConsumerAgent(Agent):
+    accepts: ClassVar[tuple[str, ...]]
+
+    def setup(self) -> None:
+        assert self.r is not None
+        self.consumer = self.env.get("ARK_CONSUMER_NAME") or default_consumer(self.name)
+        self.inbox = Inbox(self.r, self.name, self.consumer, self.settings)
+        self.inbox.ensure_group()
+        self._pending_cursor: str | None = "0"  # first, whatever we held before a restart
+        self._next_claim = 0.0
+        self._next_trim = time.monotonic() + 5
+        self.processed = 0
+
+    def handle(self, envelope: Envelope) -> list[Output]:
+        raise NotImplementedError
+
+    def severity(self, exc: Exception) -> str:
+        # Persistence failing means every later message fails too: halt the producers.
+        if isinstance(exc, sqlite3.Error | OSError):
+            return "critical"
+        return "error"
+
+    def step(self) -> None:
+        if self.paused():
+            self.stop_event.wait(0.2)
+            return
+        now = time.monotonic()
+        if self._pending_cursor is not None:
+            deliveries = self._own_pending()
+        elif now >= self._next_claim:
+            self._next_claim = now + self.settings.claim_every_s
+            deliveries = self.inbox.reclaim()
+            if deliveries:
+                self.log.info("reclaimed %d idle messages", len(deliveries),
+                              extra={"event": "reclaimed", "count": len(deliveries)})
+        else:
+            deliveries = self.inbox.read()
+        # Everything read is processed before looking at the stop flag again (INFRA_04).
+        for delivery in deliveries:
+            self.process(delivery)
+        if now >= self._next_trim:
+            self._next_trim = now + 5
+            self.inbox.trim()
+
+    def _own_pending(self) -> list[Delivery]:
+        reply = self.r.xreadgroup(self.inbox.group, self.consumer,
+                                  {self.inbox.stream: self._pending_cursor},
+                                  count=self.settings.batch)
+        entries = self.inbox._entries(reply)
+        if not entries:
+            self._pending_cursor = None
+            return []
+        self._pending_cursor = entries[-1][0]
+        return self.inbox._with_counts(entries)
+
+    def persist(self) -> None:
+        if self.r is not None and hasattr(self, "inbox"):
+            try:
+                self.inbox.trim()
+            except Exception as exc:  # trimming is housekeeping; never fail a stop on it
+                self.log.warning("trim on stop failed: %s", exc)
+
+    def process(self, delivery: Delivery) -> None:
+        try:
+            envelope = Envelope.from_fields(delivery.fields)
+        except EnvelopeError as exc:
+            self._dead(delivery, str(exc), "warning")
+            return
+        delivery.envelope = envelope
+        with logjson.context(correlation=envelope.correlation_id, message=envelope.message_id):
+            reason = self._refusal(delivery, envelope)
+            if reason:
+                self._dead(delivery, reason, "warning" if "expired" in reason else "error")
+                return
+            if self.inbox.already_done(envelope.message_id):
+                self.inbox.ack(delivery)
+                self.log.info("duplicate delivery ignored", extra={"event": "duplicate"})
+                return
+            self.log.info("received %s from %s", envelope.type, envelope.from_agent,
+                          extra={"event": "received", "type": envelope.type,
+                                 "from_agent": envelope.from_agent,
+                                 "causation_id": envelope.causation_id,
+                                 "deliveries": delivery.deliveries})
+            try:
+                outputs = self.handle(envelope)
+            except Exception as exc:
+                # Not acked: it stays pending and is redelivered (reclaimed) later, until
+                # max_deliveries sends it to the dead-letter stream with this reason.
+                reason = f"{type(exc).__name__}: {exc}"
+                self.log.exception("handling failed (delivery %d): %s", delivery.deliveries,
+                                   reason, extra={"event": "handler_failed"})
+                self.inbox.record_failure(delivery, reason)
+                self._report(self.severity(exc), type(exc).__name__, str(exc), envelope)
+                return
+            sent_at = time.time()
+            first = self.inbox.commit(delivery, outputs)
+            if not first:
+                self.log.info("already committed by another consumer",
+                              extra={"event": "duplicate"})
+                return
+            self.processed += 1
+            for stream, out in outputs:
+                logjson.log_at(self.log, sent_at, logging.INFO, "emitted %s to %s", out.type,
+                               out.to_agent, extra={"event": "emitted", "type": out.type,
+                                                    "to_agent": out.to_agent, "stream": stream,
+                                                    "emitted_id": out.message_id})
+
+    def _refusal(self, delivery: Delivery, envelope: Envelope) -> str | None:
+        if delivery.deliveries > self.settings.max_deliveries:
+            return (f"delivered {delivery.deliveries} times "
+                    f"(max {self.settings.max_deliveries})")
+        if envelope.to_agent != self.name:
+            return f"misrouted: addressed to {envelope.to_agent}, read by {self.name}"
+        if envelope.type not in self.accepts:
+            return f"unexpected type {envelope.type} for {self.name}"
+        if envelope.expired():
+            return f"expired: ttl {envelope.ttl}s from {envelope.timestamp.isoformat()}"
+        return None
+
+    def _dead(self, delivery: Delivery, reason: str, severity: str) -> None:
+        dead_id = self.inbox.dead_letter(delivery, reason)
+        self.log.warning("dead-lettered %s: %s", delivery.entry_id, reason,
+                         extra={"event": "dead_lettered", "dead_id": dead_id,
+                                "entry_id": delivery.entry_id})
+        self._report(severity, "dead_letter", f"{delivery.stream} {delivery.entry_id}: {reason}",
+                     delivery.envelope)

@@ -1,0 +1,120 @@
+"""HRM: evaluates each trade.plan against the ruleset, stores the decision, books approved
+plans in the paper ledger, and publishes the verdict on `ark:stream:decisions`.
+
+Idempotency lives with the effect: `mark_processed`, the decision and the ledger entry commit
+in one SQLite transaction, so a redelivered plan (after a crash between that commit and the
+Redis ack) finds its mark and re-publishes the stored verdict instead of deciding twice.
+HRM owns its store and breaker state: run one HRM per store (the lock enforces it per host).
+"""
+
+from __future__ import annotations
+
+import os
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from ark_runtime.agents.base import ConfigError, state_dir
+from ark_runtime.agents.consumer import ConsumerAgent, Output
+from ark_runtime.bus.envelope import Envelope, derive_id
+from ark_runtime.bus.registry import HrmVerdict
+from ark_runtime.bus.streams import DECISIONS_STREAM
+from ark_runtime.hrm import BreakerState, Decision, RuleEngine, RulesetError, load_ruleset
+from ark_runtime.planner import TradePlan
+from ark_runtime.store import MemoryStore, StoreError
+
+
+def store_path(env: dict[str, str] | os._Environ[str] | None = None) -> Path:
+    env = os.environ if env is None else env
+    return Path(env.get("ARK_STORE_PATH") or state_dir(env) / "memory.db")
+
+
+class Hrm(ConsumerAgent):
+    name = "hrm"
+    accepts = ("trade.plan",)
+
+    def setup(self) -> None:
+        super().setup()
+        try:
+            self.engine = RuleEngine(load_ruleset(self.env.get("ARK_HRM_RULESET") or None))
+        except RulesetError as exc:
+            raise ConfigError(f"ARK_HRM_RULESET: {exc}") from None
+        try:
+            self.store = MemoryStore(store_path(self.env))
+        except (StoreError, OSError) as exc:
+            raise ConfigError(f"store {store_path(self.env)}: {exc}") from None
+        self.approved = self.rejected = 0
+
+    def handle(self, envelope: Envelope) -> list[Output]:
+        plan = envelope.body()
+        assert isinstance(plan, TradePlan)
+        rule_input = plan.rule_input()
+        raw = self.store.get_breaker_state()
+        breakers = BreakerState.model_validate(raw) if raw else BreakerState()
+        decision = self.engine.evaluate(rule_input, breakers)
+        with self.store.transaction():
+            plan_hash = self.store.save("plan", rule_input)
+            if self.store.mark_processed(self.name, envelope.message_id):
+                self.store.record_decision(
+                    envelope.correlation_id, plan_hash, decision.approved,
+                    [v.model_dump(mode="json") for v in decision.violations],
+                    warnings=[v.model_dump(mode="json") for v in decision.warnings],
+                    ruleset_version=decision.ruleset_version,
+                    size_multiplier=decision.size_multiplier,
+                    decided_at=decision.evaluated_at,
+                )
+                if decision.approved:
+                    self.store.open_position(envelope.correlation_id, plan_hash,
+                                             size_multiplier=decision.size_multiplier)
+            else:
+                decision = self._stored(envelope.correlation_id, plan_hash) or decision
+                self.log.info("plan already decided; re-publishing the stored verdict",
+                              extra={"event": "duplicate"})
+        if decision.approved:
+            self.approved += 1
+        else:
+            self.rejected += 1
+        self.log.info("decided %s: %s", plan.symbol,
+                      "approved" if decision.approved else "rejected",
+                      extra={"event": "decided", "approved": decision.approved,
+                             "violations": [v.rule_id for v in decision.violations],
+                             "warnings": [v.rule_id for v in decision.warnings]})
+        verdict = HrmVerdict(symbol=plan.symbol, plan=plan, decision=decision)
+        return [(DECISIONS_STREAM, Envelope.new(
+            "hrm.decision", verdict, from_agent="hrm", to_agent="bus", parent=envelope,
+            message_id=derive_id(envelope.message_id, "hrm"),
+        ))]
+
+    def _stored(self, correlation_id: str, plan_hash: str) -> Decision | None:
+        for rec in self.store.decisions(correlation_id):
+            if rec["plan_hash"] == plan_hash:
+                return Decision(approved=rec["approved"], violations=rec["violations"],
+                                warnings=rec["warnings"],
+                                evaluated_at=datetime.fromisoformat(rec["decided_at"]),
+                                ruleset_version=rec["ruleset_version"],
+                                size_multiplier=rec["size_multiplier"])
+        return None
+
+    def persist(self) -> None:
+        super().persist()
+        # Every decision is committed before its ack; closing checkpoints the WAL.
+        self.store.close()
+        self.log.info("decisions: %d approved, %d rejected this run", self.approved,
+                      self.rejected, extra={"event": "summary"})
+
+
+def stored_decisions(correlation_id: str, env: dict[str, str]) -> list[dict[str, Any]]:
+    """Decisions for one flow, for `ark trace` (read-only use of the store)."""
+    path = store_path(env)
+    if not path.exists():
+        return []
+    with MemoryStore(path) as store:
+        out = []
+        for rec in store.decisions(correlation_id):
+            try:
+                rec["symbol"] = store.load(rec["plan_hash"]).get("symbol", "")
+            except (KeyError, StoreError):
+                rec["symbol"] = "?"
+            rec["ts"] = rec["decided_at"]
+            out.append(rec)
+        return out

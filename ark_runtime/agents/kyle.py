@@ -1,0 +1,176 @@
+"""Kyle: reads a market feed and emits one market.bar per bar and symbol to Joey.
+
+Feed (env):  ARK_FEED=replay|synthetic|sample (default: replay when ARK_FEED_PATH is set,
+             else sample). ARK_FEED_PATH is canonicalised under ARK_FEED_DIR (SEC_02).
+             Synthetic: ARK_FEED_SYMBOLS (comma list), ARK_FEED_SEED, ARK_FEED_BARS.
+             ARK_FEED_RATE: bars per second (0 = as fast as the bus takes them).
+
+Exactly-once emission across restarts: each batch's XADDs and the feed cursor
+(`ark:kyle:cursor:<feed id>`) are written in one MULTI/EXEC, and bar message ids are derived
+from (feed id, position), so even a lost cursor re-emits the same ids, which consumers dedup.
+Rows that fail validation are dead-lettered with the reason, never silently dropped.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import linecache
+import logging
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ark_runtime import logjson
+from ark_runtime.agents.base import Agent, ConfigError, state_dir
+from ark_runtime.bus.envelope import Envelope, derive_id
+from ark_runtime.bus.streams import DEAD_STREAM, inbox
+from ark_runtime.market import SAMPLE_BARS, Bar, BarError, ReplayAdapter, SyntheticAdapter
+from ark_runtime.validators import ValidationError, validate_path, validate_symbol
+
+
+class Kyle(Agent):
+    name = "kyle"
+
+    def setup(self) -> None:
+        self.bad_rows: list[BarError] = []
+        adapter, feed_key = self._adapter()
+        self.feed_id = hashlib.sha256(feed_key.encode()).hexdigest()[:16]
+        self.cursor_key = f"ark:kyle:cursor:{self.feed_id}"
+        self.target = inbox("joey")
+        self.max_backlog = int(self.env.get("ARK_KYLE_MAX_BACKLOG", "100000"))
+        self.rate = float(self.env.get("ARK_FEED_RATE", "0"))
+        self.ttl = int(self.env.get("ARK_BAR_TTL", "3600"))
+        start = int(self.r.get(self.cursor_key) or 0)
+        # Bad rows before the cursor were reported by the run that passed them.
+        self._suppress_bad = start > 0
+        self.position = start
+        self.bars: Iterator[Bar] = iter(adapter)  # type: ignore[call-overload]
+        for _ in range(start):
+            if next(self.bars, None) is None:
+                break
+        self._suppress_bad = False
+        self.exhausted = False
+        self.emitted = 0
+        self._next_at = time.monotonic()
+        self.log.info("feed %s from position %d", feed_key, start,
+                      extra={"event": "feed_open", "feed_id": self.feed_id, "position": start})
+
+    def _on_bad_row(self, error: BarError) -> None:
+        if not self._suppress_bad:
+            self.bad_rows.append(error)
+
+    def _adapter(self) -> tuple[object, str]:
+        kind = self.env.get("ARK_FEED") or ("replay" if self.env.get("ARK_FEED_PATH") else "sample")
+        if kind == "sample":
+            return ReplayAdapter(SAMPLE_BARS, on_error=self._on_bad_row), \
+                "sample:" + _file_hash(SAMPLE_BARS)
+        if kind == "replay":
+            raw = self.env.get("ARK_FEED_PATH")
+            if not raw:
+                raise ConfigError("ARK_FEED=replay needs ARK_FEED_PATH")
+            base = self.env.get("ARK_FEED_DIR") or str(state_dir(self.env) / "feeds")
+            try:
+                path = validate_path(raw, base)
+            except ValidationError as exc:
+                raise ConfigError(f"ARK_FEED_PATH: {exc}") from None
+            if not path.is_file():
+                raise ConfigError(f"ARK_FEED_PATH: {path} does not exist")
+            try:
+                adapter = ReplayAdapter(path, on_error=self._on_bad_row)
+            except ValueError as exc:
+                raise ConfigError(f"ARK_FEED_PATH: {exc}") from None
+            return adapter, f"replay:{path}:{_file_hash(path)}"
+        if kind == "synthetic":
+            try:
+                symbols = [validate_symbol(s.strip()) for s in
+                           self.env.get("ARK_FEED_SYMBOLS", "AAPL,MSFT,BTC-USD").split(",")]
+                seed = int(self.env.get("ARK_FEED_SEED", "0"))
+                bars = int(self.env.get("ARK_FEED_BARS", "500"))
+                adapter = SyntheticAdapter(symbols, seed=seed, bars=bars)
+            except ValueError as exc:
+                raise ConfigError(f"synthetic feed: {exc}") from None
+            return adapter, f"synthetic:{','.join(symbols)}:{seed}:{bars}"
+        raise ConfigError(f"ARK_FEED={kind!r}: expected replay, synthetic or sample")
+
+    # -- loop --------------------------------------------------------------------------
+
+    def step(self) -> None:
+        if self.exhausted or self.paused() or self._backlogged():
+            self.stop_event.wait(0.2)
+            return
+        if self.rate > 0:
+            delay = self._next_at - time.monotonic()
+            if delay > 0:
+                self.stop_event.wait(delay)
+                return
+        count = 1 if self.rate > 0 else self.settings.batch
+        batch = list(itertools.islice(self.bars, count))
+        if len(batch) < count:
+            self.exhausted = True
+        self._emit(batch)
+        if self.rate > 0:
+            self._next_at = max(self._next_at + 1 / self.rate, time.monotonic() - 1)
+        if self.exhausted:
+            self.log.info("feed exhausted after %d bars; idle until stopped", self.position,
+                          extra={"event": "feed_exhausted", "position": self.position})
+
+    def _backlogged(self) -> bool:
+        # Backpressure: a stalled Joey must not make Kyle grow the stream without bound.
+        return self.max_backlog > 0 and self.r.xlen(self.target) >= self.max_backlog
+
+    def _emit(self, batch: list[Bar]) -> None:
+        bad, self.bad_rows = self.bad_rows, []
+        if not batch and not bad:
+            return
+        envelopes = []
+        for i, bar in enumerate(batch):
+            mid = derive_id(self.feed_id, str(self.position + i))
+            envelopes.append(Envelope.new("market.bar", bar, from_agent="kyle", to_agent="joey",
+                                          message_id=mid, ttl=self.ttl))
+        sent_at = time.time()
+        with self.r.pipeline(transaction=True) as pipe:
+            for env in envelopes:
+                pipe.xadd(self.target, env.to_fields(), maxlen=self.settings.maxlen,
+                          approximate=True)
+            for error in bad:
+                pipe.xadd(DEAD_STREAM, _dead_row(error), maxlen=self.settings.side_maxlen,
+                          approximate=True)
+            pipe.set(self.cursor_key, self.position + len(batch))
+            pipe.execute()
+        self.position += len(batch)
+        self.emitted += len(batch)
+        for env in envelopes:
+            with logjson.context(correlation=env.correlation_id, message=env.message_id):
+                logjson.log_at(self.log, sent_at, logging.INFO, "emitted market.bar %s to joey",
+                               env.payload["symbol"],
+                               extra={"event": "emitted", "type": env.type, "to_agent": "joey",
+                                      "emitted_id": env.message_id})
+        for error in bad:
+            self.log.warning("invalid feed row dead-lettered: %s", error,
+                             extra={"event": "dead_lettered"})
+            self._report("warning", "invalid_bar", str(error))
+
+
+def _dead_row(error: BarError) -> dict[str, str]:
+    return {
+        "reason": f"invalid bar: {error.message}",
+        "agent": "kyle",
+        "source_stream": f"feed:{error.source}",
+        "source_id": f"line {error.line}",
+        "deliveries": "0",
+        "correlation_id": "",
+        "ts": datetime.now(UTC).isoformat(),
+        "original": json.dumps({"source": error.source, "line": error.line,
+                                "text": linecache.getline(error.source, error.line)[:4000]}),
+    }
+
+
+def _file_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]

@@ -1,0 +1,66 @@
+"""Reading the bus and the store back, for assertions."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import redis
+
+from ark_runtime.bus.envelope import Envelope
+from ark_runtime.bus.streams import DEAD_STREAM, DECISIONS_STREAM
+from ark_runtime.market import Bar, write_jsonl
+from ark_runtime.store import MemoryStore
+
+
+def envelopes(r: redis.Redis, stream: str) -> list[Envelope]:
+    return [Envelope.from_fields(f) for _id, f in r.xrange(stream)]
+
+
+def decisions(r: redis.Redis) -> list[Envelope]:
+    return envelopes(r, DECISIONS_STREAM)
+
+
+def dead(r: redis.Redis) -> list[dict[str, str]]:
+    return [f for _id, f in r.xrange(DEAD_STREAM)]
+
+
+def processed_total(r: redis.Redis, agent: str) -> int:
+    return sum(1 for _ in r.scan_iter(f"ark:done:{agent}:*", count=1000))
+
+
+def pending(r: redis.Redis, agent: str) -> int:
+    try:
+        groups = r.xinfo_groups(f"ark:stream:{agent}")
+    except redis.ResponseError:
+        return 0
+    return sum(g["pending"] + (g.get("lag") or 0) for g in groups)
+
+
+def store_decisions(state_dir: str) -> list[dict[str, Any]]:
+    with MemoryStore(Path(state_dir) / "memory.db") as store:
+        return store.decisions()
+
+
+def store_ledger(state_dir: str) -> list[dict[str, Any]]:
+    with MemoryStore(Path(state_dir) / "memory.db") as store:
+        return store.ledger()
+
+
+def write_feed(path: Path, bars: list[Bar], bad_lines: dict[int, str] | None = None) -> Path:
+    """JSONL feed; `bad_lines` inserts raw text before the given bar index."""
+    write_jsonl(bars, path)
+    if bad_lines:
+        lines = path.read_text().splitlines()
+        for index in sorted(bad_lines, reverse=True):
+            lines.insert(index, bad_lines[index])
+        path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def log_lines(log_dir: str, agent: str) -> list[dict[str, Any]]:
+    path = Path(log_dir) / f"{agent}.log"
+    if not path.exists():
+        return []
+    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
