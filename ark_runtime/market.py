@@ -60,6 +60,14 @@ class Bar(BaseModel):
             raise ValueError("timestamp must carry a timezone (UTC expected)")
         return value.astimezone(UTC)
 
+    @field_validator("open", "high", "low", "close", "volume", mode="before")
+    @classmethod
+    def _not_bool(cls, value: Any) -> Any:
+        # pydantic would read true as 1.0; in a price feed that is a data error.
+        if isinstance(value, bool):
+            raise ValueError("must be a number, not a boolean")
+        return value
+
     @field_validator("open", "high", "low", "close")
     @classmethod
     def _positive(cls, value: float) -> float:

@@ -48,6 +48,8 @@ def test_valid_bar_and_utc_normalisation() -> None:
         ({"symbol": "aapl; rm"}, "symbol"),
         ({"ts": datetime(2024, 1, 2)}, "timezone"),
         ({"close": float("nan")}, "finite"),
+        ({"volume": True}, "boolean"),
+        ({"open": True, "low": 1}, "boolean"),
     ],
 )
 def test_bad_bars_rejected(kw: dict[str, object], msg: str) -> None:
