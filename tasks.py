@@ -81,10 +81,28 @@ def lab_ssh(c, host):
     os.execvp(argv[0], argv)
 
 
+# --- deploy & verify ----------------------------------------------------------------
+
+
+@task(
+    help={
+        "inventory": "inventory file or directory (default: the local lab, brought up if needed)",
+        "limit": "only these hosts or groups (Ansible pattern)",
+        "check": "dry run: show what would change, change nothing",
+    }
+)
+@operator_errors
+def deploy(c, inventory: str = "", limit: str = "", check: bool = False):
+    """Deploy ARK: build the wheelhouse from requirements.lock, then run playbooks/site.yml."""
+    from ark_ops.deploy import deploy as run_deploy
+
+    run_deploy(inventory=inventory or None, limit=limit or None, check=check)
+
+
 lab = Collection("lab")
 lab.add_task(lab_up, "up")
 lab.add_task(lab_down, "down")
 lab.add_task(lab_status, "status")
 lab.add_task(lab_ssh, "ssh")
 
-ns = Collection(lab)
+ns = Collection(lab, deploy)

@@ -1,0 +1,81 @@
+"""Running ansible-playbook from the repo and reading its PLAY RECAP."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ark_ops.errors import OpsError
+from ark_ops.lab.config import REPO_ROOT
+
+RECAP_LINE = re.compile(r"^(?P<host>\S+)\s+:\s+(?P<counts>(?:\w+=\d+\s*)+)$")
+
+
+@dataclass
+class PlaybookResult:
+    returncode: int
+    recap: dict[str, dict[str, int]] = field(default_factory=dict)
+    output: str = ""
+
+    @property
+    def changed(self) -> dict[str, int]:
+        return {host: counts.get("changed", 0) for host, counts in self.recap.items()}
+
+
+def parse_recap(output: str) -> dict[str, dict[str, int]]:
+    recap: dict[str, dict[str, int]] = {}
+    in_recap = False
+    for line in output.splitlines():
+        if line.startswith("PLAY RECAP"):
+            in_recap = True
+            continue
+        if in_recap:
+            m = RECAP_LINE.match(line.strip())
+            if m:
+                counts = dict(kv.split("=") for kv in m.group("counts").split())
+                recap[m.group("host")] = {k: int(v) for k, v in counts.items()}
+    return recap
+
+
+def ansible_env() -> dict[str, str]:
+    venv_bin = str(Path(sys.executable).parent)
+    return {
+        **os.environ,
+        "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"),
+        "ANSIBLE_FORCE_COLOR": os.environ.get("ANSIBLE_FORCE_COLOR", "0"),
+        # testinfra's ansible backend and our tasks call ansible-* from the venv.
+        "PATH": venv_bin + os.pathsep + os.environ.get("PATH", ""),
+    }
+
+
+def run_playbook(playbook: str, inventory: Path, *, limit: str | None = None,
+                 check: bool = False, extra_args: list[str] | None = None,
+                 echo: bool = True) -> PlaybookResult:
+    exe = Path(sys.executable).parent / "ansible-playbook"
+    cmd = [str(exe), "-i", str(inventory), str(REPO_ROOT / "playbooks" / playbook)]
+    if limit:
+        cmd += ["--limit", limit]
+    if check:
+        cmd += ["--check", "--diff"]
+    cmd += extra_args or []
+    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=ansible_env(), stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, bufsize=1)
+    lines = []
+    assert proc.stdout is not None
+    for line in proc.stdout:
+        lines.append(line)
+        if echo:
+            sys.stdout.write(line)
+            sys.stdout.flush()
+    rc = proc.wait()
+    output = "".join(lines)
+    result = PlaybookResult(rc, parse_recap(output), output)
+    if rc != 0:
+        raise OpsError(f"{playbook} failed (ansible-playbook exit {rc}); the failing task is "
+                       "shown above", ) if echo else OpsError(
+            f"{playbook} failed (exit {rc}):\n{output[-3000:]}")
+    return result

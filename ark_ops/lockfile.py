@@ -1,0 +1,55 @@
+"""Reading requirements.lock (pip-compile --generate-hashes output)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+from ark_ops.errors import OpsError
+
+
+@dataclass(frozen=True)
+class Pin:
+    name: str  # canonical
+    version: str
+    hashes: tuple[str, ...]
+    line: str  # the requirement as written, without hashes
+
+    def render(self) -> str:
+        hashes = " \\\n    ".join(f"--hash={h}" for h in self.hashes)
+        return f"{self.line} \\\n    {hashes}\n"
+
+
+def parse_lock(path: Path) -> dict[str, Pin]:
+    """Pins by canonical name. Every pin must be `==` and carry at least one hash."""
+    text = path.read_text()
+    logical: list[str] = []
+    buf = ""
+    for raw in text.splitlines():
+        line = raw.split(" #", 1)[0].rstrip() if not raw.lstrip().startswith("#") else ""
+        if line.endswith("\\"):
+            buf += line[:-1] + " "
+            continue
+        buf += line
+        if buf.strip():
+            logical.append(buf.strip())
+        buf = ""
+    pins: dict[str, Pin] = {}
+    for entry in logical:
+        if entry.startswith("-"):
+            continue  # pip options such as --index-url
+        parts = entry.split()
+        spec = " ".join(p for p in parts if not p.startswith("--hash="))
+        hashes = tuple(p.split("=", 1)[1] for p in parts if p.startswith("--hash="))
+        req = Requirement(spec)
+        specs = list(req.specifier)
+        if len(specs) != 1 or specs[0].operator != "==":
+            raise OpsError(f"{path}: {req.name} is not pinned with == ({spec})")
+        if not hashes:
+            raise OpsError(f"{path}: {req.name} has no --hash; regenerate with `invoke lock`")
+        name = canonicalize_name(req.name)
+        pins[name] = Pin(name, specs[0].version, hashes, spec)
+    return pins
