@@ -99,10 +99,29 @@ def deploy(c, inventory: str = "", limit: str = "", check: bool = False):
     run_deploy(inventory=inventory or None, limit=limit or None, check=check)
 
 
+@task(
+    help={
+        "inventory": "inventory file or directory (default: the local lab)",
+        "limit": "only these hosts or groups (default: the `ark` group)",
+        "disruptive": "also run checks that kill, reboot or corrupt (always on for the lab)",
+        "keyword": "only checks matching this pytest -k expression",
+    }
+)
+@operator_errors
+def verify(c, inventory: str = "", limit: str = "", disruptive: bool = False, keyword: str = ""):
+    """Prove the requirements on the hosts (testinfra); table, JUnit and Markdown in reports/."""
+    from ark_ops.verify import verify as run_verify
+
+    rc = run_verify(inventory=inventory or None, limit=limit or None,
+                    disruptive=disruptive, keyword=keyword or None)
+    if rc != 0:
+        raise Exit(code=rc)
+
+
 lab = Collection("lab")
 lab.add_task(lab_up, "up")
 lab.add_task(lab_down, "down")
 lab.add_task(lab_status, "status")
 lab.add_task(lab_ssh, "ssh")
 
-ns = Collection(lab, deploy)
+ns = Collection(lab, deploy, verify)

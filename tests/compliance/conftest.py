@@ -1,0 +1,91 @@
+"""testinfra compliance suite: each check proves a catalogue requirement on a host.
+
+Run through `invoke verify`, which passes --hosts=ansible://ark and the inventory.
+Checks marked `disruptive` (kill, reboot, corrupt) run on lab hosts, and on other
+inventories only with --disruptive.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import time
+
+import pytest
+
+ARK_UNITS = ("ark.target", "ark-api.service")
+
+
+def pytest_addoption(parser):
+    parser.addoption("--disruptive", action="store_true", default=False,
+                     help="also run checks that disturb hosts outside the lab")
+
+
+def pytest_collection_modifyitems(config, items):
+    # Read-only checks first, then disruptive ones, the reboot last of all.
+    def rank(item):
+        if item.get_closest_marker("reboot"):
+            return 2
+        return 1 if item.get_closest_marker("disruptive") else 0
+
+    items.sort(key=rank)
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "reboot: reboots the host (runs last)")
+
+
+@pytest.fixture(scope="module")
+def hostvars(host):
+    return host.ansible.get_variables()
+
+
+@pytest.fixture(autouse=True)
+def _guard_disruptive(request, hostvars):
+    if request.node.get_closest_marker("disruptive") is None:
+        return
+    if hostvars.get("ark_lab") or request.config.getoption("--disruptive"):
+        return
+    pytest.skip("disturbs the host: runs on the lab, elsewhere only with --disruptive")
+
+
+@pytest.fixture(scope="module")
+def api_port(hostvars):
+    return int(hostvars.get("ark_api_port", 8101))
+
+
+def wait_for(predicate, timeout: float, interval: float = 0.5, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    last = None
+    while time.monotonic() < deadline:
+        last = predicate()
+        if last:
+            return last
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
+
+
+def http_get_json(host, url: str) -> tuple[int, dict]:
+    """GET from the host itself (python3 is always there: Ansible needs it)."""
+    script = (
+        "import json,sys,urllib.request,urllib.error\n"
+        "try:\n"
+        f"    r=urllib.request.urlopen({url!r}, timeout=5)\n"
+        "    print(r.status); print(r.read().decode())\n"
+        "except urllib.error.HTTPError as e:\n"
+        "    print(e.code); print(e.read().decode())\n"
+    )
+    out = host.check_output("python3 -c %s", script)
+    status, _, body = out.partition("\n")
+    return int(status), json.loads(body)
+
+
+def env_value(host, path: str, name: str) -> str:
+    for line in host.file(path).content_string.splitlines():
+        if line.startswith(name + "="):
+            return line.split("=", 1)[1]
+    raise AssertionError(f"{name} not set in {path}")
+
+
+def quote(text: str) -> str:
+    return shlex.quote(text)
