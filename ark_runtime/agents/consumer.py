@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from typing import ClassVar
+from collections.abc import Callable
+from typing import Any, ClassVar
 
 from ark_runtime import logjson
 from ark_runtime.agents.base import Agent
@@ -31,6 +32,10 @@ class ConsumerAgent(Agent):
     def handle(self, envelope: Envelope) -> list[Output]:
         raise NotImplementedError
 
+    def state_writes(self, envelope: Envelope) -> Callable[[Any], None] | None:
+        """Redis writes that must commit together with this message's ack (agent state)."""
+        return None
+
     def severity(self, exc: Exception) -> str:
         # Persistence failing means every later message fails too: halt the producers.
         if isinstance(exc, sqlite3.Error | OSError):
@@ -42,6 +47,7 @@ class ConsumerAgent(Agent):
             self.stop_event.wait(0.2)
             return
         now = time.monotonic()
+        deliveries: list[Delivery] = []
         if self._pending_cursor is not None:
             deliveries = self._own_pending()
         elif now >= self._next_claim:
@@ -50,7 +56,7 @@ class ConsumerAgent(Agent):
             if deliveries:
                 self.log.info("reclaimed %d idle messages", len(deliveries),
                               extra={"event": "reclaimed", "count": len(deliveries)})
-        else:
+        if not deliveries:
             deliveries = self.inbox.read()
         # Everything read is processed before looking at the stop flag again (INFRA_04).
         for delivery in deliveries:
@@ -110,7 +116,7 @@ class ConsumerAgent(Agent):
                 self._report(self.severity(exc), type(exc).__name__, str(exc), envelope)
                 return
             sent_at = time.time()
-            first = self.inbox.commit(delivery, outputs)
+            first = self.inbox.commit(delivery, outputs, self.state_writes(envelope))
             if not first:
                 self.log.info("already committed by another consumer",
                               extra={"event": "duplicate"})

@@ -1,6 +1,16 @@
-"""Joey: rolling windows per symbol -> pattern.detected for Kenny."""
+"""Joey: rolling windows per symbol -> pattern.detected for Kenny.
+
+The windows are Joey's state. Each bar is appended to `ark:state:joey:window:<symbol>` (a
+Redis list trimmed to the window size) in the same MULTI/EXEC that acks the bar, so the saved
+windows always match exactly the bars acknowledged: a restart, even after SIGKILL, resumes
+with the same windows and detects the same patterns. Joey is stateful per symbol: run one
+active Joey per pipeline (a second consumer would see only part of each symbol's bars).
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
 
 from ark_runtime.agents.base import ConfigError
 from ark_runtime.agents.consumer import ConsumerAgent, Output
@@ -8,6 +18,8 @@ from ark_runtime.bus.envelope import Envelope, derive_id
 from ark_runtime.bus.streams import inbox
 from ark_runtime.market import Bar
 from ark_runtime.patterns import PatternDetector
+
+WINDOW_KEY = "ark:state:joey:window:"
 
 
 class Joey(ConsumerAgent):
@@ -17,17 +29,49 @@ class Joey(ConsumerAgent):
     def setup(self) -> None:
         super().setup()
         try:
-            self.detector = PatternDetector(window=int(self.env.get("ARK_JOEY_WINDOW", "60")))
+            self.window_size = int(self.env.get("ARK_JOEY_WINDOW", "60"))
+            self.detector = PatternDetector(window=self.window_size)
         except ValueError as exc:
             raise ConfigError(f"ARK_JOEY_WINDOW: {exc}") from None
+        self._restore()
+
+    def _restore(self) -> None:
+        restored = 0
+        for key in sorted(self.r.scan_iter(f"{WINDOW_KEY}*", count=500)):
+            for raw in self.r.lrange(key, 0, -1):
+                try:
+                    self.detector.window.add(Bar.model_validate_json(raw))
+                    restored += 1
+                except ValueError as exc:  # a corrupt entry costs a warm-up, not a crash
+                    self.log.warning("skipping saved bar in %s: %s", key, exc)
+        if restored:
+            self.log.info("restored %d bars of window state", restored,
+                          extra={"event": "state_restored", "bars": restored})
 
     def handle(self, envelope: Envelope) -> list[Output]:
         bar = envelope.body()
         assert isinstance(bar, Bar)
         out = []
-        for i, pattern in enumerate(self.detector.update(bar)):
+        patterns = self.detector.update(bar)
+        # A stale (not newer) bar is ignored by the detector; then there is no state to save.
+        latest = self.detector.window.bars(bar.symbol)[-1:]
+        self._added = bar if latest == [bar] else None
+        for i, pattern in enumerate(patterns):
             out.append((inbox("kenny"), Envelope.new(
                 "pattern.detected", pattern, from_agent="joey", to_agent="kenny",
                 parent=envelope, message_id=derive_id(envelope.message_id, f"joey:{i}"),
             )))
         return out
+
+    def state_writes(self, envelope: Envelope) -> Callable[[Any], None] | None:
+        if self._added is None:
+            return None
+        key = f"{WINDOW_KEY}{self._added.symbol}"
+        bar_json = self._added.model_dump_json()
+        size = self.window_size
+
+        def write(pipe: Any) -> None:
+            pipe.rpush(key, bar_json)
+            pipe.ltrim(key, -size, -1)
+
+        return write

@@ -209,8 +209,10 @@ class Inbox:
     def already_done(self, message_id: str) -> bool:
         return bool(self.r.exists(done_key(self.agent, message_id)))
 
-    def commit(self, delivery: Delivery, outputs: Iterable[tuple[str, Envelope]]) -> bool:
-        """Emit `outputs`, mark the message done and ack it, atomically.
+    def commit(self, delivery: Delivery, outputs: Iterable[tuple[str, Envelope]],
+               state: Callable[[Any], None] | None = None) -> bool:
+        """Emit `outputs`, apply `state(pipe)` (the agent's own state writes), mark the
+        message done and ack it, atomically.
 
         Returns False (and only acks) when another consumer committed it first."""
         assert delivery.envelope is not None
@@ -227,6 +229,8 @@ class Inbox:
                             cap = self.settings.side_maxlen if stream in SIDE_STREAMS \
                                 else self.settings.maxlen
                             publish(pipe, stream, env, cap)
+                        if state is not None:
+                            state(pipe)
                         pipe.set(key, delivery.entry_id, ex=self.settings.dedup_ttl_s)
                     pipe.xack(self.stream, self.group, delivery.entry_id)
                     pipe.hdel(failures_key(self.agent), delivery.entry_id)

@@ -50,6 +50,7 @@ def store_ledger(state_dir: str) -> list[dict[str, Any]]:
 
 def write_feed(path: Path, bars: list[Bar], bad_lines: dict[int, str] | None = None) -> Path:
     """JSONL feed; `bad_lines` inserts raw text before the given bar index."""
+    path.parent.mkdir(parents=True, exist_ok=True)
     write_jsonl(bars, path)
     if bad_lines:
         lines = path.read_text().splitlines()
