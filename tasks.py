@@ -118,10 +118,45 @@ def verify(c, inventory: str = "", limit: str = "", disruptive: bool = False, ke
         raise Exit(code=rc)
 
 
+# --- development ----------------------------------------------------------------------
+
+
+@task(help={"check": "only check that requirements.lock matches requirements.in"})
+@operator_errors
+def lock(c, check: bool = False):
+    """Regenerate requirements.lock from requirements.in (pip-compile, with hashes)."""
+    from pathlib import Path
+
+    from ark_ops.lockfile import lock_drift
+
+    if not check:
+        c.run(f"{sys.executable} -m piptools compile --quiet --generate-hashes --allow-unsafe "
+              "--strip-extras --no-emit-index-url --no-emit-find-links "
+              "--output-file=requirements.lock requirements.in", pty=False)
+    problems = lock_drift(Path("requirements.in"), Path("requirements.lock"))
+    if problems:
+        raise OpsError("requirements.lock does not match requirements.in: "
+                       + "; ".join(problems) + ". Run `invoke lock`.")
+    print("requirements.lock matches requirements.in")
+
+
+@task(
+    help={
+        "fast": "skip the lab end-to-end tests (no root needed)",
+        "pytest_args": "extra arguments for pytest, e.g. '-k store -x'",
+    }
+)
+def test(c, fast: bool = False, pytest_args: str = ""):
+    """Run the whole suite: lint, unit, integration (real Redis), lab end to end."""
+    c.run(f"{sys.executable} -m ruff check .", pty=False)
+    paths = "tests/unit tests/integration" + ("" if fast else " tests/e2e")
+    c.run(f"{sys.executable} -m pytest {paths} {pytest_args}", pty=False)
+
+
 lab = Collection("lab")
 lab.add_task(lab_up, "up")
 lab.add_task(lab_down, "down")
 lab.add_task(lab_status, "status")
 lab.add_task(lab_ssh, "ssh")
 
-ns = Collection(lab, deploy, verify)
+ns = Collection(lab, deploy, verify, lock, test)

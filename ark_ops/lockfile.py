@@ -53,3 +53,20 @@ def parse_lock(path: Path) -> dict[str, Pin]:
         name = canonicalize_name(req.name)
         pins[name] = Pin(name, specs[0].version, hashes, spec)
     return pins
+
+
+def lock_drift(requirements_in: Path, lock: Path) -> list[str]:
+    """Why the lock no longer matches requirements.in (empty when it does) — DEPLOY_03."""
+    pins = parse_lock(lock)
+    problems = []
+    for raw in requirements_in.read_text().splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if not line or line.startswith("-"):
+            continue
+        req = Requirement(line)
+        pin = pins.get(canonicalize_name(req.name))
+        if pin is None:
+            problems.append(f"{req.name} is in {requirements_in.name} but not pinned in the lock")
+        elif req.specifier and not req.specifier.contains(pin.version, prereleases=True):
+            problems.append(f"{req.name} is pinned at {pin.version}, outside {req.specifier}")
+    return problems

@@ -1,0 +1,127 @@
+"""The spine, end to end on real systemd hosts: lab up, deploy, verify, deploy again
+with nothing to change, lab down with nothing left behind.
+
+Needs root and the lab tools (./ops installs them); skipped otherwise.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ark_ops import deploy as deploy_mod
+from ark_ops.deploy_lock import exclusive
+from ark_ops.lab import lab
+from ark_ops.lab.config import REPO_ROOT, LabHost, LabPaths
+from ark_ops.lab.ssh import ssh_argv
+from ark_ops.verify import verify
+
+pytestmark = [
+    pytest.mark.lab,
+    pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root"),
+]
+
+INVOKE = [sys.executable, "-m", "invoke"]
+
+
+def on_host(*cmd: str) -> subprocess.CompletedProcess:
+    return subprocess.run(ssh_argv(LabPaths.default(), LabHost(1), *cmd),
+                          capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture(scope="module")
+def lab_host():
+    lab.up(hosts=1)
+    yield LabHost(1)
+    lab.down()
+
+
+@pytest.fixture(scope="module")
+def first_deploy(lab_host):
+    return deploy_mod.deploy(echo=False)
+
+
+@pytest.mark.requirement("INFRA_01")
+def test_first_deploy_succeeds_on_every_host(first_deploy):
+    assert set(first_deploy.recap) == {"ark-lab-1"}
+    for host, counts in first_deploy.recap.items():
+        assert counts["failed"] == 0 and counts["unreachable"] == 0, (host, counts)
+
+
+@pytest.mark.requirement("INFRA_01")
+def test_verify_passes_on_the_deployed_lab(first_deploy, tmp_path):
+    rc = verify(reports_dir=tmp_path)
+    report = (tmp_path / "compliance-latest.md").read_text()
+    assert rc == 0, report
+    for req in ("INFRA_01", "SEC_01", "DEPLOY_01"):
+        assert f"| {req} | pass |" in report
+    assert list(tmp_path.glob("compliance-*.xml"))
+
+
+@pytest.mark.requirement("INFRA_01")
+def test_redeploy_changes_nothing(first_deploy):
+    again = deploy_mod.deploy(echo=False)
+    assert again.changed == {"ark-lab-1": 0}, again.output[-4000:]
+
+
+@pytest.mark.requirement("INFRA_01")
+def test_verify_fails_and_names_the_requirement_when_a_service_is_down(first_deploy, tmp_path):
+    assert on_host("systemctl", "stop", "ark-api.service").returncode == 0
+    try:
+        rc = verify(keyword="enabled_and_active", reports_dir=tmp_path)
+        report = (tmp_path / "compliance-latest.md").read_text()
+    finally:
+        on_host("systemctl", "start", "ark-api.service")
+    assert rc != 0
+    assert "| INFRA_01 | FAIL |" in report
+
+
+@pytest.mark.requirement("INFRA_02")
+def test_a_second_concurrent_deploy_is_refused(first_deploy):
+    inv_dir = LabPaths.default().inventory
+    with exclusive(inv_dir / ".deploy.lock", "deploy"):
+        proc = subprocess.run([*INVOKE, "deploy"], cwd=REPO_ROOT, capture_output=True,
+                              text=True, timeout=120)
+    assert proc.returncode == 75, proc.stdout + proc.stderr
+    assert "another deploy is running on this inventory" in proc.stderr
+
+
+def test_check_mode_reports_without_changing(first_deploy):
+    result = deploy_mod.deploy(check=True, echo=False)
+    assert result.recap["ark-lab-1"]["failed"] == 0
+    assert result.changed == {"ark-lab-1": 0}
+
+
+def test_lab_down_leaves_nothing_behind_and_is_idempotent(lab_host):
+    paths = LabPaths.default()
+    lab.down()
+    assert lab.leftover_resources(paths) == []
+    assert not (paths.inventory / "hosts.yml").exists()
+    assert not list((paths.state / "hosts").glob("*"))
+    lab.down()  # a second run has nothing to do and must not fail
+    assert lab.status() == []
+
+
+def test_lab_commands_need_root_and_say_so():
+    proc = subprocess.run(
+        # Not root, but allowed to read the checkout wherever CI cloned it.
+        ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+         "--inh-caps=+dac_override", "--ambient-caps=+dac_override", *INVOKE, "lab.up"],
+        cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+        env={**os.environ, "HOME": "/tmp"},
+    )
+    assert proc.returncode == 2, proc.stdout + proc.stderr
+    assert "needs root" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_deploy_refuses_a_missing_inventory():
+    proc = subprocess.run([*INVOKE, "deploy", "--inventory", "/nonexistent/hosts.yml"],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
+    assert "does not exist" in proc.stderr
+    assert Path("/nonexistent").exists() is False

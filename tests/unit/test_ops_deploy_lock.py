@@ -1,0 +1,63 @@
+"""INFRA_02: one deploy per inventory, held by the kernel, never stale after a crash."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ark_ops.deploy_lock import exclusive
+from ark_ops.errors import LockedError
+
+pytestmark = pytest.mark.requirement("INFRA_02")
+
+HOLDER = """
+import sys, time
+from pathlib import Path
+from ark_ops.deploy_lock import exclusive
+with exclusive(Path(sys.argv[1]), "deploy"):
+    print("locked", flush=True)
+    time.sleep(60)
+"""
+
+
+def hold_in_child(lock_path):
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(lock_path)],
+                            stdout=subprocess.PIPE, text=True)
+    assert proc.stdout.readline().strip() == "locked"
+    return proc
+
+
+def test_second_holder_is_refused_with_the_holders_pid(tmp_path):
+    lock = tmp_path / ".deploy.lock"
+    proc = hold_in_child(lock)
+    try:
+        with pytest.raises(LockedError, match=f"pid {proc.pid}") as err, \
+                exclusive(lock, "deploy"):
+            pass
+        assert err.value.exit_code == 75
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_crashed_holder_leaves_no_stale_lock(tmp_path):
+    lock = tmp_path / ".deploy.lock"
+    proc = hold_in_child(lock)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    started = time.monotonic()
+    with exclusive(lock, "deploy"):
+        assert lock.exists()
+    assert time.monotonic() - started < 1
+
+
+def test_lock_is_reentrant_after_release(tmp_path):
+    lock = tmp_path / ".deploy.lock"
+    with exclusive(lock, "deploy"):
+        pass
+    with exclusive(lock, "deploy"):
+        pass
