@@ -4,7 +4,6 @@ stream with a reason, and never block the messages behind them."""
 from __future__ import annotations
 
 import json
-import time
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -140,4 +139,3 @@ def test_inbox_trim_never_drops_unacked(r, redis_server) -> None:
         box.ack(d)
     box.trim()
     assert r.xlen(inbox("kenny")) == 21  # the 20 unread plus the last delivered one
-    time.sleep(0)  # no sleeping needed: trim is synchronous

@@ -1,0 +1,47 @@
+"""AGENT_03: every log line is one JSON object carrying the trace ids."""
+
+from __future__ import annotations
+
+import json
+import logging
+
+import pytest
+
+from ark_runtime import logjson
+
+
+@pytest.mark.requirement("AGENT_03")
+def test_lines_are_json_with_context_ids(tmp_path, capsys) -> None:
+    path = logjson.setup("joey", directory=tmp_path)
+    log = logging.getLogger("ark.joey")
+    log.info("outside")
+    with logjson.context(correlation="c-1", message="m-1"):
+        log.warning("inside %s", "flow", extra={"event": "received", "type": "market.bar"})
+        try:
+            raise ValueError("bad")
+        except ValueError:
+            log.exception("failed")
+    logjson.log_at(log, 1_700_000_000.25, logging.INFO, "stamped")
+    logjson.flush()
+    lines = [json.loads(x) for x in path.read_text().splitlines()]
+    assert [x["msg"] for x in lines] == ["outside", "inside flow", "failed", "stamped"]
+    assert lines[0]["correlation_id"] is None
+    assert lines[1]["correlation_id"] == "c-1" and lines[1]["message_id"] == "m-1"
+    assert lines[1]["event"] == "received" and lines[1]["agent"] == "joey"
+    assert "ValueError: bad" in lines[2]["exc"]
+    assert lines[3]["ts"] == "2023-11-14T22:13:20.250000+00:00"
+    # The same lines go to stderr for journald.
+    err = [json.loads(x) for x in capsys.readouterr().err.splitlines()]
+    assert [x["msg"] for x in err] == [x["msg"] for x in lines]
+    for handler in logging.getLogger().handlers:
+        handler.close()
+    logging.getLogger().handlers.clear()
+
+
+@pytest.mark.requirement("AGENT_03")
+def test_unwritable_log_dir_falls_back_to_stderr(tmp_path, capsys) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    assert logjson.setup("kyle", directory=blocker / "sub") is None
+    assert "log file unavailable" in capsys.readouterr().err
+    logging.getLogger().handlers.clear()
