@@ -110,6 +110,8 @@ class Agent:
                          on_retry=lambda n, e: self.log.warning(
                              "redis not reachable (attempt %d): %s", n, e))
         except (redis.ConnectionError, redis.TimeoutError, redis.AuthenticationError) as exc:
+            if self.stopping:  # asked to stop while waiting for Redis: nothing is in flight
+                return EXIT_OK
             self.log.error("cannot reach redis: %s; check ARK_REDIS_HOST/PORT/PASSWORD", exc,
                            extra={"event": "redis_unavailable"})
             return EXIT_UNAVAILABLE
@@ -117,7 +119,9 @@ class Agent:
             self.setup()
         except ConfigError as exc:
             self.log.error("bad configuration: %s", exc, extra={"event": "config_error"})
-            self._report("critical", "ConfigError", str(exc))
+            # A consumer that cannot start halts its producers; Kyle has none, and pausing
+            # the source itself would outlive the fix, so it reports an error only.
+            self._report("critical" if self.name != "kyle" else "error", "ConfigError", str(exc))
             return EXIT_CONFIG
         systemd.notify("READY=1")
         systemd.notify(f"STATUS={self.name} running")

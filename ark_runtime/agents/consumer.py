@@ -66,15 +66,11 @@ class ConsumerAgent(Agent):
             self.inbox.trim()
 
     def _own_pending(self) -> list[Delivery]:
-        reply = self.r.xreadgroup(self.inbox.group, self.consumer,
-                                  {self.inbox.stream: self._pending_cursor},
-                                  count=self.settings.batch)
-        entries = self.inbox._entries(reply)
-        if not entries:
-            self._pending_cursor = None
-            return []
-        self._pending_cursor = entries[-1][0]
-        return self.inbox._with_counts(entries)
+        assert self._pending_cursor is not None
+        deliveries = self.inbox.read_own_pending(self._pending_cursor)
+        # Walk our old pending list once, then switch to new messages.
+        self._pending_cursor = deliveries[-1].entry_id if deliveries else None
+        return deliveries
 
     def persist(self) -> None:
         if self.r is not None and hasattr(self, "inbox"):

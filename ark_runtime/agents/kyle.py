@@ -40,9 +40,14 @@ class Kyle(Agent):
         self.feed_id = hashlib.sha256(feed_key.encode()).hexdigest()[:16]
         self.cursor_key = f"ark:kyle:cursor:{self.feed_id}"
         self.target = inbox("joey")
-        self.max_backlog = int(self.env.get("ARK_KYLE_MAX_BACKLOG", "100000"))
-        self.rate = float(self.env.get("ARK_FEED_RATE", "0"))
-        self.ttl = int(self.env.get("ARK_BAR_TTL", "3600"))
+        try:
+            self.max_backlog = int(self.env.get("ARK_KYLE_MAX_BACKLOG", "100000"))
+            self.rate = float(self.env.get("ARK_FEED_RATE", "0"))
+            self.ttl = int(self.env.get("ARK_BAR_TTL", "3600"))
+        except ValueError as exc:
+            raise ConfigError(f"ARK_KYLE_MAX_BACKLOG/ARK_FEED_RATE/ARK_BAR_TTL: {exc}") from None
+        if self.rate < 0 or not 1 <= self.ttl <= 7 * 24 * 3600:
+            raise ConfigError("ARK_FEED_RATE must be >= 0 and ARK_BAR_TTL in 1..604800")
         start = int(self.r.get(self.cursor_key) or 0)
         # Bad rows before the cursor were reported by the run that passed them.
         self._suppress_bad = start > 0

@@ -13,10 +13,13 @@ import json
 import sys
 from pathlib import Path
 
+from ark_runtime.agents import ENVIRONMENT
+from ark_runtime.agents.base import EXIT_CONFIG, EXIT_OK, EXIT_UNAVAILABLE
 from ark_runtime.bus import streams
 from ark_runtime.bus.envelope import PROTOCOL_VERSION, Envelope
 from ark_runtime.bus.errors import PAUSE_KEY
 from ark_runtime.bus.registry import ENDPOINTS, PIPELINE, REGISTRY, SEVERITIES
+from ark_runtime.lock import EXIT_LOCKED
 
 
 def _schema_block(schema: dict) -> list[str]:
@@ -83,6 +86,27 @@ def render() -> str:
         "operator: Kyle itself). Paused agents stop emitting; their input waits in the streams. "
         "`ark errors status` shows pauses, `ark errors clear` lifts them (published as "
         "`control.resume`).",
+        "",
+        "## Agent processes",
+        "",
+        "`ark agent NAME` runs one agent (`ark-agent@NAME.service`, Type=notify): READY=1 once "
+        "Redis answers and the agent is set up, WATCHDOG=1 from the main loop, STOPPING=1 on "
+        "SIGTERM, after which it finishes and acks what it holds, persists, flushes and exits "
+        "0. A second instance on the same host exits at once (flock on "
+        "`$ARK_RUN_DIR/NAME.lock`).",
+        "",
+        "| exit code | meaning |",
+        "|---|---|",
+        f"| {EXIT_OK} | clean stop |",
+        "| 2 | bad command line (unknown agent name) |",
+        f"| {EXIT_UNAVAILABLE} | EX_UNAVAILABLE: Redis unreachable at start |",
+        f"| {EXIT_LOCKED} | EX_TEMPFAIL: another instance holds the lock "
+        "(units: `RestartPreventExitStatus=75`) |",
+        f"| {EXIT_CONFIG} | EX_CONFIG: bad configuration (feed, ruleset, numbers) |",
+        "",
+        "| variable | agents | default | meaning |",
+        "|---|---|---|---|",
+        *[f"| `{k}` | {a} | {d} | {m} |" for k, (a, d, m) in ENVIRONMENT.items()],
         "",
         "## Envelope",
         "",

@@ -158,9 +158,10 @@ class Inbox:
             if "BUSYGROUP" not in str(exc):
                 raise
 
-    def read_own_pending(self) -> list[Delivery]:
-        """Entries this consumer name was delivered but never acked (we restarted)."""
-        reply = self.r.xreadgroup(self.group, self.consumer, {self.stream: "0"},
+    def read_own_pending(self, after: str = "0") -> list[Delivery]:
+        """Entries this consumer name was delivered but never acked (we restarted), after
+        entry id `after`. Re-reading them counts as a delivery."""
+        reply = self.r.xreadgroup(self.group, self.consumer, {self.stream: after},
                                   count=self.settings.batch)
         return self._with_counts(self._entries(reply))
 
@@ -179,9 +180,12 @@ class Inbox:
             min_idle_time=self.settings.claim_min_idle_ms,
             start_id="0-0", count=self.settings.batch,
         )[:3]
-        if deleted:
-            # Trimmed while pending (only possible past the MAXLEN cap): nothing to process.
-            self.r.xack(self.stream, self.group, *deleted)
+        for entry_id in deleted:
+            # Trimmed while pending: only possible past the MAXLEN safety cap. The content is
+            # gone; record the loss where operators look, rather than acking silently.
+            self.dead_letter(Delivery(self.stream, entry_id, {}, 0),
+                             "entry trimmed before it was processed (stream hit its MAXLEN "
+                             "cap: raise ARK_BUS_MAXLEN or fix the stalled consumer)")
         entries = [(eid, f) for eid, f in claimed if f is not None]
         return self._with_counts(entries)
 

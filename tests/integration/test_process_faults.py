@@ -170,3 +170,26 @@ def test_critical_error_pauses_upstream_until_cleared(lab: Lab, r, redis_server)
     resume = [e for e in recent(r, 50) if e.type == "control.resume"][0]
     assert resume.payload["reason"] == "store repaired"
     assert resume.payload["by"].startswith("operator:")
+
+
+@pytest.mark.requirement("SEC_02")
+def test_bad_configuration_refused_with_clear_exit_codes(lab: Lab, r, tmp_path) -> None:
+    def run(*argv: str, **extra: str) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "ark_runtime.cli", *argv],
+                              env=lab.env(**extra), cwd=REPO, capture_output=True, text=True,
+                              timeout=20)
+
+    outside = run("agent", "kyle", ARK_FEED="replay", ARK_FEED_PATH="/etc/passwd")
+    assert outside.returncode == 78
+    assert "ARK_FEED_PATH" in outside.stderr and "outside" in outside.stderr
+    traversal = run("agent", "kyle", ARK_FEED_PATH="../../etc/passwd.jsonl")
+    assert traversal.returncode == 78 and "'..'" in traversal.stderr
+    assert run("agent", "kyle", ARK_FEED_RATE="fast").returncode == 78
+    unknown = run("agent", "mallory")
+    assert unknown.returncode == 2 and "unknown agent" in unknown.stderr
+    # The refused start is reported on the error bus, so operators see it there too.
+    assert any(e.payload["error"] == "ConfigError" for e in recent(r, 20))
+    assert pauses(r) == {}  # the source does not pause itself over its own config
+    hrm = run("agent", "hrm", ARK_HRM_RULESET=str(tmp_path / "missing.yaml"))
+    assert hrm.returncode == 78 and "ARK_HRM_RULESET" in hrm.stderr
+    assert pauses(r)["hrm"]["agents"] == ["kyle", "joey", "kenny"]
