@@ -67,7 +67,7 @@ def test_schema_covers_the_required_variables() -> None:
         assert v[secret]["sensitive"] is True, secret
     assert v["TRADING_PAPER_ONLY"]["type"] == "bool" and v["TRADING_PAPER_ONLY"]["default"] is True
     assert {s["domain"] for s in v.values()} == {
-        "infrastructure", "telegram", "llm", "trading", "features"
+        "infrastructure", "api", "telegram", "llm", "trading", "features"
     }  # fmt: skip
     for name, spec in v.items():
         assert {"domain", "type", "required", "sensitive", "description", "default"} <= set(spec)
@@ -81,6 +81,9 @@ def test_domains_for_unit() -> None:
     for agent in ("kyle", "joey", "hrm"):
         assert domains_for_unit(agent) == ["infrastructure", "features"]
     assert "llm" in domains_for_unit("api") and "trading" not in domains_for_unit("api")
+    # the API's signing secret reaches the API only, never an agent
+    assert "api" in domains_for_unit("api")
+    assert all("api" not in domains_for_unit(a) for a in ("kyle", "joey", "kenny", "hrm"))
     # only Kenny gets trading credentials
     schema = load_env_schema()
     assert [u for u, d in schema.units.items() if "trading" in d] == ["kenny"]
@@ -165,12 +168,16 @@ def test_llm_key_required_for_its_provider() -> None:
 
 
 def test_domain_restricted_file(tmp_path: Path) -> None:
-    values = dict(GOOD_PROD, TRADING_API_KEY=SECRET)
+    agent_env = {k: v for k, v in GOOD_PROD.items() if k != "ARK_API_SECRET"}
+    values = dict(agent_env, TRADING_API_KEY=SECRET)
     problems = check_env_file(write(tmp_path / "a.env", values), domains=domains_for_unit("kyle"))
     assert names(problems) == ["TRADING_API_KEY"]
     assert "belongs to domain trading" in problems[0].message
     assert check_env_file(write(tmp_path / "a.env", values),
                           domains=domains_for_unit("kenny")) == []  # fmt: skip
+    # the API's secret in an agent's environment is refused too
+    problems = check_env_file(write(tmp_path / "b.env", GOOD_PROD), domains=domains_for_unit("hrm"))
+    assert names(problems) == ["ARK_API_SECRET"]
 
 
 def test_trading_domain_file_alone(tmp_path: Path) -> None:
@@ -252,7 +259,8 @@ def test_cli_check_exit_codes_and_no_secret_in_output(
     out = capsys.readouterr()
     assert "ARK_API_SECRET" in out.err and "ARK_API_PORT" in out.err
     assert "zq-tooshort" not in out.err + out.out
-    kenny_only = write(tmp_path / "k.env", dict(GOOD_PROD, TRADING_API_SECRET=SECRET))
+    agent_env = {k: v for k, v in GOOD_PROD.items() if k != "ARK_API_SECRET"}
+    kenny_only = write(tmp_path / "k.env", dict(agent_env, TRADING_API_SECRET=SECRET))
     assert ark_main(["env", "check", "--unit", "kyle", str(kenny_only)]) == 2
     assert ark_main(["env", "check", "--unit", "kenny", str(kenny_only)]) == 0
     assert ark_main(["env", "check", "--unit", "nobody", str(good)]) == 2
