@@ -1,0 +1,98 @@
+"""The four agents on the host: supervised, locked, wired Kyle → Joey → Kenny → HRM."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from conftest import wait_for
+
+AGENTS = ("kyle", "joey", "kenny", "hrm")
+STORE = "/var/lib/ark/memory.db"
+ARK = "/opt/ark/venv/bin/ark"
+PYTHON = "/opt/ark/venv/bin/python"
+# Run an ark command with the environment the units get (root reads the env files).
+WITH_ENV = "set -a; . /etc/ark/env/infrastructure.env; set +a; "
+
+
+def main_pid(host, unit: str) -> int:
+    return int(host.service(unit).systemd_properties["MainPID"])
+
+
+def process_env(host, pid: int) -> dict[str, str]:
+    raw = host.check_output("tr '\\0' '\\n' < /proc/%s/environ", str(pid))
+    return dict(line.split("=", 1) for line in raw.splitlines() if "=" in line)
+
+
+@pytest.mark.requirement("INFRA_01")
+@pytest.mark.parametrize("agent", AGENTS)
+def test_agent_is_enabled_active_and_notify_supervised(host, agent):
+    svc = host.service(f"ark-agent@{agent}.service")
+    assert svc.is_enabled and svc.is_running
+    props = svc.systemd_properties
+    assert props["Type"] == "notify"
+    assert props["WatchdogUSec"] not in ("0", "infinity")
+    assert props["User"] == "ark"
+
+
+@pytest.mark.requirement("SEC_01")
+@pytest.mark.parametrize("agent", AGENTS)
+def test_agent_gets_only_its_credential_domains(host, agent):
+    env = process_env(host, main_pid(host, f"ark-agent@{agent}.service"))
+    assert "ARK_REDIS_PASSWORD" in env  # infrastructure reaches every agent
+    assert "ARK_API_SECRET" not in env  # the API's secret reaches the API only
+    trading = {k for k in env if k.startswith("TRADING_")}
+    if agent == "kenny":
+        assert trading, "Kenny must get the trading domain"
+    else:
+        assert not trading, f"{agent} got trading credentials: {sorted(trading)}"
+    assert not {k for k in env if k.startswith(("TELEGRAM_", "OPENAI_", "ANTHROPIC_"))}
+
+
+@pytest.mark.requirement("SEC_01")
+def test_env_files_are_0600_and_pass_the_schema(host):
+    files = host.check_output("ls /etc/ark/env").split()
+    assert "infrastructure.env" in files and "trading.env" in files
+    for name in files:
+        f = host.file(f"/etc/ark/env/{name}")
+        assert (f.user, f.group, f.mode) == ("root", "root", 0o600), name
+        domain = name.removesuffix(".env")
+        result = host.run(f"{ARK} env check /etc/ark/env/{name} --domain {domain} "
+                          "--environment production")
+        assert result.rc == 0, result.stdout + result.stderr
+
+
+@pytest.mark.requirement("AGENT_04")
+def test_deployed_ruleset_passes_its_schema(host):
+    f = host.file("/etc/ark/HRM_RULESET.yaml")
+    assert (f.user, f.group, f.mode) == ("root", "ark", 0o640)
+    host.run_test(f"{PYTHON} -m ark_runtime.hrm check %s", f.path)
+
+
+@pytest.mark.requirement("INFRA_02")
+@pytest.mark.parametrize("agent", ("kyle", "hrm"))
+def test_second_instance_of_an_agent_is_refused_by_the_lock(host, agent):
+    result = host.run(WITH_ENV + f"timeout 20 runuser -u ark -- {ARK} agent {agent}")
+    assert result.rc == 75, result.stdout + result.stderr
+    assert "already running" in (result.stdout + result.stderr).lower()
+    assert host.service(f"ark-agent@{agent}.service").is_running
+
+
+@pytest.mark.requirement("AGENT_01")
+@pytest.mark.requirement("TEST_01")
+def test_a_decision_traces_back_to_kyle_through_every_agent(host):
+    cid = wait_for(
+        lambda: host.run("sqlite3 %s 'select correlation_id from decisions "
+                         "order by decided_at desc limit 1'", STORE).stdout.strip(),
+        timeout=60, what="a decision in the store",
+    )
+    out = host.check_output(WITH_ENV + f"{ARK} trace --json %s", cid)
+    hops = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    # source is "<host>/<agent>" for log hops, "store/decisions" for the stored decision
+    path = [(h["source"].rsplit("/", 1)[-1], h["event"]) for h in hops]
+    for step in (("kyle", "emitted"), ("joey", "received"), ("kenny", "received"),
+                 ("hrm", "decided"), ("decisions", "decision")):
+        assert step in path, f"{step} missing from the trace of {cid}: {path}"
+    assert path.index(("kyle", "emitted")) < path.index(("hrm", "decided"))
+    kyle_emit = hops[path.index(("kyle", "emitted"))]
+    assert kyle_emit["message_id"] == cid  # Kyle's bar starts the correlation
