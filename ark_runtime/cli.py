@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ark_runtime import envcheck, trace
+from ark_runtime import envcheck, snapshot, trace
 from ark_runtime.agents import cli as agents_cli
 from ark_runtime.bus import cli as bus_cli
 
@@ -35,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     bus_cli.register(sub)  # ark errors ..., ark dead
     trace.register(sub)  # ark trace ID
     envcheck.register(sub)  # ark env check PATH, ark env domains UNIT
+    snapshot.register(sub)  # ark snapshot create|list|verify|restore|prune
     return parser
 
 

@@ -1,0 +1,46 @@
+"""Where the host-side commands find things, from the environment the units give them.
+
+One place so `ark snapshot`, `ark heal` and `ark dr` agree. Every path can be moved (tests,
+a second install) with an environment variable; the defaults are the production layout.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+DEFAULT_STATE_DIR = "/var/lib/ark"
+DEFAULT_LOG_DIR = "/var/log/ark"
+DEFAULT_CONFIG_DIR = "/etc/ark"
+
+
+def _env(env: Mapping[str, str] | None) -> Mapping[str, str]:
+    return os.environ if env is None else env
+
+
+def state_dir(env: Mapping[str, str] | None = None) -> Path:
+    return Path(_env(env).get("ARK_STATE_DIR") or DEFAULT_STATE_DIR)
+
+
+def log_dir(env: Mapping[str, str] | None = None) -> Path:
+    return Path(_env(env).get("ARK_LOG_DIR") or DEFAULT_LOG_DIR)
+
+
+def config_dir(env: Mapping[str, str] | None = None) -> Path:
+    return Path(_env(env).get("ARK_CONFIG_DIR") or DEFAULT_CONFIG_DIR)
+
+
+def store_path(env: Mapping[str, str] | None = None) -> Path:
+    """HRM's store: $ARK_STORE_PATH, else $ARK_STATE_DIR/memory.db (as ark_runtime.agents.hrm)."""
+    e = _env(env)
+    return Path(e.get("ARK_STORE_PATH") or state_dir(e) / "memory.db")
+
+
+def snapshot_dir(env: Mapping[str, str] | None = None) -> Path:
+    e = _env(env)
+    return Path(e.get("ARK_SNAPSHOT_DIR") or state_dir(e) / "snapshots")
+
+
+def panic_flag(env: Mapping[str, str] | None = None) -> Path:
+    return state_dir(env) / "PANIC"
