@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ark_runtime import envcheck, snapshot, trace
+from ark_runtime import envcheck, ports, snapshot, trace
 from ark_runtime.agents import cli as agents_cli
 from ark_runtime.bus import cli as bus_cli
 
@@ -36,6 +36,7 @@ def build_parser() -> argparse.ArgumentParser:
     trace.register(sub)  # ark trace ID
     envcheck.register(sub)  # ark env check PATH, ark env domains UNIT
     snapshot.register(sub)  # ark snapshot create|list|verify|restore|prune
+    ports.register(sub)  # ark ports check
     return parser
 
 
