@@ -118,6 +118,45 @@ def verify(c, inventory: str = "", limit: str = "", disruptive: bool = False, ke
         raise Exit(code=rc)
 
 
+# --- emergency ------------------------------------------------------------------------
+
+
+@task(
+    help={
+        "inventory": "inventory file or directory (default: the local lab)",
+        "limit": "only these hosts or groups (Ansible pattern)",
+    }
+)
+@operator_errors
+def panic(c, inventory: str = "", limit: str = ""):
+    """Stop every ARK process on every host NOW (SIGKILL, in parallel); nothing restarts
+    it until `invoke recover`."""
+    from ark_ops.panic import panic as run_panic
+
+    outcomes, wall = run_panic(inventory=inventory or None, limit=limit or None)
+    failed = [o.host for o in outcomes if not o.ok]
+    print(f"panic: {len(outcomes) - len(failed)}/{len(outcomes)} host(s) stopped in {wall:.2f}s")
+    if failed:
+        raise Exit(f"panic FAILED on: {', '.join(failed)} (see above)", code=1)
+
+
+@task(
+    help={
+        "inventory": "inventory file or directory (default: the local lab)",
+        "limit": "only these hosts or groups (Ansible pattern)",
+    }
+)
+@operator_errors
+def recover(c, inventory: str = "", limit: str = ""):
+    """Clear a panic: run the cold-start checks (ark heal) and start ARK again."""
+    from ark_ops.panic import recover as run_recover
+
+    outcomes = run_recover(inventory=inventory or None, limit=limit or None)
+    failed = [o.host for o in outcomes if not o.ok]
+    if failed:
+        raise Exit(f"recover FAILED on: {', '.join(failed)} (see above)", code=1)
+
+
 # --- development ----------------------------------------------------------------------
 
 
@@ -159,4 +198,4 @@ lab.add_task(lab_down, "down")
 lab.add_task(lab_status, "status")
 lab.add_task(lab_ssh, "ssh")
 
-ns = Collection(lab, deploy, verify, lock, test)
+ns = Collection(lab, deploy, verify, panic, recover, lock, test)

@@ -14,20 +14,26 @@ from ark_ops.lab.config import REPO_ROOT, LabPaths
 WHEELHOUSE = REPO_ROOT / "build" / "wheelhouse"
 
 
-def lab_inventory(log=print) -> Path:
+def lab_inventory(log=print, bring_up: bool = True) -> Path:
     """The lab's inventory, bringing the lab up first when no host is running."""
     from ark_ops.lab import lab
 
+    inv = LabPaths.default().inventory / "hosts.yml"
+    if not bring_up:
+        if not inv.exists():
+            raise OpsError("the lab is down (no inventory/lab/hosts.yml): nothing to act on; "
+                           "pass --inventory for other hosts")
+        return inv
     running = [s for s in lab.status() if s.running]
     if not running:
         log("no lab host is running: bringing the lab up (1 host)")
         lab.up(hosts=1, log=log)
-    return LabPaths.default().inventory / "hosts.yml"
+    return inv
 
 
-def resolve_inventory(inventory: str | None, log=print) -> Path:
+def resolve_inventory(inventory: str | None, log=print, bring_up: bool = True) -> Path:
     if not inventory:
-        return lab_inventory(log)
+        return lab_inventory(log, bring_up)
     path = Path(inventory).resolve()
     if not path.exists():
         raise OpsError(f"inventory {inventory} does not exist")

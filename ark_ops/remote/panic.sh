@@ -1,0 +1,33 @@
+# REC_01 panic, run on a host as root by `invoke panic` (sh -c SCRIPT NAME WHO).
+# Pure POSIX sh + systemctl: works when Redis is down or the venv is broken.
+set -u
+who=${1:-unknown}
+state=/var/lib/ark
+flag=$state/PANIC
+now() { date +%s%N; }
+t0=$(now)
+
+# 1. The flag first, durably: every ARK unit has ConditionPathExists=!$flag, so from
+#    here on nothing starts them again - not Restart=, not a timer, not a reboot.
+mkdir -p "$state"
+printf 'panic by %s at %s\n' "$who" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" > "$flag.tmp"
+sync "$flag.tmp" 2>/dev/null || sync
+mv -f "$flag.tmp" "$flag"
+sync "$state" 2>/dev/null || sync
+
+# 2. SIGKILL through systemd: every process of every ARK unit, at once.
+units=$(systemctl list-units --plain --no-legend --state=active,activating,deactivating,reloading \
+        'ark*.service' 2>/dev/null | awk '{print $1}')
+if [ -n "$units" ]; then
+  systemctl kill --signal=SIGKILL --kill-who=all $units 2>&1 | sed 's/^/warning: /'
+fi
+for u in $units; do echo "killed $u"; done
+
+# 3. Anything of user ark outside a unit (a manual run) goes too.
+pkill -KILL -u ark 2>/dev/null && echo "note: killed leftover processes of user ark"
+
+# 4. Done when no ARK process is left (5 s at most).
+i=0
+while pgrep -u ark >/dev/null 2>&1 && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+echo "remaining $(pgrep -u ark | wc -l)"
+echo "elapsed_ms $(( ($(now) - t0) / 1000000 ))"
