@@ -33,13 +33,15 @@ def write_boot_state(
     state_dir: Path,
     *,
     snapshot_id: str | None,
-    clean_shutdown_at: str | None = None,
+    last_clean_shutdown_at: str | None,
     extra: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
+    """`last_clean_shutdown_at` is None when it is not known (heal rewriting a damaged file):
+    never claim a clean shutdown that was not seen."""
     from ark_runtime import __version__
 
     payload: dict[str, Any] = {
-        "last_clean_shutdown_at": clean_shutdown_at or datetime.now(UTC).isoformat(),
+        "last_clean_shutdown_at": last_clean_shutdown_at,
         "snapshot_id": snapshot_id,
         "runtime_version": __version__,
         **(extra or {}),
@@ -65,3 +67,7 @@ def load_boot_state(state_dir: Path) -> dict[str, Any]:
     if doc.get("sha256") != _digest(doc["payload"]):
         raise BootStateError(f"{path}: checksum mismatch (file was altered or torn)")
     return doc["payload"]
+
+
+def now_iso() -> str:
+    return datetime.now(UTC).isoformat()

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ark_runtime import envcheck, ports, snapshot, trace
+from ark_runtime import envcheck, heal, ports, snapshot, trace
 from ark_runtime.agents import cli as agents_cli
 from ark_runtime.bus import cli as bus_cli
 
@@ -37,6 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     envcheck.register(sub)  # ark env check PATH, ark env domains UNIT
     snapshot.register(sub)  # ark snapshot create|list|verify|restore|prune
     ports.register(sub)  # ark ports check
+    heal.register(sub)  # ark heal [--dry-run] [--json] [--clear-panic]
     return parser
 
 

@@ -453,10 +453,9 @@ def restore(
 
 
 def _match_owner(new: Path, old: Path) -> None:
-    """Heal runs as root: the restored file must stay owned by whoever owned the store (ark),
-    or HRM cannot open it. Without an old file, take the directory's owner."""
-    ref = old if old.exists() else old.parent
-    st = ref.stat()
+    """Heal runs as root: the restored file must belong to the owner of the state directory
+    (ark), or HRM cannot open it. Not the old file's owner: that file is the damaged one."""
+    st = old.parent.stat()
     if os.geteuid() == 0:
         os.chown(new, st.st_uid, st.st_gid)
     os.chmod(new, 0o640)
@@ -469,7 +468,7 @@ def on_shutdown(env: Mapping[str, str] | None = None) -> tuple[int, str]:
     """ExecStopPost= of HRM's unit: snapshot + boot state only after a clean stop. A crash,
     a kill or a panic must not write "last clean shutdown" (the next boot would then skip the
     checks it needs) nor replace good snapshots with one taken from a suspect state."""
-    from ark_runtime.bootstate import write_boot_state
+    from ark_runtime.bootstate import now_iso, write_boot_state
 
     env = os.environ if env is None else env
     result = env.get("SERVICE_RESULT", "")
@@ -481,7 +480,7 @@ def on_shutdown(env: Mapping[str, str] | None = None) -> tuple[int, str]:
         "shutdown", store=paths.store_path(env), root=paths.snapshot_dir(env),
         config_dir=paths.config_dir(env),
     )
-    write_boot_state(paths.state_dir(env), snapshot_id=snap.id)
+    write_boot_state(paths.state_dir(env), snapshot_id=snap.id, last_clean_shutdown_at=now_iso())
     return 0, f"snapshot {snap.id} created; boot state written"
 
 

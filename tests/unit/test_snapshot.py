@@ -294,7 +294,7 @@ def test_shutdown_hook_only_on_success(env: dict[str, Path],
 
 @pytest.mark.requirement("MEM_02")
 def test_boot_state_checksum(tmp_path: Path) -> None:
-    payload = write_boot_state(tmp_path, snapshot_id="abc")
+    payload = write_boot_state(tmp_path, snapshot_id="abc", last_clean_shutdown_at=None)
     assert load_boot_state(tmp_path) == payload
     path = tmp_path / "boot_state.json"
     doc = json.loads(path.read_text())
