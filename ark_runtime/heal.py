@@ -77,6 +77,7 @@ class Layout:
     snapshots: Path
     venv: Path
     lock: Path
+    ruleset: Path
     user: str
     group: str
 
@@ -89,15 +90,17 @@ class Layout:
             return pre / p.lstrip("/")
 
         state = Path(env.get("ARK_STATE_DIR") or under("/var/lib/ark"))
+        config = Path(env.get("ARK_CONFIG_DIR") or under("/etc/ark"))
         return cls(
             prefix=pre,
             state=state,
             log=Path(env.get("ARK_LOG_DIR") or under("/var/log/ark")),
-            config=Path(env.get("ARK_CONFIG_DIR") or under("/etc/ark")),
+            config=config,
             store=Path(env.get("ARK_STORE_PATH") or state / "memory.db"),
             snapshots=Path(env.get("ARK_SNAPSHOT_DIR") or state / "snapshots"),
             venv=Path(env.get("ARK_VENV") or under("/opt/ark/venv")),
             lock=Path(env.get("ARK_RUNTIME_LOCK") or under("/opt/ark/wheelhouse/runtime.lock")),
+            ruleset=Path(env.get("ARK_HRM_RULESET") or config / "HRM_RULESET.yaml"),
             user=env.get("ARK_USER") or "ark",
             group=env.get("ARK_GROUP") or "ark",
         )
@@ -282,7 +285,7 @@ class Healer:
     def _config_files(self) -> list[tuple[str, Path, str | None]]:
         """(kind, path, env domain) for every config file heal checks."""
         out: list[tuple[str, Path, str | None]] = [
-            ("ruleset", self.l.config / "HRM_RULESET.yaml", None)]
+            ("ruleset", self.l.ruleset, None)]
         env_dir = self.l.config / "env"
         names = {p.name for p in env_dir.glob("*.env")} if env_dir.is_dir() else set()
         if self._lkg_trusted():

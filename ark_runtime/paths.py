@@ -42,5 +42,11 @@ def snapshot_dir(env: Mapping[str, str] | None = None) -> Path:
     return Path(e.get("ARK_SNAPSHOT_DIR") or state_dir(e) / "snapshots")
 
 
+def ruleset_path(env: Mapping[str, str] | None = None) -> Path:
+    """The ruleset HRM loads: $ARK_HRM_RULESET (units set it), else <config>/HRM_RULESET.yaml."""
+    e = _env(env)
+    return Path(e.get("ARK_HRM_RULESET") or config_dir(e) / "HRM_RULESET.yaml")
+
+
 def panic_flag(env: Mapping[str, str] | None = None) -> Path:
     return state_dir(env) / "PANIC"

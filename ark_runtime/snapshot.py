@@ -74,11 +74,13 @@ def _payload_digest(payload: Mapping[str, Any]) -> str:
 
 def config_version(config_dir: Path) -> dict[str, str | None]:
     """What configuration the runtime ran with: sha256 of the ruleset and of the env schema.
-    None for a file that does not exist (a host not yet configured is not an error here)."""
+    None for a file that does not exist (a host not yet configured is not an error here).
+    $ARK_HRM_RULESET wins over <config_dir>/HRM_RULESET.yaml, as for HRM itself."""
     from ark_runtime.envcheck import ENV_SCHEMA
 
+    ruleset = Path(os.environ.get("ARK_HRM_RULESET") or config_dir / "HRM_RULESET.yaml")
     out: dict[str, str | None] = {}
-    for key, path in (("hrm_ruleset", config_dir / "HRM_RULESET.yaml"), ("env_schema", ENV_SCHEMA)):
+    for key, path in (("hrm_ruleset", ruleset), ("env_schema", ENV_SCHEMA)):
         out[key] = sha256_file(path) if path.is_file() else None
     return out
 

@@ -60,7 +60,7 @@ def make_dist(site: Path, name: str, version: str, files: dict[str, bytes]) -> N
 def host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Layout:
     root = tmp_path / "root"
     for var in ("ARK_STATE_DIR", "ARK_LOG_DIR", "ARK_CONFIG_DIR", "ARK_STORE_PATH",
-                "ARK_SNAPSHOT_DIR", "ARK_VENV", "ARK_RUNTIME_LOCK"):
+                "ARK_HRM_RULESET", "ARK_SNAPSHOT_DIR", "ARK_VENV", "ARK_RUNTIME_LOCK"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setenv("ARK_ROOT_PREFIX", str(root))
     monkeypatch.setenv("ARK_USER", "nobody")

@@ -40,7 +40,7 @@ def env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, Path]:
     monkeypatch.setenv("ARK_STATE_DIR", str(dirs["state"]))
     monkeypatch.setenv("ARK_CONFIG_DIR", str(dirs["config"]))
     monkeypatch.setenv("ARK_RUN_DIR", str(dirs["run"]))
-    for var in ("ARK_STORE_PATH", "ARK_SNAPSHOT_DIR", "SERVICE_RESULT"):
+    for var in ("ARK_STORE_PATH", "ARK_SNAPSHOT_DIR", "SERVICE_RESULT", "ARK_HRM_RULESET"):
         monkeypatch.delenv(var, raising=False)
     return dirs
 
