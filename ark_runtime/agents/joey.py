@@ -20,6 +20,10 @@ from ark_runtime.market import Bar
 from ark_runtime.patterns import PatternDetector
 
 WINDOW_KEY = "ark:state:joey:window:"
+# The detector's other per-symbol state: the confirmed side of the fast/slow averages (the MA
+# cross hysteresis). It is private to PatternDetector; until that class offers a public
+# snapshot/restore, Joey reads and restores `_side` here, and only here.
+SIDE_KEY = "ark:state:joey:side"
 
 
 class Joey(ConsumerAgent):
@@ -44,6 +48,10 @@ class Joey(ConsumerAgent):
                     restored += 1
                 except ValueError as exc:  # a corrupt entry costs a warm-up, not a crash
                     self.log.warning("skipping saved bar in %s: %s", key, exc)
+        sides = getattr(self.detector, "_side", None)
+        if isinstance(sides, dict):
+            for symbol, side in self.r.hgetall(SIDE_KEY).items():
+                sides[symbol] = int(side)
         if restored:
             self.log.info("restored %d bars of window state", restored,
                           extra={"event": "state_restored", "bars": restored})
@@ -66,12 +74,16 @@ class Joey(ConsumerAgent):
     def state_writes(self, envelope: Envelope) -> Callable[[Any], None] | None:
         if self._added is None:
             return None
-        key = f"{WINDOW_KEY}{self._added.symbol}"
+        symbol = self._added.symbol
+        key = f"{WINDOW_KEY}{symbol}"
         bar_json = self._added.model_dump_json()
         size = self.window_size
+        side = getattr(self.detector, "_side", {}).get(symbol)
 
         def write(pipe: Any) -> None:
             pipe.rpush(key, bar_json)
             pipe.ltrim(key, -size, -1)
+            if side is not None:
+                pipe.hset(SIDE_KEY, symbol, side)
 
         return write

@@ -76,8 +76,11 @@ def test_approval_and_rejection_end_to_end_with_correlation(lab: Lab, r) -> None
     assert len(store_ledger(env["ARK_STATE_DIR"])) == len(approved)
     assert all(d.payload["decision"]["violations"] for d in rejected)
 
-    # Every line every agent logged is JSON carrying the correlation_id key.
-    for name in procs:
+    # Every line every agent logged is JSON carrying the correlation_id key; each agent told
+    # "systemd" it was ready and kept the watchdog fed.
+    for name, agent in procs.items():
+        assert agent.notify.messages[0] == "READY=1"
+        assert agent.notify.seen("WATCHDOG=1")
         lines = log_lines(env["ARK_LOG_DIR"], name)
         assert lines and all("correlation_id" in ln for ln in lines)
 
