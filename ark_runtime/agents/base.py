@@ -16,7 +16,6 @@ import os
 import signal
 import threading
 import time
-from pathlib import Path
 from types import FrameType
 from typing import ClassVar
 
@@ -32,16 +31,10 @@ EXIT_OK = 0
 EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE: Redis could not be reached at start
 EXIT_CONFIG = 78  # EX_CONFIG: bad configuration (feed path, ruleset, env values)
 
-DEFAULT_STATE_DIR = "/var/lib/ark"
 
 
 class ConfigError(RuntimeError):
     """Bad configuration; the message names the setting and the fix."""
-
-
-def state_dir(env: dict[str, str] | os._Environ[str] | None = None) -> Path:
-    env = os.environ if env is None else env
-    return Path(env.get("ARK_STATE_DIR") or DEFAULT_STATE_DIR)
 
 
 class Agent:

@@ -9,24 +9,18 @@ HRM owns its store and breaker state: run one HRM per store (the lock enforces i
 
 from __future__ import annotations
 
-import os
 from datetime import datetime
-from pathlib import Path
 from typing import Any
 
-from ark_runtime.agents.base import ConfigError, state_dir
+from ark_runtime.agents.base import ConfigError
 from ark_runtime.agents.consumer import ConsumerAgent, Output
 from ark_runtime.bus.envelope import Envelope, derive_id
 from ark_runtime.bus.registry import HrmVerdict
 from ark_runtime.bus.streams import DECISIONS_STREAM
 from ark_runtime.hrm import BreakerState, Decision, RuleEngine, RulesetError, load_ruleset
+from ark_runtime.paths import store_path
 from ark_runtime.planner import TradePlan
 from ark_runtime.store import MemoryStore, StoreError
-
-
-def store_path(env: dict[str, str] | os._Environ[str] | None = None) -> Path:
-    env = os.environ if env is None else env
-    return Path(env.get("ARK_STORE_PATH") or state_dir(env) / "memory.db")
 
 
 class Hrm(ConsumerAgent):
