@@ -18,6 +18,8 @@ from typing import Any
 import paramiko
 from fabric import Connection
 
+from ark_ops.errors import OpsError
+
 CONNECT_TIMEOUT = 5
 
 
@@ -57,7 +59,8 @@ def _known_hosts_from(common_args: str) -> str | None:
     return None
 
 
-def inventory_hosts(inventory: Path, limit: str | None = None, group: str = "ark") -> list[FleetHost]:
+def inventory_hosts(inventory: Path, limit: str | None = None,
+                    group: str = "ark") -> list[FleetHost]:
     from ansible.inventory.manager import InventoryManager
     from ansible.parsing.dataloader import DataLoader
     from ansible.vars.manager import VariableManager
@@ -68,6 +71,9 @@ def inventory_hosts(inventory: Path, limit: str | None = None, group: str = "ark
     if limit:
         inv.subset(limit)
     hosts = []
+    if not inv.get_hosts(group):
+        raise OpsError(f"no hosts in group '{group}' of {inventory}"
+                       + (f" matching {limit!r}" if limit else ""))
     for h in inv.get_hosts(group):
         v = variables.get_vars(host=h)
         hosts.append(FleetHost(

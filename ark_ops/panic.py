@@ -61,10 +61,7 @@ def panic(inventory: str | None = None, limit: str | None = None,
           log=print) -> tuple[list[HostOutcome], float]:
     started = time.monotonic()
     inv = resolve_inventory(inventory, log, bring_up=False)
-    hosts = inventory_hosts(inv, limit)
-    if not hosts:
-        raise OpsError(f"no hosts in group 'ark' of {inv}" + (f" matching {limit}" if limit else ""))
-    outcomes = run_everywhere(hosts, _panic_step)
+    outcomes = run_everywhere(inventory_hosts(inv, limit), _panic_step)
     wall = time.monotonic() - started
     for o in outcomes:
         if o.ok:

@@ -16,12 +16,14 @@ mv -f "$flag.tmp" "$flag"
 sync "$state" 2>/dev/null || sync
 
 # 2. SIGKILL through systemd: every process of every ARK unit, at once.
-units=$(systemctl list-units --plain --no-legend --state=active,activating,deactivating,reloading \
-        'ark*.service' 2>/dev/null | awk '{print $1}')
+listing=$(systemctl list-units --plain --no-legend \
+          --state=active,activating,deactivating,reloading 'ark*.service' 2>/dev/null)
+units=$(echo "$listing" | awk 'NF {print $1}')
 if [ -n "$units" ]; then
   systemctl kill --signal=SIGKILL --kill-who=all $units 2>&1 | sed 's/^/warning: /'
 fi
-for u in $units; do echo "killed $u"; done
+# Report units that had processes (a finished oneshot such as ark-heal has none).
+echo "$listing" | awk 'NF && $4 != "exited" {print "killed " $1}'
 
 # 3. Anything of user ark outside a unit (a manual run) goes too.
 pkill -KILL -u ark 2>/dev/null && echo "note: killed leftover processes of user ark"
