@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ark_runtime import envcheck, heal, ports, snapshot, trace
+from ark_runtime import dr, envcheck, heal, ports, snapshot, trace
 from ark_runtime.agents import cli as agents_cli
 from ark_runtime.bus import cli as bus_cli
 
@@ -38,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     snapshot.register(sub)  # ark snapshot create|list|verify|restore|prune
     ports.register(sub)  # ark ports check
     heal.register(sub)  # ark heal [--dry-run] [--json] [--clear-panic]
+    dr.register(sub)  # ark dr bundle|restore
     return parser
 
 
