@@ -147,8 +147,9 @@ def _sha256(path: Path) -> str:
 
 
 def _invoker() -> str:
-    # Under sudo, the person; otherwise the login name; otherwise the uid's name.
-    for var in ("SUDO_USER", "LOGNAME", "USER"):
+    # $ARK_ACTOR (the operator `invoke recover` names), else the person behind sudo, else the
+    # login name, else the uid's name.
+    for var in ("ARK_ACTOR", "SUDO_USER", "LOGNAME", "USER"):
         if os.environ.get(var):
             return os.environ[var]
     try:

@@ -282,7 +282,8 @@ def test_panic_flag_refuses_until_cleared(host: Layout, capsys: pytest.CaptureFi
     assert flag.exists()
     assert main(["heal", "--dry-run", "--clear-panic"]) == 0
     assert flag.exists()
-    monkeypatch.setenv("SUDO_USER", "bob")
+    monkeypatch.setenv("SUDO_USER", "root-shell")
+    monkeypatch.setenv("ARK_ACTOR", "bob")  # what `invoke recover` passes
     assert main(["heal", "--clear-panic"]) == 0
     assert not flag.exists()
     log = [json.loads(x) for x in (host.log / "heal.log").read_text().splitlines()]
