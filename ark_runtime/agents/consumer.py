@@ -5,8 +5,7 @@ from __future__ import annotations
 import logging
 import sqlite3
 import time
-from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import ClassVar
 
 from ark_runtime import logjson
 from ark_runtime.agents.base import Agent
@@ -32,9 +31,9 @@ class ConsumerAgent(Agent):
     def handle(self, envelope: Envelope) -> list[Output]:
         raise NotImplementedError
 
-    def state_writes(self, envelope: Envelope) -> Callable[[Any], None] | None:
-        """Redis writes that must commit together with this message's ack (agent state)."""
-        return None
+    def state_writes(self, envelope: Envelope) -> list[list[str]]:
+        """Redis commands that must commit together with this message's ack (agent state)."""
+        return []
 
     def severity(self, exc: Exception) -> str:
         # Persistence failing means every later message fails too: halt the producers.
@@ -91,7 +90,9 @@ class ConsumerAgent(Agent):
             if reason:
                 self._dead(delivery, reason, "warning" if "expired" in reason else "error")
                 return
-            if self.inbox.already_done(envelope.message_id):
+            # Only a redelivery can be a duplicate of our own work; skip the round trip
+            # otherwise (the commit script still refuses a second effect in every case).
+            if delivery.deliveries > 1 and self.inbox.already_done(envelope.message_id):
                 self.inbox.ack(delivery)
                 self.log.info("duplicate delivery ignored", extra={"event": "duplicate"})
                 return

@@ -1,16 +1,13 @@
 """Joey: rolling windows per symbol -> pattern.detected for Kenny.
 
 The windows are Joey's state. Each bar is appended to `ark:state:joey:window:<symbol>` (a
-Redis list trimmed to the window size) in the same MULTI/EXEC that acks the bar, so the saved
+Redis list trimmed to the window size) in the same atomic commit that acks the bar, so the saved
 windows always match exactly the bars acknowledged: a restart, even after SIGKILL, resumes
 with the same windows and detects the same patterns. Joey is stateful per symbol: run one
 active Joey per pipeline (a second consumer would see only part of each symbol's bars).
 """
 
 from __future__ import annotations
-
-from collections.abc import Callable
-from typing import Any
 
 from ark_runtime.agents.base import ConfigError
 from ark_runtime.agents.consumer import ConsumerAgent, Output
@@ -71,19 +68,14 @@ class Joey(ConsumerAgent):
             )))
         return out
 
-    def state_writes(self, envelope: Envelope) -> Callable[[Any], None] | None:
+    def state_writes(self, envelope: Envelope) -> list[list[str]]:
         if self._added is None:
-            return None
+            return []
         symbol = self._added.symbol
         key = f"{WINDOW_KEY}{symbol}"
-        bar_json = self._added.model_dump_json()
-        size = self.window_size
+        commands = [["RPUSH", key, self._added.model_dump_json()],
+                    ["LTRIM", key, str(-self.window_size), "-1"]]
         side = getattr(self.detector, "_side", {}).get(symbol)
-
-        def write(pipe: Any) -> None:
-            pipe.rpush(key, bar_json)
-            pipe.ltrim(key, -size, -1)
-            if side is not None:
-                pipe.hset(SIDE_KEY, symbol, side)
-
-        return write
+        if side is not None:
+            commands.append(["HSET", SIDE_KEY, symbol, str(side)])
+        return commands

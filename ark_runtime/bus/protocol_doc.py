@@ -59,7 +59,7 @@ def render() -> str:
         "",
         "* Consumers read through their group and ack only after processing. Emitting "
         "downstream, marking the message done (`ark:done:<agent>:<message_id>`, kept "
-        f"{s.dedup_ttl_s // 86400} days) and the XACK happen in one MULTI/EXEC under WATCH, so a "
+        f"{s.dedup_ttl_s // 86400} days) and the XACK happen in one Lua script (atomic), so a "
         "redelivered message has no second effect.",
         f"* A consumer's pending entries idle for more than {s.claim_min_idle_ms} ms "
         "(`ARK_BUS_CLAIM_MIN_IDLE_MS`) are reclaimed by a live consumer with XAUTOCLAIM.",

@@ -1,11 +1,12 @@
 """Redis Streams transport (AGENT_01/02): inboxes read through consumer groups.
 
 * Each agent reads `ark:stream:<agent>` in group `<agent>` as consumer `<agent>@<host>`.
-* Effects on the bus are committed atomically with the ack: one MULTI/EXEC holds the
-  downstream XADDs, the idempotency mark `ark:done:<agent>:<message_id>` and the XACK, under
-  WATCH of that mark. A crash before EXEC leaves the message pending (redelivered, nothing was
-  emitted); a crash after it leaves nothing to redo. Two consumers racing on a reclaimed
-  message cannot both commit. So a redelivered message has no second effect.
+* Effects on the bus are committed atomically with the ack: one Lua script (atomic in Redis,
+  one round trip) checks the idempotency mark `ark:done:<agent>:<message_id>` and, if it is
+  absent, runs the downstream XADDs and the agent's state writes, sets the mark and XACKs. A
+  crash before the script leaves the message pending (redelivered, nothing was emitted); a
+  crash after it leaves nothing to redo; two consumers racing on a reclaimed message cannot
+  both commit. So a redelivered message has no second effect.
 * A dead consumer's pending entries are taken over with XAUTOCLAIM after `claim_min_idle_ms`.
 * A message delivered more than `max_deliveries` times, or that is not a valid envelope, or
   has expired, goes to `ark:stream:dead` with the reason (and is acked in the same EXEC).
@@ -20,7 +21,7 @@ import json
 import os
 import socket
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -129,6 +130,24 @@ def publish(pipe: Any, stream: str, envelope: Envelope, maxlen: int) -> None:
     pipe.xadd(stream, envelope.to_fields(), maxlen=maxlen, approximate=True)
 
 
+# KEYS: done mark, inbox stream, failures hash. ARGV: group, entry id, mark ttl, JSON list of
+# commands (XADDs downstream, agent state writes). Runs atomically: all or nothing.
+_COMMIT_LUA = """
+if redis.call('EXISTS', KEYS[1]) == 1 then
+  redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])
+  redis.call('HDEL', KEYS[3], ARGV[2])
+  return 0
+end
+for _, cmd in ipairs(cjson.decode(ARGV[4])) do
+  redis.call(unpack(cmd))
+end
+redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
+redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])
+redis.call('HDEL', KEYS[3], ARGV[2])
+return 1
+"""
+
+
 @dataclass
 class Delivery:
     stream: str
@@ -149,6 +168,7 @@ class Inbox:
         self.group = agent
         self.consumer = consumer
         self.settings = settings
+        self._commit_script = client.register_script(_COMMIT_LUA)
 
     def ensure_group(self) -> None:
         try:
@@ -214,34 +234,25 @@ class Inbox:
         return bool(self.r.exists(done_key(self.agent, message_id)))
 
     def commit(self, delivery: Delivery, outputs: Iterable[tuple[str, Envelope]],
-               state: Callable[[Any], None] | None = None) -> bool:
-        """Emit `outputs`, apply `state(pipe)` (the agent's own state writes), mark the
+               state: Iterable[Sequence[str]] = ()) -> bool:
+        """Emit `outputs`, run the `state` commands (the agent's own state writes), mark the
         message done and ack it, atomically.
 
         Returns False (and only acks) when another consumer committed it first."""
         assert delivery.envelope is not None
-        key = done_key(self.agent, delivery.envelope.message_id)
-        outputs = list(outputs)
-        with self.r.pipeline(transaction=True) as pipe:
-            while True:
-                try:
-                    pipe.watch(key)
-                    first = not pipe.exists(key)
-                    pipe.multi()
-                    if first:
-                        for stream, env in outputs:
-                            cap = self.settings.side_maxlen if stream in SIDE_STREAMS \
-                                else self.settings.maxlen
-                            publish(pipe, stream, env, cap)
-                        if state is not None:
-                            state(pipe)
-                        pipe.set(key, delivery.entry_id, ex=self.settings.dedup_ttl_s)
-                    pipe.xack(self.stream, self.group, delivery.entry_id)
-                    pipe.hdel(failures_key(self.agent), delivery.entry_id)
-                    pipe.execute()
-                    return first
-                except redis.WatchError:
-                    continue
+        commands: list[list[str]] = []
+        for stream, env in outputs:
+            cap = self.settings.side_maxlen if stream in SIDE_STREAMS else self.settings.maxlen
+            fields = [x for kv in env.to_fields().items() for x in kv]
+            commands.append(["XADD", stream, "MAXLEN", "~", str(cap), "*", *fields])
+        commands.extend([str(a) for a in cmd] for cmd in state)
+        first = self._commit_script(
+            keys=[done_key(self.agent, delivery.envelope.message_id), self.stream,
+                  failures_key(self.agent)],
+            args=[self.group, delivery.entry_id, self.settings.dedup_ttl_s,
+                  json.dumps(commands)],
+        )
+        return bool(first)
 
     def ack(self, delivery: Delivery) -> None:
         self.r.xack(self.stream, self.group, delivery.entry_id)

@@ -139,3 +139,23 @@ def test_inbox_trim_never_drops_unacked(r, redis_server) -> None:
         box.ack(d)
     box.trim()
     assert r.xlen(inbox("kenny")) == 21  # the 20 unread plus the last delivered one
+
+
+@pytest.mark.requirement("AGENT_01")
+def test_two_consumers_cannot_both_commit_one_message(r, redis_server) -> None:
+    def make(name: str) -> Inbox:
+        client = connect(RedisSettings(port=redis_server.port, password=redis_server.password))
+        return Inbox(client, "kenny", name, BusSettings(claim_min_idle_ms=1))
+
+    a, b = make("kenny@a"), make("kenny@b")
+    a.ensure_group()
+    src = a_pattern_envelope()
+    r.xadd(inbox("kenny"), src.to_fields())
+    held_by_a = a.read(block_ms=10)[0]
+    # a looks dead, so b takes the message over, while a is in fact still working on it.
+    held_by_b = wait_for(lambda: b.reclaim(), what="b to reclaim the idle message")[0]
+    held_by_a.envelope = held_by_b.envelope = Envelope.from_fields(held_by_a.fields)
+    assert b.commit(held_by_b, [(inbox("hrm"), src)], [["SET", "ark:test:effect", "1"]])
+    assert not a.commit(held_by_a, [(inbox("hrm"), src)], [["INCR", "ark:test:effect"]])
+    assert r.xlen(inbox("hrm")) == 1 and r.get("ark:test:effect") == "1"
+    assert pending(r, "kenny") == 0
