@@ -157,6 +157,45 @@ def recover(c, inventory: str = "", limit: str = ""):
         raise Exit(f"recover FAILED on: {', '.join(failed)} (see above)", code=1)
 
 
+@task(
+    help={
+        "inventory": "inventory file or directory (default: the local lab)",
+        "limit": "only these hosts or groups (Ansible pattern)",
+        "out": "directory for the bundles (default reports/dr/)",
+    }
+)
+@operator_errors
+def dr_bundle(c, inventory: str = "", limit: str = "", out: str = ""):
+    """Build a DR bundle on every host in parallel (logs, snapshots, redacted config,
+    units, audit logs, manifest) and fetch them to the control node."""
+    from pathlib import Path
+
+    from ark_ops.dr import dr_bundle as run_bundle
+
+    outcomes = run_bundle(inventory=inventory or None, limit=limit or None,
+                          out_dir=Path(out) if out else None)
+    failed = [o.host for o in outcomes if not o.ok]
+    if failed:
+        raise Exit(f"dr-bundle FAILED on: {', '.join(failed)}", code=1)
+
+
+@task(
+    help={
+        "bundle": "a bundle made by dr-bundle",
+        "host": "the one host to restore onto",
+        "inventory": "inventory file or directory (default: the local lab)",
+    }
+)
+@operator_errors
+def dr_restore(c, bundle, host, inventory: str = ""):
+    """Restore a DR bundle onto a host (deployed first): every member is verified before
+    anything is written; ARK restarts through the cold-start checks."""
+    from ark_ops.dr import dr_restore as run_restore
+
+    if not run_restore(bundle, host, inventory=inventory or None).ok:
+        raise Exit(code=1)
+
+
 # --- development ----------------------------------------------------------------------
 
 
@@ -198,4 +237,4 @@ lab.add_task(lab_down, "down")
 lab.add_task(lab_status, "status")
 lab.add_task(lab_ssh, "ssh")
 
-ns = Collection(lab, deploy, verify, panic, recover, lock, test)
+ns = Collection(lab, deploy, verify, panic, recover, dr_bundle, dr_restore, lock, test)

@@ -1,0 +1,89 @@
+"""invoke dr-bundle / dr-restore: disaster-recovery bundles across the fleet (REC_03)."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from ark_ops.deploy import resolve_inventory
+from ark_ops.errors import OpsError
+from ark_ops.fleet import FleetHost, HostOutcome, inventory_hosts, run_everywhere
+from ark_ops.lab.config import REPO_ROOT
+from ark_ops.panic import remote_script
+
+DEFAULT_OUT = REPO_ROOT / "reports" / "dr"
+
+
+@dataclass
+class FetchedBundle:
+    local: Path
+    size: int
+    sha256: str
+    host_seconds: float  # building the archive on the host
+    fetch_seconds: float
+
+
+def _bundle_step(out_dir: Path):
+    def step(conn, host: FleetHost) -> FetchedBundle:
+        result = conn.run(remote_script("dr_bundle.sh"), hide=True, warn=True, timeout=600)
+        if result.exited != 0:
+            raise OpsError((result.stderr or result.stdout).strip()[-600:])
+        info = json.loads(result.stdout.strip().splitlines()[-1])
+        local_dir = out_dir / host.name
+        local_dir.mkdir(parents=True, exist_ok=True)
+        local = local_dir / Path(info["path"]).name
+        started = time.monotonic()
+        conn.get(info["path"], str(local))
+        fetched = time.monotonic() - started
+        conn.run(f"rm -f {info['path']}", hide=True)
+        if local.stat().st_size != info["size"]:
+            raise OpsError(f"fetched {local.stat().st_size} bytes, host wrote {info['size']}")
+        return FetchedBundle(local, info["size"], info["sha256"], info["seconds"], fetched)
+
+    return step
+
+
+def dr_bundle(inventory: str | None = None, limit: str | None = None,
+              out_dir: Path | None = None, log=print) -> list[HostOutcome]:
+    inv = resolve_inventory(inventory, log, bring_up=False)
+    out = (out_dir or DEFAULT_OUT).resolve()
+    outcomes = run_everywhere(inventory_hosts(inv, limit), _bundle_step(out))
+    for o in outcomes:
+        if o.ok:
+            b = o.value
+            log(f"  {o.host:<16} {b.size / 1e6:8.1f} MB  built {b.host_seconds:.2f}s  "
+                f"fetched {b.fetch_seconds:.2f}s  total {o.seconds:.2f}s  {b.local}")
+        else:
+            log(f"  {o.host:<16} FAILED after {o.seconds:.1f}s: {o.error}")
+    return outcomes
+
+
+def dr_restore(bundle: str, host: str, inventory: str | None = None, log=print) -> HostOutcome:
+    path = Path(bundle)
+    if not path.is_file():
+        raise OpsError(f"bundle {bundle} does not exist")
+    inv = resolve_inventory(inventory, log, bring_up=False)
+    targets = inventory_hosts(inv, host)
+    if len(targets) != 1:
+        raise OpsError(f"--host must name exactly one host, {host!r} matches "
+                       f"{len(targets)}: {', '.join(t.name for t in targets)}")
+    remote = f"/var/lib/ark/dr/restore-{path.name}"
+
+    def step(conn, target: FleetHost) -> str:
+        conn.run("mkdir -p /var/lib/ark/dr", hide=True)
+        conn.put(str(path), remote)
+        result = conn.run(remote_script("dr_restore.sh", remote), hide=True, warn=True,
+                          timeout=600)
+        if result.exited != 0:
+            conn.run(f"rm -f {remote}", hide=True, warn=True)
+            raise OpsError((result.stderr or result.stdout).strip()[-800:])
+        return result.stdout.strip()
+
+    outcome = run_everywhere(targets, step)[0]
+    if outcome.ok:
+        log(f"  {outcome.host:<16} RESTORED in {outcome.seconds:.1f}s")
+    else:
+        log(f"  {outcome.host:<16} FAILED after {outcome.seconds:.1f}s: {outcome.error}")
+    return outcome
