@@ -181,9 +181,10 @@ def create_bundle(
         # The bundle should hold the state as of now, not as of the last timer run.
         fresh = snap.create_snapshot("manual", store=src.store, root=src.snapshots,
                                      config_dir=src.config)
-        from ark_runtime.heal import _chown_tree_like
+        from ark_runtime.heal import _chown_like, _chown_tree_like
 
-        _chown_tree_like(fresh.path, src.snapshots)
+        _chown_like(src.snapshots, src.state)
+        _chown_tree_like(fresh.path, src.state)
     chosen = []
     for s in snap.list_snapshots(src.snapshots):
         if len(chosen) >= n_snapshots:
@@ -425,7 +426,7 @@ def restore_bundle(path: Path, *, src: Sources | None = None, dry_run: bool = Fa
                 fsync_file(f)
             fsync_dir(staged)
             replace(staged, target)
-            _chown_tree_like(target, src.snapshots)
+            _chown_tree_like(target, src.state)
         if plan.snapshot:
             res = snap.restore(plan.snapshot, store=src.store, root=src.snapshots,
                                config_dir=src.config)

@@ -453,8 +453,13 @@ class Healer:
             self.findings[-1].detail = f"{problem}; restore failed: {exc}"
             return False
         self.findings[-1].data["pre_restore"] = res.pre_restore_note
+        # Anything root created under the state dir goes to its owner (ark): the snapshot
+        # timer, running as ark, must still be able to write and prune there.
+        _chown_like(self.l.snapshots, self.l.state)
         if res.pre_restore is not None:
-            _chown_tree_like(res.pre_restore.path, self.l.snapshots)
+            _chown_tree_like(res.pre_restore.path, self.l.state)
+        if (self.l.store.parent / "damaged").is_dir():
+            _chown_tree_like(self.l.store.parent / "damaged", self.l.state)
         again = store_problem(db)
         if again is not None:
             self.findings[-1].status = "failed"

@@ -441,11 +441,23 @@ def restore(
             if sha256_file(tmp) != snap.manifest["files"][DB_NAME]["sha256"]:
                 raise SnapshotError(f"{tmp}: copy of snapshot {snap.id} does not match its hash")
             _match_owner(tmp, store)
+            damaged = None
+            if pre is None and store.exists():
+                # No SQLite copy of the current file could be made: keep its raw bytes (and
+                # its WAL) for `sqlite3 .recover`, rather than destroy the only copy.
+                stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+                damaged = store.parent / "damaged" / stamp
+                damaged.mkdir(parents=True, mode=0o750)
+                os.link(store, damaged / store.name)  # a link: the store never goes missing
+                note += f"; damaged file kept in {damaged}"
             # Stale -wal/-shm go *before* the rename: an old WAL beside the new file would be
             # replayed into it by SQLite on the next open.
             for suffix in ("-wal", "-shm", "-journal"):
                 with contextlib.suppress(FileNotFoundError):
-                    os.unlink(f"{store}{suffix}")
+                    if damaged is not None:
+                        os.replace(f"{store}{suffix}", damaged / f"{store.name}{suffix}")
+                    else:
+                        os.unlink(f"{store}{suffix}")
             replace(tmp, store)
         except BaseException:
             with contextlib.suppress(FileNotFoundError):

@@ -205,10 +205,30 @@ def test_corrupt_store_restored_from_snapshot_with_loss_reported(host: Layout) -
     with MemoryStore(host.store) as store:
         assert store.integrity_ok() and store.object_count() == 3
     assert host.store.stat().st_uid == 65534  # ark (here: nobody) can still open it
+    # SQLite cannot copy this damaged file, so its raw bytes are kept, owned by ark.
+    assert "damaged file kept in" in f["data"]["pre_restore"]
+    [kept] = (host.state / "damaged").glob("*/memory.db")
+    assert kept.read_bytes() == bytes(data)
+    assert {p.stat().st_uid for p in [host.state / "damaged", kept]} == {65534}
     [bs] = by(doc, "boot_state")
     assert bs["status"] == "repaired"
     state = load_boot_state(host.state)
     assert state["snapshot_id"] == snap.id and state["rewrite_reason"]
+
+
+def test_schema_mismatch_restores_and_keeps_current_as_pre_restore(host: Layout) -> None:
+    import sqlite3
+
+    con = sqlite3.connect(host.store)
+    con.execute("ALTER TABLE objects ADD COLUMN surprise TEXT")
+    con.commit()
+    con.close()
+    code, doc = run_heal()
+    assert code == 0
+    [f] = by(doc, "store")
+    assert f["status"] == "repaired" and "schema does not match" in f["detail"]
+    [pre] = [s for s in list_snapshots(host.snapshots) if s.manifest["reason"] == "pre-restore"]
+    assert {p.stat().st_uid for p in [host.snapshots, pre.path, *pre.path.iterdir()]} == {65534}
 
 
 def test_corrupt_store_without_verified_snapshot_fails_untouched(host: Layout) -> None:

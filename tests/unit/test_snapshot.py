@@ -244,6 +244,9 @@ def test_restore_over_corrupt_db_removes_stale_wal(env: dict[str, Path]) -> None
     res = restore()
     assert res.pre_restore is None and "unreadable" in res.pre_restore_note
     assert not Path(f"{db}-shm").exists()
+    [kept] = (env["state"] / "damaged").iterdir()  # nothing destroyed: raw bytes + WAL kept
+    assert (kept / "memory.db").read_bytes() == b"not a database" * 100
+    assert (kept / "memory.db-wal").read_bytes() == b"stale wal"
     with MemoryStore(db) as store:
         assert store.integrity_ok() and store.object_count() == 2
 
