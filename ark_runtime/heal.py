@@ -611,6 +611,7 @@ def verify_venv(venv: Path, pins: Mapping[str, str]) -> tuple[list[str], int]:
     if not site:
         return [f"{venv}: no lib/python3*/site-packages"], 0
     installed: dict[str, str] = {}
+    recorded: set[Path] = set()
     for sp in site:
         for dist_info in sorted(sp.glob("*.dist-info")):
             try:
@@ -625,22 +626,32 @@ def verify_venv(venv: Path, pins: Mapping[str, str]) -> tuple[list[str], int]:
                 problems.append(f"{name} {version} is installed but not in runtime.lock")
             elif want is not None and want != version:
                 problems.append(f"{name} is {version}, runtime.lock pins {want}")
-            p, n = _check_record(sp, dist_info)
+            p, n = _check_record(sp, dist_info, recorded)
             problems += p
             checked += n
+        # A file no RECORD lists was not installed by pip from the lock: a planted .pth runs
+        # code at every interpreter start, a planted module or .pyc shadows a real one.
+        for dirpath, _dirs, files in os.walk(sp):
+            for name in files:
+                path = Path(dirpath, name)
+                if path.resolve() not in recorded:
+                    problems.append(f"{path.relative_to(sp)}: not installed by any dist in "
+                                    "runtime.lock (planted?)")
     for key, version in sorted(pins.items()):
         if key not in installed:
             problems.append(f"{key}=={version} is in runtime.lock but not installed")
     return problems, checked
 
 
-def _check_record(site: Path, dist_info: Path) -> tuple[list[str], int]:
+def _check_record(site: Path, dist_info: Path, recorded: set[Path]) -> tuple[list[str], int]:
     record = dist_info / "RECORD"
     if not record.is_file():
         return [f"{dist_info.name}: RECORD is missing"], 0
     problems, n = [], 0
     with record.open(encoding="utf-8", newline="") as fh:
         for row in csv.reader(fh):
+            if row:
+                recorded.add((site / row[0]).resolve())
             if len(row) < 2 or not row[1]:
                 continue  # RECORD itself, and files pip compiled after install (.pyc)
             algo, _, expected = row[1].partition("=")

@@ -251,7 +251,7 @@ def test_missing_store_first_boot_is_fine(host: Layout) -> None:
 
 
 @pytest.mark.parametrize("tamper", ["edit_file", "delete_file", "version", "extra_dist",
-                                    "marker", "missing_pin"])
+                                    "marker", "missing_pin", "planted_pth"])
 def test_venv_tampering_is_refused(host: Layout, tamper: str) -> None:
     site = next(host.venv.resolve().glob("lib/python3*/site-packages"))
     if tamper == "edit_file":
@@ -270,6 +270,9 @@ def test_venv_tampering_is_refused(host: Layout, tamper: str) -> None:
     elif tamper == "marker":
         (host.venv / ".ark-installed").write_text("0" * 64)
         expect = "not completely installed from this runtime.lock"
+    elif tamper == "planted_pth":
+        (site / "zz-evil.pth").write_text("import os; os.system('id')\n")
+        expect = "zz-evil.pth: not installed by any dist in runtime.lock (planted?)"
     else:
         shutil.rmtree(site / "other_pkg-2.5.dist-info")
         expect = "other-pkg==2.5 is in runtime.lock but not installed"
