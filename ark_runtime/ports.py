@@ -202,8 +202,9 @@ def is_ours(role: str, holder: Holder) -> bool:
         return sub == "api" or unit == "ark-api.service"
     if role == "redis":
         return holder.comm == "redis-server" or unit.startswith("redis-server")
-    # metrics: any ARK process may serve them.
-    return sub is not None or unit.startswith("ark")
+    # metrics: any ARK process may serve them (an ark command, or one of ARK's units;
+    # a unit merely *named* ark-something is not enough).
+    return sub is not None or unit == "ark-api.service" or unit.startswith("ark-agent@")
 
 
 def _fix(role: str, port: int, env_var: str | None, holders: list[Holder]) -> str:
