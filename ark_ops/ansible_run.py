@@ -26,6 +26,14 @@ class PlaybookResult:
         return {host: counts.get("changed", 0) for host, counts in self.recap.items()}
 
 
+class PlaybookFailed(OpsError):
+    """ansible-playbook exited non-zero; `result` has the recap and output."""
+
+    def __init__(self, message: str, result: PlaybookResult):
+        super().__init__(message)
+        self.result = result
+
+
 def parse_recap(output: str) -> dict[str, dict[str, int]]:
     recap: dict[str, dict[str, int]] = {}
     in_recap = False
@@ -75,7 +83,6 @@ def run_playbook(playbook: str, inventory: Path, *, limit: str | None = None,
     output = "".join(lines)
     result = PlaybookResult(rc, parse_recap(output), output)
     if rc != 0:
-        raise OpsError(f"{playbook} failed (ansible-playbook exit {rc}); the failing task is "
-                       "shown above", ) if echo else OpsError(
-            f"{playbook} failed (exit {rc}):\n{output[-3000:]}")
+        where = "the failing task is shown above" if echo else output[-3000:]
+        raise PlaybookFailed(f"{playbook} failed (ansible-playbook exit {rc}): {where}", result)
     return result

@@ -446,6 +446,8 @@ def restore_bundle(path: Path, *, src: Sources | None = None, dry_run: bool = Fa
                 target = target.with_name(f"{target.name}.restored-{secrets.token_hex(3)}")
                 kept += 1
             shutil.move(staged_file, target)
+            # Logs are not world-readable on a host (the log dir is 0750): nor are these.
+            target.chmod(0o640)
             _chown_tree_like(target, src.log)
             restored += 1
         notes.append(f"{restored} log file(s) restored into {src.log}"

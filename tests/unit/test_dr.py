@@ -153,6 +153,7 @@ def test_restore_keeps_a_different_local_log(host_a: Layout, tmp_path: Path,
     assert (lay_b.log / "hrm.log").read_text() == "B's own log\n"
     [renamed] = lay_b.log.glob("hrm.log.restored-*")
     assert renamed.read_bytes() == (host_a.log / "hrm.log").read_bytes()
+    assert stat.S_IMODE(renamed.stat().st_mode) == 0o640  # logs are never world-readable
 
 
 def test_dry_run_writes_nothing(host_a: Layout, tmp_path: Path,

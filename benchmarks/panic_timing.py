@@ -1,0 +1,76 @@
+#!/usr/bin/env python3
+"""REC_01: wall time of `invoke panic` until no ARK process remains, on 1 and 4 lab hosts.
+
+    sudo .venv/bin/python benchmarks/panic_timing.py [--hosts 1,4] [--runs 3]
+
+For each fleet size: lab up, deploy, then per run: recover (untimed), wait until every
+host serves, panic (timed: from the call until every host has confirmed that no
+process of user ark is left). Prints the median, min and max. Destroys the current lab.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from ark_ops import deploy as deploy_mod  # noqa: E402
+from ark_ops.lab import lab  # noqa: E402
+from ark_ops.lab.config import LabHost, LabPaths  # noqa: E402
+from ark_ops.lab.ssh import ssh_argv  # noqa: E402
+from ark_ops.panic import panic, recover  # noqa: E402
+
+
+def quiet(*_a, **_k) -> None:
+    pass
+
+
+def all_serving(n: int) -> bool:
+    for i in range(1, n + 1):
+        out = subprocess.run(ssh_argv(LabPaths.default(), LabHost(i), "pgrep", "-c", "-u", "ark"),
+                             capture_output=True, text=True).stdout.strip()
+        if not out.isdigit() or int(out) < 5:  # api + four agents
+            return False
+    return True
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--hosts", default="1,4")
+    parser.add_argument("--runs", type=int, default=3)
+    args = parser.parse_args()
+    results: dict[int, list[float]] = {}
+    for n in (int(x) for x in args.hosts.split(",")):
+        lab.down(log=quiet)
+        lab.up(hosts=n, log=quiet)
+        deploy_mod.deploy(echo=False, log=quiet)
+        results[n] = []
+        for run in range(args.runs):
+            if run:
+                recover(log=quiet)
+            deadline = time.monotonic() + 120
+            while not all_serving(n):
+                if time.monotonic() > deadline:
+                    raise SystemExit(f"{n} host(s) did not come back after recover")
+                time.sleep(0.5)
+            outcomes, wall = panic(log=quiet)
+            bad = [o for o in outcomes if not o.ok or o.value.remaining != 0]
+            if bad:
+                raise SystemExit(f"panic failed: {bad}")
+            results[n].append(wall)
+            print(f"{n} host(s), run {run + 1}: {wall:.3f}s", file=sys.stderr)
+        recover(log=quiet)
+    lab.down(log=quiet)
+    print(f"\n{'hosts':<8}{'median':>10}{'min':>10}{'max':>10}   (n={args.runs})")
+    for n, values in results.items():
+        print(f"{n:<8}{statistics.median(values):>9.3f}s{min(values):>9.3f}s{max(values):>9.3f}s")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
