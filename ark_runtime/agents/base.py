@@ -60,6 +60,9 @@ class Agent:
     def persist(self) -> None:
         """Save whatever state must survive a restart (called once, on the way out)."""
 
+    def recover(self) -> None:
+        """Called after a Redis error interrupted a step, before the next one."""
+
     # -- lifecycle ---------------------------------------------------------------------
 
     @property
@@ -144,6 +147,7 @@ class Agent:
                 self.log.warning("redis error, retrying in %.1fs: %s", delay, exc,
                                  extra={"event": "redis_retry"})
                 self.stop_event.wait(delay)
+                self.recover()
 
     # -- shared helpers ----------------------------------------------------------------
 

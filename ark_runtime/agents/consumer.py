@@ -7,6 +7,8 @@ import sqlite3
 import time
 from typing import ClassVar
 
+import redis
+
 from ark_runtime import logjson
 from ark_runtime.agents.base import Agent
 from ark_runtime.bus.envelope import Envelope, EnvelopeError
@@ -45,6 +47,18 @@ class ConsumerAgent(Agent):
         if self.paused():
             self.stop_event.wait(0.2)
             return
+        try:
+            self._step()
+        except redis.ResponseError as exc:
+            if "NOGROUP" not in str(exc):
+                raise
+            # Redis lost its data (restarted without persistence): recreate our group.
+            self.log.error("consumer group missing, recreating it: %s", exc,
+                           extra={"event": "group_recreated"})
+            self.inbox.ensure_group()
+            self._pending_cursor = "0"
+
+    def _step(self) -> None:
         now = time.monotonic()
         deliveries: list[Delivery] = []
         if self._pending_cursor is not None:
@@ -70,6 +84,11 @@ class ConsumerAgent(Agent):
         # Walk our old pending list once, then switch to new messages.
         self._pending_cursor = deliveries[-1].entry_id if deliveries else None
         return deliveries
+
+    def recover(self) -> None:
+        # Messages of the interrupted batch are still pending for us: take them up again
+        # now rather than waiting for XAUTOCLAIM's idle time.
+        self._pending_cursor = "0"
 
     def persist(self) -> None:
         if self.r is not None and hasattr(self, "inbox"):

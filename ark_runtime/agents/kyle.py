@@ -60,6 +60,8 @@ class Kyle(Agent):
         self._suppress_bad = False
         self.exhausted = False
         self.emitted = 0
+        self._unsent: tuple[list[Envelope], list[BarError]] | None = None
+        self._reconcile_needed = False
         self._next_at = time.monotonic()
         self.log.info("feed %s from position %d", feed_key, start,
                       extra={"event": "feed_open", "feed_id": self.feed_id, "position": start})
@@ -104,38 +106,63 @@ class Kyle(Agent):
     # -- loop --------------------------------------------------------------------------
 
     def step(self) -> None:
-        if self.exhausted or self.paused() or self._backlogged():
-            self.stop_event.wait(0.2)
-            return
-        if self.rate > 0:
-            delay = self._next_at - time.monotonic()
-            if delay > 0:
-                self.stop_event.wait(delay)
+        if self._reconcile_needed:
+            self._reconcile()
+        if self._unsent is None:
+            if self.exhausted or self.paused() or self._backlogged():
+                self.stop_event.wait(0.2)
                 return
-        count = 1 if self.rate > 0 else self.settings.batch
-        batch = list(itertools.islice(self.bars, count))
-        if len(batch) < count:
-            self.exhausted = True
-        self._emit(batch)
+            if self.rate > 0:
+                delay = self._next_at - time.monotonic()
+                if delay > 0:
+                    self.stop_event.wait(delay)
+                    return
+            count = 1 if self.rate > 0 else self.settings.batch
+            batch = list(itertools.islice(self.bars, count))
+            if len(batch) < count:
+                self.exhausted = True
+            # Held until Redis confirms it: a failed EXEC must not drop bars the iterator
+            # has already handed out.
+            self._unsent = self._envelopes(batch), self.bad_rows
+            self.bad_rows = []
+        envelopes, bad = self._unsent
+        self._commit(envelopes, bad)
+        self._unsent = None
         if self.rate > 0:
             self._next_at = max(self._next_at + 1 / self.rate, time.monotonic() - 1)
         if self.exhausted:
             self.log.info("feed exhausted after %d bars; idle until stopped", self.position,
                           extra={"event": "feed_exhausted", "position": self.position})
 
+    def recover(self) -> None:
+        self._reconcile_needed = True
+
+    def _reconcile(self) -> None:
+        """After a Redis error: did the held batch's EXEC run before the connection broke?"""
+        self._reconcile_needed = False
+        if self._unsent is None:
+            return
+        envelopes, bad = self._unsent
+        cursor = int(self.r.get(self.cursor_key) or 0)
+        if cursor >= self.position + len(envelopes):
+            self.log.info("batch was committed before the connection broke",
+                          extra={"event": "reconciled", "position": cursor})
+            self._unsent = None
+            self._committed(envelopes, bad, time.time())
+
     def _backlogged(self) -> bool:
         # Backpressure: a stalled Joey must not make Kyle grow the stream without bound.
         return self.max_backlog > 0 and self.r.xlen(self.target) >= self.max_backlog
 
-    def _emit(self, batch: list[Bar]) -> None:
-        bad, self.bad_rows = self.bad_rows, []
-        if not batch and not bad:
+    def _envelopes(self, batch: list[Bar]) -> list[Envelope]:
+        return [Envelope.new("market.bar", bar, from_agent="kyle", to_agent="joey",
+                             message_id=derive_id(self.feed_id, str(self.position + i)),
+                             ttl=self.ttl)
+                for i, bar in enumerate(batch)]
+
+    def _commit(self, envelopes: list[Envelope], bad: list[BarError]) -> None:
+        if not envelopes and not bad:
             return
-        envelopes = []
-        for i, bar in enumerate(batch):
-            mid = derive_id(self.feed_id, str(self.position + i))
-            envelopes.append(Envelope.new("market.bar", bar, from_agent="kyle", to_agent="joey",
-                                          message_id=mid, ttl=self.ttl))
         sent_at = time.time()
         with self.r.pipeline(transaction=True) as pipe:
             for env in envelopes:
@@ -144,10 +171,13 @@ class Kyle(Agent):
             for error in bad:
                 pipe.xadd(DEAD_STREAM, _dead_row(error), maxlen=self.settings.side_maxlen,
                           approximate=True)
-            pipe.set(self.cursor_key, self.position + len(batch))
+            pipe.set(self.cursor_key, self.position + len(envelopes))
             pipe.execute()
-        self.position += len(batch)
-        self.emitted += len(batch)
+        self._committed(envelopes, bad, sent_at)
+
+    def _committed(self, envelopes: list[Envelope], bad: list[BarError], sent_at: float) -> None:
+        self.position += len(envelopes)
+        self.emitted += len(envelopes)
         for env in envelopes:
             with logjson.context(correlation=env.correlation_id, message=env.message_id):
                 logjson.log_at(self.log, sent_at, logging.INFO, "emitted market.bar %s to joey",

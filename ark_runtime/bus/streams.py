@@ -27,6 +27,8 @@ from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import redis
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 from ark_runtime.bus.envelope import Envelope
 from ark_runtime.config import RedisSettings, redis_settings
@@ -106,6 +108,10 @@ def connect(settings: RedisSettings | None = None, *, block_ms: int = 500) -> re
         # A blocking XREADGROUP must not be mistaken for a dead socket.
         socket_timeout=block_ms / 1000 + 10, socket_connect_timeout=5,
         health_check_interval=30,
+        # No silent retries inside redis-py: a command whose reply was lost may have run
+        # (an XREADGROUP that delivered entries, an EXEC). Errors reach the agent loop, which
+        # backs off and then reconciles (re-reads its own pending entries, checks its cursor).
+        retry=Retry(NoBackoff(), 0),
     )
 
 

@@ -208,3 +208,46 @@ def lab(r: redis.Redis, redis_server: RedisServer, tmp_path: Path) -> Iterator[L
     world = Lab(redis_server, tmp_path)
     yield world
     world.close()
+
+
+def start_redis(workdir: Path, port: int, password: str, *aof: str) -> subprocess.Popen:
+    proc = subprocess.Popen(
+        [REDIS_SERVER, "--port", str(port), "--bind", "127.0.0.1", "--requirepass", password,
+         "--save", "", "--dir", str(workdir), "--daemonize", "no", "--loglevel", "warning",
+         *aof],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    client = redis.Redis(port=port, password=password)
+
+    def up() -> bool:
+        try:
+            return bool(client.ping())
+        except (redis.ConnectionError, redis.BusyLoadingError):
+            assert proc.poll() is None, "redis-server exited"
+            return False
+
+    wait_for(up, 10, what="redis-server to answer PING")
+    return proc
+
+
+@pytest.fixture
+def durable_redis(tmp_path: Path) -> Iterator[tuple[RedisServer, Callable[[], None],
+                                                   Callable[[], None]]]:
+    """A private redis-server with an fsync-always AOF, and down()/up() to cut it (SIGKILL)
+    and bring it back on the same port: an outage that loses nothing acknowledged."""
+    workdir = tmp_path / "redis"
+    workdir.mkdir()
+    port, password = free_port(), secrets.token_hex(8)
+    aof = ("--appendonly", "yes", "--appendfsync", "always")
+    server = RedisServer(port, password, start_redis(workdir, port, password, *aof))
+
+    def down() -> None:
+        server.proc.kill()
+        server.proc.wait(5)
+
+    def up() -> None:
+        server.proc = start_redis(workdir, port, password, *aof)
+
+    yield server, down, up
+    server.proc.kill()
+    server.proc.wait(5)

@@ -231,3 +231,42 @@ def test_sigkilled_stateful_joey_resumes_with_identical_output(lab: Lab, r) -> N
     got = [(e.payload["symbol"], e.payload["kind"], e.payload["ts"].replace("Z", "+00:00"))
            for e in envelopes(r, inbox("kenny"))]
     assert got == oracle  # same patterns, same order, none doubled, none lost
+
+
+@pytest.mark.requirement("AGENT_02")
+@pytest.mark.requirement("TEST_01")
+@pytest.mark.disruptive
+def test_redis_outage_is_retried_with_backoff_and_loses_nothing(durable_redis, tmp_path) -> None:
+    server, down, up = durable_redis
+    r = server.client()
+    world = Lab(server, tmp_path / "world")
+    try:
+        bars = list(SyntheticAdapter(SYMBOLS, seed=11, bars=300))
+        detector, oracle = PatternDetector(), []
+        for bar in bars:
+            oracle += [(p.symbol, p.kind, p.ts.isoformat()) for p in detector.update(bar)]
+        kyle = world.start("kyle", ARK_FEED="synthetic", ARK_FEED_SYMBOLS=",".join(SYMBOLS),
+                           ARK_FEED_SEED="11", ARK_FEED_BARS="300", ARK_FEED_RATE="400")
+        joey = world.start("joey")
+        wait_for(lambda: r.xlen(inbox("kenny")) > 5, what="patterns flowing")
+        down()  # both agents lose Redis mid-stream, long enough for redis-py to give up
+
+        def retrying(agent) -> bool:
+            return any(ln.get("event") == "redis_retry"
+                       for ln in log_lines(agent.env["ARK_LOG_DIR"], agent.name))
+
+        wait_for(lambda: retrying(kyle) and retrying(joey), 30, what="agents backing off")
+        up()
+        wait_for(lambda: r.get(next(r.scan_iter("ark:kyle:cursor:*"), "none")) == "900"
+                 and pending(r, "joey") == 0, 60, what="the feed to finish after the outage")
+        got = [(e.payload["symbol"], e.payload["kind"], e.payload["ts"].replace("Z", "+00:00"))
+               for e in envelopes(r, inbox("kenny"))]
+        if got != oracle:
+            print("DIAG missing", [x for x in oracle if x not in got][:5],
+                  "extra", [x for x in got if x not in oracle][:5], len(got), len(oracle))
+            print("DIAG dup", [x for x in set(got) if got.count(x) > 1][:5])
+        assert got == oracle
+        for agent in (kyle, joey):
+            assert agent.proc.poll() is None  # rode it out instead of crashing
+    finally:
+        world.close()
