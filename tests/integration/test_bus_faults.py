@@ -4,10 +4,12 @@ stream with a reason, and never block the messages behind them."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from conftest import Lab, wait_for
+from conftest import REPO, Lab, wait_for
 from helpers import dead, envelopes, pending, write_feed
 
 from ark_runtime.agents.consumer import ConsumerAgent
@@ -82,6 +84,11 @@ def test_invalid_input_reaches_dead_letter_with_reason(lab: Lab, r, tmp_path) ->
     assert plan.correlation_id == good.correlation_id and plan.causation_id == good.message_id
     severities = {e.payload["severity"] for e in recent(r, 50) if e.type == "error.raised"}
     assert "warning" in severities
+    shown = subprocess.run([sys.executable, "-m", "ark_runtime.cli", "dead", "-n", "50"],
+                           env=lab.env(), cwd=REPO, capture_output=True, text=True, timeout=20)
+    assert shown.returncode == 0
+    listed = [json.loads(x) for x in shown.stdout.splitlines()]
+    assert [x["reason"] for x in listed] == [d["reason"] for d in dead(r)]
 
 
 class Failing(ConsumerAgent):

@@ -176,6 +176,12 @@ def test_critical_error_pauses_upstream_until_cleared(lab: Lab, r, redis_server)
              what="joey to resume")
     types = [e.type for e in recent(r, 50)]
     assert types.index("control.pause") < types.index("control.resume")
+    listing = subprocess.run([sys.executable, "-m", "ark_runtime.cli", "errors", "list"],
+                             env=env, cwd=REPO, capture_output=True, text=True, timeout=20)
+    assert listing.returncode == 0
+    assert "critical" in listing.stdout and "StoreUnavailable: cannot write decisions" \
+        in listing.stdout
+    assert "control.pause" in listing.stdout and "control.resume" in listing.stdout
     resume = [e for e in recent(r, 50) if e.type == "control.resume"][0]
     assert resume.payload["reason"] == "store repaired"
     assert resume.payload["by"].startswith("operator:")
