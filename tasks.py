@@ -120,13 +120,21 @@ def verify(c, inventory: str = "", limit: str = "", disruptive: bool = False, ke
 
 # --- emergency ------------------------------------------------------------------------
 
+FLEET_HELP = {
+    "inventory": "inventory file or directory (default: the local lab)",
+    "limit": "only these hosts or groups (Ansible pattern)",
+}
 
-@task(
-    help={
-        "inventory": "inventory file or directory (default: the local lab)",
-        "limit": "only these hosts or groups (Ansible pattern)",
-    }
-)
+
+def exit_if_any_failed(outcomes, what: str) -> None:
+    """Every host was tried; the task fails when any host did (the table says which)."""
+    failed = [o.host for o in outcomes if not o.ok]
+    if failed:
+        raise Exit(f"{what} FAILED on: {', '.join(failed)} (see above)", code=1)
+
+
+
+@task(help=FLEET_HELP)
 @operator_errors
 def panic(c, inventory: str = "", limit: str = ""):
     """Stop every ARK process on every host NOW (SIGKILL, in parallel); nothing restarts
@@ -134,36 +142,21 @@ def panic(c, inventory: str = "", limit: str = ""):
     from ark_ops.panic import panic as run_panic
 
     outcomes, wall = run_panic(inventory=inventory or None, limit=limit or None)
-    failed = [o.host for o in outcomes if not o.ok]
-    print(f"panic: {len(outcomes) - len(failed)}/{len(outcomes)} host(s) stopped in {wall:.2f}s")
-    if failed:
-        raise Exit(f"panic FAILED on: {', '.join(failed)} (see above)", code=1)
+    stopped = sum(o.ok for o in outcomes)
+    print(f"panic: {stopped}/{len(outcomes)} host(s) stopped in {wall:.2f}s")
+    exit_if_any_failed(outcomes, "panic")
 
 
-@task(
-    help={
-        "inventory": "inventory file or directory (default: the local lab)",
-        "limit": "only these hosts or groups (Ansible pattern)",
-    }
-)
+@task(help=FLEET_HELP)
 @operator_errors
 def recover(c, inventory: str = "", limit: str = ""):
     """Clear a panic: run the cold-start checks (ark heal) and start ARK again."""
     from ark_ops.panic import recover as run_recover
 
-    outcomes = run_recover(inventory=inventory or None, limit=limit or None)
-    failed = [o.host for o in outcomes if not o.ok]
-    if failed:
-        raise Exit(f"recover FAILED on: {', '.join(failed)} (see above)", code=1)
+    exit_if_any_failed(run_recover(inventory=inventory or None, limit=limit or None), "recover")
 
 
-@task(
-    help={
-        "inventory": "inventory file or directory (default: the local lab)",
-        "limit": "only these hosts or groups (Ansible pattern)",
-        "out": "directory for the bundles (default reports/dr/)",
-    }
-)
+@task(help={**FLEET_HELP, "out": "directory for the bundles (default reports/dr/)"})
 @operator_errors
 def dr_bundle(c, inventory: str = "", limit: str = "", out: str = ""):
     """Build a DR bundle on every host in parallel (logs, snapshots, redacted config,
@@ -174,9 +167,7 @@ def dr_bundle(c, inventory: str = "", limit: str = "", out: str = ""):
 
     outcomes = run_bundle(inventory=inventory or None, limit=limit or None,
                           out_dir=Path(out) if out else None)
-    failed = [o.host for o in outcomes if not o.ok]
-    if failed:
-        raise Exit(f"dr-bundle FAILED on: {', '.join(failed)}", code=1)
+    exit_if_any_failed(outcomes, "dr-bundle")
 
 
 @task(
