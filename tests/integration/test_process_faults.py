@@ -43,7 +43,6 @@ def consumer_pending(r, agent: str, consumer: str) -> int:
 
 @pytest.mark.requirement("TEST_01")
 @pytest.mark.requirement("AGENT_02")
-@pytest.mark.disruptive
 def test_sigkilled_consumer_messages_reclaimed_exactly_once(lab: Lab, r) -> None:
     sent = fill_kenny_inbox(r, bars=600)
     assert len(sent) > 100
@@ -212,7 +211,6 @@ def test_bad_configuration_refused_with_clear_exit_codes(lab: Lab, r, tmp_path) 
 
 @pytest.mark.requirement("TEST_01")
 @pytest.mark.requirement("INFRA_04")
-@pytest.mark.disruptive
 def test_sigkilled_stateful_joey_resumes_with_identical_output(lab: Lab, r) -> None:
     bars = list(SyntheticAdapter(SYMBOLS, seed=9, bars=400))
     detector, oracle = PatternDetector(), []
@@ -241,7 +239,6 @@ def test_sigkilled_stateful_joey_resumes_with_identical_output(lab: Lab, r) -> N
 
 @pytest.mark.requirement("AGENT_02")
 @pytest.mark.requirement("TEST_01")
-@pytest.mark.disruptive
 def test_redis_outage_is_retried_with_backoff_and_loses_nothing(durable_redis, tmp_path) -> None:
     server, down, up = durable_redis
     r = server.client()
