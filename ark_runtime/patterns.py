@@ -71,6 +71,17 @@ class PatternDetector:
         self.stale = 0  # bars ignored because they were not newer than the last one seen
         self._needed = needed
 
+    # The MA-cross hysteresis is state a restarted detector must get back (with its
+    # window) or it misses the next cross: Joey persists it through these two.
+    def cross_side(self, symbol: str) -> int | None:
+        """Confirmed sign of sma_fast - sma_slow for `symbol` (None before the first)."""
+        return self._side.get(symbol)
+
+    def restore_cross_side(self, symbol: str, side: int) -> None:
+        if side not in (-1, 1):
+            raise ValueError(f"cross side must be -1 or 1, got {side!r}")
+        self._side[symbol] = side
+
     def update(self, bar: Bar) -> list[Pattern]:
         existing = self.window.bars(bar.symbol)
         if existing and bar.ts <= existing[-1].ts:

@@ -18,8 +18,7 @@ from ark_runtime.patterns import PatternDetector
 
 WINDOW_KEY = "ark:state:joey:window:"
 # The detector's other per-symbol state: the confirmed side of the fast/slow averages (the MA
-# cross hysteresis). It is private to PatternDetector; until that class offers a public
-# snapshot/restore, Joey reads and restores `_side` here, and only here.
+# cross hysteresis), saved and restored through PatternDetector's cross_side API.
 SIDE_KEY = "ark:state:joey:side"
 
 
@@ -45,10 +44,11 @@ class Joey(ConsumerAgent):
                     restored += 1
                 except ValueError as exc:  # a corrupt entry costs a warm-up, not a crash
                     self.log.warning("skipping saved bar in %s: %s", key, exc)
-        sides = getattr(self.detector, "_side", None)
-        if isinstance(sides, dict):
-            for symbol, side in self.r.hgetall(SIDE_KEY).items():
-                sides[symbol] = int(side)
+        for symbol, side in self.r.hgetall(SIDE_KEY).items():
+            try:
+                self.detector.restore_cross_side(symbol, int(side))
+            except ValueError as exc:  # a corrupt entry costs a warm-up, not a crash
+                self.log.warning("skipping saved cross side of %s: %s", symbol, exc)
         if restored:
             self.log.info("restored %d bars of window state", restored,
                           extra={"event": "state_restored", "bars": restored})
@@ -75,7 +75,7 @@ class Joey(ConsumerAgent):
         key = f"{WINDOW_KEY}{symbol}"
         commands = [["RPUSH", key, self._added.model_dump_json()],
                     ["LTRIM", key, str(-self.window_size), "-1"]]
-        side = getattr(self.detector, "_side", {}).get(symbol)
+        side = self.detector.cross_side(symbol)
         if side is not None:
             commands.append(["HSET", SIDE_KEY, symbol, str(side)])
         return commands

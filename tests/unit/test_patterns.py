@@ -153,3 +153,12 @@ def test_synthetic_feed_produces_both_kinds_and_spread_of_confidence() -> None:
     assert {p.kind for p in found} == {"breakout", "ma_cross"}
     confidences = [p.confidence for p in found]
     assert min(confidences) < 0.65 < max(confidences)
+
+
+def test_cross_side_round_trips_and_refuses_nonsense() -> None:
+    detector = PatternDetector()
+    assert detector.cross_side("AAPL") is None
+    detector.restore_cross_side("AAPL", -1)
+    assert detector.cross_side("AAPL") == -1
+    with pytest.raises(ValueError, match="-1 or 1"):
+        detector.restore_cross_side("AAPL", 0)
