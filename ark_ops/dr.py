@@ -9,9 +9,14 @@ from pathlib import Path
 
 from ark_ops.deploy import resolve_inventory
 from ark_ops.errors import OpsError
-from ark_ops.fleet import FleetHost, HostOutcome, inventory_hosts, run_everywhere
+from ark_ops.fleet import (
+    FleetHost,
+    HostOutcome,
+    inventory_hosts,
+    remote_script,
+    run_everywhere,
+)
 from ark_ops.lab.config import REPO_ROOT
-from ark_ops.panic import remote_script
 
 DEFAULT_OUT = REPO_ROOT / "reports" / "dr"
 
@@ -27,7 +32,7 @@ class FetchedBundle:
 
 def _bundle_step(out_dir: Path):
     def step(conn, host: FleetHost) -> FetchedBundle:
-        result = conn.run(remote_script("dr_bundle.sh"), hide=True, warn=True, timeout=600)
+        result = conn.run(remote_script("dr_bundle.sh"), timeout=600)
         if result.exited != 0:
             raise OpsError((result.stderr or result.stdout).strip()[-600:])
         info = json.loads(result.stdout.strip().splitlines()[-1])
@@ -37,7 +42,7 @@ def _bundle_step(out_dir: Path):
         started = time.monotonic()
         conn.get(info["path"], str(local))
         fetched = time.monotonic() - started
-        conn.run(f"rm -f {info['path']}", hide=True)
+        conn.run(f"rm -f {info['path']}")
         if local.stat().st_size != info["size"]:
             raise OpsError(f"fetched {local.stat().st_size} bytes, host wrote {info['size']}")
         return FetchedBundle(local, info["size"], info["sha256"], info["seconds"], fetched)
@@ -72,12 +77,11 @@ def dr_restore(bundle: str, host: str, inventory: str | None = None, log=print) 
     remote = f"/var/lib/ark/dr/restore-{path.name}"
 
     def step(conn, target: FleetHost) -> str:
-        conn.run("mkdir -p /var/lib/ark/dr", hide=True)
+        conn.run("mkdir -p /var/lib/ark/dr")
         conn.put(str(path), remote)
-        result = conn.run(remote_script("dr_restore.sh", remote), hide=True, warn=True,
-                          timeout=600)
+        result = conn.run(remote_script("dr_restore.sh", remote), timeout=600)
         if result.exited != 0:
-            conn.run(f"rm -f {remote}", hide=True, warn=True)
+            conn.run(f"rm -f {remote}")
             raise OpsError((result.stderr or result.stdout).strip()[-800:])
         return result.stdout.strip()
 

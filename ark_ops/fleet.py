@@ -12,15 +12,27 @@ import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
 import paramiko
-from fabric import Connection
+from fabric import Config, Connection
 
 from ark_ops.errors import OpsError
 
 CONNECT_TIMEOUT = 5
+# Remote commands report through their output and exit code: never echo, never raise
+# on non-zero (the caller decides), and never forward our stdin (there is none under
+# pytest or cron, and Invoke would fail reading it).
+RUN_DEFAULTS = {"run": {"hide": True, "warn": True, "in_stream": False}}
+
+
+def remote_script(name: str, *args: str) -> str:
+    """A command running ark_ops/remote/NAME with arguments. The script travels in the
+    command line rather than on stdin, which Invoke feeds slowly (seconds per script)."""
+    body = resources.files("ark_ops.remote").joinpath(name).read_text()
+    return " ".join(["sh", "-c", shlex.quote(body), name, *map(shlex.quote, args)])
 
 
 @dataclass(frozen=True)
@@ -36,7 +48,7 @@ class FleetHost:
     def connect(self) -> Connection:
         conn = Connection(
             host=self.address, user=self.user, port=self.port,
-            connect_timeout=CONNECT_TIMEOUT,
+            connect_timeout=CONNECT_TIMEOUT, config=Config(overrides=RUN_DEFAULTS),
             connect_kwargs={
                 "key_filename": [self.key_file] if self.key_file else None,
                 "allow_agent": False, "look_for_keys": self.key_file is None,

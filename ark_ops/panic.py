@@ -3,22 +3,19 @@
 from __future__ import annotations
 
 import getpass
-import shlex
 import socket
 import time
 from dataclasses import dataclass, field
-from importlib import resources
 
 from ark_ops.deploy import resolve_inventory
 from ark_ops.errors import OpsError
-from ark_ops.fleet import FleetHost, HostOutcome, inventory_hosts, run_everywhere
-
-
-def remote_script(name: str, *args: str) -> str:
-    """A command running one of ark_ops/remote/*.sh with arguments. The script goes
-    in the command line, not stdin: Invoke feeds stdin slowly (seconds per script)."""
-    body = resources.files("ark_ops.remote").joinpath(name).read_text()
-    return " ".join(["sh", "-c", shlex.quote(body), name, *map(shlex.quote, args)])
+from ark_ops.fleet import (
+    FleetHost,
+    HostOutcome,
+    inventory_hosts,
+    remote_script,
+    run_everywhere,
+)
 
 
 def actor() -> str:
@@ -49,7 +46,7 @@ def parse_panic_output(text: str) -> PanicReport:
 
 
 def _panic_step(conn, host: FleetHost) -> PanicReport:
-    result = conn.run(remote_script("panic.sh", actor()), hide=True, warn=True, timeout=30)
+    result = conn.run(remote_script("panic.sh", actor()), timeout=30)
     report = parse_panic_output(result.stdout)
     if report.remaining != 0:
         raise OpsError(f"{report.remaining} ARK process(es) still running after SIGKILL "
@@ -74,7 +71,7 @@ def panic(inventory: str | None = None, limit: str | None = None,
 
 
 def _recover_step(conn, host: FleetHost) -> str:
-    result = conn.run(remote_script("recover.sh", actor()), hide=True, warn=True, timeout=300)
+    result = conn.run(remote_script("recover.sh", actor()), timeout=300)
     if result.exited != 0:
         raise OpsError((result.stderr or result.stdout).strip()[-600:] or f"exit {result.exited}")
     return result.stdout.strip().splitlines()[-1] if result.stdout.strip() else "ok"

@@ -81,10 +81,21 @@ def http_get_json(host, url: str) -> tuple[int, dict]:
 
 
 def env_value(host, path: str, name: str) -> str:
+    """A variable's value as systemd reads it from an EnvironmentFile (quotes removed)."""
     for line in host.file(path).content_string.splitlines():
         if line.startswith(name + "="):
-            return line.split("=", 1)[1]
+            value = line.split("=", 1)[1]
+            return json.loads(value) if value.startswith('"') else value
     raise AssertionError(f"{name} not set in {path}")
+
+
+def reachable_and(host, command: str) -> bool:
+    """True when the host answers and `command` succeeds; False while it is rebooting
+    (the ssh backend raises on a refused connection)."""
+    try:
+        return host.run(command).rc == 0
+    except RuntimeError:
+        return False
 
 
 def quote(text: str) -> str:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 
 import pytest
-from conftest import ARK_UNITS, http_get_json, wait_for
+from conftest import ARK_UNITS, http_get_json, reachable_and, wait_for
 
 pytestmark = pytest.mark.requirement("INFRA_01")
 
@@ -89,10 +89,11 @@ def test_everything_is_active_after_reboot(host, api_port):
     # /run is a tmpfs: the marker disappears only if the host really rebooted.
     host.run_test("touch /run/ark-compliance-before-reboot")
     host.run("systemd-run --on-active=1 --timer-property=AccuracySec=100ms systemctl reboot")
-    wait_for(lambda: host.run("test -e /run/ark-compliance-before-reboot").rc == 1,
+    wait_for(lambda: reachable_and(host, "test ! -e /run/ark-compliance-before-reboot"),
              timeout=120, interval=2, what="the host to reboot")
-    wait_for(lambda: host.run("systemctl is-system-running --wait").stdout.strip()
-             in ("running", "degraded"), timeout=120, interval=2, what="boot to finish")
+    wait_for(lambda: reachable_and(host, "systemctl is-system-running --wait | "
+                                         "grep -qxE 'running|degraded'"),
+             timeout=120, interval=2, what="boot to finish")
     for unit in (*ARK_UNITS, "redis-server.service"):
         assert host.service(unit).is_running, f"{unit} is not active after reboot"
     status, body = wait_for(

@@ -31,11 +31,22 @@ def processed_total(r: redis.Redis, agent: str) -> int:
 
 
 def pending(r: redis.Redis, agent: str) -> int:
+    """Entries of the agent's inbox not yet acked: delivered-but-pending plus undelivered."""
+    stream = f"ark:stream:{agent}"
     try:
-        groups = r.xinfo_groups(f"ark:stream:{agent}")
+        groups = r.xinfo_groups(stream)
+        last_id = r.xinfo_stream(stream)["last-generated-id"]
     except redis.ResponseError:
         return 0
-    return sum(g["pending"] + (g.get("lag") or 0) for g in groups)
+    total = 0
+    for g in groups:
+        lag = g.get("lag")
+        if lag is None:
+            # Redis cannot count the lag once entries were trimmed or deleted: then a group
+            # that has not been delivered the last entry still has work.
+            lag = 0 if g["last-delivered-id"] == last_id else 1
+        total += g["pending"] + lag
+    return total
 
 
 def store_decisions(state_dir: str) -> list[dict[str, Any]]:
