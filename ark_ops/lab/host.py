@@ -90,7 +90,7 @@ def supervisor_pid(lay: HostLayout) -> int | None:
         return None
     try:
         cmdline = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
-    except FileNotFoundError:
+    except (FileNotFoundError, ProcessLookupError):  # gone, or exiting as we read
         return None
     # Guard against pid reuse: it must be our supervisor for this host.
     return pid if b"ark_ops.lab.supervisor" in cmdline and lay.host.name.encode() in cmdline \
