@@ -28,8 +28,20 @@ echo "$listing" | awk 'NF && $4 != "exited" {print "killed " $1}'
 # 3. Anything of user ark outside a unit (a manual run) goes too.
 pkill -KILL -u ark 2>/dev/null && echo "note: killed leftover processes of user ark"
 
-# 4. Done when no ARK process is left (5 s at most).
+# 4. Done when no ARK process has been seen for three looks in a row (5 s at most).
+#    Stop hooks that systemd starts after the kill (ExecStopPost, as user ark) are
+#    killed too: they would only see the flag and exit.
 i=0
-while pgrep -u ark >/dev/null 2>&1 && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
+quiet=0
+while [ $i -lt 100 ] && [ $quiet -lt 3 ]; do
+  if pgrep -u ark >/dev/null 2>&1; then
+    pkill -KILL -u ark 2>/dev/null
+    quiet=0
+  else
+    quiet=$((quiet + 1))
+  fi
+  sleep 0.05
+  i=$((i + 1))
+done
 echo "remaining $(pgrep -u ark | wc -l)"
 echo "elapsed_ms $(( ($(now) - t0) / 1000000 ))"
