@@ -8,12 +8,10 @@ from collections.abc import Sequence
 from ark_ops.errors import OpsError
 
 
-def run(cmd: Sequence[str], *, check: bool = True, capture: bool = True,
-        timeout: float | None = None, input: str | None = None) -> subprocess.CompletedProcess:
+def run(cmd: Sequence[str], *, check: bool = True,
+        timeout: float | None = None) -> subprocess.CompletedProcess:
     try:
-        result = subprocess.run(
-            list(cmd), capture_output=capture, text=True, timeout=timeout, input=input,
-        )
+        result = subprocess.run(list(cmd), capture_output=True, text=True, timeout=timeout)
     except FileNotFoundError as exc:
         raise OpsError(f"command not found: {cmd[0]}") from exc
     except subprocess.TimeoutExpired as exc:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from urllib.parse import quote
 
 
 @dataclass(frozen=True)
@@ -17,11 +16,6 @@ class RedisSettings:
     port: int = 6379
     password: str | None = None
     db: int = 0
-
-    @property
-    def url(self) -> str:
-        auth = f":{quote(self.password, safe='')}@" if self.password else ""
-        return f"redis://{auth}{self.host}:{self.port}/{self.db}"
 
 
 def redis_settings(env: dict[str, str] | None = None) -> RedisSettings:
