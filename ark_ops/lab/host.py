@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ark_ops.errors import OpsError
-from ark_ops.lab.config import LabHost, LabPaths
+from ark_ops.lab.config import HOST_PREFIX, LabHost, LabPaths
 from ark_ops.proc import run
 
 
@@ -97,9 +97,10 @@ def supervisor_pid(lay: HostLayout) -> int | None:
         else None
 
 
-def nspawn_pids(name: str) -> list[int]:
-    """Every systemd-nspawn process for this machine, supervised or stray."""
-    marker = f"--machine={name}".encode()
+def nspawn_pids(name: str | None = None) -> list[int]:
+    """Every systemd-nspawn process for this machine (or, without a name, for any lab
+    machine), supervised or stray: one pass over /proc."""
+    marker = f"--machine={name}".encode() if name else f"--machine={HOST_PREFIX}".encode()
     pids = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -108,7 +109,9 @@ def nspawn_pids(name: str) -> list[int]:
             cmdline = (entry / "cmdline").read_bytes().split(b"\0")
         except (FileNotFoundError, ProcessLookupError, PermissionError):
             continue
-        if cmdline and cmdline[0].endswith(b"systemd-nspawn") and marker in cmdline:
+        if not cmdline or not cmdline[0].endswith(b"systemd-nspawn"):
+            continue
+        if any(arg == marker if name else arg.startswith(marker) for arg in cmdline):
             pids.append(int(entry.name))
     return pids
 

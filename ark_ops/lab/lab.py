@@ -181,6 +181,5 @@ def leftover_resources(paths: LabPaths) -> list[str]:
     found = [f"netns {n}" for n in network.lab_namespaces()]
     found += [f"link {n}" for n in network.lab_veths()]
     found += [f"mount {m}" for m in hostmod.lab_mounts(paths.state)]
-    for i in range(1, MAX_HOSTS + 1):
-        found += [f"nspawn pid {p}" for p in hostmod.nspawn_pids(LabHost(i).name)]
+    found += [f"nspawn pid {p}" for p in hostmod.nspawn_pids()]
     return found
