@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ark_ops.errors import OpsError
 from ark_ops.lab.config import BRIDGE, HOST_PREFIX, SUBNET, LabHost, gateway_address
 from ark_ops.proc import run
 
@@ -47,12 +48,16 @@ def ensure_host_network(host: LabHost) -> None:
 
 
 def remove_host_network(name: str) -> None:
-    if netns_exists(name):
-        # Deleting the namespace destroys host0 and with it the veth peer.
-        run(["ip", "netns", "del", name])
+    # Delete the veth first: that takes its peer host0 with it at once. Deleting the
+    # namespace first also destroys the pair, but the kernel does it asynchronously, so
+    # the veth can vanish between our check and our delete (CI hit exactly that).
     veth = f"vl-{name}"
     if _link_exists(veth):
-        run(["ip", "link", "del", veth])
+        result = run(["ip", "link", "del", veth], check=False)
+        if result.returncode != 0 and _link_exists(veth):
+            raise OpsError(f"could not delete {veth}: {result.stderr.strip()}")
+    if netns_exists(name):
+        run(["ip", "netns", "del", name])
 
 
 def remove_bridge() -> None:
