@@ -134,7 +134,7 @@ def stop(lay: HostLayout, timeout: float = 60) -> None:
     """Shut the guest down cleanly; SIGKILL what is still there after `timeout`."""
     pid = supervisor_pid(lay)
     if pid:
-        os.kill(pid, signal.SIGTERM)
+        _signal(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and (supervisor_pid(lay) or nspawn_pids(lay.host.name)):
         for stray in nspawn_pids(lay.host.name) if not supervisor_pid(lay) else []:
@@ -143,6 +143,11 @@ def stop(lay: HostLayout, timeout: float = 60) -> None:
     for leftover in [supervisor_pid(lay), *nspawn_pids(lay.host.name)]:
         if leftover:
             _signal(leftover, signal.SIGKILL)
+    # SIGKILL is delivered asynchronously; unmounting before the process is reaped
+    # fails with "target is busy".
+    reap_deadline = time.monotonic() + 10
+    while time.monotonic() < reap_deadline and (supervisor_pid(lay) or nspawn_pids(lay.host.name)):
+        time.sleep(0.1)
     lay.pidfile.unlink(missing_ok=True)
 
 

@@ -180,3 +180,19 @@ def test_unprivileged_check_still_reports_holder_user(
     assert api["status"] == "foreign"
     assert api["holders"][0]["user"] == "root" and api["holders"][0]["exact"] is False
     assert "run as root" in api["message"]
+
+
+def test_every_needed_port_is_in_the_deploy_preflight_and_the_env_schema():
+    """A port `ark ports check` knows about but the deploy preflight skips would only be
+    found taken after the deploy had already changed the host."""
+    import yaml
+
+    root = Path(__file__).resolve().parents[2]
+    site = yaml.safe_load((root / "playbooks/site.yml").read_text())
+    scripts = [t["ansible.builtin.script"] for t in site[0]["pre_tasks"]
+               if "ansible.builtin.script" in t]
+    cmd = next(s["cmd"] for s in scripts if "ports.py" in s["cmd"])
+    schema = yaml.safe_load((root / "ark_runtime/env.schema.yaml").read_text())["variables"]
+    for role, (variable, default) in ports.PORTS.items():
+        assert f"{role}={{{{ ark_{role}_port }}}}" in cmd, role
+        assert schema[variable]["type"] == "port" and schema[variable]["default"] == default
