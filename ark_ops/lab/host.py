@@ -136,7 +136,7 @@ def stop(lay: HostLayout, timeout: float = 60) -> None:
     if pid:
         _signal(pid, signal.SIGTERM)
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and (supervisor_pid(lay) or nspawn_pids(lay.host.name)):
+    while time.monotonic() < deadline and _guest_running(lay):
         for stray in nspawn_pids(lay.host.name) if not supervisor_pid(lay) else []:
             _signal(stray, signal.SIGTERM)
         time.sleep(0.2)
@@ -146,9 +146,13 @@ def stop(lay: HostLayout, timeout: float = 60) -> None:
     # SIGKILL is delivered asynchronously; unmounting before the process is reaped
     # fails with "target is busy".
     reap_deadline = time.monotonic() + 10
-    while time.monotonic() < reap_deadline and (supervisor_pid(lay) or nspawn_pids(lay.host.name)):
+    while time.monotonic() < reap_deadline and _guest_running(lay):
         time.sleep(0.1)
     lay.pidfile.unlink(missing_ok=True)
+
+
+def _guest_running(lay: HostLayout) -> bool:
+    return bool(supervisor_pid(lay) or nspawn_pids(lay.host.name))
 
 
 def _signal(pid: int, sig: int) -> None:

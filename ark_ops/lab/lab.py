@@ -154,7 +154,7 @@ def _destroy(paths: LabPaths, h: LabHost) -> None:
     lay = hostmod.layout(paths, h)
     hostmod.stop(lay)
     hostmod.unmount(lay.root)
-    network.remove_host_network(h.name)
+    network.remove_host_network(h)
     shutil.rmtree(lay.dir, ignore_errors=True)
 
 

@@ -47,17 +47,16 @@ def ensure_host_network(host: LabHost) -> None:
     run(["ip", "-n", host.netns, "link", "set", "lo", "up"])
 
 
-def remove_host_network(name: str) -> None:
+def remove_host_network(host: LabHost) -> None:
     # Delete the veth first: that takes its peer host0 with it at once. Deleting the
     # namespace first also destroys the pair, but the kernel does it asynchronously, so
     # the veth can vanish between our check and our delete (CI hit exactly that).
-    veth = f"vl-{name}"
-    if _link_exists(veth):
-        result = run(["ip", "link", "del", veth], check=False)
-        if result.returncode != 0 and _link_exists(veth):
-            raise OpsError(f"could not delete {veth}: {result.stderr.strip()}")
-    if netns_exists(name):
-        run(["ip", "netns", "del", name])
+    if _link_exists(host.veth):
+        result = run(["ip", "link", "del", host.veth], check=False)
+        if result.returncode != 0 and _link_exists(host.veth):
+            raise OpsError(f"could not delete {host.veth}: {result.stderr.strip()}")
+    if netns_exists(host.netns):
+        run(["ip", "netns", "del", host.netns])
 
 
 def remove_bridge() -> None:
