@@ -6,9 +6,10 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ark_runtime import dr, envcheck, heal, ports, snapshot, trace
+from ark_runtime import trace
 from ark_runtime.agents import cli as agents_cli
 from ark_runtime.bus import cli as bus_cli
+from ark_runtime.host import dr, envcheck, heal, ports, snapshot
 
 
 def _api(args: argparse.Namespace) -> int:

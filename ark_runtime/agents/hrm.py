@@ -17,8 +17,8 @@ from ark_runtime.agents.consumer import ConsumerAgent, Output
 from ark_runtime.bus.envelope import Envelope, derive_id
 from ark_runtime.bus.registry import HrmVerdict
 from ark_runtime.bus.streams import DECISIONS_STREAM
+from ark_runtime.host.layout import store_path
 from ark_runtime.hrm import BreakerState, Decision, RuleEngine, RulesetError, load_ruleset
-from ark_runtime.paths import store_path
 from ark_runtime.planner import TradePlan
 from ark_runtime.store import MemoryStore, StoreError
 

@@ -27,8 +27,8 @@ from ark_runtime import logjson
 from ark_runtime.agents.base import Agent, ConfigError
 from ark_runtime.bus.envelope import Envelope, derive_id
 from ark_runtime.bus.streams import DEAD_STREAM, inbox
+from ark_runtime.host.layout import state_dir
 from ark_runtime.market import SAMPLE_BARS, Bar, BarError, ReplayAdapter, SyntheticAdapter
-from ark_runtime.paths import state_dir
 from ark_runtime.validators import ValidationError, validate_path, validate_symbol
 
 

@@ -18,9 +18,9 @@ from pathlib import Path
 import pytest
 
 from ark_runtime.cli import main
-from ark_runtime.dr import BundleError, Sources, create_bundle, restore_bundle, verify_bundle
-from ark_runtime.heal import Layout
-from ark_runtime.snapshot import create_snapshot, list_snapshots
+from ark_runtime.host.dr import BundleError, Sources, create_bundle, restore_bundle, verify_bundle
+from ark_runtime.host.heal import Layout
+from ark_runtime.host.snapshot import create_snapshot, list_snapshots
 from ark_runtime.store import MemoryStore
 
 pytestmark = pytest.mark.requirement("REC_03")

@@ -13,7 +13,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ark_runtime.cli import main as ark_main
-from ark_runtime.envcheck import (
+from ark_runtime.host.envcheck import (
     ENV_SCHEMA,
     EnvSchemaError,
     check_env,

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from ark_runtime import ports
 from ark_runtime.cli import main
+from ark_runtime.host import ports
 
 pytestmark = pytest.mark.requirement("INFRA_03")
 SCRIPT = Path(ports.__file__)

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from ark_runtime import snapshot as snapmod
-from ark_runtime.atomic import atomic_write_bytes, atomic_write_text
-from ark_runtime.bootstate import BootStateError, load_boot_state, write_boot_state
 from ark_runtime.cli import main
-from ark_runtime.snapshot import (
+from ark_runtime.host import snapshot as snapmod
+from ark_runtime.host.atomic import atomic_write_bytes, atomic_write_text
+from ark_runtime.host.bootstate import BootStateError, load_boot_state, write_boot_state
+from ark_runtime.host.snapshot import (
     Policy,
     Snapshot,
     SnapshotError,

@@ -36,7 +36,7 @@ __all__ = [
     "register",
 ]
 
-ENV_SCHEMA = Path(__file__).with_name("env.schema.yaml")
+ENV_SCHEMA = Path(__file__).resolve().parents[1] / "env.schema.yaml"
 TYPES = ("str", "int", "port", "bool", "enum", "host", "url", "path")
 _TRUE = {"1", "true", "yes", "on"}
 _FALSE = {"0", "false", "no", "off"}

@@ -49,7 +49,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from ark_runtime.atomic import fsync_dir, fsync_file, replace
+from ark_runtime.host.atomic import fsync_dir, fsync_file, replace
 
 MANIFEST = "manifest.json"
 TOPS = ("logs", "snapshots", "config", "units")
@@ -76,7 +76,7 @@ class Sources:
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Sources:
-        from ark_runtime.heal import Layout
+        from ark_runtime.host.heal import Layout
 
         env = dict(os.environ if env is None else env)
         lay = Layout.from_env(env)
@@ -130,7 +130,7 @@ def _host_facts() -> dict[str, Any]:
 def redact_env(text: str) -> tuple[str, list[str]]:
     """The env file with sensitive (or undeclared) values replaced; returns (text, names
     redacted). Lines that do not parse are dropped: they might be a secret on its own."""
-    from ark_runtime.envcheck import load_env_schema, parse_env_file
+    from ark_runtime.host.envcheck import load_env_schema, parse_env_file
 
     schema = load_env_schema()
     values, _ = parse_env_file(text)
@@ -161,7 +161,7 @@ def create_bundle(
     take_snapshot: bool = True,
 ) -> BundleResult:
     from ark_runtime import __version__
-    from ark_runtime import snapshot as snap
+    from ark_runtime.host import snapshot as snap
 
     start = time.monotonic()
     src = src or Sources.from_env()
@@ -181,7 +181,7 @@ def create_bundle(
         # The bundle should hold the state as of now, not as of the last timer run.
         fresh = snap.create_snapshot("manual", store=src.store, root=src.snapshots,
                                      config_dir=src.config)
-        from ark_runtime.heal import _chown_like, _chown_tree_like
+        from ark_runtime.host.heal import _chown_like, _chown_tree_like
 
         _chown_like(src.snapshots, src.state)
         _chown_tree_like(fresh.path, src.state)
@@ -375,8 +375,8 @@ def restore_bundle(path: Path, *, src: Sources | None = None, dry_run: bool = Fa
                    ) -> tuple[RestorePlan, str]:
     """Files written by root (the restore runs through sudo) are handed to the owner of the
     directory they land in, so ark can keep using and pruning them."""
-    from ark_runtime import snapshot as snap
-    from ark_runtime.heal import _chown_tree_like
+    from ark_runtime.host import snapshot as snap
+    from ark_runtime.host.heal import _chown_tree_like
 
     src = src or Sources.from_env()
     manifest = verify_bundle(path)  # raises before anything is written
@@ -484,7 +484,7 @@ def _cmd_bundle(args: argparse.Namespace) -> int:
 
 
 def _cmd_restore(args: argparse.Namespace) -> int:
-    from ark_runtime.snapshot import SnapshotError
+    from ark_runtime.host.snapshot import SnapshotError
 
     try:
         plan, note = restore_bundle(Path(args.bundle), dry_run=args.dry_run)

@@ -32,8 +32,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ark_runtime import paths
-from ark_runtime.atomic import atomic_write_text, fsync_dir, fsync_file, replace
+from ark_runtime.host import layout as paths
+from ark_runtime.host.atomic import atomic_write_text, fsync_dir, fsync_file, replace
 
 __all__ = [
     "REASONS",
@@ -76,7 +76,7 @@ def config_version(config_dir: Path) -> dict[str, str | None]:
     """What configuration the runtime ran with: sha256 of the ruleset and of the env schema.
     None for a file that does not exist (a host not yet configured is not an error here).
     $ARK_HRM_RULESET wins over <config_dir>/HRM_RULESET.yaml, as for HRM itself."""
-    from ark_runtime.envcheck import ENV_SCHEMA
+    from ark_runtime.host.envcheck import ENV_SCHEMA
 
     ruleset = Path(os.environ.get("ARK_HRM_RULESET") or config_dir / "HRM_RULESET.yaml")
     out: dict[str, str | None] = {}
@@ -482,7 +482,7 @@ def on_shutdown(env: Mapping[str, str] | None = None) -> tuple[int, str]:
     """ExecStopPost= of HRM's unit: snapshot + boot state only after a clean stop. A crash,
     a kill or a panic must not write "last clean shutdown" (the next boot would then skip the
     checks it needs) nor replace good snapshots with one taken from a suspect state."""
-    from ark_runtime.bootstate import now_iso, write_boot_state
+    from ark_runtime.host.bootstate import now_iso, write_boot_state
 
     env = os.environ if env is None else env
     result = env.get("SERVICE_RESULT", "")

@@ -2,7 +2,7 @@
 
 {"payload": {...}, "sha256": "<sha256 of the payload's canonical JSON>"}: the checksum lives
 inside the file so a torn or hand-edited file is detected on load without a second file that
-could itself go out of step. The file is written atomically (ark_runtime.atomic), so a crash
+could itself go out of step. The file is written atomically (ark_runtime.host.atomic), so a crash
 during the write leaves the previous state, never half of each.
 """
 
@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ark_runtime.atomic import atomic_write_text
+from ark_runtime.host.atomic import atomic_write_text
 
 FILENAME = "boot_state.json"
 

@@ -46,7 +46,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-from ark_runtime.atomic import atomic_write_bytes
+from ark_runtime.host.atomic import atomic_write_bytes
 
 EXIT_OK = 0
 EXIT_UNSAFE = 1
@@ -301,7 +301,7 @@ class Healer:
             from ark_runtime.hrm import check_ruleset_file
 
             return list(check_ruleset_file(path))
-        from ark_runtime.envcheck import EnvSchemaError, check_env_file, load_env_schema
+        from ark_runtime.host.envcheck import EnvSchemaError, check_env_file, load_env_schema
 
         try:
             schema = load_env_schema()
@@ -422,7 +422,7 @@ class Healer:
 
     def check_store(self) -> bool:
         """True when the store was replaced from a snapshot."""
-        from ark_runtime import snapshot as snap
+        from ark_runtime.host import snapshot as snap
 
         db = self.l.store
         problem = store_problem(db)
@@ -470,8 +470,8 @@ class Healer:
     # --- boot state --------------------------------------------------------------------------
 
     def check_boot_state(self, restored: bool) -> None:
-        from ark_runtime import bootstate
-        from ark_runtime.snapshot import newest_verified
+        from ark_runtime.host import bootstate
+        from ark_runtime.host.snapshot import newest_verified
 
         try:
             payload = bootstate.load_boot_state(self.l.state)
