@@ -9,6 +9,7 @@ schema (`ark_runtime/env.schema.yaml`) marks `sensitive`.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import json
 import re
@@ -126,8 +127,6 @@ def env_file_secrets(text: str, schema: Path = SCHEMA) -> list[str]:
             if len(value) >= 2 and value[0] == value[-1] and value[0] in "\"'":
                 inner = value[1:-1]
                 values.append(inner)
-                try:
-                    values.append(json.loads(value))
-                except ValueError:
-                    pass
+                with contextlib.suppress(ValueError):  # not JSON: the inner text is kept
+                    values.append(str(json.loads(value)))
     return [v for v in values if v]
