@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import ast
+import re
 from pathlib import Path
 
 import pytest
@@ -90,3 +92,32 @@ def test_env_file_secrets_follow_the_schema_sensitivity():
     assert "Zx9redis" in values and "plainsecret" in values
     assert 'tok"en' in values  # a name that says secret, though the schema does not know it
     assert "production" not in values and "8101" not in values
+
+
+COMPLIANCE = Path(__file__).resolve().parents[1] / "compliance"
+SECRETISH = re.compile(r"password|secret|token|credential|_key\\b", re.IGNORECASE)
+HOST_COMMANDS = {"run", "check_output", "run_test", "run_expect"}
+
+
+def secretish_values(tree: ast.AST) -> list[tuple[int, str]]:
+    """Python expressions that put a secret-named value into a string or a host command."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FormattedValue):
+            exprs = [node.value]
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", None) in HOST_COMMANDS:
+            exprs = list(node.args[1:])
+        else:
+            continue
+        found += [(node.lineno, ast.unparse(e)) for e in exprs if SECRETISH.search(ast.unparse(e))]
+    return found
+
+
+def test_no_compliance_check_puts_a_secret_value_on_a_command_line():
+    # The old Redis check ran f"REDISCLI_AUTH={quote(password)} redis-cli ...": testinfra's
+    # CommandResult carried the password into the console and the JUnit XML.
+    old = ast.parse('host.check_output(f"REDISCLI_AUTH={quote(password)} redis-cli ping")')
+    assert secretish_values(old)
+    for path in sorted(COMPLIANCE.glob("*.py")):
+        leaks = secretish_values(ast.parse(path.read_text()))
+        assert not leaks, f"{path.name}: a secret value reaches a command or message: {leaks}"
