@@ -101,7 +101,9 @@ class SecretMasking:
             env_dir = ENV_DIR
         # The output is parsed here and never logged; the command holds no secret.
         result = host.run("cat %s/*.env", env_dir)
-        return env_file_secrets(result.stdout) if result.rc == 0 else []
+        if result.rc != 0:
+            raise OSError(f"cannot read {env_dir}/*.env")  # reported as unread, no value
+        return env_file_secrets(result.stdout)
 
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_makereport(self, item, call):
