@@ -5,19 +5,33 @@ from __future__ import annotations
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from ark_ops.ansible_run import ansible_env
 from ark_ops.deploy import resolve_inventory
 from ark_ops.lab.config import REPO_ROOT
+from ark_ops.redact import Redactor, inventory_secrets
 
 REPORTS = REPO_ROOT / "reports"
 
 
+def _write_stdout(text: str) -> None:
+    sys.stdout.write(text)
+    sys.stdout.flush()
+
+
 def verify(inventory: str | None = None, limit: str | None = None, disruptive: bool = False,
-           keyword: str | None = None, reports_dir: Path = REPORTS, log=print) -> int:
-    """Run tests/compliance; returns pytest's exit code (0 only when all passed)."""
+           keyword: str | None = None, reports_dir: Path = REPORTS, log=print,
+           echo: Callable[[str], None] | None = None) -> int:
+    """Run tests/compliance; returns pytest's exit code (0 only when all passed).
+
+    The suite's own plugin (ark_ops.report) masks secrets in what it reports; its console
+    output also passes through a mask of the inventory's secrets here, line by line, so
+    nothing pytest prints outside a test report (an internal error) can carry one either.
+    """
     inv = resolve_inventory(inventory, log)
+    echo = echo or _write_stdout
     stamp = time.strftime("%Y%m%dT%H%M%S")
     reports_dir.mkdir(parents=True, exist_ok=True)
     junit = reports_dir / f"compliance-{stamp}.xml"
@@ -33,7 +47,12 @@ def verify(inventory: str | None = None, limit: str | None = None, disruptive: b
         cmd.append("--disruptive")
     if keyword:
         cmd += ["-k", keyword]
-    rc = subprocess.call(cmd, cwd=REPO_ROOT, env=ansible_env())
+    redact = Redactor(inventory_secrets(Path(inv)))
+    with subprocess.Popen(cmd, cwd=REPO_ROOT, env=ansible_env(), stdout=subprocess.PIPE,
+                          stderr=subprocess.STDOUT, text=True, errors="replace") as proc:
+        for line in proc.stdout:
+            echo(redact(line))
+    rc = proc.returncode
     for name, target in (("compliance-latest.md", markdown), ("compliance-latest.xml", junit)):
         link = reports_dir / name
         link.unlink(missing_ok=True)

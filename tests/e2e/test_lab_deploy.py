@@ -59,6 +59,9 @@ def test_verify_passes_on_the_deployed_lab(first_deploy, tmp_path):
     assert rc == 0, report
     for req in ("INFRA_01", "SEC_01", "DEPLOY_01"):
         assert f"| {req} | pass |" in report
+    # Titles are printed, and a requirement with no check on the lab is listed, not dropped.
+    assert "| INFRA_01 | pass | supervision |" in report
+    assert "| DOC_01 | not covered | LAUNCH.md |" in report
     assert list(tmp_path.glob("compliance-*.xml"))
 
 
@@ -78,6 +81,42 @@ def test_verify_fails_and_names_the_requirement_when_a_service_is_down(first_dep
         on_host("systemctl", "start", "ark-api.service")
     assert rc != 0
     assert "| INFRA_01 | FAIL |" in report
+
+
+# Runs on the host: the password is read there from the root-only env file and never
+# crosses the command line (see tests/compliance/conftest.py).
+WITH_REDIS_PASSWORD = ("set -a; . /etc/ark/env/infrastructure.env; set +a; "
+                       'REDISCLI_AUTH="$ARK_REDIS_PASSWORD" ')
+
+
+@pytest.mark.requirement("SEC_01")
+def test_a_failing_redis_check_leaves_no_password_in_any_report(first_deploy, tmp_path):
+    password = (LabPaths.default().inventory / ".secrets" / "redis_password").read_text().strip()
+    assert len(password) >= 32
+    # Redis now wants another password than the deployed one, so the check that logs in
+    # fails. The new one has the deployed one inside it: neither may show anywhere.
+    change = on_host(WITH_REDIS_PASSWORD + "redis-cli CONFIG SET requirepass "
+                     '"${ARK_REDIS_PASSWORD}-changed"')
+    assert change.returncode == 0 and "OK" in change.stdout, change.stdout + change.stderr
+    console: list[str] = []
+    try:
+        rc = verify(keyword="test_redis", reports_dir=tmp_path, echo=console.append)
+    finally:
+        restore = on_host("set -a; . /etc/ark/env/infrastructure.env; set +a; "
+                          'REDISCLI_AUTH="${ARK_REDIS_PASSWORD}-changed" redis-cli '
+                          'CONFIG SET requirepass "$ARK_REDIS_PASSWORD"')
+    assert restore.returncode == 0 and "OK" in restore.stdout, restore.stdout + restore.stderr
+    assert rc != 0
+    markdown = (tmp_path / "compliance-latest.md").read_text()
+    junit = (tmp_path / "compliance-latest.xml").read_text()
+    output = "".join(console)
+    assert "| SEC_01 | FAIL |" in markdown
+    assert "test_redis_accepts_the_deployed_password" in output + junit
+    for name, text in (("console", output), ("JUnit XML", junit), ("Markdown", markdown)):
+        assert password not in text, f"the Redis password is in the {name} output"
+    # The check works again once the password is back.
+    assert verify(keyword="accepts_the_deployed_password", reports_dir=tmp_path / "again",
+                  echo=lambda _line: None) == 0
 
 
 @pytest.mark.requirement("INFRA_02")
