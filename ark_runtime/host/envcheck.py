@@ -98,7 +98,9 @@ def parse_env_file(text: str) -> tuple[dict[str, tuple[str, int]], list[Problem]
     Returns {name: (value, line)} and syntax problems (which never quote the line)."""
     values: dict[str, tuple[str, int]] = {}
     problems: list[Problem] = []
-    for lineno, raw in enumerate(text.splitlines(), start=1):
+    # Lines end at "\n" only, as for systemd: str.splitlines() would also split at form feeds
+    # and other separators inside a value, and report a piece of a secret as a "name".
+    for lineno, raw in enumerate(text.split("\n"), start=1):
         line = raw.strip()
         if not line or line[0] in "#;":
             continue
