@@ -99,7 +99,9 @@ def render() -> str:
         "sysexits-style). Agents exit 0 on a clean stop, 64 for an unknown agent name, 69 when "
         "Redis is unreachable at start, 75 when another instance holds the lock and 78 on bad "
         "configuration (env values, feed, ruleset); the units do not restart on 64, 75 and 78 "
-        "(`RestartPreventExitStatus=`), which would only fail again.",
+        "(`RestartPreventExitStatus=`), which would only fail again. A checker exits 65 for "
+        "the bad file it was given (`python -m ark_runtime.hrm check`, `ark env check`); a "
+        "service started with that file exits 78.",
         "",
         "| exit code | name | meaning |",
         "|---|---|---|",

@@ -266,7 +266,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     check.add_argument("--domain", action="append", choices=list(DOMAINS),
                        help="only these domains are allowed")
     check.add_argument("--unit", help="allow the domains of this unit (api, kyle, kenny, ...)")
-    check.add_argument("--environment", choices=["development", "staging", "production"],
+    check.add_argument("--environment", choices=VARIABLES["ARK_ENVIRONMENT"].rules["values"],
                        help="override ARK_ENVIRONMENT for required_in checks")
     check.add_argument("--no-mode-check", action="store_true", help="skip the 0600 check")
     check.set_defaults(func=_cmd_check)

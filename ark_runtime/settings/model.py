@@ -52,7 +52,6 @@ UNITS: dict[str, list[str]] = {
 COMMANDS = ("dr", "trace", "ports", "env-check")
 
 FEATURE_PREFIX = "ARK_FEATURE_"
-ENVIRONMENTS = ("development", "staging", "production")
 _STAGED = ("staging", "production")
 _REDIS_USERS = (*ALL_AGENTS, "api", "heal")
 _ALL = (*UNITS, *COMMANDS)
