@@ -80,7 +80,13 @@ class Agent:
         self.stop_event.set()
 
     def run(self) -> int:
-        logjson.setup(self.name)
+        # The level comes typed from the settings; a bad one is reported (exit 78) once
+        # logging works, so it must not stop logging from starting.
+        try:
+            level = self.config.log_level
+        except SettingsError:
+            level = "INFO"
+        logjson.setup(self.name, level=level, directory=logjson.log_dir(self.env))
         try:
             self.lock = ComponentLock(self.name, run_dir(self.env)).acquire()
         except AlreadyRunning as exc:

@@ -34,3 +34,10 @@ def test_an_agent_started_with_only_the_url_gets_ready(lab: Lab, redis_server: R
     agent = lab.start("joey", ARK_REDIS_URL=url, ARK_REDIS_PORT=str(free_port()),
                       ARK_REDIS_PASSWORD="")
     assert lab.stop(agent) == 0
+
+
+def test_a_bad_log_level_is_a_config_error_not_a_crash(lab: Lab) -> None:
+    agent = lab.start("kyle", wait=False, ARK_LOG_LEVEL="LOUD")
+    assert agent.proc.wait(20) == 78
+    err = agent.stderr()
+    assert "ARK_LOG_LEVEL" in err and "Traceback" not in err
