@@ -57,3 +57,12 @@ def test_units_do_not_restart_on_codes_that_would_fail_again() -> None:
     line = next(ln for ln in supervision.splitlines() if ln.startswith("RestartPreventExit"))
     codes = {int(c) for c in line.split("=", 1)[1].split()}
     assert codes == {ExitCode.USAGE, ExitCode.TEMPFAIL, ExitCode.CONFIG}
+
+
+def test_api_with_bad_settings_is_78_without_the_secret(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("ARK_API_PORT", "99999")
+    monkeypatch.setenv("ARK_REDIS_URL", "http://:zq-url-secret@x")
+    assert ark_main(["api"]) == ExitCode.CONFIG
+    err = capsys.readouterr().err
+    assert "ARK_API_PORT" in err and "ARK_REDIS_URL" in err and "zq-url-secret" not in err
