@@ -108,7 +108,7 @@ def _reason(error: Any, var: Variable | None) -> str:
     return "is invalid"  # never pydantic's own text: some types echo the input
 
 
-def _why(name: str, reason: str, value: str | None, sensitive: bool) -> str:
+def _why(reason: str, value: str | None, sensitive: bool) -> str:
     if sensitive or value is None or reason.startswith(("URL", "is shorter", "is longer")):
         return reason
     return f"value {_show(value)} {reason}"
@@ -125,7 +125,7 @@ def check_values(values: Mapping[str, str]) -> list[tuple[str, str]]:
         for error in exc.errors(include_input=False, include_url=False):
             name = str(error["loc"][0]) if error["loc"] else "(settings)"
             var = VARIABLES.get(name)
-            problems.append((name, _why(name, _reason(error, var), present.get(name),
+            problems.append((name, _why(_reason(error, var), present.get(name),
                                         var is None or var.sensitive)))
     for name, value in present.items():
         if name not in VARIABLES:  # an ARK_FEATURE_* flag nobody declared by name
@@ -133,7 +133,7 @@ def check_values(values: Mapping[str, str]) -> list[tuple[str, str]]:
                 _BOOL.validate_python(value)
             except ValidationError as exc:
                 reason = _reason(exc.errors(include_input=False)[0], FEATURE_FLAG)
-                problems.append((name, _why(name, reason, value, False)))
+                problems.append((name, _why(reason, value, False)))
     return problems
 
 
