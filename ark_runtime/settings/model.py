@@ -123,8 +123,8 @@ class ArkSettings(BaseSettings):
         "ARK_REDIS_PASSWORD", None, "Redis requirepass password (at least 16 characters)",
         read_by=_REDIS_USERS, required_in=_STAGED)
     redis_url: RedisUrl | None = var(
-        "ARK_REDIS_URL", None, "Full Redis URL (redis:// or rediss://); each part it gives "
-        "overrides ARK_REDIS_HOST/PORT/PASSWORD/DB", read_by=_REDIS_USERS)
+        "ARK_REDIS_URL", None, "Redis URL (redis:// or rediss://); overrides ARK_REDIS_HOST/PORT/"
+        "PASSWORD/DB", read_by=_REDIS_USERS)
 
     # -- directories and files (resolved by ark_runtime.host.layout) -------------------------
     state_dir: AbsPath = var("ARK_STATE_DIR", "/var/lib/ark",
@@ -148,7 +148,7 @@ class ArkSettings(BaseSettings):
     hrm_ruleset: AbsPath | None = var(
         "ARK_HRM_RULESET", None, "The HRM ruleset file (set by the units)",
         read_by=("hrm", "heal", "snapshot"),
-        default_text="HRM: the packaged HRM_RULESET.yaml; host commands: "
+        default_text="HRM: the packaged ruleset; host commands: "
                      "$ARK_CONFIG_DIR/HRM_RULESET.yaml")
     log_level: LogLevel = var("ARK_LOG_LEVEL", "INFO", "Log level", read_by=_ALL)
 

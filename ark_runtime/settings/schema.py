@@ -75,8 +75,8 @@ def render() -> str:
         "patterns": {FEATURE_FLAG.name: _entry(FEATURE_FLAG)},
     }
     body = yaml.dump(document, Dumper=_Dumper, sort_keys=False, default_flow_style=False,
-                     width=100, allow_unicode=True)
-    return HEADER + body
+                     width=4096, allow_unicode=True)
+    return HEADER + "---\n" + body
 
 
 def main(argv: list[str] | None = None) -> int:

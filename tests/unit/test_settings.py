@@ -38,6 +38,8 @@ def test_committed_schema_files_match_the_declaration() -> None:
         assert path.read_text(encoding="utf-8") == text, (
             f"{path.name} is stale: run python -m ark_runtime.settings --write")
     assert schema.main(["--check"]) == 0
+    # operators read it: no line wider than the project's 100 columns (yamllint's rule)
+    assert max(map(len, text.splitlines())) <= 100
 
 
 def test_check_detects_a_stale_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
