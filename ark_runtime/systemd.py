@@ -2,6 +2,8 @@
 
 The protocol is one datagram to $NOTIFY_SOCKET; outside systemd the socket is
 unset and every call is a no-op, so the same code runs under tests and on hosts.
+The variables are systemd's, not ARK's (never in an env file, not in the env schema); they
+are read through `ark_runtime.settings.systemd_var`, the one reader of the environment.
 """
 
 from __future__ import annotations
@@ -9,10 +11,12 @@ from __future__ import annotations
 import os
 import socket
 
+from ark_runtime.settings import systemd_var
+
 
 def notify(state: str) -> bool:
     """Send `state` (e.g. "READY=1") to systemd. Returns False when not supervised."""
-    address = os.environ.get("NOTIFY_SOCKET")
+    address = systemd_var("NOTIFY_SOCKET")
     if not address:
         return False
     if address.startswith("@"):  # abstract namespace socket
@@ -25,8 +29,8 @@ def notify(state: str) -> bool:
 
 def watchdog_interval() -> float | None:
     """Seconds between watchdog pings (half of WatchdogSec), or None when disabled."""
-    usec = os.environ.get("WATCHDOG_USEC")
-    pid = os.environ.get("WATCHDOG_PID")
+    usec = systemd_var("WATCHDOG_USEC")
+    pid = systemd_var("WATCHDOG_PID")
     if not usec or (pid and int(pid) != os.getpid()):
         return None
     return int(usec) / 2_000_000

@@ -16,6 +16,8 @@ import os
 import signal
 import threading
 import time
+from collections.abc import Mapping
+from functools import cached_property
 from types import FrameType
 from typing import ClassVar
 
@@ -24,13 +26,10 @@ import redis
 from ark_runtime import logjson, systemd
 from ark_runtime.bus.errors import ErrorBus, held_by
 from ark_runtime.bus.streams import BusSettings, connect, with_backoff
-from ark_runtime.lock import EXIT_LOCKED, AlreadyRunning, ComponentLock, run_dir
-
-# sysexits.h codes, so `systemctl status` says what kind of failure it was.
-EXIT_OK = 0
-EXIT_UNAVAILABLE = 69  # EX_UNAVAILABLE: Redis could not be reached at start
-EXIT_CONFIG = 78  # EX_CONFIG: bad configuration (feed path, ruleset, env values)
-
+from ark_runtime.config import RedisSettings
+from ark_runtime.exitcodes import ExitCode
+from ark_runtime.lock import AlreadyRunning, ComponentLock, run_dir
+from ark_runtime.settings import ArkSettings, SettingsError, environ, load
 
 
 class ConfigError(RuntimeError):
@@ -40,14 +39,21 @@ class ConfigError(RuntimeError):
 class Agent:
     name: ClassVar[str]
 
-    def __init__(self, env: dict[str, str] | None = None) -> None:
-        self.env: dict[str, str] = dict(os.environ if env is None else env)
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+        # The raw environment is kept for the path helpers (host.layout, lock.run_dir); every
+        # value the agent uses comes typed from `config`.
+        self.env: dict[str, str] = environ() if env is None else dict(env)
         self.log = logging.getLogger(f"ark.{self.name}")
         self.stop_event = threading.Event()
         self.r: redis.Redis | None = None
         self.errors: ErrorBus | None = None
         self.lock: ComponentLock | None = None
         self._paused_by: list[str] = []
+
+    @cached_property
+    def config(self) -> ArkSettings:
+        """The typed settings (SettingsError names any bad variable)."""
+        return load(self.env)
 
     # -- hooks -------------------------------------------------------------------------
 
@@ -74,12 +80,18 @@ class Agent:
         self.stop_event.set()
 
     def run(self) -> int:
-        logjson.setup(self.name)
+        # The level comes typed from the settings; a bad one is reported (exit 78) once
+        # logging works, so it must not stop logging from starting.
+        try:
+            level = self.config.log_level
+        except SettingsError:
+            level = "INFO"
+        logjson.setup(self.name, level=level, directory=logjson.log_dir(self.env))
         try:
             self.lock = ComponentLock(self.name, run_dir(self.env)).acquire()
         except AlreadyRunning as exc:
             self.log.error(str(exc), extra={"event": "lock_refused"})
-            return EXIT_LOCKED
+            return ExitCode.TEMPFAIL
         signal.signal(signal.SIGTERM, self._on_signal)
         signal.signal(signal.SIGINT, self._on_signal)
         try:
@@ -90,16 +102,16 @@ class Agent:
 
     def _run_locked(self) -> int:
         try:
-            self.settings = BusSettings.from_env(self.env)
-        except ValueError as exc:
+            self.settings = BusSettings.from_settings(self.config)
+        except SettingsError as exc:
             self.log.error("bad configuration: %s", exc, extra={"event": "config_error"})
-            return EXIT_CONFIG
+            return ExitCode.CONFIG
         interval = systemd.watchdog_interval()
         # Block on Redis for at most half a watchdog period, so pings are never late.
         if interval:
             block = min(self.settings.block_ms, int(interval * 500))
             self.settings = BusSettings(**{**self.settings.__dict__, "block_ms": max(block, 10)})
-        self.r = connect(block_ms=self.settings.block_ms)
+        self.r = connect(RedisSettings.from_settings(self.config), block_ms=self.settings.block_ms)
         self.errors = ErrorBus(self.r, self.name, self.settings.side_maxlen)
         try:
             with_backoff(self.r.ping, attempts=8, should_stop=lambda: self.stopping,
@@ -107,10 +119,10 @@ class Agent:
                              "redis not reachable (attempt %d): %s", n, e))
         except (redis.ConnectionError, redis.TimeoutError, redis.AuthenticationError) as exc:
             if self.stopping:  # asked to stop while waiting for Redis: nothing is in flight
-                return EXIT_OK
+                return ExitCode.OK
             self.log.error("cannot reach redis: %s; check ARK_REDIS_HOST/PORT/PASSWORD", exc,
                            extra={"event": "redis_unavailable"})
-            return EXIT_UNAVAILABLE
+            return ExitCode.UNAVAILABLE
         try:
             self.setup()
         except ConfigError as exc:
@@ -118,7 +130,7 @@ class Agent:
             # A consumer that cannot start halts its producers; Kyle has none, and pausing
             # the source itself would outlive the fix, so it reports an error only.
             self._report("critical" if self.name != "kyle" else "error", "ConfigError", str(exc))
-            return EXIT_CONFIG
+            return ExitCode.CONFIG
         systemd.notify("READY=1")
         systemd.notify(f"STATUS={self.name} running")
         self.log.info("ready", extra={"event": "ready", "pid": os.getpid()})
@@ -127,7 +139,7 @@ class Agent:
         self.log.info("stopping: finishing in-flight work", extra={"event": "stopping"})
         self.persist()
         self.log.info("stopped cleanly", extra={"event": "stopped"})
-        return EXIT_OK
+        return ExitCode.OK
 
     def _loop(self, interval: float | None) -> None:
         next_ping = 0.0

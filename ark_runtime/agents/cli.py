@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ark_runtime.exitcodes import ExitCode
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("agent", help="run one agent: kyle, joey, kenny or hrm",
-                       description="Exit codes: 0 clean stop, 2 bad arguments, 69 Redis "
-                       "unreachable at start, 75 another instance holds the lock, "
-                       "78 bad configuration.")
+                       description="Exit codes: 0 clean stop, 64 bad arguments (unknown agent), "
+                       "69 Redis unreachable at start, 75 another instance holds the lock, "
+                       "78 bad configuration (env values, feed, ruleset).")
     p.add_argument("name", help="kyle | joey | kenny | hrm")
     p.set_defaults(func=_run)
 
@@ -23,5 +25,5 @@ def _run(args: argparse.Namespace) -> int:
         cls = agent_class(args.name)
     except ValidationError as exc:
         print(f"ark agent: {exc}", file=sys.stderr)
-        return 2
+        return ExitCode.USAGE
     return cls().run()

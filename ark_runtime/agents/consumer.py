@@ -22,7 +22,7 @@ class ConsumerAgent(Agent):
 
     def setup(self) -> None:
         assert self.r is not None
-        self.consumer = self.env.get("ARK_CONSUMER_NAME") or default_consumer(self.name)
+        self.consumer = default_consumer(self.name, self.config.consumer_name)
         self.inbox = Inbox(self.r, self.name, self.consumer, self.settings)
         self.inbox.ensure_group()
         self._pending_cursor: str | None = "0"  # first, whatever we held before a restart

@@ -30,8 +30,10 @@ class Hrm(ConsumerAgent):
     def setup(self) -> None:
         super().setup()
         try:
-            self.engine = RuleEngine(load_ruleset(self.env.get("ARK_HRM_RULESET") or None))
-        except RulesetError as exc:
+            self.engine = RuleEngine(load_ruleset(self.config.hrm_ruleset))
+        except (RulesetError, TypeError, AttributeError, ValueError) as exc:
+            # Whatever is wrong with the file, it is configuration: exit 78 (no restart loop)
+            # and the pause upstream, never a traceback and exit 1.
             raise ConfigError(f"ARK_HRM_RULESET: {exc}") from None
         try:
             self.store = MemoryStore(store_path(self.env))

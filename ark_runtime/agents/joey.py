@@ -29,7 +29,7 @@ class Joey(ConsumerAgent):
     def setup(self) -> None:
         super().setup()
         try:
-            self.window_size = int(self.env.get("ARK_JOEY_WINDOW", "60"))
+            self.window_size = self.config.joey_window
             self.detector = PatternDetector(window=self.window_size)
         except ValueError as exc:
             raise ConfigError(f"ARK_JOEY_WINDOW: {exc}") from None

@@ -18,10 +18,8 @@ class Kenny(ConsumerAgent):
     def setup(self) -> None:
         super().setup()
         try:
-            self.account = AccountConfig(
-                account_size=float(self.env.get("ARK_ACCOUNT_SIZE", "100000")),
-                risk_per_trade=float(self.env.get("ARK_RISK_PER_TRADE", "0.01")),
-            )
+            self.account = AccountConfig(account_size=self.config.account_size,
+                                         risk_per_trade=self.config.risk_per_trade)
         except ValueError as exc:
             raise ConfigError(f"ARK_ACCOUNT_SIZE/ARK_RISK_PER_TRADE: {exc}") from None
 

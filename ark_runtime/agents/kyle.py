@@ -41,14 +41,9 @@ class Kyle(Agent):
         self.feed_id = hashlib.sha256(feed_key.encode()).hexdigest()[:16]
         self.cursor_key = f"ark:kyle:cursor:{self.feed_id}"
         self.target = inbox("joey")
-        try:
-            self.max_backlog = int(self.env.get("ARK_KYLE_MAX_BACKLOG", "100000"))
-            self.rate = float(self.env.get("ARK_FEED_RATE", "0"))
-            self.ttl = int(self.env.get("ARK_BAR_TTL", "3600"))
-        except ValueError as exc:
-            raise ConfigError(f"ARK_KYLE_MAX_BACKLOG/ARK_FEED_RATE/ARK_BAR_TTL: {exc}") from None
-        if self.rate < 0 or not 1 <= self.ttl <= 7 * 24 * 3600:
-            raise ConfigError("ARK_FEED_RATE must be >= 0 and ARK_BAR_TTL in 1..604800")
+        self.max_backlog = self.config.kyle_max_backlog
+        self.rate = self.config.feed_rate
+        self.ttl = self.config.bar_ttl
         start = int(self.r.get(self.cursor_key) or 0)
         # Bad rows before the cursor were reported by the run that passed them.
         self._suppress_bad = start > 0
@@ -71,17 +66,17 @@ class Kyle(Agent):
             self.bad_rows.append(error)
 
     def _adapter(self) -> tuple[object, str]:
-        kind = self.env.get("ARK_FEED") or ("replay" if self.env.get("ARK_FEED_PATH") else "sample")
+        cfg = self.config
+        kind = cfg.feed or ("replay" if cfg.feed_path else "sample")
         if kind == "sample":
             return ReplayAdapter(SAMPLE_BARS, on_error=self._on_bad_row), \
                 "sample:" + _file_hash(SAMPLE_BARS)
         if kind == "replay":
-            raw = self.env.get("ARK_FEED_PATH")
-            if not raw:
+            if not cfg.feed_path:
                 raise ConfigError("ARK_FEED=replay needs ARK_FEED_PATH")
-            base = self.env.get("ARK_FEED_DIR") or str(state_dir(self.env) / "feeds")
+            base = cfg.feed_dir or state_dir(self.env) / "feeds"
             try:
-                path = validate_path(raw, base)
+                path = validate_path(cfg.feed_path, base)
             except ValidationError as exc:
                 raise ConfigError(f"ARK_FEED_PATH: {exc}") from None
             if not path.is_file():
@@ -91,17 +86,12 @@ class Kyle(Agent):
             except ValueError as exc:
                 raise ConfigError(f"ARK_FEED_PATH: {exc}") from None
             return adapter, f"replay:{path}:{_file_hash(path)}"
-        if kind == "synthetic":
-            try:
-                symbols = [validate_symbol(s.strip()) for s in
-                           self.env.get("ARK_FEED_SYMBOLS", "AAPL,MSFT,BTC-USD").split(",")]
-                seed = int(self.env.get("ARK_FEED_SEED", "0"))
-                bars = int(self.env.get("ARK_FEED_BARS", "500"))
-                adapter = SyntheticAdapter(symbols, seed=seed, bars=bars)
-            except ValueError as exc:
-                raise ConfigError(f"synthetic feed: {exc}") from None
-            return adapter, f"synthetic:{','.join(symbols)}:{seed}:{bars}"
-        raise ConfigError(f"ARK_FEED={kind!r}: expected replay, synthetic or sample")
+        try:  # synthetic
+            symbols = [validate_symbol(s.strip()) for s in cfg.feed_symbols.split(",")]
+            adapter = SyntheticAdapter(symbols, seed=cfg.feed_seed, bars=cfg.feed_bars)
+        except ValueError as exc:
+            raise ConfigError(f"ARK_FEED_SYMBOLS: {exc}") from None
+        return adapter, f"synthetic:{','.join(symbols)}:{cfg.feed_seed}:{cfg.feed_bars}"
 
     # -- loop --------------------------------------------------------------------------
 

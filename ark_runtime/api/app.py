@@ -20,6 +20,7 @@ def create_app(redis_cfg: RedisSettings | None = None) -> FastAPI:
     async def lifespan(app: FastAPI):
         app.state.redis = aioredis.Redis(
             host=cfg.host, port=cfg.port, password=cfg.password, db=cfg.db,
+            username=cfg.username, ssl=cfg.ssl,
             socket_connect_timeout=2, socket_timeout=2,
         )
         try:

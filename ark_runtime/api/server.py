@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import sys
 
 import uvicorn
 
 from ark_runtime import systemd
 from ark_runtime.api.app import create_app
-from ark_runtime.config import api_settings
+from ark_runtime.config import api_settings, redis_settings
+from ark_runtime.exitcodes import ExitCode
+from ark_runtime.settings import SettingsError
 
 
 class NotifyingServer(uvicorn.Server):
@@ -35,12 +38,18 @@ class NotifyingServer(uvicorn.Server):
 
 
 def serve() -> int:
-    settings = api_settings()
+    try:
+        settings = api_settings()
+        redis_cfg = redis_settings()
+    except SettingsError as exc:
+        # systemd must not restart a unit whose configuration is wrong (exit 78).
+        print(f"ark api: bad settings: {exc}", file=sys.stderr)
+        return ExitCode.CONFIG
     config = uvicorn.Config(
-        create_app(), host=settings.host, port=settings.port,
+        create_app(redis_cfg), host=settings.host, port=settings.port,
         log_level="info", access_log=False, lifespan="on",
         timeout_graceful_shutdown=10,
     )
     server = NotifyingServer(config)
     server.run()
-    return 0 if server.started else 1
+    return ExitCode.OK if server.started else ExitCode.UNAVAILABLE

@@ -1,17 +1,28 @@
-"""`ark errors ...` and `ark dead ...`: the operator's view of the error bus and dead letters."""
+"""`ark errors ...` and `ark dead ...`: the operator's view of the error bus and dead letters.
+
+Exit codes (ark_runtime/exitcodes.py): 0 ok, 1 `errors status` found a pause, 69 Redis
+unreachable or refusing us, 78 bad settings; each failure is one sentence on stderr.
+"""
 
 from __future__ import annotations
 
 import argparse
+import functools
 import getpass
 import json
 import sys
+from collections.abc import Callable
+
+import redis
+
+from ark_runtime.exitcodes import ExitCode
+from ark_runtime.settings import SettingsError
 
 
 def register(sub: argparse._SubParsersAction) -> None:
     errors = sub.add_parser("errors", help="error bus: recent errors, pauses, clear a pause")
     esub = errors.add_subparsers(dest="errors_command", required=True, metavar="ACTION")
-    st = esub.add_parser("status", help="show active pauses (exit 3 while paused)")
+    st = esub.add_parser("status", help="show active pauses (exit 1 while paused)")
     st.set_defaults(func=_status)
     ls = esub.add_parser("list", help="recent errors and pause/resume events")
     ls.add_argument("-n", type=int, default=20)
@@ -25,26 +36,49 @@ def register(sub: argparse._SubParsersAction) -> None:
     dead.set_defaults(func=_dead)
 
 
+def _operator_errors(command: Callable[[argparse.Namespace], int]):
+    """Expected failures become one sentence and an exit code, never a traceback."""
+
+    @functools.wraps(command)
+    def run(args: argparse.Namespace) -> int:
+        try:
+            return command(args)
+        except SettingsError as exc:
+            print(f"ark: bad settings: {exc}", file=sys.stderr)
+            return ExitCode.CONFIG
+        except redis.AuthenticationError:
+            print("ark: Redis refused the password; check ARK_REDIS_PASSWORD", file=sys.stderr)
+            return ExitCode.UNAVAILABLE
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            print(f"ark: cannot reach Redis ({type(exc).__name__}); check ARK_REDIS_HOST/PORT "
+                  "and that redis-server is running", file=sys.stderr)
+            return ExitCode.UNAVAILABLE
+
+    return run
+
+
 def _client():
     from ark_runtime.bus.streams import connect
 
     return connect()
 
 
+@_operator_errors
 def _status(args: argparse.Namespace) -> int:
     from ark_runtime.bus.errors import pauses
 
     current = pauses(_client())
     if not current:
         print("no pause: producers are running")
-        return 0
+        return ExitCode.OK
     for origin, rec in current.items():
         print(f"PAUSED by {origin} since {rec.get('since')}: {', '.join(rec.get('agents', []))} "
               f"halted; reason: {rec.get('reason')} (set by {rec.get('by')})")
     print("clear with: ark errors clear --reason '...'")
-    return 3
+    return ExitCode.FAILURE
 
 
+@_operator_errors
 def _list(args: argparse.Namespace) -> int:
     from ark_runtime.bus.errors import recent
 
@@ -54,9 +88,10 @@ def _list(args: argparse.Namespace) -> int:
         label = p.get("severity") or env.type
         print(f"{env.timestamp.isoformat()} {env.from_agent:<8} {label:<13} "
               f"{p.get('error', env.type)}: {detail}  [{env.correlation_id}]")
-    return 0
+    return ExitCode.OK
 
 
+@_operator_errors
 def _clear(args: argparse.Namespace) -> int:
     from ark_runtime.bus.errors import ErrorBus
 
@@ -64,11 +99,12 @@ def _clear(args: argparse.Namespace) -> int:
     cleared = ErrorBus(_client(), "operator").clear(args.origin, by=by, reason=args.reason)
     if not cleared:
         print("nothing to clear")
-        return 0
+        return ExitCode.OK
     print(f"cleared pause set by {', '.join(cleared)}; producers resume")
-    return 0
+    return ExitCode.OK
 
 
+@_operator_errors
 def _dead(args: argparse.Namespace) -> int:
     from ark_runtime.bus.streams import DEAD_STREAM
 
@@ -77,4 +113,4 @@ def _dead(args: argparse.Namespace) -> int:
         print(json.dumps({"id": eid, **f}, sort_keys=True))
     if not entries:
         print("dead-letter stream is empty", file=sys.stderr)
-    return 0
+    return ExitCode.OK

@@ -8,18 +8,16 @@ A unit test runs the check, so the published protocol cannot drift from the code
 
 from __future__ import annotations
 
-import argparse
 import json
 import sys
 from pathlib import Path
 
-from ark_runtime.agents import ENVIRONMENT
-from ark_runtime.agents.base import EXIT_CONFIG, EXIT_OK, EXIT_UNAVAILABLE
+from ark_runtime.agents import environment
 from ark_runtime.bus import streams
 from ark_runtime.bus.envelope import PROTOCOL_VERSION, Envelope
 from ark_runtime.bus.errors import PAUSE_KEY
 from ark_runtime.bus.registry import ENDPOINTS, PIPELINE, REGISTRY, SEVERITIES
-from ark_runtime.lock import EXIT_LOCKED
+from ark_runtime.exitcodes import ArkArgumentParser, ExitCode
 
 
 def _schema_block(schema: dict) -> list[str]:
@@ -95,18 +93,29 @@ def render() -> str:
         "0. A second instance on the same host exits at once (flock on "
         "`$ARK_RUN_DIR/NAME.lock`).",
         "",
-        "| exit code | meaning |",
-        "|---|---|",
-        f"| {EXIT_OK} | clean stop |",
-        "| 2 | bad command line (unknown agent name) |",
-        f"| {EXIT_UNAVAILABLE} | EX_UNAVAILABLE: Redis unreachable at start |",
-        f"| {EXIT_LOCKED} | EX_TEMPFAIL: another instance holds the lock "
-        "(units: `RestartPreventExitStatus=75`) |",
-        f"| {EXIT_CONFIG} | EX_CONFIG: bad configuration (feed, ruleset, numbers) |",
+        "## Exit codes",
+        "",
+        "One table for every ARK command, agent and unit (`ark_runtime/exitcodes.py`, "
+        "sysexits-style). Agents exit 0 on a clean stop, 64 for an unknown agent name, 69 when "
+        "Redis is unreachable at start, 75 when another instance holds the lock and 78 on bad "
+        "configuration (env values, feed, ruleset); the units do not restart on 64, 75 and 78 "
+        "(`RestartPreventExitStatus=`), which would only fail again. A checker exits 65 for "
+        "the bad file it was given (`python -m ark_runtime.hrm check`, `ark env check`); a "
+        "service started with that file exits 78.",
+        "",
+        "| exit code | name | meaning |",
+        "|---|---|---|",
+        *[f"| {code.value} | `{code.name}` | {code.meaning} |" for code in sorted(ExitCode)],
+        "",
+        "## Environment",
+        "",
+        "Declared once, with types and defaults, in `ark_runtime/settings/model.py` (the env "
+        "schema `ark_runtime/env.schema.yaml` is generated from it); a bad value stops the "
+        "agent with exit 78 and a message naming the variable.",
         "",
         "| variable | agents | default | meaning |",
         "|---|---|---|---|",
-        *[f"| `{k}` | {a} | {d} | {m} |" for k, (a, d, m) in ENVIRONMENT.items()],
+        *[f"| `{k}` | {a} | {d} | {m} |" for k, a, d, m in environment()],
         "",
         "## Envelope",
         "",
@@ -131,7 +140,7 @@ def render() -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArkArgumentParser(description=__doc__.splitlines()[0])
     group = parser.add_mutually_exclusive_group(required=True)
     group.add_argument("--write", type=Path, metavar="PATH")
     group.add_argument("--check", type=Path, metavar="PATH")

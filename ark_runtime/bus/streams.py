@@ -18,10 +18,9 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, TypeVar
@@ -32,6 +31,7 @@ from redis.retry import Retry
 
 from ark_runtime.bus.envelope import Envelope
 from ark_runtime.config import RedisSettings, redis_settings
+from ark_runtime.settings import ArkSettings, default_of, load
 
 PREFIX = "ark:stream:"
 DEAD_STREAM = f"{PREFIX}dead"
@@ -54,57 +54,44 @@ def failures_key(agent: str) -> str:
     return f"ark:failures:{agent}"
 
 
-def default_consumer(agent: str) -> str:
+def default_consumer(agent: str, configured: str | None = None) -> str:
     # Stable across restarts on one host, distinct across hosts: a restarted agent finds its
     # own pending entries again, and another host's agent can reclaim them if it never returns.
-    return os.environ.get("ARK_CONSUMER_NAME") or f"{agent}@{socket.gethostname()}"
+    return configured or f"{agent}@{socket.gethostname()}"
 
 
 @dataclass(frozen=True)
 class BusSettings:
-    max_deliveries: int = 5
-    claim_min_idle_ms: int = 30_000
-    claim_every_s: float = 5.0
-    block_ms: int = 500
-    batch: int = 64
-    maxlen: int = 1_000_000
-    side_maxlen: int = 100_000
-    dedup_ttl_s: int = 7 * 24 * 3600
+    """The bus knobs (ARK_BUS_*); types, bounds and defaults are declared in the settings."""
+
+    max_deliveries: int = default_of("ARK_BUS_MAX_DELIVERIES")
+    claim_min_idle_ms: int = default_of("ARK_BUS_CLAIM_MIN_IDLE_MS")
+    claim_every_s: float = default_of("ARK_BUS_CLAIM_EVERY_S")
+    block_ms: int = default_of("ARK_BUS_BLOCK_MS")
+    batch: int = default_of("ARK_BUS_BATCH")
+    maxlen: int = default_of("ARK_BUS_MAXLEN")
+    side_maxlen: int = default_of("ARK_BUS_SIDE_MAXLEN")
+    dedup_ttl_s: int = default_of("ARK_BUS_DEDUP_TTL_S")
 
     @classmethod
-    def from_env(cls, env: dict[str, str] | None = None) -> BusSettings:
-        env = os.environ if env is None else env
-        base = cls()
+    def from_settings(cls, cfg: ArkSettings) -> BusSettings:
+        return cls(max_deliveries=cfg.bus_max_deliveries,
+                   claim_min_idle_ms=cfg.bus_claim_min_idle_ms,
+                   claim_every_s=cfg.bus_claim_every_s, block_ms=cfg.bus_block_ms,
+                   batch=cfg.bus_batch, maxlen=cfg.bus_maxlen, side_maxlen=cfg.bus_side_maxlen,
+                   dedup_ttl_s=cfg.bus_dedup_ttl_s)
 
-        def get(name: str, default: T, cast: Callable[[str], T]) -> T:
-            raw = env.get(f"ARK_BUS_{name}")
-            if raw is None or raw == "":
-                return default
-            try:
-                value = cast(raw)
-            except ValueError:
-                raise ValueError(f"ARK_BUS_{name}={raw!r} is not a valid number") from None
-            if value <= 0:  # type: ignore[operator]
-                raise ValueError(f"ARK_BUS_{name} must be > 0, got {raw}")
-            return value
-
-        return cls(
-            max_deliveries=get("MAX_DELIVERIES", base.max_deliveries, int),
-            claim_min_idle_ms=get("CLAIM_MIN_IDLE_MS", base.claim_min_idle_ms, int),
-            claim_every_s=get("CLAIM_EVERY_S", base.claim_every_s, float),
-            block_ms=get("BLOCK_MS", base.block_ms, int),
-            batch=get("BATCH", base.batch, int),
-            maxlen=get("MAXLEN", base.maxlen, int),
-            side_maxlen=get("SIDE_MAXLEN", base.side_maxlen, int),
-            dedup_ttl_s=get("DEDUP_TTL_S", base.dedup_ttl_s, int),
-        )
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> BusSettings:
+        """Raises SettingsError (a ValueError) naming each bad variable."""
+        return cls.from_settings(load(env))
 
 
 def connect(settings: RedisSettings | None = None, *, block_ms: int = 500) -> redis.Redis:
     s = settings or redis_settings()
     return redis.Redis(
         host=s.host, port=s.port, password=s.password, db=s.db,
-        decode_responses=True,
+        username=s.username, ssl=s.ssl, decode_responses=True,
         # A blocking XREADGROUP must not be mistaken for a dead socket.
         socket_timeout=block_ms / 1000 + 10, socket_connect_timeout=5,
         health_check_interval=30,

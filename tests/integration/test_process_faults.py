@@ -161,7 +161,7 @@ def test_critical_error_pauses_upstream_until_cleared(lab: Lab, r, redis_server)
     env = lab.env()
     status = subprocess.run([sys.executable, "-m", "ark_runtime.cli", "errors", "status"],
                             env=env, cwd=REPO, capture_output=True, text=True, timeout=20)
-    assert status.returncode == 3
+    assert status.returncode == 1  # ExitCode.FAILURE: the status check found a pause
     assert "PAUSED by kenny" in status.stdout and "kyle, joey" in status.stdout
     clear = subprocess.run([sys.executable, "-m", "ark_runtime.cli", "errors", "clear",
                             "--reason", "store repaired"],
@@ -200,13 +200,23 @@ def test_bad_configuration_refused_with_clear_exit_codes(lab: Lab, r, tmp_path) 
     assert traversal.returncode == 78 and "'..'" in traversal.stderr
     assert run("agent", "kyle", ARK_FEED_RATE="fast").returncode == 78
     unknown = run("agent", "mallory")
-    assert unknown.returncode == 2 and "unknown agent" in unknown.stderr
+    assert unknown.returncode == 64 and "unknown agent" in unknown.stderr  # ExitCode.USAGE
+    bad_env = run("agent", "joey", ARK_BUS_BATCH="many", ARK_REDIS_PASSWORD="zq-" + "s" * 20)
+    assert bad_env.returncode == 78 and "ARK_BUS_BATCH" in bad_env.stderr
+    short = run("agent", "joey", ARK_REDIS_PASSWORD="zq-short-secret")
+    assert short.returncode == 78 and "ARK_REDIS_PASSWORD" in short.stderr
+    assert "zq-short-secret" not in short.stderr + short.stdout
     # The refused start is reported on the error bus, so operators see it there too.
     assert any(e.payload["error"] == "ConfigError" for e in recent(r, 20))
     assert pauses(r) == {}  # the source does not pause itself over its own config
     hrm = run("agent", "hrm", ARK_HRM_RULESET=str(tmp_path / "missing.yaml"))
     assert hrm.returncode == 78 and "ARK_HRM_RULESET" in hrm.stderr
     assert pauses(r)["hrm"]["agents"] == ["kyle", "joey", "kenny"]
+    # A ruleset the parser chokes on is configuration too: 78 (not restarted), no traceback.
+    odd = tmp_path / "odd.yaml"
+    odd.write_text("rules: [null]\n")
+    hrm = run("agent", "hrm", ARK_HRM_RULESET=str(odd))
+    assert hrm.returncode == 78 and "Traceback" not in hrm.stderr
 
 
 @pytest.mark.requirement("TEST_01")

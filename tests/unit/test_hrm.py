@@ -474,8 +474,14 @@ def test_check_ruleset_file_and_cli(tmp_path: Path, capsys: pytest.CaptureFixtur
     bad.write_text(yaml.safe_dump(data))
     problems = check_ruleset_file(bad)
     assert problems and problems[0].startswith("rule RISK-004")
-    assert hrm_main(["check", str(bad)]) == 2
+    assert hrm_main(["check", str(bad)]) == 65  # DATAERR: the checked file is the bad input
     assert "rule RISK-004" in capsys.readouterr().err
+    bad.write_text("rules: [null]\n")  # a shape the parser does not expect: still 65, no crash
+    assert hrm_main(["check", str(bad)]) == 65
+    assert "Traceback" not in capsys.readouterr().err
+    with pytest.raises(SystemExit) as usage:
+        hrm_main(["chek", str(bad)])
+    assert usage.value.code == 64
 
 
 # --- the whole pipeline on the shipped sample ---------------------------------------------------

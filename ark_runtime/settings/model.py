@@ -1,0 +1,282 @@
+"""SEC_01: every environment variable ARK reads, declared once.
+
+Each field: the variable's name, type, default, credential domain, who reads it and what
+it means; sensitivity follows from the type (a secret is held as SecretStr). From this class
+come the runtime's typed settings, `ark env check`, the env schema the deploy reads
+(`ark_runtime/env.schema.yaml`, `.env.schema`) and the table in docs/AGENT_PROTOCOL.md.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Literal
+
+from pydantic import BeforeValidator, SecretStr
+from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
+
+from ark_runtime.settings.fields import (
+    ALL_AGENTS,
+    CONSUMERS,
+    AbsPath,
+    Host,
+    Port,
+    RedisUrl,
+    TrueOnly,
+    secret,
+    text,
+    var,
+)
+
+DOMAINS: dict[str, str] = {
+    "infrastructure": "Addresses, ports, directories and the Redis password every unit needs",
+    "api": "Secrets only the reasoning API holds (session/signing secret)",
+    "telegram": "Telegram bot credentials for notifications",
+    "llm": "Language-model provider credentials for the reasoning API",
+    "trading": "Broker credentials (paper only; ARK never places an order)",
+    "features": "Feature flags",
+}
+
+# Which credential domains each systemd unit loads. Only Kenny gets trading credentials.
+UNITS: dict[str, list[str]] = {
+    "api": ["infrastructure", "api", "llm", "telegram", "features"],
+    "kyle": ["infrastructure", "features"],
+    "joey": ["infrastructure", "features"],
+    "kenny": ["infrastructure", "trading", "features"],
+    "hrm": ["infrastructure", "features"],
+    "heal": ["infrastructure"],
+    "snapshot": ["infrastructure"],
+}
+
+# Readers that are operator commands, not units: they run with infrastructure.env sourced.
+# `read_by` names the code that reads a variable; `()` means the units receive it (their
+# domains) for a feature not built yet, and only `ark env check` validates it.
+COMMANDS = ("dr", "trace", "ports", "env-check")
+
+FEATURE_PREFIX = "ARK_FEATURE_"
+_STAGED = ("staging", "production")
+_REDIS_USERS = (*ALL_AGENTS, "api", "heal")
+_ALL = (*UNITS, *COMMANDS)
+
+LogLevel = Annotated[
+    Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"],
+    BeforeValidator(lambda v: v.upper() if isinstance(v, str) else v),
+]
+
+
+ApiSecret = secret(min_length=32)
+RedisPassword = secret(min_length=16)
+ProviderKey = secret(min_length=20)
+BrokerCredential = secret(min_length=8)
+TelegramToken = secret(pattern=r"^[0-9]{5,12}:[A-Za-z0-9_-]{30,}$")
+ChatId = text(pattern=r"^(-?[0-9]{1,20}|@[A-Za-z][A-Za-z0-9_]{4,31})$")
+ModelName = text(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,99}$")
+UnixName = text(pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
+ShortText = text(max_length=200)
+SymbolList = text(max_length=1000)
+AnyText = text()
+
+
+class ArkSettings(BaseSettings):
+    """The environment of one ARK process. Build it with `ark_runtime.settings.load()`."""
+
+    model_config = SettingsConfigDict(
+        case_sensitive=True, extra="ignore", frozen=True, hide_input_in_errors=True,
+        validate_default=True,
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls, settings_cls: type[BaseSettings], init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The mapping comes from `load()`, the one reader of the process environment, so a
+        # test or a checked file is validated exactly like the live environment.
+        return (init_settings,)
+
+    # -- stage -----------------------------------------------------------------------------
+    environment: Literal["development", "staging", "production"] = var(
+        "ARK_ENVIRONMENT", "development", "Deployment stage; staging and production require "
+        "the secrets marked required_in", read_by=("env-check",), required=True)
+
+    # -- API and ports ---------------------------------------------------------------------
+    api_host: Host = var("ARK_API_HOST", "127.0.0.1", "Address the reasoning API binds to",
+                         read_by=("api",))
+    api_port: Port = var("ARK_API_PORT", 8101, "TCP port of the reasoning API",
+                         read_by=("api", "ports"))
+    metrics_port: Port = var(
+        "ARK_METRICS_PORT", 9101,
+        "TCP port reserved for Prometheus metrics (checked by the ports preflight)",
+        read_by=("ports",))
+    api_secret: ApiSecret | None = var(
+        "ARK_API_SECRET", None,
+        "Session/signing secret of the API and admin UI (at least 32 characters)",
+        domain="api", read_by=(), required_in=_STAGED)
+
+    # -- Redis -----------------------------------------------------------------------------
+    redis_host: Host = var("ARK_REDIS_HOST", "127.0.0.1", "Redis server address",
+                           read_by=_REDIS_USERS)
+    redis_port: Port = var("ARK_REDIS_PORT", 6379, "Redis server port",
+                           read_by=(*_REDIS_USERS, "ports"))
+    redis_db: int = var("ARK_REDIS_DB", 0, "Redis logical database number",
+                        read_by=_REDIS_USERS, ge=0, le=15)
+    redis_password: RedisPassword | None = var(
+        "ARK_REDIS_PASSWORD", None, "Redis requirepass password (at least 16 characters)",
+        read_by=_REDIS_USERS, required_in=_STAGED)
+    redis_url: RedisUrl | None = var(
+        "ARK_REDIS_URL", None, "Redis URL (redis:// or rediss://); overrides ARK_REDIS_HOST/PORT/"
+        "PASSWORD/DB", read_by=_REDIS_USERS)
+
+    # -- directories and files (resolved by ark_runtime.host.layout) -------------------------
+    state_dir: AbsPath = var("ARK_STATE_DIR", "/var/lib/ark",
+                             "Directory of the memory store, snapshots and boot state",
+                             read_by=_ALL)
+    log_dir: AbsPath = var("ARK_LOG_DIR", "/var/log/ark",
+                           "Directory of the JSON logs (<agent>.log) and the audit log",
+                           read_by=_ALL)
+    config_dir: AbsPath = var("ARK_CONFIG_DIR", "/etc/ark",
+                              "Directory of the configuration ARK reads (ruleset, env files)",
+                              read_by=("heal", "snapshot", "dr"))
+    run_dir: AbsPath | None = var("ARK_RUN_DIR", None, "Directory of the flock lock files",
+                                  read_by=(*ALL_AGENTS, "snapshot"),
+                                  default_text="/run/ark, else /var/lib/ark/locks")
+    store_path: AbsPath | None = var("ARK_STORE_PATH", None, "HRM's SQLite memory store",
+                                     read_by=("hrm", "heal", "snapshot", "dr", "trace"),
+                                     default_text="$ARK_STATE_DIR/memory.db")
+    snapshot_dir: AbsPath | None = var("ARK_SNAPSHOT_DIR", None, "Directory of the snapshots",
+                                       read_by=("heal", "snapshot", "dr"),
+                                       default_text="$ARK_STATE_DIR/snapshots")
+    hrm_ruleset: AbsPath | None = var(
+        "ARK_HRM_RULESET", None, "The HRM ruleset file (set by the units)",
+        read_by=("hrm", "heal", "snapshot"),
+        default_text="HRM: the packaged ruleset; host commands: "
+                     "$ARK_CONFIG_DIR/HRM_RULESET.yaml")
+    log_level: LogLevel = var("ARK_LOG_LEVEL", "INFO", "Log level", read_by=_ALL)
+
+    # -- bus (AGENT_01/02) -----------------------------------------------------------------
+    consumer_name: ShortText | None = var(
+        "ARK_CONSUMER_NAME", None, "Consumer name in the agent's group", read_by=CONSUMERS,
+        default_text="<agent>@<hostname>")
+    bus_max_deliveries: int = var("ARK_BUS_MAX_DELIVERIES", 5,
+                                  "Deliveries before a message is dead-lettered",
+                                  read_by=CONSUMERS, gt=0)
+    bus_claim_min_idle_ms: int = var(
+        "ARK_BUS_CLAIM_MIN_IDLE_MS", 30_000,
+        "Idle time (ms) before XAUTOCLAIM takes a pending message over", read_by=CONSUMERS, gt=0)
+    bus_claim_every_s: float = var("ARK_BUS_CLAIM_EVERY_S", 5.0,
+                                   "How often (s) to look for idle messages",
+                                   read_by=CONSUMERS, gt=0, allow_inf_nan=False)
+    bus_block_ms: int = var("ARK_BUS_BLOCK_MS", 500,
+                            "XREADGROUP block (ms), capped at half the watchdog interval",
+                            read_by=ALL_AGENTS, gt=0)
+    bus_batch: int = var("ARK_BUS_BATCH", 64, "Messages per read / bars per emit",
+                         read_by=ALL_AGENTS, gt=0)
+    bus_maxlen: int = var("ARK_BUS_MAXLEN", 1_000_000, "XADD MAXLEN ~ safety cap of inboxes",
+                          read_by=ALL_AGENTS, gt=0)
+    bus_side_maxlen: int = var("ARK_BUS_SIDE_MAXLEN", 100_000,
+                               "XADD MAXLEN ~ cap of the dead, errors and decisions streams",
+                               read_by=ALL_AGENTS, gt=0)
+    bus_dedup_ttl_s: int = var("ARK_BUS_DEDUP_TTL_S", 7 * 24 * 3600,
+                               "Lifetime (s) of idempotency marks", read_by=CONSUMERS, gt=0)
+
+    # -- Kyle's feed -----------------------------------------------------------------------
+    feed: Literal["replay", "synthetic", "sample"] | None = var(
+        "ARK_FEED", None, "Feed kind: replay, synthetic or sample", read_by=("kyle",),
+        default_text="replay if ARK_FEED_PATH is set, else sample")
+    feed_path: AnyText | None = var(
+        "ARK_FEED_PATH", None, "Replay file (.jsonl/.csv); must resolve inside ARK_FEED_DIR",
+        read_by=("kyle",))
+    feed_dir: AbsPath | None = var("ARK_FEED_DIR", None, "Directory replay files must be in",
+                                   read_by=("kyle",), default_text="$ARK_STATE_DIR/feeds")
+    feed_symbols: SymbolList = var(
+        "ARK_FEED_SYMBOLS", "AAPL,MSFT,BTC-USD", "Synthetic feed: comma-separated symbols",
+        read_by=("kyle",))
+    feed_seed: int = var("ARK_FEED_SEED", 0, "Synthetic feed: random seed", read_by=("kyle",),
+                         ge=0, le=2**63 - 1)
+    feed_bars: int = var("ARK_FEED_BARS", 500, "Synthetic feed: bars per symbol",
+                         read_by=("kyle",), ge=0, le=10_000_000)
+    feed_rate: float = var("ARK_FEED_RATE", 0.0, "Bars per second (0 = unpaced)",
+                           read_by=("kyle",), ge=0, allow_inf_nan=False)
+    kyle_max_backlog: int = var("ARK_KYLE_MAX_BACKLOG", 100_000,
+                                "Pause emitting while Joey's inbox is longer (0 = never)",
+                                read_by=("kyle",), ge=0)
+    bar_ttl: int = var("ARK_BAR_TTL", 3600, "ttl of market.bar messages (s)",
+                       read_by=("kyle",), ge=1, le=7 * 24 * 3600)
+
+    # -- Joey, Kenny -----------------------------------------------------------------------
+    joey_window: int = var("ARK_JOEY_WINDOW", 60, "Bars per symbol in Joey's rolling window",
+                           read_by=("joey",), ge=1, le=100_000)
+    account_size: float = var("ARK_ACCOUNT_SIZE", 100_000.0, "Paper account size for sizing",
+                              read_by=("kenny",), gt=0, allow_inf_nan=False)
+    risk_per_trade: float = var("ARK_RISK_PER_TRADE", 0.01, "Fraction of the account risked "
+                                "per trade", read_by=("kenny",), gt=0, le=0.1)
+
+    # -- host operations -------------------------------------------------------------------
+    snapshot_keep_last: int = var("ARK_SNAPSHOT_KEEP_LAST", 10, "Snapshots kept: newest N",
+                                  read_by=("snapshot",), ge=0)
+    snapshot_keep_hourly: int = var("ARK_SNAPSHOT_KEEP_HOURLY", 24,
+                                    "Snapshots kept: one per hour for N hours",
+                                    read_by=("snapshot",), ge=0)
+    snapshot_keep_daily: int = var("ARK_SNAPSHOT_KEEP_DAILY", 7,
+                                   "Snapshots kept: one per day for N days",
+                                   read_by=("snapshot",), ge=0)
+    dr_snapshots: int = var("ARK_DR_SNAPSHOTS", 3, "Newest verified snapshots in a DR bundle",
+                            read_by=("dr",), ge=0)
+    root_prefix: AbsPath | None = var("ARK_ROOT_PREFIX", None, "Moves /opt/ark, /etc/ark, "
+                                      "/var/lib/ark, /var/log/ark under a prefix (tests)",
+                                      read_by=("heal", "dr"), default_text="/")
+    unit_dir: AbsPath | None = var("ARK_UNIT_DIR", None, "systemd unit directory (DR bundles)",
+                                   read_by=("dr",), default_text="/etc/systemd/system")
+    venv: AbsPath | None = var("ARK_VENV", None, "The runtime's venv", read_by=("heal",),
+                               default_text="/opt/ark/venv")
+    runtime_lock: AbsPath | None = var("ARK_RUNTIME_LOCK", None,
+                                       "The lock the venv is checked against",
+                                       read_by=("heal",),
+                                       default_text="/opt/ark/wheelhouse/runtime.lock")
+    user: UnixName = var(
+        "ARK_USER", "ark", "System user ARK runs as", read_by=("heal",))
+    group: UnixName = var(
+        "ARK_GROUP", "ark", "System group of ARK", read_by=("heal",))
+    actor: ShortText | None = var(
+        "ARK_ACTOR", None, "Who asked for a repair or a cleared panic (recorded)",
+        read_by=("heal",), default_text="$SUDO_USER, else the login name")
+
+    # -- credentials of other domains ------------------------------------------------------
+    telegram_bot_token: TelegramToken | None = var(
+        "TELEGRAM_BOT_TOKEN", None, "Bot token from BotFather (digits, colon, secret)",
+        domain="telegram", read_by=())
+    telegram_chat_id: ChatId | None = var(
+        "TELEGRAM_CHAT_ID", None,
+        "Chat or channel that receives notifications (numeric id or @channel)",
+        domain="telegram", read_by=())
+    llm_provider: Literal["none", "openai", "anthropic"] = var(
+        "LLM_PROVIDER", "none", "Which provider the reasoning API calls; none disables LLM "
+        "reasoning", domain="llm", read_by=())
+    llm_model: ModelName | None = var(
+        "LLM_MODEL", None, "Model name passed to the provider", domain="llm", read_by=())
+    openai_api_key: ProviderKey | None = var(
+        "OPENAI_API_KEY", None, "OpenAI API key (needed when LLM_PROVIDER=openai)",
+        domain="llm", read_by=(), required_if={"LLM_PROVIDER": "openai"})
+    anthropic_api_key: ProviderKey | None = var(
+        "ANTHROPIC_API_KEY", None, "Anthropic API key (needed when LLM_PROVIDER=anthropic)",
+        domain="llm", read_by=(), required_if={"LLM_PROVIDER": "anthropic"})
+    trading_api_key: BrokerCredential | None = var(
+        "TRADING_API_KEY", None, "Broker API key (market data only; orders are never placed)",
+        domain="trading", read_by=())
+    trading_api_secret: BrokerCredential | None = var(
+        "TRADING_API_SECRET", None, "Broker API secret", domain="trading", read_by=())
+    trading_paper_only: TrueOnly = var(
+        "TRADING_PAPER_ONLY", True,
+        "Must be true; ARK is a paper-trading system and refuses anything else",
+        domain="trading", read_by=())
+
+    # -- feature flags (any other ARK_FEATURE_* is a boolean flag too) ---------------------
+    feature_admin_ui: bool = var("ARK_FEATURE_ADMIN_UI", True,
+                                 "Serve the admin overlay of the control panel",
+                                 domain="features", read_by=())
+    feature_chatter_feed: bool = var("ARK_FEATURE_CHATTER_FEED", True,
+                                     "Serve the WebSocket feed of agent messages",
+                                     domain="features", read_by=())
+
+    def secret_value(self, field: str) -> str | None:
+        value = getattr(self, field)
+        return value.get_secret_value() if isinstance(value, SecretStr) else value
