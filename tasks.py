@@ -216,8 +216,17 @@ def lock(c, check: bool = False):
     }
 )
 def test(c, fast: bool = False, pytest_args: str = ""):
-    """Run the whole suite: lint, unit, integration (real Redis), lab end to end."""
+    """Run the whole suite: lint (ruff, yamllint, ansible-lint production profile), unit,
+    integration (real Redis), lab end to end."""
+    import os
+    from pathlib import Path
+
+    venv_bin = str(Path(sys.executable).parent.resolve())
+    # ansible-lint runs offline (.ansible-lint) and calls ansible-* from the venv.
+    lint_env = {"PATH": venv_bin + os.pathsep + os.environ.get("PATH", "")}
     c.run(f"{sys.executable} -m ruff check .", pty=False)
+    c.run(f"{sys.executable} -m yamllint --strict .", pty=False)
+    c.run(f"{venv_bin}/ansible-lint", pty=False, env=lint_env)
     paths = "tests/unit tests/integration" + ("" if fast else " tests/e2e")
     c.run(f"{sys.executable} -m pytest {paths} {pytest_args}", pty=False)
 
