@@ -19,7 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
-from ark_runtime.validators import validate_symbol
+from ark_runtime.validators import validate_symbol, validate_utc
 
 __all__ = [
     "SAMPLE_BARS",
@@ -56,9 +56,7 @@ class Bar(BaseModel):
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
         # Naive timestamps are ambiguous across hosts; require an explicit offset.
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError("timestamp must carry a timezone (UTC expected)")
-        return value.astimezone(UTC)
+        return validate_utc(value)
 
     @field_validator("open", "high", "low", "close", "volume", mode="before")
     @classmethod
