@@ -105,7 +105,14 @@ class Agent:
             with_backoff(self.r.ping, attempts=8, should_stop=lambda: self.stopping,
                          on_retry=lambda n, e: self.log.warning(
                              "redis not reachable (attempt %d): %s", n, e))
-        except (redis.ConnectionError, redis.TimeoutError, redis.AuthenticationError) as exc:
+        except redis.AuthenticationError:
+            # Not transient: exit 78 so systemd does not restart-loop on a wrong password.
+            # The message names the setting, never its value.
+            self.log.error("redis refused our credentials: ARK_REDIS_PASSWORD is wrong or "
+                           "missing for this server; fix the env file and restart",
+                           extra={"event": "redis_auth_failed"})
+            return EXIT_CONFIG
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
             if self.stopping:  # asked to stop while waiting for Redis: nothing is in flight
                 return EXIT_OK
             self.log.error("cannot reach redis: %s; check ARK_REDIS_HOST/PORT/PASSWORD", exc,
