@@ -3,9 +3,49 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import getpass
 import json
 import sys
+from collections.abc import Callable
+
+from ark_runtime.exitcodes import ExitCode
+
+MAX_COUNT = 100_000
+
+
+def _count(raw: str) -> int:
+    """-n: how many entries to show; checked here so Redis never sees a bad count."""
+    text = raw.strip()
+    if not (text.isascii() and text.isdigit()):  # int() would also take "1_0", "+1", "١"
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {raw[:40]!r}")
+    value = int(text)
+    if not 0 < value <= MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_COUNT}, got {value}")
+    return value
+
+
+def _checked_count(args: argparse.Namespace) -> int:
+    # argparse (3.11) drops a literal "--" value before calling the type: `-n=--` gives [].
+    if not isinstance(args.n, int):
+        print("ark: argument -n: must be a whole number", file=sys.stderr)
+        raise SystemExit(ExitCode.USAGE)
+    return args.n
+
+
+def _redis_command(fn: Callable[[argparse.Namespace], int]) -> Callable[..., int]:
+    """An unreachable or refusing Redis is one sentence and exit 69, not a traceback."""
+    @functools.wraps(fn)
+    def wrapper(args: argparse.Namespace) -> int:
+        import redis
+
+        try:
+            return fn(args)
+        except redis.RedisError as exc:
+            print(f"ark: cannot use redis ({type(exc).__name__}); check ARK_REDIS_HOST/PORT/"
+                  "PASSWORD and that redis-server is running", file=sys.stderr)
+            return ExitCode.UNAVAILABLE
+    return wrapper
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -14,14 +54,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     st = esub.add_parser("status", help="show active pauses (exit 3 while paused)")
     st.set_defaults(func=_status)
     ls = esub.add_parser("list", help="recent errors and pause/resume events")
-    ls.add_argument("-n", type=int, default=20)
+    ls.add_argument("-n", type=_count, default=20)
     ls.set_defaults(func=_list)
     cl = esub.add_parser("clear", help="clear pauses so producers resume")
     cl.add_argument("--origin", action="append", help="only this origin (repeatable)")
     cl.add_argument("--reason", default="", help="why it is safe to resume (recorded)")
     cl.set_defaults(func=_clear)
     dead = sub.add_parser("dead", help="list dead-lettered messages with their reasons")
-    dead.add_argument("-n", type=int, default=20)
+    dead.add_argument("-n", type=_count, default=20)
     dead.set_defaults(func=_dead)
 
 
@@ -31,6 +71,7 @@ def _client():
     return connect()
 
 
+@_redis_command
 def _status(args: argparse.Namespace) -> int:
     from ark_runtime.bus.errors import pauses
 
@@ -45,10 +86,11 @@ def _status(args: argparse.Namespace) -> int:
     return 3
 
 
+@_redis_command
 def _list(args: argparse.Namespace) -> int:
     from ark_runtime.bus.errors import recent
 
-    for env in recent(_client(), args.n):
+    for env in recent(_client(), _checked_count(args)):
         p = env.payload
         detail = p.get("message") or p.get("reason") or ""
         label = p.get("severity") or env.type
@@ -57,6 +99,7 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+@_redis_command
 def _clear(args: argparse.Namespace) -> int:
     from ark_runtime.bus.errors import ErrorBus
 
@@ -69,10 +112,11 @@ def _clear(args: argparse.Namespace) -> int:
     return 0
 
 
+@_redis_command
 def _dead(args: argparse.Namespace) -> int:
     from ark_runtime.bus.streams import DEAD_STREAM
 
-    entries = _client().xrevrange(DEAD_STREAM, count=args.n)
+    entries = _client().xrevrange(DEAD_STREAM, count=_checked_count(args))
     for eid, f in reversed(entries):
         print(json.dumps({"id": eid, **f}, sort_keys=True))
     if not entries:

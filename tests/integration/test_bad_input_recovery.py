@@ -117,3 +117,12 @@ def test_failed_commit_loses_no_pattern(r, redis_server, lost: str) -> None:
 def _busy(r, joey: Joey) -> bool:
     info = r.xinfo_groups(inbox("joey"))[0]
     return bool(info["pending"] or info["lag"])
+
+
+@pytest.mark.requirement("AGENT_04")
+def test_hrm_with_a_non_mapping_rule_exits_78(lab: Lab, r, tmp_path) -> None:
+    ruleset = tmp_path / "HRM_RULESET.yaml"
+    ruleset.write_text("version: '1'\nstrict_mode: false\nrules: [null]\n", encoding="utf-8")
+    hrm = lab.start("hrm", wait=False, ARK_HRM_RULESET=str(ruleset))
+    assert hrm.proc.wait(20) == 78
+    assert "Traceback" not in hrm.stderr()

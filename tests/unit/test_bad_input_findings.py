@@ -192,3 +192,16 @@ def test_timestamp_edge_arithmetic_sanity() -> None:
         datetime.fromisoformat(LATE).astimezone(UTC)
     with pytest.raises(OverflowError):
         datetime.max.replace(tzinfo=UTC) + timedelta(seconds=1)
+
+
+@pytest.mark.parametrize("body", ["rules: [null]\n", "rules: [1, {id: X}]\n", "- 1\n",
+                                  "version: '1'\nstrict_mode: true\nrules: [[]]\n"])
+def test_hrm_check_reports_a_malformed_ruleset_without_a_traceback(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str], body: str) -> None:
+    from ark_runtime.hrm.__main__ import main
+
+    path = tmp_path / "HRM_RULESET.yaml"
+    path.write_text(body, encoding="utf-8")
+    rc = main(["check", str(path)])  # the exit code itself is wired by exitcodes.py
+    err = capsys.readouterr().err
+    assert rc != 0 and "invalid HRM ruleset" in err and "Traceback" not in err
