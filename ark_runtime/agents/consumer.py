@@ -108,16 +108,8 @@ class ConsumerAgent(Agent):
                 self.log.warning("trim on stop failed: %s", exc)
 
     def process(self, delivery: Delivery) -> None:
-        try:
-            envelope = Envelope.from_fields(delivery.fields)
-        except EnvelopeError as exc:
-            self._dead(delivery, str(exc), "warning")
-            return
-        except Exception as exc:  # noqa: BLE001 - see below
-            # A decoder bug must cost one entry, not a crash loop: decoding runs before the
-            # delivery-count check, so an entry that crashes it would never be dead-lettered
-            # and would block every entry behind it on each restart.
-            self._dead(delivery, f"undecodable: {type(exc).__name__}: {exc}", "error")
+        envelope = self._decode(delivery)
+        if envelope is None:
             return
         delivery.envelope = envelope
         with logjson.context(correlation=envelope.correlation_id, message=envelope.message_id):
@@ -148,24 +140,39 @@ class ConsumerAgent(Agent):
                 self.inbox.record_failure(delivery, reason)
                 self._report(self.severity(exc), type(exc).__name__, str(exc), envelope)
                 return
-            sent_at = time.time()
-            try:
-                first = self.inbox.commit(delivery, outputs, self.state_writes(envelope))
-            except BaseException:
-                # The commit may or may not have run (a lost reply): in-memory state must
-                # not run ahead of what Redis holds, or the redelivery finds it "done".
-                self.discard_uncommitted()
-                raise
-            if not first:
-                self.log.info("already committed by another consumer",
-                              extra={"event": "duplicate"})
-                return
-            self.processed += 1
-            for stream, out in outputs:
-                logjson.log_at(self.log, sent_at, logging.INFO, "emitted %s to %s", out.type,
-                               out.to_agent, extra={"event": "emitted", "type": out.type,
-                                                    "to_agent": out.to_agent, "stream": stream,
-                                                    "emitted_id": out.message_id})
+            self._commit(delivery, envelope, outputs)
+
+    def _decode(self, delivery: Delivery) -> Envelope | None:
+        """The entry's envelope, or None after dead-lettering it with the reason."""
+        try:
+            return Envelope.from_fields(delivery.fields)
+        except EnvelopeError as exc:
+            self._dead(delivery, str(exc), "warning")
+        except Exception as exc:  # noqa: BLE001 - see below
+            # A decoder bug must cost one entry, not a crash loop: decoding runs before the
+            # delivery-count check, so an entry that crashes it would never be dead-lettered
+            # and would block every entry behind it on each restart.
+            self._dead(delivery, f"undecodable: {type(exc).__name__}: {exc}", "error")
+        return None
+
+    def _commit(self, delivery: Delivery, envelope: Envelope, outputs: list[Output]) -> None:
+        sent_at = time.time()
+        try:
+            first = self.inbox.commit(delivery, outputs, self.state_writes(envelope))
+        except BaseException:
+            # The commit may or may not have run (a lost reply): in-memory state must not
+            # run ahead of what Redis holds, or the redelivery is mistaken for "done".
+            self.discard_uncommitted()
+            raise
+        if not first:
+            self.log.info("already committed by another consumer", extra={"event": "duplicate"})
+            return
+        self.processed += 1
+        for stream, out in outputs:
+            logjson.log_at(self.log, sent_at, logging.INFO, "emitted %s to %s", out.type,
+                           out.to_agent, extra={"event": "emitted", "type": out.type,
+                                                "to_agent": out.to_agent, "stream": stream,
+                                                "emitted_id": out.message_id})
 
     def _refusal(self, delivery: Delivery, envelope: Envelope) -> str | None:
         if delivery.deliveries > self.settings.max_deliveries:

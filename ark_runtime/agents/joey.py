@@ -14,7 +14,7 @@ from __future__ import annotations
 from ark_runtime.agents.base import ConfigError
 from ark_runtime.agents.consumer import ConsumerAgent, Output
 from ark_runtime.bus.envelope import Envelope, derive_id
-from ark_runtime.bus.streams import inbox
+from ark_runtime.bus.streams import Delivery, inbox
 from ark_runtime.market import Bar
 from ark_runtime.patterns import PatternDetector
 
@@ -44,12 +44,14 @@ class Joey(ConsumerAgent):
         # before the next message, so the redelivered bar is detected again (not "stale").
         self._reload = True
 
-    def step(self) -> None:
+    def process(self, delivery: Delivery) -> None:
+        # Before every message (not once per batch): a handler failure mid-batch must not
+        # let the next bar of the same batch see the uncommitted state.
         if self._reload:
             self.detector = PatternDetector(window=self.window_size)
             self._restore()  # a Redis error here is retried by the loop; the flag stays set
             self._reload = False
-        super().step()
+        super().process(delivery)
 
     def _restore(self) -> None:
         restored = 0
