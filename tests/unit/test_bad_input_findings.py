@@ -205,3 +205,28 @@ def test_hrm_check_reports_a_malformed_ruleset_without_a_traceback(
     rc = main(["check", str(path)])  # the exit code itself is wired by exitcodes.py
     err = capsys.readouterr().err
     assert rc != 0 and "invalid HRM ruleset" in err and "Traceback" not in err
+
+
+# -- feed files that are not clean text ----------------------------------------------------
+
+HEADER = "symbol,ts,open,high,low,close,volume\n"
+GOOD_CSV = "AAPL,2024-01-02T14:31:00+00:00,1,1,1,1,1\n"
+
+
+@pytest.mark.parametrize(("name", "content", "why"), [
+    ("huge.csv", (HEADER + "AAPL," + "x" * 200_000 + ",1,1,1,1,1\n" + GOOD_CSV).encode(),
+     "CSV"),
+    ("bytes.csv", HEADER.encode() + b"AA\xffPL,2024-01-02T14:30:00+00:00,1,1,1,1,1\n"
+     + GOOD_CSV.encode(), "symbol"),
+    ("bytes.jsonl", b"\xff\xfe{}\n" + json.dumps({**ROW, "ts": "2024-01-02T14:31:00+00:00"})
+     .encode() + b"\n", "UTF-8"),
+])
+def test_feed_file_with_bad_bytes_or_huge_cells_reports_the_row(
+        tmp_path: Path, name: str, content: bytes, why: str) -> None:
+    path = tmp_path / name
+    path.write_bytes(content)
+    errors: list[BarError] = []
+    bars = list(ReplayAdapter(path, on_error=errors.append))
+    assert [b.ts.isoformat() for b in bars] == ["2024-01-02T14:31:00+00:00"]
+    assert len(errors) == 1 and errors[0].line == (1 if name.endswith("jsonl") else 2)
+    assert why in errors[0].message
