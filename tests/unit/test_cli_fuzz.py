@@ -96,3 +96,9 @@ def test_redis_down_is_one_sentence_and_exit_69(capsys: pytest.CaptureFixture[st
     rc, err = run(argv, capsys)
     assert rc == 69
     assert len(err.strip().splitlines()) == 1 and "ARK_REDIS" in err
+
+
+def test_trace_with_an_unusable_log_dir_is_one_sentence(capsys: pytest.CaptureFixture[str]) -> None:
+    rc, err = run(["trace", "--log-dir=" + "x" * 5000, "00000000-0000-0000-0000-000000000000"],
+                  capsys)
+    assert rc == 64 and "--log-dir" in err and len(err.strip().splitlines()) == 1
