@@ -126,3 +126,17 @@ def test_hrm_with_a_non_mapping_rule_exits_78(lab: Lab, r, tmp_path) -> None:
     hrm = lab.start("hrm", wait=False, ARK_HRM_RULESET=str(ruleset))
     assert hrm.proc.wait(20) == 78
     assert "Traceback" not in hrm.stderr()
+
+
+def test_password_changed_while_running_exits_78(lab: Lab, r, redis_server) -> None:
+    joey = lab.start("joey")
+    new = redis_server.password + "-rotated"
+    r.config_set("requirepass", new)
+    try:
+        r.client_kill_filter(_type="normal", skipme=True)  # the agent must reconnect
+        assert joey.proc.wait(20) == 78
+    finally:
+        admin = redis.Redis(port=redis_server.port, password=new, decode_responses=True)
+        admin.config_set("requirepass", redis_server.password)
+    logs = "".join(p.read_text() for p in (lab.root / "host1" / "log").glob("joey*"))
+    assert "ARK_REDIS_PASSWORD" in logs and new not in logs
