@@ -19,7 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
-from ark_runtime.validators import validate_symbol
+from ark_runtime.validators import validate_symbol, validate_utc
 
 __all__ = [
     "SAMPLE_BARS",
@@ -56,9 +56,7 @@ class Bar(BaseModel):
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
         # Naive timestamps are ambiguous across hosts; require an explicit offset.
-        if value.tzinfo is None or value.utcoffset() is None:
-            raise ValueError("timestamp must carry a timezone (UTC expected)")
-        return value.astimezone(UTC)
+        return validate_utc(value)
 
     @field_validator("open", "high", "low", "close", "volume", mode="before")
     @classmethod
@@ -151,8 +149,16 @@ class ReplayAdapter:
         self.on_error(error)
 
     def _jsonl_rows(self) -> Iterator[tuple[int, dict[str, Any] | BarError]]:
-        with self.path.open(encoding="utf-8") as fh:
-            for line, text in enumerate(fh, start=1):
+        # Bytes, decoded line by line: one line that is not UTF-8 is one bad row, not the
+        # end of the feed.
+        with self.path.open("rb") as fh:
+            for line, raw in enumerate(fh, start=1):
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    yield line, BarError(str(self.path), line,
+                                         f"line is not UTF-8 text (byte {exc.start})")
+                    continue
                 if not text.strip():
                     continue
                 try:
@@ -166,14 +172,31 @@ class ReplayAdapter:
                 yield line, row
 
     def _csv_rows(self) -> Iterator[tuple[int, dict[str, Any] | BarError]]:
-        with self.path.open(encoding="utf-8", newline="") as fh:
+        # Bytes that are not UTF-8 become U+FFFD, which no field's validator accepts, so the
+        # row is reported naming that field; a cell over the csv module's size limit is one
+        # bad row too (the reader resumes at the next line).
+        with self.path.open(encoding="utf-8", errors="replace", newline="") as fh:
             reader = csv.DictReader(fh)
-            missing = [f for f in _FIELDS if f not in (reader.fieldnames or [])]
+            try:
+                fieldnames = reader.fieldnames or []
+            except csv.Error as exc:
+                yield 1, BarError(str(self.path), 1, f"malformed CSV header: {exc}")
+                return
+            missing = [f for f in _FIELDS if f not in fieldnames]
             if missing:
                 yield 1, BarError(str(self.path), 1, f"CSV header lacks {', '.join(missing)}")
                 return
-            for row in reader:
-                line = reader.line_num
+            last = reader.line_num
+            while True:
+                try:
+                    row = next(reader)
+                except StopIteration:
+                    return
+                except csv.Error as exc:  # line_num is not advanced past the bad row
+                    last += 1
+                    yield last, BarError(str(self.path), last, f"malformed CSV row: {exc}")
+                    continue
+                line = last = reader.line_num
                 if None in row or any(v is None for v in row.values()):
                     yield line, BarError(str(self.path), line, "wrong number of columns")
                     continue

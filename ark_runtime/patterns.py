@@ -10,10 +10,11 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ark_runtime import indicators as ind
 from ark_runtime.market import Bar
+from ark_runtime.validators import validate_symbol, validate_utc
 
 __all__ = ["Pattern", "PatternDetector"]
 
@@ -32,6 +33,18 @@ class Pattern(BaseModel):
     ts: datetime
     # sma_fast, sma_slow, ema, rsi, atr, atr_pct, avg_volume, volume_ratio
     indicators: dict[str, float]
+
+    # Same allow-list as Bar and TradePlan: a bad symbol is refused when the message is
+    # decoded (and dead-lettered with the reason), not inside Kenny's handler.
+    @field_validator("symbol")
+    @classmethod
+    def _symbol(cls, value: str) -> str:
+        return validate_symbol(value)
+
+    @field_validator("ts")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return validate_utc(value)
 
 
 def _clamp(x: float, lo: float = 0.0, hi: float = 1.0) -> float:

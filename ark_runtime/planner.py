@@ -15,7 +15,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ark_runtime.patterns import Pattern
-from ark_runtime.validators import validate_symbol
+from ark_runtime.validators import validate_symbol, validate_utc
 
 __all__ = ["AccountConfig", "PlanError", "TradePlan", "plan_trade"]
 
@@ -64,6 +64,11 @@ class TradePlan(BaseModel):
     @classmethod
     def _symbol(cls, value: str) -> str:
         return validate_symbol(value)
+
+    @field_validator("pattern_ts")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        return validate_utc(value)
 
     def rule_input(self) -> dict[str, object]:
         """The flat dict HRM evaluates (JSON-safe)."""

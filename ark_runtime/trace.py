@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ark_runtime.exitcodes import ExitCode
 from ark_runtime.logjson import log_dir
 from ark_runtime.validators import ValidationError, validate_id
 
@@ -129,7 +130,12 @@ def _run(args: argparse.Namespace) -> int:
         print(f"ark trace: {exc}", file=sys.stderr)
         return 2
     dirs = args.log_dir or [log_dir()]
-    correlation, hops = collect(ident, dirs)
+    try:
+        correlation, hops = collect(ident, dirs)
+    except OSError as exc:  # e.g. a --log-dir name too long or not readable
+        print(f"ark trace: cannot read the logs in --log-dir: {exc.strerror or exc}",
+              file=sys.stderr)
+        return ExitCode.NOPERM if isinstance(exc, PermissionError) else ExitCode.USAGE
     if correlation is None:
         print(f"ark trace: no log line mentions {ident} in {', '.join(map(str, dirs))}",
               file=sys.stderr)

@@ -11,12 +11,14 @@ from __future__ import annotations
 import os
 import re
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
 __all__ = [
     "AGENT_NAMES",
     "AgentNameError",
+    "TimestampError",
     "IdError",
     "PathError",
     "SymbolError",
@@ -27,6 +29,7 @@ __all__ = [
     "validate_path",
     "validate_symbol",
     "validate_url",
+    "validate_utc",
 ]
 
 # The registry of agent names; the bus and the CLI accept nothing else.
@@ -66,6 +69,10 @@ class IdError(ValidationError):
     pass
 
 
+class TimestampError(ValidationError):
+    pass
+
+
 def _short(value: object) -> str:
     # Echo at most a prefix of hostile input so error messages stay readable.
     text = repr(value)
@@ -85,6 +92,20 @@ def validate_symbol(value: object) -> str:
             "most one '.' or '-' suffix (e.g. AAPL, BRK.B, BTC-USD)"
         )
     return value
+
+
+def validate_utc(value: datetime) -> datetime:
+    """An aware datetime, returned in UTC. A time near datetime.min/max with an offset
+    cannot be moved to UTC: `astimezone` raises OverflowError, which pydantic would not
+    wrap, so it becomes a ValidationError here."""
+    if value.tzinfo is None or value.utcoffset() is None:
+        raise TimestampError("timestamp must carry a timezone (UTC expected)")
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:
+        raise TimestampError(
+            f"timestamp {value.isoformat()} is out of range once converted to UTC"
+        ) from None
 
 
 def validate_agent_name(value: object) -> str:

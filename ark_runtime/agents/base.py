@@ -117,7 +117,11 @@ class Agent:
             with_backoff(self.r.ping, attempts=8, should_stop=lambda: self.stopping,
                          on_retry=lambda n, e: self.log.warning(
                              "redis not reachable (attempt %d): %s", n, e))
-        except (redis.ConnectionError, redis.TimeoutError, redis.AuthenticationError) as exc:
+        except redis.AuthenticationError:
+            # Not transient: exit 78 so systemd does not restart-loop on a wrong password.
+            self._log_auth_failure()
+            return ExitCode.CONFIG
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
             if self.stopping:  # asked to stop while waiting for Redis: nothing is in flight
                 return ExitCode.OK
             self.log.error("cannot reach redis: %s; check ARK_REDIS_HOST/PORT/PASSWORD", exc,
@@ -134,14 +138,14 @@ class Agent:
         systemd.notify("READY=1")
         systemd.notify(f"STATUS={self.name} running")
         self.log.info("ready", extra={"event": "ready", "pid": os.getpid()})
-        self._loop(interval)
+        exit_code = self._loop(interval)
         systemd.notify("STOPPING=1")
         self.log.info("stopping: finishing in-flight work", extra={"event": "stopping"})
         self.persist()
         self.log.info("stopped cleanly", extra={"event": "stopped"})
-        return ExitCode.OK
+        return exit_code
 
-    def _loop(self, interval: float | None) -> None:
+    def _loop(self, interval: float | None) -> int:
         next_ping = 0.0
         failures = 0
         while not self.stopping:
@@ -152,6 +156,11 @@ class Agent:
             try:
                 self.step()
                 failures = 0
+            except redis.AuthenticationError:
+                # The password changed under us: waiting will not fix it. Stop cleanly (the
+                # step left nothing half done) with 78, so systemd does not restart-loop.
+                self._log_auth_failure()
+                return ExitCode.CONFIG
             except (redis.ConnectionError, redis.TimeoutError) as exc:
                 # Redis went away mid-run: back off and retry; messages wait in the streams.
                 failures += 1
@@ -160,8 +169,15 @@ class Agent:
                                  extra={"event": "redis_retry"})
                 self.stop_event.wait(delay)
                 self.recover()
+        return ExitCode.OK
 
     # -- shared helpers ----------------------------------------------------------------
+
+    def _log_auth_failure(self) -> None:
+        # Names the setting, never its value.
+        self.log.error("redis refused our credentials: ARK_REDIS_PASSWORD is wrong or "
+                       "missing for this server; fix the env file and restart",
+                       extra={"event": "redis_auth_failed"})
 
     def paused(self) -> bool:
         """True while a critical error downstream holds this agent. Logged on change."""

@@ -26,6 +26,9 @@ class ConsumerAgent(Agent):
         self.inbox = Inbox(self.r, self.name, self.consumer, self.settings)
         self.inbox.ensure_group()
         self._pending_cursor: str | None = "0"  # first, whatever we held before a restart
+        # A restart re-reads its pending entries as a new delivery (a message that kills the
+        # process must reach max_deliveries); a Redis error inside a running process does not.
+        self._count_pending = True
         self._next_claim = 0.0
         self._next_trim = time.monotonic() + 5
         self.processed = 0
@@ -36,6 +39,10 @@ class ConsumerAgent(Agent):
     def state_writes(self, envelope: Envelope) -> list[list[str]]:
         """Redis commands that must commit together with this message's ack (agent state)."""
         return []
+
+    def discard_uncommitted(self) -> None:
+        """handle() changed in-memory state but its commit did not (surely) happen: drop
+        that state so it is rebuilt from what was committed. Stateless agents: nothing."""
 
     def severity(self, exc: Exception) -> str:
         # Persistence failing means every later message fails too: halt the producers.
@@ -80,7 +87,9 @@ class ConsumerAgent(Agent):
 
     def _own_pending(self) -> list[Delivery]:
         assert self._pending_cursor is not None
-        deliveries = self.inbox.read_own_pending(self._pending_cursor)
+        read = self.inbox.read_own_pending if self._count_pending else \
+            self.inbox.peek_own_pending
+        deliveries = read(self._pending_cursor)
         # Walk our old pending list once, then switch to new messages.
         self._pending_cursor = deliveries[-1].entry_id if deliveries else None
         return deliveries
@@ -89,6 +98,7 @@ class ConsumerAgent(Agent):
         # Messages of the interrupted batch are still pending for us: take them up again
         # now rather than waiting for XAUTOCLAIM's idle time.
         self._pending_cursor = "0"
+        self._count_pending = False
 
     def persist(self) -> None:
         if self.r is not None and hasattr(self, "inbox"):
@@ -98,10 +108,8 @@ class ConsumerAgent(Agent):
                 self.log.warning("trim on stop failed: %s", exc)
 
     def process(self, delivery: Delivery) -> None:
-        try:
-            envelope = Envelope.from_fields(delivery.fields)
-        except EnvelopeError as exc:
-            self._dead(delivery, str(exc), "warning")
+        envelope = self._decode(delivery)
+        if envelope is None:
             return
         delivery.envelope = envelope
         with logjson.context(correlation=envelope.correlation_id, message=envelope.message_id):
@@ -123,6 +131,7 @@ class ConsumerAgent(Agent):
             try:
                 outputs = self.handle(envelope)
             except Exception as exc:
+                self.discard_uncommitted()
                 # Not acked: it stays pending and is redelivered (reclaimed) later, until
                 # max_deliveries sends it to the dead-letter stream with this reason.
                 reason = f"{type(exc).__name__}: {exc}"
@@ -131,18 +140,39 @@ class ConsumerAgent(Agent):
                 self.inbox.record_failure(delivery, reason)
                 self._report(self.severity(exc), type(exc).__name__, str(exc), envelope)
                 return
-            sent_at = time.time()
+            self._commit(delivery, envelope, outputs)
+
+    def _decode(self, delivery: Delivery) -> Envelope | None:
+        """The entry's envelope, or None after dead-lettering it with the reason."""
+        try:
+            return Envelope.from_fields(delivery.fields)
+        except EnvelopeError as exc:
+            self._dead(delivery, str(exc), "warning")
+        except Exception as exc:  # noqa: BLE001 - see below
+            # A decoder bug must cost one entry, not a crash loop: decoding runs before the
+            # delivery-count check, so an entry that crashes it would never be dead-lettered
+            # and would block every entry behind it on each restart.
+            self._dead(delivery, f"undecodable: {type(exc).__name__}: {exc}", "error")
+        return None
+
+    def _commit(self, delivery: Delivery, envelope: Envelope, outputs: list[Output]) -> None:
+        sent_at = time.time()
+        try:
             first = self.inbox.commit(delivery, outputs, self.state_writes(envelope))
-            if not first:
-                self.log.info("already committed by another consumer",
-                              extra={"event": "duplicate"})
-                return
-            self.processed += 1
-            for stream, out in outputs:
-                logjson.log_at(self.log, sent_at, logging.INFO, "emitted %s to %s", out.type,
-                               out.to_agent, extra={"event": "emitted", "type": out.type,
-                                                    "to_agent": out.to_agent, "stream": stream,
-                                                    "emitted_id": out.message_id})
+        except BaseException:
+            # The commit may or may not have run (a lost reply): in-memory state must not
+            # run ahead of what Redis holds, or the redelivery is mistaken for "done".
+            self.discard_uncommitted()
+            raise
+        if not first:
+            self.log.info("already committed by another consumer", extra={"event": "duplicate"})
+            return
+        self.processed += 1
+        for stream, out in outputs:
+            logjson.log_at(self.log, sent_at, logging.INFO, "emitted %s to %s", out.type,
+                           out.to_agent, extra={"event": "emitted", "type": out.type,
+                                                "to_agent": out.to_agent, "stream": stream,
+                                                "emitted_id": out.message_id})
 
     def _refusal(self, delivery: Delivery, envelope: Envelope) -> str | None:
         if delivery.deliveries > self.settings.max_deliveries:

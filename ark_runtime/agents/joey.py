@@ -5,6 +5,8 @@ Redis list trimmed to the window size) in the same atomic commit that acks the b
 windows always match exactly the bars acknowledged: a restart, even after SIGKILL, resumes
 with the same windows and detects the same patterns. Joey is stateful per symbol: run one
 active Joey per pipeline (a second consumer would see only part of each symbol's bars).
+The in-memory detector only runs ahead of Redis between handle() and the commit; when that
+commit fails, the detector is rebuilt from Redis before the next message.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from __future__ import annotations
 from ark_runtime.agents.base import ConfigError
 from ark_runtime.agents.consumer import ConsumerAgent, Output
 from ark_runtime.bus.envelope import Envelope, derive_id
-from ark_runtime.bus.streams import inbox
+from ark_runtime.bus.streams import Delivery, inbox
 from ark_runtime.market import Bar
 from ark_runtime.patterns import PatternDetector
 
@@ -33,7 +35,23 @@ class Joey(ConsumerAgent):
             self.detector = PatternDetector(window=self.window_size)
         except ValueError as exc:
             raise ConfigError(f"ARK_JOEY_WINDOW: {exc}") from None
+        self._reload = False
         self._restore()
+
+    def discard_uncommitted(self) -> None:
+        # The detector advanced in handle(); the commit that saves that advance failed or
+        # its reply was lost. Redis holds exactly the committed windows: reload from there
+        # before the next message, so the redelivered bar is detected again (not "stale").
+        self._reload = True
+
+    def process(self, delivery: Delivery) -> None:
+        # Before every message (not once per batch): a handler failure mid-batch must not
+        # let the next bar of the same batch see the uncommitted state.
+        if self._reload:
+            self.detector = PatternDetector(window=self.window_size)
+            self._restore()  # a Redis error here is retried by the loop; the flag stays set
+            self._reload = False
+        super().process(delivery)
 
     def _restore(self) -> None:
         restored = 0

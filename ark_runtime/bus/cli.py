@@ -18,6 +18,27 @@ import redis
 from ark_runtime.exitcodes import ExitCode
 from ark_runtime.settings import SettingsError
 
+MAX_COUNT = 100_000
+
+
+def _count(raw: str) -> int:
+    """-n: how many entries to show; checked here so Redis never sees a bad count."""
+    text = raw.strip()
+    if not (text.isascii() and text.isdigit()):  # int() would also take "1_0", "+1", "١"
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {raw[:40]!r}")
+    value = int(text)
+    if not 0 < value <= MAX_COUNT:
+        raise argparse.ArgumentTypeError(f"must be between 1 and {MAX_COUNT}, got {value}")
+    return value
+
+
+def _checked_count(args: argparse.Namespace) -> int:
+    # argparse (3.11) drops a literal "--" value before calling the type: `-n=--` gives [].
+    if not isinstance(args.n, int):
+        print("ark: argument -n: must be a whole number", file=sys.stderr)
+        raise SystemExit(ExitCode.USAGE)
+    return args.n
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     errors = sub.add_parser("errors", help="error bus: recent errors, pauses, clear a pause")
@@ -25,14 +46,14 @@ def register(sub: argparse._SubParsersAction) -> None:
     st = esub.add_parser("status", help="show active pauses (exit 1 while paused)")
     st.set_defaults(func=_status)
     ls = esub.add_parser("list", help="recent errors and pause/resume events")
-    ls.add_argument("-n", type=int, default=20)
+    ls.add_argument("-n", type=_count, default=20)
     ls.set_defaults(func=_list)
     cl = esub.add_parser("clear", help="clear pauses so producers resume")
     cl.add_argument("--origin", action="append", help="only this origin (repeatable)")
     cl.add_argument("--reason", default="", help="why it is safe to resume (recorded)")
     cl.set_defaults(func=_clear)
     dead = sub.add_parser("dead", help="list dead-lettered messages with their reasons")
-    dead.add_argument("-n", type=int, default=20)
+    dead.add_argument("-n", type=_count, default=20)
     dead.set_defaults(func=_dead)
 
 
@@ -49,7 +70,7 @@ def _operator_errors(command: Callable[[argparse.Namespace], int]):
         except redis.AuthenticationError:
             print("ark: Redis refused the password; check ARK_REDIS_PASSWORD", file=sys.stderr)
             return ExitCode.UNAVAILABLE
-        except (redis.ConnectionError, redis.TimeoutError) as exc:
+        except redis.RedisError as exc:
             print(f"ark: cannot reach Redis ({type(exc).__name__}); check ARK_REDIS_HOST/PORT "
                   "and that redis-server is running", file=sys.stderr)
             return ExitCode.UNAVAILABLE
@@ -82,7 +103,7 @@ def _status(args: argparse.Namespace) -> int:
 def _list(args: argparse.Namespace) -> int:
     from ark_runtime.bus.errors import recent
 
-    for env in recent(_client(), args.n):
+    for env in recent(_client(), _checked_count(args)):
         p = env.payload
         detail = p.get("message") or p.get("reason") or ""
         label = p.get("severity") or env.type
@@ -108,7 +129,7 @@ def _clear(args: argparse.Namespace) -> int:
 def _dead(args: argparse.Namespace) -> int:
     from ark_runtime.bus.streams import DEAD_STREAM
 
-    entries = _client().xrevrange(DEAD_STREAM, count=args.n)
+    entries = _client().xrevrange(DEAD_STREAM, count=_checked_count(args))
     for eid, f in reversed(entries):
         print(json.dumps({"id": eid, **f}, sort_keys=True))
     if not entries:

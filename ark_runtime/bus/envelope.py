@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from ark_runtime.bus.registry import ENDPOINTS, REGISTRY, payload_model
-from ark_runtime.validators import IdError, validate_id
+from ark_runtime.validators import IdError, validate_id, validate_utc
 
 PROTOCOL_VERSION = 1
 MAX_TTL_S = 7 * 24 * 3600
@@ -88,9 +88,15 @@ class Envelope(BaseModel):
     @field_validator("timestamp")
     @classmethod
     def _utc(cls, value: datetime) -> datetime:
-        if value.tzinfo is None:
-            raise ValueError("timestamp must carry a timezone")
-        return value.astimezone(UTC)
+        return validate_utc(value)
+
+    @model_validator(mode="after")
+    def _expiry_representable(self) -> Envelope:
+        # expired() adds the ttl to the timestamp: that sum must exist on the calendar.
+        if self.timestamp > datetime.max.replace(tzinfo=UTC) - timedelta(seconds=self.ttl):
+            raise ValueError(f"timestamp {self.timestamp.isoformat()} plus ttl {self.ttl}s "
+                             "is past the end of the calendar")
+        return self
 
     @model_validator(mode="after")
     def _payload_valid(self) -> Envelope:
@@ -167,6 +173,10 @@ class Envelope(BaseModel):
             raise EnvelopeError(f"schema-invalid: {_brief(exc)}") from None
         except KeyError as exc:  # unknown type reaching payload_model
             raise EnvelopeError(f"schema-invalid: {exc.args[0]}") from None
+        except (ArithmeticError, TypeError, RecursionError) as exc:
+            # A validator that let a non-ValueError through (pydantic wraps only ValueError):
+            # still a bad entry, never a crash of the reader.
+            raise EnvelopeError(f"schema-invalid: {type(exc).__name__}: {exc}") from None
 
 
 def _brief(exc: ValidationError) -> str:

@@ -105,10 +105,15 @@ def connect(settings: RedisSettings | None = None, *, block_ms: int = 500) -> re
 def with_backoff(fn: Callable[[], T], *, attempts: int = 6, base: float = 0.1,
                  cap: float = 5.0, on_retry: Callable[[int, Exception], None] | None = None,
                  should_stop: Callable[[], bool] = lambda: False) -> T:
-    """Retry `fn` on Redis connection errors with exponential backoff (0.1, 0.2, 0.4 ... s)."""
+    """Retry `fn` on Redis connection errors with exponential backoff (0.1, 0.2, 0.4 ... s).
+
+    An authentication failure is raised at once: a wrong password does not heal by waiting
+    (redis-py makes AuthenticationError a ConnectionError, hence the explicit check)."""
     for attempt in range(1, attempts + 1):
         try:
             return fn()
+        except redis.AuthenticationError:
+            raise
         except (redis.ConnectionError, redis.TimeoutError) as exc:
             if attempt == attempts or should_stop():
                 raise
@@ -177,6 +182,26 @@ class Inbox:
         reply = self.r.xreadgroup(self.group, self.consumer, {self.stream: after},
                                   count=self.settings.batch)
         return self._with_counts(self._entries(reply))
+
+    def peek_own_pending(self, after: str = "0") -> list[Delivery]:
+        """Like read_own_pending, but not counted as a delivery: used after a Redis error
+        interrupted a batch in a process that kept running. The entries were not at fault;
+        counting each re-read would dead-letter the tail of a batch after a few dropped
+        connections without it ever being attempted (issue #7)."""
+        start = "-" if after == "0" else f"({after}"
+        info = self.r.xpending_range(self.stream, self.group, min=start, max="+",
+                                     count=self.settings.batch, consumername=self.consumer)
+        if not info:
+            return []
+        pipe = self.r.pipeline(transaction=False)
+        for item in info:
+            pipe.xrange(self.stream, min=item["message_id"], max=item["message_id"])
+        result = []
+        for item, found in zip(info, pipe.execute(), strict=True):
+            fields = found[0][1] if found else {}
+            result.append(Delivery(self.stream, item["message_id"], fields,
+                                   int(item["times_delivered"])))
+        return result
 
     def read(self, block_ms: int | None = None) -> list[Delivery]:
         reply = self.r.xreadgroup(

@@ -11,10 +11,11 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, Literal, NamedTuple
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ark_runtime.hrm.breakers import BreakerState
 from ark_runtime.hrm.ruleset import BLOCKING, Check, Rule, Ruleset, load_ruleset
+from ark_runtime.validators import validate_utc
 
 __all__ = ["Decision", "Outcome", "RuleEngine", "Violation", "evaluate_check"]
 
@@ -47,6 +48,13 @@ class Decision(BaseModel):
     # Multiply the plan's size by this before booking it (consecutive-loss breaker).
     size_multiplier: float = 1.0
     suspended: bool = False  # the daily-loss breaker is tripped
+
+    @field_validator("evaluated_at")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        # Decisions travel on the bus: an out-of-range time must be a validation error.
+        # (Naive values predate this check in stored decisions; they are kept as they are.)
+        return value if value.tzinfo is None else validate_utc(value)
 
 
 def _lookup(plan: Mapping[str, Any], path: str) -> Any:

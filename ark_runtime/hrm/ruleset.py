@@ -122,7 +122,10 @@ def _describe(data: Any, error: SchemaError) -> str:
         where, rest = "ruleset", ".".join(str(p) for p in path)
     if error.validator == "not" and len(path) >= 2 and path[0] == "rules":
         message = "a conditional rule (when/then) must not also have field/operator/value"
-        if "then" in error.instance and "when" not in error.instance:
+        instance = error.instance
+        if not isinstance(instance, dict):  # already reported by its type error
+            message = f"{instance!r} is not of type 'object'"
+        elif "then" in instance and "when" not in instance:
             message = "'then' is only allowed together with 'when'"
     else:
         message = error.message
@@ -139,7 +142,20 @@ def _check(data: dict[str, Any]) -> Check:
 
 
 def parse_ruleset(data: Any, source: str = "<memory>") -> Ruleset:
-    """Validate an already-parsed document and build the `Ruleset`."""
+    """Validate an already-parsed document and build the `Ruleset`.
+
+    Any malformed document raises RulesetError, never TypeError/KeyError: the schema is the
+    first line, and a slip past it (a schema/loader mismatch) is still reported as invalid."""
+    try:
+        return _parse(data, source)
+    except RulesetError:
+        raise
+    except (TypeError, KeyError, ValueError, AttributeError, IndexError, RecursionError) as exc:
+        raise RulesetError(source, [f"ruleset: malformed document ({type(exc).__name__}: "
+                                    f"{str(exc)[:200]})"]) from None
+
+
+def _parse(data: Any, source: str) -> Ruleset:
     errors = sorted(_validator().iter_errors(data), key=lambda e: list(map(str, e.path)))
     problems = list(dict.fromkeys(_describe(data, e) for e in errors))
     if isinstance(data, dict) and isinstance(data.get("rules"), list):
@@ -191,9 +207,12 @@ def load_ruleset(path: str | Path | None = None) -> Ruleset:
         text = path.read_text(encoding="utf-8")
     except OSError as exc:
         raise RulesetError(str(path), [f"cannot read file: {exc.strerror or exc}"]) from None
+    except UnicodeDecodeError as exc:
+        raise RulesetError(str(path), [f"not UTF-8 text: {exc.reason} at byte {exc.start}"]) \
+            from None
     try:
         data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
+    except (yaml.YAMLError, RecursionError) as exc:
         raise RulesetError(str(path), [f"not valid YAML: {exc}"]) from None
     return parse_ruleset(data, str(path))
 
