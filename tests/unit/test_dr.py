@@ -19,7 +19,7 @@ import pytest
 
 from ark_runtime.cli import main
 from ark_runtime.host.dr import BundleError, Sources, create_bundle, restore_bundle, verify_bundle
-from ark_runtime.host.heal import Layout
+from ark_runtime.host.layout import Layout
 from ark_runtime.host.snapshot import create_snapshot, list_snapshots
 from ark_runtime.store import MemoryStore
 
@@ -266,7 +266,7 @@ def test_malicious_archives_refused_with_nothing_written(
     before = tree(target)
     outside = tree(tmp_path / "a")
     capsys.readouterr()
-    assert main(["dr", "restore", str(bad)]) == 2
+    assert main(["dr", "restore", str(bad)]) == 65  # ExitCode.DATAERR
     err = capsys.readouterr().err
     assert "refused" in err and expect in err, err
     assert tree(target) == before

@@ -300,7 +300,7 @@ def test_panic_flag_refuses_until_cleared(host: Layout, capsys: pytest.CaptureFi
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     flag = host.state / "PANIC"
     flag.write_text("panic by alice at 2026-11-26T10:00:00Z\n")
-    assert main(["heal"]) == 4
+    assert main(["heal"]) == 77  # ExitCode.NOPERM: the panic flag forbids starting
     assert "host is in panic state; run invoke recover" in capsys.readouterr().err
     assert flag.exists()
     assert main(["heal", "--dry-run", "--clear-panic"]) == 0
