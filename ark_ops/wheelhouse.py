@@ -21,7 +21,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from ark_ops.errors import OpsError
-from ark_ops.lab.config import REPO_ROOT
+from ark_ops.inventories import REPO_ROOT
 from ark_ops.lockfile import Pin, parse_lock
 
 # The target hosts: Debian 12 (glibc 2.36), CPython 3.11, this machine's architecture.

@@ -12,9 +12,12 @@ from conftest import http_get_json, wait_for
 ARK = "/opt/ark/venv/bin/ark"
 STORE = "/var/lib/ark/memory.db"
 RULESET = "/etc/ark/HRM_RULESET.yaml"
-# ark commands as the units run them: their user and environment.
-AS_ARK = ("set -a; . /etc/ark/env/infrastructure.env; set +a; "
-          f"runuser -u ark -- env ARK_HRM_RULESET={RULESET} {ARK} ")
+# ark commands as the units run them: their user, environment and credential (the snapshot
+# manifest key is root-only; systemd hands it to the unit, as LoadCredential= does there).
+AS_ARK = ("systemd-run --quiet --pipe --wait --collect -p User=ark -p Group=ark "
+          "-p EnvironmentFile=/etc/ark/env/infrastructure.env "
+          "-p LoadCredential=snapshot-key:/etc/ark/snapshot.key "
+          f"--setenv=ARK_HRM_RULESET={RULESET} {ARK} ")
 AS_ROOT = f"set -a; . /etc/ark/env/infrastructure.env; set +a; {ARK} "
 AGENTS = ("kyle", "joey", "kenny", "hrm")
 
