@@ -88,15 +88,21 @@ def load_key(env: Mapping[str, str] | None = None, *, create: bool = False) -> b
     """The systemd credential when the unit passes one, else the key file (created first when
     `create` and it does not exist yet)."""
     lay = paths.resolve(env)
-    if lay.credentials is not None:
-        cred = lay.credentials / paths.SNAPSHOT_KEY_CREDENTIAL
-        if cred.is_file():
-            return _read_key(cred)
-    if create and not lay.snapshot_key.exists():
-        return ensure_key(lay.snapshot_key)
-    if not lay.snapshot_key.exists():
-        raise ManifestKeyError(f"no snapshot key at {lay.snapshot_key}: run ark heal (as root) "
-                               "to create it")
+    try:
+        if lay.credentials is not None:
+            cred = lay.credentials / paths.SNAPSHOT_KEY_CREDENTIAL
+            if cred.is_file():
+                return _read_key(cred)
+        if create and not lay.snapshot_key.exists():
+            return ensure_key(lay.snapshot_key)
+        if not lay.snapshot_key.exists():
+            raise ManifestKeyError(f"no snapshot key at {lay.snapshot_key}: run ark heal (as "
+                                   "root) to create it")
+    except PermissionError:
+        # exists() raises when a directory on the way is closed to us.
+        raise ManifestKeyError(
+            f"cannot reach the snapshot key {lay.snapshot_key}: only root may; as the ark "
+            "user, run through the unit that passes it (LoadCredential=snapshot-key)") from None
     return _read_key(lay.snapshot_key)
 
 

@@ -332,3 +332,24 @@ def test_parse_lock_normalises_names() -> None:
     assert parse_lock(LOCK) == {"fakepkg": "1.0", "other-pkg": "2.5"}
     real = parse_lock((REPO / "requirements.lock").read_text())
     assert real["pyyaml"] and len(real) >= 40
+
+
+@pytest.mark.parametrize("bad", [
+    "rules: [null]\n",  # a non-mapping rule: TypeError in the loader before it refused it
+    "rules: [1, two]\n",
+    "rules: {not: a list}\n",
+    "- a list, not a mapping\n",
+    "rules: [\n",  # not YAML
+    "",
+])
+def test_any_invalid_ruleset_falls_back_to_last_known_good(host: Layout, bad: str) -> None:
+    ruleset = host.config / "HRM_RULESET.yaml"
+    good_rules = ruleset.read_bytes()
+    ruleset.write_text(bad)
+    code, doc = run_heal()
+    assert code == 0, doc
+    fixed = [f for f in by(doc, "config") if f["target"] == str(ruleset)]
+    assert fixed and fixed[0]["status"] == "repaired", fixed
+    assert "restored last known good copy" in fixed[0]["detail"]
+    assert ruleset.read_bytes() == good_rules
+    assert [p.read_text() for p in (host.lkg / "rejected").iterdir()] == [bad]
