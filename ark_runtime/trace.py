@@ -19,6 +19,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ark_runtime.exitcodes import ExitCode
 from ark_runtime.logjson import log_dir
 from ark_runtime.validators import ValidationError, validate_id
 
@@ -127,13 +128,13 @@ def _run(args: argparse.Namespace) -> int:
         ident = validate_id(args.id, "trace id")
     except ValidationError as exc:
         print(f"ark trace: {exc}", file=sys.stderr)
-        return 2
+        return ExitCode.USAGE
     dirs = args.log_dir or [log_dir()]
     correlation, hops = collect(ident, dirs)
     if correlation is None:
         print(f"ark trace: no log line mentions {ident} in {', '.join(map(str, dirs))}",
               file=sys.stderr)
-        return 1
+        return ExitCode.FAILURE
     try:
         store = _decision_hops(correlation, dict(os.environ))
     except Exception as exc:  # the logs alone are still a useful trace
