@@ -105,7 +105,8 @@ def dependency_closure(roots: list[Requirement], pins: dict[str, Pin]) -> list[P
 
 
 def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    with path.open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def build(lock: Path, out_dir: Path, log=print) -> Path:
