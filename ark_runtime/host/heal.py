@@ -36,6 +36,7 @@ from ark_runtime.host import heal_config, heal_dirs, heal_store, venvcheck
 from ark_runtime.host.heal_store import store_problem
 from ark_runtime.host.layout import DirSpec, Layout
 from ark_runtime.host.lockfile import parse_lock
+from ark_runtime.host.ownership import chown_tree_like
 from ark_runtime.host.venvcheck import VENV_BOOTSTRAP, verify_venv
 
 __all__ = ["DirSpec", "Finding", "Healer", "Layout", "VENV_BOOTSTRAP", "parse_lock",
@@ -127,16 +128,26 @@ class Healer:
     def check_snapshot_key(self) -> None:
         """Heal is root and runs first: it creates the key the units hand to the ark user as
         a systemd credential (LoadCredential=), so snapshots are signed from the first one."""
-        from ark_runtime.host import manifest
+        from ark_runtime.host import manifest, snapshot
 
         key = self.l.snapshot_key
         if key.is_file():
             return
-        if self.fix("snapshot_key", key, "missing: created (root-only, 0600)"):
-            try:
-                manifest.ensure_key(key)
-            except manifest.ManifestKeyError as exc:
-                self.findings[-1].status, self.findings[-1].detail = "failed", str(exc)
+        if not self.fix("snapshot_key", key, "missing: created (root-only, 0600)"):
+            return
+        finding = self.findings[-1]
+        try:
+            manifest.ensure_key(key)
+            adopted = snapshot.adopt_legacy(self.l.snapshots)
+        except (manifest.ManifestKeyError, snapshot.SnapshotError, OSError) as exc:
+            finding.status, finding.detail = "failed", str(exc)
+            return
+        if adopted:
+            # Upgrade from unkeyed manifests: the ones that still verify are signed once.
+            finding.detail += f"; signed {len(adopted)} snapshot(s) made before manifests " \
+                              "were keyed"
+            finding.data["adopted"] = adopted
+            chown_tree_like(self.l.snapshots, self.l.state)
 
     def check_panic(self) -> bool:
         flag = self.l.panic_flag

@@ -217,3 +217,15 @@ def _signature_problems(doc: Mapping[str, Any], payload: Mapping[str, Any],
         return [f"{MANIFEST}: checksum mismatch ({SIGNATURE} does not verify: the manifest was "
                 "altered, or signed with another host's key)"]
     return []
+
+
+def legacy_checksum_ok(snapshot_dir: Path) -> bool:
+    """A manifest from before manifests were keyed (`sha256` of the payload) that still holds.
+    Only `adopt_legacy` uses this, once, when the host key is first created."""
+    try:
+        doc = json.loads((snapshot_dir / MANIFEST).read_text(encoding="utf-8"))
+        payload = doc["payload"]
+        return (SIGNATURE not in doc and isinstance(payload, dict)
+                and doc.get("sha256") == hashlib.sha256(canonical(payload)).hexdigest())
+    except (OSError, ValueError, KeyError, TypeError, RecursionError):
+        return False

@@ -205,6 +205,21 @@ def resign(snapshot_dir: Path) -> None:
                       mode=0o640)
 
 
+def adopt_legacy(root: Path) -> list[str]:
+    """Sign the snapshots made before manifests were keyed, whose unkeyed checksum still holds
+    and whose files verify. Heal calls it once, right after it creates the host key (the
+    upgrade), so a corrupt store can still be restored from them; never afterwards, when an
+    unkeyed manifest can only be a forgery. Returns the ids adopted."""
+    adopted = []
+    for entry in sorted(root.iterdir()) if root.is_dir() else []:
+        if entry.name.startswith(".") or not entry.is_dir() or not mf.legacy_checksum_ok(entry):
+            continue
+        if not verify_snapshot(Snapshot(entry.name, entry), check_signature=False):
+            resign(entry)
+            adopted.append(entry.name)
+    return adopted
+
+
 # --- list / verify ---------------------------------------------------------------------------
 
 

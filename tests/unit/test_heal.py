@@ -20,7 +20,7 @@ import pytest
 from ark_runtime.cli import main
 from ark_runtime.host.bootstate import FILENAME, load_boot_state, write_boot_state
 from ark_runtime.host.heal import Healer, Layout, parse_lock
-from ark_runtime.host.snapshot import create_snapshot, list_snapshots
+from ark_runtime.host.snapshot import create_snapshot, list_snapshots, verify_snapshot
 from ark_runtime.store import MemoryStore
 
 pytestmark = pytest.mark.requirement("REC_02")
@@ -353,3 +353,29 @@ def test_any_invalid_ruleset_falls_back_to_last_known_good(host: Layout, bad: st
     assert "restored last known good copy" in fixed[0]["detail"]
     assert ruleset.read_bytes() == good_rules
     assert [p.read_text() for p in (host.lkg / "rejected").iterdir()] == [bad]
+
+
+def _to_legacy(snap_dir: Path) -> None:
+    """Rewrite a manifest the way snapshots were written before manifests were keyed."""
+    payload = json.loads((snap_dir / "manifest.json").read_text())["payload"]
+    raw = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    (snap_dir / "manifest.json").write_text(json.dumps(
+        {"payload": payload, "sha256": hashlib.sha256(raw.encode()).hexdigest()}))
+
+
+def test_upgrade_signs_unkeyed_snapshots_once_and_still_restores(host: Layout) -> None:
+    (snap,) = list_snapshots(host.snapshots)
+    _to_legacy(snap.path)
+    (host.config / "snapshot.key").unlink()  # the host before the upgrade had none
+    host.store.write_bytes(b"corrupt" * 1000)
+    code, doc = run_heal()
+    assert code == 0, doc
+    (key,) = by(doc, "snapshot_key")
+    assert key["status"] == "repaired" and key["data"]["adopted"] == [snap.id]
+    (store,) = by(doc, "store")
+    assert store["status"] == "repaired" and store["data"]["snapshot"] == snap.id
+    # Once the key exists, an unkeyed manifest is a forgery: never adopted again.
+    _to_legacy(snap.path)
+    code, doc = run_heal()
+    assert not by(doc, "snapshot_key")
+    assert any("checksum" in p for p in verify_snapshot(list_snapshots(host.snapshots)[0]))
