@@ -5,6 +5,7 @@ one sentence on stderr and a code from ark_runtime/exitcodes.py, never a traceba
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import sys
@@ -44,11 +45,11 @@ def _snapshot_count(args: argparse.Namespace) -> int:
 
 
 def _cmd_bundle(args: argparse.Namespace) -> int:
-    env = dict(os.environ)
+    src = Sources.from_env()
     if args.log_dir:
-        env["ARK_LOG_DIR"] = args.log_dir
+        src = dataclasses.replace(src, log=Path(args.log_dir))
     try:
-        res = create_bundle(Path(args.out) if args.out else None, src=Sources.from_env(env),
+        res = create_bundle(Path(args.out) if args.out else None, src=src,
                             n_snapshots=_snapshot_count(args), level=args.level,
                             take_snapshot=not args.no_snapshot)
     except BundleError as exc:
