@@ -6,12 +6,14 @@ created_at, an id that is not its directory's name, a signature that does not ve
 problem naming the field, so one bad snapshot is reported and the others keep working.
 
 The key: 32 random bytes, hex, in <config>/snapshot.key, root:root 0600, created on first use by
-root (ark heal runs first on every boot and creates it). Snapshots are also made by the ark user
-(ark-snapshot.service, HRM's ExecStopPost): those units get the key as a systemd credential
+root (ark heal runs first on every boot and creates it). Interval snapshots are made by the ark
+user (ark-snapshot.service): that unit gets the key as a systemd credential
 (LoadCredential=snapshot-key:...), which systemd (root) reads and exposes only to that unit's
-processes under $CREDENTIALS_DIRECTORY. So the key file itself stays root-only, never sits in
-the ark-owned state dir next to the snapshots it signs, and an unkeyed checksum recomputed after
-an edit (or a manifest copied from another snapshot) no longer verifies.
+processes under $CREDENTIALS_DIRECTORY. systemd passes credentials to ExecStart= only, not to
+ExecStopPost=, so HRM's shutdown hook runs as root ("+" prefix) and chowns what it writes.
+The key file itself stays root-only and never sits in the ark-owned state dir next to the
+snapshots it signs; an unkeyed checksum recomputed after an edit, or a manifest copied from
+another snapshot, no longer verifies.
 """
 
 from __future__ import annotations

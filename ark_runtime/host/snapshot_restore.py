@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ark_runtime.host import layout as paths
 from ark_runtime.host.atomic import fsync_file, replace
-from ark_runtime.host.ownership import owned_by_dir_owner
+from ark_runtime.host.ownership import chown_like, chown_tree_like, owned_by_dir_owner
 from ark_runtime.host.snapshot import (
     DB_NAME,
     Snapshot,
@@ -165,7 +165,7 @@ def on_shutdown(env: Mapping[str, str] | None = None) -> tuple[int, str]:
     """ExecStopPost= of HRM's unit: snapshot + boot state only after a clean stop. A crash,
     a kill or a panic must not write "last clean shutdown" (the next boot would then skip the
     checks it needs) nor replace good snapshots with one taken from a suspect state."""
-    from ark_runtime.host.bootstate import now_iso, write_boot_state
+    from ark_runtime.host.bootstate import FILENAME, now_iso, write_boot_state
 
     result = (os.environ if env is None else env).get("SERVICE_RESULT", "")
     if result != "success":
@@ -176,4 +176,9 @@ def on_shutdown(env: Mapping[str, str] | None = None) -> tuple[int, str]:
     snap = create_snapshot("shutdown", store=lay.store, root=lay.snapshots,
                            config_dir=lay.config)
     write_boot_state(lay.state, snapshot_id=snap.id, last_clean_shutdown_at=now_iso())
+    # The unit runs this hook as root (it must read the root-only key): what it wrote goes to
+    # the state dir's owner, so ark can prune and rewrite it. No-op when not root.
+    chown_like(lay.snapshots, lay.state)
+    chown_tree_like(snap.path, lay.state)
+    chown_like(lay.state / FILENAME, lay.state)
     return 0, f"snapshot {snap.id} created; boot state written"
