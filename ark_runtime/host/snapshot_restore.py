@@ -181,4 +181,6 @@ def on_shutdown(env: Mapping[str, str] | None = None) -> tuple[int, str]:
     chown_like(lay.snapshots, lay.state)
     chown_tree_like(snap.path, lay.state)
     chown_like(lay.state / FILENAME, lay.state)
+    for sidecar in ("-wal", "-shm"):  # a read-only open of a WAL database may create these
+        chown_like(Path(f"{lay.store}{sidecar}"), lay.store)
     return 0, f"snapshot {snap.id} created; boot state written"
