@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ark_ops.errors import OpsError
-from ark_ops.lab.config import REPO_ROOT
+from ark_ops.inventories import REPO_ROOT
 
 RECAP_LINE = re.compile(r"^(?P<host>\S+)\s+:\s+(?P<counts>(?:\w+=\d+\s*)+)$")
 

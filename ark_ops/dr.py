@@ -7,7 +7,6 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ark_ops.deploy import resolve_inventory
 from ark_ops.errors import OpsError
 from ark_ops.fleet import (
     FleetHost,
@@ -16,7 +15,7 @@ from ark_ops.fleet import (
     remote_script,
     run_everywhere,
 )
-from ark_ops.lab.config import REPO_ROOT
+from ark_ops.inventories import REPO_ROOT, resolve_inventory
 
 DEFAULT_OUT = REPO_ROOT / "reports" / "dr"
 

@@ -9,6 +9,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 
 from ark_ops.errors import OpsError
+from ark_runtime.host.lockfile import lock_entries
 
 
 @dataclass(frozen=True)
@@ -25,25 +26,9 @@ class Pin:
 
 def parse_lock(path: Path) -> dict[str, Pin]:
     """Pins by canonical name. Every pin must be `==` and carry at least one hash."""
-    text = path.read_text()
-    logical: list[str] = []
-    buf = ""
-    for raw in text.splitlines():
-        line = raw.split(" #", 1)[0].rstrip() if not raw.lstrip().startswith("#") else ""
-        if line.endswith("\\"):
-            buf += line[:-1] + " "
-            continue
-        buf += line
-        if buf.strip():
-            logical.append(buf.strip())
-        buf = ""
     pins: dict[str, Pin] = {}
-    for entry in logical:
-        if entry.startswith("-"):
-            continue  # pip options such as --index-url
-        parts = entry.split()
-        spec = " ".join(p for p in parts if not p.startswith("--hash="))
-        hashes = tuple(p.split("=", 1)[1] for p in parts if p.startswith("--hash="))
+    for entry in lock_entries(path.read_text()):
+        spec, hashes = entry.spec, entry.hashes
         req = Requirement(spec)
         specs = list(req.specifier)
         if len(specs) != 1 or specs[0].operator != "==":

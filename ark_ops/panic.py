@@ -7,7 +7,6 @@ import socket
 import time
 from dataclasses import dataclass, field
 
-from ark_ops.deploy import resolve_inventory
 from ark_ops.errors import OpsError
 from ark_ops.fleet import (
     FleetHost,
@@ -16,6 +15,7 @@ from ark_ops.fleet import (
     remote_script,
     run_everywhere,
 )
+from ark_ops.inventories import resolve_inventory
 
 
 def actor() -> str:

@@ -9,8 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ark_ops.ansible_run import ansible_env
-from ark_ops.deploy import resolve_inventory
-from ark_ops.lab.config import REPO_ROOT
+from ark_ops.inventories import REPO_ROOT, resolve_inventory
 from ark_ops.redact import Redactor, inventory_secrets
 
 REPORTS = REPO_ROOT / "reports"

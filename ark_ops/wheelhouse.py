@@ -21,7 +21,7 @@ from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name, parse_wheel_filename
 
 from ark_ops.errors import OpsError
-from ark_ops.lab.config import REPO_ROOT
+from ark_ops.inventories import REPO_ROOT
 from ark_ops.lockfile import Pin, parse_lock
 
 # The target hosts: Debian 12 (glibc 2.36), CPython 3.11, this machine's architecture.
@@ -105,7 +105,8 @@ def dependency_closure(roots: list[Requirement], pins: dict[str, Pin]) -> list[P
 
 
 def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+    with path.open("rb") as fh:
+        return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
 def build(lock: Path, out_dir: Path, log=print) -> Path:

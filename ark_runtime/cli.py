@@ -9,7 +9,8 @@ import sys
 from ark_runtime import trace
 from ark_runtime.agents import cli as agents_cli
 from ark_runtime.bus import cli as bus_cli
-from ark_runtime.host import dr, envcheck, heal, ports, snapshot
+from ark_runtime.exitcodes import ArkArgumentParser, ExitCode
+from ark_runtime.host import dr_cli, envcheck, heal, ports, snapshot_cli
 
 
 def _api(args: argparse.Namespace) -> int:
@@ -22,11 +23,12 @@ def _version(args: argparse.Namespace) -> int:
     from ark_runtime import __version__
 
     print(__version__)
-    return 0
+    return ExitCode.OK
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ark", description="ARK runtime commands")
+    # Subparsers inherit the parser class: every `ark ...` usage error exits 64.
+    parser = ArkArgumentParser(prog="ark", description="ARK runtime commands")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     sub.add_parser("api", help="serve the reasoning API (run by ark-api.service)").set_defaults(
         func=_api
@@ -36,17 +38,52 @@ def build_parser() -> argparse.ArgumentParser:
     bus_cli.register(sub)  # ark errors ..., ark dead
     trace.register(sub)  # ark trace ID
     envcheck.register(sub)  # ark env check PATH, ark env domains UNIT
-    snapshot.register(sub)  # ark snapshot create|list|verify|restore|prune
+    snapshot_cli.register(sub)  # ark snapshot create|list|verify|restore|prune
     ports.register(sub)  # ark ports check
     heal.register(sub)  # ark heal [--dry-run] [--json] [--clear-panic]
-    dr.register(sub)  # ark dr bundle|restore
+    dr_cli.register(sub)  # ark dr bundle|restore
     return parser
+
+
+def _expected_errors() -> list[tuple[type[BaseException], ExitCode]]:
+    """The project's own errors, most specific first, with the code each one means. A
+    subcommand normally handles these itself; this is the net under all of them."""
+    from ark_runtime.host.bootstate import BootStateError
+    from ark_runtime.host.dr import BundleError, BundleUsageError
+    from ark_runtime.host.envcheck import EnvSchemaError
+    from ark_runtime.host.manifest import ManifestKeyError
+    from ark_runtime.host.snapshot import PolicyError, SnapshotError, SnapshotKeyError
+    from ark_runtime.hrm.ruleset import RulesetError
+    from ark_runtime.lock import AlreadyRunning
+    from ark_runtime.store import StoreError
+    from ark_runtime.validators import ValidationError
+
+    return [
+        (SnapshotKeyError, ExitCode.NOPERM), (ManifestKeyError, ExitCode.NOPERM),
+        (PolicyError, ExitCode.CONFIG), (SnapshotError, ExitCode.FAILURE),
+        (BundleUsageError, ExitCode.USAGE), (BundleError, ExitCode.DATAERR),
+        (EnvSchemaError, ExitCode.CONFIG), (RulesetError, ExitCode.CONFIG),
+        (BootStateError, ExitCode.DATAERR), (StoreError, ExitCode.DATAERR),
+        (ValidationError, ExitCode.USAGE), (AlreadyRunning, ExitCode.TEMPFAIL),
+        (PermissionError, ExitCode.NOPERM),
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    return args.func(args)
+    try:
+        code = args.func(args)
+        return ExitCode.OK if code is None else int(code)
+    except KeyboardInterrupt:
+        return 130  # the shell's convention for SIGINT
+    except Exception as exc:
+        for kind, code in _expected_errors():
+            if isinstance(exc, kind):
+                first_line = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+                print(f"{parser.prog} {args.command}: {first_line}", file=sys.stderr)
+                return code
+        raise  # a bug: the traceback is what a bug report needs
 
 
 if __name__ == "__main__":

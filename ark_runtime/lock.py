@@ -12,10 +12,12 @@ import fcntl
 import os
 from pathlib import Path
 
+from ark_runtime.exitcodes import ExitCode
+from ark_runtime.host import layout
+
 # EX_TEMPFAIL from sysexits.h: "try again later" is exactly the situation (another instance
 # is running). Units should list it in RestartPreventExitStatus= so systemd does not loop.
-EXIT_LOCKED = 75
-DEFAULT_RUN_DIRS = ("/run/ark", "/var/lib/ark/locks")
+EXIT_LOCKED = int(ExitCode.TEMPFAIL)
 
 
 class AlreadyRunning(RuntimeError):
@@ -67,13 +69,7 @@ class ComponentLock:
 
 def run_dir(env: dict[str, str] | None = None) -> Path:
     """$ARK_RUN_DIR, else /run/ark (RuntimeDirectory=ark), else /var/lib/ark/locks."""
-    env = os.environ if env is None else env
-    if env.get("ARK_RUN_DIR"):
-        return Path(env["ARK_RUN_DIR"])
-    for candidate in DEFAULT_RUN_DIRS:
-        if os.access(candidate, os.W_OK):
-            return Path(candidate)
-    return Path(DEFAULT_RUN_DIRS[-1])
+    return layout.run_dir(env)
 
 
 def acquire(component: str, env: dict[str, str] | None = None) -> ComponentLock:

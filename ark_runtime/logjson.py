@@ -19,7 +19,7 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from pathlib import Path
 
-DEFAULT_LOG_DIR = "/var/log/ark"
+from ark_runtime.host import layout
 
 correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
 message_id: ContextVar[str | None] = ContextVar("message_id", default=None)
@@ -55,8 +55,7 @@ class JsonFormatter(logging.Formatter):
 
 
 def log_dir(env: dict[str, str] | None = None) -> Path:
-    env = os.environ if env is None else env
-    return Path(env.get("ARK_LOG_DIR") or DEFAULT_LOG_DIR)
+    return layout.log_dir(env)
 
 
 def setup(agent: str, *, level: str | None = None, directory: Path | None = None) -> Path | None:

@@ -128,7 +128,7 @@ def _run(args: argparse.Namespace) -> int:
         ident = validate_id(args.id, "trace id")
     except ValidationError as exc:
         print(f"ark trace: {exc}", file=sys.stderr)
-        return 2
+        return ExitCode.USAGE
     dirs = args.log_dir or [log_dir()]
     try:
         correlation, hops = collect(ident, dirs)
@@ -139,7 +139,7 @@ def _run(args: argparse.Namespace) -> int:
     if correlation is None:
         print(f"ark trace: no log line mentions {ident} in {', '.join(map(str, dirs))}",
               file=sys.stderr)
-        return 1
+        return ExitCode.FAILURE
     try:
         store = _decision_hops(correlation, dict(os.environ))
     except Exception as exc:  # the logs alone are still a useful trace

@@ -11,7 +11,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from ark_ops.inventories import REPO_ROOT
+
 MAX_HOSTS = 32
 
 BRIDGE = "arklab0"

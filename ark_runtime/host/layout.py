@@ -1,52 +1,173 @@
-"""Where the host-side commands find things, from the environment the units give them.
+"""Where everything ARK uses lives on a host: the ONE path resolver.
 
-One place so `ark snapshot`, `ark heal` and `ark dr` agree. Every path can be moved (tests,
-a second install) with an environment variable; the defaults are the production layout.
+`ark snapshot`, `ark heal`, `ark dr`, the agents' log files and component locks all ask here, so
+they agree. Every path can be moved (tests, a second install) with an environment variable; the
+defaults are the production layout. ARK_ROOT_PREFIX moves the whole production tree (/opt/ark,
+/etc/ark, /var/lib/ark, /var/log/ark, /run/ark) under another directory so tests run without
+root and without touching /.
+
+All environment reads of paths happen in `path_settings()` and nowhere else: the settings layer
+replaces that one function.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 DEFAULT_STATE_DIR = "/var/lib/ark"
 DEFAULT_LOG_DIR = "/var/log/ark"
 DEFAULT_CONFIG_DIR = "/etc/ark"
+DEFAULT_RUN_DIRS = ("/run/ark", "/var/lib/ark/locks")
+SNAPSHOT_KEY_NAME = "snapshot.key"
+SNAPSHOT_KEY_CREDENTIAL = "snapshot-key"  # LoadCredential= name in the units
+
+# Every path variable the runtime honours.
+PATH_VARIABLES = (
+    "ARK_ROOT_PREFIX", "ARK_STATE_DIR", "ARK_LOG_DIR", "ARK_CONFIG_DIR", "ARK_STORE_PATH",
+    "ARK_SNAPSHOT_DIR", "ARK_VENV", "ARK_RUNTIME_LOCK", "ARK_HRM_RULESET", "ARK_UNIT_DIR",
+    "ARK_RUN_DIR", "ARK_USER", "ARK_GROUP", "CREDENTIALS_DIRECTORY",
+)
 
 
-def _env(env: Mapping[str, str] | None) -> Mapping[str, str]:
-    return os.environ if env is None else env
+def path_settings(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The path settings that are set (non-empty). The only place that reads os.environ for
+    paths; `env` replaces the process environment (tests, a unit's env file)."""
+    source = os.environ if env is None else env
+    return {k: source[k] for k in PATH_VARIABLES if source.get(k)}
+
+
+@dataclass(frozen=True)
+class DirSpec:
+    path: Path
+    owner: str
+    group: str
+    mode: int
+
+
+@dataclass(frozen=True)
+class Layout:
+    prefix: Path
+    state: Path
+    log: Path
+    config: Path
+    store: Path
+    snapshots: Path
+    venv: Path
+    lock: Path
+    ruleset: Path
+    units: Path
+    run_dirs: tuple[Path, ...]
+    credentials: Path | None
+    user: str
+    group: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, prefix: str | None = None) -> Layout:
+        return resolve(env, prefix)
+
+    @property
+    def lkg(self) -> Path:
+        return self.state / "lkg"
+
+    @property
+    def panic_flag(self) -> Path:
+        return self.state / "PANIC"
+
+    @property
+    def snapshot_key(self) -> Path:
+        """Root-only HMAC key for snapshot manifests (see host/manifest.py)."""
+        return self.config / SNAPSHOT_KEY_NAME
+
+    @property
+    def run(self) -> Path:
+        """Component locks (INFRA_02): the first of the candidates this process can write,
+        else the last one (the error then names it)."""
+        if len(self.run_dirs) == 1:
+            return self.run_dirs[0]
+        for candidate in self.run_dirs:
+            if os.access(candidate, os.W_OK):
+                return candidate
+        return self.run_dirs[-1]
+
+    def dirs(self) -> list[DirSpec]:
+        """The directory table (DEPLOY_01 sets it up; heal keeps it so). /etc/ark/env is
+        root-only: the env files hold secrets and systemd reads them as root."""
+        u, g = self.user, self.group
+        return [
+            DirSpec(self.prefix / "opt/ark", "root", "root", 0o755),
+            DirSpec(self.config, "root", g, 0o750),
+            DirSpec(self.config / "env", "root", "root", 0o700),
+            DirSpec(self.state, u, g, 0o750),
+            DirSpec(self.log, u, g, 0o750),
+        ]
+
+
+def resolve(env: Mapping[str, str] | None = None, prefix: str | None = None) -> Layout:
+    s = path_settings(env)
+    pre = Path(prefix if prefix is not None else s.get("ARK_ROOT_PREFIX", "/"))
+
+    def under(p: str) -> Path:
+        return pre / p.lstrip("/")
+
+    state = Path(s.get("ARK_STATE_DIR") or under(DEFAULT_STATE_DIR))
+    config = Path(s.get("ARK_CONFIG_DIR") or under(DEFAULT_CONFIG_DIR))
+    run_dirs = ((Path(s["ARK_RUN_DIR"]),) if "ARK_RUN_DIR" in s
+                else tuple(under(d) for d in DEFAULT_RUN_DIRS))
+    creds = s.get("CREDENTIALS_DIRECTORY")
+    return Layout(
+        prefix=pre,
+        state=state,
+        log=Path(s.get("ARK_LOG_DIR") or under(DEFAULT_LOG_DIR)),
+        config=config,
+        store=Path(s.get("ARK_STORE_PATH") or state / "memory.db"),
+        snapshots=Path(s.get("ARK_SNAPSHOT_DIR") or state / "snapshots"),
+        venv=Path(s.get("ARK_VENV") or under("/opt/ark/venv")),
+        lock=Path(s.get("ARK_RUNTIME_LOCK") or under("/opt/ark/wheelhouse/runtime.lock")),
+        ruleset=Path(s.get("ARK_HRM_RULESET") or config / "HRM_RULESET.yaml"),
+        units=Path(s.get("ARK_UNIT_DIR") or under("/etc/systemd/system")),
+        run_dirs=run_dirs,
+        credentials=Path(creds) if creds else None,
+        user=s.get("ARK_USER") or "ark",
+        group=s.get("ARK_GROUP") or "ark",
+    )
+
+
+# Short forms for callers that need one path.
 
 
 def state_dir(env: Mapping[str, str] | None = None) -> Path:
-    return Path(_env(env).get("ARK_STATE_DIR") or DEFAULT_STATE_DIR)
+    return resolve(env).state
 
 
 def log_dir(env: Mapping[str, str] | None = None) -> Path:
-    return Path(_env(env).get("ARK_LOG_DIR") or DEFAULT_LOG_DIR)
+    return resolve(env).log
 
 
 def config_dir(env: Mapping[str, str] | None = None) -> Path:
-    return Path(_env(env).get("ARK_CONFIG_DIR") or DEFAULT_CONFIG_DIR)
+    return resolve(env).config
 
 
 def store_path(env: Mapping[str, str] | None = None) -> Path:
-    """HRM's store: $ARK_STORE_PATH, else $ARK_STATE_DIR/memory.db (as ark_runtime.agents.hrm)."""
-    e = _env(env)
-    return Path(e.get("ARK_STORE_PATH") or state_dir(e) / "memory.db")
+    """HRM's store: $ARK_STORE_PATH, else $ARK_STATE_DIR/memory.db."""
+    return resolve(env).store
 
 
 def snapshot_dir(env: Mapping[str, str] | None = None) -> Path:
-    e = _env(env)
-    return Path(e.get("ARK_SNAPSHOT_DIR") or state_dir(e) / "snapshots")
+    return resolve(env).snapshots
 
 
 def ruleset_path(env: Mapping[str, str] | None = None) -> Path:
     """The ruleset HRM loads: $ARK_HRM_RULESET (units set it), else <config>/HRM_RULESET.yaml."""
-    e = _env(env)
-    return Path(e.get("ARK_HRM_RULESET") or config_dir(e) / "HRM_RULESET.yaml")
+    return resolve(env).ruleset
 
 
 def panic_flag(env: Mapping[str, str] | None = None) -> Path:
-    return state_dir(env) / "PANIC"
+    return resolve(env).panic_flag
+
+
+def run_dir(env: Mapping[str, str] | None = None) -> Path:
+    """$ARK_RUN_DIR, else /run/ark (RuntimeDirectory=ark), else /var/lib/ark/locks."""
+    return resolve(env).run

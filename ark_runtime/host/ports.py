@@ -16,8 +16,9 @@ user's processes, which is enough to recognise redis-server run by the redis use
 Any listener on the port counts, whatever address it is bound to: a wildcard listener blocks
 every address, and being conservative costs a message, not an outage.
 
-Exit codes: 0 every port free or held by ARK itself, 3 something foreign holds a needed port,
-2 bad arguments.
+Exit codes (ark_runtime/exitcodes.py, restated here because this file runs standalone):
+0 every port free or held by ARK itself, 69 (UNAVAILABLE) something foreign holds a needed
+port, 64 (USAGE) bad arguments.
 """
 
 from __future__ import annotations
@@ -30,10 +31,11 @@ import sys
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import NoReturn
 
-EXIT_OK = 0
-EXIT_USAGE = 2
-EXIT_FOREIGN = 3
+EXIT_OK = 0  # ExitCode.OK
+EXIT_USAGE = 64  # ExitCode.USAGE
+EXIT_FOREIGN = 69  # ExitCode.UNAVAILABLE
 LISTEN = "0A"
 
 # role -> (env variable, default port). Metrics are served by ARK processes too.
@@ -329,13 +331,21 @@ def _add_args(p: argparse.ArgumentParser) -> None:
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     ports = sub.add_parser("ports", help="who holds the ports ARK needs (INFRA_03)")
     psub = ports.add_subparsers(dest="ports_command", required=True, metavar="ACTION")
-    check = psub.add_parser("check", help="exit 3 when a foreign process holds a needed port")
+    check = psub.add_parser("check", help="exit 69 when a foreign process holds a needed port")
     _add_args(check)
     check.set_defaults(func=lambda a: run(a.ports, a.json))
 
 
+class _Parser(argparse.ArgumentParser):
+    """ArkArgumentParser's behaviour (usage error = 64) without importing ark_runtime."""
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_USAGE, f"{self.prog}: error: {message}\n")
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="ports.py", description=__doc__.split("\n")[0])
+    parser = _Parser(prog="ports.py", description=__doc__.split("\n")[0])
     _add_args(parser)
     args = parser.parse_args(argv)
     return run(args.ports, args.json)

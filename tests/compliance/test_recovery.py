@@ -12,9 +12,12 @@ from conftest import http_get_json, wait_for
 ARK = "/opt/ark/venv/bin/ark"
 STORE = "/var/lib/ark/memory.db"
 RULESET = "/etc/ark/HRM_RULESET.yaml"
-# ark commands as the units run them: their user and environment.
-AS_ARK = ("set -a; . /etc/ark/env/infrastructure.env; set +a; "
-          f"runuser -u ark -- env ARK_HRM_RULESET={RULESET} {ARK} ")
+# ark commands as the units run them: their user, environment and credential (the snapshot
+# manifest key is root-only; systemd hands it to the unit, as LoadCredential= does there).
+AS_ARK = ("systemd-run --quiet --pipe --wait --collect -p User=ark -p Group=ark "
+          "-p EnvironmentFile=/etc/ark/env/infrastructure.env "
+          "-p LoadCredential=snapshot-key:/etc/ark/snapshot.key "
+          f"--setenv=ARK_HRM_RULESET={RULESET} {ARK} ")
 AS_ROOT = f"set -a; . /etc/ark/env/infrastructure.env; set +a; {ARK} "
 AGENTS = ("kyle", "joey", "kenny", "hrm")
 
@@ -197,7 +200,7 @@ def test_ports_check_names_a_foreign_holder_and_the_fix(host):
         wait_for(lambda: host.socket("tcp://127.0.0.1:9101").is_listening, timeout=15,
                  what="the squatter to listen")
         result = host.run(AS_ROOT + "ports check")
-        assert result.rc == 3, result.stdout + result.stderr
+        assert result.rc == 69, result.stdout + result.stderr
         out = result.stdout + result.stderr
         assert "9101" in out and "python3" in out and "nobody" in out
         assert "ARK_METRICS_PORT" in out or "stop" in out

@@ -15,8 +15,9 @@ import pytest
 
 from ark_ops import deploy as deploy_mod
 from ark_ops.deploy_lock import exclusive
+from ark_ops.inventories import REPO_ROOT
 from ark_ops.lab import lab
-from ark_ops.lab.config import REPO_ROOT, LabHost, LabPaths
+from ark_ops.lab.config import LabHost, LabPaths
 from ark_ops.lab.ssh import ssh_argv
 from ark_ops.verify import verify
 

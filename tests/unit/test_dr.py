@@ -19,7 +19,7 @@ import pytest
 
 from ark_runtime.cli import main
 from ark_runtime.host.dr import BundleError, Sources, create_bundle, restore_bundle, verify_bundle
-from ark_runtime.host.heal import Layout
+from ark_runtime.host.layout import Layout
 from ark_runtime.host.snapshot import create_snapshot, list_snapshots
 from ark_runtime.store import MemoryStore
 
@@ -266,7 +266,7 @@ def test_malicious_archives_refused_with_nothing_written(
     before = tree(target)
     outside = tree(tmp_path / "a")
     capsys.readouterr()
-    assert main(["dr", "restore", str(bad)]) == 2
+    assert main(["dr", "restore", str(bad)]) == 65  # ExitCode.DATAERR
     err = capsys.readouterr().err
     assert "refused" in err and expect in err, err
     assert tree(target) == before
@@ -299,3 +299,32 @@ def test_log_dir_flag(host_a: Layout, tmp_path: Path,
     assert [n for n in m["members"] if n.startswith("logs/")] == ["logs/x.log"]
     assert m["snapshots"] == []
     assert isinstance(Sources.from_env(), Sources)
+
+
+@pytest.mark.parametrize(("damage", "code", "says"), [
+    ("store", 1, "cannot copy the database"),  # SnapshotError from the fresh snapshot
+    ("key", 0, None),  # no error at all: a snapshot that no longer verifies is not shipped
+    ("level", 64, "gzip level must be 1-9"),
+])
+def test_bundle_failures_are_one_sentence_and_a_code(host_a: Layout, tmp_path: Path,
+                                                      capsys: pytest.CaptureFixture[str],
+                                                      damage: str, code: int,
+                                                      says: str | None) -> None:
+    args = ["dr", "bundle", "--out", str(tmp_path / "b.tar.gz")]
+    if damage == "store":
+        host_a.store.write_bytes(b"not a database at all " * 200)
+    elif damage == "level":
+        args += ["--level", "0"]
+    else:
+        # The host key changed (a re-imaged /etc/ark): old snapshots no longer verify, so the
+        # bundle ships only the fresh one, and says so in its manifest.
+        (host_a.config / "snapshot.key").unlink()
+        assert main(args) == 0
+        m = verify_bundle(tmp_path / "b.tar.gz")
+        assert m["snapshots"] == [m["fresh_snapshot"]]
+        return
+    capsys.readouterr()
+    assert main(args) == code
+    err = capsys.readouterr().err
+    assert says in err and err.count("\n") == 1 and "Traceback" not in err
+    assert not (tmp_path / "b.tar.gz").exists()

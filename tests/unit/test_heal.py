@@ -20,7 +20,7 @@ import pytest
 from ark_runtime.cli import main
 from ark_runtime.host.bootstate import FILENAME, load_boot_state, write_boot_state
 from ark_runtime.host.heal import Healer, Layout, parse_lock
-from ark_runtime.host.snapshot import create_snapshot, list_snapshots
+from ark_runtime.host.snapshot import create_snapshot, list_snapshots, verify_snapshot
 from ark_runtime.store import MemoryStore
 
 pytestmark = pytest.mark.requirement("REC_02")
@@ -300,7 +300,7 @@ def test_panic_flag_refuses_until_cleared(host: Layout, capsys: pytest.CaptureFi
                                           monkeypatch: pytest.MonkeyPatch) -> None:
     flag = host.state / "PANIC"
     flag.write_text("panic by alice at 2026-11-26T10:00:00Z\n")
-    assert main(["heal"]) == 4
+    assert main(["heal"]) == 77  # ExitCode.NOPERM: the panic flag forbids starting
     assert "host is in panic state; run invoke recover" in capsys.readouterr().err
     assert flag.exists()
     assert main(["heal", "--dry-run", "--clear-panic"]) == 0
@@ -332,3 +332,50 @@ def test_parse_lock_normalises_names() -> None:
     assert parse_lock(LOCK) == {"fakepkg": "1.0", "other-pkg": "2.5"}
     real = parse_lock((REPO / "requirements.lock").read_text())
     assert real["pyyaml"] and len(real) >= 40
+
+
+@pytest.mark.parametrize("bad", [
+    "rules: [null]\n",  # a non-mapping rule: TypeError in the loader before it refused it
+    "rules: [1, two]\n",
+    "rules: {not: a list}\n",
+    "- a list, not a mapping\n",
+    "rules: [\n",  # not YAML
+    "",
+])
+def test_any_invalid_ruleset_falls_back_to_last_known_good(host: Layout, bad: str) -> None:
+    ruleset = host.config / "HRM_RULESET.yaml"
+    good_rules = ruleset.read_bytes()
+    ruleset.write_text(bad)
+    code, doc = run_heal()
+    assert code == 0, doc
+    fixed = [f for f in by(doc, "config") if f["target"] == str(ruleset)]
+    assert fixed and fixed[0]["status"] == "repaired", fixed
+    assert "restored last known good copy" in fixed[0]["detail"]
+    assert ruleset.read_bytes() == good_rules
+    assert [p.read_text() for p in (host.lkg / "rejected").iterdir()] == [bad]
+
+
+def _to_legacy(snap_dir: Path) -> None:
+    """Rewrite a manifest the way snapshots were written before manifests were keyed."""
+    payload = json.loads((snap_dir / "manifest.json").read_text())["payload"]
+    raw = json.dumps(payload, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+    (snap_dir / "manifest.json").write_text(json.dumps(
+        {"payload": payload, "sha256": hashlib.sha256(raw.encode()).hexdigest()}))
+
+
+def test_upgrade_signs_unkeyed_snapshots_once_and_still_restores(host: Layout) -> None:
+    (snap,) = list_snapshots(host.snapshots)
+    _to_legacy(snap.path)
+    (host.config / "snapshot.key").unlink()  # the host before the upgrade had none
+    host.store.write_bytes(b"corrupt" * 1000)
+    code, doc = run_heal()
+    assert code == 0, doc
+    (key,) = by(doc, "snapshot_key")
+    assert key["status"] == "repaired" and key["data"]["adopted"] == [snap.id]
+    (store,) = by(doc, "store")
+    assert store["status"] == "repaired" and store["data"]["snapshot"] == snap.id
+    # Once the key exists, an unkeyed manifest is a forgery: never adopted again.
+    _to_legacy(snap.path)
+    code, doc = run_heal()
+    assert not by(doc, "snapshot_key")
+    assert any("checksum" in p for p in verify_snapshot(list_snapshots(host.snapshots)[0]))

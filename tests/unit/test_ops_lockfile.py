@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from ark_ops.errors import OpsError
-from ark_ops.lab.config import REPO_ROOT
+from ark_ops.inventories import REPO_ROOT
 from ark_ops.lockfile import lock_drift, parse_lock
 
 pytestmark = pytest.mark.requirement("DEPLOY_03")

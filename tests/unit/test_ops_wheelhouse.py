@@ -7,7 +7,7 @@ from packaging.requirements import Requirement
 
 from ark_ops import wheelhouse
 from ark_ops.errors import OpsError
-from ark_ops.lab.config import REPO_ROOT
+from ark_ops.inventories import REPO_ROOT
 from ark_ops.lockfile import parse_lock
 
 pytestmark = pytest.mark.requirement("DEPLOY_03")

@@ -81,7 +81,7 @@ def test_foreign_process_is_named_with_fix(http_server: tuple[subprocess.Popen[b
     monkeypatch.setenv("ARK_API_PORT", str(port))
     monkeypatch.setenv("ARK_REDIS_PORT", str(free_port()))
     monkeypatch.setenv("ARK_METRICS_PORT", str(free_port()))
-    assert main(["ports", "check"]) == 3
+    assert main(["ports", "check"]) == 69
     assert f"PORT IN USE: port {port} (api)" in capsys.readouterr().err
 
 
@@ -138,14 +138,14 @@ def test_standalone_script_stdlib_only(http_server: tuple[subprocess.Popen[bytes
                           f"api={port},redis={other}", "--json"],
                          capture_output=True, text=True, env={"PATH": "/usr/bin:/bin"},
                          cwd=tmp_path)
-    assert res.returncode == 3, res.stderr
+    assert res.returncode == 69, res.stderr
     doc = json.loads(res.stdout)
     api, redis = doc["ports"]
     assert api["status"] == "foreign" and api["holders"][0]["pid"] == proc.pid
     assert redis["status"] == "free"
     bad = subprocess.run(["/usr/bin/python3", "-I", str(copy), "--ports", "api=99999"],
                          capture_output=True, text=True)
-    assert bad.returncode == 2 and "outside 1-65535" in bad.stderr
+    assert bad.returncode == 64 and "outside 1-65535" in bad.stderr
 
 
 def test_module_has_no_ark_runtime_import() -> None:
@@ -175,7 +175,7 @@ def test_unprivileged_check_still_reports_holder_user(
         res = subprocess.run(["/usr/bin/python3", "-I", str(copy), "--ports", f"api={port}",
                               "--json"], capture_output=True, text=True, user=65534,
                              group=65534, cwd=tmp)
-    assert res.returncode == 3, res.stderr
+    assert res.returncode == 69, res.stderr
     [api] = json.loads(res.stdout)["ports"]
     assert api["status"] == "foreign"
     assert api["holders"][0]["user"] == "root" and api["holders"][0]["exact"] is False

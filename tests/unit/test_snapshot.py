@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from ark_runtime.cli import main
+from ark_runtime.host import manifest
 from ark_runtime.host import snapshot as snapmod
 from ark_runtime.host.atomic import atomic_write_bytes, atomic_write_text
 from ark_runtime.host.bootstate import BootStateError, load_boot_state, write_boot_state
@@ -140,7 +141,7 @@ def test_verify_detects_any_change(env: dict[str, Path], damage: str) -> None:
         expect = "manifest.json: missing"
     problems = verify_snapshot(Snapshot(snap.id, snap.path))
     assert any(p.startswith(expect) for p in problems), problems
-    assert main(["snapshot", "verify", snap.id]) == 2
+    assert main(["snapshot", "verify", snap.id]) == 65  # ExitCode.DATAERR
 
 
 def test_verify_cli_ok(env: dict[str, Path], capsys: pytest.CaptureFixture[str]) -> None:
@@ -156,8 +157,7 @@ def _fake(snap_root: Path, when: datetime, *, corrupt: bool = False) -> Snapshot
     man = snap.path / "manifest.json"
     doc = json.loads(man.read_text())
     doc["payload"]["created_at"] = when.isoformat()
-    doc["sha256"] = snapmod._payload_digest(doc["payload"])
-    man.write_text(json.dumps(doc))
+    man.write_text(manifest.render(doc["payload"], manifest.load_key()))
     if corrupt:
         (snap.path / "memory.db").write_bytes(b"garbage")
     return Snapshot(snap.id, snap.path)
@@ -213,7 +213,7 @@ def test_prune_env_policy(env: dict[str, Path], monkeypatch: pytest.MonkeyPatch)
     assert main(["snapshot", "prune", "--keep-last", "1"]) == 0
     assert len(list_snapshots()) == 1
     monkeypatch.setenv("ARK_SNAPSHOT_KEEP_LAST", "many")
-    assert main(["snapshot", "prune"]) == 1
+    assert main(["snapshot", "prune"]) == 78  # ExitCode.CONFIG
     assert len(list_snapshots()) == 1
 
 

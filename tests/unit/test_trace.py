@@ -43,5 +43,5 @@ def test_trace_merges_hosts_in_time_order(tmp_path, capsys, monkeypatch) -> None
     assert main(["trace", CID, "--log-dir", str(a), "--log-dir", str(b)]) == 0
     out = capsys.readouterr().out
     assert out.startswith(f"trace {CID}: 4 hops")
-    assert main(["trace", "not-an-id"]) == 2
+    assert main(["trace", "not-an-id"]) == 64  # ExitCode.USAGE
     assert main(["trace", PLAN.replace("2", "3"), "--log-dir", str(a)]) == 1
