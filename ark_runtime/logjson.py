@@ -11,7 +11,6 @@ import contextlib
 import json
 import logging
 import logging.handlers
-import os
 import socket
 import sys
 from collections.abc import Iterator
@@ -19,6 +18,7 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ark_runtime import settings
 from ark_runtime.host import layout
 
 correlation_id: ContextVar[str | None] = ContextVar("correlation_id", default=None)
@@ -67,7 +67,12 @@ def setup(agent: str, *, level: str | None = None, directory: Path | None = None
     for handler in list(root.handlers):
         root.removeHandler(handler)
         handler.close()
-    root.setLevel((level or os.environ.get("ARK_LOG_LEVEL") or "INFO").upper())
+    if level is None:
+        try:
+            level = settings.get("ARK_LOG_LEVEL")
+        except settings.SettingsError:  # the agent's own load() names it; keep logging
+            level = "INFO"
+    root.setLevel(level.upper())
     formatter = JsonFormatter(agent)
     stderr = logging.StreamHandler(sys.stderr)
     stderr.setFormatter(formatter)

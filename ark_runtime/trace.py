@@ -11,7 +11,6 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
-import os
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from typing import Any
 
 from ark_runtime.exitcodes import ExitCode
 from ark_runtime.logjson import log_dir
+from ark_runtime.settings import environ
 from ark_runtime.validators import ValidationError, validate_id
 
 
@@ -141,7 +141,7 @@ def _run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return ExitCode.FAILURE
     try:
-        store = _decision_hops(correlation, dict(os.environ))
+        store = _decision_hops(correlation, environ())
     except Exception as exc:  # the logs alone are still a useful trace
         print(f"ark trace: store not readable ({exc}); showing logs only", file=sys.stderr)
         store = []

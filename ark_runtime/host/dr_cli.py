@@ -7,10 +7,10 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import sys
 from pathlib import Path
 
+from ark_runtime import settings
 from ark_runtime.exitcodes import ExitCode
 from ark_runtime.host.dr import (
     DEFAULT_LEVEL,
@@ -37,11 +37,10 @@ def _exit_for(exc: Exception) -> ExitCode:
 def _snapshot_count(args: argparse.Namespace) -> int:
     if args.snapshots is not None:
         return args.snapshots
-    raw = os.environ.get("ARK_DR_SNAPSHOTS", str(DEFAULT_SNAPSHOTS))
     try:
-        return int(raw)
-    except ValueError:
-        raise BundleUsageError(f"ARK_DR_SNAPSHOTS: {raw!r} is not an integer") from None
+        return settings.get("ARK_DR_SNAPSHOTS")
+    except settings.SettingsError as exc:
+        raise BundleUsageError(str(exc)) from None
 
 
 def _cmd_bundle(args: argparse.Namespace) -> int:

@@ -31,6 +31,7 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from ark_runtime import settings
 from ark_runtime.exitcodes import ExitCode
 from ark_runtime.host import heal_config, heal_dirs, heal_store, venvcheck
 from ark_runtime.host.heal_store import store_problem
@@ -64,9 +65,11 @@ def _now() -> str:
 def _invoker() -> str:
     # $ARK_ACTOR (the operator `invoke recover` names), else the person behind sudo, else the
     # login name, else the uid's name.
-    for var in ("ARK_ACTOR", "SUDO_USER", "LOGNAME", "USER"):
-        if os.environ.get(var):
-            return os.environ[var]
+    with contextlib.suppress(settings.SettingsError):
+        if actor := settings.get("ARK_ACTOR"):
+            return actor
+    if login := settings.login_name():
+        return login
     try:
         return pwd.getpwuid(os.getuid()).pw_name
     except KeyError:

@@ -17,6 +17,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from ark_runtime.settings import environ
+
 DEFAULT_STATE_DIR = "/var/lib/ark"
 DEFAULT_LOG_DIR = "/var/log/ark"
 DEFAULT_CONFIG_DIR = "/etc/ark"
@@ -35,7 +37,7 @@ PATH_VARIABLES = (
 def path_settings(env: Mapping[str, str] | None = None) -> dict[str, str]:
     """The path settings that are set (non-empty). The only place that reads os.environ for
     paths; `env` replaces the process environment (tests, a unit's env file)."""
-    source = os.environ if env is None else env
+    source = environ() if env is None else env
     return {k: source[k] for k in PATH_VARIABLES if source.get(k)}
 
 

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ark_runtime import settings
 from ark_runtime.host import layout as paths
 from ark_runtime.host.atomic import fsync_file, replace
 from ark_runtime.host.ownership import chown_like, chown_tree_like, owned_by_dir_owner
@@ -167,7 +168,8 @@ def on_shutdown(env: Mapping[str, str] | None = None) -> tuple[int, str]:
     checks it needs) nor replace good snapshots with one taken from a suspect state."""
     from ark_runtime.host.bootstate import FILENAME, now_iso, write_boot_state
 
-    result = (os.environ if env is None else env).get("SERVICE_RESULT", "")
+    result = (settings.systemd_var("SERVICE_RESULT") if env is None
+              else env.get("SERVICE_RESULT")) or ""
     if result != "success":
         return 0, f"service result is {result or 'unset'!r}, not 'success': no shutdown snapshot"
     lay = paths.resolve(env)

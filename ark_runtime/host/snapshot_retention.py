@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC
 from pathlib import Path
 
+from ark_runtime import settings
 from ark_runtime.host import layout as paths
 from ark_runtime.host.atomic import fsync_dir
 from ark_runtime.host.snapshot import PolicyError, Snapshot, list_snapshots, newest_verified
@@ -28,18 +29,16 @@ class Policy:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Policy:
-        env = os.environ if env is None else env
         values = {}
         for name, key in (("keep_last", "ARK_SNAPSHOT_KEEP_LAST"),
                           ("keep_hourly", "ARK_SNAPSHOT_KEEP_HOURLY"),
                           ("keep_daily", "ARK_SNAPSHOT_KEEP_DAILY")):
-            if env.get(key):
-                try:
-                    values[name] = int(env[key])
-                except ValueError:
-                    raise PolicyError(f"{key} must be an integer") from None
-                if values[name] < 0:
-                    raise PolicyError(f"{key} must be >= 0")
+            try:
+                values[name] = settings.get(key, env)
+            except settings.SettingsError as exc:
+                raise PolicyError(str(exc)) from None
+            if values[name] < 0:  # the declaration bounds it too; a Policy never goes below 0
+                raise PolicyError(f"{key} must be >= 0")
         return cls(**values)
 
 

@@ -31,7 +31,9 @@ __all__ = [
     "check_values",
     "default_of",
     "environ",
+    "get",
     "load",
+    "login_name",
     "spec_for",
     "systemd_var",
 ]
@@ -39,7 +41,9 @@ __all__ = [
 # Set by systemd for the service itself (sd_notify(3), the watchdog, ExecStopPost); not ours
 # to declare or to put in env files, but read here so there is one reader.
 SYSTEMD_VARIABLES = frozenset({"NOTIFY_SOCKET", "WATCHDOG_USEC", "WATCHDOG_PID",
-                               "SERVICE_RESULT"})
+                               "SERVICE_RESULT", "CREDENTIALS_DIRECTORY"})
+# Who is logged in (sudo(8), login(1)): recorded as "who" when ARK_ACTOR is not set.
+LOGIN_VARIABLES = ("SUDO_USER", "LOGNAME", "USER")
 _BOOL = TypeAdapter(bool)
 
 
@@ -135,6 +139,23 @@ def check_values(values: Mapping[str, str]) -> list[tuple[str, str]]:
                 reason = _reason(exc.errors(include_input=False)[0], FEATURE_FLAG)
                 problems.append((name, _why(reason, value, False)))
     return problems
+
+
+def get(name: str, env: Mapping[str, str] | None = None) -> Any:
+    """One declared variable, typed, from `env` (default: this process's environment); its
+    declared default when unset. Raises SettingsError naming it when its value is bad, without
+    judging the other variables (a host command must not fail on a setting it does not use)."""
+    var = VARIABLES[name]
+    values = environ() if env is None else env
+    return getattr(load({name: values.get(name, "")}), var.field)
+
+
+def login_name() -> str | None:
+    """The operator's login name from sudo/login, for audit records (not ARK settings)."""
+    for name in LOGIN_VARIABLES:
+        if os.environ.get(name):
+            return os.environ[name]
+    return None
 
 
 def load(env: Mapping[str, str] | None = None) -> ArkSettings:
