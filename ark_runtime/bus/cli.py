@@ -7,6 +7,8 @@ import getpass
 import json
 import sys
 
+from ark_runtime.host.audit import audited_command
+
 
 def register(sub: argparse._SubParsersAction) -> None:
     errors = sub.add_parser("errors", help="error bus: recent errors, pauses, clear a pause")
@@ -57,6 +59,7 @@ def _list(args: argparse.Namespace) -> int:
     return 0
 
 
+@audited_command("errors.clear", lambda a: {"origin": a.origin, "reason": a.reason})
 def _clear(args: argparse.Namespace) -> int:
     from ark_runtime.bus.errors import ErrorBus
 

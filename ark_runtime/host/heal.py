@@ -47,6 +47,7 @@ from types import SimpleNamespace
 from typing import Any
 
 from ark_runtime.host.atomic import atomic_write_bytes
+from ark_runtime.host.audit import audited_command
 
 EXIT_OK = 0
 EXIT_UNSAFE = 1
@@ -690,6 +691,7 @@ def _summary(h: Healer, code: int) -> str:
     return "\n".join(lines)
 
 
+@audited_command("heal.clear_panic", lambda a: {"dry_run": a.dry_run}, when=lambda a: a.clear_panic)
 def _cmd_heal(args: argparse.Namespace) -> int:
     healer = Healer(Layout.from_env(), dry_run=args.dry_run, clear_panic=args.clear_panic)
     code = healer.run()

@@ -50,3 +50,18 @@ def ruleset_path(env: Mapping[str, str] | None = None) -> Path:
 
 def panic_flag(env: Mapping[str, str] | None = None) -> Path:
     return state_dir(env) / "PANIC"
+
+
+def audit_dir(env: Mapping[str, str] | None = None) -> Path:
+    """SEC_03/GOV_01: the audit chain (root 0700; rotated by /etc/logrotate.d/ark)."""
+    e = _env(env)
+    if e.get("ARK_AUDIT_DIR") or e.get("ARK_LOG_DIR"):
+        return Path(e.get("ARK_AUDIT_DIR") or log_dir(e) / "audit")
+    # As heal's Layout: a test or second install moves the whole tree with a prefix.
+    return Path(e.get("ARK_ROOT_PREFIX") or "/") / DEFAULT_LOG_DIR.lstrip("/") / "audit"
+
+
+def config_history_dir(env: Mapping[str, str] | None = None) -> Path:
+    """GOV_02: one numbered directory per deployed config version (root 0700)."""
+    e = _env(env)
+    return Path(e.get("ARK_CONFIG_HISTORY_DIR") or state_dir(e) / "config-history")

@@ -34,6 +34,7 @@ from typing import Any
 
 from ark_runtime.host import layout as paths
 from ark_runtime.host.atomic import atomic_write_text, fsync_dir, fsync_file, replace
+from ark_runtime.host.audit import audited_command
 
 __all__ = [
     "REASONS",
@@ -563,6 +564,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return EXIT_CORRUPT if bad else 0
 
 
+@audited_command("snapshot.restore", lambda a: {"id": a.id})
 def _cmd_restore(args: argparse.Namespace) -> int:
     try:
         res = restore(args.id)

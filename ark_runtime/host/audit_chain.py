@@ -1,0 +1,245 @@
+"""GOV_01: the audit log's hash chain — record format, reading every generation, verifying.
+
+One record per line, JSON. Each record carries `seq` (0, 1, 2, ...), `prev_hash` (the previous
+record's `hash`; GENESIS for seq 0) and `hash` = sha256 over the record's canonical
+serialization without `hash` (keys sorted, no whitespace, UTF-8). Editing, deleting, inserting
+or reordering any record breaks either a hash or the seq/prev_hash link of the record after it.
+
+Rotation (logrotate `create`, optionally compressed) moves the live file aside and leaves an
+empty one; the next record links to the previous generation's last hash (the appender keeps the
+head) and carries `gen_start: true`. The chain is read back across every generation in the
+directory (`audit.log`, `audit.log.1`, `audit.log.2.gz`, `audit.log-20261126.gz`, ...), ordered
+by each file's first seq. Removing the OLDEST whole generations is what retention does and is
+reported, not failed: the earliest record left must then start a generation. Removing the tail
+is caught against the head (`head.json` on the host, and the control node's copy of it).
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import json
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+GENESIS = "0" * 64
+LOG_NAME = "audit.log"
+HEAD_NAME = "head.json"
+RESULTS = ("started", "ok", "failed", "partial")
+FIELDS = ("seq", "prev_hash", "hash", "ts", "who", "action", "args", "where", "result",
+          "duration", "correlation_id", "detail", "gen_start")
+_GENERATION = re.compile(r"^audit\.log(?:[.-][0-9A-Za-z_-]+)*(?:\.gz)?$")
+
+
+def canonical(record: dict[str, Any]) -> bytes:
+    """The bytes the hash covers: every field but `hash`, keys sorted, compact, UTF-8."""
+    body = {k: v for k, v in record.items() if k != "hash"}
+    return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False).encode("utf-8")
+
+
+def record_hash(record: dict[str, Any]) -> str:
+    return hashlib.sha256(canonical(record)).hexdigest()
+
+
+def seal(record: dict[str, Any]) -> dict[str, Any]:
+    """The record with its `hash` set."""
+    sealed = {k: v for k, v in record.items() if k != "hash"}
+    sealed["hash"] = record_hash(sealed)
+    return sealed
+
+
+def line_of(record: dict[str, Any]) -> bytes:
+    return json.dumps(record, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                      allow_nan=False).encode("utf-8") + b"\n"
+
+
+@dataclass
+class Line:
+    file: str
+    lineno: int
+    raw: bytes
+    record: dict[str, Any] | None  # None when the line is not a JSON object
+
+
+def generation_files(audit_dir: Path) -> list[Path]:
+    if not audit_dir.is_dir():
+        return []
+    return sorted(p for p in audit_dir.iterdir() if p.is_file() and _GENERATION.match(p.name))
+
+
+def read_bytes(path: Path) -> bytes:
+    data = path.read_bytes()
+    if path.name.endswith(".gz"):
+        data = gzip.decompress(data)
+    return data
+
+
+def read_lines(path: Path) -> list[Line]:
+    out = []
+    for n, raw in enumerate(read_bytes(path).split(b"\n"), start=1):
+        if not raw:
+            continue
+        try:
+            rec = json.loads(raw)
+        except ValueError:
+            rec = None
+        out.append(Line(path.name, n, raw, rec if isinstance(rec, dict) else None))
+    return out
+
+
+def _first_seq(lines: list[Line]) -> float:
+    for ln in lines:
+        if ln.record is not None and isinstance(ln.record.get("seq"), int):
+            return ln.record["seq"]
+    return float("inf")  # an empty live file (fresh after rotation) sorts last
+
+
+def ordered_generations(audit_dir: Path) -> list[tuple[Path, list[Line]]]:
+    """Every generation with its lines, oldest first (by first seq; the live file last on
+    a tie, i.e. when it is empty)."""
+    gens = [(p, read_lines(p)) for p in generation_files(audit_dir)]
+    return sorted(gens, key=lambda g: (_first_seq(g[1]), g[0].name == LOG_NAME))
+
+
+def iter_records(audit_dir: Path) -> Iterator[tuple[str, dict[str, Any]]]:
+    for path, lines in ordered_generations(audit_dir):
+        for ln in lines:
+            if ln.record is not None:
+                yield path.name, ln.record
+
+
+def read_head(audit_dir: Path) -> dict[str, Any] | None:
+    try:
+        head = json.loads((audit_dir / HEAD_NAME).read_text())
+    except FileNotFoundError:
+        return None
+    except ValueError:
+        return {"seq": -1, "hash": "unreadable"}
+    return head if isinstance(head, dict) else {"seq": -1, "hash": "unreadable"}
+
+
+@dataclass
+class Verdict:
+    ok: bool
+    records: int = 0
+    files: int = 0
+    first_seq: int | None = None
+    last_seq: int | None = None
+    last_hash: str | None = None
+    problem: str | None = None  # one sentence naming the first bad record: file + seq
+    bad_file: str | None = None
+    bad_seq: int | None = None
+    notes: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {k: getattr(self, k) for k in ("ok", "records", "files", "first_seq", "last_seq",
+                                              "last_hash", "problem", "bad_file", "bad_seq",
+                                              "notes")}
+
+
+def _record_problem(rec: dict[str, Any]) -> str | None:
+    missing = [k for k in FIELDS if k not in rec]
+    if missing:
+        return f"missing field(s) {', '.join(missing)}"
+    extra = sorted(set(rec) - set(FIELDS))
+    if extra:
+        return f"unknown field(s) {', '.join(extra)}"
+    if not isinstance(rec["seq"], int) or isinstance(rec["seq"], bool) or rec["seq"] < 0:
+        return "seq is not a non-negative integer"
+    if rec["result"] not in RESULTS:
+        return f"result {rec['result']!r} is not one of {', '.join(RESULTS)}"
+    if rec["hash"] != record_hash(rec):
+        return "hash does not match its content (edited)"
+    return None
+
+
+def verify_lines(gens: list[tuple[str, list[Line]]],
+                 head: dict[str, Any] | None = None,
+                 expect: dict[str, Any] | None = None) -> Verdict:
+    """Walk the chain; the first break wins. `head` is the host's head file, `expect` a head
+    someone else kept (the control node): the chain must reach both."""
+    v = Verdict(ok=True, files=len(gens))
+    prev: dict[str, Any] | None = None
+
+    def bad(file: str, seq: Any, why: str) -> Verdict:
+        v.ok, v.bad_file, v.bad_seq = False, file, seq if isinstance(seq, int) else None
+        v.problem = f"{file} seq {seq}: {why}"
+        return v
+
+    for name, lines in gens:
+        for i, ln in enumerate(lines):
+            rec = ln.record
+            if rec is None:
+                after = prev["seq"] + 1 if prev else 0
+                return bad(name, after, f"line {ln.lineno} is not a JSON record")
+            why = _record_problem(rec)
+            if why:
+                return bad(name, rec.get("seq"), why)
+            if prev is None:
+                v.first_seq = rec["seq"]
+                if rec["seq"] == 0:
+                    if rec["prev_hash"] != GENESIS:
+                        return bad(name, 0, "seq 0 does not start from the genesis hash")
+                elif not rec["gen_start"] or i != 0:
+                    return bad(name, rec["seq"], f"records before seq {rec['seq']} are missing "
+                               "(the earliest record left does not start a generation)")
+                else:
+                    v.notes.append(f"records before seq {rec['seq']} were rotated out "
+                                   "(retention)")
+            else:
+                if rec["seq"] != prev["seq"] + 1:
+                    return bad(name, rec["seq"], f"expected seq {prev['seq'] + 1} "
+                               "(a record was deleted, inserted or moved)")
+                if rec["prev_hash"] != prev["hash"]:
+                    return bad(name, rec["seq"], "prev_hash does not link to the record before")
+            for label, want in (("the head file", head), ("the control node's head", expect)):
+                if want and want.get("seq") == rec["seq"] and want.get("hash") != rec["hash"]:
+                    return bad(name, rec["seq"], f"hash differs from the one {label} recorded "
+                               "(rewritten)")
+            if rec["gen_start"] != (i == 0):
+                return bad(name, rec["seq"], "generation boundary moved (gen_start is "
+                           f"{rec['gen_start']} at line {ln.lineno})")
+            prev = rec
+            v.records += 1
+    if prev is not None:
+        v.last_seq, v.last_hash = prev["seq"], prev["hash"]
+    if head and prev is not None and isinstance(head.get("seq"), int):
+        if prev["seq"] == head["seq"] + 1:
+            v.notes.append(f"seq {prev['seq']} was written after the head file "
+                           "(an append interrupted before the head was updated)")
+        elif prev["seq"] > head["seq"] + 1:
+            return bad(gens[-1][0], head["seq"] + 1, "records after the head file's seq "
+                       f"{head['seq']} (appended outside ark audit)")
+    for label, want in (("the head file", head), ("the control node's head", expect)):
+        problem = _head_problem(prev, want)
+        if problem:
+            last = gens[-1][0] if gens else LOG_NAME
+            return bad(last, want.get("seq") if want else None, f"{problem} ({label})")
+    return v
+
+
+def _head_problem(last: dict[str, Any] | None, want: dict[str, Any] | None) -> str | None:
+    """A head is a (seq, hash) the chain must reach (a head kept elsewhere earlier may be
+    passed: records appended since); a matching seq with another hash is caught on the way."""
+    if want is None:
+        return None
+    seq, digest = want.get("seq"), want.get("hash")
+    if not isinstance(seq, int) or seq < 0:
+        return "head is unreadable"
+    if last is None:
+        return f"the chain is empty but seq {seq} was written (truncated or replaced)"
+    if last["seq"] < seq:
+        return (f"the chain ends at seq {last['seq']} but seq {seq} was written "
+                "(records removed from the end)")
+    if not isinstance(digest, str):
+        return "head is unreadable"
+    return None
+
+
+def verify_dir(audit_dir: Path, expect: dict[str, Any] | None = None) -> Verdict:
+    gens = [(p.name, lines) for p, lines in ordered_generations(audit_dir)]
+    return verify_lines(gens, read_head(audit_dir), expect)
