@@ -9,7 +9,7 @@ import sys
 from ark_runtime import trace
 from ark_runtime.agents import cli as agents_cli
 from ark_runtime.bus import cli as bus_cli
-from ark_runtime.host import audit_cli, dr, envcheck, heal, ports, snapshot
+from ark_runtime.host import audit_cli, config_cli, dr, envcheck, heal, ports, snapshot
 
 
 def _api(args: argparse.Namespace) -> int:
@@ -41,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     heal.register(sub)  # ark heal [--dry-run] [--json] [--clear-panic]
     dr.register(sub)  # ark dr bundle|restore
     audit_cli.register(sub)  # ark audit show|verify|record|head
+    config_cli.register(sub)  # ark config record|list|diff|rollback|prune
     return parser
 
 

@@ -60,8 +60,3 @@ def audit_dir(env: Mapping[str, str] | None = None) -> Path:
     # As heal's Layout: a test or second install moves the whole tree with a prefix.
     return Path(e.get("ARK_ROOT_PREFIX") or "/") / DEFAULT_LOG_DIR.lstrip("/") / "audit"
 
-
-def config_history_dir(env: Mapping[str, str] | None = None) -> Path:
-    """GOV_02: one numbered directory per deployed config version (root 0700)."""
-    e = _env(env)
-    return Path(e.get("ARK_CONFIG_HISTORY_DIR") or state_dir(e) / "config-history")
