@@ -247,6 +247,56 @@ def audit_verify(c, inventory: str = "", limit: str = ""):
         raise Exit("audit chain verification FAILED (see above)", code=1)
 
 
+# --- config versions (GOV_02) ---------------------------------------------------------------
+
+
+def version_number(text: str, name: str) -> int:
+    if not str(text).isdigit() or int(text) < 1:
+        raise OpsError(f"{name} must be a config version number (1, 2, ...), not {text!r}")
+    return int(text)
+
+
+@task(help={**FLEET_HELP, "last": "only each host's newest N versions",
+            "json": "one JSON object per version"})
+@operator_errors
+def config_history(c, inventory: str = "", limit: str = "", last: int = 0, json: bool = False):
+    """Each host's recorded config versions (who, when, commit, why)."""
+    from ark_ops.config_history import history
+
+    exit_if_any_failed(history(inventory or None, limit or None, last or None, json),
+                       "config.history")
+
+
+@task(help={"a": "a version number", "b": "another version number",
+            "host": "only this host (versions are numbered per host)",
+            "inventory": FLEET_HELP["inventory"]})
+@operator_errors
+def config_diff(c, a, b, host: str = "", inventory: str = ""):
+    """Unified diff between two config versions of a host (secrets masked; env files by
+    sha256 only)."""
+    from ark_ops.config_history import diff
+
+    exit_if_any_failed(diff(version_number(a, "A"), version_number(b, "B"), inventory or None,
+                            host or None), "config.diff")
+
+
+@task(help={**FLEET_HELP, "to": "the version to put back (see config.history)"})
+@operator_errors
+def config_rollback(c, to, inventory: str = "", limit: str = ""):
+    """Put config version N back on the hosts (files, venv), reload systemd and restart
+    what changed through the cold-start checks; recorded as a new version and audited."""
+    import os
+
+    from ark_ops.audit import audit_action
+    from ark_ops.config_history import rollback
+
+    with audit_action("config.rollback", {"to": to}, inventory or None, limit or None) as rec:
+        outcomes = rollback(version_number(to, "--to"), inventory or None, limit or None,
+                            os.environ.get("ARK_CORRELATION_ID"))
+        rec.outcomes(outcomes)
+    exit_if_any_failed(outcomes, "config.rollback")
+
+
 # --- development ----------------------------------------------------------------------
 
 
@@ -292,4 +342,10 @@ audit = Collection("audit")
 audit.add_task(audit_show, "show")
 audit.add_task(audit_verify, "verify")
 
-ns = Collection(lab, audit, deploy, verify, panic, recover, dr_bundle, dr_restore, lock, test)
+config = Collection("config")
+config.add_task(config_history, "history")
+config.add_task(config_diff, "diff")
+config.add_task(config_rollback, "rollback")
+
+ns = Collection(lab, audit, config, deploy, verify, panic, recover, dr_bundle, dr_restore,
+                lock, test)
