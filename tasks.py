@@ -290,8 +290,9 @@ def config_rollback(c, to, inventory: str = "", limit: str = ""):
     from ark_ops.audit import audit_action
     from ark_ops.config_history import rollback
 
-    with audit_action("config.rollback", {"to": to}, inventory or None, limit or None) as rec:
-        outcomes = rollback(version_number(to, "--to"), inventory or None, limit or None,
+    n = version_number(to, "--to")
+    with audit_action("config.rollback", {"to": n}, inventory or None, limit or None) as rec:
+        outcomes = rollback(n, inventory or None, limit or None,
                             os.environ.get("ARK_CORRELATION_ID"))
         rec.outcomes(outcomes)
     exit_if_any_failed(outcomes, "config.rollback")
