@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import contextlib
 import getpass
+import hashlib
 import json
 import os
 import shlex
@@ -88,16 +89,20 @@ def keep_heads(inventory: str | None, heads: dict[str, dict[str, Any]]) -> None:
                       json.dumps(merged, indent=2, sort_keys=True) + "\n", mode=0o600)
 
 
+def host_key_id(conn) -> str:
+    """The host's identity: its SSH host key (pinned in known_hosts, so a host rebuilt with a
+    new key is an operator's decision). A kept head applies only to the same key."""
+    key = conn.client.get_transport().get_remote_server_key()
+    return hashlib.sha256(key.asbytes()).hexdigest()[:32]
+
+
 def _head_step(argv: list[str]):
     def step(conn, host: FleetHost) -> dict[str, Any]:
-        script = " ".join(shlex.quote(a) for a in argv) + " && cat /etc/machine-id"
-        res = conn.run(as_root(host, ["sh", "-c", script]), timeout=REMOTE_TIMEOUT)
+        res = conn.run(as_root(host, argv), timeout=REMOTE_TIMEOUT)
         if res.exited != 0:
             raise OpsError((res.stderr or res.stdout).strip()[-300:] or f"exit {res.exited}")
-        lines = res.stdout.strip().splitlines()
-        head = json.loads(lines[0])
-        return {"seq": head["seq"], "hash": head["hash"],
-                "machine_id": lines[1].strip() if len(lines) > 1 else None}
+        head = json.loads(res.stdout.strip().splitlines()[-1])
+        return {"seq": head["seq"], "hash": head["hash"], "host_key": host_key_id(conn)}
 
     return step
 

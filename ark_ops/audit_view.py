@@ -7,7 +7,15 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ark_ops.audit import ARK, REMOTE_TIMEOUT, as_root, inventory_file, load_heads, state_dir
+from ark_ops.audit import (
+    ARK,
+    REMOTE_TIMEOUT,
+    as_root,
+    host_key_id,
+    inventory_file,
+    load_heads,
+    state_dir,
+)
 from ark_ops.errors import OpsError
 from ark_ops.fleet import FleetHost, inventory_hosts, run_everywhere
 from ark_runtime.host.audit_chain import iter_records, verify_dir
@@ -73,10 +81,10 @@ def _remote_verify(heads: dict[str, dict[str, Any]]):
     def step(conn, host: FleetHost) -> ChainReport:
         argv = [ARK, "audit", "verify", "--json"]
         kept = heads.get(host.name)
-        mid = conn.run("cat /etc/machine-id", timeout=REMOTE_TIMEOUT).stdout.strip()
+        conn.open()  # the host key is known once connected
         note = ""
-        if kept and kept.get("machine_id") not in (None, mid):
-            note = " (host rebuilt since the kept head: not compared)"
+        if kept and kept.get("host_key") != host_key_id(conn):
+            note = " (a new host key since the kept head: host rebuilt, not compared)"
             kept = None
         if kept:
             argv += ["--expect-seq", str(kept["seq"]), "--expect-hash", kept["hash"]]
