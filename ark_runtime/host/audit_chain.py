@@ -31,7 +31,9 @@ HEAD_NAME = "head.json"
 RESULTS = ("started", "ok", "failed", "partial")
 FIELDS = ("seq", "prev_hash", "hash", "ts", "who", "action", "args", "where", "result",
           "duration", "correlation_id", "detail", "gen_start")
-_GENERATION = re.compile(r"^audit\.log(?:[.-][0-9A-Za-z_-]+)*(?:\.gz)?$")
+# audit.log, logrotate's audit.log.1 / audit.log.2.gz, or with dateext audit.log-20261126.gz;
+# not audit.log.restored-* (a DR restore keeps another host's file beside ours).
+_GENERATION = re.compile(r"^audit\.log(?:\.\d+|-\d{8,14})?(?:\.gz)?$")
 
 
 def canonical(record: dict[str, Any]) -> bytes:

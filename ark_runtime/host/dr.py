@@ -232,6 +232,7 @@ def create_bundle(
                         add_file(path, f"{prefix}/{rel}", cat)
 
             add_tree(src.log, "logs", "logs")
+            add_tree(src.state / "config-history", "config/history", "config")  # GOV_02
             for s in chosen:
                 add_tree(s.path, f"snapshots/{s.id}", "snapshot")
             if src.ruleset.is_file():
