@@ -213,6 +213,9 @@ class AuditLog:
         new = not self.path.exists()
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
+            if os.geteuid() == 0 and os.fstat(fd).st_uid != 0:
+                os.fchown(fd, 0, 0)  # whoever made it (a restore, a bad `create`): root's now
+            os.fchmod(fd, 0o600)
             os.write(fd, line_of(record))  # one write: O_APPEND keeps it whole
             os.fsync(fd)
         finally:
