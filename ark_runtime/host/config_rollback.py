@@ -93,6 +93,9 @@ def plan_files(t: Tracked, n: int) -> tuple[dict[str, bytes], list[str]]:
         if now.get(rel) != data:
             if MASK.encode() in data and live_redis.is_file():
                 data = _unmask_redis(data, live_redis.read_bytes())
+            if MASK.encode() in data:
+                raise HistoryError(f"cannot restore {rel}: it holds a masked secret this host "
+                                   "cannot refill (re-deploy that commit instead)")
             write[rel] = data
     remove = sorted(set(now) - set(want))
     return write, remove
