@@ -20,10 +20,10 @@ import gzip
 import hashlib
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 GENESIS = "0" * 64
 LOG_NAME = "audit.log"
@@ -59,7 +59,7 @@ def line_of(record: dict[str, Any]) -> bytes:
                       allow_nan=False).encode("utf-8") + b"\n"
 
 
-@dataclass
+@dataclass(slots=True)
 class Line:
     file: str
     lineno: int
@@ -73,38 +73,44 @@ def generation_files(audit_dir: Path) -> list[Path]:
     return sorted(p for p in audit_dir.iterdir() if p.is_file() and _GENERATION.match(p.name))
 
 
+def _open(path: Path) -> IO[bytes]:
+    return gzip.open(path, "rb") if path.name.endswith(".gz") else path.open("rb")
+
+
 def read_bytes(path: Path) -> bytes:
-    data = path.read_bytes()
-    if path.name.endswith(".gz"):
-        data = gzip.decompress(data)
-    return data
+    with _open(path) as fh:
+        return fh.read()
 
 
-def read_lines(path: Path) -> list[Line]:
-    out = []
-    for n, raw in enumerate(read_bytes(path).split(b"\n"), start=1):
-        if not raw:
-            continue
-        try:
-            rec = json.loads(raw)
-        except ValueError:
-            rec = None
-        out.append(Line(path.name, n, raw, rec if isinstance(rec, dict) else None))
-    return out
+def iter_lines(path: Path) -> Iterator[Line]:
+    """A generation's lines, streamed (a year of records need not fit in memory)."""
+    with _open(path) as fh:
+        for n, raw in enumerate(fh, start=1):
+            raw = raw.rstrip(b"\n")
+            if not raw:
+                continue
+            try:
+                rec = json.loads(raw)
+            except ValueError:
+                rec = None
+            yield Line(path.name, n, raw, rec if isinstance(rec, dict) else None)
 
 
-def _first_seq(lines: list[Line]) -> float:
-    for ln in lines:
-        if ln.record is not None and isinstance(ln.record.get("seq"), int):
-            return ln.record["seq"]
+def _first_seq(path: Path) -> float:
+    try:
+        for ln in iter_lines(path):
+            if ln.record is not None and isinstance(ln.record.get("seq"), int):
+                return ln.record["seq"]
+    except (OSError, EOFError):
+        return float("-inf")  # does not decompress: first, so verify names it
     return float("inf")  # an empty live file (fresh after rotation) sorts last
 
 
-def ordered_generations(audit_dir: Path) -> list[tuple[Path, list[Line]]]:
-    """Every generation with its lines, oldest first (by first seq; the live file last on
-    a tie, i.e. when it is empty)."""
-    gens = [(p, read_lines(p)) for p in generation_files(audit_dir)]
-    return sorted(gens, key=lambda g: (_first_seq(g[1]), g[0].name == LOG_NAME))
+def ordered_generations(audit_dir: Path) -> list[tuple[Path, Iterator[Line]]]:
+    """Every generation with its lines (streamed when iterated), oldest first: by first
+    seq, the live file last on a tie (i.e. when it is empty)."""
+    paths = sorted(generation_files(audit_dir), key=lambda p: (_first_seq(p), p.name == LOG_NAME))
+    return [(p, iter_lines(p)) for p in paths]
 
 
 def iter_records(audit_dir: Path) -> Iterator[tuple[str, dict[str, Any]]]:
@@ -176,7 +182,38 @@ def _record_problem(rec: dict[str, Any], raw: bytes = b"") -> str | None:
     return None
 
 
-def verify_lines(gens: list[tuple[str, list[Line]]],
+def _link_problem(rec: dict[str, Any], i: int, prev: dict[str, Any] | None,
+                  v: Verdict) -> str | None:
+    """Does this record continue the chain from `prev` (i: its index in its file)?"""
+    if prev is None:
+        v.first_seq = rec["seq"]
+        if rec["seq"] == 0:
+            if rec["prev_hash"] != GENESIS:
+                return "seq 0 does not start from the genesis hash"
+        elif not rec["gen_start"] or i != 0:
+            return (f"records before seq {rec['seq']} are missing (the earliest record "
+                    "left does not start a generation)")
+        else:
+            v.notes.append(f"records before seq {rec['seq']} were rotated out (retention)")
+    else:
+        if rec["seq"] != prev["seq"] + 1:
+            return f"expected seq {prev['seq'] + 1} (a record was deleted, inserted or moved)"
+        if rec["prev_hash"] != prev["hash"]:
+            return "prev_hash does not link to the record before"
+    if rec["gen_start"] != (i == 0):
+        return f"generation boundary moved (gen_start is {rec['gen_start']} at line {i + 1})"
+    return None
+
+
+def _kept_head_problem(rec: dict[str, Any], head: dict[str, Any] | None,
+                       expect: dict[str, Any] | None) -> str | None:
+    for label, want in (("the head file", head), ("the control node's head", expect)):
+        if want and want.get("seq") == rec["seq"] and want.get("hash") != rec["hash"]:
+            return f"hash differs from the one {label} recorded (rewritten)"
+    return None
+
+
+def verify_lines(gens: list[tuple[str, Iterable[Line]]],
                  head: dict[str, Any] | None = None,
                  expect: dict[str, Any] | None = None) -> Verdict:
     """Walk the chain; the first break wins. `head` is the host's head file, `expect` a head
@@ -190,40 +227,21 @@ def verify_lines(gens: list[tuple[str, list[Line]]],
         return v
 
     for name, lines in gens:
-        for i, ln in enumerate(lines):
-            rec = ln.record
-            if rec is None:
-                after = prev["seq"] + 1 if prev else 0
-                return bad(name, after, f"line {ln.lineno} is not a JSON record")
-            why = _record_problem(rec, ln.raw)
-            if why:
-                return bad(name, rec.get("seq"), why)
-            if prev is None:
-                v.first_seq = rec["seq"]
-                if rec["seq"] == 0:
-                    if rec["prev_hash"] != GENESIS:
-                        return bad(name, 0, "seq 0 does not start from the genesis hash")
-                elif not rec["gen_start"] or i != 0:
-                    return bad(name, rec["seq"], f"records before seq {rec['seq']} are missing "
-                               "(the earliest record left does not start a generation)")
-                else:
-                    v.notes.append(f"records before seq {rec['seq']} were rotated out "
-                                   "(retention)")
-            else:
-                if rec["seq"] != prev["seq"] + 1:
-                    return bad(name, rec["seq"], f"expected seq {prev['seq'] + 1} "
-                               "(a record was deleted, inserted or moved)")
-                if rec["prev_hash"] != prev["hash"]:
-                    return bad(name, rec["seq"], "prev_hash does not link to the record before")
-            for label, want in (("the head file", head), ("the control node's head", expect)):
-                if want and want.get("seq") == rec["seq"] and want.get("hash") != rec["hash"]:
-                    return bad(name, rec["seq"], f"hash differs from the one {label} recorded "
-                               "(rewritten)")
-            if rec["gen_start"] != (i == 0):
-                return bad(name, rec["seq"], "generation boundary moved (gen_start is "
-                           f"{rec['gen_start']} at line {ln.lineno})")
-            prev = rec
-            v.records += 1
+        try:
+            for i, ln in enumerate(lines):
+                rec = ln.record
+                if rec is None:
+                    return bad(name, prev["seq"] + 1 if prev else 0,
+                               f"line {ln.lineno} is not a JSON record")
+                why = _record_problem(rec, ln.raw) or _link_problem(rec, i, prev, v)
+                why = why or _kept_head_problem(rec, head, expect)
+                if why:
+                    return bad(name, rec.get("seq"), why)
+                prev = rec
+                v.records += 1
+        except (OSError, EOFError) as exc:  # a .gz generation cut short or garbled
+            return bad(name, prev["seq"] + 1 if prev else 0,
+                       f"the file does not decompress ({exc})")
     if prev is not None:
         v.last_seq, v.last_hash = prev["seq"], prev["hash"]
     if head and prev is not None and isinstance(head.get("seq"), int):

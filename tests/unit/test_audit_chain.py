@@ -225,3 +225,13 @@ def test_files_are_private(tmp_path: Path) -> None:
     assert (d.stat().st_mode & 0o777) == 0o700
     assert ((d / LOG_NAME).stat().st_mode & 0o777) == 0o600
     assert ((d / HEAD_NAME).stat().st_mode & 0o777) == 0o600
+
+
+@pytest.mark.parametrize("keep", [0.5, 0.9])
+def test_a_cut_or_garbled_gzip_generation_is_named(tmp_path: Path, keep: float) -> None:
+    d = fresh_copy(tmp_path)
+    gz = d / "audit.log.2.gz"
+    data = gz.read_bytes()
+    gz.write_bytes(data[: int(len(data) * keep)])
+    v = verify_dir(d)
+    assert not v.ok and v.bad_file == "audit.log.2.gz", v.problem
