@@ -20,7 +20,7 @@ from ark_ops.fleet import (
 
 
 def actor() -> str:
-    return f"{getpass.getuser()}@{socket.gethostname()}"
+    return os.environ.get("ARK_ACTOR") or f"{getpass.getuser()}@{socket.gethostname()}"
 
 
 @dataclass
