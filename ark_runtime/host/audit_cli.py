@@ -9,7 +9,7 @@ import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ark_runtime.exitcodes import ExitCode
+from ark_runtime.exitcodes import ArkArgumentParser, ExitCode
 from ark_runtime.host.audit import AuditError, AuditLog
 from ark_runtime.host.audit_chain import RESULTS, iter_records, read_head, verify_dir
 
@@ -143,7 +143,8 @@ def _cmd_head(args: argparse.Namespace) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     audit = sub.add_parser("audit", help="the admin audit chain (SEC_03, GOV_01)")
-    asub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
+    asub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION",
+                                parser_class=ArkArgumentParser)  # usage errors exit 64
     show = asub.add_parser("show", help="records in time order, filtered")
     show.add_argument("--since", type=parse_since, help="10m, 2h, 7d or an ISO time")
     show.add_argument("--action", type=_name, help="this action or its prefix (snapshot)")

@@ -7,7 +7,7 @@ import json
 import sys
 from typing import Any
 
-from ark_runtime.exitcodes import ExitCode
+from ark_runtime.exitcodes import ArkArgumentParser, ExitCode
 from ark_runtime.host.audit import AuditError, actor, audited
 from ark_runtime.host.config_history import (
     HistoryError,
@@ -122,7 +122,8 @@ def _positive(text: str) -> int:
 
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     cfg = sub.add_parser("config", help="versions of the deployed config (GOV_02)")
-    csub = cfg.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    csub = cfg.add_subparsers(dest="config_command", required=True, metavar="ACTION",
+                                parser_class=ArkArgumentParser)  # usage errors exit 64
     rec = csub.add_parser("record", help="record a version if the config changed")
     rec.add_argument("--who")
     rec.add_argument("--commit", help="the control repo's commit")
