@@ -136,6 +136,9 @@ def rollback(t: Tracked, n: int, *, who: str, correlation_id: str | None,
         res.restarted.append("redis-server.service")
     ark_reads = [r for r in touched if not r.startswith("etc/logrotate.d/")
                  and not r.endswith("redis/ark.conf")]
+    for timer in sorted({Path(r).name for r in res.changed if r.endswith(".timer")}):
+        systemctl("restart", timer)  # a timer is not part of ark.target: its schedule changed
+        res.restarted.append(timer)
     if ark_reads or res.venv_changed:
         # Through the cold-start checks, as dr restore does: heal first, then the target.
         systemctl("restart", "ark-heal.service")

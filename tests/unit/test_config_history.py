@@ -52,6 +52,7 @@ def host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Tracked:
     units = root / "etc/systemd/system"
     write(units / "ark-api.service", "[Service]\nExecStart=/opt/ark/venv/bin/ark api\n")
     write(units / "ark-agent@hrm.service.d/credentials.conf", "[Service]\nEnvironmentFile=x\n")
+    write(units / "ark-snapshot.timer", "[Timer]\nOnCalendar=*:0/15\n")
     (units / "ark.target.wants").mkdir(parents=True)
     (units / "ark.target.wants/ark-api.service").symlink_to(units / "ark-api.service")
     write(root / "etc/ark/HRM_RULESET.yaml", "rules:\n  max_risk: 0.02\n", 0o640)
@@ -76,6 +77,7 @@ def test_unchanged_config_records_nothing_new(host: Tracked) -> None:
     assert set(meta["file_sha256"]) == {
         "etc/systemd/system/ark-api.service",
         "etc/systemd/system/ark-agent@hrm.service.d/credentials.conf",
+        "etc/systemd/system/ark-snapshot.timer",
         "etc/ark/HRM_RULESET.yaml", "etc/redis/ark.conf", "opt/ark/wheelhouse/runtime.lock"}
     assert list(meta["env_sha256"]) == ["infrastructure.env"]
     assert (host.history.stat().st_mode & 0o777) == 0o700
@@ -100,6 +102,7 @@ def test_rollback_puts_files_and_venv_back_byte_identical(host: Tracked) -> None
     write(host.prefix / "etc/ark/HRM_RULESET.yaml", "rules:\n  max_risk: 0.09\n", 0o640)
     write(host.prefix / "etc/systemd/system/ark-api.service", "[Service]\nNice=5\n")
     write(host.prefix / "etc/systemd/system/ark-new.service", "[Service]\n")
+    write(host.prefix / "etc/systemd/system/ark-snapshot.timer", "[Timer]\nOnCalendar=hourly\n")
     write(host.prefix / "etc/redis/ark.conf", f"port 6380\nrequirepass {PASSWORD}\n", 0o640)
     point_venv(host.prefix, make_venv(host.prefix, "bbbb"))
     assert record(host) == (2, True)
@@ -112,6 +115,7 @@ def test_rollback_puts_files_and_venv_back_byte_identical(host: Tracked) -> None
     assert res.venv_changed and os.path.realpath(host.venv_link).endswith("aaaa")
     assert res.removed == ["etc/systemd/system/ark-new.service"]
     assert ("daemon-reload",) in calls and ("restart", "redis-server.service") in calls
+    assert ("restart", "ark-snapshot.timer") in calls  # not part of ark.target
     assert calls[-2:] == [("restart", "ark-heal.service"), ("restart", "ark.target")]
     assert res.new_version == 3 and load_meta(host, 3)["reason"] == "rollback to 1"
     assert load_meta(host, 3)["fingerprint"] == load_meta(host, 1)["fingerprint"]
