@@ -109,6 +109,20 @@ def test_compliance_checks_pass_including_rollback(deployed):
     invoke("verify", "--keyword", "audit")
 
 
+@pytest.mark.requirement("REC_03")
+def test_dr_bundle_is_signed_and_an_altered_copy_is_refused(deployed, tmp_path):
+    invoke("dr-bundle", "--out", str(tmp_path))
+    [bundle] = list((tmp_path / HOST).glob("*.tar.gz"))
+    sig = bundle.with_name(bundle.name + ".sig")
+    assert json.loads(sig.read_text())["statement"]["signer"] == OPERATOR
+    altered = tmp_path / "altered.tar.gz"
+    altered.write_bytes(bundle.read_bytes() + b"\0")
+    altered.with_name(altered.name + ".sig").write_bytes(sig.read_bytes())
+    proc = invoke("dr-restore", str(altered), "--host", HOST, ok=False)
+    assert proc.returncode == 65 and "not the bundle that was signed" in proc.stderr
+    assert control_records("dr-restore")[-1]["result"] == "failed"
+
+
 @pytest.mark.requirement("GOV_01")
 def test_fleet_verify_catches_a_cut_tail_with_a_matching_head(deployed):
     assert "ok" in invoke("audit.verify").stdout
