@@ -123,7 +123,7 @@ def test_invoke_config_rollback_after_a_changed_deploy(deployed):
     print(f"\nconfig.rollback on one lab host: {out.strip()}")  # the rollback time
     assert f"ROLLED BACK to {base}" in out and on("cat", timer) == before
     diff = invoke("config.diff", str(base), str(base + 1), "--host", HOST).stdout
-    assert "-OnCalendar" in diff or "23min" in diff
+    assert "+OnActiveSec=23min" in diff and "-OnActiveSec=" in diff
     done = control_records("config.rollback")[-1]
     assert done["result"] == "ok" and host_records("config.rollback")[-1]["result"] == "ok"
 
