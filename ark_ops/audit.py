@@ -186,15 +186,20 @@ class ControlAction:
             targets, why = [], f"{why or ''} (hosts not reached: {exc})".strip()
         for h in targets:
             self.hosts.setdefault(h.name, "ok" if result == "ok" else "failed")
+        t0 = time.monotonic()
         heads, errors = record_on_hosts(
             targets, action=self.action, results=self.hosts, who=self.who,
             correlation_id=self.correlation_id, duration=duration, details=self.details)
         keep_heads(self.inventory, heads)
+        # What recording cost this action (besides two local fsync'd appends).
+        self.overhead = (len(heads) + 2, time.monotonic() - t0)
         per_host = "; ".join(f"{h}: {r}" + (f" ({self.details[h]})" if h in self.details else "")
                              for h, r in sorted(self.hosts.items()))
         unrecorded = "; ".join(f"{h}: host record not written ({e})"
                                for h, e in sorted(errors.items()))
-        detail = " | ".join(x for x in (why, per_host, unrecorded) if x) or None
+        cost = f"audit: {self.overhead[0]} record(s), hosts' records took " \
+               f"{self.overhead[1]:.2f}s"
+        detail = " | ".join(x for x in (why, per_host, unrecorded, cost) if x)
         self.log.append(action=self.action, result=result, args=self.args, who=self.who,
                         where=f"control:{socket.gethostname()}", duration=duration,
                         correlation_id=self.correlation_id, detail=detail)
