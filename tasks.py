@@ -94,9 +94,12 @@ def lab_ssh(c, host):
 @operator_errors
 def deploy(c, inventory: str = "", limit: str = "", check: bool = False):
     """Deploy ARK: build the wheelhouse from requirements.lock, then run playbooks/site.yml."""
+    from ark_ops.audit import audit_action
     from ark_ops.deploy import deploy as run_deploy
 
-    run_deploy(inventory=inventory or None, limit=limit or None, check=check)
+    with audit_action("deploy.check" if check else "deploy", {"check": check},
+                      inventory or None, limit or None) as rec:
+        rec.recap(run_deploy(inventory=inventory or None, limit=limit or None, check=check).recap)
 
 
 @task(
@@ -110,10 +113,16 @@ def deploy(c, inventory: str = "", limit: str = "", check: bool = False):
 @operator_errors
 def verify(c, inventory: str = "", limit: str = "", disruptive: bool = False, keyword: str = ""):
     """Prove the requirements on the hosts (testinfra); table, JUnit and Markdown in reports/."""
+    from ark_ops.audit import audit_action, maybe
     from ark_ops.verify import verify as run_verify
 
-    rc = run_verify(inventory=inventory or None, limit=limit or None,
-                    disruptive=disruptive, keyword=keyword or None)
+    # Disruptive checks run on the lab always, elsewhere with --disruptive: both are recorded.
+    with maybe(disruptive or not inventory, audit_action, "verify.disruptive",
+               {"keyword": keyword}, inventory or None, limit or None) as rec:
+        rc = run_verify(inventory=inventory or None, limit=limit or None,
+                        disruptive=disruptive, keyword=keyword or None)
+        if rc != 0 and rec:
+            rec.mark_failed(f"compliance checks failed (exit {rc})")
     if rc != 0:
         raise Exit(code=rc)
 
@@ -139,11 +148,14 @@ def exit_if_any_failed(outcomes, what: str) -> None:
 def panic(c, inventory: str = "", limit: str = ""):
     """Stop every ARK process on every host NOW (SIGKILL, in parallel); nothing restarts
     it until `invoke recover`."""
+    from ark_ops.audit import audit_action
     from ark_ops.panic import panic as run_panic
 
-    outcomes, wall = run_panic(inventory=inventory or None, limit=limit or None)
-    stopped = sum(o.ok for o in outcomes)
-    print(f"panic: {stopped}/{len(outcomes)} host(s) stopped in {wall:.2f}s")
+    with audit_action("panic", {}, inventory or None, limit or None) as rec:
+        outcomes, wall = run_panic(inventory=inventory or None, limit=limit or None)
+        rec.outcomes(outcomes)
+        stopped = sum(o.ok for o in outcomes)
+        print(f"panic: {stopped}/{len(outcomes)} host(s) stopped in {wall:.2f}s")
     exit_if_any_failed(outcomes, "panic")
 
 
@@ -151,9 +163,13 @@ def panic(c, inventory: str = "", limit: str = ""):
 @operator_errors
 def recover(c, inventory: str = "", limit: str = ""):
     """Clear a panic: run the cold-start checks (ark heal) and start ARK again."""
+    from ark_ops.audit import audit_action
     from ark_ops.panic import recover as run_recover
 
-    exit_if_any_failed(run_recover(inventory=inventory or None, limit=limit or None), "recover")
+    with audit_action("recover", {}, inventory or None, limit or None) as rec:
+        outcomes = run_recover(inventory=inventory or None, limit=limit or None)
+        rec.outcomes(outcomes)
+    exit_if_any_failed(outcomes, "recover")
 
 
 @task(help={**FLEET_HELP, "out": "directory for the bundles (default reports/dr/)"})
@@ -163,10 +179,13 @@ def dr_bundle(c, inventory: str = "", limit: str = "", out: str = ""):
     units, audit logs, manifest) and fetch them to the control node."""
     from pathlib import Path
 
+    from ark_ops.audit import audit_action
     from ark_ops.dr import dr_bundle as run_bundle
 
-    outcomes = run_bundle(inventory=inventory or None, limit=limit or None,
-                          out_dir=Path(out) if out else None)
+    with audit_action("dr-bundle", {"out": out}, inventory or None, limit or None) as rec:
+        outcomes = run_bundle(inventory=inventory or None, limit=limit or None,
+                              out_dir=Path(out) if out else None)
+        rec.outcomes(outcomes)
     exit_if_any_failed(outcomes, "dr-bundle")
 
 
@@ -181,10 +200,102 @@ def dr_bundle(c, inventory: str = "", limit: str = "", out: str = ""):
 def dr_restore(c, bundle, host, inventory: str = ""):
     """Restore a DR bundle onto a host (deployed first): every member is verified before
     anything is written; ARK restarts through the cold-start checks."""
+    from ark_ops.audit import audit_action
     from ark_ops.dr import dr_restore as run_restore
 
-    if not run_restore(bundle, host, inventory=inventory or None).ok:
+    with audit_action("dr-restore", {"bundle": bundle}, inventory or None, host) as rec:
+        outcome = run_restore(bundle, host, inventory=inventory or None)
+        rec.outcomes([outcome])
+    if not outcome.ok:
         raise Exit(code=1)
+
+
+# --- audit (SEC_03, GOV_01) -------------------------------------------------------------
+
+
+@task(help={**FLEET_HELP, "limit": "only these hosts (Ansible pattern)",
+            "last": "only the newest N records", "since": "10m, 2h, 7d or an ISO time",
+            "action": "this action or its prefix (deploy, snapshot)",
+            "who": "records whose actor contains this", "json": "one JSON record per line"})
+@operator_errors
+def audit_show(c, inventory: str = "", limit: str = "", last: int = 0, since: str = "",
+               action: str = "", who: str = "", json: bool = False):
+    """Every host's audit records and the control node's, merged in time order."""
+    import argparse
+
+    from ark_ops.audit_view import show
+    from ark_runtime.host.audit_cli import parse_since
+
+    try:
+        when = parse_since(since) if since else None
+    except argparse.ArgumentTypeError as exc:
+        raise OpsError(str(exc)) from None
+    rc = show(inventory or None, limit or None, last=last or None, since=when,
+              action=action or None, who=who or None, as_json=json)
+    if rc:
+        raise Exit(code=rc)
+
+
+@task(help=FLEET_HELP)
+@operator_errors
+def audit_verify(c, inventory: str = "", limit: str = ""):
+    """Check every host's audit chain across rotations, against the head this control node
+    kept after the last action (a cut tail or a rewritten file shows), and its own chain."""
+    from ark_ops.audit_view import verify as run_verify
+
+    if run_verify(inventory or None, limit or None):
+        raise Exit("audit chain verification FAILED (see above)", code=1)
+
+
+# --- config versions (GOV_02) ---------------------------------------------------------------
+
+
+def version_number(text: str, name: str) -> int:
+    if not str(text).isdigit() or int(text) < 1:
+        raise OpsError(f"{name} must be a config version number (1, 2, ...), not {text!r}")
+    return int(text)
+
+
+@task(help={**FLEET_HELP, "last": "only each host's newest N versions",
+            "json": "one JSON object per version"})
+@operator_errors
+def config_history(c, inventory: str = "", limit: str = "", last: int = 0, json: bool = False):
+    """Each host's recorded config versions (who, when, commit, why)."""
+    from ark_ops.config_history import history
+
+    exit_if_any_failed(history(inventory or None, limit or None, last or None, json),
+                       "config.history")
+
+
+@task(help={"a": "a version number", "b": "another version number",
+            "host": "only this host (versions are numbered per host)",
+            "inventory": FLEET_HELP["inventory"]})
+@operator_errors
+def config_diff(c, a, b, host: str = "", inventory: str = ""):
+    """Unified diff between two config versions of a host (secrets masked; env files by
+    sha256 only)."""
+    from ark_ops.config_history import diff
+
+    exit_if_any_failed(diff(version_number(a, "A"), version_number(b, "B"), inventory or None,
+                            host or None), "config.diff")
+
+
+@task(help={**FLEET_HELP, "to": "the version to put back (see config.history)"})
+@operator_errors
+def config_rollback(c, to, inventory: str = "", limit: str = ""):
+    """Put config version N back on the hosts (files, venv), reload systemd and restart
+    what changed through the cold-start checks; recorded as a new version and audited."""
+    import os
+
+    from ark_ops.audit import audit_action
+    from ark_ops.config_history import rollback
+
+    n = version_number(to, "--to")
+    with audit_action("config.rollback", {"to": n}, inventory or None, limit or None) as rec:
+        outcomes = rollback(n, inventory or None, limit or None,
+                            os.environ.get("ARK_CORRELATION_ID"))
+        rec.outcomes(outcomes)
+    exit_if_any_failed(outcomes, "config.rollback")
 
 
 # --- development ----------------------------------------------------------------------
@@ -237,4 +348,14 @@ lab.add_task(lab_down, "down")
 lab.add_task(lab_status, "status")
 lab.add_task(lab_ssh, "ssh")
 
-ns = Collection(lab, deploy, verify, panic, recover, dr_bundle, dr_restore, lock, test)
+audit = Collection("audit")
+audit.add_task(audit_show, "show")
+audit.add_task(audit_verify, "verify")
+
+config = Collection("config")
+config.add_task(config_history, "history")
+config.add_task(config_diff, "diff")
+config.add_task(config_rollback, "rollback")
+
+ns = Collection(lab, audit, config, deploy, verify, panic, recover, dr_bundle, dr_restore,
+                lock, test)

@@ -7,6 +7,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from ark_ops.audit import actor
+from ark_ops.dr_sign import sign_bundle, verify_bundle_chain, verify_signature
 from ark_ops.errors import OpsError
 from ark_ops.fleet import (
     FleetHost,
@@ -57,6 +59,8 @@ def dr_bundle(inventory: str | None = None, limit: str | None = None,
     for o in outcomes:
         if o.ok:
             b = o.value
+            sign_bundle(b.local, inv if inv.is_dir() else inv.parent, host=o.host,
+                        signer=actor())
             log(f"  {o.host:<16} {b.size / 1e6:8.1f} MB  built {b.host_seconds:.2f}s  "
                 f"fetched {b.fetch_seconds:.2f}s  total {o.seconds:.2f}s  {b.local}")
         else:
@@ -69,6 +73,9 @@ def dr_restore(bundle: str, host: str, inventory: str | None = None, log=print) 
     if not path.is_file():
         raise OpsError(f"bundle {bundle} does not exist")
     inv = resolve_inventory(inventory, log, bring_up=False)
+    signed = verify_signature(path, inv if inv.is_dir() else inv.parent)  # before any write
+    log(f"  signature ok: made on {signed['host']} by {signed['signer']} at "
+        f"{signed['signed_at']}; {verify_bundle_chain(path)}")
     targets = inventory_hosts(inv, host)
     if len(targets) != 1:
         raise OpsError(f"--host must name exactly one host, {host!r} matches "

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import getpass
+import os
 import socket
 import time
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ from ark_ops.inventories import resolve_inventory
 
 
 def actor() -> str:
-    return f"{getpass.getuser()}@{socket.gethostname()}"
+    return os.environ.get("ARK_ACTOR") or f"{getpass.getuser()}@{socket.gethostname()}"
 
 
 @dataclass
@@ -71,7 +72,8 @@ def panic(inventory: str | None = None, limit: str | None = None,
 
 
 def _recover_step(conn, host: FleetHost) -> str:
-    result = conn.run(remote_script("recover.sh", actor()), timeout=300)
+    correlation = os.environ.get("ARK_CORRELATION_ID", "")  # set by the audit hook
+    result = conn.run(remote_script("recover.sh", actor(), correlation), timeout=300)
     if result.exited != 0:
         raise OpsError((result.stderr or result.stdout).strip()[-600:] or f"exit {result.exited}")
     return result.stdout.strip().splitlines()[-1] if result.stdout.strip() else "ok"

@@ -10,7 +10,7 @@ from ark_runtime import trace
 from ark_runtime.agents import cli as agents_cli
 from ark_runtime.bus import cli as bus_cli
 from ark_runtime.exitcodes import ArkArgumentParser, ExitCode
-from ark_runtime.host import dr_cli, envcheck, heal, ports, snapshot_cli
+from ark_runtime.host import audit_cli, config_cli, dr_cli, envcheck, heal, ports, snapshot_cli
 
 
 def _api(args: argparse.Namespace) -> int:
@@ -42,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     ports.register(sub)  # ark ports check
     heal.register(sub)  # ark heal [--dry-run] [--json] [--clear-panic]
     dr_cli.register(sub)  # ark dr bundle|restore
+    audit_cli.register(sub)  # ark audit show|verify|record|head
+    config_cli.register(sub)  # ark config record|list|diff|rollback|prune
     return parser
 
 

@@ -10,7 +10,7 @@ fi
 set -a
 . /etc/ark/env/infrastructure.env
 set +a
-ARK_ACTOR="$who" /opt/ark/venv/bin/ark heal --clear-panic
+ARK_ACTOR="$who" ARK_CORRELATION_ID="${2:-}" /opt/ark/venv/bin/ark heal --clear-panic
 systemctl reset-failed 'ark*' 2>/dev/null || true
 systemctl start ark.target
 systemctl start ark-snapshot.timer 2>/dev/null || true

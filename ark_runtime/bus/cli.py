@@ -16,6 +16,7 @@ from collections.abc import Callable
 import redis
 
 from ark_runtime.exitcodes import ExitCode
+from ark_runtime.host.audit import audited_command
 from ark_runtime.settings import SettingsError
 
 MAX_COUNT = 100_000
@@ -113,6 +114,7 @@ def _list(args: argparse.Namespace) -> int:
 
 
 @_operator_errors
+@audited_command("errors.clear", lambda a: {"origin": a.origin, "reason": a.reason})
 def _clear(args: argparse.Namespace) -> int:
     from ark_runtime.bus.errors import ErrorBus
 

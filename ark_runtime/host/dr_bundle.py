@@ -215,6 +215,7 @@ def create_bundle(
                                                      compresslevel=level) as tar:
             w = _BundleWriter(tar)
             w.add_tree(src.log, "logs", "logs")
+            w.add_tree(src.state / "config-history", "config/history", "config")  # GOV_02
             for s in chosen:
                 w.add_tree(s.path, f"snapshots/{s.id}", "snapshot")
             w.add_config(src)

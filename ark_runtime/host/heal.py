@@ -34,6 +34,7 @@ from typing import Any
 from ark_runtime import settings
 from ark_runtime.exitcodes import ExitCode
 from ark_runtime.host import heal_config, heal_dirs, heal_store, venvcheck
+from ark_runtime.host.audit import audited_command
 from ark_runtime.host.heal_store import store_problem
 from ark_runtime.host.layout import DirSpec, Layout
 from ark_runtime.host.lockfile import parse_lock
@@ -210,6 +211,7 @@ def _summary(h: Healer, code: int) -> str:
     return "\n".join(lines)
 
 
+@audited_command("heal.clear_panic", lambda a: {"dry_run": a.dry_run}, when=lambda a: a.clear_panic)
 def _cmd_heal(args: argparse.Namespace) -> int:
     healer = Healer(Layout.from_env(), dry_run=args.dry_run, clear_panic=args.clear_panic)
     code = healer.run()

@@ -30,7 +30,8 @@ SNAPSHOT_KEY_CREDENTIAL = "snapshot-key"  # LoadCredential= name in the units
 PATH_VARIABLES = (
     "ARK_ROOT_PREFIX", "ARK_STATE_DIR", "ARK_LOG_DIR", "ARK_CONFIG_DIR", "ARK_STORE_PATH",
     "ARK_SNAPSHOT_DIR", "ARK_VENV", "ARK_RUNTIME_LOCK", "ARK_HRM_RULESET", "ARK_UNIT_DIR",
-    "ARK_RUN_DIR", "ARK_USER", "ARK_GROUP", "CREDENTIALS_DIRECTORY",
+    "ARK_RUN_DIR", "ARK_USER", "ARK_GROUP", "CREDENTIALS_DIRECTORY", "ARK_AUDIT_DIR",
+    "ARK_CONFIG_HISTORY_DIR",
 )
 
 
@@ -173,3 +174,8 @@ def panic_flag(env: Mapping[str, str] | None = None) -> Path:
 def run_dir(env: Mapping[str, str] | None = None) -> Path:
     """$ARK_RUN_DIR, else /run/ark (RuntimeDirectory=ark), else /var/lib/ark/locks."""
     return resolve(env).run
+
+
+def audit_dir(env: Mapping[str, str] | None = None) -> Path:
+    """SEC_03/GOV_01: the audit chain (root 0700; rotated by /etc/logrotate.d/ark)."""
+    return Path(path_settings(env).get("ARK_AUDIT_DIR") or resolve(env).log / "audit")

@@ -10,6 +10,7 @@ from typing import Any
 
 from ark_runtime.exitcodes import ExitCode
 from ark_runtime.host import layout as paths
+from ark_runtime.host.audit import audited_command
 from ark_runtime.host.snapshot import (
     REASONS,
     PolicyError,
@@ -98,6 +99,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     return ExitCode.DATAERR if bad else ExitCode.OK
 
 
+@audited_command("snapshot.restore", lambda a: {"id": a.id})
 def _cmd_restore(args: argparse.Namespace) -> int:
     try:
         res = restore(args.id)

@@ -133,6 +133,16 @@ class ArkSettings(BaseSettings):
     log_dir: AbsPath = var("ARK_LOG_DIR", "/var/log/ark",
                            "Directory of the JSON logs (<agent>.log) and the audit log",
                            read_by=_ALL)
+    audit_dir: AbsPath | None = var("ARK_AUDIT_DIR", None,
+                                    "Directory of the tamper-evident admin audit chain",
+                                    read_by=("heal", "snapshot", "dr"),
+                                    default_text="$ARK_LOG_DIR/audit")
+    config_history_dir: AbsPath | None = var(
+        "ARK_CONFIG_HISTORY_DIR", None, "Directory of the numbered config versions (GOV_02)",
+        read_by=("heal", "dr"), default_text="$ARK_STATE_DIR/config-history")
+    correlation_id: str | None = var(
+        "ARK_CORRELATION_ID", None, "The control node's action id, copied into host audit records",
+        read_by=("heal", "snapshot", "dr"))
     config_dir: AbsPath = var("ARK_CONFIG_DIR", "/etc/ark",
                               "Directory of the configuration ARK reads (ruleset, env files)",
                               read_by=("heal", "snapshot", "dr"))

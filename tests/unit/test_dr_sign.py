@@ -1,0 +1,104 @@
+"""REC_03/GOV_01: DR bundles are signed per inventory (Ed25519) and carry a verifying audit
+chain and the config history; dr-restore refuses, naming why, before anything is written."""
+
+from __future__ import annotations
+
+import json
+import stat
+import tarfile
+from pathlib import Path
+
+import pytest
+from audit_helpers import build_chain, load, store
+from test_dr import _env, populate
+
+from ark_ops.dr_sign import (
+    KEY_NAME,
+    SignatureRefused,
+    sign_bundle,
+    signing_key,
+    verify_bundle_chain,
+    verify_signature,
+)
+from ark_runtime.host.dr import create_bundle
+
+pytestmark = [pytest.mark.requirement("REC_03"), pytest.mark.requirement("GOV_01")]
+
+
+@pytest.fixture
+def bundle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    _env(monkeypatch, tmp_path / "a")
+    monkeypatch.setenv("ARK_RUN_DIR", str(tmp_path / "run"))
+    lay = populate(tmp_path / "a")
+    build_chain(lay.log / "audit", [3, 2])
+    (lay.state / "config-history/1").mkdir(parents=True)
+    (lay.state / "config-history/1/meta.json").write_text('{"version": 1}\n')
+    (tmp_path / "out").mkdir()
+    return create_bundle(tmp_path / "out").path
+
+
+@pytest.fixture
+def inv(tmp_path: Path) -> Path:
+    d = tmp_path / "inventory" / "prod"
+    d.mkdir(parents=True)
+    return d
+
+
+def test_sign_then_verify(bundle: Path, inv: Path) -> None:
+    sign_bundle(bundle, inv, host="web1", signer="alice@ctl")
+    key = inv / ".secrets" / KEY_NAME
+    assert stat.S_IMODE(key.stat().st_mode) == 0o600
+    assert b"PRIVATE" not in bundle.with_name(bundle.name + ".sig").read_bytes()
+    st = verify_signature(bundle, inv)
+    assert (st["host"], st["signer"]) == ("web1", "alice@ctl")
+    assert verify_bundle_chain(bundle) == "audit chain in the bundle ok (5 records)"
+    with tarfile.open(bundle) as tar:
+        names = tar.getnames()
+    assert "config/history/1/meta.json" in names and "logs/audit/audit.log.1" in names
+    sign_bundle(bundle, inv, host="web1", signer="x")  # the key is made once, then reused
+    assert key.read_bytes() == (inv / ".secrets" / KEY_NAME).read_bytes()
+
+
+def test_unsigned_bundle_is_refused(bundle: Path, inv: Path) -> None:
+    with pytest.raises(SignatureRefused, match="missing: an unsigned bundle"):
+        verify_signature(bundle, inv)
+
+
+def test_bundle_signed_by_another_inventory_is_refused(bundle: Path, inv: Path,
+                                                       tmp_path: Path) -> None:
+    other = tmp_path / "inventory" / "other"
+    other.mkdir()
+    sign_bundle(bundle, other, host="web1", signer="mallory")
+    signing_key(inv)  # this inventory has its own key
+    with pytest.raises(SignatureRefused, match="another key"):
+        verify_signature(bundle, inv)
+
+
+def test_altered_statement_or_bundle_is_refused(bundle: Path, inv: Path) -> None:
+    sig = sign_bundle(bundle, inv, host="web1", signer="alice")
+    doc = json.loads(sig.read_text())
+    doc["statement"]["signer"] = "bob"
+    sig.write_text(json.dumps(doc))
+    with pytest.raises(SignatureRefused, match="statement was altered"):
+        verify_signature(bundle, inv)
+    sign_bundle(bundle, inv, host="web1", signer="alice")
+    with bundle.open("ab") as fh:
+        fh.write(b"\0")
+    with pytest.raises(SignatureRefused, match="not the bundle that was signed"):
+        verify_signature(bundle, inv)
+
+
+def test_bundle_with_a_broken_chain_is_refused(tmp_path: Path, monkeypatch) -> None:
+    _env(monkeypatch, tmp_path / "a")
+    monkeypatch.setenv("ARK_RUN_DIR", str(tmp_path / "run"))
+    lay = populate(tmp_path / "a")
+    build_chain(lay.log / "audit", [4])
+    files = load(lay.log / "audit")
+    rec = json.loads(files["audit.log"][1])
+    rec["who"] = "mallory"
+    files["audit.log"][1] = json.dumps(rec).encode()
+    store(lay.log / "audit", files)
+    (tmp_path / "out").mkdir()
+    b = create_bundle(tmp_path / "out").path
+    with pytest.raises(SignatureRefused, match="audit chain .* broken at audit.log seq 1"):
+        verify_bundle_chain(b)
