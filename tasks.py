@@ -94,12 +94,9 @@ def lab_ssh(c, host):
 @operator_errors
 def deploy(c, inventory: str = "", limit: str = "", check: bool = False):
     """Deploy ARK: build the wheelhouse from requirements.lock, then run playbooks/site.yml."""
-    from ark_ops.audit import audit_action
     from ark_ops.deploy import deploy as run_deploy
 
-    with audit_action("deploy.check" if check else "deploy", {"check": check},
-                      inventory or None, limit or None) as rec:
-        rec.recap(run_deploy(inventory=inventory or None, limit=limit or None, check=check).recap)
+    run_deploy(inventory=inventory or None, limit=limit or None, check=check)  # audited inside
 
 
 @task(

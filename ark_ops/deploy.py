@@ -14,12 +14,18 @@ WHEELHOUSE = REPO_ROOT / "build" / "wheelhouse"
 
 def deploy(inventory: str | None = None, limit: str | None = None, check: bool = False,
            echo: bool = True, log=print) -> PlaybookResult:
+    """Every deploy is an audit record (SEC_03) on the control node and each target host,
+    whoever calls it (the task, a test, a benchmark) and however it ends."""
+    from ark_ops.audit import audit_action
+
     inv = resolve_inventory(inventory, log)
     inv_dir = inv if inv.is_dir() else inv.parent
     started = time.monotonic()
-    with exclusive(inv_dir / ".deploy.lock", "deploy"):
+    with audit_action("deploy.check" if check else "deploy", {"check": check},
+                      inventory, limit) as rec, exclusive(inv_dir / ".deploy.lock", "deploy"):
         wheelhouse.build(REPO_ROOT / "requirements.lock", WHEELHOUSE, log=log)
         result = run_playbook("site.yml", inv, limit=limit, check=check, echo=echo)
+        rec.recap(result.recap)
     log(f"deploy finished in {time.monotonic() - started:.1f}s: "
         + ", ".join(f"{h} changed={n}" for h, n in sorted(result.changed.items())))
     return result
