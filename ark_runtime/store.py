@@ -170,11 +170,13 @@ class MemoryStore:
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """One atomic unit. BEGIN IMMEDIATE takes the write lock up front, so two processes
-        racing to mark the same message serialize instead of both reading "not processed"."""
+        racing to mark the same message serialize instead of both reading "not processed".
+        Nested, it is a SAVEPOINT: a failing inner block rolls back alone and the outer
+        transaction goes on (HRM: one transaction per batch, one savepoint per message)."""
         with self._lock:
             outer = self._depth == 0
-            if outer:
-                self._db.execute("BEGIN IMMEDIATE")
+            savepoint = f"sp{self._depth}"
+            self._db.execute("BEGIN IMMEDIATE" if outer else f"SAVEPOINT {savepoint}")
             self._depth += 1
             try:
                 yield
@@ -182,14 +184,19 @@ class MemoryStore:
                 self._depth -= 1
                 if outer:
                     self._db.execute("ROLLBACK")
+                else:
+                    self._db.execute(f"ROLLBACK TO {savepoint}")
+                    self._db.execute(f"RELEASE {savepoint}")
                 raise
             self._depth -= 1
-            if outer:
-                try:
-                    self._db.execute("COMMIT")
-                except sqlite3.Error:
-                    self._db.execute("ROLLBACK")
-                    raise
+            if not outer:
+                self._db.execute(f"RELEASE {savepoint}")
+                return
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.Error:
+                self._db.execute("ROLLBACK")
+                raise
 
     def verify_schema(self) -> list[str]:
         """Differences between the live tables and the spec (empty when they agree)."""

@@ -128,8 +128,10 @@ def publish(pipe: Any, stream: str, envelope: Envelope, maxlen: int) -> None:
     pipe.xadd(stream, envelope.to_fields(), maxlen=maxlen, approximate=True)
 
 
-# KEYS: done mark, inbox stream, failures hash. ARGV: group, entry id, mark ttl, JSON list of
-# commands (XADDs downstream, agent state writes). Runs atomically: all or nothing.
+# KEYS: done mark, inbox stream, failures hash, then every key the commands touch (downstream
+# streams, the agent's state keys), so the script declares all its keys as Redis Cluster
+# requires. ARGV: group, entry id, mark ttl, JSON list of commands, each [name, index of its
+# key in KEYS, args...]. Runs atomically: all or nothing.
 _COMMIT_LUA = """
 if redis.call('EXISTS', KEYS[1]) == 1 then
   redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])
@@ -137,13 +139,15 @@ if redis.call('EXISTS', KEYS[1]) == 1 then
   return 0
 end
 for _, cmd in ipairs(cjson.decode(ARGV[4])) do
-  redis.call(unpack(cmd))
+  redis.call(cmd[1], KEYS[cmd[2]], unpack(cmd, 3))
 end
 redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
 redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])
 redis.call('HDEL', KEYS[3], ARGV[2])
 return 1
 """
+
+Commit = tuple["Delivery", Iterable[tuple[str, Envelope]], Iterable[Sequence[str]]]
 
 
 @dataclass
@@ -253,24 +257,54 @@ class Inbox:
 
     def commit(self, delivery: Delivery, outputs: Iterable[tuple[str, Envelope]],
                state: Iterable[Sequence[str]] = ()) -> bool:
-        """Emit `outputs`, run the `state` commands (the agent's own state writes), mark the
-        message done and ack it, atomically.
+        """Emit `outputs`, run the `state` commands (the agent's own state writes: each is
+        [command, key, args...]), mark the message done and ack it, atomically.
 
         Returns False (and only acks) when another consumer committed it first."""
+        return self.commit_many([(delivery, outputs, state)])[0]
+
+    def commit_many(self, commits: Sequence[Commit]) -> list[bool]:
+        """`commit` for a whole batch in one pipelined round trip: each message's commit is
+        still its own atomic script call, run in order. Re-running it is harmless (the done
+        mark makes a second run only ack), which is what the NOSCRIPT retry relies on."""
+        calls = [self._commit_call(*c) for c in commits]
+        for attempt in (1, 2):
+            pipe = self.r.pipeline(transaction=False)
+            for keys, args in calls:
+                pipe.evalsha(self._commit_script.sha, len(keys), *keys, *args)
+            try:
+                return [bool(x) for x in pipe.execute()]
+            except redis.exceptions.NoScriptError:
+                if attempt == 2:
+                    raise
+                # Redis restarted (scripts are not persisted): load it and run the batch again.
+                self._commit_script.sha = self.r.script_load(_COMMIT_LUA)
+        raise AssertionError("unreachable")
+
+    def _commit_call(self, delivery: Delivery, outputs: Iterable[tuple[str, Envelope]],
+                     state: Iterable[Sequence[str]]) -> tuple[list[str], list[object]]:
         assert delivery.envelope is not None
-        commands: list[list[str]] = []
+        keys = [done_key(self.agent, delivery.envelope.message_id), self.stream,
+                failures_key(self.agent)]
+        index: dict[str, int] = {}
+
+        def key_no(key: str) -> int:
+            if key not in index:
+                keys.append(key)
+                index[key] = len(keys)
+            return index[key]
+
+        commands: list[list[object]] = []
         for stream, env in outputs:
             cap = self.settings.side_maxlen if stream in SIDE_STREAMS else self.settings.maxlen
             fields = [x for kv in env.to_fields().items() for x in kv]
-            commands.append(["XADD", stream, "MAXLEN", "~", str(cap), "*", *fields])
-        commands.extend([str(a) for a in cmd] for cmd in state)
-        first = self._commit_script(
-            keys=[done_key(self.agent, delivery.envelope.message_id), self.stream,
-                  failures_key(self.agent)],
-            args=[self.group, delivery.entry_id, self.settings.dedup_ttl_s,
-                  json.dumps(commands)],
-        )
-        return bool(first)
+            commands.append(["XADD", key_no(stream), "MAXLEN", "~", str(cap), "*", *fields])
+        for cmd in state:
+            name, key, *rest = (str(a) for a in cmd)
+            commands.append([name, key_no(key), *rest])
+        args: list[object] = [self.group, delivery.entry_id, self.settings.dedup_ttl_s,
+                              json.dumps(commands)]
+        return keys, args
 
     def ack(self, delivery: Delivery) -> None:
         self.r.xack(self.stream, self.group, delivery.entry_id)
