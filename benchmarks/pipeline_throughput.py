@@ -144,7 +144,10 @@ class Pipeline:
         self.procs[name] = proc
 
     def cpu(self) -> float:
-        return sum(cpu_s(psutil.Process(p.pid)) for p in self.procs.values())
+        return sum(self.cpu_each().values())
+
+    def cpu_each(self) -> dict[str, float]:
+        return {n: cpu_s(psutil.Process(p.pid)) for n, p in self.procs.items()}
 
     def drained(self, total_bars: int | None) -> bool:
         c = self.rds.client
@@ -206,16 +209,17 @@ def saturated(tree: Path, rds: Redis, symbols: list[str], bars: int) -> dict[str
     try:
         pipe.start("kyle", **kyle_env(symbols, bars, 0))
         first_emit(pipe)
-        cpu0, rcpu0, t0 = pipe.cpu(), cpu_s(rds.ps), time.time()
+        each0, rcpu0, t0 = pipe.cpu_each(), cpu_s(rds.ps), time.time()
         total = bars * len(symbols)
         pipe.wait_drained(total, 900)
-        cpu1, rcpu1 = pipe.cpu(), cpu_s(rds.ps)
+        each1, rcpu1 = pipe.cpu_each(), cpu_s(rds.ps)
         decided = pipe.decisions()
         elapsed = max(t for _, t in decided) - t0
+        per = {f"{n}_us": (each1[n] - each0[n]) / total * 1e6 for n in each0}
         return {"bars": total, "decisions": len(decided), "secs": elapsed,
                 "bars_s": total / elapsed, "dec_s": len(decided) / elapsed,
-                "cpu_us_bar": (cpu1 - cpu0 + rcpu1 - rcpu0) / total * 1e6,
-                "agents_us_bar": (cpu1 - cpu0) / total * 1e6}
+                "cpu_us_bar": (sum(each1.values()) - sum(each0.values()) + rcpu1 - rcpu0)
+                / total * 1e6, **per, "redis_us": (rcpu1 - rcpu0) / total * 1e6}
     finally:
         pipe.close()
 
@@ -338,7 +342,10 @@ def main() -> int:
     print(f"ARK pipeline benchmark: baseline {base} vs this tree; medians; "
           f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
     report(f"saturated ({args.bars * len(symbols)} bars, {len(symbols)} symbols)",
-           ["bars_s", "dec_s", "cpu_us_bar", "agents_us_bar", "decisions"], res["saturated"])
+           ["bars_s", "dec_s", "cpu_us_bar", "decisions"], res["saturated"])
+    report("saturated: CPU us per input bar by process", ["kyle_us", "joey_us", "kenny_us",
+                                                          "hrm_us", "redis_us"],
+           res["saturated"])
     report(f"HRM alone ({args.hrm_plans} plans)", ["dec_s", "cpu_us_dec", "decisions"],
            res["hrm"])
     report(f"paced (requested {args.rate:g} bars/s, >= {args.min_samples} samples)",

@@ -80,8 +80,7 @@ class Joey(ConsumerAgent):
         out = []
         patterns = self.detector.update(bar)
         # A stale (not newer) bar is ignored by the detector; then there is no state to save.
-        latest = self.detector.window.bars(bar.symbol)[-1:]
-        self._added = bar if latest == [bar] else None
+        self._added = bar if self.detector.window.last(bar.symbol) is bar else None
         for i, pattern in enumerate(patterns):
             out.append((inbox("kenny"), Envelope.new(
                 "pattern.detected", pattern, from_agent="joey", to_agent="kenny",

@@ -12,7 +12,15 @@ import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ark_runtime.bus.registry import ENDPOINTS, REGISTRY, payload_model
 from ark_runtime.validators import IdError, validate_id, validate_utc
@@ -53,6 +61,7 @@ class Envelope(BaseModel):
     timestamp: datetime = Field(description="UTC time the message was created")
     ttl: int = Field(default=3600, ge=1, le=MAX_TTL_S, description="seconds until it expires")
     priority: int = Field(default=5, ge=0, le=9, description="0 lowest .. 9 highest")
+    _body: BaseModel | None = PrivateAttr(default=None)
 
     @field_validator("v")
     @classmethod
@@ -103,10 +112,13 @@ class Envelope(BaseModel):
         # Normalise the payload through its model so every reader sees the same canonical form.
         model = payload_model(self.type)
         try:
-            normalised = model.model_validate(self.payload).model_dump(mode="json")
+            body = model.model_validate(self.payload)
         except ValidationError as exc:
             raise ValueError(f"payload is not a valid {self.type}: {_brief(exc)}") from None
-        object.__setattr__(self, "payload", normalised)
+        object.__setattr__(self, "payload", body.model_dump(mode="json"))
+        # Kept for body(): the handler gets the model validated here instead of validating
+        # the same payload a second time (payload models are frozen, so sharing is safe).
+        self._body = body
         return self
 
     # -- construction ------------------------------------------------------------------
@@ -142,7 +154,9 @@ class Envelope(BaseModel):
 
     def body(self) -> BaseModel:
         """The payload as its registered model instance."""
-        return payload_model(self.type).model_validate(self.payload)
+        if self._body is None:  # e.g. built with model_construct: validate now
+            self._body = payload_model(self.type).model_validate(self.payload)
+        return self._body
 
     def expired(self, now: datetime | None = None) -> bool:
         return (now or _now()) > self.timestamp + timedelta(seconds=self.ttl)
