@@ -96,38 +96,41 @@ class PatternDetector:
         self._side[symbol] = side
 
     def update(self, bar: Bar) -> list[Pattern]:
-        existing = self.window.bars(bar.symbol)
-        if existing and bar.ts <= existing[-1].ts:
+        last = self.window.last(bar.symbol)
+        if last is not None and bar.ts <= last.ts:
             # A redelivered or out-of-order bar must not produce a second signal.
             self.stale += 1
             return []
-        bars = list(self.window.add(bar))
-        if len(bars) < self._needed:
+        if len(self.window.add(bar)) < self._needed:
             return []
-        values = self._indicators(bars)
+        cols = self.window.columns(bar.symbol)
+        highs, lows = list(cols.highs), list(cols.lows)
+        values = self._indicators(cols)
         if values is None:
             return []
         found: list[Pattern] = []
-        breakout = self._breakout(bars, values)
+        breakout = self._breakout(bar, highs, lows, values)
         if breakout:
             found.append(breakout)
-        cross = self._ma_cross(bars, values)
+        cross = self._ma_cross(bar, values)
         if cross:
             found.append(cross)
         return found
 
-    def _indicators(self, bars: list[Bar]) -> dict[str, float] | None:
-        closes = [b.close for b in bars]
-        highs = [b.high for b in bars]
-        lows = [b.low for b in bars]
-        volumes = [b.volume for b in bars]
+    def _indicators(self, cols: ind.Columns) -> dict[str, float] | None:
+        # The per-bar terms come precomputed (O(1) per bar); the smoothing still runs over
+        # the window, on purpose: EMA, RSI and ATR are seeded at the window's first bar, so a
+        # result depends only on the window's contents. A running O(1) average would depend
+        # on the history before the window, and a restarted Joey (which restores the window
+        # only) would emit different signals than one that never stopped.
+        closes, volumes = list(cols.closes), list(cols.volumes)
         price = closes[-1]
         values = {
             "sma_fast": ind.sma(closes, self.fast),
             "sma_slow": ind.sma(closes, self.slow),
             "ema": ind.ema(closes, self.fast),
-            "rsi": ind.rsi(closes, self.rsi_period),
-            "atr": ind.atr(highs, lows, closes, self.atr_period),
+            "rsi": cols.rsi_of(self.rsi_period),
+            "atr": cols.atr_of(self.atr_period),
             "avg_volume": ind.avg_volume(volumes[:-1], self.volume_period),
             "volume_ratio": ind.volume_ratio(volumes, self.volume_period),
         }
@@ -152,11 +155,10 @@ class PatternDetector:
         momentum = _clamp((rsi - 50) / 20) if direction == "long" else _clamp((50 - rsi) / 20)
         return round(_clamp(base + 0.2 * distance + 0.2 * volume + 0.15 * momentum), 4)
 
-    def _breakout(self, bars: list[Bar], values: dict[str, float]) -> Pattern | None:
-        bar = bars[-1]
-        prior = bars[-self.breakout_lookback - 1 : -1]
-        level_high = max(b.high for b in prior)
-        level_low = min(b.low for b in prior)
+    def _breakout(self, bar: Bar, highs: list[float], lows: list[float],
+                  values: dict[str, float]) -> Pattern | None:
+        level_high = max(highs[-self.breakout_lookback - 1 : -1])
+        level_low = min(lows[-self.breakout_lookback - 1 : -1])
         if values["volume_ratio"] < self.min_volume_ratio:
             return None  # a breakout without volume is usually noise
         if bar.close > level_high:
@@ -177,11 +179,10 @@ class PatternDetector:
             indicators=values,
         )
 
-    def _ma_cross(self, bars: list[Bar], values: dict[str, float]) -> Pattern | None:
+    def _ma_cross(self, bar: Bar, values: dict[str, float]) -> Pattern | None:
         # Hysteresis: the fast/slow order only counts once the gap exceeds min_cross_atr ATRs,
         # and a cross fires when that confirmed order flips. Without it a sideways market
         # whipsaws the averages and "crosses" every bar.
-        bar = bars[-1]
         gap = values["sma_fast"] - values["sma_slow"]
         if abs(gap) < self.min_cross_atr * values["atr"]:
             return None

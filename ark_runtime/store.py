@@ -131,7 +131,7 @@ class MemoryStore:
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
         self._apply_pragmas()
-        with self.transaction():
+        with self._atomic():
             for name, table in self.spec["tables"].items():
                 self._db.execute(_ddl(name, table))
         problems = self.verify_schema()
@@ -170,7 +170,31 @@ class MemoryStore:
     @contextmanager
     def transaction(self) -> Iterator[None]:
         """One atomic unit. BEGIN IMMEDIATE takes the write lock up front, so two processes
-        racing to mark the same message serialize instead of both reading "not processed"."""
+        racing to mark the same message serialize instead of both reading "not processed".
+        Nested, it is a SAVEPOINT: a failing inner block rolls back alone and the outer
+        transaction goes on (HRM: one transaction per batch, one savepoint per message)."""
+        with self._lock:
+            if self._depth == 0:
+                with self._atomic():
+                    yield
+                return
+            savepoint = f"sp{self._depth}"
+            self._db.execute(f"SAVEPOINT {savepoint}")
+            self._depth += 1
+            try:
+                yield
+            except BaseException:
+                self._depth -= 1
+                self._db.execute(f"ROLLBACK TO {savepoint}")
+                self._db.execute(f"RELEASE {savepoint}")
+                raise
+            self._depth -= 1
+            self._db.execute(f"RELEASE {savepoint}")
+
+    @contextmanager
+    def _atomic(self) -> Iterator[None]:
+        """What each method runs in: its own transaction, or, inside a caller's, nothing
+        extra (no savepoint per statement group: the caller's block is the unit)."""
         with self._lock:
             outer = self._depth == 0
             if outer:
@@ -227,7 +251,7 @@ class MemoryStore:
             packed = zlib.compress(raw, comp["level"])
             if len(packed) < len(raw):
                 body, compressed = packed, 1
-        with self.transaction():
+        with self._atomic():
             self._db.execute(
                 "INSERT OR IGNORE INTO objects (content_hash, kind, compressed, size, body, "
                 "created_at) VALUES (?, ?, ?, ?, ?, ?)",
@@ -268,7 +292,7 @@ class MemoryStore:
         for what, value in (("consumer", consumer), ("message_id", message_id)):
             if not isinstance(value, str) or not value or len(value) > 128:
                 raise StoreError(f"{what} must be a non-empty string of at most 128 chars")
-        with self.transaction():
+        with self._atomic():
             cur = self._db.execute(
                 "INSERT OR IGNORE INTO processed_messages (consumer, message_id, processed_at) "
                 "VALUES (?, ?, ?)",
@@ -303,7 +327,7 @@ class MemoryStore:
         this (correlation_id, plan_hash) was already decided."""
         if plan_hash not in self:
             raise StoreError(f"plan {plan_hash} is not stored; save it first")
-        with self.transaction():
+        with self._atomic():
             cur = self._db.execute(
                 "INSERT OR IGNORE INTO decisions (correlation_id, plan_hash, approved, "
                 "violations, warnings, ruleset_version, size_multiplier, decided_at) "
@@ -354,7 +378,7 @@ class MemoryStore:
         if approved is None:
             raise StoreError(f"plan {plan_hash} has no approved decision for {correlation_id}")
         plan = self.load(plan_hash)
-        with self.transaction():
+        with self._atomic():
             cur = self._db.execute(
                 "INSERT OR IGNORE INTO ledger (correlation_id, plan_hash, symbol, direction, "
                 "entry, stop_loss, target, quantity, position_size, status, opened_at) "
@@ -381,7 +405,7 @@ class MemoryStore:
         figure `BreakerState.record_result` takes). Closing twice is refused."""
         if not exit_price > 0:
             raise StoreError("exit_price must be > 0")
-        with self.transaction():
+        with self._atomic():
             row = self._db.execute(
                 "SELECT direction, entry, position_size, status FROM ledger WHERE id = ?",
                 (ledger_id,),
@@ -409,7 +433,7 @@ class MemoryStore:
 
     def set_state(self, key: str, value: Any) -> None:
         text = canonical_json(value, self.spec).decode("utf-8")
-        with self.transaction():
+        with self._atomic():
             self._db.execute(
                 "INSERT INTO state (key, value, updated_at) VALUES (?, ?, ?) "
                 "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "

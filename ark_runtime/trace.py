@@ -52,9 +52,22 @@ def _lines(path: Path) -> Iterator[dict[str, Any]]:
                 except ValueError:
                     continue
                 if isinstance(line, dict):
-                    yield line
+                    yield from expand_hops(line)
     except OSError as exc:
         print(f"ark trace: skipping {path}: {exc}", file=sys.stderr)
+
+
+def expand_hops(line: dict[str, Any]) -> Iterator[dict[str, Any]]:
+    """A batch line (`hops`: one record per message an agent committed, logged once per
+    batch instead of one line per message) as one line per hop; any other line as itself."""
+    hops = line.get("hops")
+    if not isinstance(hops, list):
+        yield line
+        return
+    base = {k: v for k, v in line.items() if k != "hops"}
+    for hop in hops:
+        if isinstance(hop, dict):
+            yield {**base, **hop}
 
 
 def collect(ident: str, directories: list[Path],

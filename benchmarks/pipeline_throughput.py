@@ -1,25 +1,34 @@
-"""End-to-end pipeline benchmark: the four agents as real processes on a real redis-server.
+"""Pipeline benchmark: the four agents as real processes on a real redis-server, this tree side
+by side with a baseline tree in the same run (runs interleaved, medians reported).
 
-    .venv/bin/python benchmarks/pipeline_throughput.py [--runs 3] [--bars 2000] [--symbols 5]
+    .venv/bin/python benchmarks/pipeline_throughput.py [--baseline-rev 0546f0b | --baseline DIR]
+        [--runs 3] [--bars 2500] [--symbols 8] [--hrm-plans 20000]
+        [--rate 2000] [--min-samples 20000] [--paced-runs 1] [--modes saturated,hrm,paced]
 
-Measures, median of --runs:
-* saturated: Kyle replays a synthetic feed as fast as the bus takes it; throughput is plans
-  decided per second (and bars per second through Joey), first Kyle emit -> last HRM decision;
-* paced: Kyle at --rate bars/s, well below saturation, so latency is the pipeline's own;
-* latency per plan: Kyle's emit (its log timestamp, taken just before the EXEC) -> HRM's
-  decision (the time in the `ark:stream:decisions` entry id), p50 and p99;
-* the ceiling: `redis-benchmark ... XADD` on the same redis-server, 1 and 50 clients.
+Three separate measurements, each from an idle, ready pipeline:
+* saturated: Kyle replays --bars x --symbols synthetic bars as fast as the bus takes them.
+  bars/s and decisions/s = counts / (first emit -> last decision). CPU per input bar = the
+  CPU time (user+system, from psutil, i.e. the kernel's own accounting) the four agent
+  processes and redis-server spent between the first emit and the last decision, / bars.
+* hrm: HRM alone; --hrm-plans trade.plan envelopes are XADDed (pipelined) to its inbox and
+  timed to the last decision. decisions/s and CPU per decision (HRM + Redis).
+* paced: Kyle at --rate bars/s until at least --min-samples decisions (each one sample of
+  Kyle emit -> HRM decision: the emit time is Kyle's log timestamp, taken just before its
+  EXEC; the decision time is the `ark:stream:decisions` entry id). The achieved rate
+  (bars / first..last emit) is printed next to the requested one: a pipeline that cannot keep
+  up shows it there and in its latency, which then includes queueing.
 
-Agents run in their production configuration (JSON logs to a file for every hop, fsync'd
-SQLite for every decision), so the figures include that cost.
+Agents run in their production configuration: JSON logs to their files, stderr into a pipe
+drained to a file (as journald would), fsync'd SQLite per HRM's policy. The baseline is the
+code of --baseline-rev (exported with `git archive`) or an existing tree given by --baseline.
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
-import re
 import secrets
 import shutil
 import socket
@@ -27,21 +36,28 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+import uuid
+from datetime import datetime
 from pathlib import Path
 
+import psutil
 import redis
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from ark_runtime.bus.streams import DECISIONS_STREAM  # noqa: E402
-from ark_runtime.hrm import RuleEngine, load_ruleset  # noqa: E402
+from ark_runtime.bus.envelope import Envelope  # noqa: E402
+from ark_runtime.bus.streams import DECISIONS_STREAM, inbox  # noqa: E402
 from ark_runtime.market import SyntheticAdapter  # noqa: E402
 from ark_runtime.patterns import PatternDetector  # noqa: E402
 from ark_runtime.planner import AccountConfig, PlanError, plan_trade  # noqa: E402
+from ark_runtime.trace import expand_hops  # noqa: E402
 
-SYMBOLS = ["AAPL", "MSFT", "NVDA", "BTC-USD", "ETH-USD", "BRK.B", "AMZN", "TSLA"]
+SYMBOLS = ["AAPL", "MSFT", "NVDA", "BTC-USD", "ETH-USD", "BRK.B", "AMZN", "TSLA",
+           "GOOG", "META", "NFLX", "AMD"]
+CONSUMERS = ("hrm", "kenny", "joey")
 
 
 def free_port() -> int:
@@ -50,22 +66,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def expected_plans(symbols: list[str], bars: int) -> int:
-    detector, account, n = PatternDetector(), AccountConfig(account_size=100000), 0
-    for bar in SyntheticAdapter(symbols, seed=7, bars=bars):
-        for pattern in detector.update(bar):
-            try:
-                plan_trade(pattern, account)
-                n += 1
-            except PlanError:
-                pass
-    RuleEngine(load_ruleset())  # fail here, not in the middle of a run, on a bad ruleset
-    return n
-
-
 def pct(values: list[float], q: float) -> float:
     ordered = sorted(values)
     return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def cpu_s(proc: psutil.Process) -> float:
+    t = proc.cpu_times()
+    return t.user + t.system
 
 
 class Redis:
@@ -76,6 +84,7 @@ class Redis:
             ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
              "--requirepass", self.password, "--save", "", "--appendonly", "no",
              "--dir", str(self.dir)], stdout=subprocess.DEVNULL)
+        self.ps = psutil.Process(self.proc.pid)
         self.client = redis.Redis(port=self.port, password=self.password, decode_responses=True)
         for _ in range(200):
             try:
@@ -91,129 +100,261 @@ class Redis:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
-def run_pipeline(rds: Redis, symbols: list[str], bars: int, expected: int,
-                 rate: float) -> dict[str, float]:
-    rds.client.flushall()
-    root = Path(tempfile.mkdtemp(prefix="ark-bench-"))
-    env = {**os.environ, "PYTHONPATH": str(REPO), "ARK_REDIS_PORT": str(rds.port),
-           "ARK_REDIS_PASSWORD": rds.password, "ARK_STATE_DIR": str(root / "state"),
-           "ARK_LOG_DIR": str(root / "log"), "ARK_RUN_DIR": str(root / "run"),
-           "ARK_BUS_BLOCK_MS": "100"}
-    procs = []
-    try:
-        for name in ("hrm", "kenny", "joey"):
-            procs.append(subprocess.Popen([sys.executable, "-m", "ark_runtime.cli", "agent",
-                                           name], env=env, stderr=subprocess.DEVNULL))
-        # Consumers first, so their groups exist; Kyle's first emit starts the clock.
+class Sink(threading.Thread):
+    """Drains a process's stderr into a file, as journald drains a unit's stderr."""
+
+    def __init__(self, stream, path: Path) -> None:
+        super().__init__(daemon=True)
+        self.stream, self.path = stream, path
+
+    def run(self) -> None:
+        with self.path.open("wb") as out:
+            for chunk in iter(lambda: self.stream.read1(65536), b""):
+                out.write(chunk)
+
+
+class Pipeline:
+    """One tree's agents against the shared redis-server, in a fresh state directory."""
+
+    def __init__(self, tree: Path, rds: Redis, agents: tuple[str, ...]) -> None:
+        rds.client.flushall()
+        rds.client.script_flush()
+        self.rds, self.tree = rds, tree
+        self.root = Path(tempfile.mkdtemp(prefix="ark-bench-"))
+        self.env = {**os.environ, "PYTHONPATH": str(tree), "ARK_REDIS_PORT": str(rds.port),
+                    "ARK_REDIS_PASSWORD": rds.password,
+                    "ARK_STATE_DIR": str(self.root / "state"),
+                    "ARK_LOG_DIR": str(self.root / "log"), "ARK_RUN_DIR": str(self.root / "run"),
+                    "ARK_BUS_BLOCK_MS": "100"}
+        self.procs: dict[str, subprocess.Popen] = {}
+        for name in agents:
+            self.start(name)
         deadline = time.monotonic() + 30
-        while any(not rds.client.exists(f"ark:stream:{n}") for n in ("joey", "kenny", "hrm")):
+        while any(not rds.client.exists(inbox(n)) for n in agents):
             if time.monotonic() > deadline:
-                raise RuntimeError("agents did not start; see logs in " + str(root))
+                raise RuntimeError(f"agents did not start; see {self.root}")
             time.sleep(0.05)
-        procs.append(subprocess.Popen(
-            [sys.executable, "-m", "ark_runtime.cli", "agent", "kyle"],
-            env={**env, "ARK_FEED": "synthetic", "ARK_FEED_SYMBOLS": ",".join(symbols),
-                 "ARK_FEED_SEED": "7", "ARK_FEED_BARS": str(bars), "ARK_FEED_RATE": str(rate)},
-            stderr=subprocess.DEVNULL))
-        deadline = time.monotonic() + 600
-        while rds.client.xlen(DECISIONS_STREAM) < expected:
+        time.sleep(0.3)  # past their first (idle) reads
+
+    def start(self, name: str, **extra: str) -> None:
+        proc = subprocess.Popen([sys.executable, "-m", "ark_runtime.cli", "agent", name],
+                                cwd=self.tree, env={**self.env, **extra},
+                                stderr=subprocess.PIPE)
+        Sink(proc.stderr, self.root / f"{name}.stderr").start()
+        self.procs[name] = proc
+
+    def cpu(self) -> float:
+        return sum(self.cpu_each().values())
+
+    def cpu_each(self) -> dict[str, float]:
+        return {n: cpu_s(psutil.Process(p.pid)) for n, p in self.procs.items()}
+
+    def drained(self, total_bars: int | None) -> bool:
+        c = self.rds.client
+        if total_bars is not None:
+            cursor = next(iter(c.scan_iter("ark:kyle:cursor:*")), None)
+            if cursor is None or int(c.get(cursor) or 0) < total_bars:
+                return False
+        for name in self.procs:
+            if name == "kyle":
+                continue
+            for g in c.xinfo_groups(inbox(name)):
+                if g["pending"] or g["lag"]:
+                    return False
+        return True
+
+    def wait_drained(self, total_bars: int | None, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while not self.drained(total_bars):
             if time.monotonic() > deadline:
-                raise RuntimeError(f"only {rds.client.xlen(DECISIONS_STREAM)} of {expected} "
-                                   "decisions after 600 s")
+                raise RuntimeError(f"pipeline not drained after {timeout:.0f} s ({self.root})")
             time.sleep(0.05)
-        # (correlation id = the bar's message id, decision time); one bar may yield 2 plans.
-        decided = [(fields["correlation_id"], int(entry_id.split("-")[0]) / 1000)
-                   for entry_id, fields in rds.client.xrange(DECISIONS_STREAM)]
-        wanted = {c for c, _ in decided}
-        emitted: dict[str, float] = {}
-        first_emit = None
-        with (root / "log" / "kyle.log").open() as fh:
+
+    def decisions(self) -> list[tuple[str, float]]:
+        return [(f["correlation_id"], int(eid.split("-")[0]) / 1000)
+                for eid, f in self.rds.client.xrange(DECISIONS_STREAM)]
+
+    def emits(self) -> dict[str, float]:
+        out: dict[str, float] = {}
+        with (self.root / "log" / "kyle.log").open() as fh:
             for text in fh:
-                line = json.loads(text)
-                if line.get("event") != "emitted":
-                    continue
-                t = _epoch(line["ts"])
-                first_emit = t if first_emit is None else min(first_emit, t)
-                if line["emitted_id"] in wanted:
-                    emitted[line["emitted_id"]] = t
-        latencies = [(t - emitted[c]) * 1000 for c, t in decided]
-        elapsed = max(t for _, t in decided) - first_emit
-        return {"plans": len(decided), "bars": bars * len(symbols), "elapsed": elapsed,
-                "plans_s": len(decided) / elapsed, "bars_s": bars * len(symbols) / elapsed,
-                "p50": pct(latencies, 0.50), "p99": pct(latencies, 0.99)}
-    finally:
-        for p in procs:
+                for line in expand_hops(json.loads(text)):
+                    if line.get("event") == "emitted" and line.get("emitted_id"):
+                        out[line["emitted_id"]] = datetime.fromisoformat(line["ts"]).timestamp()
+        return out
+
+    def close(self) -> None:
+        for p in self.procs.values():
             p.terminate()
-        for p in procs:
+        for p in self.procs.values():
             try:
-                p.wait(15)
+                p.wait(30)
             except subprocess.TimeoutExpired:
                 p.kill()
-        shutil.rmtree(root, ignore_errors=True)
+        shutil.rmtree(self.root, ignore_errors=True)
 
 
-def _epoch(ts: str) -> float:
-    from datetime import datetime
+def kyle_env(symbols: list[str], bars: int, rate: float) -> dict[str, str]:
+    return {"ARK_FEED": "synthetic", "ARK_FEED_SYMBOLS": ",".join(symbols),
+            "ARK_FEED_SEED": "7", "ARK_FEED_BARS": str(bars), "ARK_FEED_RATE": str(rate)}
 
-    return datetime.fromisoformat(ts).timestamp()
+
+def first_emit(pipe: Pipeline) -> None:
+    while not any(True for _ in pipe.rds.client.scan_iter("ark:kyle:cursor:*")):
+        time.sleep(0.002)
 
 
-def redis_benchmark(rds: Redis, clients: int, n: int) -> float:
-    out = subprocess.run(
-        ["redis-benchmark", "-h", "127.0.0.1", "-p", str(rds.port), "-a", rds.password,
-         "-n", str(n), "-c", str(clients), "-q", "XADD", "bench", "*", "f", "v"],
-        capture_output=True, text=True, timeout=300, check=True)
-    match = re.search(r"([\d.]+) requests per second", out.stdout.replace(",", ""))
-    if not match:
-        raise RuntimeError(f"unexpected redis-benchmark output: {out.stdout!r}")
-    rds.client.delete("bench")
-    return float(match.group(1))
+def saturated(tree: Path, rds: Redis, symbols: list[str], bars: int) -> dict[str, float]:
+    pipe = Pipeline(tree, rds, CONSUMERS)
+    try:
+        pipe.start("kyle", **kyle_env(symbols, bars, 0))
+        first_emit(pipe)
+        each0, rcpu0, t0 = pipe.cpu_each(), cpu_s(rds.ps), time.time()
+        total = bars * len(symbols)
+        pipe.wait_drained(total, 900)
+        each1, rcpu1 = pipe.cpu_each(), cpu_s(rds.ps)
+        decided = pipe.decisions()
+        elapsed = max(t for _, t in decided) - t0
+        per = {f"{n}_us": (each1[n] - each0[n]) / total * 1e6 for n in each0}
+        return {"bars": total, "decisions": len(decided), "secs": elapsed,
+                "bars_s": total / elapsed, "dec_s": len(decided) / elapsed,
+                "cpu_us_bar": (sum(each1.values()) - sum(each0.values()) + rcpu1 - rcpu0)
+                / total * 1e6, **per, "redis_us": (rcpu1 - rcpu0) / total * 1e6}
+    finally:
+        pipe.close()
+
+
+def plan_envelopes(n: int) -> list[dict[str, str]]:
+    detector, account, plans = PatternDetector(), AccountConfig(account_size=100000), []
+    for bar in SyntheticAdapter(SYMBOLS[:8], seed=7, bars=2000):
+        for pattern in detector.update(bar):
+            with contextlib.suppress(PlanError):  # an unplannable pattern: no plan
+                plans.append(plan_trade(pattern, account))
+    return [Envelope.new("trade.plan", plans[i % len(plans)], from_agent="kenny",
+                         to_agent="hrm", message_id=str(uuid.uuid4())).to_fields()
+            for i in range(n)]
+
+
+def hrm_alone(tree: Path, rds: Redis, fields: list[dict[str, str]]) -> dict[str, float]:
+    pipe = Pipeline(tree, rds, ("hrm",))
+    try:
+        cpu0, rcpu0, t0 = pipe.cpu(), cpu_s(rds.ps), time.time()
+        for start in range(0, len(fields), 1000):
+            with rds.client.pipeline(transaction=False) as p:
+                for f in fields[start:start + 1000]:
+                    p.xadd(inbox("hrm"), f)
+                p.execute()
+        pipe.wait_drained(None, 900)
+        cpu1, rcpu1 = pipe.cpu(), cpu_s(rds.ps)
+        decided = pipe.decisions()
+        elapsed = max(t for _, t in decided) - t0
+        return {"decisions": len(decided), "secs": elapsed, "dec_s": len(decided) / elapsed,
+                "cpu_us_dec": (cpu1 - cpu0 + rcpu1 - rcpu0) / len(decided) * 1e6}
+    finally:
+        pipe.close()
+
+
+def paced(tree: Path, rds: Redis, symbols: list[str], rate: float,
+          samples: int) -> dict[str, float]:
+    # ~10.4 % of bars become decisions; ask for enough bars, with a margin.
+    bars = int(samples / 0.095 / len(symbols)) + 1
+    pipe = Pipeline(tree, rds, CONSUMERS)
+    try:
+        pipe.start("kyle", **kyle_env(symbols, bars, rate))
+        first_emit(pipe)
+        total = bars * len(symbols)
+        pipe.wait_drained(total, total / rate * 4 + 120)
+        decided, emitted = pipe.decisions(), pipe.emits()
+        latencies = [(t - emitted[c]) * 1000 for c, t in decided if c in emitted]
+        span = max(emitted.values()) - min(emitted.values())
+        return {"requested": rate, "achieved": len(emitted) / span if span else 0.0,
+                "samples": len(latencies), "p50": pct(latencies, 0.5),
+                "p99": pct(latencies, 0.99), "max": max(latencies)}
+    finally:
+        pipe.close()
+
+
+def baseline_tree(args: argparse.Namespace, keep: list[Path]) -> Path:
+    if args.baseline:
+        return Path(args.baseline).resolve()
+    tmp = Path(tempfile.mkdtemp(prefix="ark-bench-base-"))
+    keep.append(tmp)
+    archive = subprocess.run(["git", "-C", str(REPO), "archive", args.baseline_rev],
+                             capture_output=True, check=True).stdout
+    subprocess.run(["tar", "-x", "-C", str(tmp)], input=archive, check=True)
+    return tmp
+
+
+def median_of(rows: list[dict[str, float]]) -> dict[str, float]:
+    return {k: statistics.median(r[k] for r in rows) for k in rows[0]}
+
+
+def report(title: str, cols: list[str], results: dict[str, list[dict[str, float]]]) -> None:
+    print(f"\n{title}")
+    print(f"{'tree':<10}" + "".join(f"{c:>14}" for c in cols) + "   (runs)")
+    for tree, rows in results.items():
+        if rows:
+            m = median_of(rows)
+            print(f"{tree:<10}" + "".join(f"{m[c]:>14.1f}" for c in cols) + f"   ({len(rows)})")
 
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--runs", type=int, default=3)
-    ap.add_argument("--bars", type=int, default=2000, help="bars per symbol")
-    ap.add_argument("--symbols", type=int, default=5)
-    ap.add_argument("--rate", type=float, default=100.0, help="bars/s for the paced run")
-    ap.add_argument("--paced-bars", type=int, default=400, help="bars per symbol, paced run")
+    ap.add_argument("--baseline-rev", default="0546f0b", help="git revision of the baseline")
+    ap.add_argument("--baseline", help="an existing tree to run the baseline agents from")
+    ap.add_argument("--runs", type=int, default=3, help="saturated and hrm runs per tree")
+    ap.add_argument("--paced-runs", type=int, default=1)
+    ap.add_argument("--bars", type=int, default=2500, help="bars per symbol, saturated")
+    ap.add_argument("--symbols", type=int, default=8)
+    ap.add_argument("--hrm-plans", type=int, default=20000)
+    ap.add_argument("--rate", type=float, default=2000.0, help="bars/s, paced")
+    ap.add_argument("--min-samples", type=int, default=20000, help="decisions, paced")
+    ap.add_argument("--modes", default="saturated,hrm,paced")
+    ap.add_argument("--trees", default="baseline,new", help="which trees to run")
     args = ap.parse_args()
-    symbols = SYMBOLS[: args.symbols]
+    symbols, modes = SYMBOLS[: args.symbols], set(args.modes.split(","))
+    cleanup: list[Path] = []
+    trees = {"baseline": baseline_tree(args, cleanup), "new": REPO}
+    trees = {k: v for k, v in trees.items() if k in args.trees.split(",")}
+    res: dict[str, dict[str, list[dict[str, float]]]] = {
+        m: {t: [] for t in trees} for m in ("saturated", "hrm", "paced")}
+    fields = plan_envelopes(args.hrm_plans) if "hrm" in modes else []
     rds = Redis()
     try:
-        results: dict[str, list[dict[str, float]]] = {"saturated": [], "paced": []}
-        plans = expected_plans(symbols, args.bars)
-        paced_plans = expected_plans(symbols, args.paced_bars)
         for i in range(args.runs):
-            print(f"run {i + 1}/{args.runs}: saturated ({args.bars * len(symbols)} bars, "
-                  f"{plans} plans) ...", file=sys.stderr, flush=True)
-            results["saturated"].append(run_pipeline(rds, symbols, args.bars, plans, 0))
-            print(f"run {i + 1}/{args.runs}: paced at {args.rate:g} bars/s ...",
-                  file=sys.stderr, flush=True)
-            results["paced"].append(run_pipeline(rds, symbols, args.paced_bars, paced_plans,
-                                                 args.rate))
-        ceiling = {c: statistics.median(redis_benchmark(rds, c, 200_000)
-                                        for _ in range(args.runs)) for c in (1, 50)}
+            for name, tree in trees.items():  # interleaved: both trees see the same machine
+                if "saturated" in modes:
+                    log(f"run {i + 1}: {name} saturated")
+                    res["saturated"][name].append(saturated(tree, rds, symbols, args.bars))
+                if "hrm" in modes:
+                    log(f"run {i + 1}: {name} hrm alone")
+                    res["hrm"][name].append(hrm_alone(tree, rds, fields))
+        for i in range(args.paced_runs if "paced" in modes else 0):
+            for name, tree in trees.items():
+                log(f"run {i + 1}: {name} paced at {args.rate:g} bars/s")
+                res["paced"][name].append(paced(tree, rds, symbols, args.rate,
+                                                args.min_samples))
     finally:
         rds.close()
-    med = {k: {m: statistics.median(r[m] for r in v) for m in v[0]} for k, v in results.items()}
-    print(f"\nARK pipeline benchmark (median of {args.runs} runs; {os.cpu_count()} CPUs; "
-          f"redis-server {_redis_version()})")
-    print(f"{'mode':<11}{'bars':>7}{'plans':>7}{'secs':>8}{'bars/s':>9}{'plans/s':>9}"
-          f"{'p50 ms':>9}{'p99 ms':>9}")
-    for mode, m in med.items():
-        print(f"{mode:<11}{m['bars']:>7.0f}{m['plans']:>7.0f}{m['elapsed']:>8.2f}"
-              f"{m['bars_s']:>9.0f}{m['plans_s']:>9.1f}{m['p50']:>9.1f}{m['p99']:>9.1f}")
-    print("\nceiling: redis-benchmark XADD bench * f v (200k requests)")
-    for c, v in ceiling.items():
-        print(f"  {c:>2} client{'s' if c > 1 else ' '}: {v:>10.0f} XADD/s")
+        for p in cleanup:
+            shutil.rmtree(p, ignore_errors=True)
+    base = args.baseline or args.baseline_rev
+    print(f"ARK pipeline benchmark: baseline {base} vs this tree; medians; "
+          f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
+    report(f"saturated ({args.bars * len(symbols)} bars, {len(symbols)} symbols)",
+           ["bars_s", "dec_s", "cpu_us_bar", "decisions"], res["saturated"])
+    report("saturated: CPU us per input bar by process", ["kyle_us", "joey_us", "kenny_us",
+                                                          "hrm_us", "redis_us"],
+           res["saturated"])
+    report(f"HRM alone ({args.hrm_plans} plans)", ["dec_s", "cpu_us_dec", "decisions"],
+           res["hrm"])
+    report(f"paced (requested {args.rate:g} bars/s, >= {args.min_samples} samples)",
+           ["achieved", "samples", "p50", "p99", "max"], res["paced"])
     return 0
 
 
-def _redis_version() -> str:
-    out = subprocess.run(["redis-server", "--version"], capture_output=True, text=True)
-    match = re.search(r"v=(\S+)", out.stdout)
-    return match.group(1) if match else "?"
+def log(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
 
 
 if __name__ == "__main__":

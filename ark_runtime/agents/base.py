@@ -31,6 +31,9 @@ from ark_runtime.exitcodes import ExitCode
 from ark_runtime.lock import AlreadyRunning, ComponentLock, run_dir
 from ark_runtime.settings import ArkSettings, SettingsError, environ, load
 
+# How stale the cached pause check may be (see Agent.paused_cached).
+PAUSE_CHECK_S = 0.25
+
 
 class ConfigError(RuntimeError):
     """Bad configuration; the message names the setting and the fix."""
@@ -49,6 +52,8 @@ class Agent:
         self.errors: ErrorBus | None = None
         self.lock: ComponentLock | None = None
         self._paused_by: list[str] = []
+        self._pause_checked_at = float("-inf")
+        self._paused_now = False
 
     @cached_property
     def config(self) -> ArkSettings:
@@ -193,6 +198,16 @@ class Agent:
                 systemd.notify(f"STATUS={self.name} running")
             self._paused_by = holders
         return bool(holders)
+
+    def paused_cached(self) -> bool:
+        """`paused()`, asked of Redis at most every PAUSE_CHECK_S rather than on every wake-up
+        (one round trip per batch saved): a pause takes effect within that time, which is what
+        a halt on a critical error needs (a batch or two more is harmless, it is not lost)."""
+        now = time.monotonic()
+        if now - self._pause_checked_at >= PAUSE_CHECK_S:
+            self._paused_now = self.paused()
+            self._pause_checked_at = now
+        return self._paused_now
 
     def _report(self, severity: str, error: str, message: str, related=None) -> None:
         if self.errors is None:

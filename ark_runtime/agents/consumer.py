@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import sqlite3
 import time
+from contextlib import AbstractContextManager
+from dataclasses import dataclass, field
 from typing import ClassVar
 
 import redis
@@ -15,6 +18,25 @@ from ark_runtime.bus.envelope import Envelope, EnvelopeError
 from ark_runtime.bus.streams import Delivery, Inbox, default_consumer
 
 Output = tuple[str, Envelope]
+
+
+@dataclass
+class _Ready:
+    """A message handled and waiting for the batch's commit."""
+
+    delivery: Delivery
+    envelope: Envelope
+    outputs: list[Output] = field(default_factory=list)
+    state: list[list[str]] = field(default_factory=list)
+
+
+def log_hops(log: logging.Logger, sent_at: float, hops: list[dict[str, object]]) -> None:
+    """One INFO line per committed batch instead of one per message: `hops` lists each
+    message's trace record (ids, event), which `ark trace` expands back into hops. Stamped
+    with the time just before the commit, so a trace never shows the receiver first."""
+    if hops:
+        logjson.log_at(log, sent_at, logging.INFO, "committed %d hops", len(hops),
+                       extra={"event": "batch", "hops": hops})
 
 
 class ConsumerAgent(Agent):
@@ -51,7 +73,7 @@ class ConsumerAgent(Agent):
         return "error"
 
     def step(self) -> None:
-        if self.paused():
+        if self.paused_cached():
             self.stop_event.wait(0.2)
             return
         try:
@@ -79,8 +101,8 @@ class ConsumerAgent(Agent):
         if not deliveries:
             deliveries = self.inbox.read()
         # Everything read is processed before looking at the stop flag again (INFRA_04).
-        for delivery in deliveries:
-            self.process(delivery)
+        if deliveries:
+            self.process_batch(deliveries)
         if now >= self._next_trim:
             self._next_trim = now + 5
             self.inbox.trim()
@@ -107,40 +129,90 @@ class ConsumerAgent(Agent):
             except Exception as exc:  # trimming is housekeeping; never fail a stop on it
                 self.log.warning("trim on stop failed: %s", exc)
 
+    def batch_scope(self) -> AbstractContextManager[object]:
+        """Wraps the handling of one batch; HRM opens one SQLite transaction here (each
+        message inside it gets its own SAVEPOINT), committed before the batch's Redis commit."""
+        return contextlib.nullcontext()
+
+    def process_batch(self, deliveries: list[Delivery]) -> None:
+        """Handle every delivery, then commit them all in one pipelined round trip. A handler
+        failure cuts the batch: what was handled before it is committed first, so an agent
+        that rebuilds its state from Redis (Joey) never loses the earlier messages' state."""
+        rest = list(deliveries)
+        while rest:
+            rest = self._one_batch(rest)
+
     def process(self, delivery: Delivery) -> None:
+        self.process_batch([delivery])
+
+    def _one_batch(self, deliveries: list[Delivery]) -> list[Delivery]:
+        ready: list[_Ready] = []
+        failed: tuple[_Ready, Exception] | None = None
+        rest: list[Delivery] = []
+        try:
+            with self.batch_scope():
+                for i, delivery in enumerate(deliveries):
+                    item = self._prepare(delivery)
+                    if item is None:
+                        continue
+                    try:
+                        item.outputs = self.handle(item.envelope)
+                        item.state = self.state_writes(item.envelope)
+                    except Exception as exc:
+                        failed, rest = (item, exc), deliveries[i + 1:]
+                        break
+                    ready.append(item)
+        except redis.RedisError:
+            self.discard_uncommitted()  # the loop backs off and re-reads what is pending
+            raise
+        except Exception as exc:  # the batch's own store commit failed: nothing was acked
+            self.discard_uncommitted()
+            for item in ready:
+                self._failed(item, exc)
+            return rest
+        self._commit_batch(ready)
+        if failed is not None:
+            self.discard_uncommitted()
+            self._failed(*failed)
+        return rest
+
+    def _prepare(self, delivery: Delivery) -> _Ready | None:
+        """The decoded, accepted, not-yet-done message, or None when it was dead-lettered or
+        acked as a duplicate."""
         envelope = self._decode(delivery)
         if envelope is None:
-            return
+            return None
         delivery.envelope = envelope
         with logjson.context(correlation=envelope.correlation_id, message=envelope.message_id):
             reason = self._refusal(delivery, envelope)
             if reason:
                 self._dead(delivery, reason, "warning" if "expired" in reason else "error")
-                return
+                return None
             # Only a redelivery can be a duplicate of our own work; skip the round trip
             # otherwise (the commit script still refuses a second effect in every case).
             if delivery.deliveries > 1 and self.inbox.already_done(envelope.message_id):
                 self.inbox.ack(delivery)
                 self.log.info("duplicate delivery ignored", extra={"event": "duplicate"})
-                return
-            self.log.info("received %s from %s", envelope.type, envelope.from_agent,
-                          extra={"event": "received", "type": envelope.type,
-                                 "from_agent": envelope.from_agent,
-                                 "causation_id": envelope.causation_id,
-                                 "deliveries": delivery.deliveries})
-            try:
-                outputs = self.handle(envelope)
-            except Exception as exc:
-                self.discard_uncommitted()
-                # Not acked: it stays pending and is redelivered (reclaimed) later, until
-                # max_deliveries sends it to the dead-letter stream with this reason.
-                reason = f"{type(exc).__name__}: {exc}"
-                self.log.exception("handling failed (delivery %d): %s", delivery.deliveries,
-                                   reason, extra={"event": "handler_failed"})
-                self.inbox.record_failure(delivery, reason)
-                self._report(self.severity(exc), type(exc).__name__, str(exc), envelope)
-                return
-            self._commit(delivery, envelope, outputs)
+                return None
+            # Per message: DEBUG only. The batch's INFO line carries every hop (ark trace).
+            if self.log.isEnabledFor(logging.DEBUG):
+                self.log.debug("received %s from %s", envelope.type, envelope.from_agent,
+                               extra={"event": "received", "type": envelope.type,
+                                      "from_agent": envelope.from_agent,
+                                      "causation_id": envelope.causation_id,
+                                      "deliveries": delivery.deliveries})
+        return _Ready(delivery, envelope)
+
+    def _failed(self, item: _Ready, exc: Exception) -> None:
+        # Not acked: it stays pending and is redelivered (reclaimed) later, until
+        # max_deliveries sends it to the dead-letter stream with this reason.
+        envelope, delivery = item.envelope, item.delivery
+        reason = f"{type(exc).__name__}: {exc}"
+        with logjson.context(correlation=envelope.correlation_id, message=envelope.message_id):
+            self.log.error("handling failed (delivery %d): %s", delivery.deliveries, reason,
+                           exc_info=exc, extra={"event": "handler_failed"})
+            self.inbox.record_failure(delivery, reason)
+            self._report(self.severity(exc), type(exc).__name__, str(exc), envelope)
 
     def _decode(self, delivery: Delivery) -> Envelope | None:
         """The entry's envelope, or None after dead-lettering it with the reason."""
@@ -155,24 +227,39 @@ class ConsumerAgent(Agent):
             self._dead(delivery, f"undecodable: {type(exc).__name__}: {exc}", "error")
         return None
 
-    def _commit(self, delivery: Delivery, envelope: Envelope, outputs: list[Output]) -> None:
+    def _commit_batch(self, ready: list[_Ready]) -> None:
+        if not ready:
+            return
         sent_at = time.time()
         try:
-            first = self.inbox.commit(delivery, outputs, self.state_writes(envelope))
+            firsts = self.inbox.commit_many(
+                [(item.delivery, item.outputs, item.state) for item in ready])
         except BaseException:
-            # The commit may or may not have run (a lost reply): in-memory state must not
+            # A commit may or may not have run (a lost reply): in-memory state must not
             # run ahead of what Redis holds, or the redelivery is mistaken for "done".
             self.discard_uncommitted()
             raise
-        if not first:
-            self.log.info("already committed by another consumer", extra={"event": "duplicate"})
-            return
-        self.processed += 1
-        for stream, out in outputs:
-            logjson.log_at(self.log, sent_at, logging.INFO, "emitted %s to %s", out.type,
-                           out.to_agent, extra={"event": "emitted", "type": out.type,
-                                                "to_agent": out.to_agent, "stream": stream,
-                                                "emitted_id": out.message_id})
+        hops: list[dict[str, object]] = []
+        for item, first in zip(ready, firsts, strict=True):
+            env = item.envelope
+            if not first:
+                with logjson.context(correlation=env.correlation_id, message=env.message_id):
+                    self.log.info("already committed by another consumer",
+                                  extra={"event": "duplicate"})
+                continue
+            self.processed += 1
+            hops.append({"event": "received", "correlation_id": env.correlation_id,
+                         "message_id": env.message_id, "msg": f"received {env.type} from "
+                         f"{env.from_agent}", "causation_id": env.causation_id})
+            hops.extend(self.emitted_hop(stream, out, env) for stream, out in item.outputs)
+        log_hops(self.log, sent_at, hops)
+
+    def emitted_hop(self, stream: str, out: Envelope, parent: Envelope) -> dict[str, object]:
+        """The trace record of one committed output (HRM names its own)."""
+        return {"event": "emitted", "correlation_id": out.correlation_id,
+                "message_id": parent.message_id, "emitted_id": out.message_id,
+                "type": out.type, "to_agent": out.to_agent, "stream": stream,
+                "msg": f"emitted {out.type} to {out.to_agent}"}
 
     def _refusal(self, delivery: Delivery, envelope: Envelope) -> str | None:
         if delivery.deliveries > self.settings.max_deliveries:

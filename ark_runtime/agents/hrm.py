@@ -9,6 +9,7 @@ HRM owns its store and breaker state: run one HRM per store (the lock enforces i
 
 from __future__ import annotations
 
+from contextlib import AbstractContextManager
 from datetime import datetime
 from typing import Any
 
@@ -41,6 +42,18 @@ class Hrm(ConsumerAgent):
             raise ConfigError(f"store {store_path(self.env)}: {exc}") from None
         self.approved = self.rejected = 0
 
+    def batch_scope(self) -> AbstractContextManager[object]:
+        # One SQLite commit (one fsync) per batch instead of per decision; each plan runs in
+        # its own SAVEPOINT (the nested transaction() in handle), so a failing plan rolls
+        # back alone. The batch commits before any of its messages is acked in Redis.
+        return self.store.transaction()
+
+    def emitted_hop(self, stream: str, out: Envelope, parent: Envelope) -> dict[str, object]:
+        hop = super().emitted_hop(stream, out, parent)
+        verdict = "approved" if out.payload["decision"]["approved"] else "rejected"
+        hop.update(event="decided", msg=f"decided {out.payload['symbol']}: {verdict}")
+        return hop
+
     def handle(self, envelope: Envelope) -> list[Output]:
         plan = envelope.body()
         assert isinstance(plan, TradePlan)
@@ -70,7 +83,7 @@ class Hrm(ConsumerAgent):
             self.approved += 1
         else:
             self.rejected += 1
-        self.log.info("decided %s: %s", plan.symbol,
+        self.log.debug("decided %s: %s", plan.symbol,
                       "approved" if decision.approved else "rejected",
                       extra={"event": "decided", "approved": decision.approved,
                              "violations": [v.rule_id for v in decision.violations],

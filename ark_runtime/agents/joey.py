@@ -44,14 +44,17 @@ class Joey(ConsumerAgent):
         # before the next message, so the redelivered bar is detected again (not "stale").
         self._reload = True
 
-    def process(self, delivery: Delivery) -> None:
-        # Before every message (not once per batch): a handler failure mid-batch must not
-        # let the next bar of the same batch see the uncommitted state.
-        if self._reload:
-            self.detector = PatternDetector(window=self.window_size)
-            self._restore()  # a Redis error here is retried by the loop; the flag stays set
-            self._reload = False
-        super().process(delivery)
+    def process_batch(self, deliveries: list[Delivery]) -> None:
+        # Checked per batch: a handler failure cuts the batch (what was handled before it is
+        # committed first), so the reload sees every committed bar and the next bar of the
+        # same delivery never sees uncommitted state.
+        rest = list(deliveries)
+        while rest:
+            if self._reload:
+                self.detector = PatternDetector(window=self.window_size)
+                self._restore()  # a Redis error here is retried by the loop; the flag stays
+                self._reload = False
+            rest = self._one_batch(rest)
 
     def _restore(self) -> None:
         restored = 0
@@ -77,8 +80,7 @@ class Joey(ConsumerAgent):
         out = []
         patterns = self.detector.update(bar)
         # A stale (not newer) bar is ignored by the detector; then there is no state to save.
-        latest = self.detector.window.bars(bar.symbol)[-1:]
-        self._added = bar if latest == [bar] else None
+        self._added = bar if self.detector.window.last(bar.symbol) is bar else None
         for i, pattern in enumerate(patterns):
             out.append((inbox("kenny"), Envelope.new(
                 "pattern.detected", pattern, from_agent="joey", to_agent="kenny",

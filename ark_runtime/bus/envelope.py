@@ -7,12 +7,21 @@ Wire format: a stream entry with a single authoritative field `envelope` (the JS
 
 from __future__ import annotations
 
+import builtins
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from ark_runtime.bus.registry import ENDPOINTS, REGISTRY, payload_model
 from ark_runtime.validators import IdError, validate_id, validate_utc
@@ -53,6 +62,7 @@ class Envelope(BaseModel):
     timestamp: datetime = Field(description="UTC time the message was created")
     ttl: int = Field(default=3600, ge=1, le=MAX_TTL_S, description="seconds until it expires")
     priority: int = Field(default=5, ge=0, le=9, description="0 lowest .. 9 highest")
+    _body: BaseModel | None = PrivateAttr(default=None)
 
     @field_validator("v")
     @classmethod
@@ -103,10 +113,13 @@ class Envelope(BaseModel):
         # Normalise the payload through its model so every reader sees the same canonical form.
         model = payload_model(self.type)
         try:
-            normalised = model.model_validate(self.payload).model_dump(mode="json")
+            body = model.model_validate(self.payload)
         except ValidationError as exc:
             raise ValueError(f"payload is not a valid {self.type}: {_brief(exc)}") from None
-        object.__setattr__(self, "payload", normalised)
+        object.__setattr__(self, "payload", body.model_dump(mode="json"))
+        # Kept for body(): the handler gets the model validated here instead of validating
+        # the same payload a second time (payload models are frozen, so sharing is safe).
+        self._body = body
         return self
 
     # -- construction ------------------------------------------------------------------
@@ -127,7 +140,7 @@ class Envelope(BaseModel):
         """A message; with `parent`, it inherits the correlation id and is caused by it."""
         body = payload.model_dump(mode="json") if isinstance(payload, BaseModel) else payload
         mid = message_id or str(uuid.uuid4())
-        return cls(
+        fields = dict(
             message_id=mid,
             correlation_id=parent.correlation_id if parent else mid,
             causation_id=parent.message_id if parent else None,
@@ -139,10 +152,19 @@ class Envelope(BaseModel):
             ttl=ttl,
             priority=priority,
         )
+        if _trusted(type, payload, from_agent, to_agent, message_id, ttl, priority):
+            # Every value is already known valid (see _trusted): skip re-validating them. The
+            # receiving side validates the wire form in full, whoever built it.
+            env = cls.model_construct(v=PROTOCOL_VERSION, **fields)
+            env._body = payload
+            return env
+        return cls(**fields)
 
     def body(self) -> BaseModel:
         """The payload as its registered model instance."""
-        return payload_model(self.type).model_validate(self.payload)
+        if self._body is None:  # e.g. built with model_construct: validate now
+            self._body = payload_model(self.type).model_validate(self.payload)
+        return self._body
 
     def expired(self, now: datetime | None = None) -> bool:
         return (now or _now()) > self.timestamp + timedelta(seconds=self.ttl)
@@ -177,6 +199,27 @@ class Envelope(BaseModel):
             # A validator that let a non-ValueError through (pydantic wraps only ValueError):
             # still a bad entry, never a crash of the reader.
             raise EnvelopeError(f"schema-invalid: {type(exc).__name__}: {exc}") from None
+
+
+def _trusted(type_: str, payload: object, from_agent: str, to_agent: str,
+             message_id: str | None, ttl: int, priority: int) -> bool:
+    """True when `Envelope.new` builds an envelope the validators would accept unchanged:
+    the payload is an instance of the type's (frozen, hence already validated) model, the
+    ids are generated here or come from a validated parent, the rest is in range. Anything
+    else (e.g. a caller-chosen message id, a dict payload) goes through full validation."""
+    model = REGISTRY.get(type_)
+    return (model is not None and isinstance(payload, payload_model(type_))
+            and from_agent in ENDPOINTS and to_agent in ENDPOINTS
+            and (message_id is None or _canonical_uuid(message_id))
+            and builtins.type(ttl) is int and 1 <= ttl <= MAX_TTL_S
+            and builtins.type(priority) is int and 0 <= priority <= 9)
+
+
+def _canonical_uuid(value: str) -> bool:
+    try:
+        return validate_id(value) == value
+    except IdError:
+        return False
 
 
 def _brief(exc: ValidationError) -> str:

@@ -59,6 +59,21 @@ def render() -> str:
         "downstream, marking the message done (`ark:done:<agent>:<message_id>`, kept "
         f"{s.dedup_ttl_s // 86400} days) and the XACK happen in one Lua script (atomic), so a "
         "redelivered message has no second effect.",
+        f"* Batches: a consumer reads up to {s.batch} entries (`ARK_BUS_BATCH`), handles them, "
+        "then commits the whole batch in one Lua call: each message's emit + state + mark + "
+        "ack is applied in order and all or nothing, a message already marked done is only "
+        "acked. Every key the script touches is passed in KEYS (Redis Cluster declares keys "
+        "that way; the key names carry no hash tags yet, so one Redis, or one slot, holds "
+        "them). A handler failure cuts the batch: what was handled before it is committed "
+        "first, the failing message stays pending.",
+        "* HRM writes its decisions in one SQLite transaction per batch, each plan in its own "
+        "SAVEPOINT (a failing plan rolls back alone), committed before the batch's Redis "
+        "commit. Fsync policy: `synchronous=FULL` in WAL mode, i.e. one fsync per batch; NORMAL "
+        "is not used because a power loss could then drop decisions whose plans were already "
+        "acked in Redis (lost, not redone).",
+        "* Logging: one INFO line per committed batch (`event: batch`) lists each message's "
+        "hop (`received`, `emitted`/`decided` with the ids); `ark trace` expands it. The "
+        "per-message lines are DEBUG (`ARK_LOG_LEVEL=DEBUG`).",
         f"* A consumer's pending entries idle for more than {s.claim_min_idle_ms} ms "
         "(`ARK_BUS_CLAIM_MIN_IDLE_MS`) are reclaimed by a live consumer with XAUTOCLAIM.",
         f"* A message delivered more than {s.max_deliveries} times (`ARK_BUS_MAX_DELIVERIES`), "

@@ -128,22 +128,33 @@ def publish(pipe: Any, stream: str, envelope: Envelope, maxlen: int) -> None:
     pipe.xadd(stream, envelope.to_fields(), maxlen=maxlen, approximate=True)
 
 
-# KEYS: done mark, inbox stream, failures hash. ARGV: group, entry id, mark ttl, JSON list of
-# commands (XADDs downstream, agent state writes). Runs atomically: all or nothing.
+# One call commits a whole batch. KEYS: inbox stream, failures hash, then every other key
+# the batch touches (done marks, downstream streams, the agent's state keys), so the script
+# declares all its keys as Redis Cluster requires. ARGV: group, mark ttl, JSON list of
+# messages, each [index of its done mark in KEYS, entry id, commands], a command being
+# [name, index of its key in KEYS, args...]. Messages are applied in order; a message whose
+# done mark exists (committed before, by us or by another consumer) is only acked. The whole
+# script is atomic, so each message's emit+state+mark+ack is all or nothing.
 _COMMIT_LUA = """
-if redis.call('EXISTS', KEYS[1]) == 1 then
-  redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])
-  redis.call('HDEL', KEYS[3], ARGV[2])
-  return 0
+local out = {}
+for i, m in ipairs(cjson.decode(ARGV[3])) do
+  local done = KEYS[m[1]]
+  if redis.call('EXISTS', done) == 1 then
+    out[i] = 0
+  else
+    for _, cmd in ipairs(m[3]) do
+      redis.call(cmd[1], KEYS[cmd[2]], unpack(cmd, 3))
+    end
+    redis.call('SET', done, m[2], 'EX', ARGV[2])
+    out[i] = 1
+  end
+  redis.call('XACK', KEYS[1], ARGV[1], m[2])
+  redis.call('HDEL', KEYS[2], m[2])
 end
-for _, cmd in ipairs(cjson.decode(ARGV[4])) do
-  redis.call(unpack(cmd))
-end
-redis.call('SET', KEYS[1], ARGV[2], 'EX', ARGV[3])
-redis.call('XACK', KEYS[2], ARGV[1], ARGV[2])
-redis.call('HDEL', KEYS[3], ARGV[2])
-return 1
+return out
 """
+
+Commit = tuple["Delivery", Iterable[tuple[str, Envelope]], Iterable[Sequence[str]]]
 
 
 @dataclass
@@ -253,24 +264,53 @@ class Inbox:
 
     def commit(self, delivery: Delivery, outputs: Iterable[tuple[str, Envelope]],
                state: Iterable[Sequence[str]] = ()) -> bool:
-        """Emit `outputs`, run the `state` commands (the agent's own state writes), mark the
-        message done and ack it, atomically.
+        """Emit `outputs`, run the `state` commands (the agent's own state writes: each is
+        [command, key, args...]), mark the message done and ack it, atomically.
 
         Returns False (and only acks) when another consumer committed it first."""
-        assert delivery.envelope is not None
-        commands: list[list[str]] = []
+        return self.commit_many([(delivery, outputs, state)])[0]
+
+    def commit_many(self, commits: Sequence[Commit]) -> list[bool]:
+        """`commit` for a whole batch in one script call (one round trip, one reply): each
+        message's commit is applied in order and all or nothing. Re-running it is harmless
+        (the done marks make a second run only ack), which the NOSCRIPT retry relies on."""
+        if not commits:
+            return []
+        keys = [self.stream, failures_key(self.agent)]
+        index: dict[str, int] = {}
+
+        def key_no(key: str) -> int:
+            if key not in index:
+                keys.append(key)
+                index[key] = len(keys)
+            return index[key]
+
+        messages = [[key_no(done_key(self.agent, d.envelope.message_id)), d.entry_id,
+                     self._commands(outputs, state, key_no)]
+                    for d, outputs, state in commits if d.envelope is not None]
+        if len(messages) != len(commits):
+            raise ValueError("commit needs decoded deliveries")
+        args = [self.group, self.settings.dedup_ttl_s, json.dumps(messages)]
+        try:
+            reply = self.r.evalsha(self._commit_script.sha, len(keys), *keys, *args)
+        except redis.exceptions.NoScriptError:
+            # Redis restarted (scripts are not kept): load it; nothing ran, run it again.
+            self._commit_script.sha = self.r.script_load(_COMMIT_LUA)
+            reply = self.r.evalsha(self._commit_script.sha, len(keys), *keys, *args)
+        return [bool(x) for x in reply]
+
+    def _commands(self, outputs: Iterable[tuple[str, Envelope]],
+                  state: Iterable[Sequence[str]],
+                  key_no: Callable[[str], int]) -> list[list[object]]:
+        commands: list[list[object]] = []
         for stream, env in outputs:
             cap = self.settings.side_maxlen if stream in SIDE_STREAMS else self.settings.maxlen
             fields = [x for kv in env.to_fields().items() for x in kv]
-            commands.append(["XADD", stream, "MAXLEN", "~", str(cap), "*", *fields])
-        commands.extend([str(a) for a in cmd] for cmd in state)
-        first = self._commit_script(
-            keys=[done_key(self.agent, delivery.envelope.message_id), self.stream,
-                  failures_key(self.agent)],
-            args=[self.group, delivery.entry_id, self.settings.dedup_ttl_s,
-                  json.dumps(commands)],
-        )
-        return bool(first)
+            commands.append(["XADD", key_no(stream), "MAXLEN", "~", str(cap), "*", *fields])
+        for cmd in state:
+            name, key, *rest = (str(a) for a in cmd)
+            commands.append([name, key_no(key), *rest])
+        return commands
 
     def ack(self, delivery: Delivery) -> None:
         self.r.xack(self.stream, self.group, delivery.entry_id)

@@ -12,6 +12,7 @@ from ark_runtime.bus.envelope import Envelope
 from ark_runtime.bus.streams import DEAD_STREAM, DECISIONS_STREAM
 from ark_runtime.market import Bar, write_jsonl
 from ark_runtime.store import MemoryStore
+from ark_runtime.trace import expand_hops
 
 
 def envelopes(r: redis.Redis, stream: str) -> list[Envelope]:
@@ -75,4 +76,6 @@ def log_lines(log_dir: str, agent: str) -> list[dict[str, Any]]:
     path = Path(log_dir) / f"{agent}.log"
     if not path.exists():
         return []
-    return [json.loads(x) for x in path.read_text().splitlines() if x.strip()]
+    # Batch lines (one per commit, listing each message's hop) expanded as `ark trace` does.
+    return [hop for x in path.read_text().splitlines() if x.strip()
+            for hop in expand_hops(json.loads(x))]

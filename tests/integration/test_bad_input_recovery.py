@@ -75,32 +75,37 @@ def expected_patterns() -> list[dict]:
 
 def in_process_joey(redis_server) -> Joey:
     joey = Joey(env={"ARK_CONSUMER_NAME": "joey@test"})
-    joey.settings = BusSettings(block_ms=10, claim_every_s=0.01, claim_min_idle_ms=1)
+    # Small batches, so the 400 bars take many batch commits (and many injected failures).
+    joey.settings = BusSettings(block_ms=10, claim_every_s=0.01, claim_min_idle_ms=1,
+                                batch=8)
     joey.r = redis_server.client()
     joey.setup()
     return joey
 
 
 @pytest.mark.requirement("AGENT_02")
-@pytest.mark.parametrize("lost", ["before", "after"])
+@pytest.mark.parametrize("lost", ["before", "after", "partial"])
 def test_failed_commit_loses_no_pattern(r, redis_server, lost: str) -> None:
-    """Every 7th commit fails: before the script ran, or after it ran with the reply lost."""
+    """Every 7th batch commit fails: before the scripts ran, after they all ran with the reply
+    lost, or with the connection dropped half-way through the pipelined batch."""
     for bar in BARS:
         r.xadd(inbox("joey"), Envelope.new("market.bar", bar, from_agent="kyle",
                                            to_agent="joey").to_fields())
     joey = in_process_joey(redis_server)
-    real_commit = joey.inbox.commit
+    real_commit = joey.inbox.commit_many
     calls = {"n": 0}
 
-    def flaky_commit(delivery, outputs, state=()):
+    def flaky_commit(commits):
         calls["n"] += 1
         if FAIL_EVERY and calls["n"] % FAIL_EVERY == 0:
             if lost == "after":
-                real_commit(delivery, outputs, state)
+                real_commit(commits)
+            elif lost == "partial":
+                real_commit(commits[: len(commits) // 2])
             raise redis.ConnectionError("connection dropped during commit")
-        return real_commit(delivery, outputs, state)
+        return real_commit(commits)
 
-    joey.inbox.commit = flaky_commit  # type: ignore[method-assign]
+    joey.inbox.commit_many = flaky_commit  # type: ignore[method-assign]
     deadline = time.monotonic() + 60
     while _busy(r, joey):
         assert time.monotonic() < deadline, "joey did not drain its inbox"

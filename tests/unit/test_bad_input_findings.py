@@ -87,6 +87,9 @@ class FakeInbox:
         self.committed.append(delivery.entry_id)
         return True
 
+    def commit_many(self, commits: Any) -> list[bool]:
+        return [self.commit(*c) for c in commits]
+
 
 class Echo(ConsumerAgent):
     name = "joey"

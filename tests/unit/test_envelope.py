@@ -91,3 +91,35 @@ def test_payload_is_normalised() -> None:
     data["payload"]["ts"] = "2024-01-02T15:30:00+01:00"
     env = Envelope.from_fields({"envelope": json.dumps(data)})
     assert env.payload["ts"] == "2024-01-02T14:30:00Z"
+
+
+def _fully_validated(env: Envelope) -> Envelope:
+    return Envelope(**{name: getattr(env, name) for name in Envelope.model_fields})
+
+
+@given(bar=st.sampled_from(list(SyntheticAdapter(["AAPL", "BTC-USD"], seed=1, bars=50))),
+       ttl=st.integers(1, 7 * 24 * 3600), priority=st.integers(0, 9), derived=st.booleans())
+def test_new_skips_revalidation_only_where_it_gives_the_same_envelope(bar, ttl, priority,
+                                                                      derived) -> None:
+    # Envelope.new trusts a validated payload model and ids it generates: the result must be
+    # exactly what full validation of the same values gives.
+    mid = derive_id("feed", str(ttl)) if derived else None
+    env = Envelope.new("market.bar", bar, from_agent="kyle", to_agent="joey", ttl=ttl,
+                       priority=priority, message_id=mid)
+    assert env == _fully_validated(env)
+    assert env.to_fields() == _fully_validated(env).to_fields()
+    assert env.body() == bar
+
+
+@pytest.mark.parametrize(("kw", "field"), [
+    ({"message_id": "not-a-uuid"}, "message_id"),
+    ({"message_id": "6F0B3B1E-59B5-4F4E-9A57-2B1F0A6C0A11"}, None),  # normalised, not trusted
+    ({"ttl": 0}, "ttl"), ({"priority": 10}, "priority"), ({"ttl": True}, None),
+])
+def test_new_still_validates_what_it_cannot_trust(kw, field) -> None:
+    if field is None:
+        env = bar_env(**kw)
+        assert env == _fully_validated(env)
+        return
+    with pytest.raises(ValueError, match=field):
+        bar_env(**kw)

@@ -290,3 +290,26 @@ def test_breaker_state_persists(tmp_path: Path) -> None:
         assert BreakerState.model_validate(s.get_breaker_state()) == state
         s.set_state("other", [1, 2])
         assert s.get_state("other") == [1, 2] and s.get_state("none", 7) == 7
+
+
+def test_nested_transaction_is_a_savepoint_that_rolls_back_alone(store: MemoryStore) -> None:
+    # HRM: one transaction per batch, one savepoint per message; a failing message must not
+    # take the batch's other decisions with it.
+    with store.transaction():
+        with store.transaction():
+            assert store.mark_processed("hrm", "m1")
+        with pytest.raises(RuntimeError), store.transaction():
+            assert store.mark_processed("hrm", "m2")
+            raise RuntimeError("plan 2 fails")
+        with store.transaction():
+            assert store.mark_processed("hrm", "m3")
+    assert store.is_processed("hrm", "m1") and store.is_processed("hrm", "m3")
+    assert not store.is_processed("hrm", "m2")
+
+
+def test_failing_outer_transaction_rolls_back_every_savepoint(store: MemoryStore) -> None:
+    with pytest.raises(RuntimeError), store.transaction():
+        with store.transaction():
+            store.mark_processed("hrm", "m1")
+        raise RuntimeError("batch commit fails")
+    assert not store.is_processed("hrm", "m1")

@@ -45,3 +45,23 @@ def test_trace_merges_hosts_in_time_order(tmp_path, capsys, monkeypatch) -> None
     assert out.startswith(f"trace {CID}: 4 hops")
     assert main(["trace", "not-an-id"]) == 64  # ExitCode.USAGE
     assert main(["trace", PLAN.replace("2", "3"), "--log-dir", str(a)]) == 1
+
+
+@pytest.mark.requirement("AGENT_03")
+def test_trace_expands_batch_lines(tmp_path) -> None:
+    # Agents log one INFO line per committed batch listing every message's hop (no INFO line
+    # per message); the trace must still show each hop of the flow.
+    other = "33333333-3333-4333-8333-333333333333"
+    batch = {"ts": "2024-01-01T00:00:00.5+00:00", "agent": "kenny", "host": "a",
+             "event": "batch", "msg": "committed 3 hops", "correlation_id": None, "hops": [
+                 {"event": "received", "correlation_id": CID, "message_id": CID,
+                  "msg": "received market.bar from kyle"},
+                 {"event": "emitted", "correlation_id": CID, "message_id": CID,
+                  "emitted_id": PLAN, "msg": "emitted trade.plan to hrm"},
+                 {"event": "received", "correlation_id": other, "message_id": other}]}
+    (tmp_path / "kenny.log").write_text(json.dumps(batch) + "\n")
+    correlation, hops = collect(PLAN, [tmp_path])
+    assert correlation == CID
+    assert [(h.source, h.event, h.message_id) for h in hops] == [
+        ("a/kenny", "received", CID), ("a/kenny", "emitted", PLAN)]
+    assert hops[1].ts == batch["ts"]
