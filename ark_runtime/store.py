@@ -20,11 +20,18 @@ import zlib
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from functools import cache
 from pathlib import Path
 from typing import Any
 
-import yaml
+from ark_runtime.memory_spec import (
+    MEMORY_SPEC,
+    StoreCorruption,
+    StoreError,
+    canonical_json,
+    content_hash,
+    load_spec,
+    table_ddl,
+)
 
 __all__ = [
     "MEMORY_SPEC",
@@ -36,63 +43,8 @@ __all__ = [
     "load_spec",
 ]
 
-MEMORY_SPEC = Path(__file__).with_name("MEMORY_SPEC.yaml")
 _KIND_RE = re.compile(r"[a-z][a-z0-9_]{0,31}")
 BREAKER_STATE_KEY = "hrm.breakers"
-
-
-class StoreError(RuntimeError):
-    """The store cannot do what was asked (bad input, schema mismatch, missing object)."""
-
-
-class StoreCorruption(StoreError):
-    """A stored object no longer matches its content hash."""
-
-
-@cache
-def load_spec(path: Path = MEMORY_SPEC) -> dict[str, Any]:
-    spec = yaml.safe_load(path.read_text(encoding="utf-8"))
-    if not isinstance(spec, dict) or "tables" not in spec:
-        raise StoreError(f"{path}: not a memory spec (no 'tables')")
-    return spec
-
-
-def canonical_json(payload: Any, spec: Mapping[str, Any] | None = None) -> bytes:
-    """The canonical byte form the content hash is computed over."""
-    opts = (spec or load_spec())["dedup"]["canonical_json"]
-    try:
-        text = json.dumps(
-            payload,
-            sort_keys=opts["sort_keys"],
-            separators=tuple(opts["separators"]),
-            ensure_ascii=opts["ensure_ascii"],
-            allow_nan=opts["allow_nan"],
-        )
-        encoded = text.encode("utf-8")
-    except (TypeError, ValueError) as exc:  # also circular references, lone surrogates
-        raise StoreError(f"payload is not canonical JSON: {exc}") from None
-    _check_keys(payload)  # after dumps, which has already refused circular structures
-    return encoded
-
-
-def _check_keys(value: Any) -> None:
-    # json.dumps would turn {1: x} into {"1": x}: the load would not give back what was saved.
-    # (Tuples do become lists; callers pass JSON-mode dumps, so that is accepted.)
-    stack = [value]
-    while stack:
-        item = stack.pop()
-        if isinstance(item, dict):
-            bad = [k for k in item if not isinstance(k, str)]
-            if bad:
-                raise StoreError(f"payload is not canonical JSON: non-string key {bad[0]!r}")
-            stack.extend(item.values())
-        elif isinstance(item, (list, tuple)):
-            stack.extend(item)
-
-
-def content_hash(payload: Any, spec: Mapping[str, Any] | None = None) -> str:
-    spec = spec or load_spec()
-    return hashlib.new(spec["dedup"]["algorithm"], canonical_json(payload, spec)).hexdigest()
 
 
 def _now() -> str:
@@ -105,19 +57,6 @@ def _iso(value: datetime | None) -> str:
     if value.tzinfo is None:
         raise StoreError("timestamps must be timezone-aware")
     return value.astimezone(UTC).isoformat()
-
-
-def _ddl(name: str, table: Mapping[str, Any]) -> str:
-    parts = [
-        f"{col} {c['type']}{'' if c.get('nullable', True) else ' NOT NULL'}"
-        for col, c in table["columns"].items()
-    ]
-    parts.append(f"PRIMARY KEY ({', '.join(table['primary_key'])})")
-    parts += [f"UNIQUE ({', '.join(u)})" for u in table.get("unique", [])]
-    for col, ref in table.get("foreign_keys", {}).items():
-        ref_table, ref_col = ref.split(".")
-        parts.append(f"FOREIGN KEY ({col}) REFERENCES {ref_table} ({ref_col})")
-    return f"CREATE TABLE IF NOT EXISTS {name} (\n  " + ",\n  ".join(parts) + "\n)"
 
 
 class MemoryStore:
@@ -133,7 +72,7 @@ class MemoryStore:
         self._apply_pragmas()
         with self._atomic():
             for name, table in self.spec["tables"].items():
-                self._db.execute(_ddl(name, table))
+                self._db.execute(table_ddl(name, table))
         problems = self.verify_schema()
         if problems:
             self.close()
