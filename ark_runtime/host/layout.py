@@ -64,6 +64,7 @@ class Layout:
     units: Path
     run_dirs: tuple[Path, ...]
     credentials: Path | None
+    audit: Path
     user: str
     group: str
 
@@ -105,6 +106,8 @@ class Layout:
             DirSpec(self.config / "env", "root", "root", 0o700),
             DirSpec(self.state, u, g, 0o750),
             DirSpec(self.log, u, g, 0o750),
+            # SEC_03: root-only, so the services (user ark) cannot rewrite their own audit trail
+            DirSpec(self.audit, "root", "root", 0o700),
         ]
 
 
@@ -120,10 +123,11 @@ def resolve(env: Mapping[str, str] | None = None, prefix: str | None = None) -> 
     run_dirs = ((Path(s["ARK_RUN_DIR"]),) if "ARK_RUN_DIR" in s
                 else tuple(under(d) for d in DEFAULT_RUN_DIRS))
     creds = s.get("CREDENTIALS_DIRECTORY")
+    log = Path(s.get("ARK_LOG_DIR") or under(DEFAULT_LOG_DIR))
     return Layout(
         prefix=pre,
         state=state,
-        log=Path(s.get("ARK_LOG_DIR") or under(DEFAULT_LOG_DIR)),
+        log=log,
         config=config,
         store=Path(s.get("ARK_STORE_PATH") or state / "memory.db"),
         snapshots=Path(s.get("ARK_SNAPSHOT_DIR") or state / "snapshots"),
@@ -133,6 +137,7 @@ def resolve(env: Mapping[str, str] | None = None, prefix: str | None = None) -> 
         units=Path(s.get("ARK_UNIT_DIR") or under("/etc/systemd/system")),
         run_dirs=run_dirs,
         credentials=Path(creds) if creds else None,
+        audit=Path(s.get("ARK_AUDIT_DIR") or log / "audit"),
         user=s.get("ARK_USER") or "ark",
         group=s.get("ARK_GROUP") or "ark",
     )
@@ -178,4 +183,4 @@ def run_dir(env: Mapping[str, str] | None = None) -> Path:
 
 def audit_dir(env: Mapping[str, str] | None = None) -> Path:
     """SEC_03/GOV_01: the audit chain (root 0700; rotated by /etc/logrotate.d/ark)."""
-    return Path(path_settings(env).get("ARK_AUDIT_DIR") or resolve(env).log / "audit")
+    return resolve(env).audit

@@ -148,6 +148,9 @@ def test_deleted_directory_is_recreated_with_owner_and_mode(host):
     wait_for(lambda: all_agents_active(host), timeout=60, what="agents after repair")
     d = host.file("/var/log/ark")
     assert d.is_directory and (d.user, d.group, d.mode) == ("ark", "ark", 0o750)
+    # the audit trail's directory comes back root-only (SEC_03), so a re-deploy changes nothing
+    a = host.file("/var/log/ark/audit")
+    assert a.is_directory and (a.user, a.group, a.mode) == ("root", "root", 0o700)
 
 
 @pytest.mark.requirement("REC_02")
