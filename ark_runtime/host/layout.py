@@ -6,8 +6,9 @@ defaults are the production layout. ARK_ROOT_PREFIX moves the whole production t
 /etc/ark, /var/lib/ark, /var/log/ark, /run/ark) under another directory so tests run without
 root and without touching /.
 
-All environment reads of paths happen in `path_settings()` and nowhere else: the settings layer
-replaces that one function.
+The path variables are declared in ark_runtime/settings/model.py like every other; this module
+takes them from the settings layer in `path_settings()` and derives the defaults that depend on
+each other (the store under the state dir, everything under ARK_ROOT_PREFIX).
 """
 
 from __future__ import annotations
@@ -36,8 +37,8 @@ PATH_VARIABLES = (
 
 
 def path_settings(env: Mapping[str, str] | None = None) -> dict[str, str]:
-    """The path settings that are set (non-empty). The only place that reads os.environ for
-    paths; `env` replaces the process environment (tests, a unit's env file)."""
+    """The path settings that are set (non-empty), from the settings layer's view of the
+    process environment; `env` replaces it (tests, a unit's env file)."""
     source = environ() if env is None else env
     return {k: source[k] for k in PATH_VARIABLES if source.get(k)}
 
