@@ -8,14 +8,9 @@ import sys
 
 from ark_runtime import trace
 from ark_runtime.agents import cli as agents_cli
+from ark_runtime.api import cli as api_cli
 from ark_runtime.bus import cli as bus_cli
 from ark_runtime.host import dr, envcheck, heal, ports, snapshot
-
-
-def _api(args: argparse.Namespace) -> int:
-    from ark_runtime.api.server import serve
-
-    return serve()
 
 
 def _version(args: argparse.Namespace) -> int:
@@ -28,9 +23,7 @@ def _version(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="ark", description="ARK runtime commands")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser("api", help="serve the reasoning API (run by ark-api.service)").set_defaults(
-        func=_api
-    )
+    api_cli.register(sub)  # ark api [hash-password]
     sub.add_parser("version", help="print the runtime version").set_defaults(func=_version)
     agents_cli.register(sub)  # ark agent NAME
     bus_cli.register(sub)  # ark errors ..., ark dead

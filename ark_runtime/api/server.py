@@ -1,8 +1,14 @@
-"""Run the API under systemd: READY=1 once the socket listens, watchdog while alive."""
+"""Run the API under systemd: READY=1 once the sockets listen, watchdog while alive.
+
+Binds ARK_API_HOST and, unless that already is loopback or a wildcard, 127.0.0.1 too (a
+local TLS reverse proxy and `curl` on the host reach it there). uvloop + httptools.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import socket
 
 import uvicorn
 
@@ -34,13 +40,36 @@ class NotifyingServer(uvicorn.Server):
         await super().shutdown(sockets=sockets)
 
 
+def bind_addresses(host: str) -> list[str]:
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return [host, "127.0.0.1"]
+    if ip.is_loopback or ip.is_unspecified:
+        return [host]
+    return [host, "127.0.0.1"]
+
+
+def _socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
 def serve() -> int:
     settings = api_settings()
+    sockets = [_socket(h, settings.port) for h in bind_addresses(settings.host)]
     config = uvicorn.Config(
         create_app(), host=settings.host, port=settings.port,
         log_level="info", access_log=False, lifespan="on",
+        loop="uvloop", http="httptools", ws="websockets",
+        proxy_headers=True, forwarded_allow_ips="127.0.0.1",
         timeout_graceful_shutdown=10,
     )
     server = NotifyingServer(config)
-    server.run()
+    server.run(sockets=sockets)
     return 0 if server.started else 1

@@ -1,0 +1,90 @@
+"""ARK's systemd units: their state, and start/stop/restart for admins.
+
+The API runs as the unprivileged `ark` user. `systemctl` asks systemd over D-Bus; a polkit
+rule (roles/ark_runtime/templates/polkit/50-ark-units.rules.j2) lets user `ark` manage only
+units named ark.target / ark-*.service / ark-*.timer and nothing else. Why polkit rather
+than a root helper: no new privileged code to get wrong, NoNewPrivileges stays on the API,
+the allow-list is enforced by systemd/polkit outside the API process, and the API's own
+`systemd-analyze security` score does not move.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Sequence
+from typing import Protocol
+
+UNIT = re.compile(r"^(ark\.target|ark-[a-z0-9-]+(@[a-z0-9_-]+)?\.(service|timer))$")
+VERBS = ("start", "stop", "restart")
+PROPS = ("Id", "ActiveState", "SubState", "ActiveEnterTimestamp", "NRestarts", "MainPID")
+
+
+class UnitError(RuntimeError):
+    pass
+
+
+def valid_unit(name: str) -> bool:
+    return bool(UNIT.fullmatch(name))
+
+
+class UnitSource(Protocol):
+    async def status(self) -> list[dict[str, str]]: ...
+
+    async def control(self, unit: str, verb: str) -> None: ...
+
+
+def parse_show(text: str) -> list[dict[str, str]]:
+    """`systemctl show` output: blocks of Key=Value separated by blank lines."""
+    units, current = [], {}
+    for line in text.splitlines() + [""]:
+        if not line.strip():
+            if current:
+                units.append(current)
+            current = {}
+            continue
+        key, _, value = line.partition("=")
+        current[key] = value
+    return [u for u in units if valid_unit(u.get("Id", ""))]
+
+
+async def _run(*argv: str, timeout: float = 30) -> tuple[int, str, str]:
+    proc = await asyncio.create_subprocess_exec(
+        *argv, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    try:
+        out, err = await asyncio.wait_for(proc.communicate(), timeout)
+    except TimeoutError:
+        proc.kill()
+        raise UnitError(f"{argv[0]} {argv[1]} timed out after {timeout:.0f} s") from None
+    return proc.returncode or 0, out.decode(errors="replace"), err.decode(errors="replace")
+
+
+class SystemctlUnits:
+    """The real source: `systemctl` over systemd's D-Bus API."""
+
+    def __init__(self, systemctl: str = "systemctl") -> None:
+        self.systemctl = systemctl
+
+    async def _names(self) -> Sequence[str]:
+        code, out, err = await _run(self.systemctl, "list-units", "--all", "--plain",
+                                    "--no-legend", "--no-pager", "ark.target", "ark-*")
+        if code:
+            raise UnitError(f"systemctl list-units failed: {err.strip()[:200]}")
+        return [line.split()[0] for line in out.splitlines() if line.strip()]
+
+    async def status(self) -> list[dict[str, str]]:
+        names = [n for n in await self._names() if valid_unit(n)]
+        if not names:
+            return []
+        code, out, err = await _run(self.systemctl, "show", "--no-pager",
+                                    "--property=" + ",".join(PROPS), *names)
+        if code:
+            raise UnitError(f"systemctl show failed: {err.strip()[:200]}")
+        return parse_show(out)
+
+    async def control(self, unit: str, verb: str) -> None:
+        if verb not in VERBS or not valid_unit(unit):
+            raise UnitError(f"refusing {verb} {unit}: not an ARK unit or verb")
+        code, _out, err = await _run(self.systemctl, "--no-ask-password", verb, unit)
+        if code:
+            raise UnitError(f"systemctl {verb} {unit} failed: {err.strip()[:300]}")
