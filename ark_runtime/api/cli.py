@@ -30,6 +30,24 @@ def _hash_password(args: argparse.Namespace) -> int:
     return 0
 
 
+def _check_operators(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ark_runtime.api.operators import OperatorsError, load_operators
+
+    path = Path(args.path)
+    if not path.is_file():
+        print(f"ark api check-operators: {path}: no such file", file=sys.stderr)
+        return ExitCode.DATAERR
+    try:
+        accounts = load_operators(path)
+    except OperatorsError as exc:
+        print(f"ark api check-operators: {exc}", file=sys.stderr)
+        return ExitCode.DATAERR
+    print(f"{len(accounts)} operator(s) ok")
+    return 0
+
+
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     api = sub.add_parser("api", help="serve the API and operator console (ark-api.service)")
     api.set_defaults(func=_serve)
@@ -37,3 +55,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     inner.add_parser("hash-password",
                      help="read a password from stdin, print its scrypt hash").set_defaults(
         func=_hash_password)
+    check = inner.add_parser("check-operators", help="validate an operators.json file")
+    check.add_argument("path")
+    check.set_defaults(func=_check_operators)

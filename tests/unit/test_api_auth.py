@@ -104,3 +104,17 @@ def test_hash_password_cli_reads_stdin_only():
     empty = subprocess.run([sys.executable, "-m", "ark_runtime.cli", "api", "hash-password"],
                            input="", capture_output=True, text=True, timeout=30)
     assert empty.returncode == 64 and "no password" in empty.stderr
+
+
+def test_check_operators_names_the_bad_field(tmp_path):
+    good = tmp_path / "ok.json"
+    good.write_text('[{"name": "a", "role": "viewer", "password_hash": "%s"}]'
+                    % hash_password("x", **FAST))
+    bad = tmp_path / "bad.json"
+    bad.write_text('[{"name": "a", "role": "viewer", "password_hash": "hunter2"}]')
+    cmd = [sys.executable, "-m", "ark_runtime.cli", "api", "check-operators"]
+    ok = subprocess.run([*cmd, str(good)], capture_output=True, text=True, timeout=30)
+    assert ok.returncode == 0, ok.stderr
+    fail = subprocess.run([*cmd, str(bad)], capture_output=True, text=True, timeout=30)
+    assert fail.returncode == 65 and "operators[0].password_hash" in fail.stderr
+    assert "hunter2" not in fail.stderr
