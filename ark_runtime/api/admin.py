@@ -51,7 +51,7 @@ async def _audited(session: Session, action: str, args: dict[str, Any],
     except (UnitError, OSError, redis.RedisError) as exc:
         audit_hook.record(session.user, action, args, "failed", detail=str(exc),
                           duration_ms=(time.perf_counter() - started) * 1000)
-        raise ApiError(503, f"{action} failed: {exc}") from None
+        raise ApiError(getattr(exc, "status", 503), f"{action} failed: {exc}") from None
     result = "partial" if detail.startswith("partial") else "ok"
     audit_hook.record(session.user, action, args, result, detail=detail,
                       duration_ms=(time.perf_counter() - started) * 1000)

@@ -21,7 +21,24 @@ PROPS = ("Id", "ActiveState", "SubState", "ActiveEnterTimestamp", "NRestarts", "
 
 
 class UnitError(RuntimeError):
-    pass
+    status = 503  # systemd did not do it
+
+
+class UnitNotFound(UnitError):
+    status = 404
+
+
+class UnitDenied(UnitError):
+    status = 403  # polkit said no: not one of ARK's units, or the rule is missing
+
+
+def classify(message: str) -> UnitError:
+    lowered = message.lower()
+    if "not loaded" in lowered or "not found" in lowered:
+        return UnitNotFound(message)
+    if "access denied" in lowered or "authentication required" in lowered:
+        return UnitDenied(message)
+    return UnitError(message)
 
 
 def valid_unit(name: str) -> bool:
@@ -87,4 +104,4 @@ class SystemctlUnits:
             raise UnitError(f"refusing {verb} {unit}: not an ARK unit or verb")
         code, _out, err = await _run(self.systemctl, "--no-ask-password", verb, unit)
         if code:
-            raise UnitError(f"systemctl {verb} {unit} failed: {err.strip()[:300]}")
+            raise classify(f"systemctl {verb} {unit} failed: {err.strip()[:300]}")

@@ -9,7 +9,7 @@ from pathlib import Path
 from ark_runtime.api.app import create_app
 from ark_runtime.api.operators import Operator
 from ark_runtime.api.passwords import hash_password
-from ark_runtime.api.units import UnitError, valid_unit
+from ark_runtime.api.units import UnitNotFound, valid_unit
 from ark_runtime.config import RedisSettings
 
 PASSWORDS = {"alice": "alice-admin-pw", "victor": "victor-viewer-pw"}
@@ -38,7 +38,7 @@ class StaticUnits:
 
     async def control(self, unit: str, verb: str) -> None:
         if not valid_unit(unit) or unit not in self.units:
-            raise UnitError(f"Unit {unit} not loaded.")
+            raise UnitNotFound(f"Unit {unit} not loaded.")
         self.calls.append((unit, verb))
         state = "inactive" if verb == "stop" else "active"
         self.units[unit].update(ActiveState=state,

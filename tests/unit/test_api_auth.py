@@ -3,6 +3,7 @@ bind addresses, `ark api hash-password`."""
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -108,8 +109,8 @@ def test_hash_password_cli_reads_stdin_only():
 
 def test_check_operators_names_the_bad_field(tmp_path):
     good = tmp_path / "ok.json"
-    good.write_text('[{"name": "a", "role": "viewer", "password_hash": "%s"}]'
-                    % hash_password("x", **FAST))
+    good.write_text(json.dumps([{"name": "a", "role": "viewer",
+                                 "password_hash": hash_password("x", **FAST)}]))
     bad = tmp_path / "bad.json"
     bad.write_text('[{"name": "a", "role": "viewer", "password_hash": "hunter2"}]')
     cmd = [sys.executable, "-m", "ark_runtime.cli", "api", "check-operators"]
@@ -118,3 +119,11 @@ def test_check_operators_names_the_bad_field(tmp_path):
     fail = subprocess.run([*cmd, str(bad)], capture_output=True, text=True, timeout=30)
     assert fail.returncode == 65 and "operators[0].password_hash" in fail.stderr
     assert "hunter2" not in fail.stderr
+
+
+def test_systemctl_failures_map_to_http_statuses():
+    from ark_runtime.api.units import UnitDenied, UnitError, UnitNotFound, classify
+
+    assert isinstance(classify("Unit ark-x.service not loaded."), UnitNotFound)
+    assert isinstance(classify("Failed to stop: Access denied"), UnitDenied)
+    assert type(classify("Job failed")) is UnitError
