@@ -74,11 +74,13 @@ class Hub:
                 await self._task
 
     def publish(self, msg: dict[str, Any]) -> None:
+        text = None  # serialised once, for every client that wants it
         for client in list(self.clients):
             if not client.wants(msg):
                 continue
+            text = text or json.dumps(msg, separators=(",", ":"), default=str)
             try:
-                client.queue.put_nowait(msg)
+                client.queue.put_nowait(text)
                 client.behind = 0
             except asyncio.QueueFull:
                 client.dropped += 1
@@ -113,21 +115,37 @@ class Hub:
         client = Client(agents, types)
         self.clients.add(client)
         await ws.send_json({"type": "hello", "user": session.user, "queue": QUEUE})
+        # Read the client side too, so a close from the browser ends this at once.
+        sender = asyncio.create_task(self._send_loop(ws, client))
+        receiver = asyncio.create_task(self._until_closed(ws))
+        try:
+            await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            self.clients.discard(client)
+            for task in (sender, receiver):
+                task.cancel()
+            await asyncio.gather(sender, receiver, return_exceptions=True)
+
+    @staticmethod
+    async def _until_closed(ws: WebSocket) -> None:
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+            while (await ws.receive())["type"] != "websocket.disconnect":
+                pass
+
+    @staticmethod
+    async def _send_loop(ws: WebSocket, client: Client) -> None:
         try:
             while True:
-                msg = await client.queue.get()
+                text = await client.queue.get()
                 if client.behind > MAX_DROPS:
                     await ws.close(code=1013, reason="too slow; reconnect")
                     return
-                if client.dropped:
-                    msg = {**msg, "dropped_before": client.dropped}
+                if client.dropped:  # tell the page how many it missed, then carry on
+                    await ws.send_json({"type": "dropped", "count": client.dropped})
                     client.dropped = 0
-                await asyncio.wait_for(ws.send_json(msg), 5)
+                await asyncio.wait_for(ws.send_text(text), 5)
         except (WebSocketDisconnect, TimeoutError, RuntimeError):
             pass
-        finally:
-            self.clients.discard(client)
-
 
 def _text(fields: dict) -> dict[str, str]:
     return {(k.decode() if isinstance(k, bytes) else k):

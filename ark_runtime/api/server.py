@@ -66,7 +66,7 @@ def serve() -> int:
     config = uvicorn.Config(
         create_app(), host=settings.host, port=settings.port,
         log_level="info", access_log=False, lifespan="on",
-        loop="uvloop", http="httptools", ws="websockets",
+        loop="uvloop", http="httptools", ws="websockets-sansio",
         proxy_headers=True, forwarded_allow_ips="127.0.0.1",
         timeout_graceful_shutdown=10,
     )
