@@ -26,7 +26,7 @@ from ark_runtime.api.chatter import Hub
 from ark_runtime.api.health import CachedPing, health_body
 from ark_runtime.api.operators import Operator, load_operators
 from ark_runtime.api.sessions import SessionManager
-from ark_runtime.api.units import SystemctlUnits, UnitSource
+from ark_runtime.api.units import CachedUnits, SystemctlUnits, UnitSource
 from ark_runtime.config import RedisSettings, redis_settings
 
 SECURITY_HEADERS = [
@@ -105,7 +105,7 @@ def create_app(redis_cfg: RedisSettings | None = None, *, secret: str | None = N
     app.state.auth = auth.AuthState(SessionManager(secret), operators if operators is not None
                                     else load_operators())
     app.state.auth.per_client.limit = login_limit
-    app.state.units = units or SystemctlUnits()
+    app.state.units = CachedUnits(units or SystemctlUnits())
     app.state.sync_redis = sync_redis
     errors.install(app)
 

@@ -16,7 +16,7 @@ class CachedPing:
         self.redis, self.ttl_s = redis, ttl_s
         self._at = -1e9
         self._result: dict[str, Any] = {}
-        self._inflight: asyncio.Task | None = None
+        self._inflight: asyncio.Future | None = None
 
     async def _ping(self) -> dict[str, Any]:
         started = time.perf_counter()
@@ -27,20 +27,21 @@ class CachedPing:
         return {"ok": True, "rtt_ms": round((time.perf_counter() - started) * 1000, 3)}
 
     async def get(self) -> dict[str, Any]:
-        now = time.monotonic()
-        if now - self._at < self.ttl_s:
-            return self._result
-        if self._inflight is None:
-            self._inflight = asyncio.ensure_future(self._ping())
-        task = self._inflight
-        try:
-            result = await task
-        finally:
-            if self._inflight is task:
-                self._inflight = None
-        self._result, self._at = result, time.monotonic()
-        return result
+        """The cached result; once it is older than ttl_s, one background ping refreshes it
+        while callers keep getting the last answer (only the very first call waits), so a
+        slow or unreachable Redis never makes /health itself slow."""
+        if self._inflight is None and time.monotonic() - self._at >= self.ttl_s:
+            self._inflight = asyncio.ensure_future(self._refresh())
+        if not self._result:
+            await asyncio.shield(self._inflight)
+        return self._result
 
+    async def _refresh(self) -> None:
+        try:
+            self._result = await self._ping()
+            self._at = time.monotonic()
+        finally:
+            self._inflight = None
 
 def health_body(redis_state: dict[str, Any]) -> tuple[int, bytes]:
     import json

@@ -105,3 +105,35 @@ class SystemctlUnits:
         code, _out, err = await _run(self.systemctl, "--no-ask-password", verb, unit)
         if code:
             raise classify(f"systemctl {verb} {unit} failed: {err.strip()[:300]}")
+
+
+class CachedUnits:
+    """Shares one `systemctl` query among all callers within `ttl_s`: a room of operators
+    (or a load test) polling the status page costs one subprocess per interval, not one
+    per request. Control calls pass straight through and drop the cache."""
+
+    def __init__(self, source: UnitSource, ttl_s: float = 1.0) -> None:
+        self.source, self.ttl_s = source, ttl_s
+        self._at = -1e9
+        self._value: list[dict[str, str]] = []
+        self._error: UnitError | None = None  # a failing systemctl is cached too
+        self._lock = asyncio.Lock()
+
+    async def status(self) -> list[dict[str, str]]:
+        async with self._lock:
+            if asyncio.get_running_loop().time() - self._at >= self.ttl_s:
+                try:
+                    self._value, self._error = await self.source.status(), None
+                except UnitError as exc:
+                    self._value, self._error = [], exc
+                self._at = asyncio.get_running_loop().time()
+            if self._error is not None:
+                raise UnitError(str(self._error))
+            return [dict(u) for u in self._value]
+
+    async def control(self, unit: str, verb: str) -> None:
+        self._at = -1e9
+        try:
+            await self.source.control(unit, verb)
+        finally:
+            self._at = -1e9  # the next status shows the unit's new state
