@@ -50,6 +50,9 @@ def test_everything_but_public_routes_needs_a_session(console):
         assert resp.status_code == 401
         assert resp.json()["error"]["code"] == "unauthenticated"
     assert console.get("/", follow_redirects=False).headers["location"] == "/login"
+    page = console.get("/login")
+    assert "default-src 'self'" in page.headers["content-security-policy"]
+    assert page.headers["x-frame-options"] == "DENY"
     assert console.post("/api/admin/pause", json={}).status_code == 401
 
 
