@@ -84,7 +84,6 @@ async def one_run(base: str, cookie: str, redis_port: int, redis_password: str,
                                         max_queue=None) for _ in range(args.clients)]
     for c in clients:
         assert json.loads(await c.recv())["type"] == "hello"
-    await asyncio.sleep(0.5)  # the reader starts at "$" once clients are there
 
     async def listen(c) -> None:
         async for raw in c:

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -63,6 +64,9 @@ class Hub:
         self.redis, self.block_ms = redis, block_ms
         self.clients: set[Client] = set()
         self._task: asyncio.Task | None = None
+        # Where the reader starts when the first client joins: that client's join time, so
+        # whatever is published after its "hello" reaches it (no race with the reader).
+        self._start_id = "$"
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._read_forever())
@@ -87,12 +91,14 @@ class Hub:
                 client.behind += 1
 
     async def _read_forever(self) -> None:
-        ids = dict.fromkeys(STREAMS, "$")
+        ids: dict[str, str] | None = None
         while True:
             if not self.clients:  # nobody listening: do not read at all
-                await asyncio.sleep(0.2)
-                ids = dict.fromkeys(STREAMS, "$")
+                await asyncio.sleep(0.1)
+                ids = None
                 continue
+            if ids is None:
+                ids = dict.fromkeys(STREAMS, self._start_id)
             try:
                 reply = await self.redis.xread(ids, block=self.block_ms, count=500)
             except asyncio.CancelledError:
@@ -113,30 +119,18 @@ class Hub:
         types = frozenset(t for t in ws.query_params.get("type", "").split(",") if t)
         await ws.accept()
         client = Client(agents, types)
+        if not self.clients:
+            self._start_id = f"{int(time.time() * 1000)}-0"
         self.clients.add(client)
         await ws.send_json({"type": "hello", "user": session.user, "queue": QUEUE})
-        # Read the client side too, so a close from the browser ends this at once.
-        sender = asyncio.create_task(self._send_loop(ws, client))
+        # Read the client side too, so a browser's close ends this within a second.
         receiver = asyncio.create_task(self._until_closed(ws))
         try:
-            await asyncio.wait({sender, receiver}, return_when=asyncio.FIRST_COMPLETED)
-        finally:
-            self.clients.discard(client)
-            for task in (sender, receiver):
-                task.cancel()
-            await asyncio.gather(sender, receiver, return_exceptions=True)
-
-    @staticmethod
-    async def _until_closed(ws: WebSocket) -> None:
-        with contextlib.suppress(WebSocketDisconnect, RuntimeError):
-            while (await ws.receive())["type"] != "websocket.disconnect":
-                pass
-
-    @staticmethod
-    async def _send_loop(ws: WebSocket, client: Client) -> None:
-        try:
-            while True:
-                text = await client.queue.get()
+            while not receiver.done():
+                try:
+                    text = await asyncio.wait_for(client.queue.get(), 1.0)
+                except TimeoutError:
+                    continue
                 if client.behind > MAX_DROPS:
                     await ws.close(code=1013, reason="too slow; reconnect")
                     return
@@ -146,6 +140,15 @@ class Hub:
                 await asyncio.wait_for(ws.send_text(text), 5)
         except (WebSocketDisconnect, TimeoutError, RuntimeError):
             pass
+        finally:
+            self.clients.discard(client)
+            receiver.cancel()
+
+    @staticmethod
+    async def _until_closed(ws: WebSocket) -> None:
+        with contextlib.suppress(WebSocketDisconnect, RuntimeError):
+            while (await ws.receive())["type"] != "websocket.disconnect":
+                pass
 
 def _text(fields: dict) -> dict[str, str]:
     return {(k.decode() if isinstance(k, bytes) else k):

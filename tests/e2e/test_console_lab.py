@@ -159,7 +159,6 @@ def test_console_on_a_lab_host(console_host, browser):
 
     # --- the chatter feed shows a message emitted after the page opened
     admin.wait_for_function("document.body.dataset.chatter === 'open'")
-    time.sleep(1)
     emit = ("set -a; . /etc/ark/env/infrastructure.env; "
             "REDISCLI_AUTH=$ARK_REDIS_PASSWORD redis-cli -p $ARK_REDIS_PORT XADD "
             "ark:stream:errors '*' type console.e2e correlation_id " + marker)

@@ -158,7 +158,6 @@ def test_overlay_for_admin_only_and_forged_request_refused(browser, served):
 def test_chatter_shows_a_message_emitted_after_the_page_opened(browser, served, redis_server):
     page = signed_in(browser, served, "victor")
     page.wait_for_function("document.body.dataset.chatter === 'open'")
-    page.wait_for_timeout(500)  # the server's reader starts at "$" once a client is there
     env = Envelope.new("control.resume", ControlResume(origins=["browser"], by="test"),
                        from_agent="operator", to_agent="bus")
     redis_server.client().xadd("ark:stream:errors", env.to_fields())
