@@ -43,11 +43,12 @@ class DeadLetters(BaseModel):
     limit: int = Field(default=100, ge=1, le=10_000)
 
 
-async def _audited(session: Session, action: str, args: dict[str, Any],
+async def _audited(request: Request, session: Session, action: str, args: dict[str, Any],
                    run: Callable[[], Awaitable[str]]) -> ActionResult:
     started = time.perf_counter()
     try:
         detail = await run()
+        request.app.state.pipeline.invalidate()
     except (UnitError, OSError, redis.RedisError) as exc:
         audit_hook.record(session.user, action, args, "failed", detail=str(exc),
                           duration_ms=(time.perf_counter() - started) * 1000)
@@ -70,7 +71,7 @@ async def control_unit(request: Request, session: Admin,
         await request.app.state.units.control(unit, verb)
         return f"{verb} {unit}"
 
-    return await _audited(session, f"unit.{verb}", {"unit": unit}, run)
+    return await _audited(request, session, f"unit.{verb}", {"unit": unit}, run)
 
 
 @router.post("/admin/panic", response_model=ActionResult, responses=ERRORS)
@@ -89,7 +90,7 @@ async def panic(request: Request, session: Admin, body: Reason) -> ActionResult:
                     failed.append(u["Id"])
         return f"partial: could not stop {', '.join(failed)}" if failed else "agents stopped"
 
-    return await _audited(session, "panic", {"reason": body.reason}, run)
+    return await _audited(request, session, "panic", {"reason": body.reason}, run)
 
 
 @router.post("/admin/recover", response_model=ActionResult, responses=ERRORS)
@@ -99,7 +100,7 @@ async def recover(request: Request, session: Admin, body: Reason) -> ActionResul
         await request.app.state.units.control("ark.target", "start")
         return "panic cleared; ark.target started (cold-start checks run first)"
 
-    return await _audited(session, "recover", {"reason": body.reason}, run)
+    return await _audited(request, session, "recover", {"reason": body.reason}, run)
 
 
 @router.post("/admin/snapshot", response_model=ActionResult, responses=ERRORS)
@@ -108,7 +109,7 @@ async def snapshot(request: Request, session: Admin) -> ActionResult:
         await request.app.state.units.control("ark-snapshot.service", "start")
         return "ark-snapshot.service started"
 
-    return await _audited(session, "snapshot", {}, run)
+    return await _audited(request, session, "snapshot", {}, run)
 
 
 @router.post("/admin/pause", response_model=ActionResult, responses=ERRORS)
@@ -120,7 +121,7 @@ async def pause(request: Request, session: Admin, body: Reason) -> ActionResult:
                                          by=f"operator:{session.user}")
         return "paused " + ", ".join(halted)
 
-    return await _audited(session, "pause", {"reason": body.reason}, run)
+    return await _audited(request, session, "pause", {"reason": body.reason}, run)
 
 
 @router.post("/admin/resume", response_model=ActionResult, responses=ERRORS)
@@ -132,7 +133,7 @@ async def resume(request: Request, session: Admin, body: Reason) -> ActionResult
                                           reason=body.reason)
         return "cleared " + (", ".join(cleared) or "nothing (not paused)")
 
-    return await _audited(session, "resume", {"reason": body.reason}, run)
+    return await _audited(request, session, "resume", {"reason": body.reason}, run)
 
 
 def _replay(r: redis.Redis, limit: int) -> str:
@@ -156,7 +157,7 @@ def _replay(r: redis.Redis, limit: int) -> str:
 @router.post("/admin/dead-letters/replay", response_model=ActionResult, responses=ERRORS)
 async def replay(request: Request, session: Admin, body: DeadLetters) -> ActionResult:
     r = _sync_redis(request)
-    return await _audited(session, "dead.replay", {"limit": body.limit},
+    return await _audited(request, session, "dead.replay", {"limit": body.limit},
                           lambda: asyncio.to_thread(_replay, r, body.limit))
 
 
@@ -168,5 +169,5 @@ def _purge(r: redis.Redis, limit: int) -> str:
 @router.post("/admin/dead-letters/purge", response_model=ActionResult, responses=ERRORS)
 async def purge(request: Request, session: Admin, body: DeadLetters) -> ActionResult:
     r = _sync_redis(request)
-    return await _audited(session, "dead.purge", {"limit": body.limit},
+    return await _audited(request, session, "dead.purge", {"limit": body.limit},
                           lambda: asyncio.to_thread(_purge, r, body.limit))

@@ -25,6 +25,7 @@ from ark_runtime.api import admin, auth, console, errors
 from ark_runtime.api.chatter import Hub
 from ark_runtime.api.health import CachedPing, health_body
 from ark_runtime.api.operators import Operator, load_operators
+from ark_runtime.api.pipeline import SharedStatus
 from ark_runtime.api.sessions import SessionManager
 from ark_runtime.api.units import CachedUnits, SystemctlUnits, UnitSource
 from ark_runtime.config import RedisSettings, redis_settings
@@ -91,6 +92,7 @@ def create_app(redis_cfg: RedisSettings | None = None, *, secret: str | None = N
             host=cfg.host, port=cfg.port, password=cfg.password, db=cfg.db,
             socket_connect_timeout=2, decode_responses=True))
         app.state.ping = CachedPing(app.state.redis)
+        app.state.pipeline = SharedStatus(app.state.redis)
         app.state.hub.start()
         try:
             yield

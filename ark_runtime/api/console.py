@@ -11,7 +11,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel
 
-from ark_runtime.api import logs, pipeline
+from ark_runtime.api import logs
 from ark_runtime.api.auth import operator
 from ark_runtime.api.errors import ApiError, responses
 from ark_runtime.api.sessions import Session
@@ -83,7 +83,7 @@ async def status(request: Request, session: Operator) -> StatusOut:
     except UnitError as exc:
         units, units_error = [], str(exc)
     try:
-        pipe = await pipeline.pipeline_status(request.app.state.redis)
+        pipe = await request.app.state.pipeline.get()
     except Exception as exc:  # Redis away: say so rather than fail the whole page
         raise ApiError(503, f"pipeline state unavailable: {type(exc).__name__}") from None
     return StatusOut(units=units, units_error=units_error, pipeline=pipe)

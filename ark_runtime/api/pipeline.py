@@ -77,3 +77,27 @@ async def pipeline_status(redis: Any) -> dict[str, Any]:
     pauses = {_s(k): json.loads(v) for k, v in (await redis.hgetall(PAUSE_KEY)).items()}
     return {"agents": agents, "paused": pauses, "dead_letters": await redis.xlen(DEAD_STREAM),
             "breakers": breaker_state(), **panic_state()}
+
+
+class SharedStatus:
+    """One pipeline query per `ttl_s` shared by every caller (a status page polled by many
+    operators, or a load test, must not multiply Redis round trips)."""
+
+    def __init__(self, redis: Any, ttl_s: float = 1.0) -> None:
+        import asyncio
+
+        self.redis, self.ttl_s = redis, ttl_s
+        self._lock = asyncio.Lock()
+        self._at, self._value = -1e9, None
+
+    def invalidate(self) -> None:
+        self._at = -1e9  # after an admin action the next page poll shows its effect
+
+    async def get(self) -> dict[str, Any]:
+        import time
+
+        async with self._lock:
+            if self._value is None or time.monotonic() - self._at >= self.ttl_s:
+                self._value = await pipeline_status(self.redis)
+                self._at = time.monotonic()
+            return self._value
