@@ -31,6 +31,9 @@ class AuthState:
     operators: dict[str, Operator]
     per_client: SlidingWindow = field(default_factory=lambda: SlidingWindow(10, 60))
     per_user: SlidingWindow = field(default_factory=lambda: SlidingWindow(5, 60))
+    # At most two scrypt checks at once (16 MiB each): a login flood costs bounded CPU and
+    # memory instead of one hash per worker thread.
+    hashing: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
 
 
 class NotSignedIn(ApiError):
@@ -90,8 +93,9 @@ async def login(request: Request, username: Annotated[str, Form(min_length=1, ma
     account = state.operators.get(username)
     started = time.perf_counter()
     # scrypt is CPU-bound: off the event loop so other requests keep flowing.
-    ok = await asyncio.to_thread(verify_password, password,
-                                 account.password_hash if account else DUMMY_HASH)
+    async with state.hashing:
+        ok = await asyncio.to_thread(verify_password, password,
+                                     account.password_hash if account else DUMMY_HASH)
     elapsed = (time.perf_counter() - started) * 1000
     if not (ok and account):
         state.per_user.hit(username)
