@@ -1,9 +1,9 @@
 """The pipeline as the console shows it: per agent the inbox depth, pending entries and a
 heartbeat age; the pause, panic and circuit-breaker state.
 
-Heartbeat age is the idle time Redis reports for the agent's consumer (XINFO CONSUMERS): a
-live agent blocks on XREADGROUP every `block_ms`, so the idle time stays under a second; a
-wedged or dead agent's idle time grows.
+Heartbeat age is the idle time Redis reports for the agent's consumer (XINFO CONSUMERS): on
+Redis 7.2+ a live agent re-reads every `block_ms`, so it stays under a second and a wedged or
+dead agent's grows; on Redis 7.0 (Debian 12) it is the time since the last delivery.
 """
 
 from __future__ import annotations
@@ -33,8 +33,9 @@ async def _agent(redis: Any, agent: str) -> dict[str, Any]:
         row["pending"], row["lag"] = group.get("pending", 0), group.get("lag")
         consumers = await redis.xinfo_consumers(stream, agent)
         row["consumers"] = len(consumers)
-        # `inactive` (Redis 7.2+) is the time since the last successful read attempt.
-        idle = [c.get("inactive", c.get("idle")) for c in consumers]
+        # `idle`: on Redis 7.2+ the time since the consumer's last read attempt (liveness);
+        # on 7.0 (Debian 12) since its last delivery, so an idle pipeline shows a growing age.
+        idle = [c.get("idle") for c in consumers]
         idle = [i for i in idle if isinstance(i, int) and i >= 0]
         if idle:
             row["heartbeat_age_s"] = round(min(idle) / 1000, 3)
