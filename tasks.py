@@ -339,6 +339,29 @@ def test(c, fast: bool = False, pytest_args: str = ""):
     c.run(f"{sys.executable} -m pytest {paths} {pytest_args}", pty=False)
 
 
+@task(
+    help={
+        "rps": "requests per second to offer (default 500)",
+        "duration": "how long, e.g. 60s or 2m (default 60s)",
+        "host": "API to drive: lab host address or URL (default 127.0.0.1)",
+        "api_pid": "PID of the API process to sample (found automatically when possible)",
+        "machine": "lab host name whose `ark api` process to sample (e.g. ark-lab-1)",
+    }
+)
+@operator_errors
+def load(c, rps: int = 500, duration: str = "60s", host: str = "127.0.0.1",
+         api_pid: int = 0, machine: str = ""):
+    """TEST_03: drive the API with locust (health, status, log tail, login); report under
+    reports/load/. Sign-in for the mix: ARK_LOAD_USER / ARK_LOAD_PASSWORD in the environment."""
+    from pathlib import Path
+
+    from ark_ops.load import run_load
+
+    out = run_load(host, rps, duration, Path("reports/load"), api_pid=api_pid or None,
+                   machine=machine or None)
+    print((out / "report.md").read_text())
+
+
 lab = Collection("lab")
 lab.add_task(lab_up, "up")
 lab.add_task(lab_down, "down")
@@ -355,4 +378,4 @@ config.add_task(config_diff, "diff")
 config.add_task(config_rollback, "rollback")
 
 ns = Collection(lab, audit, config, deploy, verify, panic, recover, dr_bundle, dr_restore,
-                lock, test)
+                lock, test, load)

@@ -8,15 +8,10 @@ import sys
 
 from ark_runtime import trace
 from ark_runtime.agents import cli as agents_cli
+from ark_runtime.api import cli as api_cli
 from ark_runtime.bus import cli as bus_cli
 from ark_runtime.exitcodes import ArkArgumentParser, ExitCode
 from ark_runtime.host import audit_cli, config_cli, dr_cli, envcheck, heal, ports, snapshot_cli
-
-
-def _api(args: argparse.Namespace) -> int:
-    from ark_runtime.api.server import serve
-
-    return serve()
 
 
 def _version(args: argparse.Namespace) -> int:
@@ -30,9 +25,7 @@ def build_parser() -> argparse.ArgumentParser:
     # Subparsers inherit the parser class: every `ark ...` usage error exits 64.
     parser = ArkArgumentParser(prog="ark", description="ARK runtime commands")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    sub.add_parser("api", help="serve the reasoning API (run by ark-api.service)").set_defaults(
-        func=_api
-    )
+    api_cli.register(sub)  # ark api [hash-password]
     sub.add_parser("version", help="print the runtime version").set_defaults(func=_version)
     agents_cli.register(sub)  # ark agent NAME
     bus_cli.register(sub)  # ark errors ..., ark dead

@@ -20,7 +20,8 @@ SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
 IMAGE_REVISION = 1  # bump when the post-build customisation changes
 PACKAGES = (
-    "systemd", "systemd-sysv", "dbus", "openssh-server", "iproute2", "procps",
+    "systemd", "systemd-sysv", "dbus", "polkitd", "libpam-systemd",  # polkitd needs a logind
+    "openssh-server", "iproute2", "procps",
     "python3", "python3-apt", "python3-venv",
     "redis-server", "redis-tools", "logrotate", "sqlite3", "ca-certificates", "curl",
 )

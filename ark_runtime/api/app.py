@@ -1,50 +1,135 @@
-"""HTTP endpoints. `/health` proves the process is up *and* can reach Redis."""
+"""The API and operator console: an ASGI app (FastAPI) served by uvicorn under systemd.
+
+Public: /health, /metrics, /login (page and form), /openapi.json and /static. Everything
+else needs a signed-in operator (auth.py); admin actions need role admin and the CSRF token.
+"""
 
 from __future__ import annotations
 
-import time
+from collections.abc import Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
 
+import redis
 import redis.asyncio as aioredis
 from fastapi import FastAPI
-from fastapi.responses import JSONResponse
+from fastapi.responses import Response
+from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from pydantic import BaseModel
 
-from ark_runtime import __version__
+from ark_runtime import __version__, settings
+from ark_runtime.api import admin, auth, console, errors
+from ark_runtime.api.chatter import Hub
+from ark_runtime.api.health import CachedPing, health_body
+from ark_runtime.api.operators import Operator, load_operators
+from ark_runtime.api.pipeline import SharedStatus
+from ark_runtime.api.sessions import SessionManager
+from ark_runtime.api.units import CachedUnits, SystemctlUnits, UnitSource
 from ark_runtime.config import RedisSettings, redis_settings
 
+SECURITY_HEADERS = [
+    (b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
+    (b"referrer-policy", b"no-referrer"),
+    (b"content-security-policy",
+     b"default-src 'self'; connect-src 'self'; frame-ancestors 'none'; form-action 'self'"),
+]
 
-def create_app(redis_cfg: RedisSettings | None = None) -> FastAPI:
+
+class HealthOut(BaseModel):
+    status: str
+    version: str
+    redis: dict[str, Any]
+
+
+class FastPaths:
+    """Pure ASGI front: answers GET /health from the cached ping without the framework's
+    routing and dependency machinery (it is the hottest path), and adds the security headers
+    to everything else."""
+
+    def __init__(self, app: FastAPI) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] == "http" and scope["path"] == "/health" and scope["method"] == "GET":
+            status, body = health_body(await self.app.state.ping.get())
+            await send({"type": "http.response.start", "status": status, "headers": [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode())]})
+            await send({"type": "http.response.body", "body": body})
+            return
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def with_headers(message: dict) -> None:
+            if message["type"] == "http.response.start":
+                message["headers"] = list(message.get("headers", [])) + SECURITY_HEADERS
+            await send(message)
+
+        await self.app(scope, receive, with_headers)
+
+
+def create_app(redis_cfg: RedisSettings | None = None, *, secret: str | None = None,
+               operators: dict[str, Operator] | None = None,
+               units: UnitSource | None = None, login_limit: int = 10) -> FastPaths:
     cfg = redis_cfg or redis_settings()
+    if secret is None:
+        value = settings.get("ARK_API_SECRET")  # SettingsError names it when malformed
+        secret = value.get_secret_value() if value is not None else ""
+
+    def sync_redis() -> redis.Redis:
+        return redis.Redis(host=cfg.host, port=cfg.port, password=cfg.password, db=cfg.db,
+                           username=cfg.username, ssl=cfg.ssl,
+                           socket_connect_timeout=2, socket_timeout=5, decode_responses=True)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.redis = aioredis.Redis(
             host=cfg.host, port=cfg.port, password=cfg.password, db=cfg.db,
             username=cfg.username, ssl=cfg.ssl,
-            socket_connect_timeout=2, socket_timeout=2,
-        )
+            socket_connect_timeout=2, socket_timeout=5, decode_responses=True)
+        # The chatter reader blocks on XREAD: its own connection so it never holds up others.
+        app.state.hub = Hub(aioredis.Redis(
+            host=cfg.host, port=cfg.port, password=cfg.password, db=cfg.db,
+            username=cfg.username, ssl=cfg.ssl,
+            socket_connect_timeout=2, decode_responses=True))
+        app.state.ping = CachedPing(app.state.redis)
+        app.state.pipeline = SharedStatus(app.state.redis)
+        app.state.hub.start()
         try:
             yield
         finally:
+            await app.state.hub.stop()
+            await app.state.hub.redis.aclose()
             await app.state.redis.aclose()
 
-    app = FastAPI(title="ARK reasoning API", version=__version__, lifespan=lifespan)
+    app = FastAPI(title="ARK reasoning API and operator console", version=__version__,
+                  lifespan=lifespan, docs_url=None, redoc_url=None,
+                  openapi_url="/openapi.json")
+    app.state.auth = auth.AuthState(SessionManager(secret), operators if operators is not None
+                                    else load_operators())
+    app.state.auth.per_client.limit = login_limit
+    app.state.units = CachedUnits(units or SystemctlUnits())
+    app.state.sync_redis = sync_redis
+    errors.install(app)
 
-    @app.get("/health")
-    async def health() -> JSONResponse:
-        started = time.perf_counter()
-        try:
-            await app.state.redis.ping()
-        except Exception as exc:  # any failure to reach Redis makes us unhealthy
-            return JSONResponse(
-                status_code=503,
-                content={"status": "degraded", "version": __version__,
-                         "redis": {"ok": False, "error": type(exc).__name__}},
-            )
-        rtt_ms = (time.perf_counter() - started) * 1000
-        return JSONResponse(
-            content={"status": "ok", "version": __version__,
-                     "redis": {"ok": True, "rtt_ms": round(rtt_ms, 3)}},
-        )
+    @app.get("/health", response_model=HealthOut, tags=["public"],
+             responses={503: {"model": HealthOut, "description": "Redis unreachable"}})
+    async def health() -> Response:  # served by FastPaths; here for the schema and HEAD
+        status, body = health_body(await app.state.ping.get())
+        return Response(body, status_code=status, media_type="application/json")
 
-    return app
+    @app.get("/metrics", tags=["public"], response_class=Response,
+             responses={200: {"content": {"text/plain": {}}}})
+    async def metrics() -> Response:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+    app.include_router(auth.router)
+    app.include_router(console.router)
+    app.include_router(admin.router)
+    app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
+    front = FastPaths(app)
+    front.state = app.state  # tests and the server reach the app's state through the front
+    return front

@@ -1,8 +1,14 @@
-"""Run the API under systemd: READY=1 once the socket listens, watchdog while alive."""
+"""Run the API under systemd: READY=1 once the sockets listen, watchdog while alive.
+
+Binds ARK_API_HOST and, unless that already is loopback or a wildcard, 127.0.0.1 too (a
+local TLS reverse proxy and `curl` on the host reach it there). uvloop + httptools.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import socket
 import sys
 
 import uvicorn
@@ -37,6 +43,26 @@ class NotifyingServer(uvicorn.Server):
         await super().shutdown(sockets=sockets)
 
 
+def bind_addresses(host: str) -> list[str]:
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return [host, "127.0.0.1"]
+    if ip.is_loopback or ip.is_unspecified:
+        return [host]
+    return [host, "127.0.0.1"]
+
+
+def _socket(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(2048)
+    sock.setblocking(False)
+    return sock
+
+
 def serve() -> int:
     try:
         settings = api_settings()
@@ -45,11 +71,19 @@ def serve() -> int:
         # systemd must not restart a unit whose configuration is wrong (exit 78).
         print(f"ark api: bad settings: {exc}", file=sys.stderr)
         return ExitCode.CONFIG
+    try:
+        sockets = [_socket(h, settings.port) for h in bind_addresses(settings.host)]
+    except OSError as exc:
+        print(f"ark api: cannot listen on {settings.host}:{settings.port} ({exc.strerror}); "
+              "see `ark ports check`", file=sys.stderr)
+        return ExitCode.UNAVAILABLE
     config = uvicorn.Config(
         create_app(redis_cfg), host=settings.host, port=settings.port,
         log_level="info", access_log=False, lifespan="on",
+        loop="uvloop", http="httptools", ws="websockets-sansio",
+        proxy_headers=True, forwarded_allow_ips="127.0.0.1",
         timeout_graceful_shutdown=10,
     )
     server = NotifyingServer(config)
-    server.run()
+    server.run(sockets=sockets)
     return ExitCode.OK if server.started else ExitCode.UNAVAILABLE

@@ -17,4 +17,6 @@ def test_health_reports_redis_round_trip(host, api_port):
 
 
 def test_api_listens_on_its_port(host, api_port):
-    assert host.socket(f"tcp://0.0.0.0:{api_port}").is_listening
+    # SEC_02: loopback (and the host's own address), never the wildcard.
+    assert host.socket(f"tcp://127.0.0.1:{api_port}").is_listening
+    assert not host.socket(f"tcp://0.0.0.0:{api_port}").is_listening

@@ -1,0 +1,173 @@
+"""Admin actions (UI_01 unit control, UI_02 overlay). The overlay is only a view: every
+route here requires an admin session plus its CSRF token, and every call — refused by the
+action itself or not — leaves an audit record with who, what and the result."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Annotated, Any, Literal
+
+import redis
+from fastapi import APIRouter, Depends, Path, Request
+from pydantic import BaseModel, Field
+
+from ark_runtime.api import audit_hook
+from ark_runtime.api.auth import admin
+from ark_runtime.api.errors import ApiError, responses
+from ark_runtime.api.sessions import Session
+from ark_runtime.api.units import UNIT, UnitError
+from ark_runtime.bus.errors import ErrorBus
+from ark_runtime.bus.registry import PIPELINE
+from ark_runtime.bus.streams import DEAD_STREAM, inbox
+from ark_runtime.host.layout import panic_flag
+
+router = APIRouter(prefix="/api", tags=["admin"])
+Admin = Annotated[Session, Depends(admin)]
+ERRORS = responses(401, 403, 404, 409, 422, 503)
+
+
+class ActionResult(BaseModel):
+    action: str
+    result: Literal["ok", "failed", "partial"]
+    detail: str = ""
+
+
+class Reason(BaseModel):
+    reason: str = Field(default="", max_length=500)
+
+
+class DeadLetters(BaseModel):
+    limit: int = Field(default=100, ge=1, le=10_000)
+
+
+async def _audited(request: Request, session: Session, action: str, args: dict[str, Any],
+                   run: Callable[[], Awaitable[str]]) -> ActionResult:
+    started = time.perf_counter()
+    try:
+        detail = await run()
+        request.app.state.pipeline.invalidate()
+    except (UnitError, OSError, redis.RedisError) as exc:
+        audit_hook.record(session.user, action, args, "failed", detail=str(exc),
+                          duration_ms=(time.perf_counter() - started) * 1000)
+        raise ApiError(getattr(exc, "status", 503), f"{action} failed: {exc}") from None
+    result = "partial" if detail.startswith("partial") else "ok"
+    audit_hook.record(session.user, action, args, result, detail=detail,
+                      duration_ms=(time.perf_counter() - started) * 1000)
+    return ActionResult(action=action, result=result, detail=detail)
+
+
+def _sync_redis(request: Request) -> redis.Redis:
+    return request.app.state.sync_redis()
+
+
+@router.post("/units/{unit}/{verb}", response_model=ActionResult, responses=ERRORS)
+async def control_unit(request: Request, session: Admin,
+                       unit: Annotated[str, Path(pattern=UNIT.pattern, max_length=80)],
+                       verb: Literal["start", "stop", "restart"]) -> ActionResult:
+    async def run() -> str:
+        await request.app.state.units.control(unit, verb)
+        return f"{verb} {unit}"
+
+    return await _audited(request, session, f"unit.{verb}", {"unit": unit}, run)
+
+
+@router.post("/admin/panic", response_model=ActionResult, responses=ERRORS)
+async def panic(request: Request, session: Admin, body: Reason) -> ActionResult:
+    async def run() -> str:
+        flag = panic_flag()
+        stamp = datetime.now(UTC).isoformat()
+        flag.write_text(f"panic by {session.user} via console at {stamp}: {body.reason}\n")
+        units = request.app.state.units
+        failed = []
+        for u in await units.status():
+            if u["Id"].startswith("ark-agent@") and u.get("ActiveState") != "inactive":
+                try:
+                    await units.control(u["Id"], "stop")
+                except UnitError:
+                    failed.append(u["Id"])
+        return f"partial: could not stop {', '.join(failed)}" if failed else "agents stopped"
+
+    return await _audited(request, session, "panic", {"reason": body.reason}, run)
+
+
+@router.post("/admin/recover", response_model=ActionResult, responses=ERRORS)
+async def recover(request: Request, session: Admin, body: Reason) -> ActionResult:
+    async def run() -> str:
+        panic_flag().unlink(missing_ok=True)
+        await request.app.state.units.control("ark.target", "start")
+        return "panic cleared; ark.target started (cold-start checks run first)"
+
+    return await _audited(request, session, "recover", {"reason": body.reason}, run)
+
+
+@router.post("/admin/snapshot", response_model=ActionResult, responses=ERRORS)
+async def snapshot(request: Request, session: Admin) -> ActionResult:
+    async def run() -> str:
+        await request.app.state.units.control("ark-snapshot.service", "start")
+        return "ark-snapshot.service started"
+
+    return await _audited(request, session, "snapshot", {}, run)
+
+
+@router.post("/admin/pause", response_model=ActionResult, responses=ERRORS)
+async def pause(request: Request, session: Admin, body: Reason) -> ActionResult:
+    bus = ErrorBus(_sync_redis(request), "operator")
+
+    async def run() -> str:
+        halted = await asyncio.to_thread(bus.pause, "operator", body.reason or "console",
+                                         by=f"operator:{session.user}")
+        return "paused " + ", ".join(halted)
+
+    return await _audited(request, session, "pause", {"reason": body.reason}, run)
+
+
+@router.post("/admin/resume", response_model=ActionResult, responses=ERRORS)
+async def resume(request: Request, session: Admin, body: Reason) -> ActionResult:
+    bus = ErrorBus(_sync_redis(request), "operator")
+
+    async def run() -> str:
+        cleared = await asyncio.to_thread(bus.clear, None, by=f"operator:{session.user}",
+                                          reason=body.reason)
+        return "cleared " + (", ".join(cleared) or "nothing (not paused)")
+
+    return await _audited(request, session, "resume", {"reason": body.reason}, run)
+
+
+def _replay(r: redis.Redis, limit: int) -> str:
+    import json
+
+    moved = skipped = 0
+    for entry_id, fields in r.xrange(DEAD_STREAM, count=limit):
+        source = fields.get("source_stream", "")
+        if source not in {inbox(a) for a in PIPELINE}:
+            skipped += 1  # only ever back into a pipeline inbox
+            continue
+        original = json.loads(fields.get("original") or "{}")
+        pipe = r.pipeline(transaction=True)
+        pipe.xadd(source, original)
+        pipe.xdel(DEAD_STREAM, entry_id)
+        pipe.execute()
+        moved += 1
+    return f"{'partial: ' if skipped else ''}replayed {moved}, skipped {skipped}"
+
+
+@router.post("/admin/dead-letters/replay", response_model=ActionResult, responses=ERRORS)
+async def replay(request: Request, session: Admin, body: DeadLetters) -> ActionResult:
+    r = _sync_redis(request)
+    return await _audited(request, session, "dead.replay", {"limit": body.limit},
+                          lambda: asyncio.to_thread(_replay, r, body.limit))
+
+
+def _purge(r: redis.Redis, limit: int) -> str:
+    ids = [eid for eid, _ in r.xrange(DEAD_STREAM, count=limit)]
+    return f"purged {r.xdel(DEAD_STREAM, *ids) if ids else 0}"
+
+
+@router.post("/admin/dead-letters/purge", response_model=ActionResult, responses=ERRORS)
+async def purge(request: Request, session: Admin, body: DeadLetters) -> ActionResult:
+    r = _sync_redis(request)
+    return await _audited(request, session, "dead.purge", {"limit": body.limit},
+                          lambda: asyncio.to_thread(_purge, r, body.limit))

@@ -1,0 +1,117 @@
+"""Sign-in, sign-out and the guards every other route uses.
+
+* `operator` — a signed-in operator, else 401 (pages redirect to /login instead).
+* `admin` — additionally role admin, else 403; state-changing routes also need the
+  session's CSRF token in the X-CSRF-Token header (else 403), checked before the role.
+* Login is rate-limited per client address and per login name (429 with Retry-After); every
+  attempt, good or bad, is an audit record.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Form, Request
+from fastapi.responses import RedirectResponse, Response
+
+from ark_runtime.api import audit_hook
+from ark_runtime.api.errors import ApiError, responses
+from ark_runtime.api.operators import Operator
+from ark_runtime.api.passwords import DUMMY_HASH, verify_password
+from ark_runtime.api.ratelimit import SlidingWindow
+from ark_runtime.api.sessions import CSRF_HEADER, Session, SessionManager
+
+
+@dataclass
+class AuthState:
+    sessions: SessionManager
+    operators: dict[str, Operator]
+    per_client: SlidingWindow = field(default_factory=lambda: SlidingWindow(10, 60))
+    per_user: SlidingWindow = field(default_factory=lambda: SlidingWindow(5, 60))
+    # At most two scrypt checks at once (16 MiB each): a login flood costs bounded CPU and
+    # memory instead of one hash per worker thread.
+    hashing: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
+
+
+class NotSignedIn(ApiError):
+    def __init__(self) -> None:
+        super().__init__(401, "sign in first (POST /login)")
+
+
+def _state(request: Request) -> AuthState:
+    return request.app.state.auth
+
+
+def operator(request: Request) -> Session:
+    session = _state(request).sessions.read(request)
+    if session is None:
+        raise NotSignedIn()
+    return session
+
+
+def csrf(request: Request, session: Annotated[Session, Depends(operator)]) -> Session:
+    if not SessionManager.csrf_ok(session, request.headers.get(CSRF_HEADER)):
+        raise ApiError(403, "missing or wrong X-CSRF-Token header", "csrf_failed")
+    return session
+
+
+def admin(session: Annotated[Session, Depends(csrf)]) -> Session:
+    if not session.is_admin:
+        raise ApiError(403, f"operator {session.user!r} is not an admin")
+    return session
+
+
+def is_tls(request: Request) -> bool:
+    # uvicorn rewrites the scheme from X-Forwarded-Proto for trusted proxies (loopback).
+    return request.url.scheme in ("https", "wss")
+
+
+router = APIRouter()
+
+
+def _limited(state: AuthState, client: str, user: str) -> float:
+    return max(state.per_client.retry_after(client), state.per_user.retry_after(user))
+
+
+@router.post("/login", tags=["auth"], status_code=303,
+             responses={303: {"description": "signed in; the cookie is set"},
+                        **responses(401, 422, 429)})
+async def login(request: Request, username: Annotated[str, Form(min_length=1, max_length=64)],
+                password: Annotated[str, Form(min_length=1, max_length=1024)]) -> Response:
+    state = _state(request)
+    client = request.client.host if request.client else "unknown"
+    wait = _limited(state, client, username)
+    if wait:
+        audit_hook.record(username, "login", {"client": client}, "refused",
+                          detail="rate limited")
+        raise ApiError(429, f"too many sign-in attempts; try again in {int(wait) + 1} s",
+                       headers={"Retry-After": str(int(wait) + 1)})
+    state.per_client.hit(client)
+    account = state.operators.get(username)
+    started = time.perf_counter()
+    # scrypt is CPU-bound: off the event loop so other requests keep flowing.
+    async with state.hashing:
+        ok = await asyncio.to_thread(verify_password, password,
+                                     account.password_hash if account else DUMMY_HASH)
+    elapsed = (time.perf_counter() - started) * 1000
+    if not (ok and account):
+        state.per_user.hit(username)
+        audit_hook.record(username, "login", {"client": client}, "failed",
+                          detail="wrong name or password", duration_ms=elapsed)
+        raise ApiError(401, "wrong operator name or password", "login_failed")
+    response = RedirectResponse("/", status_code=303)
+    state.sessions.issue(response, account.name, account.role, secure=is_tls(request))
+    audit_hook.record(account.name, "login", {"client": client, "role": account.role}, "ok",
+                      duration_ms=elapsed)
+    return response
+
+
+@router.post("/logout", tags=["auth"], status_code=204, responses=responses(401, 403))
+async def logout(request: Request, session: Annotated[Session, Depends(csrf)]) -> Response:
+    response = Response(status_code=204)
+    _state(request).sessions.end(session, response)
+    audit_hook.record(session.user, "logout", {}, "ok")
+    return response

@@ -1,0 +1,197 @@
+"""The operator console on a deployed lab host, in Debian's chromium (Playwright): sign-in
+refused and rate-limited, the status table matches systemctl, stop/start a unit from the
+page (polkit lets `ark` do it), the log viewer follows, Ctrl+Alt+A for admin only, a viewer's
+forged admin request 403, the chatter feed shows a message emitted after the page opened.
+Screenshots: reports/ui/lab-*.png. Needs root, the lab and /usr/bin/chromium.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ark_ops import deploy as deploy_mod
+from ark_ops.lab import lab
+from ark_ops.lab.config import LabHost, LabPaths
+from ark_ops.lab.ssh import ssh_argv
+from ark_runtime.api.passwords import hash_password
+
+CHROMIUM = Path("/usr/bin/chromium")
+ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+        "--disable-component-update", "--disable-sync", "--no-first-run"]
+SHOTS = Path(__file__).resolve().parents[2] / "reports" / "ui"
+HOST = "ark-lab-1"
+PASSWORDS = {"alice": secrets.token_urlsafe(12), "victor": secrets.token_urlsafe(12)}
+
+pytestmark = [
+    pytest.mark.lab,
+    pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root"),
+    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium"),
+]
+
+
+def on(*cmd: str, check: bool = True) -> subprocess.CompletedProcess:
+    proc = subprocess.run(ssh_argv(LabPaths.default(), LabHost.parse(HOST), *cmd),
+                          capture_output=True, text=True, timeout=120)
+    if check:
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+def wait_until(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := predicate():
+            return result
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def console_host():
+    paths = LabPaths.default()
+    statuses = lab.up(hosts=1)
+    group_vars = paths.inventory / "group_vars" / "ark"
+    group_vars.mkdir(parents=True, exist_ok=True)
+    (group_vars / "console.yml").write_text(yaml.safe_dump({"ark_runtime_api_operators": [
+        {"name": "alice", "role": "admin", "password_hash": hash_password(PASSWORDS["alice"])},
+        {"name": "victor", "role": "viewer",
+         "password_hash": hash_password(PASSWORDS["victor"])}]}))
+    try:
+        deploy_mod.deploy(echo=False)
+        address = next(s.address for s in statuses if s.name == HOST)
+        yield f"http://{address}:8101"
+    finally:
+        (group_vars / "console.yml").unlink(missing_ok=True)
+        lab.down()
+
+
+@pytest.fixture(scope="module")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    SHOTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
+        yield b
+        b.close()
+
+
+def page_for(browser):
+    # bypass_csp only so Playwright's predicates may eval; the app's CSP is tested elsewhere.
+    return browser.new_context(bypass_csp=True).new_page()
+
+
+def signed_in(browser, base: str, user: str):
+    page = page_for(browser)
+    page.goto(base + "/login")
+    page.fill("#username", user)
+    page.fill("#password", PASSWORDS[user])
+    page.click("#login-submit")
+    page.wait_for_url(base + "/")
+    page.wait_for_selector("#units tbody tr")
+    return page
+
+
+def unit_state(page, unit: str) -> str:
+    return page.eval_on_selector(f'#units tr[data-unit="{unit}"]', "r => r.children[1].textContent")
+
+
+@pytest.mark.requirement("UI_01")
+def test_console_on_a_lab_host(console_host, browser):
+    base = console_host
+    # --- wrong password refused, then the rate limit (10 attempts a minute per client)
+    page = page_for(browser)
+    page.goto(base + "/login")
+    message = ""
+    for _ in range(12):
+        page.fill("#username", "victor")
+        page.fill("#password", "wrong")
+        page.click("#login-submit")
+        page.wait_for_function("document.getElementById('login-error').textContent !== ''")
+        message = page.text_content("#login-error")
+        if "too many" in message:
+            break
+        assert "wrong operator name or password" in message
+        page.evaluate("document.getElementById('login-error').textContent = ''")
+    assert "too many sign-in attempts" in message
+    page.screenshot(path=str(SHOTS / "lab-login-rate-limited.png"))
+    # The per-client window is 60 s: wait it out rather than weaken the limit.
+    time.sleep(61)
+
+    admin = signed_in(browser, base, "alice")
+    # --- the status table matches systemctl on the host
+    shown = dict(admin.eval_on_selector_all(
+        "#units tbody tr", "rs => rs.map(r => [r.dataset.unit, r.children[1].textContent])"))
+    assert "ark-api.service" in shown and "ark-agent@joey.service" in shown
+    for unit, state in shown.items():
+        actual = on("systemctl", "show", "-p", "ActiveState", "--value", unit).stdout.strip()
+        assert state == actual, f"{unit}: page {state}, systemctl {actual}"
+    admin.screenshot(path=str(SHOTS / "lab-status.png"), full_page=True)
+
+    # --- stop and start a unit from the page; systemctl sees it
+    row = '#units tr[data-unit="ark-agent@joey.service"]'
+    admin.click(f'{row} button[data-verb="stop"]')
+    wait_until(lambda: on("systemctl", "is-active", "ark-agent@joey.service",
+                          check=False).stdout.strip() == "inactive", 30, "joey to stop")
+    admin.wait_for_function(f"""() => document.querySelector('{row}')
+                                .children[1].textContent === 'inactive'""")
+    admin.screenshot(path=str(SHOTS / "lab-joey-stopped.png"), full_page=True)
+    admin.click(f'{row} button[data-verb="start"]')
+    wait_until(lambda: on("systemctl", "is-active", "ark-agent@joey.service",
+                          check=False).stdout.strip() == "active", 30, "joey to start")
+
+    # --- the log viewer follows a new line
+    marker = f"console-e2e-{secrets.token_hex(4)}"
+    line = json.dumps({"ts": "2099-01-01T00:00:00+00:00", "level": "warning",
+                       "agent": "joey", "msg": marker})
+    on("sh", "-c", f"'echo {json.dumps(line)} >> /var/log/ark/joey.log'")
+    admin.wait_for_function(f"document.getElementById('log').textContent.includes('{marker}')",
+                            timeout=15000)
+
+    # --- the chatter feed shows a message emitted after the page opened
+    admin.wait_for_function("document.body.dataset.chatter === 'open'")
+    emit = ("set -a; . /etc/ark/env/infrastructure.env; "
+            "REDISCLI_AUTH=$ARK_REDIS_PASSWORD redis-cli -p $ARK_REDIS_PORT XADD "
+            "ark:stream:errors '*' type console.e2e correlation_id " + marker)
+    on("bash", "-c", '"' + emit.replace("$", "\\$") + '"')  # expanded on the host only
+    admin.wait_for_function(
+        f"document.getElementById('chatter').textContent.includes('{marker}')", timeout=15000)
+    admin.screenshot(path=str(SHOTS / "lab-chatter.png"), full_page=True)
+
+    # --- Ctrl+Alt+A: the overlay for an admin
+    admin.keyboard.press("Control+Alt+a")
+    admin.wait_for_selector("#overlay:not([hidden])")
+    admin.screenshot(path=str(SHOTS / "lab-admin-overlay.png"))
+
+    # --- nothing for a viewer, and the server refuses a forged admin request
+    viewer = signed_in(browser, base, "victor")
+    viewer.keyboard.press("Control+Alt+a")
+    assert viewer.eval_on_selector("#overlay", "o => o.hidden && o.childElementCount === 0")
+    status = viewer.evaluate("""async () => {
+        const csrf = document.querySelector('meta[name="csrf-token"]').content;
+        const r = await fetch('/api/units/ark-agent@joey.service/stop', {method: 'POST',
+            headers: {'X-CSRF-Token': csrf}});
+        return r.status; }""")
+    assert status == 403
+    assert on("systemctl", "is-active", "ark-agent@joey.service", check=False).stdout.strip() \
+        == "active"
+    viewer.screenshot(path=str(SHOTS / "lab-viewer.png"))
+    audit = on("cat", "/var/log/ark/audit/api.jsonl").stdout
+    actions = [(r["who"], r["action"], r["result"]) for r in map(json.loads, audit.splitlines())]
+    assert ("alice", "unit.stop", "ok") in actions and ("victor", "login", "failed") in actions
+
+
+@pytest.mark.requirement("UI_01")
+def test_api_unit_stays_hardened(console_host):
+    out = on("systemd-analyze", "security", "ark-api.service", "--no-pager").stdout
+    score = float(re.search(r"Overall exposure level for \S+: ([\d.]+)", out).group(1))
+    assert score <= 1.5, out[-400:]

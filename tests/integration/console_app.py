@@ -1,0 +1,57 @@
+"""Shared pieces for the console tests: a real app on the real test redis-server, with
+operator accounts and a unit source that stands in for systemd (real units are not here)."""
+
+from __future__ import annotations
+
+import secrets
+from pathlib import Path
+
+from ark_runtime.api.app import create_app
+from ark_runtime.api.operators import Operator
+from ark_runtime.api.passwords import hash_password
+from ark_runtime.api.units import UnitNotFound, valid_unit
+from ark_runtime.config import RedisSettings
+
+PASSWORDS = {"alice": "alice-admin-pw", "victor": "victor-viewer-pw"}
+# Cheap scrypt parameters keep the suite fast; production uses passwords.N.
+OPERATORS = {
+    "alice": Operator("alice", "admin", hash_password(PASSWORDS["alice"], n=2**10)),
+    "victor": Operator("victor", "viewer", hash_password(PASSWORDS["victor"], n=2**10)),
+}
+SECRET = secrets.token_urlsafe(40)
+
+
+class StaticUnits:
+    """Units held in memory; control() changes their state the way systemctl would."""
+
+    def __init__(self) -> None:
+        self.units = {name: {"Id": name, "ActiveState": "active", "SubState": "running",
+                             "ActiveEnterTimestamp": "Thu 2026-11-26 22:00:00 UTC",
+                             "NRestarts": "0", "MainPID": str(1000 + i)}
+                      for i, name in enumerate(["ark.target", "ark-api.service",
+                                                "ark-agent@kyle.service",
+                                                "ark-agent@hrm.service"])}
+        self.calls: list[tuple[str, str]] = []
+
+    async def status(self) -> list[dict[str, str]]:
+        return [dict(u) for u in self.units.values()]
+
+    async def control(self, unit: str, verb: str) -> None:
+        if not valid_unit(unit) or unit not in self.units:
+            raise UnitNotFound(f"Unit {unit} not loaded.")
+        self.calls.append((unit, verb))
+        state = "inactive" if verb == "stop" else "active"
+        self.units[unit].update(ActiveState=state,
+                                SubState="dead" if state == "inactive" else "running",
+                                MainPID="0" if state == "inactive" else "4242")
+
+
+def make_app(port: int, password: str, env_root: Path, monkeypatch, **kw):
+    for name, sub in (("ARK_STATE_DIR", "state"), ("ARK_LOG_DIR", "log"),
+                      ("ARK_AUDIT_DIR", "audit"), ("ARK_CONFIG_DIR", "etc")):
+        (env_root / sub).mkdir(parents=True, exist_ok=True)
+        monkeypatch.setenv(name, str(env_root / sub))
+    units = kw.pop("units", None) or StaticUnits()
+    app = create_app(RedisSettings(port=port, password=password), secret=SECRET,
+                     operators=OPERATORS, units=units, **kw)
+    return app, units
