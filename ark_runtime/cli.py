@@ -10,6 +10,7 @@ from ark_runtime import trace
 from ark_runtime.agents import cli as agents_cli
 from ark_runtime.bus import cli as bus_cli
 from ark_runtime.host import dr, envcheck, heal, ports, snapshot
+from ark_runtime.metrics import server as metrics_server
 
 
 def _api(args: argparse.Namespace) -> int:
@@ -40,6 +41,7 @@ def build_parser() -> argparse.ArgumentParser:
     ports.register(sub)  # ark ports check
     heal.register(sub)  # ark heal [--dry-run] [--json] [--clear-panic]
     dr.register(sub)  # ark dr bundle|restore
+    metrics_server.register(sub)  # ark metrics --listen ADDR:PORT
     return parser
 
 
