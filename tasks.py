@@ -222,10 +222,49 @@ def test(c, fast: bool = False, pytest_args: str = ""):
     c.run(f"{sys.executable} -m pytest {paths} {pytest_args}", pty=False)
 
 
+# --- observability (LOG_02, AGENT_03) -------------------------------------------------
+
+
+@task(
+    help={
+        **FLEET_HELP,
+        "follow": "keep streaming new lines (Ctrl+C to stop; nothing is left running)",
+        "agent": "only this agent's log (kyle, joey, kenny, hrm, heal)",
+        "level": "at least this level: debug, info, warning, error, critical",
+        "grep": "only lines matching this regular expression",
+        "since": "only lines after this: 10m, 2h, 1d ago, or an ISO time",
+        "json": "the raw JSON records, one per line, for machines",
+    }
+)
+@operator_errors
+def logs(c, inventory: str = "", limit: str = "", follow: bool = False, agent: str = "",
+         level: str = "", grep: str = "", since: str = "", json: bool = False):
+    """Every host's ARK logs merged in time order, prefixed with host and agent."""
+    from ark_ops.logs import run as run_logs
+
+    rc = run_logs(inventory or None, limit or None, follow_mode=follow, agent=agent,
+                  level=level, grep=grep, since=since, raw_json=json)
+    if rc:
+        raise Exit(code=rc)
+
+
+@task(help={**FLEET_HELP, "id": "a correlation id or any message id of the flow",
+            "json": "one JSON object per hop"})
+@operator_errors
+def trace(c, id, inventory: str = "", limit: str = "", json: bool = False):  # noqa: A002
+    """One message flow across every host: each hop with host, agent, event, time between."""
+    from ark_ops.trace_fleet import run as run_trace
+
+    rc = run_trace(id, inventory or None, limit or None, as_json=json)
+    if rc:
+        raise Exit(code=rc)
+
+
 lab = Collection("lab")
 lab.add_task(lab_up, "up")
 lab.add_task(lab_down, "down")
 lab.add_task(lab_status, "status")
 lab.add_task(lab_ssh, "ssh")
 
-ns = Collection(lab, deploy, verify, panic, recover, dr_bundle, dr_restore, lock, test)
+ns = Collection(lab, deploy, verify, panic, recover, dr_bundle, dr_restore, lock, test,
+                logs, trace)

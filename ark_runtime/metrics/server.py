@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import ipaddress
+import logging
 import os
 import signal
 import sys
@@ -66,13 +67,23 @@ def build_registry(env: Mapping[str, str], units: list[str], bus: bool) -> Colle
     return registry
 
 
+def _log_to_stderr() -> None:
+    """JSON lines to the journal only: the exporter's user cannot (and need not) write
+    /var/log/ark, and its few lines (a source failing) belong with the unit's status."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logjson.JsonFormatter("metrics"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+
+
 def run(args: argparse.Namespace) -> int:
     try:
         host, port = parse_listen(args.listen)
     except ListenError as exc:
         print(f"ark metrics: {exc}", file=sys.stderr)
         return ExitCode.USAGE
-    logjson.setup("metrics")
+    _log_to_stderr()
     registry = build_registry(os.environ, args.unit or DEFAULT_UNITS, args.bus)
     try:
         httpd, thread = start_http_server(port, addr=host, registry=registry)
