@@ -1,0 +1,106 @@
+"""LOG_01: ARK's logs rotate without losing a line; the config is what the roles render."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+pytestmark = pytest.mark.requirement("LOG_01")
+
+CONF = "/etc/logrotate.d/ark"
+LOG_DIR = "/var/log/ark"
+
+
+def blocks(text: str) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    current = None
+    for raw in text.splitlines():
+        line = raw.split("#", 1)[0].strip()
+        if line.endswith("{"):
+            current = line[:-1].strip()
+            out[current] = []
+        elif line == "}":
+            current = None
+        elif line and current:
+            out[current].append(line)
+    return out
+
+
+def test_config_file_has_the_intended_content_and_mode(host):
+    f = host.file(CONF)
+    assert f.exists and f.user == "root" and f.group == "root" and f.mode == 0o644
+    conf = blocks(f.content_string)
+    ark = conf[f"{LOG_DIR}/*.log"]
+    for directive in ("daily", "maxsize 50M", "compress", "delaycompress",
+                      "create 0640 ark ark", "su ark ark"):
+        assert directive in ark, directive
+    assert not any(d.startswith("copytruncate") for d in ark)
+    audit = conf[f"{LOG_DIR}/audit/*.log"]
+    for directive in ("weekly", "rotate 52", "compress", "create 0600 root root"):
+        assert directive in audit, directive
+
+
+def test_logrotate_debug_run_is_clean(host):
+    out = host.run("logrotate -d --state /dev/null %s 2>&1", CONF)
+    assert out.rc == 0, out.stdout
+    assert not re.search(r"^error:|insecure|bad file mode", out.stdout, re.M), out.stdout
+
+
+def test_logrotate_runs_hourly_so_maxsize_applies(host):
+    props = host.service("logrotate.timer").systemd_properties
+    assert "hourly" in props["TimersCalendar"] or "*:00:00" in props["TimersCalendar"]
+    assert host.service("logrotate.timer").is_enabled
+
+
+def test_log_files_belong_to_ark_with_mode_0640(host):
+    for path in host.check_output("ls -1 %s/*.log", LOG_DIR).split():
+        f = host.file(path)
+        assert (f.user, f.group, f.mode) == ("ark", "ark", 0o640), path
+
+
+def test_agents_journald_limit_is_above_the_pipeline_rate(host):
+    props = host.service("ark-agent@kyle.service").systemd_properties
+    assert int(props["LogRateLimitBurst"]) >= 100_000
+    assert props["LogRateLimitIntervalUSec"] in ("30s", "30000000")
+
+
+# Writers log numbered lines as user ark through ark_runtime.logjson (the agents' own
+# WatchedFileHandler) until a stop file appears, then print how many they wrote.
+WRITER = """
+import logging, os, sys
+from ark_runtime import logjson
+logjson.setup(sys.argv[1])
+log = logging.getLogger("ark.rotload")
+n = 0
+while not os.path.exists("/run/ark-rotload.stop") and n < 2_000_000:
+    log.info("rotation load", extra={"event": "rotload", "seq": n})
+    n += 1
+logjson.flush()
+print(n)
+"""
+
+
+@pytest.mark.disruptive
+def test_forced_rotation_under_load_keeps_every_line(host):
+    names = [f"rotload{i}" for i in range(4)]
+    host.run("rm -f /run/ark-rotload.stop %s/rotload*", LOG_DIR)
+    script = "; ".join(
+        [f"(runuser -u ark -- env ARK_LOG_DIR={LOG_DIR} /opt/ark/venv/bin/python -c "
+         f"\"$W\" {n} > /run/{n}.count) &" for n in names]
+        + ["sleep 2",
+           "for i in 1 2 3 4 5 6 7 8 9 10; do logrotate -f /etc/logrotate.d/ark || exit 9; "
+           "sleep 0.5; done",
+           "touch /run/ark-rotload.stop", "wait"])
+    try:
+        result = host.run("W=%s; " + script, WRITER)
+        assert result.rc == 0, result.stderr
+        for n in names:
+            written = int(host.check_output("cat /run/%s.count", n))
+            generations = host.check_output("ls -1 %s/%s.log*", LOG_DIR, n).split()
+            found = int(host.check_output(f"zcat -f {LOG_DIR}/{n}.log* | wc -l"))
+            assert written > 1000, f"{n}: only {written} lines, not a load"
+            assert len(generations) >= 10, generations
+            assert found == written, f"{n}: wrote {written}, found {found}"
+    finally:
+        host.run("rm -f /run/ark-rotload.stop /run/rotload*.count %s/rotload*", LOG_DIR)
