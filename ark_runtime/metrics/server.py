@@ -23,7 +23,7 @@ from ark_runtime.host import layout
 from ark_runtime.metrics.base import Guarded, Source
 from ark_runtime.metrics.build import BuildSource
 from ark_runtime.metrics.host import HostSource
-from ark_runtime.metrics.state import StateSource
+from ark_runtime.metrics.state import StateSource, StoreSource
 from ark_runtime.metrics.units import UnitsSource
 
 DEFAULT_UNITS = ["ark-api.service"] + [f"ark-agent@{a}.service"
@@ -56,6 +56,7 @@ def build_registry(env: Mapping[str, str], units: list[str], bus: bool) -> Colle
         HostSource({"state": layout.state_dir(env), "log": layout.log_dir(env)}),
         UnitsSource(units),
         StateSource(env),
+        StoreSource(env),
     ]
     if bus:
         from ark_runtime.bus.streams import connect

@@ -1,5 +1,6 @@
-"""The host's ARK state on disk: panic flag, last heal, newest verified snapshot, and (on
-the host holding HRM's store) the breakers and decisions by verdict."""
+"""The host's ARK state on disk: panic flag, last heal, newest verified snapshot; and, on
+the host holding HRM's store, the breakers and decisions by verdict (a separate source, so
+a store that cannot be read leaves the rest reported)."""
 
 from __future__ import annotations
 
@@ -99,10 +100,21 @@ class StateSource(Source):
                                     labels=["snapshot"])
             age.add_metric([newest[0]], max(0.0, time.time() - newest[1]))
             yield age
-        db = layout.store_path(self.env)
-        if db.is_file():
-            # The ruleset HRM itself loads (ark_runtime.agents.hrm): the unit's, else the packaged.
-            yield from store_metrics(db, self.env.get("ARK_HRM_RULESET") or None)
+
+
+class StoreSource(Source):
+    """Decisions and breakers, on the host holding HRM's store (nothing elsewhere)."""
+
+    name = "store"
+
+    def __init__(self, env: Mapping[str, str]) -> None:
+        self.db = layout.store_path(env)
+        # The ruleset HRM itself loads (ark_runtime.agents.hrm): the unit's, else packaged.
+        self.ruleset = env.get("ARK_HRM_RULESET") or None
+
+    def metrics(self) -> Iterable[Metric]:
+        if self.db.is_file():
+            yield from store_metrics(self.db, self.ruleset)
 
 
 def store_metrics(db: Path, ruleset: str | None) -> Iterable[Metric]:

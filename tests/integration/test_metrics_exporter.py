@@ -99,6 +99,7 @@ def test_exporter_reports_the_pipeline_the_store_and_the_host(pipeline: Lab, r) 
         # No systemd on this machine: the units source says so, the scrape still answers.
         assert value(s, "ark_collector_up", collector="units") == 0
         assert value(s, "ark_collector_up", collector="state") == 1, exporter.stderr()
+        assert value(s, "ark_collector_up", collector="store") == 1
         stored = store_decisions(env["ARK_STATE_DIR"])
         approved = sum(1 for d in stored if d["approved"])
         assert value(s, "ark_decisions_total", verdict="approved") == approved

@@ -145,3 +145,16 @@ def test_tree_bytes_counts_files_and_ignores_symlinks(tmp_path: Path) -> None:
     (tmp_path / "link").symlink_to("/usr")
     assert 10000 <= tree_bytes(tmp_path) < 10000 + 16384
     assert tree_bytes(tmp_path / "missing") == 0
+
+
+@pytest.mark.requirement("LOG_03")
+def test_an_unreadable_store_leaves_the_panic_flag_reported(tmp_path: Path) -> None:
+    from ark_runtime.metrics.state import StateSource, StoreSource
+
+    env = {"ARK_STATE_DIR": str(tmp_path), "ARK_LOG_DIR": str(tmp_path / "log")}
+    (tmp_path / "memory.db").write_bytes(b"not a database" * 100)
+    (tmp_path / "PANIC").write_text("by test\n")
+    s = exposition(StateSource(env), StoreSource(env))
+    assert s[("ark_collector_up", (("collector", "store"),))] == 0
+    assert s[("ark_collector_up", (("collector", "state"),))] == 1
+    assert s[("ark_panic", ())] == 1
