@@ -316,11 +316,17 @@ def run(inventory: str | None, limit: str | None, *, follow_mode: bool, agent: s
     filters = Filters.parse(agent, level, grep, since)
     hosts = inventory_hosts(resolve_inventory(inventory, bring_up=False), limit)
     printer = Printer(out, raw_json)
-    if follow_mode:
-        dropped = follow(hosts, filters, printer)
-        return 1 if dropped == len(hosts) else 0
-    for rec in records_once(hosts, filters, printer):
-        printer.print(rec)
+    try:
+        if follow_mode:
+            dropped = follow(hosts, filters, printer)
+            return 1 if dropped == len(hosts) else 0
+        for rec in records_once(hosts, filters, printer):
+            printer.print(rec)
+    except BrokenPipeError:
+        # The reader went away (`| head`): stop quietly, as cat and grep do.
+        import os
+
+        os.dup2(os.open(os.devnull, os.O_WRONLY), out.fileno())
     return 0
 
 

@@ -7,6 +7,7 @@ so the figure needs nothing from the agent itself. One `systemctl show` per scra
 
 from __future__ import annotations
 
+import os
 import subprocess
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -21,9 +22,12 @@ PROPERTIES = ("Id", "LoadState", "ActiveState", "SubState", "MainPID", "NRestart
 
 
 def systemctl_show(units: Sequence[str]) -> str:
+    # Not our notify socket: systemd would log every message from a PID that is not main.
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("NOTIFY_SOCKET", "WATCHDOG_PID", "WATCHDOG_USEC")}
     proc = subprocess.run(
         ["systemctl", "show", "--property=" + ",".join(PROPERTIES), "--", *units],
-        capture_output=True, text=True, timeout=10, check=False)
+        capture_output=True, text=True, timeout=10, check=False, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"systemctl show failed: {proc.stderr.strip()[:200]}")
     return proc.stdout

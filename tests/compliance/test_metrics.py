@@ -32,6 +32,12 @@ def monitoring(request, hostvars):
     return mon, f"http://{address}:9090"
 
 
+def _url(host) -> str:
+    v = host.ansible.get_variables()
+    address = v.get("ark_listen_address") or v["ansible_host"]
+    return f"http://{address}:{int(v.get('ark_metrics_port', 9101))}/metrics"
+
+
 def scrape(host, url: str) -> str:
     return host.check_output("curl -fsS --max-time 10 %s", url)
 
@@ -40,7 +46,8 @@ def test_exporter_runs_hardened_as_its_own_user(host):
     svc = host.service("ark-metrics.service")
     assert svc.is_enabled and svc.is_running
     props = svc.systemd_properties
-    assert props["DynamicUser"] == "yes" and props["User"] == "ark-metrics"
+    assert props["User"] == "ark-metrics" and props["Group"] == "ark"
+    assert 'ark_collector_up{collector="units"} 1.0' in scrape(host, _url(host))
     score = host.check_output("systemd-analyze security ark-metrics.service --no-pager")
     exposure = float(re.search(r"Overall exposure level for \S+: ([\d.]+)", score).group(1))
     assert exposure <= 1.5, score

@@ -22,6 +22,7 @@ def render(groups: list[str], bind: str = "10.213.0.2") -> str:
         ark_runtime_restart_sec=2, ark_runtime_stop_timeout_sec=20, ark_runtime_group="ark",
         ark_runtime_env_dir="/etc/ark/env", ark_runtime_hrm_ruleset="/etc/ark/HRM_RULESET.yaml",
         ark_runtime_venv_link="/opt/ark/venv", ark_runtime_metrics_bind=bind,
+        ark_runtime_metrics_user="ark-metrics",
         __ark_runtime_metrics_units=["ark-api.service", "ark-agent@kyle.service"])
 
 
@@ -40,9 +41,10 @@ def test_listens_on_the_hosts_address_and_reports_the_bus_only_on_the_redis_host
 
 
 @pytest.mark.requirement("LOG_03")
-def test_runs_as_a_dynamic_user_that_panic_does_not_hold_back() -> None:
+def test_runs_as_its_own_user_that_panic_does_not_hold_back() -> None:
     unit = render(["ark_agents"])
-    assert "DynamicUser=yes" in unit and "User=ark-metrics" in unit
+    assert "User=ark-metrics" in unit and "Group=ark" in unit
+    assert "DynamicUser=yes" not in unit  # dbus-daemon refuses unresolvable uids
     assert "ConditionPathExists" not in unit  # it must report the panic, so it runs in one
     assert "Restart=on-failure" in unit
     assert "/etc/ark/env/infrastructure.env" in unit and "trading.env" not in unit
