@@ -138,10 +138,12 @@ def read_command(agent: str | None, log_dir: str = LOG_DIR) -> str:
 
 
 def follow_command(agent: str | None, log_dir: str = LOG_DIR) -> str:
+    # -s 0.1: GNU tail polls (once a second by default) instead of using inotify on file
+    # systems it does not trust to report changes, overlayfs among them (the lab's hosts).
     # tail runs in the background; `cat` waits for our stdin to close (Ctrl+C, or this
     # process dying closes the SSH channel), then tail is killed: nothing stays behind.
     return ("sh -c " + shlex.quote(
-        f"tail -q -n 0 -F -- {log_paths(agent, log_dir)} 2>/dev/null & t=$!; "
+        f"tail -q -n 0 -s 0.1 -F -- {log_paths(agent, log_dir)} 2>/dev/null & t=$!; "
         "cat >/dev/null; kill $t 2>/dev/null; wait $t 2>/dev/null; exit 0"))
 
 

@@ -115,7 +115,7 @@ def main() -> int:
                 lat = one_run(hosts, window, args.lines, args.rate)
                 results[mode].append((pct(lat, 0.5), pct(lat, 0.99)))
     finally:
-        left = {h.name: on(h, "pgrep -af '[t]ail -q -n 0 -F' || true").stdout.strip()
+        left = {h.name: on(h, "pgrep -af '[t]ail -q -n 0' || true").stdout.strip()
                 for h in hosts}
         for h in hosts:
             on(h, f"rm -f {BENCH_LOG}")

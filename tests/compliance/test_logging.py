@@ -85,7 +85,7 @@ print(n)
 def test_forced_rotation_under_load_keeps_every_line(host):
     names = [f"rotload{i}" for i in range(4)]
     host.run("rm -f /run/ark-rotload.stop %s/rotload*", LOG_DIR)
-    script = "; ".join(
+    script = "\n".join(
         [f"(runuser -u ark -- env ARK_LOG_DIR={LOG_DIR} /opt/ark/venv/bin/python -c "
          f"\"$W\" {n} > /run/{n}.count) &" for n in names]
         + ["sleep 2",
@@ -93,7 +93,7 @@ def test_forced_rotation_under_load_keeps_every_line(host):
            "sleep 0.5; done",
            "touch /run/ark-rotload.stop", "wait"])
     try:
-        result = host.run("W=%s; " + script, WRITER)
+        result = host.run("W=%s\n" + script, WRITER)
         assert result.rc == 0, result.stderr
         for n in names:
             written = int(host.check_output("cat /run/%s.count", n))

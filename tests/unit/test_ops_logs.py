@@ -128,7 +128,7 @@ def local(argv: list[str], **kw) -> subprocess.Popen:
 
 
 def tails_of(path: Path) -> list[str]:
-    proc = subprocess.run(["pgrep", "-f", f"tail -q -n 0 -F -- {path}"], capture_output=True,
+    proc = subprocess.run(["pgrep", "-f", f"tail -q -n 0 -s 0.1 -F -- {path}"], capture_output=True,
                           text=True)
     return proc.stdout.split()
 
