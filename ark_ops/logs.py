@@ -132,8 +132,12 @@ def ssh_argv(host: FleetHost, command: str) -> list[str]:
     return [*argv, f"{host.user}@{host.address}", command]
 
 
-def read_command(agent: str | None, log_dir: str = LOG_DIR) -> str:
-    # Missing files (an agent that never ran there) are not errors.
+def read_command(agent: str | None, log_dir: str = LOG_DIR, rotated: bool = False) -> str:
+    """The current files; with `rotated` (a --since window), every generation too, the
+    compressed ones through zcat -f. Missing files (an agent that never ran there) are not
+    errors."""
+    if rotated:
+        return f"zcat -f -- {log_paths(agent, log_dir)}* 2>/dev/null; true"
     return f"cat -- {log_paths(agent, log_dir)} 2>/dev/null; true"
 
 
@@ -180,13 +184,15 @@ class Printer:
 def read_host(host: FleetHost, filters: Filters,
               run: Callable[..., subprocess.CompletedProcess] = subprocess.run
               ) -> list[Record]:
-    proc = run(ssh_argv(host, read_command(filters.agent)), capture_output=True, text=True,
+    command = read_command(filters.agent, rotated=filters.since is not None)
+    proc = run(ssh_argv(host, command), capture_output=True, text=True,
                stdin=subprocess.DEVNULL, timeout=300)
     if proc.returncode != 0:
         detail = proc.stderr.strip()[-300:] or f"ssh exit {proc.returncode}"
         raise OpsError(f"{host.name}: {detail}")
     recs = (parse_record(host.name, line) for line in proc.stdout.splitlines())
-    return [r for r in recs if r is not None and filters.keep(r)]
+    # Files come one after another (and generations newest-first): order by time.
+    return sorted((r for r in recs if r is not None and filters.keep(r)), key=lambda r: r.ts)
 
 
 def merged(batches: Iterable[list[Record]]) -> list[Record]:

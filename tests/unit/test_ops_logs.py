@@ -177,3 +177,25 @@ def test_follow_merges_live_hosts_reports_a_dropout_once_and_leaves_no_tail(
     assert len(notes) == 1 and "dead dropped out" in notes[0] and "No route" in notes[0]
     time.sleep(0.3)
     assert tails_of(tmp_path / "a") == [] and tails_of(tmp_path / "b") == []
+
+
+@pytest.mark.requirement("LOG_02")
+def test_a_since_window_reads_rotated_and_compressed_generations_too(tmp_path: Path) -> None:
+    import gzip
+
+    from ark_ops.logs import read_host
+
+    old, new = NOW - timedelta(hours=3), NOW - timedelta(minutes=1)
+    with gzip.open(tmp_path / "joey.log.2.gz", "wt") as fh:
+        fh.write(line(old, msg="ancient") + "\n" + line(NOW - timedelta(minutes=50),
+                                                       msg="rotated") + "\n")
+    (tmp_path / "joey.log").write_text(line(new, msg="current") + "\n")
+
+    def run(argv: list[str], **kw) -> subprocess.CompletedProcess:
+        return subprocess.run(["sh", "-c", argv[-1].replace("/var/log/ark", str(tmp_path))],
+                              **kw)
+
+    host = FleetHost("h", "10.0.0.1")
+    assert [r.msg for r in read_host(host, Filters(), run)] == ["current"]
+    since = Filters.parse(since="2h", now=NOW)
+    assert [r.msg for r in read_host(host, since, run)] == ["rotated", "current"]
