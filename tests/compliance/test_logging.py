@@ -33,9 +33,9 @@ def test_config_file_has_the_intended_content_and_mode(host):
     conf = blocks(f.content_string)
     ark = conf[f"{LOG_DIR}/*.log"]
     for directive in ("daily", "maxsize 50M", "compress", "delaycompress",
-                      "create 0640 ark ark", "su ark ark"):
+                      "create 0640 ark ark"):
         assert directive in ark, directive
-    assert not any(d.startswith("copytruncate") for d in ark)
+    assert not any(d.startswith(("copytruncate", "su ")) for d in ark)
     audit = conf[f"{LOG_DIR}/audit/*.log"]
     for directive in ("weekly", "rotate 52", "compress", "create 0600 root root"):
         assert directive in audit, directive
@@ -56,7 +56,11 @@ def test_logrotate_runs_hourly_so_maxsize_applies(host):
 def test_log_files_belong_to_ark_with_mode_0640(host):
     for path in host.check_output("ls -1 %s/*.log", LOG_DIR).split():
         f = host.file(path)
-        assert (f.user, f.group, f.mode) == ("ark", "ark", 0o640), path
+        assert f.mode == 0o640, path
+        if path.endswith("/heal.log"):  # `ark heal` runs as root and may create it
+            assert f.user in ("ark", "root"), path
+        else:
+            assert (f.user, f.group) == ("ark", "ark"), path
 
 
 def test_agents_journald_limit_is_above_the_pipeline_rate(host):
