@@ -13,17 +13,27 @@ LOG_DIR = "/var/log/ark"
 
 
 def blocks(text: str) -> dict[str, list[str]]:
+    """{file name or pattern: its directives}, comments dropped; a block may name several
+    files, one per line, before its `{`."""
     out: dict[str, list[str]] = {}
-    current = None
+    names: list[str] = []
+    current: list[str] | None = None
     for raw in text.splitlines():
         line = raw.split("#", 1)[0].strip()
-        if line.endswith("{"):
-            current = line[:-1].strip()
-            out[current] = []
+        if not line:
+            continue
+        if current is None:
+            head, brace, _ = line.partition("{")
+            names += head.split()
+            if brace:
+                current = []
+                for name in names:
+                    out[name] = current
+                names = []
         elif line == "}":
             current = None
-        elif line and current:
-            out[current].append(line)
+        else:
+            current.append(line)
     return out
 
 
@@ -31,11 +41,13 @@ def test_config_file_has_the_intended_content_and_mode(host):
     f = host.file(CONF)
     assert f.exists and f.user == "root" and f.group == "root" and f.mode == 0o644
     conf = blocks(f.content_string)
-    ark = conf[f"{LOG_DIR}/*.log"]
-    for directive in ("daily", "maxsize 50M", "compress", "delaycompress",
-                      "create 0640 ark ark"):
-        assert directive in ark, directive
-    assert not any(d.startswith(("copytruncate", "su ")) for d in ark)
+    for agent in ("kyle", "joey", "kenny", "hrm"):
+        ark = conf[f"{LOG_DIR}/{agent}.log"]
+        for directive in ("daily", "maxsize 50M", "compress", "delaycompress",
+                          "create 0640 ark ark", "su ark ark"):
+            assert directive in ark, directive
+        assert not any(d.startswith("copytruncate") for d in ark)
+    assert "create 0640 root ark" in conf[f"{LOG_DIR}/heal.log"]
     audit = conf[f"{LOG_DIR}/audit/*.log"]
     for directive in ("weekly", "rotate 52", "compress", "create 0600 root root"):
         assert directive in audit, directive

@@ -70,10 +70,14 @@ print(n)
 def render_config(log_dir: Path, keep: int = 14) -> str:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(REPO / "templates" / "logrotate"),
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
+    user = pwd.getpwuid(os.getuid()).pw_name
+    # heal.log's block names root as owner; a non-root run creates files as itself.
     return env.get_template("ark.j2").render(
         ansible_managed="rendered by a test", ark_runtime_log_dir=str(log_dir),
         ark_runtime_user=pwd.getpwuid(os.getuid()).pw_name,
-        ark_runtime_group=grp.getgrgid(os.getgid()).gr_name, ark_runtime_logrotate_keep=keep)
+        ark_runtime_group=grp.getgrgid(os.getgid()).gr_name, ark_runtime_logrotate_keep=keep,
+        ark_runtime_logrotate_names=list(AGENTS)).replace("create 0640 root ",
+                                                          f"create 0640 {user} ")
 
 
 def read_generations(log_dir: Path, name: str) -> list[int]:
