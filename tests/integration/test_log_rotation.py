@@ -14,6 +14,7 @@ import gzip
 import json
 import os
 import pwd
+import re
 import shutil
 import signal
 import subprocess
@@ -51,7 +52,7 @@ print(n)
 
 # The way `ark heal` writes heal.log: open with O_APPEND, write, close.
 HEAL_WRITER = """
-import json, os, signal, sys
+import json, os, signal, sys, time
 stop = []
 signal.signal(signal.SIGTERM, lambda *a: stop.append(1))
 path = sys.argv[2] + "/heal.log"
@@ -63,6 +64,7 @@ while not stop:
     finally:
         os.close(fd)
     n += 1
+    time.sleep(0.005)  # heal writes one run at a time (once per boot in production)
 print(n)
 """
 
@@ -90,10 +92,18 @@ def read_generations(log_dir: Path, name: str) -> list[int]:
     return seqs
 
 
+# A writer that reopens in the microseconds between logrotate's rename and its create
+# makes the file itself; logrotate then moves that file to NAME-DATE.backup and creates
+# its own. Nothing is lost (the writer finishes its line there, then reopens the new file;
+# the counts below include .backup files), so only that message is tolerated.
+_BACKUP = re.compile(r"^error: destination \S+ already exists, renaming to \S+\.backup$")
+
+
 def rotate(conf: Path, state: Path) -> None:
     proc = subprocess.run([LOGROTATE, "-f", "--state", str(state), str(conf)],
                           capture_output=True, text=True, timeout=60)
-    assert proc.returncode == 0 and "error" not in proc.stderr, proc.stderr
+    problems = [ln for ln in proc.stderr.splitlines() if ln and not _BACKUP.match(ln)]
+    assert proc.returncode == 0 and not problems, proc.stderr
 
 
 @pytest.mark.requirement("LOG_01")
@@ -125,11 +135,13 @@ def test_forced_rotations_under_load_lose_no_line(tmp_path: Path) -> None:
     written = {name: int(proc.communicate(timeout=30)[0]) for name, proc in writers.items()}
     for name, count in written.items():
         generations = list(log_dir.glob(f"{name}.log*"))
-        # 10 rotations -> the live file plus 10 generations (all but the newest compressed).
-        assert len(generations) == ROTATIONS + 1, sorted(p.name for p in generations)
-        assert sum(p.suffix == ".gz" for p in generations) == ROTATIONS - 1
+        # 10 rotations -> the live file plus 10 generations (all but the newest compressed),
+        # and any .backup of the race described above.
+        numbered = [p for p in generations if not p.name.endswith(".backup")]
+        assert len(numbered) == ROTATIONS + 1, sorted(p.name for p in generations)
+        assert sum(p.suffix == ".gz" for p in numbered) == ROTATIONS - 1
         seqs = read_generations(log_dir, name)
-        assert count > 1000, f"{name} wrote only {count} lines: not a load test"
+        assert count > (300 if name == "heal" else 1000), f"{name}: only {count} lines"
         assert len(seqs) == count, f"{name}: wrote {count}, found {len(seqs)}"
         assert sorted(seqs) == list(range(count)), f"{name}: a line is missing or doubled"
     print(f"lines written = lines found after {ROTATIONS} forced rotations: {written}")
