@@ -360,6 +360,42 @@ def load(c, rps: int = 500, duration: str = "60s", host: str = "127.0.0.1",
     out = run_load(host, rps, duration, Path("reports/load"), api_pid=api_pid or None,
                    machine=machine or None)
     print((out / "report.md").read_text())
+# --- observability (LOG_02, AGENT_03) -------------------------------------------------
+
+
+@task(
+    help={
+        **FLEET_HELP,
+        "follow": "keep streaming new lines (Ctrl+C to stop; nothing is left running)",
+        "agent": "only this agent's log (kyle, joey, kenny, hrm, heal)",
+        "level": "at least this level: debug, info, warning, error, critical",
+        "grep": "only lines matching this regular expression",
+        "since": "only lines after this: 10m, 2h, 1d ago, or an ISO time",
+        "json": "the raw JSON records, one per line, for machines",
+    }
+)
+@operator_errors
+def logs(c, inventory: str = "", limit: str = "", follow: bool = False, agent: str = "",
+         level: str = "", grep: str = "", since: str = "", json: bool = False):
+    """Every host's ARK logs merged in time order, prefixed with host and agent."""
+    from ark_ops.logs import run as run_logs
+
+    rc = run_logs(inventory or None, limit or None, follow_mode=follow, agent=agent,
+                  level=level, grep=grep, since=since, raw_json=json)
+    if rc:
+        raise Exit(code=rc)
+
+
+@task(help={**FLEET_HELP, "id": "a correlation id or any message id of the flow",
+            "json": "one JSON object per hop"})
+@operator_errors
+def trace(c, id, inventory: str = "", limit: str = "", json: bool = False):  # noqa: A002
+    """One message flow across every host: each hop with host, agent, event, time between."""
+    from ark_ops.trace_fleet import run as run_trace
+
+    rc = run_trace(id, inventory or None, limit or None, as_json=json)
+    if rc:
+        raise Exit(code=rc)
 
 
 lab = Collection("lab")
@@ -378,4 +414,4 @@ config.add_task(config_diff, "diff")
 config.add_task(config_rollback, "rollback")
 
 ns = Collection(lab, audit, config, deploy, verify, panic, recover, dr_bundle, dr_restore,
-                lock, test, load)
+                lock, test, load, logs, trace)

@@ -12,6 +12,7 @@ from ark_runtime.api import cli as api_cli
 from ark_runtime.bus import cli as bus_cli
 from ark_runtime.exitcodes import ArkArgumentParser, ExitCode
 from ark_runtime.host import audit_cli, config_cli, dr_cli, envcheck, heal, ports, snapshot_cli
+from ark_runtime.metrics import server as metrics_server
 
 
 def _version(args: argparse.Namespace) -> int:
@@ -37,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     dr_cli.register(sub)  # ark dr bundle|restore
     audit_cli.register(sub)  # ark audit show|verify|record|head
     config_cli.register(sub)  # ark config record|list|diff|rollback|prune
+    metrics_server.register(sub)  # ark metrics --listen ADDR:PORT
     return parser
 
 

@@ -18,12 +18,13 @@ from ark_ops.errors import OpsError
 
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
-IMAGE_REVISION = 1  # bump when the post-build customisation changes
+IMAGE_REVISION = 2  # bump when the post-build customisation changes
 PACKAGES = (
     "systemd", "systemd-sysv", "dbus", "polkitd", "libpam-systemd",  # polkitd needs a logind
     "openssh-server", "iproute2", "procps",
     "python3", "python3-apt", "python3-venv",
     "redis-server", "redis-tools", "logrotate", "sqlite3", "ca-certificates", "curl",
+    "prometheus",  # LOG_03: the ark_monitoring role's Prometheus (lab hosts have no network)
 )
 
 
@@ -72,6 +73,9 @@ def _customise(root: Path) -> None:
         key.unlink()
     # Redis starts only once the role has configured it (bind + requirepass).
     subprocess.run(["systemctl", f"--root={root}", "disable", "redis-server.service"],
+                   check=True, capture_output=True)
+    # Prometheus runs only where the ark_monitoring role configures it.
+    subprocess.run(["systemctl", f"--root={root}", "disable", "prometheus.service"],
                    check=True, capture_output=True)
     # The apt lists and .debs are not needed at run time: keep the image small.
     shutil.rmtree(root / "var" / "cache" / "apt" / "archives", ignore_errors=True)

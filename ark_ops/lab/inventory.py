@@ -5,6 +5,7 @@ ark            every ARK host
   ark_api      hosts running ark-api
   ark_agents   hosts running the agents
 In the lab every host has every role.
+ark_monitoring the Prometheus host (the first lab host)
 """
 
 from __future__ import annotations
@@ -42,7 +43,9 @@ def render(paths: LabPaths, hosts: list[LabHost]) -> dict:
                 "ark": {
                     "hosts": {h.name: {"ansible_host": h.address} for h in hosts},
                     "children": {group: {"hosts": dict(members)} for group in GROUPS},
-                }
+                },
+                # LOG_03: Prometheus scraping every ARK host (roles/ark_monitoring).
+                "ark_monitoring": {"hosts": {h.name: None for h in hosts[:1]}},
             },
         }
     }

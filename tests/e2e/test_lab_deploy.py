@@ -7,8 +7,10 @@ Needs root and the lab tools (./ops installs them); skipped otherwise.
 from __future__ import annotations
 
 import os
+import select
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -135,6 +137,45 @@ def test_check_mode_reports_without_changing(first_deploy):
     assert result.recap["ark-lab-1"]["failed"] == 0
     assert result.changed == {"ark-lab-1": 0}
 
+@pytest.mark.requirement("LOG_02")
+def test_invoke_logs_reads_and_follows_the_hosts_logs(first_deploy):
+    """`invoke logs` over SSH: the agents' JSON records, filtered; `--follow` shows a line
+    written after it started, and Ctrl+C leaves no tail behind on the host."""
+    import json
+    import signal
+    import uuid
+
+    read = subprocess.run([*INVOKE, "logs", "--json", "--agent", "kyle", "--since", "1h"],
+                          capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)
+    assert read.returncode == 0, read.stderr
+    records = [json.loads(line) for line in read.stdout.splitlines() if line.strip()]
+    assert records and {r.get("agent") for r in records} == {"kyle"}
+
+    marker = f"e2e-follow-{uuid.uuid4().hex}"
+    follow = subprocess.Popen([*INVOKE, "logs", "--follow", "--grep", marker],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                              cwd=REPO_ROOT)
+    try:
+        line = json.dumps({"ts": "2030-01-01T00:00:00+00:00", "agent": "kyle",
+                           "level": "INFO", "msg": marker})
+        deadline = time.monotonic() + 60
+        seen = ""
+        while marker not in seen and time.monotonic() < deadline:
+            time.sleep(2)  # the remote tail starts after ssh connects
+            assert on_host("sh", "-c", f"echo '{line}' >> /var/log/ark/kyle.log").returncode == 0
+            ready, _, _ = select.select([follow.stdout], [], [], 3)
+            if ready:
+                seen += follow.stdout.readline()
+        assert marker in seen, "the followed line never arrived"
+    finally:
+        follow.send_signal(signal.SIGINT)
+        rc = follow.wait(timeout=30)
+    assert rc in (0, 130), follow.stderr.read()
+    time.sleep(1)
+    tails = on_host("pgrep", "-af", "tail -q -n 0").stdout.strip()
+    assert tails == "", f"remote tail left behind: {tails}"
+
+
 
 def test_lab_down_leaves_nothing_behind_and_is_idempotent(lab_host):
     paths = LabPaths.default()
@@ -165,3 +206,4 @@ def test_deploy_refuses_a_missing_inventory():
     assert proc.returncode == 1
     assert "does not exist" in proc.stderr
     assert Path("/nonexistent").exists() is False
+

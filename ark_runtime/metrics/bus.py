@@ -1,0 +1,85 @@
+"""Redis and the streams: lengths, consumer-group pending and lag, per-agent totals.
+
+Reported by the exporter on the Redis host only (one Redis, one report; see the role).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import redis
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+
+from ark_runtime.bus.errors import PAUSE_KEY
+from ark_runtime.bus.streams import DEAD_STREAM, ERRORS_STREAM, PREFIX, failures_key
+from ark_runtime.metrics.base import Source
+from ark_runtime.metrics.tally import StreamTally, dead_labels, error_labels
+
+
+class BusSource(Source):
+    name = "bus"
+
+    def __init__(self, client: redis.Redis) -> None:
+        self.r = client
+        self.dead = StreamTally(DEAD_STREAM, dead_labels)
+        self.errors = StreamTally(ERRORS_STREAM, error_labels)
+
+    def metrics(self) -> Iterable[Metric]:
+        up = GaugeMetricFamily("ark_redis_up", "1 when Redis answered this scrape")
+        try:
+            self.r.ping()
+        except (redis.ConnectionError, redis.TimeoutError, redis.AuthenticationError):
+            up.add_metric([], 0.0)
+            yield up
+            return
+        up.add_metric([], 1.0)
+        yield up
+        yield from self._streams()
+        yield from self._tallies()
+        paused = GaugeMetricFamily("ark_agent_paused",
+                                   "1 while a critical error holds this agent's producers",
+                                   labels=["agent"])
+        for origin in self.r.hkeys(PAUSE_KEY):
+            paused.add_metric([origin], 1.0)
+        yield paused
+
+    def _streams(self) -> Iterable[Metric]:
+        length = GaugeMetricFamily("ark_stream_length", "Entries in the stream",
+                                   labels=["stream"])
+        pending = GaugeMetricFamily("ark_stream_group_pending",
+                                    "Delivered to the group, not yet acked",
+                                    labels=["stream", "group"])
+        lag = GaugeMetricFamily("ark_stream_group_lag", "Entries not yet delivered to the group",
+                                labels=["stream", "group"])
+        processed = CounterMetricFamily("ark_agent_processed",
+                                        "Messages the agent's group read and acked",
+                                        labels=["agent"])
+        failing = GaugeMetricFamily("ark_agent_failing_messages",
+                                    "Messages whose last delivery failed (awaiting retry)",
+                                    labels=["agent"])
+        for key in sorted(self.r.scan_iter(match=f"{PREFIX}*", count=100, _type="stream")):
+            stream = key[len(PREFIX):]
+            length.add_metric([stream], float(self.r.xlen(key)))
+            for group in self.r.xinfo_groups(key):
+                name = group["name"]
+                pending.add_metric([stream, name], float(group["pending"]))
+                if group.get("lag") is not None:
+                    lag.add_metric([stream, name], float(group["lag"]))
+                if group.get("entries-read") is not None:
+                    processed.add_metric(
+                        [name], float(max(0, group["entries-read"] - group["pending"])))
+                failing.add_metric([name], float(self.r.hlen(failures_key(name))))
+        yield from (length, pending, lag, processed, failing)
+
+    def _tallies(self) -> Iterable[Metric]:
+        dead = CounterMetricFamily("ark_agent_dead_lettered",
+                                   "Messages the agent sent to the dead-letter stream",
+                                   labels=["agent"])
+        for (agent,), n in sorted(self.dead.update(self.r).items()):
+            dead.add_metric([agent], float(n))
+        failed = CounterMetricFamily("ark_agent_failed",
+                                     "Errors the agent reported on the error bus",
+                                     labels=["agent", "severity"])
+        for (agent, severity), n in sorted(self.errors.update(self.r).items()):
+            failed.add_metric([agent, severity], float(n))
+        yield from (dead, failed)

@@ -1,0 +1,130 @@
+"""LOG_03: /metrics on every ARK host, scraped by the inventory's Prometheus, alerts live."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import testinfra
+from conftest import env_value, http_get_json, wait_for
+
+pytestmark = pytest.mark.requirement("LOG_03")
+
+INFRA_ENV = "/etc/ark/env/infrastructure.env"
+
+
+@pytest.fixture(scope="module")
+def metrics_url(host, hostvars):
+    address = hostvars.get("ark_listen_address") or hostvars["ansible_host"]
+    return f"http://{address}:{int(hostvars.get('ark_metrics_port', 9101))}/metrics"
+
+
+@pytest.fixture(scope="module")
+def monitoring(request, hostvars):
+    """(testinfra host, base URL) of the inventory's Prometheus; skip when it has none."""
+    names = hostvars.get("groups", {}).get("ark_monitoring") or []
+    if not names:
+        pytest.skip("the inventory has no ark_monitoring host")
+    inventory = request.config.getoption("ansible_inventory")
+    mon = testinfra.get_host(f"ansible://{names[0]}", ansible_inventory=inventory)
+    mvars = mon.ansible.get_variables()
+    address = mvars.get("ark_listen_address") or mvars["ansible_host"]
+    return mon, f"http://{address}:9090"
+
+
+def _url(host) -> str:
+    v = host.ansible.get_variables()
+    address = v.get("ark_listen_address") or v["ansible_host"]
+    return f"http://{address}:{int(v.get('ark_metrics_port', 9101))}/metrics"
+
+
+def scrape(host, url: str) -> str:
+    return host.check_output("curl -fsS --max-time 10 %s", url)
+
+
+def test_exporter_runs_hardened_as_its_own_user(host):
+    svc = host.service("ark-metrics.service")
+    assert svc.is_enabled and svc.is_running
+    props = svc.systemd_properties
+    assert props["User"] == "ark-metrics" and props["Group"] == "ark"
+    assert 'ark_collector_up{collector="units"} 1.0' in scrape(host, _url(host))
+    score = host.check_output("systemd-analyze security ark-metrics.service --no-pager")
+    exposure = float(re.search(r"Overall exposure level for \S+: ([\d.]+)", score).group(1))
+    assert exposure <= 1.5, score
+
+
+def test_listens_on_the_hosts_address_only(host, hostvars):
+    port = int(hostvars.get("ark_metrics_port", 9101))
+    listeners = host.check_output("ss -Hltn 'sport = :%s'", str(port))
+    assert listeners, "nothing listens on the metrics port"
+    for line in listeners.splitlines():
+        local = line.split()[3]
+        assert not local.startswith(("0.0.0.0:", "*:", "[::]:")), local
+
+
+def test_exposition_has_the_figures_and_no_secret(host, metrics_url, hostvars):
+    body = scrape(host, metrics_url)
+    password = env_value(host, INFRA_ENV, "ARK_REDIS_PASSWORD")
+    assert password and password not in body
+    for name in ("ark_build_info", "ark_host_cpu_usage_ratio", "ark_host_memory_bytes",
+                 "ark_tree_bytes", "ark_unit_active", "ark_unit_rss_bytes", "ark_panic",
+                 "ark_collector_up"):
+        assert re.search(rf"^{name}[{{ ]", body, re.M), name
+    for agent in ("kyle", "joey", "kenny", "hrm"):
+        assert f'ark_agent_heartbeat_age_seconds{{agent="{agent}"}}' in body, agent
+    if "ark_redis" in hostvars.get("group_names", []):
+        assert "ark_redis_up 1.0" in body
+        assert 'ark_stream_group_pending{group="joey",stream="joey"}' in body
+    assert 'ark_collector_up{collector="units"} 1.0' in body
+
+
+def _target(monitoring, host_name: str) -> dict | None:
+    mon, base = monitoring
+    status, doc = http_get_json(mon, f"{base}/api/v1/targets?state=active")
+    assert status == 200, doc
+    for t in doc["data"]["activeTargets"]:
+        if t["labels"].get("job") == "ark" and t["labels"].get("host") == host_name:
+            return t
+    return None
+
+
+def test_prometheus_scrapes_this_host_and_it_is_up(host, hostvars, monitoring):
+    name = hostvars["inventory_hostname"]
+    target = wait_for(lambda: (t := _target(monitoring, name)) and t["health"] == "up" and t,
+                      90, 2, what=f"{name}'s target up in Prometheus")
+    assert target["scrapeUrl"].endswith("/metrics")
+
+
+def _alert_state(monitoring, alert: str, **labels: str) -> str | None:
+    mon, base = monitoring
+    status, doc = http_get_json(mon, f"{base}/api/v1/alerts")
+    assert status == 200, doc
+    for a in doc["data"]["alerts"]:
+        if a["labels"].get("alertname") == alert and all(
+                a["labels"].get(k) == v for k, v in labels.items()):
+            return a["state"]
+    return None
+
+
+@pytest.mark.disruptive
+def test_stopping_an_agent_raises_its_alert_within_the_for_window(host, hostvars, monitoring):
+    name, unit = hostvars["inventory_hostname"], "ark-agent@joey.service"
+    mon, base = monitoring
+    status, rules = http_get_json(mon, f"{base}/api/v1/rules?type=alert")
+    assert status == 200, rules
+    rule = next(r for g in rules["data"]["groups"] for r in g["rules"]
+                if r["name"] == "ArkAgentDown")
+    # Pending once a scrape and an evaluation saw it down; firing after `for:` more.
+    budget = rule["duration"] + 2 * 15 + 15
+    assert _alert_state(monitoring, "ArkAgentDown", host=name, unit=unit) is None
+    host.run_test("systemctl stop %s", unit)
+    try:
+        state = wait_for(lambda: _alert_state(monitoring, "ArkAgentDown", host=name, unit=unit),
+                         budget, 2, what=f"ArkAgentDown for {unit} on {name}")
+        assert state in ("pending", "firing")
+        wait_for(lambda: _alert_state(monitoring, "ArkAgentDown", host=name, unit=unit)
+                 == "firing", rule["duration"] + 2 * 15 + 15, 2, what="the alert firing")
+    finally:
+        host.run_test("systemctl start %s", unit)
+    wait_for(lambda: _alert_state(monitoring, "ArkAgentDown", host=name, unit=unit) is None,
+             90, 2, what="the alert to clear after the restart")
