@@ -1,10 +1,11 @@
 """The console's one door to the audit trail (SEC_03): every login and admin action calls
 `record()`.
 
-For now a record is one JSON line appended to `$ARK_AUDIT_DIR/api.jsonl` (default
-`/var/log/ark/audit/`), opened O_APPEND with mode 0600. When the tamper-evident chain of the
-governance work (`ark_runtime/host/audit.py`) lands, switch the body of `record()` to it: this
-is the only place that needs to change.
+A record is one JSON line appended (O_APPEND, mode 0600) to `api.jsonl` in the API's audit
+spool, `$ARK_AUDIT_SPOOL_DIR` (default `/var/lib/ark/audit-spool/`). The API runs as user ark
+and cannot write the root-only, tamper-evident chain (`ark_runtime/host/audit.py`); moving
+spooled records into that chain from a root process is still to be built (issue #10), and
+this is the only place that changes then.
 """
 
 from __future__ import annotations
@@ -25,7 +26,9 @@ _lock = threading.Lock()
 
 
 def audit_dir(env: dict[str, str] | None = None) -> Path:
-    return layout.audit_dir(env)
+    """The API's spool (ark-writable, under the state dir): the API runs as user ark and
+    cannot write the root-only audit chain (/var/log/ark/audit)."""
+    return layout.resolve(env).audit_spool
 
 
 def redact(args: dict[str, Any]) -> dict[str, Any]:

@@ -48,7 +48,7 @@ class StaticUnits:
 
 def make_app(port: int, password: str, env_root: Path, monkeypatch, **kw):
     for name, sub in (("ARK_STATE_DIR", "state"), ("ARK_LOG_DIR", "log"),
-                      ("ARK_AUDIT_DIR", "audit"), ("ARK_CONFIG_DIR", "etc")):
+                      ("ARK_AUDIT_SPOOL_DIR", "audit"), ("ARK_CONFIG_DIR", "etc")):
         (env_root / sub).mkdir(parents=True, exist_ok=True)
         monkeypatch.setenv(name, str(env_root / sub))
     units = kw.pop("units", None) or StaticUnits()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import base64
 import json
+import threading
 from pathlib import Path
 
 import pytest
@@ -211,20 +212,37 @@ def test_admin_actions_act_and_are_audited(console, r):
 
 
 @pytest.mark.requirement("UI_03")
+@pytest.mark.timeout(120)
 def test_chatter_streams_filtered_messages_to_signed_in_clients(console, r):
     with pytest.raises(WebSocketDisconnect), console.websocket_connect("/ws/chatter") as ws:
         ws.receive_json()  # anonymous: closed
     sign_in(console, "victor")
     with console.websocket_connect("/ws/chatter?type=control.resume") as ws:
         assert ws.receive_json()["type"] == "hello"
-        for origin in ("a", "b"):
-            env = Envelope.new("control.resume", ControlResume(origins=[origin], by="t"),
-                               from_agent="operator", to_agent="bus")
-            r.xadd(inbox("kyle"), {"x": "not this type", "type": "other"})
-            r.xadd("ark:stream:errors", env.to_fields())
-        got = [ws.receive_json(), ws.receive_json()]
-        assert [m["payload"]["origins"] for m in got] == [["a"], ["b"]]
-        assert all(m["type"] == "control.resume" for m in got)
+        # The feed is live: it shows what is published after its reader's XREAD is in
+        # place, which may be a moment after "hello". Publish until both arrive.
+        stop = threading.Event()
+
+        def publish() -> None:
+            while not stop.is_set():
+                for origin in ("a", "b"):
+                    env = Envelope.new("control.resume", ControlResume(origins=[origin], by="t"),
+                                       from_agent="operator", to_agent="bus")
+                    r.xadd(inbox("kyle"), {"x": "not this type", "type": "other"})
+                    r.xadd("ark:stream:errors", env.to_fields())
+                stop.wait(0.2)
+
+        publisher = threading.Thread(target=publish, daemon=True)
+        publisher.start()
+        try:
+            got: list[dict] = []
+            while {o for m in got for o in m["payload"]["origins"]} != {"a", "b"}:
+                got.append(ws.receive_json())
+                assert len(got) < 200, "the feed never showed both messages"
+        finally:
+            stop.set()
+            publisher.join(timeout=5)
+        assert all(m["type"] == "control.resume" for m in got)  # the filter held
 
 
 def test_chatter_refuses_cross_site_origin(console):

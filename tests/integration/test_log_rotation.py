@@ -25,6 +25,8 @@ from pathlib import Path
 import jinja2
 import pytest
 
+from ark_runtime.trace import expand_hops
+
 REPO = Path(__file__).resolve().parents[2]
 LOGROTATE = shutil.which("logrotate") or "/usr/sbin/logrotate"
 AGENTS = ("kyle", "joey", "kenny", "hrm")
@@ -165,7 +167,10 @@ def count_events(log_dir: Path, agent: str, event: str) -> int:
     for path in log_dir.glob(f"{agent}.log*"):
         opener = gzip.open if path.suffix == ".gz" else open
         with opener(path, "rt", encoding="utf-8") as fh:
-            n += sum(1 for text in fh if json.loads(text).get("event") == event)
+            # batch lines (one per commit, listing every message's hop) count per hop,
+            # as `ark trace` reads them
+            n += sum(1 for text in fh for hop in expand_hops(json.loads(text))
+                     if hop.get("event") == event)
     return n
 
 
