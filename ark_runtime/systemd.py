@@ -34,3 +34,21 @@ def watchdog_interval() -> float | None:
     if not usec or (pid and int(pid) != os.getpid()):
         return None
     return int(usec) / 2_000_000
+
+
+def parse_show(text: str) -> list[dict[str, str]]:
+    """`systemctl show` output: one KEY=VALUE block per unit, blocks split by a blank line
+    (a value may itself contain "="). The console and the metrics exporter both read it."""
+    blocks: list[dict[str, str]] = []
+    current: dict[str, str] = {}
+    for line in text.splitlines():
+        if not line.strip():
+            if current:
+                blocks.append(current)
+                current = {}
+            continue
+        key, _, value = line.partition("=")
+        current[key] = value
+    if current:
+        blocks.append(current)
+    return blocks

@@ -15,6 +15,8 @@ import re
 from collections.abc import Sequence
 from typing import Protocol
 
+from ark_runtime import systemd
+
 UNIT = re.compile(r"^(ark\.target|ark-[a-z0-9-]+(@[a-z0-9_-]+)?\.(service|timer))$")
 VERBS = ("start", "stop", "restart")
 PROPS = ("Id", "ActiveState", "SubState", "ActiveEnterTimestamp", "NRestarts", "MainPID")
@@ -52,17 +54,8 @@ class UnitSource(Protocol):
 
 
 def parse_show(text: str) -> list[dict[str, str]]:
-    """`systemctl show` output: blocks of Key=Value separated by blank lines."""
-    units, current = [], {}
-    for line in text.splitlines() + [""]:
-        if not line.strip():
-            if current:
-                units.append(current)
-            current = {}
-            continue
-        key, _, value = line.partition("=")
-        current[key] = value
-    return [u for u in units if valid_unit(u.get("Id", ""))]
+    """ARK's units in `systemctl show` output (anything else is dropped)."""
+    return [u for u in systemd.parse_show(text) if valid_unit(u.get("Id", ""))]
 
 
 async def _run(*argv: str, timeout: float = 30) -> tuple[int, str, str]:

@@ -16,6 +16,7 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 
 from ark_runtime import settings
 from ark_runtime.metrics.base import Source
+from ark_runtime.systemd import parse_show
 
 PROPERTIES = ("Id", "LoadState", "ActiveState", "SubState", "MainPID", "NRestarts",
               "WatchdogTimestampMonotonic")
@@ -31,23 +32,6 @@ def systemctl_show(units: Sequence[str]) -> str:
     if proc.returncode != 0:
         raise RuntimeError(f"systemctl show failed: {proc.stderr.strip()[:200]}")
     return proc.stdout
-
-
-def parse_show(text: str) -> list[dict[str, str]]:
-    """`systemctl show` output: one KEY=VALUE block per unit, blocks split by a blank line."""
-    blocks: list[dict[str, str]] = []
-    current: dict[str, str] = {}
-    for line in text.splitlines():
-        if not line.strip():
-            if current:
-                blocks.append(current)
-                current = {}
-            continue
-        key, _, value = line.partition("=")
-        current[key] = value
-    if current:
-        blocks.append(current)
-    return blocks
 
 
 def agent_of(unit: str) -> str | None:
