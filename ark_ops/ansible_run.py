@@ -70,7 +70,10 @@ def run_playbook(playbook: str, inventory: Path, *, limit: str | None = None,
     if check:
         cmd += ["--check", "--diff"]
     cmd += extra_args or []
-    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=ansible_env(), stdout=subprocess.PIPE,
+    # stdin=DEVNULL: ansible-playbook refuses a non-blocking stdin, and an inherited one can
+    # be left non-blocking by any other child (ssh sets O_NONBLOCK on the shared descriptor).
+    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=ansible_env(), stdin=subprocess.DEVNULL,
+                            stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, bufsize=1)
     lines = []
     assert proc.stdout is not None

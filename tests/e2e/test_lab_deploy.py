@@ -142,31 +142,37 @@ def test_invoke_logs_reads_and_follows_the_hosts_logs(first_deploy):
     """`invoke logs` over SSH: the agents' JSON records, filtered; `--follow` shows a line
     written after it started, and Ctrl+C leaves no tail behind on the host."""
     import json
+    import shlex
     import signal
     import uuid
+    from datetime import UTC, datetime
 
     read = subprocess.run([*INVOKE, "logs", "--json", "--agent", "kyle", "--since", "1h"],
-                          capture_output=True, text=True, timeout=120, cwd=REPO_ROOT)
+                          capture_output=True, text=True, timeout=120, cwd=REPO_ROOT,
+                          stdin=subprocess.DEVNULL)
     assert read.returncode == 0, read.stderr
     records = [json.loads(line) for line in read.stdout.splitlines() if line.strip()]
     assert records and {r.get("agent") for r in records} == {"kyle"}
 
     marker = f"e2e-follow-{uuid.uuid4().hex}"
     follow = subprocess.Popen([*INVOKE, "logs", "--follow", "--grep", marker],
-                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                              cwd=REPO_ROOT)
+                              stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT)
     try:
-        line = json.dumps({"ts": "2030-01-01T00:00:00+00:00", "agent": "kyle",
+        # a current timestamp: the merge holds records in a short reorder window by time
+        line = json.dumps({"ts": datetime.now(UTC).isoformat(), "agent": "kyle",
                            "level": "INFO", "msg": marker})
         deadline = time.monotonic() + 60
         seen = ""
         while marker not in seen and time.monotonic() < deadline:
             time.sleep(2)  # the remote tail starts after ssh connects
-            assert on_host("sh", "-c", f"echo '{line}' >> /var/log/ark/kyle.log").returncode == 0
+            # one string: ssh joins its arguments and the remote shell parses them again
+            append = f"echo {shlex.quote(line)} >> /var/log/ark/kyle.log"
+            assert on_host(append).returncode == 0
             ready, _, _ = select.select([follow.stdout], [], [], 3)
             if ready:
                 seen += follow.stdout.readline()
-        assert marker in seen, "the followed line never arrived"
+        assert marker in seen, f"the followed line never arrived (logs exit: {follow.poll()})"
     finally:
         follow.send_signal(signal.SIGINT)
         rc = follow.wait(timeout=30)
