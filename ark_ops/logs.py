@@ -318,8 +318,8 @@ def records_once(hosts: list[FleetHost], filters: Filters, printer: Printer
 
 def run(inventory: str | None, limit: str | None, *, follow_mode: bool, agent: str,
         level: str, grep: str, since: str, raw_json: bool, out: TextIO = sys.stdout) -> int:
-    from ark_ops.deploy import resolve_inventory
     from ark_ops.fleet import inventory_hosts
+    from ark_ops.inventories import resolve_inventory
 
     filters = Filters.parse(agent, level, grep, since)
     hosts = inventory_hosts(resolve_inventory(inventory, bring_up=False), limit)

@@ -94,8 +94,8 @@ def render(correlation: str, hops: list[Hop], out: TextIO, as_json: bool = False
 
 def run(ident: str, inventory: str | None, limit: str | None, as_json: bool = False,
         out: TextIO = sys.stdout) -> int:
-    from ark_ops.deploy import resolve_inventory
     from ark_ops.fleet import inventory_hosts
+    from ark_ops.inventories import resolve_inventory
 
     try:
         ident = validate_id(ident, "trace id")

@@ -25,16 +25,14 @@ import argparse
 import contextlib
 import json
 import os
-import pwd
 import sys
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from ark_runtime import settings
 from ark_runtime.exitcodes import ExitCode
 from ark_runtime.host import heal_config, heal_dirs, heal_store, venvcheck
-from ark_runtime.host.audit import audited_command
+from ark_runtime.host.audit import actor, audited_command
 from ark_runtime.host.heal_store import store_problem
 from ark_runtime.host.layout import DirSpec, Layout
 from ark_runtime.host.lockfile import parse_lock
@@ -61,20 +59,6 @@ class Finding:
 
 def _now() -> str:
     return datetime.now(UTC).isoformat()
-
-
-def _invoker() -> str:
-    # $ARK_ACTOR (the operator `invoke recover` names), else the person behind sudo, else the
-    # login name, else the uid's name.
-    with contextlib.suppress(settings.SettingsError):
-        if actor := settings.get("ARK_ACTOR"):
-            return actor
-    if login := settings.login_name():
-        return login
-    try:
-        return pwd.getpwuid(os.getuid()).pw_name
-    except KeyError:
-        return str(os.getuid())
 
 
 class Healer:
@@ -163,7 +147,7 @@ class Healer:
         if not self.clear_panic:
             self.add("panic", flag, "failed", PANIC_MESSAGE, flag=content)
             return False
-        who = _invoker()
+        who = actor()  # the same identity the audit chain records
         if self.fix("panic", flag, f"panic flag cleared by {who}", cleared_by=who,
                     cleared_at=_now(), flag=content):
             flag.unlink()

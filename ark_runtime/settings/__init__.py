@@ -33,7 +33,6 @@ __all__ = [
     "environ",
     "get",
     "load",
-    "login_name",
     "spec_for",
     "systemd_var",
 ]
@@ -148,14 +147,6 @@ def get(name: str, env: Mapping[str, str] | None = None) -> Any:
     var = VARIABLES[name]
     values = environ() if env is None else env
     return getattr(load({name: values.get(name, "")}), var.field)
-
-
-def login_name() -> str | None:
-    """The operator's login name from sudo/login, for audit records (not ARK settings)."""
-    for name in LOGIN_VARIABLES:
-        if os.environ.get(name):
-            return os.environ[name]
-    return None
 
 
 def load(env: Mapping[str, str] | None = None) -> ArkSettings:
