@@ -19,7 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
-from ark_runtime.validators import validate_symbol, validate_utc
+from ark_runtime.validators import Symbol, UtcTime, validate_symbol
 
 __all__ = [
     "SAMPLE_BARS",
@@ -39,24 +39,15 @@ class Bar(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    symbol: str
-    ts: datetime
+    symbol: Symbol
+    ts: UtcTime
     open: float
     high: float
     low: float
     close: float
     volume: float
 
-    @field_validator("symbol")
-    @classmethod
-    def _symbol(cls, value: str) -> str:
-        return validate_symbol(value)
 
-    @field_validator("ts")
-    @classmethod
-    def _utc(cls, value: datetime) -> datetime:
-        # Naive timestamps are ambiguous across hosts; require an explicit offset.
-        return validate_utc(value)
 
     @field_validator("open", "high", "low", "close", "volume", mode="before")
     @classmethod

@@ -7,14 +7,13 @@ past the level, how much volume, how aligned momentum is), not a constant.
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from ark_runtime import indicators as ind
 from ark_runtime.market import Bar
-from ark_runtime.validators import validate_symbol, validate_utc
+from ark_runtime.validators import Symbol, UtcTime
 
 __all__ = ["Pattern", "PatternDetector"]
 
@@ -25,26 +24,16 @@ Direction = Literal["long", "short"]
 class Pattern(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    symbol: str
+    symbol: Symbol
     kind: PatternKind
     direction: Direction
     confidence: float = Field(ge=0.0, le=1.0)
     price: float = Field(gt=0)
-    ts: datetime
+    ts: UtcTime
     # sma_fast, sma_slow, ema, rsi, atr, atr_pct, avg_volume, volume_ratio
     indicators: dict[str, float]
 
-    # Same allow-list as Bar and TradePlan: a bad symbol is refused when the message is
-    # decoded (and dead-lettered with the reason), not inside Kenny's handler.
-    @field_validator("symbol")
-    @classmethod
-    def _symbol(cls, value: str) -> str:
-        return validate_symbol(value)
 
-    @field_validator("ts")
-    @classmethod
-    def _utc(cls, value: datetime) -> datetime:
-        return validate_utc(value)
 
 
 def _clamp(x: float, lo: float = 0.0, hi: float = 1.0) -> float:

@@ -9,13 +9,12 @@ ARK, places an order.
 from __future__ import annotations
 
 import math
-from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from ark_runtime.patterns import Pattern
-from ark_runtime.validators import validate_symbol, validate_utc
+from ark_runtime.validators import Symbol, UtcTime
 
 __all__ = ["AccountConfig", "PlanError", "TradePlan", "plan_trade"]
 
@@ -40,7 +39,7 @@ class AccountConfig(BaseModel):
 class TradePlan(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    symbol: str
+    symbol: Symbol
     direction: Literal["long", "short"]
     entry: float = Field(gt=0)
     stop_loss: float = Field(gt=0)
@@ -55,20 +54,12 @@ class TradePlan(BaseModel):
     avg_volume: float = Field(ge=0)
     confidence: float = Field(ge=0, le=1)
     pattern: Literal["breakout", "ma_cross"]
-    pattern_ts: datetime
+    pattern_ts: UtcTime
     catalyst: str = ""
     source: str = "technical"
     paper: Literal[True] = True
 
-    @field_validator("symbol")
-    @classmethod
-    def _symbol(cls, value: str) -> str:
-        return validate_symbol(value)
 
-    @field_validator("pattern_ts")
-    @classmethod
-    def _utc(cls, value: datetime) -> datetime:
-        return validate_utc(value)
 
     def rule_input(self) -> dict[str, object]:
         """The flat dict HRM evaluates (JSON-safe)."""

@@ -13,7 +13,10 @@ import re
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Annotated
 from urllib.parse import urlsplit
+
+from pydantic import AfterValidator
 
 __all__ = [
     "AGENT_NAMES",
@@ -188,3 +191,9 @@ def validate_url(value: object, *, allow_credentials: bool = False) -> str:
         # Do not echo the URL: it contains the credentials.
         raise UrlError(f"{scheme} URL must not embed credentials")
     return value
+
+
+# Field types for the pipeline's models: one declaration of "a symbol" and "a UTC time"
+# instead of a field_validator per model.
+Symbol = Annotated[str, AfterValidator(validate_symbol)]
+UtcTime = Annotated[datetime, AfterValidator(validate_utc)]

@@ -24,7 +24,7 @@ from pydantic import (
 )
 
 from ark_runtime.bus.registry import ENDPOINTS, REGISTRY, payload_model
-from ark_runtime.validators import IdError, validate_id, validate_utc
+from ark_runtime.validators import IdError, UtcTime, validate_id
 
 PROTOCOL_VERSION = 1
 MAX_TTL_S = 7 * 24 * 3600
@@ -59,7 +59,7 @@ class Envelope(BaseModel):
     to_agent: str
     type: str = Field(description="a registered message type")
     payload: dict[str, Any] = Field(description="validated against the type's payload model")
-    timestamp: datetime = Field(description="UTC time the message was created")
+    timestamp: UtcTime = Field(description="UTC time the message was created")
     ttl: int = Field(default=3600, ge=1, le=MAX_TTL_S, description="seconds until it expires")
     priority: int = Field(default=5, ge=0, le=9, description="0 lowest .. 9 highest")
     _body: BaseModel | None = PrivateAttr(default=None)
@@ -95,10 +95,6 @@ class Envelope(BaseModel):
             raise ValueError(f"unregistered message type {value!r}")
         return value
 
-    @field_validator("timestamp")
-    @classmethod
-    def _utc(cls, value: datetime) -> datetime:
-        return validate_utc(value)
 
     @model_validator(mode="after")
     def _expiry_representable(self) -> Envelope:

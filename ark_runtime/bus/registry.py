@@ -10,13 +10,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from ark_runtime.hrm import Decision
 from ark_runtime.market import Bar
 from ark_runtime.patterns import Pattern
 from ark_runtime.planner import TradePlan
-from ark_runtime.validators import validate_symbol
+from ark_runtime.validators import Symbol
 
 # Pipeline order: a critical error pauses every agent upstream of the one that failed.
 PIPELINE: tuple[str, ...] = ("kyle", "joey", "kenny", "hrm")
@@ -63,14 +63,10 @@ class ControlResume(_Payload):
 class HrmVerdict(_Payload):
     """HRM's decision together with the plan it judged (the chatter feed shows both)."""
 
-    symbol: str
+    symbol: Symbol
     plan: TradePlan = Field(description="the trade.plan payload that was evaluated")
     decision: Decision = Field(description="approved, violations, warnings, breaker state")
 
-    @field_validator("symbol")
-    @classmethod
-    def _symbol(cls, value: str) -> str:
-        return validate_symbol(value)
 
 
 @dataclass(frozen=True)
