@@ -1,15 +1,20 @@
 """Joey: rolling windows per symbol -> pattern.detected for Kenny.
 
-The windows are Joey's state. Each bar is appended to `ark:state:joey:window:<symbol>` (a
-Redis list trimmed to the window size) in the same atomic commit that acks the bar, so the saved
-windows always match exactly the bars acknowledged: a restart, even after SIGKILL, resumes
-with the same windows and detects the same patterns. Joey is stateful per symbol: run one
+The windows are Joey's state. Once per batch, each symbol's new bars are appended to
+`ark:state:joey:window:<symbol>` (a Redis list trimmed to the window size), with the symbol's
+indicator accumulators (`ark:state:joey:acc`, see rolling.py) and MA-cross side, in the same
+atomic commit that acks the batch, so the saved windows always match exactly the bars
+acknowledged: a restart, even after SIGKILL, resumes with the same windows and accumulators
+and detects the same patterns, bit for bit. Joey is stateful per symbol: run one
 active Joey per pipeline (a second consumer would see only part of each symbol's bars).
 The in-memory detector only runs ahead of Redis between handle() and the commit; when that
 commit fails, the detector is rebuilt from Redis before the next message.
 """
 
 from __future__ import annotations
+
+import json
+from typing import Any
 
 from ark_runtime.agents.base import ConfigError
 from ark_runtime.agents.consumer import ConsumerAgent, Output
@@ -22,6 +27,8 @@ WINDOW_KEY = "ark:state:joey:window:"
 # The detector's other per-symbol state: the confirmed side of the fast/slow averages (the MA
 # cross hysteresis), saved and restored through PatternDetector's cross_side API.
 SIDE_KEY = "ark:state:joey:side"
+# Each symbol's indicator accumulators, for a bit-identical restart (PatternDetector.snapshot).
+ACC_KEY = "ark:state:joey:acc"
 
 
 class Joey(ConsumerAgent):
@@ -36,6 +43,8 @@ class Joey(ConsumerAgent):
         except ValueError as exc:
             raise ConfigError(f"ARK_JOEY_WINDOW: {exc}") from None
         self._reload = False
+        # Handled, not yet in a commit: (envelope, bar, MA-cross side after the bar).
+        self._unsaved: list[tuple[Envelope, Bar, int | None]] = []
         self._restore()
 
     def discard_uncommitted(self) -> None:
@@ -43,6 +52,7 @@ class Joey(ConsumerAgent):
         # its reply was lost. Redis holds exactly the committed windows: reload from there
         # before the next message, so the redelivered bar is detected again (not "stale").
         self._reload = True
+        self._unsaved = []
 
     def process_batch(self, deliveries: list[Delivery]) -> None:
         # Checked per batch: a handler failure cuts the batch (what was handled before it is
@@ -65,6 +75,13 @@ class Joey(ConsumerAgent):
                     restored += 1
                 except ValueError as exc:  # a corrupt entry costs a warm-up, not a crash
                     self.log.warning("skipping saved bar in %s: %s", key, exc)
+        for symbol, raw in self.r.hgetall(ACC_KEY).items():
+            try:
+                self.detector.restore_snapshot(symbol, json.loads(raw))
+            except (ValueError, KeyError) as exc:
+                # The accumulators are then rebuilt from the window: equal to the reference
+                # within the stated tolerance, only not bit-identical to an unbroken run.
+                self.log.warning("not restoring indicator state of %s: %s", symbol, exc)
         for symbol, side in self.r.hgetall(SIDE_KEY).items():
             try:
                 self.detector.restore_cross_side(symbol, int(side))
@@ -80,7 +97,8 @@ class Joey(ConsumerAgent):
         out = []
         patterns = self.detector.update(bar)
         # A stale (not newer) bar is ignored by the detector; then there is no state to save.
-        self._added = bar if self.detector.window.last(bar.symbol) is bar else None
+        if self.detector.window.last(bar.symbol) is bar:
+            self._unsaved.append((envelope, bar, self.detector.cross_side(bar.symbol)))
         for i, pattern in enumerate(patterns):
             out.append((inbox("kenny"), Envelope.new(
                 "pattern.detected", pattern, from_agent="joey", to_agent="kenny",
@@ -88,14 +106,34 @@ class Joey(ConsumerAgent):
             )))
         return out
 
-    def state_writes(self, envelope: Envelope) -> list[list[str]]:
-        if self._added is None:
-            return []
-        symbol = self._added.symbol
+    def finish_batch(self, ready: list[Any]) -> None:
+        """The batch's window writes, one group per symbol, on that symbol's last message."""
+        by_envelope = {id(item.envelope): item for item in ready}
+        bars: dict[str, list[Bar]] = {}
+        last: dict[str, tuple[Any, int | None]] = {}
+        for envelope, bar, side in self._unsaved:
+            item = by_envelope.get(id(envelope))
+            if item is None:  # its handler failed after the detector took the bar
+                continue
+            bars.setdefault(bar.symbol, []).append(bar)
+            last[bar.symbol] = (item, side)
+        self._unsaved = []
+        for symbol, added in bars.items():
+            item, side = last[symbol]
+            item.state.extend(self._window_writes(symbol, added, side))
+
+    def _window_writes(self, symbol: str, added: list[Bar],
+                       side: int | None) -> list[list[str]]:
         key = f"{WINDOW_KEY}{symbol}"
-        commands = [["RPUSH", key, self._added.model_dump_json()],
+        commands = [["RPUSH", key, *(b.model_dump_json() for b in added)],
                     ["LTRIM", key, str(-self.window_size), "-1"]]
-        side = self.detector.cross_side(symbol)
+        # The accumulators only if they are those of the last bar saved (a bar whose handler
+        # failed may have moved them on; the restore then rebuilds them from the window).
+        if self.detector.window.last(symbol) is added[-1]:
+            snapshot = json.dumps(self.detector.snapshot(symbol), separators=(",", ":"))
+            commands.append(["HSET", ACC_KEY, symbol, snapshot])
+        else:
+            commands.append(["HDEL", ACC_KEY, symbol])
         if side is not None:
             commands.append(["HSET", SIDE_KEY, symbol, str(side)])
         return commands

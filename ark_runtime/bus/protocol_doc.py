@@ -71,6 +71,15 @@ def render() -> str:
         "commit. Fsync policy: `synchronous=FULL` in WAL mode, i.e. one fsync per batch; NORMAL "
         "is not used because a power loss could then drop decisions whose plans were already "
         "acked in Redis (lost, not redone).",
+        "* Decoding: entries in the canonical form `to_fields` writes are checked with msgspec "
+        "(types, ranges, unknown fields, ids, endpoints, type, expiry) and their payload with "
+        "its model; anything else gets the full pydantic validation, which accepts it or "
+        "words the error naming the field. Same verdicts and messages either way.",
+        "* Joey's state: once per batch, each symbol's new bars are appended to "
+        "`ark:state:joey:window:<symbol>` (trimmed to `ARK_JOEY_WINDOW`) with its indicator "
+        "accumulators (`ark:state:joey:acc`) and MA-cross side (`ark:state:joey:side`), in the "
+        "batch's commit; a restart restores all three and continues bit for bit. Indicators "
+        "are O(1) per bar, within 1e-9 (relative) of the reference computation.",
         "* Logging: one INFO line per committed batch (`event: batch`) lists each message's "
         "hop (`received`, `emitted`/`decided` with the ids); `ark trace` expands it. The "
         "per-message lines are DEBUG (`ARK_LOG_LEVEL=DEBUG`).",

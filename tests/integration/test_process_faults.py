@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -14,12 +15,13 @@ from conftest import REPO, Lab, wait_for
 from helpers import dead, decisions, envelopes, log_lines, pending
 from test_pipeline import SYMBOLS, expected_outcomes, outcomes, start_pipeline
 
+from ark_runtime.agents.joey import ACC_KEY, WINDOW_KEY
 from ark_runtime.bus.envelope import Envelope
 from ark_runtime.bus.errors import ErrorBus, pauses, recent
 from ark_runtime.bus.streams import connect, inbox
 from ark_runtime.config import RedisSettings
 from ark_runtime.lock import EXIT_LOCKED
-from ark_runtime.market import SyntheticAdapter
+from ark_runtime.market import Bar, SyntheticAdapter
 from ark_runtime.patterns import PatternDetector
 
 
@@ -225,7 +227,8 @@ def test_sigkilled_stateful_joey_resumes_with_identical_output(lab: Lab, r) -> N
     bars = list(SyntheticAdapter(SYMBOLS, seed=9, bars=400))
     detector, oracle = PatternDetector(), []
     for bar in bars:
-        oracle += [(p.symbol, p.kind, p.ts.isoformat()) for p in detector.update(bar)]
+        oracle += [(p.symbol, p.kind, p.ts.isoformat(), p.indicators)
+                   for p in detector.update(bar)]
     lab.start("kyle", ARK_FEED="synthetic", ARK_FEED_SYMBOLS=",".join(SYMBOLS),
               ARK_FEED_SEED="9", ARK_FEED_BARS="400")
     joey = lab.start("joey", ARK_BUS_BATCH="16")
@@ -242,9 +245,17 @@ def test_sigkilled_stateful_joey_resumes_with_identical_output(lab: Lab, r) -> N
     lab.start("joey")  # same host, same consumer name: re-reads its own pending first
     wait_for(lambda: pending(r, "joey") == 0 and r.get(next(r.scan_iter("ark:kyle:cursor:*")))
              == "1200", 30, what="joey to drain the feed")
-    got = [(e.payload["symbol"], e.payload["kind"], e.payload["ts"].replace("Z", "+00:00"))
-           for e in envelopes(r, inbox("kenny"))]
-    assert got == oracle  # same patterns, same order, none doubled, none lost
+    got = [(e.payload["symbol"], e.payload["kind"], e.payload["ts"].replace("Z", "+00:00"),
+            e.payload["indicators"]) for e in envelopes(r, inbox("kenny"))]
+    # Same patterns, same order, none doubled, none lost, and the same indicator floats bit
+    # for bit: the restarted Joey restored its accumulators (saved once per batch), not only
+    # its windows.
+    assert got == oracle
+    saved = r.hgetall(ACC_KEY)
+    assert sorted(saved) == sorted(SYMBOLS)
+    for symbol, raw in saved.items():
+        last = Bar.model_validate_json(r.lindex(f"{WINDOW_KEY}{symbol}", -1))
+        assert json.loads(raw)["ts"] == last.ts.isoformat()
 
 
 @pytest.mark.requirement("AGENT_02")
