@@ -19,16 +19,20 @@ from typing import Any
 from ark_runtime.agents.base import ConfigError
 from ark_runtime.agents.consumer import ConsumerAgent, Output
 from ark_runtime.bus.envelope import Envelope, derive_id
-from ark_runtime.bus.streams import Delivery, inbox
+from ark_runtime.bus.streams import Delivery, inbox, slot_tag
 from ark_runtime.market import Bar
 from ark_runtime.patterns import PatternDetector
 
-WINDOW_KEY = "ark:state:joey:window:"
+# Joey's keys carry its inbox's hash tag (one Redis Cluster slot with the inbox); the
+# LEGACY_* names are read once after an upgrade so the windows survive it.
+WINDOW_KEY = f"ark:state:{slot_tag('joey')}:joey:window:"
+LEGACY_WINDOW_KEY = "ark:state:joey:window:"
+LEGACY_SIDE_KEY = "ark:state:joey:side"
 # The detector's other per-symbol state: the confirmed side of the fast/slow averages (the MA
 # cross hysteresis), saved and restored through PatternDetector's cross_side API.
-SIDE_KEY = "ark:state:joey:side"
+SIDE_KEY = f"ark:state:{slot_tag('joey')}:joey:side"
 # Each symbol's indicator accumulators, for a bit-identical restart (PatternDetector.snapshot).
-ACC_KEY = "ark:state:joey:acc"
+ACC_KEY = f"ark:state:{slot_tag('joey')}:joey:acc"
 
 
 class Joey(ConsumerAgent):
@@ -67,14 +71,8 @@ class Joey(ConsumerAgent):
             rest = self._one_batch(rest)
 
     def _restore(self) -> None:
-        restored = 0
-        for key in sorted(self.r.scan_iter(f"{WINDOW_KEY}*", count=500)):
-            for raw in self.r.lrange(key, 0, -1):
-                try:
-                    self.detector.window.add(Bar.model_validate_json(raw))
-                    restored += 1
-                except ValueError as exc:  # a corrupt entry costs a warm-up, not a crash
-                    self.log.warning("skipping saved bar in %s: %s", key, exc)
+        restored = self._restore_windows(WINDOW_KEY)
+        restored += self._restore_windows(LEGACY_WINDOW_KEY)  # symbols not saved since
         for symbol, raw in self.r.hgetall(ACC_KEY).items():
             try:
                 self.detector.restore_snapshot(symbol, json.loads(raw))
@@ -82,7 +80,8 @@ class Joey(ConsumerAgent):
                 # The accumulators are then rebuilt from the window: equal to the reference
                 # within the stated tolerance, only not bit-identical to an unbroken run.
                 self.log.warning("not restoring indicator state of %s: %s", symbol, exc)
-        for symbol, side in self.r.hgetall(SIDE_KEY).items():
+        sides = {**self.r.hgetall(LEGACY_SIDE_KEY), **self.r.hgetall(SIDE_KEY)}
+        for symbol, side in sides.items():
             try:
                 self.detector.restore_cross_side(symbol, int(side))
             except ValueError as exc:  # a corrupt entry costs a warm-up, not a crash
@@ -90,6 +89,19 @@ class Joey(ConsumerAgent):
         if restored:
             self.log.info("restored %d bars of window state", restored,
                           extra={"event": "state_restored", "bars": restored})
+
+    def _restore_windows(self, prefix: str) -> int:
+        restored = 0
+        for key in sorted(self.r.scan_iter(f"{prefix}*", count=500)):
+            if self.detector.window.last(key[len(prefix):]) is not None:
+                continue  # already restored under the current name
+            for raw in self.r.lrange(key, 0, -1):
+                try:
+                    self.detector.window.add(Bar.model_validate_json(raw))
+                    restored += 1
+                except ValueError as exc:  # a corrupt entry costs a warm-up, not a crash
+                    self.log.warning("skipping saved bar in %s: %s", key, exc)
+        return restored
 
     def handle(self, envelope: Envelope) -> list[Output]:
         bar = envelope.body()

@@ -15,7 +15,7 @@ from conftest import REPO, Lab, wait_for
 from helpers import dead, decisions, envelopes, log_lines, pending
 from test_pipeline import SYMBOLS, expected_outcomes, outcomes, start_pipeline
 
-from ark_runtime.agents.joey import ACC_KEY, WINDOW_KEY
+from ark_runtime.agents.joey import ACC_KEY, LEGACY_SIDE_KEY, LEGACY_WINDOW_KEY, WINDOW_KEY
 from ark_runtime.bus.envelope import Envelope
 from ark_runtime.bus.errors import ErrorBus, pauses, recent
 from ark_runtime.bus.streams import connect, inbox
@@ -294,3 +294,33 @@ def test_redis_outage_is_retried_with_backoff_and_loses_nothing(durable_redis, t
             assert agent.proc.poll() is None  # rode it out instead of crashing
     finally:
         world.close()
+
+
+@pytest.mark.requirement("INFRA_04")
+def test_joey_upgraded_from_the_untagged_key_names_keeps_its_windows(lab: Lab, r) -> None:
+    # Windows saved under the names used before the keys carried the inbox's hash tag are
+    # read once after the upgrade: the patterns of the next bars come out as if Joey never
+    # stopped (without them, the first 31 bars of each symbol would be warm-up).
+    bars = list(SyntheticAdapter(SYMBOLS, seed=11, bars=200))
+    cut = len(bars) // 2
+    detector = PatternDetector()
+    for bar in bars[:cut]:
+        detector.update(bar)
+    for symbol in SYMBOLS:
+        r.rpush(f"{LEGACY_WINDOW_KEY}{symbol}",
+                *(b.model_dump_json() for b in detector.window.bars(symbol)))
+        side = detector.cross_side(symbol)
+        if side is not None:
+            r.hset(LEGACY_SIDE_KEY, symbol, str(side))
+    oracle = [(p.symbol, p.kind, p.ts.isoformat()) for bar in bars[cut:]
+              for p in detector.update(bar)]
+    assert oracle
+    for bar in bars[cut:]:
+        r.xadd(inbox("joey"), Envelope.new("market.bar", bar, from_agent="kyle",
+                                           to_agent="joey").to_fields())
+    lab.start("joey")
+    wait_for(lambda: pending(r, "joey") == 0 and r.xinfo_groups(inbox("joey"))[0]["lag"] == 0,
+             30, what="joey to take every bar")
+    got = [(e.payload["symbol"], e.payload["kind"], e.payload["ts"].replace("Z", "+00:00"))
+           for e in envelopes(r, inbox("kenny"))]
+    assert got == oracle
