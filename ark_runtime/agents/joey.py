@@ -1,8 +1,8 @@
 """Joey: rolling windows per symbol -> pattern.detected for Kenny.
 
 The windows are Joey's state. Once per batch, each symbol's new bars are appended to
-`ark:state:joey:window:<symbol>` (a Redis list trimmed to the window size), with the symbol's
-indicator accumulators (`ark:state:joey:acc`, see rolling.py) and MA-cross side, in the same
+WINDOW_KEY<symbol> (a Redis list trimmed to the window size), with the symbol's indicator
+accumulators (ACC_KEY, see rolling.py) and MA-cross side (SIDE_KEY), in the same
 atomic commit that acks the batch, so the saved windows always match exactly the bars
 acknowledged: a restart, even after SIGKILL, resumes with the same windows and accumulators
 and detects the same patterns, bit for bit. Joey is stateful per symbol: run one
