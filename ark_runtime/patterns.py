@@ -7,6 +7,7 @@ past the level, how much volume, how aligned momentum is), not a constant.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -35,6 +36,15 @@ class Pattern(BaseModel):
     indicators: dict[str, float]
 
 
+
+
+def _time(value: object) -> datetime | None:
+    if isinstance(value, datetime):
+        return value
+    try:
+        return datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
 def _clamp(x: float, lo: float = 0.0, hi: float = 1.0) -> float:
@@ -116,15 +126,17 @@ class PatternDetector:
     # A restarted Joey restores the window's bars and then these accumulators, so it goes on
     # bit for bit like a detector that never stopped (see rolling.py on rounding).
     def snapshot(self, symbol: str) -> dict[str, object]:
+        """The symbol's last bar time and accumulators (JSON-encodable with msgspec; for the
+        standard json module, turn `ts` into text first)."""
         last = self.window.last(symbol)
         assert last is not None
-        return {"ts": last.ts.isoformat(), "acc": self.indicators_of(symbol).snapshot()}
+        return {"ts": last.ts, "acc": self.indicators_of(symbol).snapshot()}
 
     def restore_snapshot(self, symbol: str, saved: dict[str, object]) -> None:
         """ValueError when it does not belong to the restored window (then the window's own
         accumulators stay: equal to the reference within the stated tolerance)."""
         last = self.window.last(symbol)
-        if last is None or not isinstance(saved, dict) or saved.get("ts") != last.ts.isoformat():
+        if last is None or not isinstance(saved, dict) or _time(saved.get("ts")) != last.ts:
             raise ValueError(f"indicator snapshot of {symbol} is not for its saved window")
         acc = saved.get("acc")
         if not isinstance(acc, list):

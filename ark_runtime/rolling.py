@@ -11,7 +11,7 @@ volume baseline, no losses) use counts of non-zero terms, so they are decided ex
 the reference.
 
 Rounding makes the accumulators depend on the history, not only on the window's contents: a
-restarted Joey gets them back from Redis (`snapshot`/`restore`, saved once per batch with the
+restarted Joey gets them back from Redis (`snapshot`/`restore`, saved with each bar of the
 window) and then continues bit for bit like one that never stopped. The sliding sums are
 re-summed exactly (math.fsum) now and then so rounding cannot build up (see RESUM_EVERY).
 """

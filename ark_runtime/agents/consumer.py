@@ -62,11 +62,6 @@ class ConsumerAgent(Agent):
         """Redis commands that must commit together with this message's ack (agent state)."""
         return []
 
-    def finish_batch(self, ready: list[_Ready]) -> None:
-        """Called once per batch just before its commit: an agent may add state writes that
-        cover several messages (Joey saves each symbol's window once per batch) to the state
-        of the batch's last message that needs them (the whole commit is one atomic script)."""
-
     def discard_uncommitted(self) -> None:
         """handle() changed in-memory state but its commit did not (surely) happen: drop
         that state so it is rebuilt from what was committed. Stateless agents: nothing."""
@@ -237,7 +232,6 @@ class ConsumerAgent(Agent):
             return
         sent_at = time.time()
         try:
-            self.finish_batch(ready)
             firsts = self.inbox.commit_many(
                 [(item.delivery, item.outputs, item.state) for item in ready])
         except BaseException:

@@ -79,12 +79,14 @@ def render() -> str:
         "(types, ranges, unknown fields, ids, endpoints, type, expiry) and their payload with "
         "its model; anything else gets the full pydantic validation, which accepts it or "
         "words the error naming the field. Same verdicts and messages either way.",
-        "* Joey's state: once per batch, each symbol's new bars are appended to "
+        "* Joey's state: each bar is appended to "
         "`ark:state:{ark:stream:joey}:joey:window:<symbol>` (trimmed to `ARK_JOEY_WINDOW`) "
-        "with its indicator accumulators (`...:joey:acc`) and MA-cross side (`...:joey:side`), "
-        "in the batch's commit; a restart restores all three and continues bit for bit (the "
-        "untagged names of earlier releases are still read). Indicators "
-        "are O(1) per bar, within 1e-9 (relative) of the reference computation.",
+        "with the symbol's indicator accumulators (`...:joey:acc`) and MA-cross side "
+        "(`...:joey:side`), in the bar's own part of the batch's commit (not once per batch: "
+        "a script that fails half-way keeps the acks before the failure); a restart restores "
+        "all three and continues bit for bit (the untagged names of earlier releases are "
+        "still read). Indicators are O(1) per bar, within 1e-9 (relative) of the reference "
+        "computation.",
         "* Logging: one INFO line per committed batch (`event: batch`) lists each message's "
         "hop (`received`, `emitted`/`decided` with the ids); `ark trace` expands it. The "
         "per-message lines are DEBUG (`ARK_LOG_LEVEL=DEBUG`).",

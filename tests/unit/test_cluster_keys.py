@@ -76,12 +76,12 @@ class RecordingClient:
 
 
 def joey_batch() -> tuple[RecordingClient, list[str], list]:
-    """A real Joey batch (bars through the detector, its window writes) committed through a
+    """A real Joey batch (bars through the detector, its state writes) committed through a
     recording client: the keys and commands the script would get."""
     client = RecordingClient()
     box = Inbox(client, "joey", "joey@test", BusSettings())
     joey = Joey.__new__(Joey)
-    joey.detector, joey.window_size, joey._unsaved = PatternDetector(), 60, []
+    joey.detector, joey.window_size = PatternDetector(), 60
     commits = []
     for bar in SyntheticAdapter(["AAPL", "MSFT"], seed=3, bars=60):
         env = Envelope.new("market.bar", bar, from_agent="kyle", to_agent="joey")
@@ -90,10 +90,8 @@ def joey_batch() -> tuple[RecordingClient, list[str], list]:
         outputs.append((ERRORS_STREAM, Envelope.new(
             "error.raised", {"agent": "joey", "severity": "info", "error": "x",
                              "message": "y"}, from_agent="joey", to_agent="bus")))
-        commits.append(type("R", (), {"delivery": delivery, "envelope": env,
-                                      "outputs": outputs, "state": []})())
-    joey.finish_batch(commits)
-    box.commit_many([(c.delivery, c.outputs, c.state) for c in commits])
+        commits.append((delivery, outputs, joey.state_writes(env)))
+    box.commit_many(commits)
     keys, args = client.calls[-1]
     return client, keys, json.loads(args[2])
 

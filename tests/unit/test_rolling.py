@@ -12,6 +12,7 @@ import json
 import math
 from datetime import UTC, datetime, timedelta
 
+import msgspec
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -140,13 +141,13 @@ def _reference_update(det: PatternDetector, bar: Bar) -> list:
 @settings(max_examples=60, deadline=None)
 @given(bars=bar_series(max_bars=200), cut=st.integers(2, 200))
 def test_restored_detector_continues_bit_for_bit(bars, cut) -> None:
-    # Joey saves the window's bars and the snapshot (JSON) once per batch; a restart replays
+    # Joey saves the window's bars and the snapshot (JSON) with each bar; a restart replays
     # the bars, restores the snapshot and must then match the detector that never stopped.
     cut = min(cut, len(bars))
     live = PatternDetector(window=40)
     for bar in bars[:cut]:
         live.update(bar)
-    saved = json.loads(json.dumps(live.snapshot("AAPL")))
+    saved = json.loads(msgspec.json.encode(live.snapshot("AAPL")))  # as Joey saves it
     restarted = PatternDetector(window=40)
     for bar in live.window.bars("AAPL"):
         restarted.window.add(bar)
