@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -81,12 +82,16 @@ def engine_answers() -> bool:
                           stdin=subprocess.DEVNULL).returncode == 0
 
 
+STATE_FILE = WORK / "dockerd.json"  # a dockerd `invoke compose.up` started and left running
+
+
 class Engine:
     """A dockerd for the duration of a `with` block: the running one, or one started here
-    (then stopped on exit, and any netfilter change undone)."""
+    (then stopped on exit, and any netfilter change undone). With keep=True a dockerd started
+    here is left running for the stack and recorded, so `stop_kept_engine` can stop it."""
 
-    def __init__(self, log=print) -> None:
-        self.log = log
+    def __init__(self, log=print, keep: bool = False) -> None:
+        self.log, self.keep = log, keep
         self.proc: subprocess.Popen | None = None
         self.before: dict[str, str | None] = {}
         self.restored: list[str] = []
@@ -130,7 +135,37 @@ class Engine:
         self.restored = restore_netfilter(self.before)
 
     def __exit__(self, *exc: object) -> None:
+        if self.keep and self.proc is not None and exc[0] is None:
+            STATE_FILE.write_text(json.dumps({"pid": self.proc.pid, "before": self.before}))
+            return
         self.stop()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] != "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def stop_kept_engine(log=print) -> list[str]:
+    """Stop the dockerd `invoke compose.up` started (if any) and undo netfilter changes."""
+    if not STATE_FILE.exists():
+        return []
+    state = json.loads(STATE_FILE.read_text())
+    pid = int(state["pid"])
+    try:
+        exe = os.readlink(f"/proc/{pid}/exe")
+    except OSError:
+        exe = ""
+    if Path(exe).name == "dockerd":  # a recycled pid is left alone
+        log(f"stopping the dockerd compose.up started (pid {pid})")
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 60
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.5)
+    STATE_FILE.unlink()
+    return restore_netfilter(state["before"])
 
 
 def base_tag() -> str:
@@ -175,3 +210,24 @@ def compose(*args: str, timeout: float = 300, env: dict[str, str] | None = None,
                    env=full_env)
     return subprocess.run(argv, capture_output=True, text=True, timeout=timeout,
                           cwd=REPO_ROOT, env=full_env, stdin=subprocess.DEVNULL)
+
+
+def inspect(service: str) -> dict:
+    """`docker inspect` of the service's container."""
+    cid = compose("ps", "-q", service).stdout.strip()
+    if not cid:
+        raise ComposeError(f"no container for service {service}: is the stack up?")
+    return json.loads(run([DOCKER, "inspect", cid], "docker inspect").stdout)[0]
+
+
+def wait_healthy(services: tuple[str, ...], timeout: float = 150, log=print) -> dict[str, str]:
+    """Wait until every service's healthcheck says healthy; name the ones that do not."""
+    deadline, status = time.monotonic() + timeout, {}
+    while time.monotonic() < deadline:
+        status = {s: inspect(s)["State"].get("Health", {}).get("Status") for s in services}
+        if all(v == "healthy" for v in status.values()):
+            return status
+        time.sleep(2)
+    waiting = ", ".join(f"{s} ({v})" for s, v in status.items() if v != "healthy")
+    raise ComposeError(f"not healthy after {timeout:.0f}s: {waiting}; "
+                       "see `docker-compose -p ark logs`")
