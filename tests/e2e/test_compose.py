@@ -24,6 +24,7 @@ import pytest
 
 from ark_ops import compose as stack
 from ark_ops import compose_engine as engine
+from ark_runtime.bus.streams import DECISIONS_STREAM
 
 pytestmark = [
     pytest.mark.lab,
@@ -130,9 +131,9 @@ def test_every_service_reports_healthy(up):
 def test_a_bar_becomes_a_decision_and_its_trace_spans_the_four_agents(up):
     deadline, first = time.monotonic() + 90, ""
     while time.monotonic() < deadline and not first:
-        first = exec_in("redis", REDIS + "XRANGE ark:decisions - + COUNT 1").stdout
+        first = exec_in("redis", REDIS + f"XRANGE {DECISIONS_STREAM} - + COUNT 1").stdout
         time.sleep(1)
-    assert first, "no decision reached ark:decisions within 90 s"
+    assert first, f"no decision reached {DECISIONS_STREAM} within 90 s"
     lines = first.splitlines()
     cid = lines[lines.index("correlation_id") + 1]
     trace = engine.compose("exec", "-T", "api", "ark", "trace", cid, timeout=60).stdout
