@@ -160,3 +160,24 @@ def test_a_weak_or_open_secret_file_is_refused_without_showing_it(tmp_path):
     os.chmod(d / "ARK_REDIS_PASSWORD", 0o644)
     with pytest.raises(compose.ComposeError, match="readable by group or others"):
         compose.ensure_secrets(d, uid=os.geteuid())
+
+
+def test_stopping_a_kept_engine_leaves_a_recycled_pid_alone(tmp_path, monkeypatch):
+    from ark_ops import compose_engine
+
+    state = tmp_path / "dockerd.json"
+    monkeypatch.setattr(compose_engine, "STATE_FILE", state)
+    monkeypatch.setattr(compose_engine, "restore_netfilter", lambda before: [])
+    # The recorded pid now belongs to this test process, which is not dockerd.
+    state.write_text(f'{{"pid": {os.getpid()}, "before": {{}}}}')
+    assert compose_engine.stop_kept_engine(log=lambda _m: None) == []
+    assert not state.exists()
+    assert compose_engine.stop_kept_engine() == []  # nothing recorded: nothing to stop
+
+
+def test_netfilter_state_reads_what_the_lab_bridge_depends_on():
+    from ark_ops import compose_engine
+
+    state = compose_engine.netfilter_state()
+    assert state["ip_forward"] in ("0", "1")
+    assert set(state) == {"forward_policy", "ip_forward", "bridge_nf_call_iptables"}
