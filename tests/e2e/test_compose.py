@@ -164,7 +164,7 @@ def test_secrets_are_in_no_command_line_and_no_container_config(up):
     values = [p.read_text().strip() for p in stack.ensure_secrets().values()]
     for service in stack.ARK_SERVICES:
         config = json.dumps(container(service)["Config"])
-        argv = exec_in(service, "cat /proc/[0-9]*/cmdline | tr '\\0' ' '").stdout
+        argv = exec_in(service, "cat /proc/[0-9]*/cmdline 2>/dev/null | tr '\\0' ' '; true").stdout
         for value in values:
             assert value not in config and value not in argv, service
     for text in (stack.COMPOSE_FILE.read_text(), stack.ENV_FILE.read_text()):
