@@ -13,8 +13,9 @@ RUN groupadd --system --gid "${ARK_UID}" ark \
         --no-create-home --shell /usr/sbin/nologin ark
 
 COPY build/wheelhouse/ /opt/ark/wheelhouse/
+# The lab image's own pip.conf points at the hosts' wheel directory: not this build's.
 RUN python3 -m venv /opt/ark/venv \
- && /opt/ark/venv/bin/pip install --quiet --no-cache-dir --disable-pip-version-check \
+ && PIP_CONFIG_FILE=/dev/null /opt/ark/venv/bin/pip install --quiet --no-cache-dir --disable-pip-version-check \
         --no-index --find-links /opt/ark/wheelhouse --require-hashes --no-deps \
         -r /opt/ark/wheelhouse/runtime.lock \
  && rm -rf /opt/ark/wheelhouse/*.whl \
