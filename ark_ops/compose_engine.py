@@ -31,7 +31,9 @@ IMAGE = "ark-runtime:local"
 BASE_REPO = "ark-base"
 WORK = REPO_ROOT / "build" / "compose"
 DOCKERD_FLAGS = ("--iptables=false", "--ip6tables=false", "--ip-forward=false",
-                 "--ip-masq=false", "--bridge=none")
+                 "--ip-masq=false", "--bridge=none", "--userland-proxy-path=/usr/sbin/docker-proxy")
+# dockerd finds containerd, runc and docker-proxy on PATH: Debian puts some in sbin.
+DOCKERD_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
 BRIDGE_NF = Path("/proc/sys/net/bridge/bridge-nf-call-iptables")
 
@@ -113,7 +115,8 @@ class Engine:
         self.log("starting dockerd (no iptables, no forwarding: the lab bridge is left alone)")
         with open(WORK / "dockerd.log", "ab") as out:
             self.proc = subprocess.Popen([DOCKERD, *DOCKERD_FLAGS], stdout=out, stderr=out,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
+                                         stdin=subprocess.DEVNULL, start_new_session=True,
+                                         env={**os.environ, "PATH": DOCKERD_PATH})
         deadline = time.monotonic() + 60
         while not engine_answers():
             if self.proc.poll() is not None or time.monotonic() > deadline:
