@@ -398,6 +398,58 @@ def trace(c, id, inventory: str = "", limit: str = "", json: bool = False):  # n
         raise Exit(code=rc)
 
 
+# --- compose (DEPLOY_02: the single-host Docker Compose stack) ---------------------------
+
+
+@task
+@operator_errors
+def compose_env(c):
+    """Write compose/ark.env from the env schema (ark_runtime/env.schema.yaml)."""
+    from ark_ops import compose
+
+    print(f"wrote {compose.write_env_file()}")
+
+
+@task
+@operator_errors
+def compose_check(c):
+    """Check docker-compose.yml (Compose Specification schema, ARK's list, docker-compose
+    config) and compose/ark.env (the env schema)."""
+    from ark_ops import compose
+
+    compose.check_compose_file()
+    compose.check_env_file()
+    compose.docker_compose_config()
+    print("docker-compose.yml and compose/ark.env are valid")
+
+
+@task
+@operator_errors
+def compose_up(c):
+    """Build the image (base from the lab image, wheels from the wheelhouse), make the secrets
+    once, bring the stack up and wait for every healthcheck. Starts dockerd if none runs."""
+    from ark_ops import compose, compose_engine
+
+    with compose_engine.Engine(keep=True):
+        compose_engine.build_image()
+        compose.ensure_secrets()
+        compose_engine.compose("up", "-d")
+        compose_engine.wait_healthy(compose.ARK_SERVICES)
+    print("ARK stack is up and healthy (docker-compose -p ark ps)")
+
+
+@task(help={"volumes": "also remove the state, log and Redis volumes"})
+@operator_errors
+def compose_down(c, volumes: bool = False):
+    """Stop the stack; stop the dockerd compose.up started, if it did."""
+    from ark_ops import compose_engine
+
+    compose_engine.compose("down", *(["-v"] if volumes else []))
+    for fixed in compose_engine.stop_kept_engine():
+        print(f"restored {fixed}")
+    print("ARK stack is down")
+
+
 lab = Collection("lab")
 lab.add_task(lab_up, "up")
 lab.add_task(lab_down, "down")
@@ -413,5 +465,11 @@ config.add_task(config_history, "history")
 config.add_task(config_diff, "diff")
 config.add_task(config_rollback, "rollback")
 
-ns = Collection(lab, audit, config, deploy, verify, panic, recover, dr_bundle, dr_restore,
-                lock, test, load, logs, trace)
+compose_ns = Collection("compose")
+compose_ns.add_task(compose_env, "env")
+compose_ns.add_task(compose_check, "check")
+compose_ns.add_task(compose_up, "up")
+compose_ns.add_task(compose_down, "down")
+
+ns = Collection(lab, audit, config, compose_ns, deploy, verify, panic, recover, dr_bundle,
+                dr_restore, lock, test, load, logs, trace)
