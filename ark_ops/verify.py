@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 import time
@@ -13,11 +14,38 @@ from ark_ops.inventories import REPO_ROOT, resolve_inventory
 from ark_ops.redact import Redactor, inventory_secrets
 
 REPORTS = REPO_ROOT / "reports"
+# Workers are mostly waiting on ssh, so one per host pays off even on 2 cores; past this
+# many the control node's CPU, not the hosts, sets the pace.
+MAX_WORKERS = 8
+# Where Ansible's and testinfra's ssh masters live (ansible.cfg: control_path); testinfra
+# only uses the ControlPath when this directory exists.
+SSH_CONTROL_DIR = Path("~/.ansible/cp").expanduser()
 
 
 def _write_stdout(text: str) -> None:
     sys.stdout.write(text)
     sys.stdout.flush()
+
+
+def host_count(inventory: Path, pattern: str) -> int:
+    """How many hosts `pattern` matches, as Ansible (and so testinfra) sees it. A child
+    process: Ansible's config loader does not survive an in-process pytest run (pytester)."""
+    exe = Path(sys.executable).parent / "ansible"
+    proc = subprocess.run([str(exe), pattern, "-i", str(inventory), "--list-hosts"],
+                          capture_output=True, text=True, env=ansible_env(),
+                          stdin=subprocess.DEVNULL, cwd=REPO_ROOT)
+    header = re.search(r"hosts \((\d+)\):", proc.stdout)
+    return int(header.group(1)) if proc.returncode == 0 and header else 0
+
+
+def parallel_args(inventory: Path, limit: str | None) -> list[str]:
+    """pytest-xdist options: one worker per host, each host's checks kept together in one
+    worker (conftest puts them in one xdist_group), so hosts are checked at the same time
+    and a host's disruptive checks still run after its read-only ones, the reboot last."""
+    hosts = host_count(inventory, limit or "ark")
+    if hosts < 2:
+        return []  # one host gains nothing from a worker; none: pytest says so itself
+    return ["-n", str(min(hosts, MAX_WORKERS)), "--dist", "loadgroup"]
 
 
 def verify(inventory: str | None = None, limit: str | None = None, disruptive: bool = False,
@@ -46,6 +74,8 @@ def verify(inventory: str | None = None, limit: str | None = None, disruptive: b
         cmd.append("--disruptive")
     if keyword:
         cmd += ["-k", keyword]
+    cmd += parallel_args(Path(inv), limit)
+    SSH_CONTROL_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
     redact = Redactor(inventory_secrets(Path(inv)))
     with subprocess.Popen(cmd, cwd=REPO_ROOT, env=ansible_env(), stdout=subprocess.PIPE,
                           stderr=subprocess.STDOUT, text=True, errors="replace") as proc:
