@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import re
+import json
 import subprocess
 import sys
 import time
@@ -27,24 +27,37 @@ def _write_stdout(text: str) -> None:
     sys.stdout.flush()
 
 
-def host_count(inventory: Path, pattern: str) -> int:
-    """How many hosts `pattern` matches, as Ansible (and so testinfra) sees it. A child
-    process: Ansible's config loader does not survive an in-process pytest run (pytester)."""
-    exe = Path(sys.executable).parent / "ansible"
-    proc = subprocess.run([str(exe), pattern, "-i", str(inventory), "--list-hosts"],
+def fleet_of(inventory: Path, pattern: str) -> tuple[int, bool]:
+    """(how many hosts `pattern` matches, whether any is a lab host), as Ansible (and so
+    testinfra) sees them. A child process: Ansible's config loader does not survive an
+    in-process pytest run (pytester)."""
+    exe = Path(sys.executable).parent / "ansible-inventory"
+    proc = subprocess.run([str(exe), "-i", str(inventory), "--list", "--limit", pattern],
                           capture_output=True, text=True, env=ansible_env(),
                           stdin=subprocess.DEVNULL, cwd=REPO_ROOT)
-    header = re.search(r"hosts \((\d+)\):", proc.stdout)
-    return int(header.group(1)) if proc.returncode == 0 and header else 0
+    try:
+        groups = json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        return 0, False  # pytest itself will say what is wrong with the inventory
+    hostvars = groups.pop("_meta", {}).get("hostvars", {})
+    hosts = {h for group in groups.values() for h in group.get("hosts", [])}
+    return len(hosts), any(hostvars.get(h, {}).get("ark_lab") for h in hosts)
 
 
-def parallel_args(inventory: Path, limit: str | None) -> list[str]:
+def parallel_args(inventory: Path, limit: str | None, disruptive: bool = False,
+                  keyword: str | None = None) -> list[str]:
     """pytest-xdist options: one worker per host, each host's checks kept together in one
-    worker (conftest puts them in one xdist_group), so hosts are checked at the same time
-    and a host's disruptive checks still run after its read-only ones, the reboot last."""
-    hosts = host_count(inventory, limit or "ark")
+    worker (conftest puts them in one xdist_group), so the hosts are checked at the same
+    time. Only when no disruptive check runs: killing Redis or rebooting one host while
+    another host is being checked would fail checks that depend on it (its Redis in a split
+    topology, Prometheus on the monitoring host), so those runs stay serial, read-only
+    checks first. `--keyword "not disruptive"` gives the parallel read-only run on the lab."""
+    hosts, lab = fleet_of(inventory, limit or "ark")
     if hosts < 2:
         return []  # one host gains nothing from a worker; none: pytest says so itself
+    read_only = bool(keyword) and "not disruptive" in keyword
+    if (disruptive or lab) and not read_only:
+        return []
     return ["-n", str(min(hosts, MAX_WORKERS)), "--dist", "loadgroup"]
 
 
@@ -74,7 +87,7 @@ def verify(inventory: str | None = None, limit: str | None = None, disruptive: b
         cmd.append("--disruptive")
     if keyword:
         cmd += ["-k", keyword]
-    cmd += parallel_args(Path(inv), limit)
+    cmd += parallel_args(Path(inv), limit, disruptive, keyword)
     SSH_CONTROL_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
     redact = Redactor(inventory_secrets(Path(inv)))
     with subprocess.Popen(cmd, cwd=REPO_ROOT, env=ansible_env(), stdout=subprocess.PIPE,

@@ -153,18 +153,26 @@ def test_verify_masks_the_inventory_secrets_in_everything_it_prints(tmp_path, mo
     assert secret not in console
 
 
-def test_verify_checks_a_fleet_with_one_worker_per_host(tmp_path):
+def test_verify_checks_a_fleet_with_one_worker_per_host_unless_it_disrupts(tmp_path):
     from ark_ops import verify as verify_mod
 
-    def inventory(n: int) -> Path:
-        path = tmp_path / f"hosts{n}.yml"
+    def inventory(n: int, lab: bool = False) -> Path:
+        path = tmp_path / f"hosts{n}{lab}.yml"
         hosts = "".join(f"        h{i}: {{ansible_host: 127.0.0.{i + 1}}}\n" for i in range(n))
-        path.write_text(f"all:\n  children:\n    ark:\n      hosts:\n{hosts}")
+        path.write_text(f"all:\n  vars: {{ark_lab: {str(lab).lower()}}}\n  children:\n"
+                        f"    ark:\n      hosts:\n{hosts}    other:\n      hosts: {{x: {{}}}}\n")
         return path
 
-    assert verify_mod.parallel_args(inventory(3), None) == ["-n", "3", "--dist", "loadgroup"]
+    parallel = ["-n", "3", "--dist", "loadgroup"]
+    assert verify_mod.parallel_args(inventory(3), None) == parallel
     assert verify_mod.parallel_args(inventory(3), "h1") == []  # one host: no workers to start
     assert verify_mod.parallel_args(inventory(12), None)[1] == str(verify_mod.MAX_WORKERS)
+    # Disruptive checks (asked for, or on lab hosts) run one host at a time ...
+    assert verify_mod.parallel_args(inventory(3), None, disruptive=True) == []
+    assert verify_mod.parallel_args(inventory(3, lab=True), None) == []
+    # ... unless the keyword leaves them out.
+    assert verify_mod.parallel_args(inventory(3, lab=True), None,
+                                    keyword="not disruptive") == parallel
     empty = tmp_path / "empty.yml"
     empty.write_text("all: {}\n")
     assert verify_mod.parallel_args(empty, None) == []
