@@ -21,7 +21,8 @@ REPO = Path(__file__).resolve().parents[1]
 @contextlib.contextmanager
 def checkout(ref: str) -> Iterator[Path]:
     """`git archive` of `ref` in a temporary directory (no worktree, no git metadata), with
-    this tree's venv: the baseline's own lock must match it for the runtime's closure."""
+    this tree's venv (the baseline's own lock must match it for the runtime's closure) and
+    this tree's README.md."""
     with tempfile.TemporaryDirectory(prefix="ark-baseline-") as tmp:
         tree = Path(tmp) / "tree"
         tree.mkdir()
@@ -29,6 +30,9 @@ def checkout(ref: str) -> Iterator[Path]:
                                  capture_output=True, check=True).stdout
         subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
         (tree / ".venv").symlink_to((REPO / ".venv").resolve())
+        # README.md is the runtime wheel's long description: a README edit alone would give
+        # the baseline another wheel, so another venv to build and restart on the host.
+        (tree / "README.md").write_bytes((REPO / "README.md").read_bytes())
         yield tree
 
 
