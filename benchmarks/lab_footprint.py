@@ -28,7 +28,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from ark_ops import deploy as deploy_mod  # noqa: E402
 from ark_ops.lab import host as hostmod  # noqa: E402
-from ark_ops.lab import lab  # noqa: E402
+from ark_ops.lab import (
+    image,  # noqa: E402
+    lab,  # noqa: E402
+)
 from ark_ops.lab.config import LabPaths  # noqa: E402
 
 
@@ -106,7 +109,7 @@ def main() -> int:
         grew = vm.used - used_before
         print(f"machine used memory grew by {mib(grew)} ({mib(grew / max(1, len(rows)))} per "
               f"host), {mib(vm.available)} still available")
-    print(f"base image (shared by all hosts): {mib(du(paths.cache))} in {paths.cache}")
+    print(f"base image (shared by all hosts): {mib(du(image.image_path(paths.cache)))}")
     print(f"load average 1/5/15 min: {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     return 0
 
