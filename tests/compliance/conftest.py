@@ -16,6 +16,8 @@ import time
 
 import pytest
 
+from ark_ops.report import host_of
+
 ARK_UNITS = ("ark.target", "ark-api.service")
 
 
@@ -32,6 +34,10 @@ def pytest_collection_modifyitems(config, items):
         return 1 if item.get_closest_marker("disruptive") else 0
 
     items.sort(key=rank)
+    # Under `invoke verify -n N --dist loadgroup` (pytest-xdist), all of a host's checks go
+    # to one worker, in the order above; other hosts are checked by other workers meanwhile.
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(host_of(item)))
 
 
 def pytest_configure(config):
