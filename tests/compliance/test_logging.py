@@ -75,6 +75,7 @@ def test_log_files_belong_to_ark_with_mode_0640(host):
             assert (f.user, f.group) == ("ark", "ark"), path
 
 
+@pytest.mark.runs_on("ark_agents")
 def test_agents_journald_limit_is_above_the_pipeline_rate(host):
     props = host.service("ark-agent@kyle.service").systemd_properties
     assert int(props["LogRateLimitBurst"]) >= 100_000
