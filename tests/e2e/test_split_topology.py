@@ -75,7 +75,7 @@ def split_lab():
     # Written, never deleted: Ansible caches inventory vars in-process.
     (group_vars / "all.yml").write_text("ark_lab: false\n")
     try:
-        yield deploy_mod.deploy(echo=False)
+        yield deploy_mod.deploy(echo=True)  # the whole play in the test's output
     finally:
         (group_vars / "all.yml").write_text("{}\n")
         lab.down(log=lambda *_: None)
