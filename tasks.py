@@ -31,13 +31,15 @@ def operator_errors(fn):
 # --- lab ---------------------------------------------------------------------------
 
 
-@task(help={"hosts": "how many hosts the lab should have (default 1)"})
+@task(help={"hosts": "how many hosts the lab should have (default 1)",
+            "topology": "all (every host runs everything, the default) or split (host 1 "
+                        "Redis + Prometheus, host 2 API + agents, further hosts agents)"})
 @operator_errors
-def lab_up(c, hosts: int = 1):
+def lab_up(c, hosts: int = 1, topology: str = "all"):
     """Boot the local lab: N systemd-nspawn hosts, each in its own network namespace."""
     from ark_ops.lab import lab
 
-    for s in lab.up(hosts=hosts):
+    for s in lab.up(hosts=hosts, topology=topology):
         print(f"  {s.name:<12} {s.address:<15} {s.system_state}")
 
 

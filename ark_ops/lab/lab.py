@@ -61,11 +61,14 @@ def existing_hosts(paths: LabPaths) -> list[LabHost]:
     return sorted(found, key=lambda h: h.index)
 
 
-def up(hosts: int = 1, paths: LabPaths | None = None, log=print) -> list[HostStatus]:
-    """Bring the lab to exactly `hosts` running hosts and write the inventory."""
+def up(hosts: int = 1, paths: LabPaths | None = None, log=print,
+       topology: str = "all") -> list[HostStatus]:
+    """Bring the lab to exactly `hosts` running hosts and write the inventory, with the
+    groups laid out as `topology` says (ark_ops/lab/inventory.py)."""
     _preflight("lab.up")
     if not 1 <= hosts <= MAX_HOSTS:
         raise OpsError(f"--hosts must be between 1 and {MAX_HOSTS}, got {hosts}")
+    inventory.placement([LabHost(i) for i in range(1, hosts + 1)], topology)  # fail early
     paths = paths or LabPaths.default()
     started = time.monotonic()
     base = ensure_base_image(paths.cache, log=log)
@@ -82,7 +85,7 @@ def up(hosts: int = 1, paths: LabPaths | None = None, log=print) -> list[HostSta
         hostmod.ensure_root(lay, base, pubkey)
         hostmod.start(lay)
     _write_known_hosts(paths, wanted)
-    inventory.write(paths, wanted)
+    inventory.write(paths, wanted, topology)
     statuses = wait_until_booted(paths, wanted)
     bad = [s for s in statuses if not s.ok]
     if bad:
@@ -90,7 +93,7 @@ def up(hosts: int = 1, paths: LabPaths | None = None, log=print) -> list[HostSta
         raise OpsError(f"lab host(s) did not boot: {detail}. Console logs are in "
                        f"{paths.state / 'hosts'}/<host>/console.log")
     log(f"lab up: {hosts} host(s) in {time.monotonic() - started:.1f}s; "
-        f"inventory {paths.inventory / 'hosts.yml'}")
+        f"topology {topology}; inventory {paths.inventory / 'hosts.yml'}")
     return statuses
 
 
