@@ -23,19 +23,29 @@ from packaging.utils import canonicalize_name, parse_wheel_filename
 from ark_ops.errors import OpsError
 from ark_ops.inventories import REPO_ROOT
 from ark_ops.lockfile import Pin, parse_lock
+from ark_ops.wheel_platforms import WheelPlatform, required_platforms
 
-# The target hosts: Debian 12 (glibc 2.36), CPython 3.11, this machine's architecture.
+# Without facts (tests, a single-platform fleet): Debian 12's CPython 3.11 on this machine's
+# architecture. `invoke deploy` passes the pairs it found on the hosts (ark_ops.wheel_platforms).
 TARGET_PYTHON = "3.11"
-TARGET_MARKERS = {
-    **default_environment(),
-    "python_version": TARGET_PYTHON,
-    "python_full_version": f"{TARGET_PYTHON}.2",
-    "platform_system": "Linux",
-    "sys_platform": "linux",
-    "os_name": "posix",
-    "implementation_name": "cpython",
-    "platform_python_implementation": "CPython",
-}
+DEFAULT_PLATFORM = WheelPlatform(TARGET_PYTHON, platform.machine())
+DEBIAN_PATCH = {"3.11": 2}
+
+
+def target_markers(target: WheelPlatform = DEFAULT_PLATFORM) -> dict[str, str]:
+    """PEP 508 marker values on a Debian host with that Python and architecture."""
+    return {
+        **default_environment(),
+        "python_version": target.python,
+        # Debian 12 ships 3.11.2 (markers such as async-timeout's compare the patch level).
+        "python_full_version": f"{target.python}.{DEBIAN_PATCH.get(target.python, 0)}",
+        "platform_machine": target.arch,
+        "platform_system": "Linux",
+        "sys_platform": "linux",
+        "os_name": "posix",
+        "implementation_name": "cpython",
+        "platform_python_implementation": "CPython",
+    }
 
 
 def build_runtime_wheel(out_dir: Path) -> Path:
@@ -65,19 +75,31 @@ def wheel_requirements(wheel: Path) -> list[Requirement]:
     return [Requirement(r) for r in meta.get_all("Requires-Dist") or []]
 
 
-def _applies(req: Requirement, extras: frozenset[str] = frozenset()) -> bool:
+def _applies(req: Requirement, markers: dict[str, str],
+             extras: frozenset[str] = frozenset()) -> bool:
     if req.marker is None:
         return True
-    envs = [{**TARGET_MARKERS, "extra": e} for e in (extras or {""})]
+    envs = [{**markers, "extra": e} for e in (extras or {""})]
     return any(req.marker.evaluate(env) for env in envs)
 
 
-def dependency_closure(roots: list[Requirement], pins: dict[str, Pin]) -> list[Pin]:
-    """Walk the requirements through the pinned versions' metadata.
+def dependency_closure(roots: list[Requirement], pins: dict[str, Pin],
+                       targets: list[WheelPlatform] | None = None) -> list[Pin]:
+    """The pins every target platform needs (their union).
 
     Metadata comes from the control venv, which ./ops installs from the same lock;
     a version mismatch means that venv is stale, and we say so."""
-    todo = [(r, frozenset()) for r in roots if _applies(r)]
+    seen: dict[str, Pin] = {}
+    for target in targets or [DEFAULT_PLATFORM]:
+        for pin in _closure_for(roots, pins, target_markers(target)):
+            seen[pin.name] = pin
+    return sorted(seen.values(), key=lambda p: p.name)
+
+
+def _closure_for(roots: list[Requirement], pins: dict[str, Pin],
+                 markers: dict[str, str]) -> list[Pin]:
+    """Walk the requirements through the pinned versions' metadata, for one platform."""
+    todo = [(r, frozenset()) for r in roots if _applies(r, markers)]
     seen: dict[str, Pin] = {}
     while todo:
         req, _ = todo.pop()
@@ -99,9 +121,9 @@ def dependency_closure(roots: list[Requirement], pins: dict[str, Pin]) -> list[P
         extras = frozenset(req.extras)
         for sub in dist.requires or []:
             sreq = Requirement(sub)
-            if _applies(sreq, extras):
+            if _applies(sreq, markers, extras):
                 todo.append((sreq, frozenset()))
-    return sorted(seen.values(), key=lambda p: p.name)
+    return list(seen.values())
 
 
 def _sha256(path: Path) -> str:
@@ -109,27 +131,41 @@ def _sha256(path: Path) -> str:
         return hashlib.file_digest(fh, "sha256").hexdigest()
 
 
-def build(lock: Path, out_dir: Path, log=print) -> Path:
-    """Make `out_dir` hold the runtime wheels and runtime.lock; return runtime.lock."""
-    pins = parse_lock(lock)
-    wheel = build_runtime_wheel(out_dir)
-    closure = dependency_closure(wheel_requirements(wheel), pins)
-    deps_lock = out_dir / "dependencies.lock"
-    deps_lock.write_text("".join(p.render() for p in closure))
-    machine = platform.machine()
-    cmd = [
+def pip_download_command(target: WheelPlatform, deps_lock: Path, out_dir: Path) -> list[str]:
+    """pip fetches the hash-checked wheels one target platform installs (glibc 2.36: Debian 12)."""
+    arch = target.arch
+    return [
         sys.executable, "-m", "pip", "download", "--quiet", "--disable-pip-version-check",
         "--no-deps", "--require-hashes", "--only-binary=:all:",
-        "--python-version", TARGET_PYTHON, "--implementation", "cp",
-        "--platform", f"manylinux_2_36_{machine}", "--platform", f"manylinux2014_{machine}",
-        "--platform", f"linux_{machine}",
+        "--python-version", target.python, "--implementation", "cp",
+        "--platform", f"manylinux_2_36_{arch}", "--platform", f"manylinux2014_{arch}",
+        "--platform", f"linux_{arch}",
         "--dest", str(out_dir), "--requirement", str(deps_lock),
     ]
-    log(f"wheelhouse: {len(closure)} pinned dependencies + ark_runtime {wheel.name}")
-    proc = subprocess.run(cmd, capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise OpsError("downloading the runtime wheels failed (is PyPI reachable? is each pin "
-                       "available as a wheel for the target?):\n" + proc.stderr[-2000:])
+
+
+def build(lock: Path, out_dir: Path, log=print,
+          targets: list[WheelPlatform] | None = None) -> Path:
+    """Make `out_dir` hold the runtime wheels for every target platform and runtime.lock;
+    return runtime.lock. An unsupported target is refused before anything is built."""
+    targets = required_platforms({str(t): t for t in targets or [DEFAULT_PLATFORM]})
+    pins = parse_lock(lock)
+    wheel = build_runtime_wheel(out_dir)
+    roots = wheel_requirements(wheel)
+    closure = dependency_closure(roots, pins, targets)
+    log(f"wheelhouse: {len(closure)} pinned dependencies + ark_runtime {wheel.name} for "
+        + ", ".join(map(str, targets)))
+    deps_lock = out_dir / "dependencies.lock"
+    for target in targets:
+        # Each platform downloads its own closure. runtime.lock (no markers) lists the union:
+        # tests/unit/test_baseline_wheelhouse.py checks the closures are the same today.
+        deps_lock.write_text("".join(p.render() for p in dependency_closure(roots, pins, [target])))
+        proc = subprocess.run(pip_download_command(target, deps_lock, out_dir),
+                              capture_output=True, text=True)
+        if proc.returncode != 0:
+            raise OpsError(f"downloading the runtime wheels for {target} failed (is PyPI "
+                           "reachable? is each pin available as a wheel for it?):\n"
+                           + proc.stderr[-2000:])
     wanted = {p.name: p for p in closure}
     runtime_lock = out_dir / "runtime.lock"
     lines = ["# Generated by invoke deploy from requirements.lock: ark_runtime and its closure.\n"]
@@ -138,7 +174,8 @@ def build(lock: Path, out_dir: Path, log=print) -> Path:
     lines.append(f"ark-runtime=={version} \\\n    --hash=sha256:{_sha256(wheel)}\n")
     runtime_lock.write_text("".join(lines))
     deps_lock.unlink()
-    # Keep exactly one wheel per pin: a stale wheel would make the copy to hosts non-idempotent.
+    # Keep only the pinned version of each (one wheel per target platform): a stale wheel
+    # would make the copy to hosts non-idempotent.
     for whl in out_dir.glob("*.whl"):
         name, ver, *_ = parse_wheel_filename(whl.name)
         pin = wanted.get(canonicalize_name(name))
