@@ -1,7 +1,7 @@
 """DEPLOY_01 on a real lab host: the deploy's baseline report says what it found and changed;
 the compliance checks of the baseline pass; a broken setting is put back and reported as changed.
 
-One lab host, one cold deploy and one re-deploy (about 2 minutes). Needs root and the lab.
+One lab host, a cold deploy and two re-deploys (about 3 minutes). Needs root and the lab.
 """
 
 from __future__ import annotations
@@ -60,6 +60,14 @@ def test_first_deploy_reports_every_check_and_refuses_nothing(deployed):
 
 def test_the_baseline_compliance_checks_pass(deployed, tmp_path):
     assert verify(keyword="baseline", reports_dir=tmp_path) == 0
+
+
+def test_a_redeploy_with_nothing_to_change_reports_nothing_changed(deployed):
+    result = deploy_mod.deploy(echo=False)
+    checks = findings()
+    assert not [c for c, f in checks.items() if f["status"] in ("changed", "refused")], checks
+    assert result.changed[HOST] == 0, result.recap
+    assert f"{HOST}: " in deploy_mod.BASELINE_REPORT.read_text()
 
 
 def test_a_broken_setting_is_put_back_and_reported_as_changed(deployed):
