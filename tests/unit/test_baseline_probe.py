@@ -62,7 +62,15 @@ def test_kernel_setting_decision(found, writable, virt, status):
     (False, [], "", False, True, "refuse"),
 ])
 def test_time_sync_decision(synced, daemons, virt, installable, allowed, status):
-    assert probe.decide_time(synced, daemons, virt, installable, allowed)["status"] == status
+    asked = []
+
+    def installable_now():
+        asked.append(1)
+        return installable
+
+    assert probe.decide_time(synced, daemons, virt, installable_now, allowed)["status"] == status
+    # apt is asked only for a real host that is unsynchronised with nothing keeping time.
+    assert bool(asked) == (not synced and not daemons and not virt and allowed)
 
 
 def test_the_kernel_clock_state_is_readable_here():

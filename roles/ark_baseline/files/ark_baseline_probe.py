@@ -30,6 +30,7 @@ import os
 import shutil
 import subprocess
 import sys
+from collections.abc import Callable
 
 EXIT_USAGE = 64  # ExitCode.USAGE (ark_runtime/exitcodes.py; restated: this file runs alone)
 STA_UNSYNC = 0x0040  # <linux/timex.h>: the kernel clock is not synchronised
@@ -90,8 +91,9 @@ def active_time_daemons() -> list[str]:
     return active
 
 
-def decide_time(synced: bool, daemons: list[str], virt: str, timesyncd_installable: bool,
-                fix_allowed: bool) -> dict:
+def decide_time(synced: bool, daemons: list[str], virt: str,
+                timesyncd_installable: Callable[[], bool], fix_allowed: bool) -> dict:
+    """timesyncd_installable is asked only when it matters (apt-cache costs a second)."""
     if synced:
         return result("synchronised" + (f" ({', '.join(daemons)})" if daemons else ""), "ok")
     if daemons:
@@ -101,7 +103,7 @@ def decide_time(synced: bool, daemons: list[str], virt: str, timesyncd_installab
         return result("unsynchronised (container)", "warn",
                       f"{virt} containers use the clock of the machine that runs them and "
                       "cannot set it: enable NTP on that machine")
-    if timesyncd_installable and fix_allowed:
+    if fix_allowed and timesyncd_installable():
         return result("unsynchronised, no time daemon", "fix", "installs systemd-timesyncd")
     return result("unsynchronised, no time daemon", "refuse",
                   "the clock is not synchronised and no time daemon is active"
@@ -216,7 +218,7 @@ def probe(cfg: dict) -> dict:
     checks = {"venv": check_venv()}
     daemons = active_time_daemons()
     checks["time sync"] = decide_time(clock_synchronised(), daemons, virt,
-                                      apt_candidate("systemd-timesyncd"),
+                                      lambda: apt_candidate("systemd-timesyncd"),
                                       bool(cfg["time_sync_fix"]))
     if cfg.get("redis_host"):
         checks["vm.overcommit_memory"] = check_overcommit(str(cfg["overcommit"]), virt)
