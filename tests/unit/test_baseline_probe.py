@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import shutil
 import subprocess
 import sys
 
@@ -147,3 +148,17 @@ def test_the_rendered_templates_pass_the_validator(tmp_path):
         path = tmp_path / template
         path.write_text(text)
         assert subprocess.run([sys.executable, str(VALIDATE), kind, str(path)]).returncode == 0
+
+
+@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
+def test_the_huge_pages_unit_passes_systemd_analyze_and_a_broken_one_does_not(tmp_path):
+    text = (REPO_ROOT / "roles/ark_baseline/templates/ark-thp.service.j2").read_text()
+    good = tmp_path / "good"
+    good.write_text(text.replace("{{ ansible_managed }}", "managed").replace(
+        "{{ ark_baseline_thp_allowed[0] }}", "never"))
+    bad = tmp_path / "bad"
+    bad.write_text(good.read_text().replace("Type=oneshot", "Type=oneshoot"))
+    run = [sys.executable, str(VALIDATE), "unit"]
+    assert subprocess.run([*run, str(good), "ark-thp.service"]).returncode == 0
+    failed = subprocess.run([*run, str(bad), "ark-thp.service"], capture_output=True, text=True)
+    assert failed.returncode == 65 and "oneshoot" in failed.stderr
