@@ -10,6 +10,7 @@ import json
 import re
 import subprocess
 import sys
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,35 +71,34 @@ def required_platforms(by_host: Mapping[str, WheelPlatform]) -> list[WheelPlatfo
     return sorted(set(by_host.values()))
 
 
-def parse_setup_output(output: str) -> dict[str, Mapping]:
-    """ansible's json stdout callback -> {host: ansible_facts} (unreachable hosts left out:
-    the playbook reports them)."""
-    try:
-        doc = json.loads(output[output.index("{"):])
-    except ValueError as exc:
-        raise OpsError(f"could not read the hosts' facts from ansible ({exc})") from None
+def read_tree(tree: Path) -> dict[str, Mapping]:
+    """`ansible --tree DIR` output (one JSON result per host) -> {host: ansible_facts}.
+    Unreachable or failed hosts are left out: the playbook reports them."""
     facts: dict[str, Mapping] = {}
-    for play in doc.get("plays", []):
-        for task in play.get("tasks", []):
-            for host, res in task.get("hosts", {}).items():
-                if isinstance(res.get("ansible_facts"), Mapping) and not res.get("failed"):
-                    facts[host] = res["ansible_facts"]
+    for path in sorted(tree.iterdir()):
+        try:
+            res = json.loads(path.read_text())
+        except (OSError, ValueError) as exc:
+            raise OpsError(f"could not read {path.name}'s facts from ansible ({exc})") from None
+        if isinstance(res, dict) and isinstance(res.get("ansible_facts"), Mapping) \
+                and not res.get("failed") and not res.get("unreachable"):
+            facts[path.name] = res["ansible_facts"]
     return facts
 
 
 def gather(inventory: Path, limit: str | None) -> dict[str, WheelPlatform]:
     """One `setup` call per host, only the python and platform subsets."""
     exe = Path(sys.executable).parent / "ansible"
-    cmd = [str(exe), "ark", "-i", str(inventory), "-m", "ansible.builtin.setup",
-           "-a", "gather_subset=!all,!min,python,platform"]
-    if limit:
-        cmd += ["--limit", limit]
-    env = {**ansible_env(), "ANSIBLE_LOAD_CALLBACK_PLUGINS": "1",
-           "ANSIBLE_STDOUT_CALLBACK": "ansible.builtin.json"}
-    proc = subprocess.run(cmd, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL,
-                          capture_output=True, text=True)
+    with tempfile.TemporaryDirectory(prefix="ark-facts-") as tree:
+        cmd = [str(exe), "ark", "-i", str(inventory), "-m", "ansible.builtin.setup",
+               "-a", "gather_subset=!all,!min,python,platform", "--tree", tree]
+        if limit:
+            cmd += ["--limit", limit]
+        subprocess.run(cmd, cwd=REPO_ROOT, env=ansible_env(), stdin=subprocess.DEVNULL,
+                       capture_output=True, text=True)
+        found = read_tree(Path(tree))
     platforms = {}
-    for host, facts in parse_setup_output(proc.stdout).items():
+    for host, facts in found.items():
         try:
             platforms[host] = platform_of(host, facts)
         except ValueError as exc:

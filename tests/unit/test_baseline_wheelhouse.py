@@ -86,18 +86,17 @@ def test_the_runtime_closure_is_the_same_on_every_supported_architecture():
     assert first and all(c == first for c in closures.values())
 
 
-def test_setup_output_of_the_json_callback_is_read_and_failures_left_out():
-    doc = {"plays": [{"tasks": [{"hosts": {
-        "a": {"ansible_facts": facts(), "changed": False},
-        "b": {"unreachable": True, "msg": "no route"},
-        "c": {"failed": True, "ansible_facts": {}}}}]}]}
-    out = "[WARNING]: something\n" + json.dumps(doc)
-    assert list(wheel_platforms.parse_setup_output(out)) == ["a"]
+def test_the_facts_tree_is_read_and_unreachable_or_failed_hosts_left_out(tmp_path):
+    (tmp_path / "a").write_text(json.dumps({"ansible_facts": facts(), "changed": False}))
+    (tmp_path / "b").write_text(json.dumps({"unreachable": True, "msg": "no route"}))
+    (tmp_path / "c").write_text(json.dumps({"failed": True, "ansible_facts": {}}))
+    assert list(wheel_platforms.read_tree(tmp_path)) == ["a"]
 
 
-def test_unreadable_ansible_output_is_a_clear_error():
-    with pytest.raises(OpsError, match="could not read the hosts' facts"):
-        wheel_platforms.parse_setup_output("ERROR! no inventory")
+def test_an_unreadable_facts_file_is_a_clear_error(tmp_path):
+    (tmp_path / "h1").write_text("ERROR! no inventory")
+    with pytest.raises(OpsError, match="could not read h1's facts"):
+        wheel_platforms.read_tree(tmp_path)
 
 
 odd = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(allow_nan=True),
