@@ -4,6 +4,7 @@ and last the host baseline report (DEPLOY_01)."""
 from __future__ import annotations
 
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 from ark_ops import baseline_report, wheel_platforms, wheelhouse
 from ark_ops.ansible_run import PlaybookResult, run_playbook
@@ -28,10 +29,12 @@ def deploy(inventory: str | None = None, limit: str | None = None, check: bool =
     started = time.monotonic()
     with audit_action("deploy.check" if check else "deploy", {"check": check},
                       inventory, limit) as rec, exclusive(inv_dir / ".deploy.lock", "deploy"):
-        # DEPLOY_01: an unsupported (Python, architecture) is refused before anything is built.
-        platforms = wheel_platforms.gather(inv, limit)
-        targets = wheel_platforms.required_platforms(platforms) if platforms else None
-        wheelhouse.build(REPO_ROOT / "requirements.lock", WHEELHOUSE, log=log, targets=targets)
+        # DEPLOY_01: the hosts' (Python, architecture) pairs are read while the local wheel
+        # builds; an unsupported pair is refused before pip runs and before any host changes.
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            facts = pool.submit(wheel_platforms.gather, inv, limit)
+            wheelhouse.build(REPO_ROOT / "requirements.lock", WHEELHOUSE, log=log,
+                             targets=lambda: list(facts.result().values()))
         baseline_report.clear(BASELINE_FINDINGS)
         try:
             result = run_playbook("site.yml", inv, limit=limit, check=check, echo=echo)

@@ -13,6 +13,7 @@ import platform
 import subprocess
 import sys
 import zipfile
+from collections.abc import Callable
 from email.parser import Parser
 from pathlib import Path
 
@@ -144,13 +145,24 @@ def pip_download_command(target: WheelPlatform, deps_lock: Path, out_dir: Path) 
     ]
 
 
-def build(lock: Path, out_dir: Path, log=print,
-          targets: list[WheelPlatform] | None = None) -> Path:
+Targets = list[WheelPlatform] | Callable[[], list[WheelPlatform] | None] | None
+
+
+def _resolve(targets: Targets) -> list[WheelPlatform]:
+    found = targets() if callable(targets) else targets
+    return required_platforms({str(t): t for t in found or [DEFAULT_PLATFORM]})
+
+
+def build(lock: Path, out_dir: Path, log=print, targets: Targets = None) -> Path:
     """Make `out_dir` hold the runtime wheels for every target platform and runtime.lock;
-    return runtime.lock. An unsupported target is refused before anything is built."""
-    targets = required_platforms({str(t): t for t in targets or [DEFAULT_PLATFORM]})
+    return runtime.lock. An unsupported target is refused before pip runs: a list before
+    anything is built; a callable (the hosts' facts, still being gathered while the local
+    wheel builds) once the wheel is built."""
+    if not callable(targets):
+        targets = _resolve(targets)
     pins = parse_lock(lock)
     wheel = build_runtime_wheel(out_dir)
+    targets = _resolve(targets)
     roots = wheel_requirements(wheel)
     closure = dependency_closure(roots, pins, targets)
     log(f"wheelhouse: {len(closure)} pinned dependencies + ark_runtime {wheel.name} for "

@@ -137,3 +137,17 @@ def test_required_platforms_builds_all_or_refuses_all_bad_hosts(by_host):
         assert bad and all(f"{h} has " in str(exc) for h in bad)
         return
     assert not bad and set(got) == set(by_host.values())
+
+
+def test_targets_from_the_hosts_are_checked_before_pip_runs(tmp_path, monkeypatch):
+    built = []
+    monkeypatch.setattr(wheelhouse, "build_runtime_wheel", lambda out: built.append(out))
+
+    def no_pip(*_a, **_k):
+        raise AssertionError("pip ran for an unsupported platform")
+
+    monkeypatch.setattr(wheelhouse.subprocess, "run", no_pip)
+    with pytest.raises(OpsError, match="Python 3.11 on armv7l"):
+        wheelhouse.build(REPO_ROOT / "requirements.lock", tmp_path,
+                         targets=lambda: [WheelPlatform("3.11", "armv7l")])
+    assert built == [tmp_path]  # the local wheel was built meanwhile; no host was touched
