@@ -50,11 +50,12 @@ def test_first_deploy_reports_every_check_and_refuses_nothing(deployed):
     checks, report = deployed
     assert {"os", "architecture", "python", "venv", "time sync", "vm.overcommit_memory",
             "transparent huge pages", "open files", "disk /var/lib/ark", "ports",
-            "redis reachable", "open-files drop-ins"} <= set(checks)
+            "redis reachable", "open-files drop-ins", "open-files ceiling"} <= set(checks)
     assert not [c for c, f in checks.items() if f["status"] == "refused"]
     assert checks["redis reachable"]["status"] == "ok"
     # The lab's hosts are containers: the shared kernel's settings are reported, not changed.
     assert checks["vm.overcommit_memory"]["status"] in ("ok", "warn")
+    assert checks["open-files ceiling"]["status"] in ("ok", "warn")
     assert f"| {HOST} | os | Debian 12" in report
 
 

@@ -162,3 +162,25 @@ def test_the_huge_pages_unit_passes_systemd_analyze_and_a_broken_one_does_not(tm
     assert subprocess.run([*run, str(good), "ark-thp.service"]).returncode == 0
     failed = subprocess.run([*run, str(bad), "ark-thp.service"], capture_output=True, text=True)
     assert failed.returncode == 65 and "oneshoot" in failed.stderr
+
+
+LIMITS = """Limit                     Soft Limit           Hard Limit           Units
+Max cpu time              unlimited            unlimited            seconds
+Max open files            {soft}                {hard}                files
+"""
+
+
+@pytest.mark.parametrize("hard, want, virt, status", [
+    ("20000", 65536, "systemd-nspawn", "warn"), ("20000", 65536, "", "refuse"),
+    ("524288", 65536, "", "ok"), ("unlimited", 65536, "", "ok"), ("65536", 65536, "docker", "ok")])
+def test_the_open_files_ceiling_of_pid_1_caps_what_units_can_get(hard, want, virt, status):
+    ceiling = probe.nofile_ceiling(LIMITS.format(soft="1024", hard=hard))
+    assert ceiling == (int(hard) if hard.isdigit() else None)
+    got = probe.decide_nofile_ceiling(ceiling, want, virt)
+    assert got["status"] == status
+    if status != "ok":
+        assert hard in got["note"] and str(want) in got["note"]
+
+
+def test_unreadable_limits_give_no_ceiling():
+    assert probe.nofile_ceiling(None) is None and probe.nofile_ceiling("garbage") is None

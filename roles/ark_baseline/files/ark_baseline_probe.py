@@ -213,6 +213,28 @@ def decide_nofile(found: dict[str, str], want: int) -> dict:
     return result(shown, "fix", f"sets LimitNOFILE={want} in a drop-in per unit")
 
 
+def nofile_ceiling(limits_text: str | None) -> int | None:
+    """PID 1's hard open-files limit from /proc/1/limits (None: unlimited or unreadable).
+    A container without CAP_SYS_RESOURCE cannot give a unit more than this."""
+    for line in (limits_text or "").splitlines():
+        if line.startswith("Max open files"):
+            hard = line.split()[4]
+            return int(hard) if hard.isdigit() else None
+    return None
+
+
+def decide_nofile_ceiling(ceiling: int | None, want: int, virt: str) -> dict:
+    if ceiling is None or ceiling >= want:
+        return result("unlimited" if ceiling is None else str(ceiling), "ok")
+    if virt:
+        return result(str(ceiling), "warn",
+                      f"the {virt} container's open-files limit is {ceiling}, set by the machine "
+                      f"that runs it, so units get {ceiling}, not {want}: raise it there")
+    return result(str(ceiling), "refuse",
+                  f"PID 1's hard open-files limit is {ceiling}, below {want}: raise fs.nr_open "
+                  "and systemd's DefaultLimitNOFILE")
+
+
 def probe(cfg: dict) -> dict:
     virt = container()
     checks = {"venv": check_venv()}
@@ -224,6 +246,8 @@ def probe(cfg: dict) -> dict:
         checks["vm.overcommit_memory"] = check_overcommit(str(cfg["overcommit"]), virt)
         checks["transparent huge pages"] = check_thp(list(cfg["thp_allowed"]), virt)
     checks["open files"] = decide_nofile(unit_nofile(list(cfg["units"])), int(cfg["nofile"]))
+    checks["open-files ceiling"] = decide_nofile_ceiling(
+        nofile_ceiling(read_text("/proc/1/limits")), int(cfg["nofile"]), virt)
     checks.update(check_disk({p: int(n) for p, n in cfg["disk_mib"].items()}))
     return {"container": virt, "time_daemons": daemons, "checks": checks}
 
