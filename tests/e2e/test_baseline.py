@@ -1,7 +1,8 @@
 """DEPLOY_01 on a real lab host: the deploy's baseline report says what it found and changed;
 the compliance checks of the baseline pass; a broken setting is put back and reported as changed.
 
-One lab host, a cold deploy and two re-deploys (about 3 minutes). Needs root and the lab.
+One lab host, a cold deploy, two re-deploys and a refused one (about 3.5 minutes).
+Needs root and the lab.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import subprocess
 import pytest
 
 from ark_ops import deploy as deploy_mod
+from ark_ops.ansible_run import PlaybookFailed
 from ark_ops.lab import lab
 from ark_ops.lab.config import LabHost, LabPaths
 from ark_ops.lab.ssh import ssh_argv
@@ -81,3 +83,23 @@ def test_a_broken_setting_is_put_back_and_reported_as_changed(deployed):
         "overcommit sysctl.d file"]
     assert result.changed[HOST] >= 1
     assert "vm.overcommit_memory = 1" in on_host(f"cat {SYSCTL_FILE}").stdout
+
+
+def test_a_host_below_the_baseline_is_refused_before_any_change(deployed):
+    # 100 TB wanted for the state tree: no lab host has it. Reset to {} afterwards (Ansible
+    # caches group_vars in-process: the file must stay).
+    group_vars = LabPaths.default().inventory / "group_vars" / "ark"
+    group_vars.mkdir(parents=True, exist_ok=True)
+    override = group_vars / "baseline.yml"
+    override.write_text("---\nark_baseline_disk_mib: {/var/lib/ark: 100000000}\n")
+    try:
+        with pytest.raises(PlaybookFailed) as err:
+            deploy_mod.deploy(echo=False)
+    finally:
+        override.write_text("---\n{}\n")
+    output = err.value.result.output
+    assert (f"{HOST} does not meet the ARK baseline and nothing on it was changed: only "
+            in " ".join(output.split()))
+    assert "ARK needs 100000000 MiB" in " ".join(output.split())
+    assert err.value.result.recap[HOST]["changed"] == 0
+    assert findings()["disk /var/lib/ark"]["status"] == "refused"
