@@ -31,13 +31,15 @@ def operator_errors(fn):
 # --- lab ---------------------------------------------------------------------------
 
 
-@task(help={"hosts": "how many hosts the lab should have (default 1)"})
+@task(help={"hosts": "how many hosts the lab should have (default 1)",
+            "user": "SSH user: root (default), or e.g. deploy: a non-root user with "
+                    "passwordless sudo, root login disabled, inventory with become"})
 @operator_errors
-def lab_up(c, hosts: int = 1):
+def lab_up(c, hosts: int = 1, user: str = "root"):
     """Boot the local lab: N systemd-nspawn hosts, each in its own network namespace."""
     from ark_ops.lab import lab
 
-    for s in lab.up(hosts=hosts):
+    for s in lab.up(hosts=hosts, user=user):
         print(f"  {s.name:<12} {s.address:<15} {s.system_state}")
 
 
@@ -60,6 +62,10 @@ def lab_status(c):
     if not rows:
         print("lab is down")
         return
+    from ark_ops.lab.config import LabPaths
+    from ark_ops.lab.ssh import lab_user
+
+    print(f"  SSH as {lab.mode_text(lab_user(LabPaths.default()))}")
     for s in rows:
         print(f"  {s.name:<12} {s.address:<15} {'up' if s.running else 'down':<5} {s.system_state}")
 
@@ -67,7 +73,7 @@ def lab_status(c):
 @task(help={"host": "lab host name (ark-lab-1) or index (1)"})
 @operator_errors
 def lab_ssh(c, host):
-    """Open a shell on a lab host (root, with the lab's own key)."""
+    """Open a shell on a lab host (as the lab's SSH user, with the lab's own key)."""
     import os
 
     from ark_ops.lab.config import LabHost, LabPaths

@@ -54,6 +54,12 @@ def _show(value: Any) -> str:
     return text if len(text) <= 40 else text[:37] + "..."
 
 
+def _given(hostvars: Mapping[str, Any], var: str, default: Any) -> Any:
+    """The var's value; the default only when it is unset (an empty value is an error)."""
+    value = hostvars.get(var)
+    return default if value is None else value
+
+
 def _user(host: str, var: str, value: Any) -> str:
     text = str(value).strip() if isinstance(value, str | int) else None
     if not text or not USER_NAME.match(text):
@@ -132,7 +138,7 @@ def known_hosts_from(common_args: str) -> str | None:
 
 
 def become_from_vars(host: str, hostvars: Mapping[str, Any], ssh_user: str) -> Become:
-    user = _user(host, "ansible_become_user", hostvars.get("ansible_become_user") or "root")
+    user = _user(host, "ansible_become_user", _given(hostvars, "ansible_become_user", "root"))
     method = hostvars.get("ansible_become_method", "sudo")
     if method not in SUDO_METHODS:
         raise _bad(host, "ansible_become_method",
@@ -152,9 +158,9 @@ def become_from_vars(host: str, hostvars: Mapping[str, Any], ssh_user: str) -> B
 def access_from_vars(host: str, hostvars: Mapping[str, Any]) -> Access:
     """The login and escalation for one host; a value that cannot be used is an
     InventoryVarError naming the variable and the host (never a password's value)."""
-    ssh_user = _user(host, "ansible_user", hostvars.get("ansible_user") or "root")
+    ssh_user = _user(host, "ansible_user", _given(hostvars, "ansible_user", "root"))
     key = hostvars.get("ansible_ssh_private_key_file") or hostvars.get("ansible_private_key_file")
-    address = str(hostvars.get("ansible_host") or host).strip()
+    address = str(_given(hostvars, "ansible_host", host)).strip()
     if not address or any(c.isspace() for c in address) or address.startswith("-"):
         raise _bad(host, "ansible_host", f"{_show(hostvars.get('ansible_host'))} is not "
                                          "a host name or address")

@@ -27,12 +27,19 @@ def ssh_common_args(paths: LabPaths) -> str:
     )
 
 
-def render(paths: LabPaths, hosts: list[LabHost]) -> dict:
+def login_vars(user: str) -> dict:
+    """root logs in as itself; any other lab operator becomes root with sudo."""
+    if user == "root":
+        return {"ansible_user": "root"}
+    return {"ansible_user": user, "ansible_become": True, "ansible_become_method": "sudo"}
+
+
+def render(paths: LabPaths, hosts: list[LabHost], user: str = "root") -> dict:
     members = {h.name: None for h in hosts}
     return {
         "all": {
             "vars": {
-                "ansible_user": "root",
+                **login_vars(user),
                 "ansible_ssh_private_key_file": str(paths.ssh_key),
                 "ansible_ssh_common_args": ssh_common_args(paths),
                 "ansible_python_interpreter": "/usr/bin/python3",
@@ -51,10 +58,10 @@ def render(paths: LabPaths, hosts: list[LabHost]) -> dict:
     }
 
 
-def write(paths: LabPaths, hosts: list[LabHost]) -> Path:
+def write(paths: LabPaths, hosts: list[LabHost], user: str = "root") -> Path:
     paths.inventory.mkdir(parents=True, exist_ok=True)
     target = paths.inventory / "hosts.yml"
-    text = HEADER + yaml.safe_dump(render(paths, hosts), sort_keys=False)
+    text = HEADER + yaml.safe_dump(render(paths, hosts, user), sort_keys=False)
     tmp = target.with_suffix(".tmp")
     tmp.write_text(text)
     tmp.replace(target)
