@@ -24,6 +24,9 @@ from ark_ops.hostaccess import (
 )
 from ark_ops.logs import ssh_argv, ssh_input
 
+# panic/recover (and every other fleet command) reach hosts through this derivation.
+pytestmark = pytest.mark.requirement("REC_01")
+
 SECRET = "s3cr3t-Sudo-" + "x9" * 6
 
 
