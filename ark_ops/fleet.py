@@ -100,8 +100,8 @@ def run_as_root(conn: Connection, host: FleetHost, command: str | list[str],
 @contextlib.contextmanager
 def user_tempdir(conn: Connection) -> Iterator[str]:
     """A fresh directory of the SSH user's own (mode 0700, in its home) for files that
-    pass between the control node and root on the host; removed afterwards, contents too
-    (as root: what root wrote there may not be the user's)."""
+    pass between the control node and root on the host; removed afterwards with whatever
+    is in it (the user owns the directory, so it may delete what root left there too)."""
     res = conn.run('mktemp -d "${HOME:-/tmp}/.ark-ops.XXXXXXXX"', timeout=CONNECT_TIMEOUT * 6)
     path = res.stdout.strip()
     if res.exited != 0 or not path.startswith("/"):
