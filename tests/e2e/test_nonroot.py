@@ -59,9 +59,10 @@ def wait_for(predicate, timeout: float, what: str):
 
 
 def healthy(host: str) -> bool:
+    # As deploy itself: also while the password test has sudo -n refused on B.
     units = ("ark-api.service", "ark-agent@kyle.service", "ark-agent@hrm.service")
-    return on(host, "systemctl", "is-active", *units, check=False).stdout.split() == \
-        ["active"] * 3
+    return on(host, "systemctl", "is-active", *units, check=False,
+              as_root=False).stdout.split() == ["active"] * 3
 
 
 @pytest.fixture(scope="module")
@@ -81,7 +82,8 @@ def test_root_ssh_is_refused_and_deploy_becomes_root_only_through_sudo(fleet):
         assert on(name, "id", "-un", as_root=False).stdout.strip() == "deploy"
         assert on(name, "id", "-un").stdout.strip() == "root"  # through sudo -n
         assert "permitrootlogin no" in on(name, "sshd", "-T").stdout
-        assert on(name, "stat", "-c", "%a %U", f"/{SUDOERS}").stdout.split() == ["440", "root"]
+        # One string: ssh joins its arguments and the remote shell parses them again.
+        assert on(name, f"stat -c '%a %U' /{SUDOERS}").stdout.split() == ["440", "root"]
     inv = yaml.safe_load((paths.inventory / "hosts.yml").read_text())["all"]["vars"]
     assert (inv["ansible_user"], inv["ansible_become"]) == ("deploy", True)
     # The deploy itself went through sudo: ARK's files belong to root/ark, not to deploy.
