@@ -33,13 +33,15 @@ def operator_errors(fn):
 
 @task(help={"hosts": "how many hosts the lab should have (default 1)",
             "topology": "all (every host runs everything, the default) or split (host 1 "
-                        "Redis + Prometheus, host 2 API + agents, further hosts agents)"})
+                        "Redis + Prometheus, host 2 API + agents, further hosts agents)",
+            "user": "SSH user: root (default), or e.g. deploy: a non-root user with "
+                    "passwordless sudo, root login disabled, inventory with become"})
 @operator_errors
-def lab_up(c, hosts: int = 1, topology: str = "all"):
+def lab_up(c, hosts: int = 1, topology: str = "all", user: str = "root"):
     """Boot the local lab: N systemd-nspawn hosts, each in its own network namespace."""
     from ark_ops.lab import lab
 
-    for s in lab.up(hosts=hosts, topology=topology):
+    for s in lab.up(hosts=hosts, topology=topology, user=user):
         print(f"  {s.name:<12} {s.address:<15} {s.system_state}")
 
 
@@ -62,6 +64,10 @@ def lab_status(c):
     if not rows:
         print("lab is down")
         return
+    from ark_ops.lab.config import LabPaths
+    from ark_ops.lab.ssh import lab_user
+
+    print(f"  SSH as {lab.mode_text(lab_user(LabPaths.default()))}")
     for s in rows:
         print(f"  {s.name:<12} {s.address:<15} {'up' if s.running else 'down':<5} {s.system_state}")
 
@@ -69,7 +75,7 @@ def lab_status(c):
 @task(help={"host": "lab host name (ark-lab-1) or index (1)"})
 @operator_errors
 def lab_ssh(c, host):
-    """Open a shell on a lab host (root, with the lab's own key)."""
+    """Open a shell on a lab host (as the lab's SSH user, with the lab's own key)."""
     import os
 
     from ark_ops.lab.config import LabHost, LabPaths

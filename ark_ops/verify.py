@@ -61,6 +61,36 @@ def parallel_args(inventory: Path, limit: str | None, disruptive: bool = False,
     return ["-n", str(min(hosts, MAX_WORKERS)), "--dist", "loadgroup"]
 
 
+def testinfra_become(inv: Path, limit: str | None
+                     ) -> tuple[str, dict[str, str], list[str]]:
+    """How testinfra should escalate, from the same derivation the other fleet commands use
+    (ark_ops.hostaccess; a bad ansible_become* value stops here with its name).
+
+    testinfra's ansible backend reads ansible_become / ansible_become_user itself but no
+    become password, and it does not escalate a non-root user whose inventory leaves
+    ansible_become unset (the deploy playbook does). So: with a become password, testinfra
+    runs every command through Ansible (`force_ansible`: slower, but Ansible answers sudo);
+    when every host escalates, ANSIBLE_BECOME* say so for all of them.
+    Returns (the host spec's query string, extra environment, become passwords to mask)."""
+    from ark_ops.errors import OpsError
+    from ark_ops.fleet import inventory_hosts
+    from ark_ops.hostaccess import InventoryVarError
+
+    try:
+        hosts = inventory_hosts(inv, limit)
+    except InventoryVarError:
+        raise
+    except OpsError:  # no hosts match: pytest's own collection says so
+        hosts = []
+    passwords = [h.become.password for h in hosts if h.become.enabled and h.become.password]
+    if passwords:
+        return "?force_ansible=True", {}, passwords
+    users = {h.become.user for h in hosts if h.become.enabled}
+    if hosts and all(h.become.enabled for h in hosts) and len(users) == 1:
+        return "", {"ANSIBLE_BECOME": "true", "ANSIBLE_BECOME_USER": users.pop()}, []
+    return "", {}, []
+
+
 def verify(inventory: str | None = None, limit: str | None = None, disruptive: bool = False,
            keyword: str | None = None, reports_dir: Path = REPORTS, log=print,
            echo: Callable[[str], None] | None = None) -> int:
@@ -71,6 +101,7 @@ def verify(inventory: str | None = None, limit: str | None = None, disruptive: b
     nothing pytest prints outside a test report (an internal error) can carry one either.
     """
     inv = resolve_inventory(inventory, log)
+    query, become_env, passwords = testinfra_become(inv, limit)
     echo = echo or _write_stdout
     stamp = time.strftime("%Y%m%dT%H%M%S")
     reports_dir.mkdir(parents=True, exist_ok=True)
@@ -79,7 +110,7 @@ def verify(inventory: str | None = None, limit: str | None = None, disruptive: b
     cmd = [
         sys.executable, "-m", "pytest", str(REPO_ROOT / "tests" / "compliance"),
         "-p", "ark_ops.report", "-p", "no:cacheprovider",
-        f"--hosts=ansible://{limit or 'ark'}", f"--ansible-inventory={inv}",
+        f"--hosts=ansible://{limit or 'ark'}{query}", f"--ansible-inventory={inv}",
         f"--junitxml={junit}", f"--requirements-report={markdown}",
         "-o", "junit_family=xunit2", "-q",
     ]
@@ -89,9 +120,10 @@ def verify(inventory: str | None = None, limit: str | None = None, disruptive: b
         cmd += ["-k", keyword]
     cmd += parallel_args(Path(inv), limit, disruptive, keyword)
     SSH_CONTROL_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
-    redact = Redactor(inventory_secrets(Path(inv)))
-    with subprocess.Popen(cmd, cwd=REPO_ROOT, env=ansible_env(), stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, errors="replace") as proc:
+    redact = Redactor([*inventory_secrets(Path(inv)), *passwords])
+    with subprocess.Popen(cmd, cwd=REPO_ROOT, env={**ansible_env(), **become_env},
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          errors="replace") as proc:
         for line in proc.stdout:
             echo(redact(line))
     rc = proc.returncode

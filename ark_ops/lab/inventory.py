@@ -56,12 +56,20 @@ def placement(hosts: list[LabHost], topology: str = "all") -> dict[str, list[str
             "ark_monitoring": names[:1]}
 
 
-def render(paths: LabPaths, hosts: list[LabHost], topology: str = "all") -> dict:
+def login_vars(user: str) -> dict:
+    """root logs in as itself; any other lab operator becomes root with sudo."""
+    if user == "root":
+        return {"ansible_user": "root"}
+    return {"ansible_user": user, "ansible_become": True, "ansible_become_method": "sudo"}
+
+
+def render(paths: LabPaths, hosts: list[LabHost], topology: str = "all",
+           user: str = "root") -> dict:
     groups = placement(hosts, topology)
     return {
         "all": {
             "vars": {
-                "ansible_user": "root",
+                **login_vars(user),
                 "ansible_ssh_private_key_file": str(paths.ssh_key),
                 "ansible_ssh_common_args": ssh_common_args(paths),
                 "ansible_python_interpreter": "/usr/bin/python3",
@@ -82,10 +90,11 @@ def render(paths: LabPaths, hosts: list[LabHost], topology: str = "all") -> dict
     }
 
 
-def write(paths: LabPaths, hosts: list[LabHost], topology: str = "all") -> Path:
+def write(paths: LabPaths, hosts: list[LabHost], topology: str = "all",
+          user: str = "root") -> Path:
     paths.inventory.mkdir(parents=True, exist_ok=True)
     target = paths.inventory / "hosts.yml"
-    text = HEADER + yaml.safe_dump(render(paths, hosts, topology), sort_keys=False)
+    text = HEADER + yaml.safe_dump(render(paths, hosts, topology, user), sort_keys=False)
     tmp = target.with_suffix(".tmp")
     tmp.write_text(text)
     tmp.replace(target)
