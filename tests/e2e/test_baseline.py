@@ -40,7 +40,7 @@ def findings() -> dict[str, dict]:
 
 @pytest.fixture(scope="module")
 def deployed():
-    lab.up(hosts=1)
+    lab.up(hosts=1, user="deploy")
     try:
         deploy_mod.deploy(echo=False)
         yield findings(), deploy_mod.BASELINE_REPORT.read_text()

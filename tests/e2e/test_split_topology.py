@@ -69,7 +69,7 @@ def recent_decisions(host: str, limit: int = 30) -> list[str]:
 
 @pytest.fixture(scope="module")
 def split_lab():
-    lab.up(hosts=3, topology="split", log=lambda *_: None)
+    lab.up(hosts=3, topology="split", user="deploy", log=lambda *_: None)
     group_vars = LabPaths.default().inventory / "group_vars"
     group_vars.mkdir(exist_ok=True)
     # Written, never deleted: Ansible caches inventory vars in-process.
