@@ -80,8 +80,11 @@ def test_console_audit_spool_watcher_is_active(host):
     assert path.is_enabled and path.is_running, "ark-audit-ingest.path is not active"
     unit = host.file("/etc/systemd/system/ark-audit-ingest.path").content_string
     assert "DirectoryNotEmpty=/var/lib/ark/audit-spool" in unit
-    # Nothing waits in the spool: the watcher moved every record into the chain.
-    left = host.run("ls -A /var/lib/ark/audit-spool 2>/dev/null").stdout.split()
+    # Nothing waits in the spool (a record written just now gets 5 s): the watcher moves
+    # every record into the chain.
+    left = host.run("for i in $(seq 50); do [ -z \"$(ls -A /var/lib/ark/audit-spool "
+                    "2>/dev/null)\" ] && break; sleep 0.1; done; "
+                    "ls -A /var/lib/ark/audit-spool 2>/dev/null").stdout.split()
     assert left == [], f"records left in the console's spool: {left}"
 
 
