@@ -127,9 +127,8 @@ class Hub:
         receiver = asyncio.create_task(self._until_closed(ws))
         try:
             while not receiver.done():
-                try:
-                    text = await asyncio.wait_for(client.queue.get(), 1.0)
-                except TimeoutError:
+                text = await _next(client.queue)
+                if text is None:
                     continue
                 if client.behind > MAX_DROPS:
                     await ws.close(code=1013, reason="too slow; reconnect")
@@ -137,7 +136,9 @@ class Hub:
                 if client.dropped:  # tell the page how many it missed, then carry on
                     await ws.send_json({"type": "dropped", "count": client.dropped})
                     client.dropped = 0
-                await asyncio.wait_for(ws.send_text(text), 5)
+                # asyncio.timeout, not wait_for: wait_for makes a Task per message (3.11).
+                async with asyncio.timeout(5):
+                    await ws.send_text(text)
         except (WebSocketDisconnect, TimeoutError, RuntimeError):
             pass
         finally:
@@ -149,6 +150,20 @@ class Hub:
         with contextlib.suppress(WebSocketDisconnect, RuntimeError):
             while (await ws.receive())["type"] != "websocket.disconnect":
                 pass
+
+async def _next(queue: asyncio.Queue) -> str | None:
+    """The next message: at once when one is queued (the common case under load, no timer),
+    else waiting up to a second so the loop can notice a closed client."""
+    try:
+        return queue.get_nowait()
+    except asyncio.QueueEmpty:
+        pass
+    try:
+        async with asyncio.timeout(1.0):
+            return await queue.get()
+    except TimeoutError:
+        return None
+
 
 def _text(fields: dict) -> dict[str, str]:
     return {(k.decode() if isinstance(k, bytes) else k):
