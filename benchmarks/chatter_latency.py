@@ -37,6 +37,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 sys.path.insert(0, str(Path(__file__).parent))
 
+import psutil  # noqa: E402
 from api_speed import free_port, wait_up  # noqa: E402
 
 PASSWORD = "bench-" + secrets.token_hex(8)
@@ -99,7 +100,8 @@ async def one_run(base: str, cookie: str, redis_port: int, redis_password: str,
     sent: dict[str, float] = {}
     latencies: list[float] = []
     dropped = [0]
-    ws_url = base.replace("http", "ws") + "/ws/chatter?agent=joey&type=market.bar"
+    # batch=1 as the console page asks; a server without batches ignores it.
+    ws_url = base.replace("http", "ws") + "/ws/chatter?agent=joey&type=market.bar&batch=1"
     clients = [await websockets.connect(ws_url, additional_headers={"Cookie": cookie},
                                         max_queue=None) for _ in range(args.clients)]
     for c in clients:
@@ -108,12 +110,13 @@ async def one_run(base: str, cookie: str, redis_port: int, redis_password: str,
     async def listen(c) -> None:
         async for raw in c:
             now = time.time()
-            msg = json.loads(raw)
-            if msg.get("type") == "dropped":
-                dropped[0] += msg["count"]
-            t0 = sent.get(msg.get("message_id"))
-            if t0 is not None:
-                latencies.append((now - t0) * 1000)
+            data = json.loads(raw)
+            for msg in data if isinstance(data, list) else [data]:
+                if msg.get("type") == "dropped":
+                    dropped[0] += msg["count"]
+                t0 = sent.get(msg.get("message_id"))
+                if t0 is not None:
+                    latencies.append((now - t0) * 1000)
 
     listeners = [asyncio.create_task(listen(c)) for c in clients]
     r = aioredis.Redis(port=redis_port, password=redis_password)
@@ -160,7 +163,13 @@ def measure(port: int, redis_port: int, redis_password: str, ref: str, env: dict
         base = f"http://127.0.0.1:{port}"
         wait_up(f"{base}/health")
         cookie = sign_in(base, PASSWORD)
-        return asyncio.run(one_run(base, cookie, redis_port, redis_password, args))
+        # The server's own CPU for the run: its cost, whatever else the machine is doing.
+        before = sum(psutil.Process(server.pid).cpu_times()[:2])
+        result = asyncio.run(one_run(base, cookie, redis_port, redis_password, args))
+        used = sum(psutil.Process(server.pid).cpu_times()[:2]) - before
+        return {**result, "server_cpu_s": round(used, 2),
+                "server_cpu_us_per_delivery": round(used * 1e6 / max(1, result["received"]),
+                                                    1)}
     finally:
         server.terminate()
         try:
@@ -218,6 +227,8 @@ def main() -> int:
               "baseline_ref": args.baseline_ref or None, "goal_p99_ms": 20,
               **{v: {"median_p50_ms": statistics.median(r["p50_ms"] for r in rs),
                      "median_p99_ms": statistics.median(r["p99_ms"] for r in rs),
+                     "median_server_cpu_us_per_delivery":
+                         statistics.median(r["server_cpu_us_per_delivery"] for r in rs),
                      "runs": rs} for v, rs in runs.items()}}
     print(json.dumps(report, indent=2))
     if args.json:
