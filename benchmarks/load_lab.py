@@ -35,6 +35,8 @@ def main() -> int:
     p.add_argument("--rps", type=int, default=500)
     p.add_argument("--duration", default="60s")
     p.add_argument("--processes", type=int, help="locust workers (default: one per CPU)")
+    p.add_argument("--keep-up", action="store_true",
+                   help="leave the lab up for a next step in the same lock (it must take it down)")
     args = p.parse_args()
     password = secrets.token_urlsafe(16)
     group_vars = LabPaths.default().inventory / "group_vars" / "ark"
@@ -51,7 +53,8 @@ def main() -> int:
         print((out / "report.md").read_text())
     finally:
         (group_vars / "console.yml").write_text("---\n{}\n")
-        lab.down()
+        if not args.keep_up:
+            lab.down()
     return 0
 
 
