@@ -135,6 +135,14 @@ def summarise(stats_csv: Path) -> dict:
     return rows
 
 
+def api_url(host: str) -> str:
+    """A URL as given; `HOST` or `HOST:PORT` (port 8101 when none) otherwise."""
+    if "://" in host:
+        return host
+    has_port = ":" in host.rsplit("]", 1)[-1] and host.count(":") == 1 or "]:" in host
+    return f"http://{host}" if has_port else f"http://{host}:8101"
+
+
 def steady_rps(history_csv: Path, users: int) -> float | None:
     """Median of locust's per-second aggregate RPS once every user is running (the ramp-up
     and the last second are not the rate the API was asked to carry)."""
@@ -143,7 +151,9 @@ def steady_rps(history_csv: Path, users: int) -> float | None:
     with history_csv.open() as f:
         rates = [float(r["Requests/s"]) for r in csv.DictReader(f)
                  if r["Name"] == "Aggregated" and int(r["User Count"] or 0) >= users]
-    rates = rates[2:-1]  # locust's rate is a rolling window: skip its first seconds
+    # locust's rate is the mean of seconds t-12..t-2: skip the rows that still see the ramp
+    # (all of them when the run is long enough, else the first two) and the last one.
+    rates = rates[12:-1] if len(rates) > 20 else rates[2:-1]
     return round(statistics.median(rates), 1) if rates else None
 
 
@@ -156,7 +166,7 @@ def run_load(host: str, rps: int, duration: str, out_root: Path, users_rps: floa
     locust = shutil.which("locust") or str(Path(sys.executable).with_name("locust"))
     if not Path(locust).exists():
         raise OpsError("locust is not installed in this venv (./ops installs the lock)")
-    url = host if "://" in host else f"http://{host}:8101"
+    url = api_url(host)
     parsed = urlparse(url)
     out = out_root / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     out.mkdir(parents=True, exist_ok=True)

@@ -12,6 +12,7 @@ import pytest
 from ark_ops.errors import OpsError
 from ark_ops.load import (
     Sampler,
+    api_url,
     parse_duration,
     render,
     steady_rps,
@@ -89,3 +90,10 @@ def test_generator_sampler_counts_the_whole_process_tree():
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_api_url_keeps_a_given_port():
+    assert api_url("10.0.0.1") == "http://10.0.0.1:8101"
+    assert api_url("127.0.0.1:9000") == "http://127.0.0.1:9000"
+    assert api_url("[::1]") == "http://[::1]:8101" and api_url("[::1]:9") == "http://[::1]:9"
+    assert api_url("https://ark.example.org") == "https://ark.example.org"
