@@ -123,6 +123,10 @@ def _open_claimed(path: Path) -> int:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
             raise OSError(f"{path.name} is not a regular file")
         fcntl.flock(fd, fcntl.LOCK_EX)
+        # Held: every write that began before the rename is done. Let go at once: a writer
+        # that locks from now on sees the file is no longer the spool's and reopens, so the
+        # API (which writes from its event loop) never waits for a whole ingest.
+        fcntl.flock(fd, fcntl.LOCK_UN)
         if os.geteuid() == 0:
             os.fchown(fd, 0, 0)
         os.fchmod(fd, 0o600)
