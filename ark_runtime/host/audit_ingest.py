@@ -164,6 +164,8 @@ class Ingester:
         return self.log.directory
 
     def run(self) -> IngestResult:
+        if self.spool.is_symlink():  # user ark owns the spool's parent: never follow it
+            raise OSError(f"{self.spool} is a symbolic link, not the API's spool directory")
         if not self.spool.is_dir():
             return self.result  # the API has not recorded anything yet
         self.audit_dir.mkdir(parents=True, exist_ok=True, mode=0o700)

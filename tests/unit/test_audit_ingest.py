@@ -152,6 +152,15 @@ def test_a_crash_between_append_and_marker_does_not_duplicate(
     assert verify_dir(audit).ok
 
 
+def test_a_spool_replaced_by_a_link_is_refused(tmp_path: Path) -> None:
+    elsewhere = tmp_path / "elsewhere"
+    spool_lines(elsewhere, line(good()))
+    (tmp_path / "spool").symlink_to(elsewhere)
+    with pytest.raises(OSError, match="symbolic link"):
+        ingest(tmp_path / "spool", AuditLog(tmp_path / "audit"))
+    assert (elsewhere / "api.jsonl").exists()  # untouched
+
+
 def test_cli_ingest(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                     capsys: pytest.CaptureFixture) -> None:
     monkeypatch.setenv("ARK_AUDIT_DIR", str(tmp_path / "audit"))
