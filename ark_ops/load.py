@@ -175,7 +175,7 @@ def run_load(host: str, rps: int, duration: str, out_root: Path, users_rps: floa
     users = max(1, int(rps / users_rps))
     workers = worker_processes(rps, processes)
     cmd = [locust, "-f", str(LOCUSTFILE), "--headless", "--host", url, "-u", str(users),
-           "-r", str(min(users, 1000)), "-t", f"{seconds}s", "--csv", str(out / "locust"),
+           "-r", str(min(users, 100 * workers)), "-t", f"{seconds}s", "--csv", str(out / "locust"),
            "--csv-full-history", "--only-summary", "--stop-timeout", "5",
            "--exit-code-on-error", "0"]
     if workers > 1:
