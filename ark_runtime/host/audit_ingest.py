@@ -19,7 +19,9 @@ would process is looked up at the end of the live chain file before it is append
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import errno
 import fcntl
 import json
 import os
@@ -115,13 +117,22 @@ def in_chain(log: AuditLog, ident: str) -> bool:
     return f'"spool":"{ident}"'.encode() in tail
 
 
+class NotRegular(OSError):
+    """Something other than a file under a claimed name (never read, only removed)."""
+
+
 def _open_claimed(path: Path) -> int:
     """The claimed file, exclusively locked (waits out a writer that opened it before the
     rename), a regular file (not a link someone put there), root's from now on."""
-    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK)
+    except OSError as exc:
+        if exc.errno == errno.ELOOP:
+            raise NotRegular(f"{path.name} is a symbolic link") from None
+        raise
     try:
         if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise OSError(f"{path.name} is not a regular file")
+            raise NotRegular(f"{path.name} is not a regular file")
         fcntl.flock(fd, fcntl.LOCK_EX)
         # Held: every write that began before the rename is done. Let go at once: a writer
         # that locks from now on sees the file is no longer the spool's and reopens, so the
@@ -179,8 +190,8 @@ class Ingester:
     def _ingest_file(self, path: Path) -> None:
         try:
             fd = _open_claimed(path)
-        except OSError as exc:  # a link or a device in the spool: refuse it, keep going
-            self._quarantine(path.name, 0, b"", f"cannot read the claimed file: {exc}")
+        except NotRegular as exc:  # a link or a device in the spool: refuse it, keep going
+            self._quarantine(path.name, 0, b"", f"not ingested: {exc}")
             path.unlink(missing_ok=True)
             return
         try:
@@ -218,8 +229,11 @@ class Ingester:
         """Keep the line (root-only, beside the chain) and record in the chain that it was
         refused and why; the line's content never goes into an error message."""
         ident = spool_id(claim_name, offset)
-        entry = {"spool": ident, "error": why, "bytes": len(raw),
-                 "line": raw.decode("utf-8", errors="replace")}
+        entry: dict[str, object] = {"spool": ident, "error": why, "bytes": len(raw)}
+        try:
+            entry["line"] = raw.decode("utf-8")
+        except UnicodeDecodeError:  # kept byte for byte
+            entry["line_base64"] = base64.b64encode(raw).decode()
         path = self.audit_dir / QUARANTINE_NAME
         fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:

@@ -3,6 +3,7 @@ a bad line is quarantined with an error naming its field, and nothing is lost.""
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 
@@ -150,6 +151,20 @@ def test_a_crash_between_append_and_marker_does_not_duplicate(
     assert ingest(spool, AuditLog(audit)).ingested == 1
     assert [r["who"] for r in console_records(audit)] == [f"console:u{i}" for i in range(4)]
     assert verify_dir(audit).ok
+
+
+def test_a_link_under_a_claimed_name_is_not_followed(tmp_path: Path) -> None:
+    spool, audit, secret = tmp_path / "spool", tmp_path / "audit", tmp_path / "secret"
+    secret.write_text(json.dumps(good(who="shadow")) + "\n")
+    spool.mkdir()
+    (spool / "claimed-1.jsonl").symlink_to(secret)
+    spool_lines(spool, b"\xff\xfe not utf-8")
+    res = ingest(spool, AuditLog(audit))
+    assert console_records(audit) == [] and secret.exists()
+    kept = quarantined(audit)
+    assert "symbolic link" in kept[0]["error"]
+    assert base64.b64decode(kept[1]["line_base64"]) == b"\xff\xfe not utf-8"  # byte for byte
+    assert res.quarantined == 2 and list(spool.iterdir()) == []
 
 
 def test_a_spool_replaced_by_a_link_is_refused(tmp_path: Path) -> None:
