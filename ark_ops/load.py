@@ -61,7 +61,7 @@ def find_api_pid(host: str, port: int, machine: str | None) -> int | None:
         for conn in psutil.net_connections(kind="tcp"):
             if conn.status == psutil.CONN_LISTEN and conn.laddr.port == port and conn.pid:
                 return conn.pid
-    candidates = []
+    everywhere, candidates = [], []
     for proc in psutil.process_iter(["pid", "cmdline"]):
         cmd = " ".join(proc.info["cmdline"] or [])
         if not cmd.endswith("bin/ark api"):
@@ -70,8 +70,12 @@ def find_api_pid(host: str, port: int, machine: str | None) -> int | None:
             cgroup = Path(f"/proc/{proc.pid}/cgroup").read_text()
         except OSError:
             continue
+        everywhere.append(proc.pid)
         if machine is None or machine in cgroup:
             candidates.append(proc.pid)
+    # The lab's own supervisor does not name the host in the cgroup: then the one API
+    # running on this machine is the one (never a guess between several).
+    candidates = candidates or everywhere
     return candidates[0] if len(candidates) == 1 else None
 
 
