@@ -357,11 +357,12 @@ def test(c, fast: bool = False, pytest_args: str = ""):
         "host": "API to drive: lab host address or URL (default 127.0.0.1)",
         "api_pid": "PID of the API process to sample (found automatically when possible)",
         "machine": "lab host name whose `ark api` process to sample (e.g. ark-lab-1)",
+        "processes": "locust worker processes (default: one per CPU above 250 RPS)",
     }
 )
 @operator_errors
 def load(c, rps: int = 500, duration: str = "60s", host: str = "127.0.0.1",
-         api_pid: int = 0, machine: str = ""):
+         api_pid: int = 0, machine: str = "", processes: int = 0):
     """TEST_03: drive the API with locust (health, status, log tail, login); report under
     reports/load/. Sign-in for the mix: ARK_LOAD_USER / ARK_LOAD_PASSWORD in the environment."""
     from pathlib import Path
@@ -369,7 +370,7 @@ def load(c, rps: int = 500, duration: str = "60s", host: str = "127.0.0.1",
     from ark_ops.load import run_load
 
     out = run_load(host, rps, duration, Path("reports/load"), api_pid=api_pid or None,
-                   machine=machine or None)
+                   machine=machine or None, processes=processes or None)
     print((out / "report.md").read_text())
 # --- observability (LOG_02, AGENT_03) -------------------------------------------------
 

@@ -3,13 +3,16 @@
 
 A record is one JSON line appended (O_APPEND, mode 0600) to `api.jsonl` in the API's audit
 spool, `$ARK_AUDIT_SPOOL_DIR` (default `/var/lib/ark/audit-spool/`). The API runs as user ark
-and cannot write the root-only, tamper-evident chain (`ark_runtime/host/audit.py`); moving
-spooled records into that chain from a root process is still to be built (issue #10), and
-this is the only place that changes then.
+and cannot write the root-only, tamper-evident chain (`ark_runtime/host/audit.py`); root's
+`ark audit ingest` (started by ark-audit-ingest.path when the spool is not empty) claims the
+file by renaming it and moves its records into the chain (ark_runtime/host/audit_ingest.py).
+A write holds a shared flock and checks the file is still the spool's, so none lands in a
+file the ingester has already claimed.
 """
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import socket
@@ -57,9 +60,25 @@ def record(who: str, action: str, args: dict[str, Any] | None, result: str, *,
     line = (json.dumps(entry, sort_keys=True) + "\n").encode()
     with _lock:
         target.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        _append(target, line)
+    return entry
+
+
+def _append(target: Path, line: bytes) -> None:
+    """One O_APPEND write under a shared flock, into the file that is `target` right now: if
+    the ingester renamed it away between our open and our lock, open the new one."""
+    for _attempt in range(20):
+        fd = os.open(target, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW, 0o600)
         try:
-            os.write(fd, line)
+            fcntl.flock(fd, fcntl.LOCK_SH)
+            mine = os.fstat(fd)
+            try:
+                now = os.stat(target, follow_symlinks=False)
+            except FileNotFoundError:
+                continue
+            if (now.st_dev, now.st_ino) == (mine.st_dev, mine.st_ino):
+                os.write(fd, line)
+                return
         finally:
             os.close(fd)
-    return entry
+    raise OSError(f"{target} kept being claimed while the API wrote to it")

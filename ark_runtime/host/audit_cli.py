@@ -1,4 +1,4 @@
-"""`ark audit show|verify|record|head`: the host's audit chain from the command line."""
+"""`ark audit show|verify|record|head|ingest`: the host's audit chain from the command line."""
 
 from __future__ import annotations
 
@@ -7,11 +7,13 @@ import json
 import re
 import sys
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from ark_runtime.exitcodes import ArkArgumentParser, ExitCode
 from ark_runtime.host.audit import AuditError, AuditLog
 from ark_runtime.host.audit_chain import RESULTS, iter_records, read_head, verify_dir
+from ark_runtime.host.layout import resolve as resolve_layout
 
 _SPAN = re.compile(r"^(\d+)([smhdw])$")
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -141,6 +143,30 @@ def _cmd_head(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def _cmd_ingest(args: argparse.Namespace) -> int:
+    from ark_runtime.host.audit_ingest import QUARANTINE_NAME, ingest
+
+    log = AuditLog.from_env()
+    spool = args.spool or resolve_layout().audit_spool
+    try:
+        res = ingest(spool, log)
+    except PermissionError:
+        print(f"ark audit ingest: cannot move records from {spool} into {log.directory}: "
+              "run as root", file=sys.stderr)
+        return ExitCode.NOPERM
+    except (AuditError, OSError) as exc:
+        print(f"ark audit ingest: stopped, the spool keeps what is left: {exc}", file=sys.stderr)
+        return ExitCode.UNAVAILABLE
+    if args.json:
+        print(json.dumps({"ingested": res.ingested, "quarantined": res.quarantined,
+                          "files": res.files, "problems": res.problems}, sort_keys=True))
+    else:
+        kept = (f"; {res.quarantined} bad line(s) kept in {log.directory / QUARANTINE_NAME}"
+                if res.quarantined else "")
+        print(f"ingested {res.ingested} console record(s) from {spool}{kept}")
+    return ExitCode.OK
+
+
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     audit = sub.add_parser("audit", help="the admin audit chain (SEC_03, GOV_01)")
     asub = audit.add_subparsers(dest="audit_command", required=True, metavar="ACTION",
@@ -169,3 +195,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     rec.set_defaults(func=_cmd_record)
     head = asub.add_parser("head", help="seq and hash of the newest record (JSON)")
     head.set_defaults(func=_cmd_head)
+    ing = asub.add_parser("ingest", help="move the console's spooled records into the chain "
+                          "(root; run by ark-audit-ingest.path)")
+    ing.add_argument("--spool", type=Path, help="default: $ARK_AUDIT_SPOOL_DIR")
+    ing.add_argument("--json", action="store_true")
+    ing.set_defaults(func=_cmd_ingest)

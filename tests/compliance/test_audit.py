@@ -5,6 +5,7 @@ the ruleset back byte for byte."""
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -71,6 +72,30 @@ def test_the_deployed_config_is_a_recorded_version(host):
     assert host.file("/opt/ark/venv").linked_to == meta["venv"]
     assert "ARK_REDIS_PASSWORD" not in host.check_output(
         f"grep -rl ARK_REDIS_PASSWORD /var/lib/ark/config-history/{newest} || true")
+
+
+@pytest.mark.requirement("SEC_03")
+def test_console_audit_spool_watcher_is_active(host):
+    path = host.service("ark-audit-ingest.path")
+    assert path.is_enabled and path.is_running, "ark-audit-ingest.path is not active"
+    unit = host.file("/etc/systemd/system/ark-audit-ingest.path").content_string
+    assert "DirectoryNotEmpty=/var/lib/ark/audit-spool" in unit
+    # Nothing waits in the spool (a record written just now gets 5 s): the watcher moves
+    # every record into the chain.
+    left = host.run("for i in $(seq 50); do [ -z \"$(ls -A /var/lib/ark/audit-spool "
+                    "2>/dev/null)\" ] && break; sleep 0.1; done; "
+                    "ls -A /var/lib/ark/audit-spool 2>/dev/null").stdout.split()
+    assert left == [], f"records left in the console's spool: {left}"
+
+
+@pytest.mark.requirement("SEC_03")
+def test_console_audit_ingest_is_sandboxed(host):
+    svc = host.service("ark-audit-ingest.service")
+    assert svc.systemd_properties["User"] in ("", "root") and \
+        svc.systemd_properties["Type"] == "oneshot"
+    out = host.check_output("systemd-analyze security ark-audit-ingest.service --no-pager")
+    exposure = float(re.search(r"Overall exposure level for \S+: ([\d.]+)", out).group(1))
+    assert exposure <= 1.5, out.splitlines()[-1]  # issue #10: every ARK unit <= 1.5
 
 
 def _inventory(request) -> str:

@@ -188,9 +188,44 @@ def test_console_on_a_lab_host(console_host, browser):
     assert on("systemctl", "is-active", "ark-agent@joey.service", check=False).stdout.strip() \
         == "active"
     viewer.screenshot(path=str(SHOTS / "lab-viewer.png"))
-    audit = on("cat", "/var/lib/ark/audit-spool/api.jsonl").stdout
-    actions = [(r["who"], r["action"], r["result"]) for r in map(json.loads, audit.splitlines())]
-    assert ("alice", "unit.stop", "ok") in actions and ("victor", "login", "failed") in actions
+    # The API's records reached root's chain (ark-audit-ingest.path), marked as the console's.
+    wait_until(lambda: ("console:alice", "console.unit.stop", "ok") in chain_actions(), 10,
+               "alice's unit.stop in the root chain")
+    assert ("console:victor", "console.login", "failed") in chain_actions()
+
+
+def chain_actions() -> set[tuple[str, str, str]]:
+    out = on("/opt/ark/venv/bin/ark", "audit", "show", "--json", "--action", "console").stdout
+    return {(r["who"], r["action"], r["result"]) for r in map(json.loads, out.splitlines())}
+
+
+@pytest.mark.requirement("SEC_03")
+def test_a_failed_login_and_an_admin_action_reach_the_root_chain(console_host, browser):
+    """Within a few seconds of the API spooling them, root's ingester has them in the chain,
+    which still verifies, and the spool is empty again."""
+    base, stranger = console_host, f"mallory-{secrets.token_hex(3)}"
+    page = page_for(browser)
+    page.goto(base + "/login")
+    page.fill("#username", stranger)
+    page.fill("#password", "not-the-password")
+    page.click("#login-submit")
+    page.wait_for_function("document.getElementById('login-error').textContent !== ''")
+    admin = signed_in(browser, base, "alice")
+    status = admin.evaluate("""async () => {
+        const csrf = document.querySelector('meta[name="csrf-token"]').content;
+        const r = await fetch('/api/admin/snapshot', {method: 'POST',
+            headers: {'X-CSRF-Token': csrf}});
+        return r.status; }""")
+    assert status == 200
+    started = time.monotonic()
+    want = {(f"console:{stranger}", "console.login", "failed"),
+            ("console:alice", "console.snapshot", "ok")}
+    wait_until(lambda: want <= chain_actions(), 10, "both records in the root chain")
+    print(f"console records in the root chain {time.monotonic() - started:.1f} s after the "
+          "action")
+    assert json.loads(on("/opt/ark/venv/bin/ark", "audit", "verify", "--json").stdout)["ok"]
+    assert on("ls", "-A", "/var/lib/ark/audit-spool").stdout.strip() == ""
+    assert on("systemctl", "is-active", "ark-audit-ingest.path").stdout.strip() == "active"
 
 
 @pytest.mark.requirement("UI_01")

@@ -245,6 +245,40 @@ def test_chatter_streams_filtered_messages_to_signed_in_clients(console, r):
         assert all(m["type"] == "control.resume" for m in got)  # the filter held
 
 
+@pytest.mark.requirement("UI_03")
+@pytest.mark.timeout(120)
+def test_chatter_batches_what_is_queued_for_a_client_that_asks(console, r):
+    sign_in(console, "victor")
+    with console.websocket_connect("/ws/chatter?type=control.resume&batch=1") as ws:
+        assert ws.receive_json()["batch"] is True
+        stop = threading.Event()
+
+        def publish() -> None:
+            n = 0
+            while not stop.is_set():
+                pipe = r.pipeline(transaction=False)
+                for _ in range(20):  # a burst: one XREAD returns them together
+                    env = Envelope.new("control.resume",
+                                       ControlResume(origins=[str(n)], by="t"),
+                                       from_agent="operator", to_agent="bus")
+                    pipe.xadd("ark:stream:errors", env.to_fields())
+                    n += 1
+                pipe.execute()
+                stop.wait(0.2)
+
+        publisher = threading.Thread(target=publish, daemon=True)
+        publisher.start()
+        try:
+            frames = [ws.receive_json() for _ in range(3)]
+        finally:
+            stop.set()
+            publisher.join(timeout=5)
+    assert all(isinstance(f, list) and f for f in frames)
+    assert max(len(f) for f in frames) > 1, "a burst never shared a frame"
+    got = [int(m["payload"]["origins"][0]) for f in frames for m in f]
+    assert got == sorted(got) and len(set(got)) == len(got)  # in order, none twice
+
+
 def test_chatter_refuses_cross_site_origin(console):
     sign_in(console, "victor")
     with pytest.raises(WebSocketDisconnect), console.websocket_connect(

@@ -120,15 +120,18 @@ function connectChatter() {
   const type = document.getElementById("chatter-type").value.trim();
   if (agent) q.set("agent", agent);
   if (type) q.set("type", type);
+  q.set("batch", "1"); // queued messages arrive as one array per frame
   const proto = location.protocol === "https:" ? "wss:" : "ws:";
   ws = new WebSocket(`${proto}//${location.host}/ws/chatter?${q}`);
   const list = document.getElementById("chatter");
   ws.onmessage = (ev) => {
-    const m = JSON.parse(ev.data);
-    if (m.type === "hello") { document.body.dataset.chatter = "open"; return; }
-    const li = el("li", `${m.ts || ""} ${m.from || "?"}→${m.to || "?"} ${m.type || ""} ${m.correlation_id || ""}`);
-    li.dataset.messageId = m.message_id || m.id;
-    list.prepend(li);
+    const data = JSON.parse(ev.data);
+    for (const m of Array.isArray(data) ? data : [data]) {
+      if (m.type === "hello") { document.body.dataset.chatter = "open"; continue; }
+      const li = el("li", `${m.ts || ""} ${m.from || "?"}→${m.to || "?"} ${m.type || ""} ${m.correlation_id || ""}`);
+      li.dataset.messageId = m.message_id || m.id;
+      list.prepend(li);
+    }
     while (list.childElementCount > 200) list.lastChild.remove();
   };
 }
