@@ -398,6 +398,18 @@ def trace(c, id, inventory: str = "", limit: str = "", json: bool = False):  # n
         raise Exit(code=rc)
 
 
+# --- documentation (DOC_02) ------------------------------------------------------------
+
+
+@task
+@operator_errors
+def docs(c):
+    """Render docs/architecture.yaml to docs/architecture.svg (Graphviz dot); commit both."""
+    from ark_ops.architecture import render
+
+    print(f"wrote {render()}")
+
+
 lab = Collection("lab")
 lab.add_task(lab_up, "up")
 lab.add_task(lab_down, "down")
@@ -414,4 +426,4 @@ config.add_task(config_diff, "diff")
 config.add_task(config_rollback, "rollback")
 
 ns = Collection(lab, audit, config, deploy, verify, panic, recover, dr_bundle, dr_restore,
-                lock, test, load, logs, trace)
+                lock, test, load, logs, trace, docs)
