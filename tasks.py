@@ -109,7 +109,7 @@ def deploy(c, inventory: str = "", limit: str = "", check: bool = False):
 )
 @operator_errors
 def verify(c, inventory: str = "", limit: str = "", disruptive: bool = False, keyword: str = ""):
-    """Prove the requirements on the hosts (testinfra); table, JUnit and Markdown in reports/."""
+    """Prove the requirements on the hosts (testinfra); table, JUnit, Markdown, HTML in reports/."""
     from ark_ops.audit import audit_action, maybe
     from ark_ops.verify import verify as run_verify
 

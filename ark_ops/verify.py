@@ -11,8 +11,10 @@ from pathlib import Path
 from ark_ops.ansible_run import ansible_env
 from ark_ops.inventories import REPO_ROOT, resolve_inventory
 from ark_ops.redact import Redactor, inventory_secrets
+from ark_ops.report_html import write_report
 
 REPORTS = REPO_ROOT / "reports"
+HISTORY_NAME = "compliance-history.json"  # the trend: one entry per run, newest last
 
 
 def _write_stdout(text: str) -> None:
@@ -52,10 +54,23 @@ def verify(inventory: str | None = None, limit: str | None = None, disruptive: b
         for line in proc.stdout:
             echo(redact(line))
     rc = proc.returncode
-    for name, target in (("compliance-latest.md", markdown), ("compliance-latest.xml", junit)):
+    html = write_html(junit, reports_dir / f"compliance-{stamp}.html", inv, redact, log)
+    for name, target in (("compliance-latest.md", markdown), ("compliance-latest.xml", junit),
+                         ("compliance-latest.html", html)):
         link = reports_dir / name
         link.unlink(missing_ok=True)
         if target.exists():
             link.symlink_to(target.name)
-    log(f"JUnit: {junit}\nMarkdown: {markdown}")
+    log(f"JUnit: {junit}\nMarkdown: {markdown}\nHTML: {html}")
     return rc
+
+
+def write_html(junit: Path, out: Path, inventory: Path, redact: Redactor, log) -> Path:
+    """The HTML report and its history entry; a run that wrote no JUnit (pytest could not
+    start) has nothing to show, and that is said rather than raised."""
+    if not junit.exists():
+        log(f"no JUnit was written, so no HTML report ({junit})")
+        return out
+    return write_report(junit, out, inventory=inventory,
+                        history_path=out.parent / HISTORY_NAME, repo=REPO_ROOT,
+                        generated=time.strftime("%Y-%m-%d %H:%M:%S %Z"), redact=redact)
