@@ -33,33 +33,47 @@ def describe(result) -> str:
 
 
 class _Collector(logging.Handler):
-    """Appends each command result to the running item's properties as it comes (JUnit
-    writes a test case's properties from its last report, the teardown's)."""
+    """Keeps the item's command results as they come. They are described only at teardown:
+    the SSH backend logs the local `ssh ...` line first and only then sets the result's
+    command back to the one run on the host, which is what the report should show."""
 
-    def __init__(self, item) -> None:
+    def __init__(self) -> None:
         super().__init__(logging.DEBUG)
-        self.item = item
-        self.kept = 0
+        self.results: list = []
 
     def emit(self, record: logging.LogRecord) -> None:
         result = record.args[0] if isinstance(record.args, tuple) and record.args else None
-        if result is None or not hasattr(result, "exit_status") or self.kept >= MAX_COMMANDS:
-            return
-        self.kept += 1
-        self.item.user_properties.append((EVIDENCE, describe(result)))
+        if result is not None and hasattr(result, "exit_status") \
+                and len(self.results) < MAX_COMMANDS:
+            self.results.append(result)
 
 
 class EvidenceRecorder:
     logger = logging.getLogger("testinfra")
 
+    def __init__(self) -> None:
+        self.collector: _Collector | None = None
+
     @pytest.hookimpl(wrapper=True)
     def pytest_runtest_protocol(self, item, nextitem):
-        collector = _Collector(item)
+        self.collector = _Collector()
         level = self.logger.level
         self.logger.setLevel(logging.DEBUG)
-        self.logger.addHandler(collector)
+        self.logger.addHandler(self.collector)
         try:
             return (yield)
         finally:
-            self.logger.removeHandler(collector)
+            self.logger.removeHandler(self.collector)
             self.logger.setLevel(level)
+            self.collector = None
+
+    @pytest.hookimpl(wrapper=True)
+    def pytest_runtest_teardown(self, item, nextitem):
+        # Before the teardown report is made: JUnit writes a test case's properties from
+        # its last report, and the secret masking sees them there like everything else.
+        try:
+            return (yield)
+        finally:
+            if self.collector is not None:
+                item.user_properties += [(EVIDENCE, describe(r))
+                                         for r in self.collector.results]
