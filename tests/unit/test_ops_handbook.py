@@ -156,3 +156,29 @@ def test_a_wrong_command_in_a_document_is_caught() -> None:
                               "invoke no-such-task\nark snapshot undo\n```\n"
                               "and `invoke lab.up --hosts 2` is fine\n")
     assert len(problems) == 4, problems
+
+
+# A metric name in the text (not a group such as ark_agents, not a regex like ark_x_(a|b)).
+METRIC = re.compile(r"\bark_(?:agent_|unit_|stream_|redis_up|breaker_|panic|snapshot_|heal_last|"
+                    r"filesystem_|host_|tree_|decisions|collector_|build_)(?:[a-z_]*[a-z])?(?![\w(])")
+
+
+def exporter_metric_names() -> set[str]:
+    """Every metric family the exporter declares (string constants in ark_runtime/metrics)."""
+    names = set()
+    for path in (REPO / "ark_runtime" / "metrics").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                    and re.fullmatch(r"ark_[a-z_]+", node.value):
+                names.add(node.value)
+    return names
+
+
+@pytest.mark.requirement("DOC_03")
+def test_every_metric_the_handbook_names_is_exported() -> None:
+    exported = exporter_metric_names()
+    named = set(METRIC.findall(HANDBOOK.read_text()))
+    assert len(named) > 10
+    # prometheus_client adds _total to a counter's family name.
+    assert sorted(m for m in named if m not in exported and m.removesuffix("_total")
+                  not in exported) == []
