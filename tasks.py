@@ -117,7 +117,7 @@ def deploy(c, inventory: str = "", limit: str = "", check: bool = False):
 )
 @operator_errors
 def verify(c, inventory: str = "", limit: str = "", disruptive: bool = False, keyword: str = ""):
-    """Prove the requirements on the hosts (testinfra); table, JUnit and Markdown in reports/."""
+    """Prove the requirements on the hosts (testinfra); table, JUnit, Markdown, HTML in reports/."""
     from ark_ops.audit import audit_action, maybe
     from ark_ops.verify import verify as run_verify
 
@@ -462,6 +462,18 @@ def compose_down(c, volumes: bool = False):
     print("ARK stack is down")
 
 
+# --- documentation (DOC_02) ------------------------------------------------------------
+
+
+@task
+@operator_errors
+def docs(c):
+    """Render docs/architecture.yaml to docs/architecture.svg (Graphviz dot); commit both."""
+    from ark_ops.architecture import render
+
+    print(f"wrote {render()}")
+
+
 lab = Collection("lab")
 lab.add_task(lab_up, "up")
 lab.add_task(lab_down, "down")
@@ -484,4 +496,4 @@ compose_ns.add_task(compose_up, "up")
 compose_ns.add_task(compose_down, "down")
 
 ns = Collection(lab, audit, config, compose_ns, deploy, verify, panic, recover, dr_bundle,
-                dr_restore, lock, test, load, logs, trace)
+                dr_restore, lock, test, load, logs, trace, docs)

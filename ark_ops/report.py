@@ -19,6 +19,7 @@ import pytest
 import yaml
 
 from ark_ops.redact import Redactor, env_file_secrets, inventory_secrets
+from ark_ops.report_evidence import EvidenceRecorder
 
 UNTAGGED = "(untagged)"
 NOT_COVERED = "not covered"
@@ -274,3 +275,4 @@ def pytest_configure(config):
         RequirementReport(Path(path) if path else None, masking.redact),
         "ark-requirement-report",
     )
+    config.pluginmanager.register(EvidenceRecorder(), "ark-evidence")

@@ -12,6 +12,7 @@ from pathlib import Path
 from ark_ops.ansible_run import ansible_env
 from ark_ops.inventories import REPO_ROOT, resolve_inventory
 from ark_ops.redact import Redactor, inventory_secrets
+from ark_ops.report_html import write_report
 
 REPORTS = REPO_ROOT / "reports"
 # Workers are mostly waiting on ssh, so one per host pays off even on 2 cores; past this
@@ -20,6 +21,7 @@ MAX_WORKERS = 8
 # Where Ansible's and testinfra's ssh masters live (ansible.cfg: control_path); testinfra
 # only uses the ControlPath when this directory exists.
 SSH_CONTROL_DIR = Path("~/.ansible/cp").expanduser()
+HISTORY_NAME = "compliance-history.json"  # the trend: one entry per run, newest last
 
 
 def _write_stdout(text: str) -> None:
@@ -127,10 +129,23 @@ def verify(inventory: str | None = None, limit: str | None = None, disruptive: b
         for line in proc.stdout:
             echo(redact(line))
     rc = proc.returncode
-    for name, target in (("compliance-latest.md", markdown), ("compliance-latest.xml", junit)):
+    html = write_html(junit, reports_dir / f"compliance-{stamp}.html", inv, redact, log)
+    for name, target in (("compliance-latest.md", markdown), ("compliance-latest.xml", junit),
+                         ("compliance-latest.html", html)):
         link = reports_dir / name
         link.unlink(missing_ok=True)
         if target.exists():
             link.symlink_to(target.name)
-    log(f"JUnit: {junit}\nMarkdown: {markdown}")
+    log(f"JUnit: {junit}\nMarkdown: {markdown}\nHTML: {html}")
     return rc
+
+
+def write_html(junit: Path, out: Path, inventory: Path, redact: Redactor, log) -> Path:
+    """The HTML report and its history entry; a run that wrote no JUnit (pytest could not
+    start) has nothing to show, and that is said rather than raised."""
+    if not junit.exists():
+        log(f"no JUnit was written, so no HTML report ({junit})")
+        return out
+    return write_report(junit, out, inventory=inventory,
+                        history_path=out.parent / HISTORY_NAME, repo=REPO_ROOT,
+                        generated=time.strftime("%Y-%m-%d %H:%M:%S %Z"), redact=redact)
