@@ -8,10 +8,10 @@ and on every target host, tied together by one correlation id.
 The control node's record is a hash chain of its own (ark_runtime's AuditLog) under
 `inventory/<name>/.state/audit/` (git-ignored): `started` first, then ok / partial / failed
 with the per-host results, even when the action raises or is interrupted (Ctrl+C). Each
-target host gets one record of its result through `ark audit record` (as root, or through
-`sudo -n` for a non-root SSH user) with the same correlation id, and its new head
-(seq, hash) is kept in `heads.json`, so `invoke audit.verify` notices a host chain whose tail
-was cut or that was rewritten since.
+target host gets one record of its result through `ark audit record` (as root: through sudo
+for a non-root SSH user, as ark_ops.hostaccess derives it from the inventory) with the same
+correlation id, and its new head (seq, hash) is kept in `heads.json`, so `invoke audit.verify`
+notices a host chain whose tail was cut or that was rewritten since.
 """
 
 from __future__ import annotations
@@ -21,7 +21,6 @@ import getpass
 import hashlib
 import json
 import os
-import shlex
 import socket
 import time
 import uuid
@@ -30,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from ark_ops.errors import OpsError
-from ark_ops.fleet import FleetHost, HostOutcome, inventory_hosts, run_everywhere
+from ark_ops.fleet import FleetHost, HostOutcome, inventory_hosts, run_as_root, run_everywhere
 from ark_ops.lab.config import LabPaths
 from ark_runtime.host.atomic import atomic_write_text
 from ark_runtime.host.audit import AuditLog, redact
@@ -64,12 +63,6 @@ def state_dir(inventory: str | None) -> Path:
     return d
 
 
-def as_root(host: FleetHost, argv: list[str]) -> str:
-    """The command line, through `sudo -n` when the SSH user is not root (never prompts)."""
-    cmd = " ".join(shlex.quote(a) for a in argv)
-    return cmd if host.user == "root" else "sudo -n " + cmd
-
-
 # --- heads kept on the control node ----------------------------------------------------------
 
 
@@ -98,7 +91,7 @@ def host_key_id(conn) -> str:
 
 def _head_step(argv: list[str]):
     def step(conn, host: FleetHost) -> dict[str, Any]:
-        res = conn.run(as_root(host, argv), timeout=REMOTE_TIMEOUT)
+        res = run_as_root(conn, host, argv, timeout=REMOTE_TIMEOUT)
         if res.exited != 0:
             raise OpsError((res.stderr or res.stdout).strip()[-300:] or f"exit {res.exited}")
         head = json.loads(res.stdout.strip().splitlines()[-1])

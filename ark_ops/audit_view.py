@@ -10,14 +10,13 @@ from typing import Any
 from ark_ops.audit import (
     ARK,
     REMOTE_TIMEOUT,
-    as_root,
     host_key_id,
     inventory_file,
     load_heads,
     state_dir,
 )
 from ark_ops.errors import OpsError
-from ark_ops.fleet import FleetHost, inventory_hosts, run_everywhere
+from ark_ops.fleet import FleetHost, inventory_hosts, run_as_root, run_everywhere
 from ark_runtime.host.audit_chain import iter_records, verify_dir
 from ark_runtime.host.audit_cli import format_record, select
 
@@ -32,8 +31,8 @@ def _hosts(inventory: str | None, limit: str | None) -> list[FleetHost]:
 
 def _remote_show(filters: list[str]):
     def step(conn, host: FleetHost) -> list[dict[str, Any]]:
-        res = conn.run(as_root(host, [ARK, "audit", "show", "--json", *filters]),
-                       timeout=REMOTE_TIMEOUT)
+        res = run_as_root(conn, host, [ARK, "audit", "show", "--json", *filters],
+                          timeout=REMOTE_TIMEOUT)
         if res.exited != 0:
             raise OpsError((res.stderr or res.stdout).strip()[-300:] or f"exit {res.exited}")
         return [json.loads(x) for x in res.stdout.splitlines() if x.strip()]
@@ -88,7 +87,7 @@ def _remote_verify(heads: dict[str, dict[str, Any]]):
             kept = None
         if kept:
             argv += ["--expect-seq", str(kept["seq"]), "--expect-hash", kept["hash"]]
-        res = conn.run(as_root(host, argv), timeout=REMOTE_TIMEOUT)
+        res = run_as_root(conn, host, argv, timeout=REMOTE_TIMEOUT)
         try:
             v = json.loads(res.stdout.strip().splitlines()[-1])
         except (ValueError, IndexError):

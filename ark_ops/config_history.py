@@ -9,9 +9,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from ark_ops.audit import ARK, REMOTE_TIMEOUT, actor, as_root, inventory_file
+from ark_ops.audit import ARK, REMOTE_TIMEOUT, actor, inventory_file
 from ark_ops.errors import OpsError
-from ark_ops.fleet import FleetHost, HostOutcome, inventory_hosts, run_everywhere
+from ark_ops.fleet import FleetHost, HostOutcome, inventory_hosts, run_as_root, run_everywhere
 
 
 def _hosts(inventory: str | None, limit: str | None) -> list[FleetHost]:
@@ -24,7 +24,7 @@ def _hosts(inventory: str | None, limit: str | None) -> list[FleetHost]:
 def _run(argv: list[str], env: dict[str, str] | None = None, timeout: int = REMOTE_TIMEOUT):
     def step(conn, host: FleetHost) -> str:
         full = (["env", *(f"{k}={v}" for k, v in (env or {}).items())] if env else []) + argv
-        res = conn.run(as_root(host, full), timeout=timeout)
+        res = run_as_root(conn, host, full, timeout=timeout)
         if res.exited != 0:
             raise OpsError((res.stderr or res.stdout).strip()[-600:] or f"exit {res.exited}")
         return res.stdout

@@ -15,7 +15,9 @@ from ark_ops.fleet import (
     HostOutcome,
     inventory_hosts,
     remote_script,
+    run_as_root,
     run_everywhere,
+    user_tempdir,
 )
 from ark_ops.inventories import REPO_ROOT, resolve_inventory
 
@@ -33,17 +35,19 @@ class FetchedBundle:
 
 def _bundle_step(out_dir: Path):
     def step(conn, host: FleetHost) -> FetchedBundle:
-        result = conn.run(remote_script("dr_bundle.sh"), timeout=600)
-        if result.exited != 0:
-            raise OpsError((result.stderr or result.stdout).strip()[-600:])
-        info = json.loads(result.stdout.strip().splitlines()[-1])
-        local_dir = out_dir / host.name
-        local_dir.mkdir(parents=True, exist_ok=True)
-        local = local_dir / Path(info["path"]).name
-        started = time.monotonic()
-        conn.get(info["path"], str(local))
-        fetched = time.monotonic() - started
-        conn.run(f"rm -f {info['path']}")
+        # Built as root, handed over to the SSH user in its own directory, fetched as it.
+        with user_tempdir(conn) as handover:
+            result = run_as_root(conn, host, remote_script("dr_bundle.sh", handover, host.user),
+                                 timeout=600)
+            if result.exited != 0:
+                raise OpsError((result.stderr or result.stdout).strip()[-600:])
+            info = json.loads(result.stdout.strip().splitlines()[-1])
+            local_dir = out_dir / host.name
+            local_dir.mkdir(parents=True, exist_ok=True)
+            local = local_dir / Path(info["path"]).name
+            started = time.monotonic()
+            conn.get(f"{handover}/{local.name}", str(local))
+            fetched = time.monotonic() - started
         if local.stat().st_size != info["size"]:
             raise OpsError(f"fetched {local.stat().st_size} bytes, host wrote {info['size']}")
         return FetchedBundle(local, info["size"], info["sha256"], info["seconds"], fetched)
@@ -80,14 +84,15 @@ def dr_restore(bundle: str, host: str, inventory: str | None = None, log=print) 
     if len(targets) != 1:
         raise OpsError(f"--host must name exactly one host, {host!r} matches "
                        f"{len(targets)}: {', '.join(t.name for t in targets)}")
-    remote = f"/var/lib/ark/dr/restore-{path.name}"
 
     def step(conn, target: FleetHost) -> str:
-        conn.run("mkdir -p /var/lib/ark/dr")
-        conn.put(str(path), remote)
-        result = conn.run(remote_script("dr_restore.sh", remote), timeout=600)
+        # Uploaded as the SSH user into its own directory; restored from there as root.
+        with user_tempdir(conn) as upload:
+            remote = f"{upload}/{path.name}"
+            conn.put(str(path), remote)
+            result = run_as_root(conn, target, remote_script("dr_restore.sh", remote),
+                                 timeout=600)
         if result.exited != 0:
-            conn.run(f"rm -f {remote}")
             raise OpsError((result.stderr or result.stdout).strip()[-800:])
         return result.stdout.strip()
 

@@ -1,15 +1,27 @@
 """Fleet-wide work over SSH with Fabric: the same step on every host, in parallel.
 
-Hosts and their connection settings come from the Ansible inventory (Ansible's own
-parser, so --limit patterns mean what they mean to ansible-playbook). Host keys are
-checked against the inventory's known_hosts; an unknown key is refused, never added.
+Why two ways to run things on hosts, and where each is used: deploy and verify go through
+Ansible (idempotent state, templates, a PLAY RECAP; ~1 s per task round trip is fine there).
+Everything that must act *now* on every host - panic (REC_01: <= 1 s for 4 hosts), recover,
+DR bundles, audit records, config history - goes through this module: one Fabric connection
+per host, in parallel, one command each, no Python needed on the host (panic works with the
+venv broken and Redis down). An Ansible ad-hoc run costs seconds per host before the first
+command runs, so it cannot meet panic's budget.
+
+To keep that second path from drifting from the first, it shares Ansible's inputs: hosts and
+their connection and become settings come from the same inventory through Ansible's own
+parser (--limit means what it means to ansible-playbook; ark_ops.hostaccess turns the vars
+into one login + sudo), and every remote script starts from one prelude
+(ark_ops/remote/prelude.sh). Host keys are checked against the inventory's known_hosts; an
+unknown key is refused, never added.
 """
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from importlib import resources
@@ -20,6 +32,7 @@ import paramiko
 from fabric import Config, Connection
 
 from ark_ops.errors import OpsError
+from ark_ops.hostaccess import Access, Become, access_from_vars
 
 CONNECT_TIMEOUT = 5
 # Remote commands report through their output and exit code: never echo, never raise
@@ -29,9 +42,11 @@ RUN_DEFAULTS = {"run": {"hide": True, "warn": True, "in_stream": False}}
 
 
 def remote_script(name: str, *args: str) -> str:
-    """A command running ark_ops/remote/NAME with arguments. The script travels in the
-    command line rather than on stdin, which Invoke feeds slowly (seconds per script)."""
-    body = resources.files("ark_ops.remote").joinpath(name).read_text()
+    """A command running ark_ops/remote/NAME, after the shared prelude, with arguments. The
+    script travels in the command line rather than on stdin, which Invoke feeds slowly
+    (seconds per script)."""
+    remote = resources.files("ark_ops.remote")
+    body = remote.joinpath("prelude.sh").read_text() + remote.joinpath(name).read_text()
     return " ".join(["sh", "-c", shlex.quote(body), name, *map(shlex.quote, args)])
 
 
@@ -44,6 +59,13 @@ class FleetHost:
     key_file: str | None = None
     known_hosts: str | None = None
     vars: dict = field(default_factory=dict, compare=False, hash=False)
+    become: Become = field(default_factory=Become, compare=False, hash=False)
+
+    @classmethod
+    def from_access(cls, name: str, access: Access, host_vars: dict) -> FleetHost:
+        return cls(name=name, address=access.address, user=access.user, port=access.port,
+                   key_file=access.key_file, known_hosts=access.known_hosts,
+                   vars=host_vars, become=access.become)
 
     def connect(self) -> Connection:
         conn = Connection(
@@ -64,17 +86,43 @@ class FleetHost:
         return conn
 
 
-def _known_hosts_from(common_args: str) -> str | None:
-    for token in shlex.split(common_args or ""):
-        if token.startswith("UserKnownHostsFile="):
-            return token.split("=", 1)[1]
-    return None
+def run_as_root(conn: Connection, host: FleetHost, command: str | list[str],
+                timeout: int = 60):
+    """`command` (a shell string, or an argv to quote) on the host as root: directly when
+    we logged in as root, else through sudo as the inventory's become settings say (a
+    password, if any, answers sudo's prompt over the channel, never on the command line)."""
+    if not isinstance(command, str):
+        command = " ".join(shlex.quote(a) for a in command)
+    return conn.run(host.become.wrap(command), timeout=timeout,
+                    watchers=host.become.watchers())
+
+
+@contextlib.contextmanager
+def user_tempdir(conn: Connection) -> Iterator[str]:
+    """A fresh directory of the SSH user's own (mode 0700, in its home) for files that
+    pass between the control node and root on the host; removed afterwards with whatever
+    is in it (the user owns the directory, so it may delete what root left there too)."""
+    res = conn.run('mktemp -d "${HOME:-/tmp}/.ark-ops.XXXXXXXX"', timeout=CONNECT_TIMEOUT * 6)
+    path = res.stdout.strip()
+    if res.exited != 0 or not path.startswith("/"):
+        raise OpsError(f"could not make a temporary directory: {res.stderr.strip()[-200:]}")
+    try:
+        yield path
+    finally:
+        conn.run(f"rm -rf -- {shlex.quote(path)}", timeout=60)
+
+
+# The vars a become password can hide behind a template ("{{ vault_sudo }}").
+_TEMPLATED = ("ansible_become", "ansible_become_user", "ansible_become_method",
+              "ansible_become_password", "ansible_become_pass", "ansible_sudo_pass",
+              "ansible_user", "ansible_port", "ansible_host")
 
 
 def inventory_hosts(inventory: Path, limit: str | None = None,
                     group: str = "ark") -> list[FleetHost]:
     from ansible.inventory.manager import InventoryManager
     from ansible.parsing.dataloader import DataLoader
+    from ansible.template import Templar
     from ansible.vars.manager import VariableManager
 
     loader = DataLoader()
@@ -87,16 +135,14 @@ def inventory_hosts(inventory: Path, limit: str | None = None,
         raise OpsError(f"no hosts in group '{group}' of {inventory}"
                        + (f" matching {limit!r}" if limit else ""))
     for h in inv.get_hosts(group):
-        v = variables.get_vars(host=h)
-        hosts.append(FleetHost(
-            name=h.name,
-            address=str(v.get("ansible_host", h.name)),
-            user=str(v.get("ansible_user", "root")),
-            port=int(v.get("ansible_port", 22)),
-            key_file=v.get("ansible_ssh_private_key_file"),
-            known_hosts=_known_hosts_from(v.get("ansible_ssh_common_args", "")),
-            vars={k: v[k] for k in ("ark_lab", "ark_api_port") if k in v},
-        ))
+        v = dict(variables.get_vars(host=h))
+        templar = Templar(loader=loader, variables=v)
+        for key in _TEMPLATED:
+            if isinstance(v.get(key), str) and templar.is_possibly_template(v[key]):
+                v[key] = templar.template(v[key])
+        hosts.append(FleetHost.from_access(
+            h.name, access_from_vars(h.name, v),
+            {k: v[k] for k in ("ark_lab", "ark_api_port") if k in v}))
     return hosts
 
 
@@ -122,7 +168,7 @@ def run_everywhere(hosts: list[FleetHost], step: Callable[[Connection, FleetHost
             return HostOutcome(h.name, True, time.monotonic() - started, value)
         except Exception as exc:  # each host's failure is reported, never fatal to others
             return HostOutcome(h.name, False, time.monotonic() - started,
-                               error=f"{type(exc).__name__}: {exc}".strip())
+                               error=h.become.scrub(f"{type(exc).__name__}: {exc}".strip()))
 
     if not hosts:
         return []

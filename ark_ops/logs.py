@@ -121,6 +121,8 @@ def log_paths(agent: str | None, log_dir: str = LOG_DIR) -> str:
 
 
 def ssh_argv(host: FleetHost, command: str) -> list[str]:
+    """ssh running `command` on the host, as root through sudo when the inventory says so
+    (a become password is then read from the first line of stdin: see ssh_input)."""
     argv = ["ssh", "-o", "BatchMode=yes", "-o", f"ConnectTimeout={CONNECT_TIMEOUT}",
             "-o", "ServerAliveInterval=5", "-o", "ServerAliveCountMax=2",
             "-o", "LogLevel=ERROR", "-p", str(host.port)]
@@ -129,7 +131,13 @@ def ssh_argv(host: FleetHost, command: str) -> list[str]:
     if host.known_hosts:
         argv += ["-o", f"UserKnownHostsFile={host.known_hosts}",
                  "-o", "StrictHostKeyChecking=yes"]
-    return [*argv, f"{host.user}@{host.address}", command]
+    return [*argv, f"{host.user}@{host.address}",
+            host.become.wrap(command, password_on_stdin=True)]
+
+
+def ssh_input(host: FleetHost) -> str:
+    """What to write first to ssh's stdin: the become password line, or nothing."""
+    return host.become.stdin_prefix()
 
 
 def read_command(agent: str | None, log_dir: str = LOG_DIR, rotated: bool = False) -> str:
@@ -186,9 +194,9 @@ def read_host(host: FleetHost, filters: Filters,
               ) -> list[Record]:
     command = read_command(filters.agent, rotated=filters.since is not None)
     proc = run(ssh_argv(host, command), capture_output=True, text=True,
-               stdin=subprocess.DEVNULL, timeout=300)
+               input=ssh_input(host), timeout=300)
     if proc.returncode != 0:
-        detail = proc.stderr.strip()[-300:] or f"ssh exit {proc.returncode}"
+        detail = host.become.scrub(proc.stderr.strip()[-300:]) or f"ssh exit {proc.returncode}"
         raise OpsError(f"{host.name}: {detail}")
     recs = (parse_record(host.name, line) for line in proc.stdout.splitlines())
     # Files come one after another (and generations newest-first): order by time.
@@ -256,6 +264,9 @@ def follow(hosts: list[FleetHost], filters: Filters, printer: Printer, window: f
                                 stderr=subprocess.PIPE, text=True, bufsize=1))
                for h in hosts]
     for s in streams:
+        if s.proc.stdin and ssh_input(s.host):
+            s.proc.stdin.write(ssh_input(s.host))
+            s.proc.stdin.flush()
         threading.Thread(target=_pump, args=(s, q), daemon=True).start()
     reorder, live, dropped = Reorder(window), {h.name for h in hosts}, 0
     try:
@@ -339,4 +350,4 @@ def run(inventory: str | None, limit: str | None, *, follow_mode: bool, agent: s
 
 
 __all__ = ["Filters", "Printer", "Record", "Reorder", "UsageError", "follow", "merged",
-           "parse_record", "parse_since", "run", "ssh_argv"]
+           "parse_record", "parse_since", "run", "ssh_argv", "ssh_input"]

@@ -14,6 +14,7 @@ from ark_ops.fleet import (
     HostOutcome,
     inventory_hosts,
     remote_script,
+    run_as_root,
     run_everywhere,
 )
 from ark_ops.inventories import resolve_inventory
@@ -47,7 +48,7 @@ def parse_panic_output(text: str) -> PanicReport:
 
 
 def _panic_step(conn, host: FleetHost) -> PanicReport:
-    result = conn.run(remote_script("panic.sh", actor()), timeout=30)
+    result = run_as_root(conn, host, remote_script("panic.sh", actor()), timeout=30)
     report = parse_panic_output(result.stdout)
     if report.remaining != 0:
         raise OpsError(f"{report.remaining} ARK process(es) still running after SIGKILL "
@@ -73,7 +74,8 @@ def panic(inventory: str | None = None, limit: str | None = None,
 
 def _recover_step(conn, host: FleetHost) -> str:
     correlation = os.environ.get("ARK_CORRELATION_ID", "")  # set by the audit hook
-    result = conn.run(remote_script("recover.sh", actor(), correlation), timeout=300)
+    result = run_as_root(conn, host, remote_script("recover.sh", actor(), correlation),
+                         timeout=300)
     if result.exited != 0:
         raise OpsError((result.stderr or result.stdout).strip()[-600:] or f"exit {result.exited}")
     return result.stdout.strip().splitlines()[-1] if result.stdout.strip() else "ok"

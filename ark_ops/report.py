@@ -168,7 +168,12 @@ class RequirementReport:
 
     def pytest_runtest_logreport(self, report):
         if report.nodeid not in self.meta:
-            return
+            # Under pytest-xdist the setup ran in a worker: its report carries what it noted.
+            props = getattr(report, "user_properties", None) or []
+            hosts = [v for k, v in props if k == "host"]
+            if not hosts:
+                return
+            self.meta[report.nodeid] = ([v for k, v in props if k == "requirement"], hosts[0])
         if report.when == "call" or (report.when == "setup" and report.outcome != "passed") or (
             report.when == "teardown" and report.outcome == "failed"
         ):

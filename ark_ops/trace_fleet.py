@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import TextIO
 
 from ark_ops.fleet import FleetHost
-from ark_ops.logs import LOG_DIR, UsageError, ssh_argv
+from ark_ops.logs import LOG_DIR, UsageError, ssh_argv, ssh_input
 from ark_runtime.exitcodes import ExitCode
 from ark_runtime.trace import Hop, _when, collect
 from ark_runtime.validators import ValidationError, validate_id
@@ -43,7 +43,7 @@ def fetch(hosts: list[FleetHost], needle: str, workdir: Path, run: Runner = subp
     def one(host: FleetHost) -> tuple[FleetHost, subprocess.CompletedProcess | Exception]:
         try:
             return host, run(ssh_argv(host, grep_command(needle)), capture_output=True,
-                             text=True, stdin=subprocess.DEVNULL, timeout=120)
+                             text=True, input=ssh_input(host), timeout=120)
         except (OSError, subprocess.TimeoutExpired) as exc:
             return host, exc
 
@@ -54,7 +54,7 @@ def fetch(hosts: list[FleetHost], needle: str, workdir: Path, run: Runner = subp
         if isinstance(res, Exception) or res.returncode != 0:
             detail = str(res) if isinstance(res, Exception) else \
                 (res.stderr.strip()[-200:] or f"exit {res.returncode}")
-            errors[host.name] = detail
+            errors[host.name] = host.become.scrub(detail)
             continue
         d = workdir / host.name
         d.mkdir(parents=True, exist_ok=True)

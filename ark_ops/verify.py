@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import time
@@ -13,11 +14,81 @@ from ark_ops.inventories import REPO_ROOT, resolve_inventory
 from ark_ops.redact import Redactor, inventory_secrets
 
 REPORTS = REPO_ROOT / "reports"
+# Workers are mostly waiting on ssh, so one per host pays off even on 2 cores; past this
+# many the control node's CPU, not the hosts, sets the pace.
+MAX_WORKERS = 8
+# Where Ansible's and testinfra's ssh masters live (ansible.cfg: control_path); testinfra
+# only uses the ControlPath when this directory exists.
+SSH_CONTROL_DIR = Path("~/.ansible/cp").expanduser()
 
 
 def _write_stdout(text: str) -> None:
     sys.stdout.write(text)
     sys.stdout.flush()
+
+
+def fleet_of(inventory: Path, pattern: str) -> tuple[int, bool]:
+    """(how many hosts `pattern` matches, whether any is a lab host), as Ansible (and so
+    testinfra) sees them. A child process: Ansible's config loader does not survive an
+    in-process pytest run (pytester)."""
+    exe = Path(sys.executable).parent / "ansible-inventory"
+    proc = subprocess.run([str(exe), "-i", str(inventory), "--list", "--limit", pattern],
+                          capture_output=True, text=True, env=ansible_env(),
+                          stdin=subprocess.DEVNULL, cwd=REPO_ROOT)
+    try:
+        groups = json.loads(proc.stdout)
+    except json.JSONDecodeError:
+        return 0, False  # pytest itself will say what is wrong with the inventory
+    hostvars = groups.pop("_meta", {}).get("hostvars", {})
+    hosts = {h for group in groups.values() for h in group.get("hosts", [])}
+    return len(hosts), any(hostvars.get(h, {}).get("ark_lab") for h in hosts)
+
+
+def parallel_args(inventory: Path, limit: str | None, disruptive: bool = False,
+                  keyword: str | None = None) -> list[str]:
+    """pytest-xdist options: one worker per host, each host's checks kept together in one
+    worker (conftest puts them in one xdist_group), so the hosts are checked at the same
+    time. Only when no disruptive check runs: killing Redis or rebooting one host while
+    another host is being checked would fail checks that depend on it (its Redis in a split
+    topology, Prometheus on the monitoring host), so those runs stay serial, read-only
+    checks first. `--keyword "not disruptive"` gives the parallel read-only run on the lab."""
+    hosts, lab = fleet_of(inventory, limit or "ark")
+    if hosts < 2:
+        return []  # one host gains nothing from a worker; none: pytest says so itself
+    read_only = bool(keyword) and "not disruptive" in keyword
+    if (disruptive or lab) and not read_only:
+        return []
+    return ["-n", str(min(hosts, MAX_WORKERS)), "--dist", "loadgroup"]
+
+
+def testinfra_become(inv: Path, limit: str | None
+                     ) -> tuple[str, dict[str, str], list[str]]:
+    """How testinfra should escalate, from the same derivation the other fleet commands use
+    (ark_ops.hostaccess; a bad ansible_become* value stops here with its name).
+
+    testinfra's ansible backend reads ansible_become / ansible_become_user itself but no
+    become password, and it does not escalate a non-root user whose inventory leaves
+    ansible_become unset (the deploy playbook does). So: with a become password, testinfra
+    runs every command through Ansible (`force_ansible`: slower, but Ansible answers sudo);
+    when every host escalates, ANSIBLE_BECOME* say so for all of them.
+    Returns (the host spec's query string, extra environment, become passwords to mask)."""
+    from ark_ops.errors import OpsError
+    from ark_ops.fleet import inventory_hosts
+    from ark_ops.hostaccess import InventoryVarError
+
+    try:
+        hosts = inventory_hosts(inv, limit)
+    except InventoryVarError:
+        raise
+    except OpsError:  # no hosts match: pytest's own collection says so
+        hosts = []
+    passwords = [h.become.password for h in hosts if h.become.enabled and h.become.password]
+    if passwords:
+        return "?force_ansible=True", {}, passwords
+    users = {h.become.user for h in hosts if h.become.enabled}
+    if hosts and all(h.become.enabled for h in hosts) and len(users) == 1:
+        return "", {"ANSIBLE_BECOME": "true", "ANSIBLE_BECOME_USER": users.pop()}, []
+    return "", {}, []
 
 
 def verify(inventory: str | None = None, limit: str | None = None, disruptive: bool = False,
@@ -30,6 +101,7 @@ def verify(inventory: str | None = None, limit: str | None = None, disruptive: b
     nothing pytest prints outside a test report (an internal error) can carry one either.
     """
     inv = resolve_inventory(inventory, log)
+    query, become_env, passwords = testinfra_become(inv, limit)
     echo = echo or _write_stdout
     stamp = time.strftime("%Y%m%dT%H%M%S")
     reports_dir.mkdir(parents=True, exist_ok=True)
@@ -38,7 +110,7 @@ def verify(inventory: str | None = None, limit: str | None = None, disruptive: b
     cmd = [
         sys.executable, "-m", "pytest", str(REPO_ROOT / "tests" / "compliance"),
         "-p", "ark_ops.report", "-p", "no:cacheprovider",
-        f"--hosts=ansible://{limit or 'ark'}", f"--ansible-inventory={inv}",
+        f"--hosts=ansible://{limit or 'ark'}{query}", f"--ansible-inventory={inv}",
         f"--junitxml={junit}", f"--requirements-report={markdown}",
         "-o", "junit_family=xunit2", "-q",
     ]
@@ -46,9 +118,12 @@ def verify(inventory: str | None = None, limit: str | None = None, disruptive: b
         cmd.append("--disruptive")
     if keyword:
         cmd += ["-k", keyword]
-    redact = Redactor(inventory_secrets(Path(inv)))
-    with subprocess.Popen(cmd, cwd=REPO_ROOT, env=ansible_env(), stdout=subprocess.PIPE,
-                          stderr=subprocess.STDOUT, text=True, errors="replace") as proc:
+    cmd += parallel_args(Path(inv), limit, disruptive, keyword)
+    SSH_CONTROL_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+    redact = Redactor([*inventory_secrets(Path(inv)), *passwords])
+    with subprocess.Popen(cmd, cwd=REPO_ROOT, env={**ansible_env(), **become_env},
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          errors="replace") as proc:
         for line in proc.stdout:
             echo(redact(line))
     rc = proc.returncode

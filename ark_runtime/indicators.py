@@ -1,19 +1,20 @@
 """Technical indicators for Joey, over a bounded rolling window per symbol.
 
-Pure functions over sequences (easy to check by hand) plus `RollingWindow`, which keeps the
-last N bars of each symbol so memory stays bounded however long the feed runs.
+Pure functions over sequences (easy to check by hand: the reference the O(1) indicators in
+`rolling.py` are tested against) plus `RollingWindow`, which keeps the last N bars of each
+symbol so memory stays bounded however long the feed runs.
 A function returns None when there is not yet enough data: no indicator is ever guessed.
 """
 
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 from ark_runtime.market import Bar
 
 __all__ = [
-    "Columns",
     "RollingWindow",
     "atr",
     "avg_volume",
@@ -112,94 +113,51 @@ def _check_period(period: int) -> None:
         raise ValueError(f"period must be >= 1, got {period}")
 
 
-def wilder_last(values: Sequence[float], count: int, period: int) -> float | None:
-    """`_wilder` over the last `count` values (None when fewer than `period`)."""
-    if count < period:
-        return None
-    return _wilder(list(values)[-count:], period)
+class BarState(Protocol):
+    """Per-symbol state kept up to date with the window (e.g. rolling.SymbolIndicators)."""
 
-
-class Columns:
-    """One symbol's window as float columns, kept alongside the bars. The per-bar terms of
-    RSI and ATR (the change's gain and loss, the true range) need only the bar and the one
-    before it, so they are computed once, when the bar arrives (O(1)), with the reference
-    formulas (same floats, same operations: results identical to `rsi`/`atr`). The seeded
-    smoothing over the window stays in `rsi_of`/`atr_of`."""
-
-    __slots__ = ("closes", "gains", "highs", "losses", "lows", "trs", "volumes")
-
-    def __init__(self, size: int) -> None:
-        self.closes: deque[float] = deque(maxlen=size)
-        self.highs: deque[float] = deque(maxlen=size)
-        self.lows: deque[float] = deque(maxlen=size)
-        self.volumes: deque[float] = deque(maxlen=size)
-        # One entry per bar that has a predecessor in the window's history.
-        self.gains: deque[float] = deque(maxlen=size)
-        self.losses: deque[float] = deque(maxlen=size)
-        self.trs: deque[float] = deque(maxlen=size)
-
-    def append(self, bar: Bar) -> None:
-        if self.closes:
-            prev = self.closes[-1]
-            change = bar.close - prev
-            self.gains.append(max(change, 0.0))
-            self.losses.append(max(-change, 0.0))
-            self.trs.append(max(bar.high - bar.low, abs(bar.high - prev), abs(bar.low - prev)))
-        self.closes.append(bar.close)
-        self.highs.append(bar.high)
-        self.lows.append(bar.low)
-        self.volumes.append(bar.volume)
-
-    def rsi_of(self, period: int = 14) -> float | None:
-        """`rsi(closes)` of the window, from the stored gains and losses."""
-        _check_period(period)
-        count = len(self.closes) - 1  # changes within the window
-        avg_gain = wilder_last(self.gains, count, period)
-        avg_loss = wilder_last(self.losses, count, period)
-        if avg_gain is None or avg_loss is None:
-            return None
-        if avg_loss == 0:
-            return 100.0 if avg_gain > 0 else 50.0
-        return 100.0 - 100.0 / (1.0 + avg_gain / avg_loss)
-
-    def atr_of(self, period: int = 14) -> float | None:
-        """`atr(highs, lows, closes)` of the window, from the stored true ranges."""
-        _check_period(period)
-        return wilder_last(self.trs, len(self.closes) - 1, period)
+    def append(self, bar: Bar) -> None: ...
 
 
 class RollingWindow:
-    """The last `size` bars per symbol. Bars must arrive in time order per symbol."""
+    """The last `size` bars per symbol, plus an optional per-symbol state fed every bar.
+    Bars must arrive in time order per symbol."""
 
-    def __init__(self, size: int) -> None:
+    def __init__(self, size: int, state: Callable[[], BarState] | None = None) -> None:
         if size < 2:
             raise ValueError("window size must be >= 2")
         self.size = size
         self._bars: dict[str, deque[Bar]] = {}
-        self._columns: dict[str, Columns] = {}
+        self._make_state = state
+        self._states: dict[str, BarState] = {}
 
     def add(self, bar: Bar) -> deque[Bar]:
         bars = self._bars.get(bar.symbol)
         if bars is None:
             bars = self._bars[bar.symbol] = deque(maxlen=self.size)
-            self._columns[bar.symbol] = Columns(self.size)
+            if self._make_state is not None:
+                self._states[bar.symbol] = self._make_state()
         if bars and bar.ts <= bars[-1].ts:
             raise ValueError(
                 f"{bar.symbol}: bar at {bar.ts.isoformat()} is not after {bars[-1].ts.isoformat()}"
             )
         bars.append(bar)
-        self._columns[bar.symbol].append(bar)
+        if self._make_state is not None:
+            self._states[bar.symbol].append(bar)
         return bars
 
     def last(self, symbol: str) -> Bar | None:
         bars = self._bars.get(symbol)
         return bars[-1] if bars else None
 
-    def columns(self, symbol: str) -> Columns:
-        return self._columns[symbol]
+    def state(self, symbol: str) -> BarState:
+        return self._states[symbol]
 
     def bars(self, symbol: str) -> list[Bar]:
         return list(self._bars.get(symbol, ()))
+
+    def count(self, symbol: str) -> int:
+        return len(self._bars.get(symbol, ()))
 
     def symbols(self) -> list[str]:
         return sorted(self._bars)

@@ -7,12 +7,14 @@ past the level, how much volume, how aligned momentum is), not a constant.
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from ark_runtime import indicators as ind
 from ark_runtime.market import Bar
+from ark_runtime.rolling import SymbolIndicators
 from ark_runtime.validators import Symbol, UtcTime
 
 __all__ = ["Pattern", "PatternDetector"]
@@ -34,6 +36,15 @@ class Pattern(BaseModel):
     indicators: dict[str, float]
 
 
+
+
+def _time(value: object) -> datetime | None:
+    if isinstance(value, datetime):
+        return value
+    try:
+        return datetime.fromisoformat(value) if isinstance(value, str) else None
+    except ValueError:
+        return None
 
 
 def _clamp(x: float, lo: float = 0.0, hi: float = 1.0) -> float:
@@ -62,7 +73,8 @@ class PatternDetector:
         )
         if window < needed:
             raise ValueError(f"window {window} is too small for these periods (need {needed})")
-        self.window = ind.RollingWindow(window)
+        self.window = ind.RollingWindow(window, lambda: SymbolIndicators(
+            window, fast, slow, breakout_lookback, volume_period, rsi_period, atr_period))
         self.fast, self.slow = fast, slow
         self.breakout_lookback = breakout_lookback
         self.volume_period = volume_period
@@ -92,13 +104,12 @@ class PatternDetector:
             return []
         if len(self.window.add(bar)) < self._needed:
             return []
-        cols = self.window.columns(bar.symbol)
-        highs, lows = list(cols.highs), list(cols.lows)
-        values = self._indicators(cols)
+        state = self.indicators_of(bar.symbol)
+        values = self._indicators(state, bar.close)
         if values is None:
             return []
         found: list[Pattern] = []
-        breakout = self._breakout(bar, highs, lows, values)
+        breakout = self._breakout(bar, state, values)
         if breakout:
             found.append(breakout)
         cross = self._ma_cross(bar, values)
@@ -106,22 +117,42 @@ class PatternDetector:
             found.append(cross)
         return found
 
-    def _indicators(self, cols: ind.Columns) -> dict[str, float] | None:
-        # The per-bar terms come precomputed (O(1) per bar); the smoothing still runs over
-        # the window, on purpose: EMA, RSI and ATR are seeded at the window's first bar, so a
-        # result depends only on the window's contents. A running O(1) average would depend
-        # on the history before the window, and a restarted Joey (which restores the window
-        # only) would emit different signals than one that never stopped.
-        closes, volumes = list(cols.closes), list(cols.volumes)
-        price = closes[-1]
+    def indicators_of(self, symbol: str) -> SymbolIndicators:
+        """The symbol's O(1) indicator state (KeyError before its first bar)."""
+        state = self.window.state(symbol)
+        assert isinstance(state, SymbolIndicators)
+        return state
+
+    # A restarted Joey restores the window's bars and then these accumulators, so it goes on
+    # bit for bit like a detector that never stopped (see rolling.py on rounding).
+    def snapshot(self, symbol: str) -> dict[str, object]:
+        """The symbol's last bar time and accumulators (JSON-encodable with msgspec; for the
+        standard json module, turn `ts` into text first)."""
+        last = self.window.last(symbol)
+        assert last is not None
+        return {"ts": last.ts, "acc": self.indicators_of(symbol).snapshot()}
+
+    def restore_snapshot(self, symbol: str, saved: dict[str, object]) -> None:
+        """ValueError when it does not belong to the restored window (then the window's own
+        accumulators stay: equal to the reference within the stated tolerance)."""
+        last = self.window.last(symbol)
+        if last is None or not isinstance(saved, dict) or _time(saved.get("ts")) != last.ts:
+            raise ValueError(f"indicator snapshot of {symbol} is not for its saved window")
+        acc = saved.get("acc")
+        if not isinstance(acc, list):
+            raise ValueError(f"indicator snapshot of {symbol} has no accumulators")
+        self.indicators_of(symbol).restore(acc)
+
+    def _indicators(self, state: SymbolIndicators, price: float) -> dict[str, float] | None:
+        # O(1): every value is kept up to date by SymbolIndicators as bars arrive.
         values = {
-            "sma_fast": ind.sma(closes, self.fast),
-            "sma_slow": ind.sma(closes, self.slow),
-            "ema": ind.ema(closes, self.fast),
-            "rsi": cols.rsi_of(self.rsi_period),
-            "atr": cols.atr_of(self.atr_period),
-            "avg_volume": ind.avg_volume(volumes[:-1], self.volume_period),
-            "volume_ratio": ind.volume_ratio(volumes, self.volume_period),
+            "sma_fast": state.sma_fast.mean(),
+            "sma_slow": state.sma_slow.mean(),
+            "ema": state.ema.value(),
+            "rsi": state.rsi(),
+            "atr": state.atr(),
+            "avg_volume": state.volume_base.mean(),
+            "volume_ratio": state.volume_ratio(),
         }
         if any(v is None for v in values.values()):
             return None  # e.g. zero baseline volume: no trustworthy signal
@@ -144,10 +175,10 @@ class PatternDetector:
         momentum = _clamp((rsi - 50) / 20) if direction == "long" else _clamp((50 - rsi) / 20)
         return round(_clamp(base + 0.2 * distance + 0.2 * volume + 0.15 * momentum), 4)
 
-    def _breakout(self, bar: Bar, highs: list[float], lows: list[float],
+    def _breakout(self, bar: Bar, state: SymbolIndicators,
                   values: dict[str, float]) -> Pattern | None:
-        level_high = max(highs[-self.breakout_lookback - 1 : -1])
-        level_low = min(lows[-self.breakout_lookback - 1 : -1])
+        level_high, level_low = state.level_high, state.level_low
+        assert level_high is not None and level_low is not None  # window >= lookback + 1
         if values["volume_ratio"] < self.min_volume_ratio:
             return None  # a breakout without volume is usually noise
         if bar.close > level_high:

@@ -143,6 +143,9 @@ def _run(args: argparse.Namespace) -> int:
         print(f"ark trace: {exc}", file=sys.stderr)
         return ExitCode.USAGE
     dirs = args.log_dir or [log_dir()]
+    if not all(isinstance(d, Path) for d in dirs):  # argparse reads `--log-dir=--` as []
+        print("ark trace: --log-dir needs a directory name", file=sys.stderr)
+        return ExitCode.USAGE
     try:
         correlation, hops = collect(ident, dirs)
     except OSError as exc:  # e.g. a --log-dir name too long or not readable

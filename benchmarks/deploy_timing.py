@@ -1,10 +1,21 @@
 #!/usr/bin/env python3
-"""Measure the lab and the deploy: what issue #2 asks to report.
+"""Measure the lab and the deploy: what issues #2 and #11 ask to report.
 
     sudo .venv/bin/python benchmarks/deploy_timing.py [--runs 3] [--image]
+        [--baseline 5eeee46] [--fleet 8 [--keep-fleet-up]]
 
 For each run: lab down, `lab.up` of 1 host (timed), cold deploy (timed), re-deploy
 with nothing to change (timed), then `lab.up` of 4 hosts from scratch (timed).
+--baseline REF also times, in each run, a re-deploy by the code of REF (a `git archive`
+checkout: its roles and ansible.cfg) next to this tree's, on the same host (with
+--baseline-cold also a cold deploy by REF on a fresh host).
+--mitogen DIR (an unpacked mitogen wheel, e.g. `pip download mitogen` then unzip) also
+times this tree's re-deploy and cold deploy with Ansible's mitogen_linear strategy, and
+with --fleet the N-host cold deploy too: an experiment, mitogen is not in the lock.
+--fleet N then, once: `lab.up` of N hosts, a cold deploy onto all of them and a re-deploy,
+and the cold deploy's ratio to the 1-host median (issue #11: at most 2.5x for 8 hosts).
+--keep-fleet-up leaves that lab up and deployed for verify_timing.py / lab_footprint.py
+(--use-running-lab); take it down inside the same lab lock.
 Disk: the base image, one host's overlay after boot and after deploy, the wheelhouse.
 --image also times a cold base-image build (debootstrap), once.
 Prints medians over the runs. Destroys the current lab.
@@ -13,6 +24,8 @@ Prints medians over the runs. Destroys the current lab.
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import shutil
 import statistics
 import subprocess
@@ -22,6 +35,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import baseline_tree  # noqa: E402
 
 from ark_ops import deploy as deploy_mod  # noqa: E402
 from ark_ops.lab import image, lab  # noqa: E402
@@ -47,49 +63,172 @@ def quiet(*_args, **_kwargs) -> None:
     pass
 
 
-def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--image", action="store_true", help="also time a cold image build")
-    args = parser.parse_args()
-    paths = LabPaths.default()
-    rows: dict[str, list[float]] = {k: [] for k in
-                                    ("lab.up 1 host", "cold deploy", "re-deploy", "lab.up 4 hosts")}
-    disk: dict[str, int] = {}
-    if args.image:
-        with tempfile.TemporaryDirectory(dir=paths.cache) as scratch:
-            t = timed(image.ensure_base_image, Path(scratch), log=quiet)
-            print(f"cold base image build: {t:.1f}s")
-    for run in range(1, args.runs + 1):
-        lab.down(log=quiet)
-        rows["lab.up 1 host"].append(timed(lab.up, hosts=1, log=quiet))
-        host_dir = paths.host_dir("ark-lab-1") / "upper"
-        disk["host overlay after boot"] = du(host_dir)
-        rows["cold deploy"].append(timed(deploy_mod.deploy, echo=False, log=quiet))
-        disk["host overlay after deploy"] = du(host_dir)
+@contextlib.contextmanager
+def mitogen(plugin_dir: Path | None):
+    """Ansible's children (ansible-playbook inherits our environment) use mitogen_linear."""
+    if plugin_dir is None:
+        yield
+        return
+    env = {"ANSIBLE_STRATEGY": "mitogen_linear", "PYTHONPATH": str(plugin_dir),
+           "ANSIBLE_STRATEGY_PLUGINS": str(plugin_dir / "ansible_mitogen/plugins/strategy")}
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def timed_deploy(tree: Path | None, inventory: Path, mitogen_dir: Path | None = None
+                 ) -> tuple[float, dict[str, int]]:
+    """(seconds, changed per host) of a deploy by this tree (None) or by `tree`."""
+    if tree is None:
         started = time.monotonic()
-        again = deploy_mod.deploy(echo=False, log=quiet)
-        rows["re-deploy"].append(time.monotonic() - started)
-        if any(again.changed.values()):
-            print(f"warning: re-deploy changed something: {again.changed}", file=sys.stderr)
-        lab.down(log=quiet)
-        rows["lab.up 4 hosts"].append(timed(lab.up, hosts=4, log=quiet))
-        disk["4 host overlays after boot"] = sum(
-            du(paths.host_dir(f"ark-lab-{i}") / "upper") for i in range(1, 5))
-        print(f"run {run}: " + ", ".join(f"{k} {v[-1]:.1f}s" for k, v in rows.items()),
-              file=sys.stderr)
+        with mitogen(mitogen_dir):
+            result = deploy_mod.deploy(inventory=str(inventory), echo=False, log=quiet)
+        return time.monotonic() - started, result.changed
+    seconds, changed = baseline_tree.run_in(tree, "deploy", inventory)
+    return seconds, changed
+
+
+@contextlib.contextmanager
+def experiment(what: str):
+    """A failed experimental measurement (mitogen, the baseline) is reported, and the
+    benchmark goes on with the rest instead of losing the lab session."""
+    try:
+        yield
+    except Exception as exc:  # noqa: BLE001 - any failure of the experiment is its result
+        print(f"warning: {what} failed: {str(exc)[-1500:]}", file=sys.stderr)
+
+
+def warn_if_changed(what: str, changed: dict[str, int]) -> None:
+    if any(changed.values()):
+        print(f"warning: {what} changed something: {changed}", file=sys.stderr)
+
+
+def one_run(paths: LabPaths, rows: dict[str, list[float]], disk: dict[str, int],
+            args: argparse.Namespace, base: Path | None) -> None:
+    inv = paths.inventory / "hosts.yml"
     lab.down(log=quiet)
-    disk["base image (shared, cached)"] = du(image.image_path(paths.cache))
-    disk["wheelhouse"] = du(deploy_mod.WHEELHOUSE)
-    print(f"\n{'measure':<32}{'median':>10}{'min':>10}{'max':>10}   (n={args.runs})")
+    rows["lab.up 1 host"].append(timed(lab.up, hosts=1, log=quiet))
+    host_dir = paths.host_dir("ark-lab-1") / "upper"
+    disk["host overlay after boot"] = du(host_dir)
+    rows["cold deploy"].append(timed_deploy(None, inv)[0])
+    disk["host overlay after deploy"] = du(host_dir)
+    seconds, changed = timed_deploy(None, inv)
+    rows["re-deploy"].append(seconds)
+    warn_if_changed("re-deploy", changed)
+    if base is not None:
+        with experiment("baseline re-deploy"):
+            seconds, changed = timed_deploy(base, inv)
+            rows["re-deploy (baseline)"].append(seconds)
+            warn_if_changed("baseline re-deploy", changed)
+        seconds, changed = timed_deploy(None, inv)  # this tree again, after the baseline's
+        rows["re-deploy"].append(seconds)
+        warn_if_changed("re-deploy after the baseline's", changed)
+    if args.mitogen:
+        with experiment("mitogen re-deploy"):
+            seconds, changed = timed_deploy(None, inv, args.mitogen)
+            rows["re-deploy (mitogen)"].append(seconds)
+            warn_if_changed("mitogen re-deploy", changed)
+    for name, tree, mito in (("cold deploy (baseline)", base, None),
+                             ("cold deploy (mitogen)", None, args.mitogen)):
+        if name not in rows or (tree is None and mito is None):
+            continue
+        lab.down(log=quiet)
+        lab.up(hosts=1, log=quiet)
+        with experiment(name):
+            rows[name].append(timed_deploy(tree, inv, mito)[0])
+    lab.down(log=quiet)
+    rows["lab.up 4 hosts"].append(timed(lab.up, hosts=4, log=quiet))
+    disk["4 host overlays after boot"] = sum(
+        du(paths.host_dir(f"ark-lab-{i}") / "upper") for i in range(1, 5))
+
+
+def fleet_run(paths: LabPaths, hosts: int, rows: dict[str, list[float]],
+              mitogen_dir: Path | None) -> None:
+    inv = paths.inventory / "hosts.yml"
+    if mitogen_dir is not None:  # first, so the lab left up is the plain deploy's
+        lab.down(log=quiet)
+        lab.up(hosts=hosts, log=quiet)
+        with experiment(f"{hosts}-host mitogen deploy"):
+            rows[f"cold deploy {hosts} hosts (mitogen)"] = [
+                timed_deploy(None, inv, mitogen_dir)[0]]
+            seconds, changed = timed_deploy(None, inv, mitogen_dir)
+            rows[f"re-deploy {hosts} hosts (mitogen)"] = [seconds]
+            warn_if_changed(f"{hosts}-host mitogen re-deploy", changed)
+    lab.down(log=quiet)
+    rows[f"lab.up {hosts} hosts"] = [timed(lab.up, hosts=hosts, log=quiet)]
+    rows[f"cold deploy {hosts} hosts"] = [timed_deploy(None, inv)[0]]
+    seconds, changed = timed_deploy(None, inv)
+    rows[f"re-deploy {hosts} hosts"] = [seconds]
+    warn_if_changed(f"{hosts}-host re-deploy", changed)
+
+
+def report(rows: dict[str, list[float]], disk: dict[str, int], paths: LabPaths,
+           fleet: int) -> None:
+    print(f"\n{'measure':<32}{'median':>10}{'min':>10}{'max':>10}{'n':>5}")
     for name, values in rows.items():
-        print(f"{name:<32}{statistics.median(values):>9.1f}s{min(values):>9.1f}s"
-              f"{max(values):>9.1f}s")
+        if values:
+            print(f"{name:<32}{statistics.median(values):>9.1f}s{min(values):>9.1f}s"
+                  f"{max(values):>9.1f}s{len(values):>5}")
+    for suffix in ("", " (mitogen)"):
+        one, many = rows.get(f"cold deploy{suffix}"), rows.get(f"cold deploy {fleet} hosts{suffix}")
+        if fleet and one and many:
+            print(f"\ncold deploy{suffix} onto {fleet} hosts / onto 1 host: "
+                  f"{many[0] / statistics.median(one):.2f}x (goal <= 2.5x)")
     print(f"\n{'disk':<32}{'size':>12}")
     for name, size in disk.items():
         print(f"{name:<32}{mb(size):>12}")
     free = shutil.disk_usage(paths.state).free
     print(f"{'(free on the lab filesystem)':<32}{mb(free):>12}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--image", action="store_true", help="also time a cold image build")
+    parser.add_argument("--baseline", metavar="REF", help="also time the deploy of this commit")
+    parser.add_argument("--baseline-cold", action="store_true",
+                        help="with --baseline, also time its cold deploy in each run")
+    parser.add_argument("--mitogen", type=Path, metavar="DIR",
+                        help="also time deploys with mitogen_linear from this directory")
+    parser.add_argument("--fleet", type=int, default=0, metavar="N",
+                        help="then time a cold deploy onto N hosts, once")
+    parser.add_argument("--keep-fleet-up", action="store_true",
+                        help="leave the --fleet lab up (take it down inside the lab lock)")
+    args = parser.parse_args()
+    paths = LabPaths.default()
+    names = ["lab.up 1 host", "cold deploy", "re-deploy", "lab.up 4 hosts"]
+    if args.baseline:
+        names[2:2] = ["re-deploy (baseline)"] + (
+            ["cold deploy (baseline)"] if args.baseline_cold else [])
+    if args.mitogen:
+        names[2:2] = ["cold deploy (mitogen)", "re-deploy (mitogen)"]
+    rows: dict[str, list[float]] = {k: [] for k in names}
+    disk: dict[str, int] = {}
+    if args.image:
+        with tempfile.TemporaryDirectory(dir=paths.cache) as scratch:
+            t = timed(image.ensure_base_image, Path(scratch), log=quiet)
+            print(f"cold base image build: {t:.1f}s")
+    with contextlib.ExitStack() as stack:
+        base = stack.enter_context(baseline_tree.checkout(args.baseline)) if args.baseline \
+            else None
+        for run in range(1, args.runs + 1):
+            one_run(paths, rows, disk, args, base)
+            print(f"run {run}: " + ", ".join(f"{k} {v[-1]:.1f}s" for k, v in rows.items() if v),
+                  file=sys.stderr)
+    if args.fleet:
+        fleet_run(paths, args.fleet, rows, args.mitogen)
+    if not (args.fleet and args.keep_fleet_up):
+        lab.down(log=quiet)
+    disk["base image (shared, cached)"] = du(image.image_path(paths.cache))
+    disk["wheelhouse"] = du(deploy_mod.WHEELHOUSE)
+    report(rows, disk, paths, args.fleet)
     return 0
 
 

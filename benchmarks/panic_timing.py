@@ -1,11 +1,14 @@
 #!/usr/bin/env python3
 """REC_01: wall time of `invoke panic` until no ARK process remains, on 1 and 4 lab hosts.
 
-    sudo .venv/bin/python benchmarks/panic_timing.py [--hosts 1,4] [--runs 3]
+    sudo .venv/bin/python benchmarks/panic_timing.py [--hosts 1,4] [--users root,deploy]
+                                                     [--runs 3]
 
-For each fleet size: lab up, deploy, then per run: recover (untimed), wait until every
-host serves, panic (timed: from the call until every host has confirmed that no
-process of user ark is left). Prints the median, min and max. Destroys the current lab.
+For each SSH user and fleet size: lab up (`--user deploy`: a non-root operator whose every
+command goes through sudo, root login disabled), deploy, then per run: recover (untimed),
+wait until every host serves, panic (timed: from the call until every host has confirmed
+that no process of user ark is left). Prints the median, min and max per (user, hosts),
+root's beside deploy's. Destroys the current lab.
 """
 
 from __future__ import annotations
@@ -42,14 +45,15 @@ def all_serving(n: int) -> bool:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hosts", default="1,4")
+    parser.add_argument("--users", default="root,deploy")
     parser.add_argument("--runs", type=int, default=3)
     args = parser.parse_args()
-    results: dict[int, list[float]] = {}
-    for n in (int(x) for x in args.hosts.split(",")):
+    results: dict[tuple[str, int], list[float]] = {}
+    for user, n in ((u, int(x)) for u in args.users.split(",") for x in args.hosts.split(",")):
         lab.down(log=quiet)
-        lab.up(hosts=n, log=quiet)
+        lab.up(hosts=n, log=quiet, user=user)
         deploy_mod.deploy(echo=False, log=quiet)
-        results[n] = []
+        values = results[(user, n)] = []
         for run in range(args.runs):
             if run:
                 recover(log=quiet)
@@ -62,13 +66,14 @@ def main() -> int:
             bad = [o for o in outcomes if not o.ok or o.value.remaining != 0]
             if bad:
                 raise SystemExit(f"panic failed: {bad}")
-            results[n].append(wall)
-            print(f"{n} host(s), run {run + 1}: {wall:.3f}s", file=sys.stderr)
+            values.append(wall)
+            print(f"{user}, {n} host(s), run {run + 1}: {wall:.3f}s", file=sys.stderr)
         recover(log=quiet)
     lab.down(log=quiet)
-    print(f"\n{'hosts':<8}{'median':>10}{'min':>10}{'max':>10}   (n={args.runs})")
-    for n, values in results.items():
-        print(f"{n:<8}{statistics.median(values):>9.3f}s{min(values):>9.3f}s{max(values):>9.3f}s")
+    print(f"\n{'user':<8}{'hosts':<8}{'median':>10}{'min':>10}{'max':>10}   (n={args.runs})")
+    for (user, n), values in results.items():
+        print(f"{user:<8}{n:<8}{statistics.median(values):>9.3f}s{min(values):>9.3f}s"
+              f"{max(values):>9.3f}s")
     return 0
 
 

@@ -43,6 +43,11 @@ class LabPaths:
     def known_hosts(self) -> Path:
         return self.state / "ssh" / "known_hosts"
 
+    @property
+    def ssh_user_file(self) -> Path:
+        """Which user the running lab's hosts are reached as (written by lab.up)."""
+        return self.state / "ssh_user"
+
     def host_dir(self, name: str) -> Path:
         return self.state / "hosts" / name
 

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ark_ops.errors import OpsError
+from ark_ops.lab import operator
 from ark_ops.lab.config import HOST_PREFIX, LabHost, LabPaths
 from ark_ops.proc import run
 
@@ -58,8 +59,8 @@ def lab_mounts(state: Path) -> list[str]:
         return [line.split()[1] for line in mounts if line.split()[1].startswith(prefix)]
 
 
-def ensure_root(lay: HostLayout, base: Path, authorized_key: str) -> None:
-    """Mount the overlay and give the host its identity (first boot only)."""
+def ensure_root(lay: HostLayout, base: Path, authorized_key: str, user: str = "root") -> None:
+    """Mount the overlay and give the host its identity and its SSH operator (`user`)."""
     for d in (lay.upper, lay.work, lay.root):
         d.mkdir(parents=True, exist_ok=True)
     if not mounted(lay.root):
@@ -72,11 +73,10 @@ def ensure_root(lay: HostLayout, base: Path, authorized_key: str) -> None:
     )
     if not (root / "etc" / "ssh" / "ssh_host_ed25519_key").exists():
         run(["ssh-keygen", "-A", "-f", str(root)])
-    ssh_dir = root / "root" / ".ssh"
-    ssh_dir.mkdir(mode=0o700, exist_ok=True)
-    keys = ssh_dir / "authorized_keys"
-    keys.write_text(authorized_key)
-    keys.chmod(0o600)
+    if user == "root":
+        operator.make_root_operator(root, authorized_key)
+    else:
+        operator.make_operator(root, user, authorized_key)
 
 
 def host_public_key(lay: HostLayout) -> str:

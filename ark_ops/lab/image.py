@@ -22,6 +22,7 @@ IMAGE_REVISION = 2  # bump when the post-build customisation changes
 PACKAGES = (
     "systemd", "systemd-sysv", "dbus", "polkitd", "libpam-systemd",  # polkitd needs a logind
     "openssh-server", "iproute2", "procps",
+    "sudo",  # non-root operators (lab.up --user deploy) escalate through sudo
     "python3", "python3-apt", "python3-venv",
     "redis-server", "redis-tools", "logrotate", "sqlite3", "ca-certificates", "curl",
     "prometheus",  # LOG_03: the ark_monitoring role's Prometheus (lab hosts have no network)

@@ -11,10 +11,10 @@ from pathlib import Path
 
 from ark_ops.errors import OpsError
 from ark_ops.lab import host as hostmod
-from ark_ops.lab import inventory, network
+from ark_ops.lab import inventory, network, operator
 from ark_ops.lab.config import HOST_PREFIX, MAX_HOSTS, LabHost, LabPaths
 from ark_ops.lab.image import ensure_base_image
-from ark_ops.lab.ssh import ssh_argv
+from ark_ops.lab.ssh import lab_user, ssh_argv
 from ark_ops.preflight import LAB_TOOLS, require_root, require_tools
 from ark_ops.proc import run
 
@@ -61,12 +61,22 @@ def existing_hosts(paths: LabPaths) -> list[LabHost]:
     return sorted(found, key=lambda h: h.index)
 
 
-def up(hosts: int = 1, paths: LabPaths | None = None, log=print) -> list[HostStatus]:
-    """Bring the lab to exactly `hosts` running hosts and write the inventory."""
+def up(hosts: int = 1, paths: LabPaths | None = None, log=print,
+       topology: str = "all", user: str = "root") -> list[HostStatus]:
+    """Bring the lab to exactly `hosts` running hosts, reached as `user` (root, or a
+    non-root operator with sudo and root login disabled), with the groups laid out as
+    `topology` says (ark_ops/lab/inventory.py), and write the inventory."""
     _preflight("lab.up")
     if not 1 <= hosts <= MAX_HOSTS:
         raise OpsError(f"--hosts must be between 1 and {MAX_HOSTS}, got {hosts}")
+    inventory.placement([LabHost(i) for i in range(1, hosts + 1)], topology)  # fail early
+    operator.check_user_name(user)
     paths = paths or LabPaths.default()
+    running = [h for h in existing_hosts(paths)
+               if hostmod.supervisor_pid(hostmod.layout(paths, h))]
+    if running and lab_user(paths) != user:
+        raise OpsError(f"the lab is up with SSH user {lab_user(paths)}: run `invoke lab.down` "
+                       f"first to bring it up with --user {user}")
     started = time.monotonic()
     base = ensure_base_image(paths.cache, log=log)
     pubkey = _ensure_ssh_key(paths)
@@ -76,22 +86,51 @@ def up(hosts: int = 1, paths: LabPaths | None = None, log=print) -> list[HostSta
             log(f"removing {extra.name} (lab is now {hosts} host(s))")
             _destroy(paths, extra)
     network.ensure_bridge()
+    paths.ssh_user_file.write_text(user + "\n")
     for h in wanted:
         lay = hostmod.layout(paths, h)
         network.ensure_host_network(h)
-        hostmod.ensure_root(lay, base, pubkey)
+        hostmod.ensure_root(lay, base, pubkey, user)
         hostmod.start(lay)
     _write_known_hosts(paths, wanted)
-    inventory.write(paths, wanted)
+    inventory.write(paths, wanted, topology, user)
     statuses = wait_until_booted(paths, wanted)
     bad = [s for s in statuses if not s.ok]
     if bad:
         detail = "; ".join(f"{s.name}: {s.system_state}" for s in bad)
         raise OpsError(f"lab host(s) did not boot: {detail}. Console logs are in "
                        f"{paths.state / 'hosts'}/<host>/console.log")
-    log(f"lab up: {hosts} host(s) in {time.monotonic() - started:.1f}s; "
-        f"inventory {paths.inventory / 'hosts.yml'}")
+    if user != "root":
+        _check_operator(paths, wanted, user)
+    log(f"lab up: {hosts} host(s) in {time.monotonic() - started:.1f}s; topology {topology}; "
+        f"SSH as {mode_text(user)}; inventory {paths.inventory / 'hosts.yml'}")
     return statuses
+
+
+def mode_text(user: str) -> str:
+    return "root" if user == "root" else f"{user} with sudo (root login disabled)"
+
+
+def root_login_refused(paths: LabPaths, h: LabHost) -> bool:
+    """True when sshd turns root away even with the lab key (and the host is reachable)."""
+    argv = ["ssh", "-i", str(paths.ssh_key), "-o", f"UserKnownHostsFile={paths.known_hosts}",
+            "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=3",
+            "-o", "LogLevel=ERROR", f"root@{h.address}", "true"]
+    proc = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    return proc.returncode == 255 and "Permission denied" in proc.stderr
+
+
+def _check_operator(paths: LabPaths, hosts: list[LabHost], user: str) -> None:
+    """The operator becomes root with sudo and nobody logs in as root: checked, not assumed."""
+    for h in hosts:
+        whoami = subprocess.run(ssh_argv(paths, h, "id", "-un"), capture_output=True,
+                                text=True, timeout=30)
+        if whoami.stdout.strip() != "root":
+            raise OpsError(f"{h.name}: {user} cannot become root with `sudo -n`: "
+                           + (whoami.stderr.strip()[-200:] or whoami.stdout.strip()))
+        if not root_login_refused(paths, h):
+            raise OpsError(f"{h.name}: root can still log in over SSH (PermitRootLogin no "
+                           "did not take effect)")
 
 
 def _write_known_hosts(paths: LabPaths, hosts: list[LabHost]) -> None:
@@ -106,8 +145,8 @@ def _write_known_hosts(paths: LabPaths, hosts: list[LabHost]) -> None:
 def _system_state(paths: LabPaths, h: LabHost, wait: bool) -> str:
     cmd = ["systemctl", "is-system-running"] + (["--wait"] if wait else [])
     try:
-        proc = subprocess.run(ssh_argv(paths, h, *cmd), capture_output=True, text=True,
-                              timeout=BOOT_TIMEOUT if wait else 10)
+        proc = subprocess.run(ssh_argv(paths, h, *cmd, as_root=False), capture_output=True,
+                              text=True, timeout=BOOT_TIMEOUT if wait else 10)
     except subprocess.TimeoutExpired:
         return "unreachable (ssh timed out)"
     if proc.returncode == 255:
@@ -128,7 +167,8 @@ def _wait_one(paths: LabPaths, h: LabHost) -> HostStatus:
         time.sleep(0.5)
     if state == "degraded":
         failed = subprocess.run(
-            ssh_argv(paths, h, "systemctl", "--failed", "--no-legend", "--plain"),
+            ssh_argv(paths, h, "systemctl", "--failed", "--no-legend", "--plain",
+                     as_root=False),
             capture_output=True, text=True, timeout=10,
         ).stdout.split()
         state = f"degraded (failed units: {', '.join(u for u in failed if '.' in u)})"
@@ -170,6 +210,7 @@ def down(paths: LabPaths | None = None, log=print) -> None:
     network.remove_bridge()
     inventory.remove(paths)
     paths.known_hosts.unlink(missing_ok=True)
+    paths.ssh_user_file.unlink(missing_ok=True)
     leftovers = leftover_resources(paths)
     if leftovers:
         raise OpsError("lab.down left resources behind: " + ", ".join(leftovers))

@@ -1,11 +1,28 @@
-"""SSH into lab hosts with the lab's own key and pinned host keys."""
+"""SSH into lab hosts with the lab's own key and pinned host keys, as the lab's SSH user.
+
+A lab brought up with `--user deploy` refuses root logins: commands then run as root
+through `sudo -n`, as the whole command line the remote shell would have run (so
+`a && b` is root for both parts, exactly as it was when logging in as root).
+"""
 
 from __future__ import annotations
+
+import shlex
 
 from ark_ops.lab.config import LabHost, LabPaths
 
 
-def ssh_argv(paths: LabPaths, host: LabHost, *command: str, batch: bool = True) -> list[str]:
+def lab_user(paths: LabPaths) -> str:
+    """The SSH user of the running lab: root unless `lab.up --user NAME` said otherwise."""
+    try:
+        return paths.ssh_user_file.read_text().strip() or "root"
+    except FileNotFoundError:
+        return "root"
+
+
+def ssh_argv(paths: LabPaths, host: LabHost, *command: str, batch: bool = True,
+             as_root: bool = True) -> list[str]:
+    user = lab_user(paths)
     argv = [
         "ssh", "-i", str(paths.ssh_key),
         "-o", f"UserKnownHostsFile={paths.known_hosts}",
@@ -15,4 +32,6 @@ def ssh_argv(paths: LabPaths, host: LabHost, *command: str, batch: bool = True) 
     ]
     if batch:
         argv += ["-o", "BatchMode=yes"]
-    return argv + [f"root@{host.address}", *command]
+    if command and as_root and user != "root":
+        command = ("sudo", "-n", "--", "sh", "-c", shlex.quote(" ".join(command)))
+    return argv + [f"{user}@{host.address}", *command]

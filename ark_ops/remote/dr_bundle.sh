@@ -1,8 +1,16 @@
-# REC_03: build a DR bundle on the host, run as root by `invoke dr-bundle`.
-# Root reads /etc/ark (the env files are redacted into the bundle, never copied).
+# REC_03: build a DR bundle on the host for `invoke dr-bundle` (NAME HANDOVER OWNER).
+# Root reads /etc/ark (the env files are redacted into the bundle, never copied). The bundle
+# is then moved into HANDOVER, a directory the SSH user made, and given to OWNER (that user),
+# who fetches it over SFTP without needing root.
 set -eu
-set -a
-. /etc/ark/env/infrastructure.env
-set +a
-mkdir -p /var/lib/ark/dr
-exec /opt/ark/venv/bin/ark dr bundle --out /var/lib/ark/dr/ --json
+handover=$1
+owner=$2
+ark_env
+mkdir -p "$ARK_DR"
+info=$("$ARK" dr bundle --out "$ARK_DR/" --json | tail -n 1)
+bundle=$(printf '%s' "$info" | sed -n 's/.*"path": *"\([^"]*\)".*/\1/p')
+[ -f "$bundle" ] || { echo "error: ark dr bundle reported no file: $info" >&2; exit 1; }
+mv -f -- "$bundle" "$handover/"
+chown -- "$owner" "$handover/${bundle##*/}"
+chmod 0600 -- "$handover/${bundle##*/}"
+echo "$info"

@@ -1,8 +1,9 @@
-# REC_01 panic, run on a host as root by `invoke panic` (sh -c SCRIPT NAME WHO).
-# Pure POSIX sh + systemctl: works when Redis is down or the venv is broken.
+# REC_01 panic for `invoke panic` (NAME WHO).
+# Pure POSIX sh + systemctl: works when Redis is down or the venv is broken (it never
+# calls ark_env or $ARK).
 set -u
 who=${1:-unknown}
-state=/var/lib/ark
+state=$ARK_STATE
 flag=$state/PANIC
 now() { date +%s%N; }
 t0=$(now)

@@ -56,21 +56,37 @@ def render() -> str:
         "## Delivery rules",
         "",
         "* Consumers read through their group and ack only after processing. Emitting "
-        "downstream, marking the message done (`ark:done:<agent>:<message_id>`, kept "
+        "downstream, marking the message done (`ark:done:{ark:stream:<agent>}:<message_id>`, "
+        "kept "
         f"{s.dedup_ttl_s // 86400} days) and the XACK happen in one Lua script (atomic), so a "
         "redelivered message has no second effect.",
         f"* Batches: a consumer reads up to {s.batch} entries (`ARK_BUS_BATCH`), handles them, "
         "then commits the whole batch in one Lua call: each message's emit + state + mark + "
         "ack is applied in order and all or nothing, a message already marked done is only "
         "acked. Every key the script touches is passed in KEYS (Redis Cluster declares keys "
-        "that way; the key names carry no hash tags yet, so one Redis, or one slot, holds "
-        "them). A handler failure cuts the batch: what was handled before it is committed "
-        "first, the failing message stays pending.",
+        "that way), and only single-key commands are allowed in it. An agent's own keys "
+        "(done marks, `ark:failures:{ark:stream:<agent>}`, Joey's state) carry its inbox's "
+        "name as hash tag, so they share the inbox's slot; the downstream streams are in "
+        "other slots, so a Redis Cluster deployment still needs one tag for the whole "
+        "pipeline (not done: one Redis today). A handler failure cuts the batch: what was "
+        "handled before it is committed first, the failing message stays pending.",
         "* HRM writes its decisions in one SQLite transaction per batch, each plan in its own "
         "SAVEPOINT (a failing plan rolls back alone), committed before the batch's Redis "
         "commit. Fsync policy: `synchronous=FULL` in WAL mode, i.e. one fsync per batch; NORMAL "
         "is not used because a power loss could then drop decisions whose plans were already "
         "acked in Redis (lost, not redone).",
+        "* Decoding: entries in the canonical form `to_fields` writes are checked with msgspec "
+        "(types, ranges, unknown fields, ids, endpoints, type, expiry) and their payload with "
+        "its model; anything else gets the full pydantic validation, which accepts it or "
+        "words the error naming the field. Same verdicts and messages either way.",
+        "* Joey's state: each bar is appended to "
+        "`ark:state:{ark:stream:joey}:joey:window:<symbol>` (trimmed to `ARK_JOEY_WINDOW`) "
+        "with the symbol's indicator accumulators (`...:joey:acc`) and MA-cross side "
+        "(`...:joey:side`), in the bar's own part of the batch's commit (not once per batch: "
+        "a script that fails half-way keeps the acks before the failure); a restart restores "
+        "all three and continues bit for bit (the untagged names of earlier releases are "
+        "still read). Indicators are O(1) per bar, within 1e-9 (relative) of the reference "
+        "computation.",
         "* Logging: one INFO line per committed batch (`event: batch`) lists each message's "
         "hop (`received`, `emitted`/`decided` with the ids); `ark trace` expands it. The "
         "per-message lines are DEBUG (`ARK_LOG_LEVEL=DEBUG`).",

@@ -46,12 +46,26 @@ def inbox(agent: str) -> str:
     return f"{PREFIX}{agent}"
 
 
+def slot_tag(agent: str) -> str:
+    """The Redis Cluster hash tag of an agent's key family: its inbox's name in braces. A key
+    carrying it hashes like the inbox itself (a name without braces hashes whole), so the
+    agent's done marks, failures hash and state keys share the inbox's slot."""
+    return "{" + inbox(agent) + "}"
+
+
 def done_key(agent: str, message_id: str) -> str:
-    return f"ark:done:{agent}:{message_id}"
+    return f"ark:done:{slot_tag(agent)}:{message_id}"
 
 
 def failures_key(agent: str) -> str:
-    return f"ark:failures:{agent}"
+    return f"ark:failures:{slot_tag(agent)}"
+
+
+# The commands an agent may put in a commit. Each takes exactly one key (the one passed in
+# KEYS): a multi-key command's other keys would reach the script as plain arguments, which
+# Redis Cluster cannot route.
+SINGLE_KEY_COMMANDS = frozenset({"XADD", "RPUSH", "LPUSH", "LTRIM", "HSET", "HDEL", "SET",
+                                 "DEL", "INCR", "INCRBY", "EXPIRE", "HINCRBY", "SADD", "SREM"})
 
 
 def default_consumer(agent: str, configured: str | None = None) -> str:
@@ -130,11 +144,13 @@ def publish(pipe: Any, stream: str, envelope: Envelope, maxlen: int) -> None:
 
 # One call commits a whole batch. KEYS: inbox stream, failures hash, then every other key
 # the batch touches (done marks, downstream streams, the agent's state keys), so the script
-# declares all its keys as Redis Cluster requires. ARGV: group, mark ttl, JSON list of
-# messages, each [index of its done mark in KEYS, entry id, commands], a command being
-# [name, index of its key in KEYS, args...]. Messages are applied in order; a message whose
-# done mark exists (committed before, by us or by another consumer) is only acked. The whole
-# script is atomic, so each message's emit+state+mark+ack is all or nothing.
+# declares all its keys as Redis Cluster requires (tests/unit/test_cluster_keys.py). The
+# agent's own keys share its inbox's slot (slot_tag); the downstream streams do not yet.
+# ARGV: group, mark ttl, JSON list of messages, each [index of its done mark in KEYS, entry
+# id, commands], a command being [name, index of its key in KEYS, args...]. Messages are
+# applied in order; a message whose done mark exists (committed before, by us or by another
+# consumer) is only acked. The whole script is atomic, so each message's
+# emit+state+mark+ack is all or nothing.
 _COMMIT_LUA = """
 local out = {}
 for i, m in ipairs(cjson.decode(ARGV[3])) do
@@ -309,6 +325,9 @@ class Inbox:
             commands.append(["XADD", key_no(stream), "MAXLEN", "~", str(cap), "*", *fields])
         for cmd in state:
             name, key, *rest = (str(a) for a in cmd)
+            if name.upper() not in SINGLE_KEY_COMMANDS:
+                raise ValueError(f"state command {name} is not a single-key command this "
+                                 "commit supports (its other keys would bypass KEYS)")
             commands.append([name, key_no(key), *rest])
         return commands
 

@@ -4,6 +4,10 @@ Run through `invoke verify`, which passes --hosts=ansible://ark and the inventor
 Checks marked `disruptive` (kill, reboot, corrupt) run on lab hosts, and on other
 inventories only with --disruptive.
 
+The suite follows the inventory's topology: a check marked `runs_on("ark_api")` (or
+ark_redis, ark_agents, ark_monitoring) applies to the hosts in that group only, and
+test_placement.py checks that every other host runs none of it.
+
 No check puts a secret on a command line or pulls one into Python (where a failing
 assertion would print it): a secret stays on the host, read there from its root-only
 env file by the shell that needs it (`set -a; . /etc/ark/env/...; set +a; ...`).
@@ -16,7 +20,22 @@ import time
 
 import pytest
 
-ARK_UNITS = ("ark.target", "ark-api.service")
+from ark_ops.report import host_of
+
+# The units each group runs (what test_placement.py looks for everywhere else).
+AGENTS = ("kyle", "joey", "kenny", "hrm")
+GROUP_UNITS = {
+    "ark_redis": ("redis-server.service",),
+    "ark_api": ("ark-api.service",),
+    "ark_agents": tuple(f"ark-agent@{a}.service" for a in AGENTS),
+    "ark_monitoring": ("prometheus.service",),
+}
+
+
+def units_of(groups) -> tuple[str, ...]:
+    """ark.target plus what the host's groups say it runs."""
+    return ("ark.target", *(u for g, units in GROUP_UNITS.items() if g in groups
+                            for u in units))
 
 
 def pytest_addoption(parser):
@@ -32,10 +51,15 @@ def pytest_collection_modifyitems(config, items):
         return 1 if item.get_closest_marker("disruptive") else 0
 
     items.sort(key=rank)
+    # Under `invoke verify -n N --dist loadgroup` (pytest-xdist), all of a host's checks go
+    # to one worker, in the order above; other hosts are checked by other workers meanwhile.
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(host_of(item)))
 
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "reboot: reboots the host (runs last)")
+    config.addinivalue_line("markers", "runs_on(group): only for hosts in that inventory group")
 
 
 @pytest.fixture(scope="module")
@@ -50,6 +74,21 @@ def _guard_disruptive(request, hostvars):
     if hostvars.get("ark_lab") or request.config.getoption("--disruptive"):
         return
     pytest.skip("disturbs the host: runs on the lab, elsewhere only with --disruptive")
+
+
+@pytest.fixture(scope="module")
+def groups(hostvars) -> set[str]:
+    """The inventory groups this host is in: what it is supposed to run."""
+    return set(hostvars.get("group_names", []))
+
+
+@pytest.fixture(autouse=True)
+def _guard_placement(request, hostvars):
+    marker = request.node.get_closest_marker("runs_on")
+    if marker is None or marker.args[0] in hostvars.get("group_names", []):
+        return
+    pytest.skip(f"{hostvars['inventory_hostname']} is not in {marker.args[0]} "
+                "(test_placement.py checks that it runs none of it)")
 
 
 @pytest.fixture(scope="module")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from conftest import http_get_json
 
-pytestmark = pytest.mark.requirement("INFRA_01")
+pytestmark = [pytest.mark.requirement("INFRA_01"), pytest.mark.runs_on("ark_api")]
 
 
 def test_health_reports_redis_round_trip(host, api_port):

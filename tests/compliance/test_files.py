@@ -15,10 +15,13 @@ EXPECTED = [
     ("/etc/ark/env/infrastructure.env", "root", "root", 0o600),
     ("/var/lib/ark", "ark", "ark", 0o750),
     ("/var/log/ark", "ark", "ark", 0o750),
-    ("/etc/systemd/system/ark-api.service", "root", "root", 0o644),
-    ("/etc/systemd/system/ark-agent@.service", "root", "root", 0o644),
+    pytest.param("/etc/systemd/system/ark-api.service", "root", "root", 0o644,
+                 marks=pytest.mark.runs_on("ark_api")),
+    pytest.param("/etc/systemd/system/ark-agent@.service", "root", "root", 0o644,
+                 marks=pytest.mark.runs_on("ark_agents")),
     ("/etc/systemd/system/ark.target", "root", "root", 0o644),
-    ("/etc/redis/ark.conf", "redis", "redis", 0o640),
+    pytest.param("/etc/redis/ark.conf", "redis", "redis", 0o640,
+                 marks=pytest.mark.runs_on("ark_redis")),
 ]
 
 
@@ -32,7 +35,8 @@ def test_ark_user_is_a_system_account_without_login(host):
 
 
 @pytest.mark.requirement("DEPLOY_01")
-@pytest.mark.parametrize("path,owner,group,mode", EXPECTED, ids=[e[0] for e in EXPECTED])
+@pytest.mark.parametrize("path,owner,group,mode", EXPECTED,
+                         ids=[(e.values if hasattr(e, "values") else e)[0] for e in EXPECTED])
 def test_owner_and_mode(host, path, owner, group, mode):
     f = host.file(path)
     assert f.exists, f"{path} is missing"

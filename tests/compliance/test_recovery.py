@@ -63,6 +63,7 @@ def test_snapshot_timer_runs_at_the_inventory_interval(host, hostvars):
 
 
 @pytest.mark.requirement("MEM_03")
+@pytest.mark.runs_on("ark_agents")
 def test_store_owner_snapshots_on_graceful_shutdown(host):
     props = host.service("ark-agent@hrm.service").systemd_properties
     assert "snapshot create --on-shutdown" in props["ExecStopPost"]
@@ -103,11 +104,13 @@ def test_snapshot_on_request_is_consistent_and_verify_catches_a_changed_byte(hos
 
 @pytest.mark.requirement("MEM_02")
 @pytest.mark.requirement("REC_02")
-def test_heal_runs_before_every_ark_service(host):
+def test_heal_runs_before_every_ark_service(host, groups):
     heal = host.service("ark-heal.service")
     assert heal.is_enabled
     assert host.check_output("systemctl show ark-heal.service -p Result --value") == "success"
-    for unit in ("ark-api.service", *(f"ark-agent@{a}.service" for a in AGENTS)):
+    units = (["ark-api.service"] if "ark_api" in groups else []) + (
+        [f"ark-agent@{a}.service" for a in AGENTS] if "ark_agents" in groups else [])
+    for unit in units:
         props = host.service(unit).systemd_properties
         assert "ark-heal.service" in props["Requires"], unit
         assert "ark-heal.service" in props["After"], unit
@@ -116,7 +119,8 @@ def test_heal_runs_before_every_ark_service(host):
 @pytest.mark.requirement("MEM_02")
 @pytest.mark.requirement("REC_02")
 @pytest.mark.disruptive
-def test_corrupt_store_comes_back_from_the_last_snapshot(host, api_port):
+@pytest.mark.runs_on("ark_agents")
+def test_corrupt_store_comes_back_from_the_last_snapshot(host, api_port, groups):
     stop_ark(host)
     # A clean stop of the store's owner leaves a shutdown snapshot: the newest one.
     snap = newest_snapshot(host)
@@ -135,12 +139,14 @@ def test_corrupt_store_comes_back_from_the_last_snapshot(host, api_port):
     # The loss is reported and bounded by the snapshot's age.
     assert re.search(r"changes made in the \d+ s before it was taken and after are lost",
                      repaired[-1]), repaired[-1]
-    status, _ = http_get_json(host, f"http://127.0.0.1:{api_port}/health")
-    assert status == 200
+    if "ark_api" in groups:
+        status, _ = http_get_json(host, f"http://127.0.0.1:{api_port}/health")
+        assert status == 200
 
 
 @pytest.mark.requirement("REC_02")
 @pytest.mark.disruptive
+@pytest.mark.runs_on("ark_agents")
 def test_deleted_directory_is_recreated_with_owner_and_mode(host):
     stop_ark(host)
     host.run_test("rm -rf /var/log/ark")
@@ -155,6 +161,7 @@ def test_deleted_directory_is_recreated_with_owner_and_mode(host):
 
 @pytest.mark.requirement("REC_02")
 @pytest.mark.disruptive
+@pytest.mark.runs_on("ark_agents")
 def test_broken_config_falls_back_to_last_known_good(host):
     good = host.file(RULESET).content_string
     stop_ark(host)
@@ -166,6 +173,7 @@ def test_broken_config_falls_back_to_last_known_good(host):
 
 @pytest.mark.requirement("REC_02")
 @pytest.mark.disruptive
+@pytest.mark.runs_on("ark_agents")
 def test_broken_config_without_fallback_keeps_agents_down_and_says_why(host):
     good = host.file(RULESET).content_string
     stop_ark(host)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-pytestmark = pytest.mark.requirement("SEC_01")
+pytestmark = [pytest.mark.requirement("SEC_01"), pytest.mark.runs_on("ark_redis")]
 
 ENV_FILE = "/etc/ark/env/infrastructure.env"
 # Expanded on the host: the command line holds the variable's name, not its value.
@@ -42,6 +42,7 @@ def test_redis_refuses_a_wrong_password(host, redis_addr):
     assert "WRONGPASS" in out.stdout + out.stderr or "invalid" in (out.stdout + out.stderr)
 
 
+@pytest.mark.runs_on("ark")
 def test_deployed_password_is_long(host):
     length = host.check_output(f"set -a; . {ENV_FILE}; set +a; " + 'echo "${#ARK_REDIS_PASSWORD}"')
     assert int(length) >= 32, f"ARK_REDIS_PASSWORD has {length} characters, expected 32 or more"

@@ -5,24 +5,26 @@ from __future__ import annotations
 import re
 
 import pytest
-from conftest import ARK_UNITS, http_get_json, reachable_and, wait_for
+from conftest import http_get_json, reachable_and, units_of, wait_for
 
 pytestmark = pytest.mark.requirement("INFRA_01")
 
-UNIT_FILES = (
-    "/etc/systemd/system/ark.target",
-    "/etc/systemd/system/ark-api.service",
-    "/etc/systemd/system/ark-agent@.service",
-)
+UNIT_FILES = {
+    "/etc/systemd/system/ark.target": "ark",
+    "/etc/systemd/system/ark-api.service": "ark_api",
+    "/etc/systemd/system/ark-agent@.service": "ark_agents",
+}
 
 
-@pytest.mark.parametrize("unit", ARK_UNITS)
+@pytest.mark.parametrize("unit", [
+    "ark.target", pytest.param("ark-api.service", marks=pytest.mark.runs_on("ark_api"))])
 def test_unit_enabled_and_active(host, unit):
     svc = host.service(unit)
     assert svc.is_enabled, f"{unit} does not start at boot"
     assert svc.is_running, f"{unit} is not active"
 
 
+@pytest.mark.runs_on("ark_api")
 def test_api_supervision_properties(host):
     props = host.service("ark-api.service").systemd_properties
     assert props["Type"] == "notify"
@@ -35,12 +37,14 @@ def test_api_supervision_properties(host):
     assert "ark.target" in props["WantedBy"]
 
 
-def test_target_starts_at_boot(host):
+def test_target_starts_at_boot(host, groups):
     props = host.service("ark.target").systemd_properties
     assert "multi-user.target" in props["WantedBy"]
-    assert "ark-api.service" in props["Wants"]
+    # The target pulls in the API only where the host is in ark_api.
+    assert ("ark-api.service" in props["Wants"]) == ("ark_api" in groups), props["Wants"]
 
 
+@pytest.mark.runs_on("ark_agents")
 def test_agent_template_is_installed(host):
     props = host.service("ark-agent@probe.service").systemd_properties
     assert props["Type"] == "notify"
@@ -48,12 +52,14 @@ def test_agent_template_is_installed(host):
     assert "ark agent probe" in props["ExecStart"]
 
 
-def test_systemd_analyze_verify_is_clean(host):
-    result = host.run("SYSTEMD_LOG_COLOR=0 systemd-analyze verify %s", " ".join(UNIT_FILES))
+def test_systemd_analyze_verify_is_clean(host, groups):
+    files = [path for path, group in UNIT_FILES.items() if group in groups]
+    result = host.run("SYSTEMD_LOG_COLOR=0 systemd-analyze verify %s", " ".join(files))
     assert result.rc == 0, result.stderr
     assert (result.stdout + result.stderr).strip() == "", result.stdout + result.stderr
 
 
+@pytest.mark.runs_on("ark_api")
 def test_api_is_sandboxed(host):
     out = host.check_output("systemd-analyze security ark-api.service --no-pager")
     exposure = float(re.search(r"Overall exposure level for \S+: ([\d.]+)", out).group(1))
@@ -66,6 +72,7 @@ def _main_pid(host) -> int:
 
 
 @pytest.mark.disruptive
+@pytest.mark.runs_on("ark_api")
 def test_sigkill_of_api_is_restarted_by_systemd(host, api_port):
     before = _main_pid(host)
     assert before > 0
@@ -85,7 +92,7 @@ def test_sigkill_of_api_is_restarted_by_systemd(host, api_port):
 
 @pytest.mark.disruptive
 @pytest.mark.reboot
-def test_everything_is_active_after_reboot(host, api_port):
+def test_everything_is_active_after_reboot(host, api_port, groups):
     # /run is a tmpfs: the marker disappears only if the host really rebooted.
     host.run_test("touch /run/ark-compliance-before-reboot")
     host.run("systemd-run --on-active=1 --timer-property=AccuracySec=100ms systemctl reboot")
@@ -94,8 +101,10 @@ def test_everything_is_active_after_reboot(host, api_port):
     wait_for(lambda: reachable_and(host, "systemctl is-system-running --wait | "
                                          "grep -qxE 'running|degraded'"),
              timeout=120, interval=2, what="boot to finish")
-    for unit in (*ARK_UNITS, "redis-server.service"):
+    for unit in units_of(groups):
         assert host.service(unit).is_running, f"{unit} is not active after reboot"
+    if "ark_api" not in groups:
+        return
     status, body = wait_for(
         lambda: (r := http_get_json(host, f"http://127.0.0.1:{api_port}/health"))[0] == 200
         and r, timeout=30, what="/health after reboot",

@@ -58,7 +58,7 @@ def wait_until(predicate, timeout: float, what: str):
 @pytest.fixture(scope="module")
 def console_host():
     paths = LabPaths.default()
-    statuses = lab.up(hosts=1)
+    statuses = lab.up(hosts=1, user="deploy")
     group_vars = paths.inventory / "group_vars" / "ark"
     group_vars.mkdir(parents=True, exist_ok=True)
     (group_vars / "console.yml").write_text(yaml.safe_dump({"ark_runtime_api_operators": [

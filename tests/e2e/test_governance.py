@@ -61,7 +61,7 @@ def control_records(action: str) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def deployed():
-    lab.up(hosts=1)
+    lab.up(hosts=1, user="deploy")
     invoke("deploy")
     yield HOST
     lab.down()

@@ -38,7 +38,7 @@ def on_host(*cmd: str) -> subprocess.CompletedProcess:
 
 @pytest.fixture(scope="module")
 def lab_host():
-    lab.up(hosts=1)
+    lab.up(hosts=1, user="deploy")
     yield LabHost(1)
     lab.down()
 

@@ -70,7 +70,7 @@ def pipeline_settled(host: str) -> str:
 
 @pytest.fixture(scope="module")
 def fleet():
-    lab.up(hosts=2)
+    lab.up(hosts=2, user="deploy")
     deploy_mod.deploy(echo=False)
     yield [A, B]
     lab.down()
@@ -154,7 +154,7 @@ def test_dr_bundle_restores_onto_a_fresh_host_with_the_same_state(fleet, tmp_pat
     decisions, ledger = sqlite(A, DECISIONS), sqlite(A, LEDGER)
     assert decisions and ledger
     # A newly created host, deployed, then restored from A's bundle.
-    lab.up(hosts=3)
+    lab.up(hosts=3, user="deploy")
     fresh = "ark-lab-3"
     deploy_mod.deploy(limit=fresh, echo=False)
     assert sqlite(fresh, DECISIONS) != decisions  # its own run, its own timestamps

@@ -9,7 +9,7 @@ from typing import Any
 import redis
 
 from ark_runtime.bus.envelope import Envelope
-from ark_runtime.bus.streams import DEAD_STREAM, DECISIONS_STREAM
+from ark_runtime.bus.streams import DEAD_STREAM, DECISIONS_STREAM, done_key
 from ark_runtime.market import Bar, write_jsonl
 from ark_runtime.store import MemoryStore
 from ark_runtime.trace import expand_hops
@@ -28,7 +28,7 @@ def dead(r: redis.Redis) -> list[dict[str, str]]:
 
 
 def processed_total(r: redis.Redis, agent: str) -> int:
-    return sum(1 for _ in r.scan_iter(f"ark:done:{agent}:*", count=1000))
+    return sum(1 for _ in r.scan_iter(done_key(agent, "*"), count=1000))
 
 
 def pending(r: redis.Redis, agent: str) -> int:

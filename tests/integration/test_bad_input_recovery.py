@@ -12,7 +12,7 @@ import redis
 from conftest import Lab, wait_for
 from helpers import dead, envelopes, write_feed
 
-from ark_runtime.agents.joey import Joey
+from ark_runtime.agents.joey import WINDOW_KEY, Joey
 from ark_runtime.bus.envelope import Envelope
 from ark_runtime.bus.streams import BusSettings, inbox
 from ark_runtime.market import SyntheticAdapter
@@ -37,7 +37,7 @@ def test_out_of_range_entry_is_dead_lettered_and_joey_keeps_running(lab: Lab, r)
     r.xadd(inbox("joey"), bar_fields(BARS[1]))
     joey = lab.start("joey")
     wait_for(lambda: not r.xpending(inbox("joey"), "joey")["pending"]
-             and r.exists(f"ark:state:joey:window:{BARS[1].symbol}"), what="good bar committed")
+             and r.exists(f"{WINDOW_KEY}{BARS[1].symbol}"), what="good bar committed")
     reasons = [d["reason"] for d in dead(r)]
     assert len(reasons) == 1 and "timestamp" in reasons[0], reasons
     assert joey.proc.poll() is None

@@ -15,7 +15,7 @@ from helpers import dead, envelopes, pending, write_feed
 from ark_runtime.agents.consumer import ConsumerAgent
 from ark_runtime.bus.envelope import Envelope
 from ark_runtime.bus.errors import recent
-from ark_runtime.bus.streams import BusSettings, Inbox, connect, inbox
+from ark_runtime.bus.streams import BusSettings, Inbox, connect, failures_key, inbox
 from ark_runtime.config import RedisSettings
 from ark_runtime.market import SyntheticAdapter
 from ark_runtime.patterns import PatternDetector
@@ -124,7 +124,7 @@ def test_poison_message_dead_lettered_after_max_deliveries(r, redis_server) -> N
     assert "RuntimeError: boom" in entry["reason"]
     assert int(entry["deliveries"]) == 4
     assert pending(r, "kenny") == 0
-    assert not r.hgetall("ark:failures:kenny")  # bookkeeping cleaned up with the ack
+    assert not r.hgetall(failures_key("kenny"))  # bookkeeping cleaned up with the ack
     errors = [e.payload for e in recent(r, 50) if e.type == "error.raised"]
     assert sum(e["error"] == "RuntimeError" for e in errors) == 3
 

@@ -2,24 +2,27 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
 from collections import Counter
+from datetime import datetime
 
 import pytest
 from conftest import REPO, Lab, wait_for
 from helpers import dead, decisions, envelopes, log_lines, pending
 from test_pipeline import SYMBOLS, expected_outcomes, outcomes, start_pipeline
 
+from ark_runtime.agents.joey import ACC_KEY, LEGACY_SIDE_KEY, LEGACY_WINDOW_KEY, WINDOW_KEY
 from ark_runtime.bus.envelope import Envelope
 from ark_runtime.bus.errors import ErrorBus, pauses, recent
 from ark_runtime.bus.streams import connect, inbox
 from ark_runtime.config import RedisSettings
 from ark_runtime.lock import EXIT_LOCKED
-from ark_runtime.market import SyntheticAdapter
+from ark_runtime.market import Bar, SyntheticAdapter
 from ark_runtime.patterns import PatternDetector
 
 
@@ -225,7 +228,8 @@ def test_sigkilled_stateful_joey_resumes_with_identical_output(lab: Lab, r) -> N
     bars = list(SyntheticAdapter(SYMBOLS, seed=9, bars=400))
     detector, oracle = PatternDetector(), []
     for bar in bars:
-        oracle += [(p.symbol, p.kind, p.ts.isoformat()) for p in detector.update(bar)]
+        oracle += [(p.symbol, p.kind, p.ts.isoformat(), p.indicators)
+                   for p in detector.update(bar)]
     lab.start("kyle", ARK_FEED="synthetic", ARK_FEED_SYMBOLS=",".join(SYMBOLS),
               ARK_FEED_SEED="9", ARK_FEED_BARS="400")
     joey = lab.start("joey", ARK_BUS_BATCH="16")
@@ -242,9 +246,17 @@ def test_sigkilled_stateful_joey_resumes_with_identical_output(lab: Lab, r) -> N
     lab.start("joey")  # same host, same consumer name: re-reads its own pending first
     wait_for(lambda: pending(r, "joey") == 0 and r.get(next(r.scan_iter("ark:kyle:cursor:*")))
              == "1200", 30, what="joey to drain the feed")
-    got = [(e.payload["symbol"], e.payload["kind"], e.payload["ts"].replace("Z", "+00:00"))
-           for e in envelopes(r, inbox("kenny"))]
-    assert got == oracle  # same patterns, same order, none doubled, none lost
+    got = [(e.payload["symbol"], e.payload["kind"], e.payload["ts"].replace("Z", "+00:00"),
+            e.payload["indicators"]) for e in envelopes(r, inbox("kenny"))]
+    # Same patterns, same order, none doubled, none lost, and the same indicator floats bit
+    # for bit: the restarted Joey restored its accumulators (saved with each bar), not only
+    # its windows.
+    assert got == oracle
+    saved = r.hgetall(ACC_KEY)
+    assert sorted(saved) == sorted(SYMBOLS)
+    for symbol, raw in saved.items():
+        last = Bar.model_validate_json(r.lindex(f"{WINDOW_KEY}{symbol}", -1))
+        assert datetime.fromisoformat(json.loads(raw)["ts"]) == last.ts
 
 
 @pytest.mark.requirement("AGENT_02")
@@ -283,3 +295,33 @@ def test_redis_outage_is_retried_with_backoff_and_loses_nothing(durable_redis, t
             assert agent.proc.poll() is None  # rode it out instead of crashing
     finally:
         world.close()
+
+
+@pytest.mark.requirement("INFRA_04")
+def test_joey_upgraded_from_the_untagged_key_names_keeps_its_windows(lab: Lab, r) -> None:
+    # Windows saved under the names used before the keys carried the inbox's hash tag are
+    # read once after the upgrade: the patterns of the next bars come out as if Joey never
+    # stopped (without them, the first 31 bars of each symbol would be warm-up).
+    bars = list(SyntheticAdapter(SYMBOLS, seed=11, bars=200))
+    cut = len(bars) // 2
+    detector = PatternDetector()
+    for bar in bars[:cut]:
+        detector.update(bar)
+    for symbol in SYMBOLS:
+        r.rpush(f"{LEGACY_WINDOW_KEY}{symbol}",
+                *(b.model_dump_json() for b in detector.window.bars(symbol)))
+        side = detector.cross_side(symbol)
+        if side is not None:
+            r.hset(LEGACY_SIDE_KEY, symbol, str(side))
+    oracle = [(p.symbol, p.kind, p.ts.isoformat()) for bar in bars[cut:]
+              for p in detector.update(bar)]
+    assert oracle
+    for bar in bars[cut:]:
+        r.xadd(inbox("joey"), Envelope.new("market.bar", bar, from_agent="kyle",
+                                           to_agent="joey").to_fields())
+    lab.start("joey")
+    wait_for(lambda: pending(r, "joey") == 0 and r.xinfo_groups(inbox("joey"))[0]["lag"] == 0,
+             30, what="joey to take every bar")
+    got = [(e.payload["symbol"], e.payload["kind"], e.payload["ts"].replace("Z", "+00:00"))
+           for e in envelopes(r, inbox("kenny"))]
+    assert got == oracle

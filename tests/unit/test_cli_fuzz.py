@@ -9,7 +9,7 @@ import socket
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from ark_runtime import cli
@@ -60,6 +60,7 @@ def test_ark_agent_refuses_unknown_names(capsys: pytest.CaptureFixture[str], nam
 @pytest.mark.requirement("SEC_02")
 @FUZZ
 @given(ident=arg_text, log_dir=st.one_of(st.none(), arg_text))
+@example(ident="00000000-0000-0000-0000-000000000000", log_dir="--")  # argparse: []
 def test_ark_trace_never_raises(capsys: pytest.CaptureFixture[str], ident: str,
                                 log_dir: str | None) -> None:
     argv = ["trace", "--", ident] if log_dir is None else \

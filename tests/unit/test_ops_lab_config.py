@@ -47,3 +47,57 @@ def test_inventory_has_the_playbook_groups_and_pinned_host_keys(tmp_path):
     assert "StrictHostKeyChecking=yes" in common
     assert str(paths.known_hosts) in common
     assert data["all"]["vars"]["ark_lab"] is True
+
+
+def _paths(tmp_path) -> LabPaths:
+    return LabPaths(state=tmp_path / "state", cache=tmp_path / "cache",
+                    inventory=tmp_path / "inv")
+
+
+def test_plain_lab_inventory_logs_in_as_root_without_become(tmp_path):
+    data = yaml.safe_load(inventory.write(_paths(tmp_path), [LabHost(1)]).read_text())
+    assert data["all"]["vars"]["ansible_user"] == "root"
+    assert "ansible_become" not in data["all"]["vars"]
+
+
+@pytest.mark.requirement("INFRA_01")
+def test_deploy_lab_inventory_logs_in_as_deploy_and_becomes_root(tmp_path):
+    """The generated inventory is what every fleet command derives its sudo from."""
+    from ark_ops.fleet import inventory_hosts
+
+    target = inventory.write(_paths(tmp_path), [LabHost(1), LabHost(2)], user="deploy")
+    data = yaml.safe_load(target.read_text())
+    assert data["all"]["vars"]["ansible_user"] == "deploy"
+    assert data["all"]["vars"]["ansible_become"] is True
+    hosts = inventory_hosts(target)
+    assert {h.user for h in hosts} == {"deploy"}
+    assert all(h.become.enabled and h.become.user == "root" and h.become.password is None
+               for h in hosts)
+
+
+def test_lab_ssh_runs_commands_as_root_through_sudo_for_a_deploy_lab(tmp_path):
+    import shlex
+
+    from ark_ops.lab.ssh import lab_user, ssh_argv
+
+    paths = _paths(tmp_path)
+    assert lab_user(paths) == "root"
+    assert ssh_argv(paths, LabHost(1), "id -u && touch /x")[-2:] == [
+        f"root@{LabHost(1).address}", "id -u && touch /x"]
+    paths.state.mkdir(parents=True)
+    paths.ssh_user_file.write_text("deploy\n")
+    argv = ssh_argv(paths, LabHost(1), "id -u && touch /x")
+    assert argv[-7:-5] == [f"deploy@{LabHost(1).address}", "sudo"]
+    # ssh joins the words into one line for the remote shell: both parts run as root.
+    remote_line = " ".join(argv[-6:])
+    assert shlex.split(remote_line) == ["sudo", "-n", "--", "sh", "-c", "id -u && touch /x"]
+    assert ssh_argv(paths, LabHost(1), "true", as_root=False)[-1] == "true"
+
+
+@pytest.mark.parametrize("user", ["", "Root", "deploy user", "-o", "a" * 40, "de;ploy"])
+def test_lab_up_user_must_be_a_user_name(user):
+    from ark_ops.errors import OpsError
+    from ark_ops.lab.operator import check_user_name
+
+    with pytest.raises(OpsError, match="--user"):
+        check_user_name(user)

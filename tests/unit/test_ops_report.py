@@ -47,6 +47,23 @@ def test_table_marks_a_requirement_failed_when_any_check_fails(pytester, tmp_pat
     assert 'name="requirement" value="SEC_01"' in junit
 
 
+def test_table_is_complete_when_pytest_xdist_workers_run_the_checks(pytester, tmp_path,
+                                                                     monkeypatch):
+    """invoke verify checks several hosts with pytest-xdist: the setups run in the workers,
+    and the controller's table must still have every result."""
+    pytester.makeini("[pytest]\nmarkers =\n    requirement(id): proves a requirement\n")
+    pytester.makepyfile(SUITE)
+    monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[2]))
+    md = tmp_path / "report.md"
+    result = pytester.runpytest_subprocess("-p", "ark_ops.report", f"--requirements-report={md}",
+                                           "-n", "2", "--dist", "loadgroup")
+    result.assert_outcomes(passed=3, failed=1)
+    text = md.read_text()
+    assert "| INFRA_01 | FAIL |" in text
+    assert "| SEC_01 | pass |" in text
+    assert "| (untagged) | pass |" in text
+
+
 def test_every_catalogue_requirement_has_a_row_with_its_title(pytester, tmp_path):
     pytester.makeini("[pytest]\nmarkers =\n    requirement(id): proves a requirement\n")
     pytester.makepyfile(SUITE)
@@ -134,3 +151,28 @@ def test_verify_masks_the_inventory_secrets_in_everything_it_prints(tmp_path, mo
     assert rc == 0, console
     assert "late output: ***" in console
     assert secret not in console
+
+
+def test_verify_checks_a_fleet_with_one_worker_per_host_unless_it_disrupts(tmp_path):
+    from ark_ops import verify as verify_mod
+
+    def inventory(n: int, lab: bool = False) -> Path:
+        path = tmp_path / f"hosts{n}{lab}.yml"
+        hosts = "".join(f"        h{i}: {{ansible_host: 127.0.0.{i + 1}}}\n" for i in range(n))
+        path.write_text(f"all:\n  vars: {{ark_lab: {str(lab).lower()}}}\n  children:\n"
+                        f"    ark:\n      hosts:\n{hosts}    other:\n      hosts: {{x: {{}}}}\n")
+        return path
+
+    parallel = ["-n", "3", "--dist", "loadgroup"]
+    assert verify_mod.parallel_args(inventory(3), None) == parallel
+    assert verify_mod.parallel_args(inventory(3), "h1") == []  # one host: no workers to start
+    assert verify_mod.parallel_args(inventory(12), None)[1] == str(verify_mod.MAX_WORKERS)
+    # Disruptive checks (asked for, or on lab hosts) run one host at a time ...
+    assert verify_mod.parallel_args(inventory(3), None, disruptive=True) == []
+    assert verify_mod.parallel_args(inventory(3, lab=True), None) == []
+    # ... unless the keyword leaves them out.
+    assert verify_mod.parallel_args(inventory(3, lab=True), None,
+                                    keyword="not disruptive") == parallel
+    empty = tmp_path / "empty.yml"
+    empty.write_text("all: {}\n")
+    assert verify_mod.parallel_args(empty, None) == []

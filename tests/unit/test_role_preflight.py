@@ -44,7 +44,7 @@ def runtime_inputs(tmp: Path, **overrides) -> dict:
     inputs = {
         "ark_runtime_wheelhouse_src": str(wheelhouse),
         "ark_runtime_api_port": 8101, "ark_runtime_metrics_port": 9101,
-        "ark_runtime_redis_port": 6379,
+        "ark_runtime_redis_port": 6379, "ark_runtime_redis_host": "127.0.0.1",
         "ark_runtime_redis_password": REDIS_PASSWORD,
         "ark_runtime_api_secret": API_SECRET,
         "ark_runtime_environment": "production",
@@ -104,6 +104,9 @@ def cases(tmp: Path) -> dict[str, tuple[str, dict, dict, list[str] | None]]:
         # Redis on another host may use the same port number as this host's API.
         "runtime_remote_redis_good": ("ark_runtime", runtime_inputs(
             tmp, ark_runtime_redis_port=8101, ark_runtime_redis_host="10.213.0.9"), {}, None),
+        # INFRA_01: no ark_redis host and no override leaves the runtime without a Redis.
+        "runtime_no_redis_host": ("ark_runtime", runtime_inputs(
+            tmp, ark_runtime_redis_host=""), {}, ["ark_runtime_redis_host", "ark_redis"]),
         "runtime_relative_state_dir": ("ark_runtime", runtime_inputs(
             tmp, ark_runtime_state_dir="var/lib/ark"), {}, ["ark_runtime_state_dir"]),
         "runtime_unknown_agent": ("ark_runtime", runtime_inputs(

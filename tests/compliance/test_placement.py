@@ -1,0 +1,99 @@
+"""INFRA_01 topology: each host runs what its inventory groups say, and nothing else.
+
+ark_redis hosts run redis-server, ark_api hosts ark-api, ark_agents hosts the four agents,
+ark_monitoring hosts Prometheus. A host outside a group must not run (nor start at boot)
+that group's units: an agent host with a redis-server listening fails here. Hosts with
+agents or the API reach the first ark_redis host's Redis over the network with the
+password, read on the host from the root-only env file (never on a command line).
+"""
+
+from __future__ import annotations
+
+import pytest
+import testinfra
+from conftest import GROUP_UNITS
+
+pytestmark = pytest.mark.requirement("INFRA_01")
+
+ENV = "set -a; . /etc/ark/env/infrastructure.env; set +a; "
+PYTHON = "/opt/ark/venv/bin/python"
+# The agents' own path to Redis (ark_runtime's settings: ARK_REDIS_URL + password).
+PING = f"{PYTHON} -c 'from ark_runtime.bus.streams import connect; print(connect().ping())'"
+# The URL's host and port, with any credentials cut off on the host.
+URL_ADDRESS = ENV + (""" printf '%s\\n' "$ARK_REDIS_URL" """
+                     "| sed -E 's#^rediss?://([^@/]*@)?##; s#/.*##'")
+
+
+def listening(host, port: int) -> list[str]:
+    return host.check_output("ss -Hltnp 'sport = :%s'", str(port)).splitlines()
+
+
+def running_units(host, units) -> dict[str, tuple[bool, bool]]:
+    """{unit: (active, enabled)} for the units that exist on the host."""
+    return {u: (host.service(u).is_running, host.service(u).is_enabled) for u in units}
+
+
+@pytest.mark.parametrize("group", list(GROUP_UNITS))
+def test_runs_its_groups_units_and_no_other(host, hostvars, groups, group):
+    name, wanted = hostvars["inventory_hostname"], group in groups
+    for unit, (active, enabled) in running_units(host, GROUP_UNITS[group]).items():
+        if wanted:
+            assert active and enabled, f"{name} is in {group} but {unit} is not active"
+        else:
+            assert not active, f"{name} runs {unit} but is not in {group}"
+            assert not enabled, f"{name} starts {unit} at boot but is not in {group}"
+
+
+def test_redis_listens_only_on_ark_redis_hosts(host, hostvars, groups):
+    name, port = hostvars["inventory_hostname"], int(hostvars.get("ark_redis_port", 6379))
+    found = listening(host, port)
+    if "ark_redis" in groups:
+        assert found, f"{name} is in ark_redis but nothing listens on {port}"
+    else:
+        assert not found, f"{name} has a Redis listening on {port} but is not in ark_redis: {found}"
+
+
+def test_api_listens_only_on_ark_api_hosts(host, hostvars, groups):
+    name, port = hostvars["inventory_hostname"], int(hostvars.get("ark_api_port", 8101))
+    found = listening(host, port)
+    assert bool(found) == ("ark_api" in groups), (
+        f"{name}: API port {port} listeners {found}, groups {sorted(groups)}")
+
+
+def test_agent_processes_only_on_ark_agents_hosts(host, hostvars, groups):
+    # [k]: the pattern does not match the shell that runs pgrep.
+    procs = host.run("pgrep -a -f '/bin/ar[k] agent '").stdout.splitlines()
+    name = hostvars["inventory_hostname"]
+    if "ark_agents" in groups:
+        assert len(procs) == len(GROUP_UNITS["ark_agents"]), procs
+    else:
+        assert not procs, f"{name} runs agents but is not in ark_agents: {procs}"
+
+
+@pytest.fixture(scope="module")
+def redis_address(request, hostvars) -> str:
+    """Where this host's runtime must find Redis: loopback on the first ark_redis host,
+    that host's address everywhere else (as roles/ark_runtime renders it)."""
+    server = hostvars["groups"]["ark_redis"][0]
+    if server == hostvars["inventory_hostname"]:
+        return "127.0.0.1"
+    inventory = request.config.getoption("ansible_inventory")
+    svars = testinfra.get_host(f"ansible://{server}",
+                               ansible_inventory=inventory).ansible.get_variables()
+    return svars.get("ark_listen_address") or svars["ansible_host"]
+
+
+def test_the_runtime_uses_the_first_ark_redis_hosts_redis(host, hostvars, redis_address):
+    port = int(hostvars.get("ark_redis_port", 6379))
+    assert host.check_output(URL_ADDRESS) == f"{redis_address}:{port}"
+    result = host.run(ENV + PING)
+    assert result.stdout.strip() == "True", result.stdout + result.stderr
+
+
+def test_agents_hold_connections_to_the_remote_redis(host, hostvars, groups, redis_address):
+    if "ark_agents" not in groups or redis_address == "127.0.0.1":
+        pytest.skip("only agent hosts without a Redis of their own reach it over the network")
+    address = redis_address
+    port = int(hostvars.get("ark_redis_port", 6379))
+    conns = host.check_output("ss -Htnp state established dst %s:%s", address, str(port))
+    assert "python" in conns or "ark" in conns, f"no agent connection to {address}:{port}"

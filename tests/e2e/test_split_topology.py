@@ -1,0 +1,169 @@
+"""Split topology end to end (INFRA_01, issue #11): three lab hosts, each running only
+what its inventory groups say (ark-lab-1 Redis + Prometheus, ark-lab-2 API + agents,
+ark-lab-3 agents), deployed, verified, a flow traced across two hosts, a Redis where it
+does not belong caught by verify, and the fleet panicked and recovered.
+
+One lab for the whole module. `invoke verify` runs its read-only checks here (the
+disruptive ones are proven on the single-host lab by the other e2e modules): the
+module sets ark_lab false in the lab inventory's group_vars for its duration.
+
+Needs root and the lab tools; skipped otherwise.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+import time
+
+import pytest
+
+from ark_ops import deploy as deploy_mod
+from ark_ops import trace_fleet
+from ark_ops.inventories import REPO_ROOT
+from ark_ops.lab import lab
+from ark_ops.lab.config import LabHost, LabPaths
+from ark_ops.lab.ssh import ssh_argv
+from ark_ops.panic import panic, recover
+from ark_ops.verify import verify
+
+pytestmark = [
+    pytest.mark.lab,
+    pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root"),
+]
+
+REDIS, API, AGENTS = "ark-lab-1", "ark-lab-2", "ark-lab-3"
+HOSTS = (REDIS, API, AGENTS)
+AGENT_UNITS = tuple(f"ark-agent@{a}.service" for a in ("kyle", "joey", "kenny", "hrm"))
+INVOKE = [sys.executable, "-m", "invoke"]
+
+
+def on(host: str, command: str) -> subprocess.CompletedProcess:
+    # One string: ssh joins its argv for the remote shell anyway.
+    return subprocess.run(ssh_argv(LabPaths.default(), LabHost.parse(host), command),
+                          capture_output=True, text=True, timeout=120)
+
+
+def active(host: str, *units: str) -> list[bool]:
+    out = on(host, "systemctl is-active " + " ".join(units)).stdout.split()
+    return [state == "active" for state in out]
+
+
+def wait_for(predicate, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := predicate():
+            return result
+        time.sleep(1)
+    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+def recent_decisions(host: str, limit: int = 30) -> list[str]:
+    out = on(host, "sqlite3 /var/lib/ark/memory.db 'select correlation_id from decisions "
+                   f"order by decided_at desc limit {limit}'").stdout
+    return out.split()
+
+
+@pytest.fixture(scope="module")
+def split_lab():
+    lab.up(hosts=3, topology="split", user="deploy", log=lambda *_: None)
+    group_vars = LabPaths.default().inventory / "group_vars"
+    group_vars.mkdir(exist_ok=True)
+    # Written, never deleted: Ansible caches inventory vars in-process.
+    (group_vars / "all.yml").write_text("ark_lab: false\n")
+    try:
+        yield deploy_mod.deploy(echo=True)  # the whole play in the test's output
+    finally:
+        (group_vars / "all.yml").write_text("{}\n")
+        lab.down(log=lambda *_: None)
+
+
+@pytest.mark.requirement("INFRA_01")
+def test_each_host_runs_what_its_groups_say(split_lab):
+    assert set(split_lab.recap) == set(HOSTS)
+    for host, counts in split_lab.recap.items():
+        assert counts["failed"] == 0 and counts["unreachable"] == 0, (host, counts)
+    assert active(REDIS, "redis-server", "prometheus", "ark-metrics") == [True] * 3
+    assert not any(active(REDIS, "ark-api", *AGENT_UNITS))
+    assert active(API, "ark-api", *AGENT_UNITS) == [True] * 5
+    assert not any(active(API, "redis-server", "prometheus"))
+    assert active(AGENTS, *AGENT_UNITS) == [True] * 4
+    assert not any(active(AGENTS, "redis-server", "prometheus", "ark-api"))
+    # The API's /health makes a round trip to Redis on another host.
+    health = on(API, "curl -fsS http://127.0.0.1:8101/health")
+    assert json.loads(health.stdout)["redis"]["ok"] is True, health.stdout + health.stderr
+
+
+@pytest.mark.requirement("INFRA_01")
+def test_verify_passes_on_every_host(split_lab, tmp_path):
+    console: list[str] = []
+    rc = verify(reports_dir=tmp_path, echo=console.append)
+    report = (tmp_path / "compliance-latest.md").read_text()
+    assert rc == 0, "".join(console)[-6000:]
+    assert "| INFRA_01 | pass |" in report
+
+
+@pytest.mark.requirement("AGENT_03")
+@pytest.mark.requirement("INFRA_01")
+def test_a_flow_is_traced_across_two_hosts(split_lab):
+    """Both agent hosts consume the same streams from the one Redis, so a bar Kyle emits
+    on one host is often picked up by an agent on the other: `invoke trace` follows it."""
+
+    def spanning() -> tuple[str, list[dict]] | None:
+        for cid in recent_decisions(API) + recent_decisions(AGENTS):
+            out = io.StringIO()
+            if trace_fleet.run(cid, None, None, as_json=True, out=out) != 0:
+                continue
+            hops = [json.loads(line) for line in out.getvalue().splitlines()
+                    if line.startswith("{")]
+            if len({h["host"] for h in hops if h["agent"] in ("kyle", "joey", "kenny",
+                                                                "hrm")}) >= 2:
+                return cid, hops
+        return None
+
+    cid, hops = wait_for(spanning, 90, "a decision whose flow spans two hosts")
+    steps = [(h["agent"], h["event"]) for h in hops]
+    for step in (("kyle", "emitted"), ("joey", "received"), ("kenny", "received"),
+                 ("hrm", "decided")):
+        assert step in steps, (step, steps)
+    # The operator's command shows the same flow with both hosts named.
+    proc = subprocess.run([*INVOKE, "trace", cid], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert API in proc.stdout and AGENTS in proc.stdout, proc.stdout
+
+
+@pytest.mark.requirement("INFRA_01")
+def test_a_redis_on_an_agent_host_fails_verify_naming_that_host(split_lab, tmp_path):
+    started = on(AGENTS, "systemctl unmask redis-server && systemctl start redis-server")
+    assert started.returncode == 0, started.stderr
+    console: list[str] = []
+    try:
+        rc = verify(keyword="test_placement", reports_dir=tmp_path, echo=console.append)
+    finally:
+        # A deploy puts the host back as its groups say: Redis stopped and masked.
+        fixed = deploy_mod.deploy(limit=AGENTS, echo=False)
+    output = "".join(console)
+    assert rc != 0, output[-4000:]
+    assert f"{AGENTS} has a Redis listening on 6379 but is not in ark_redis" in output
+    assert f"{AGENTS} runs redis-server.service but is not in ark_redis" in output
+    assert "| INFRA_01 | FAIL |" in (tmp_path / "compliance-latest.md").read_text()
+    assert fixed.recap[AGENTS]["failed"] == 0
+    assert not any(active(AGENTS, "redis-server"))
+    assert on(AGENTS, "systemctl is-enabled redis-server").stdout.strip() == "masked"
+
+
+@pytest.mark.requirement("REC_01")
+def test_panic_stops_the_whole_fleet_and_recover_brings_it_back(split_lab):
+    outcomes, _ = panic(log=lambda *_: None)
+    assert all(o.ok for o in outcomes), outcomes
+    assert {o.host for o in outcomes} == set(HOSTS)
+    for host in HOSTS:
+        assert on(host, "pgrep -a -u ark").stdout == "", host
+    assert all(o.ok for o in recover(log=lambda *_: None))
+    wait_for(lambda: active(API, "ark-api", *AGENT_UNITS) == [True] * 5, 90, "ark-lab-2 back")
+    wait_for(lambda: active(AGENTS, *AGENT_UNITS) == [True] * 4, 90, "ark-lab-3 back")
+    assert not any(active(AGENTS, "ark-api", "redis-server"))
