@@ -3,10 +3,11 @@
 For each requirement the compliance suite covers, one mutation breaks exactly that
 requirement on a deployed lab host (a unit's `Restart=` overridden, an env file made
 0644, Redis accepting clients without a password, the logrotate config broken, an audit
-record edited, the metrics exporter down ...). The test runs the suite's non-disruptive
-checks, asserts that the set of requirements with a failing check is exactly the
-mutation's, then restores the host and moves on. A last run proves the host is green
-again, so no mutation leaks into the next.
+record edited, the metrics exporter down ...). Three hosts (each with everything, each
+its own Redis) take one mutation each per round; one `invoke verify` of the read-only
+checks (a worker per host) then gives each host's set of requirements with a failing
+check, which must be exactly its mutation's. The hosts are restored before the next
+round, and a last run proves them green again, so no mutation leaks into the next.
 
 Where one change legitimately breaks two requirements, the mutation says so and why:
 a recorded config file edited on the host is also config drift, which GOV_02's check
@@ -19,26 +20,24 @@ from __future__ import annotations
 
 import os
 import subprocess
-import sys
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from ark_ops.ansible_run import ansible_env
 from ark_ops.deploy import deploy
 from ark_ops.inventories import REPO_ROOT
 from ark_ops.lab import lab
 from ark_ops.lab.config import LabHost, LabPaths
 from ark_ops.lab.ssh import ssh_argv
+from ark_ops.verify import verify
 
 pytestmark = [
     pytest.mark.lab,
     pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root"),
 ]
 
-HOST = LabHost(1)
 ENV = "/etc/ark/env"
 AUDIT_LOG = "/var/log/ark/audit/audit.log"
 BACKUP = "/root/mutation-backup"
@@ -128,70 +127,84 @@ MUTATIONS = [
 ]
 
 
-def on_host(script: str) -> subprocess.CompletedProcess:
+HOSTS = [LabHost(i) for i in (1, 2, 3)]
+
+
+def on_host(host: LabHost, script: str) -> subprocess.CompletedProcess:
     # One string: ssh joins its arguments into one remote command line anyway.
-    return subprocess.run(ssh_argv(LabPaths.default(), HOST, script),
+    return subprocess.run(ssh_argv(LabPaths.default(), host, script),
                           capture_output=True, text=True, timeout=120)
 
 
-def red_requirements(junit: Path) -> tuple[set[str], list[str]]:
-    """(requirements with a failing or erroring check, those checks' names)."""
-    red: set[str] = set()
-    names: list[str] = []
+def red_by_host(junit: Path) -> dict[str, tuple[set[str], list[str]]]:
+    """host -> (requirements with a failing or erroring check there, those checks' names)."""
+    out: dict[str, tuple[set[str], list[str]]] = {}
     for case in ET.parse(junit).getroot().iter("testcase"):
         if case.find("failure") is None and case.find("error") is None:
             continue
+        props = [(p.get("name"), p.get("value", "")) for p in case.iter("property")]
+        host = next((v for k, v in props if k == "host"), "?")
+        red, names = out.setdefault(host, (set(), []))
         names.append(case.get("name", "?"))
-        for prop in case.iter("property"):
-            if prop.get("name") == "requirement":
-                red.add(prop.get("value", ""))
-    return red, names
+        red.update(v for k, v in props if k == "requirement")
+    return out
 
 
-def run_checks(tmp: Path, tag: str) -> tuple[set[str], list[str]]:
-    junit = tmp / f"mutation-{tag}.xml"
-    inventory = LabPaths.default().inventory / "hosts.yml"
-    proc = subprocess.run(
-        [sys.executable, "-m", "pytest", str(REPO_ROOT / "tests" / "compliance"),
-         "-p", "ark_ops.report", "-p", "no:cacheprovider", "-m", "not disruptive",
-         f"--hosts=ansible://{HOST.name}", f"--ansible-inventory={inventory}",
-         f"--junitxml={junit}", "-o", "junit_family=xunit2", "-q"],
-        cwd=REPO_ROOT, env=ansible_env(), capture_output=True, text=True, timeout=900)
-    assert junit.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
-    return red_requirements(junit)
+def run_checks(tmp: Path, tag: str) -> dict[str, tuple[set[str], list[str]]]:
+    reports = tmp / tag
+    rc = verify(keyword="not disruptive", reports_dir=reports, log=lambda *_: None,
+                echo=lambda *_: None)
+    junit = reports / "compliance-latest.xml"
+    assert junit.exists(), f"verify wrote no JUnit (exit {rc})"
+    return red_by_host(junit)
+
+
+def rounds() -> list[list[tuple[LabHost, Mutation]]]:
+    return [list(zip(HOSTS, MUTATIONS[i:i + len(HOSTS)], strict=False))
+            for i in range(0, len(MUTATIONS), len(HOSTS))]
 
 
 @pytest.fixture(scope="module")
-def deployed(tmp_path_factory):
-    lab.up(hosts=1)
+def outcomes(tmp_path_factory) -> dict[str, tuple[set[str], list[str]]]:
+    """mutation name -> (red requirements on its host, failing checks), every round run."""
+    lab.up(hosts=len(HOSTS), user="deploy")
     try:
         result = deploy(echo=False)
         assert all(c["failed"] == 0 for c in result.recap.values()), result.recap
         tmp = tmp_path_factory.mktemp("mutations")
-        red, names = run_checks(tmp, "baseline")
-        assert not red, f"the host is not green before any mutation: {names}"
-        yield tmp
+        before = run_checks(tmp, "before")
+        assert not before, f"the lab is not green before any mutation: {before}"
+        found: dict[str, tuple[set[str], list[str]]] = {}
+        for n, batch in enumerate(rounds()):
+            for host, mutation in batch:
+                broke = on_host(host, mutation.breaks)
+                assert broke.returncode == 0, f"could not apply {mutation}: {broke.stderr}"
+            try:
+                red = run_checks(tmp, f"round-{n}")
+            finally:
+                for host, mutation in batch:
+                    restored = on_host(host, mutation.restores)
+                    assert restored.returncode == 0, f"could not restore {mutation}: " \
+                                                     f"{restored.stderr}"
+            for host, mutation in batch:
+                found[mutation.name] = red.get(host.name, (set(), []))
+        found["(after)"] = (set().union(*(r for r, _ in run_checks(tmp, "after").values())),
+                            [])
+        yield found
     finally:
         lab.down()
 
 
 @pytest.mark.parametrize("mutation", MUTATIONS, ids=str)
-def test_a_mutation_turns_exactly_its_requirement_red(deployed, mutation):
-    broke = on_host(mutation.breaks)
-    assert broke.returncode == 0, f"could not apply {mutation}: {broke.stderr}"
-    try:
-        red, names = run_checks(deployed, mutation.name)
-    finally:
-        restored = on_host(mutation.restores)
-    assert restored.returncode == 0, f"could not restore after {mutation}: {restored.stderr}"
+def test_a_mutation_turns_exactly_its_requirement_red(outcomes, mutation):
+    red, names = outcomes[mutation.name]
     assert red == mutation.expected, (
         f"{mutation}: expected exactly {sorted(mutation.expected)} red, got {sorted(red)} "
         f"from {names}")
 
 
-def test_every_mutation_was_restored(deployed):
-    red, names = run_checks(deployed, "after")
-    assert not red, f"a mutation leaked into the host: {names}"
+def test_every_mutation_was_restored(outcomes):
+    assert not outcomes["(after)"][0], f"a mutation leaked: {sorted(outcomes['(after)'][0])}"
 
 
 def test_mutations_cover_every_requirement_with_a_compliance_check():
