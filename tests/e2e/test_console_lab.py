@@ -137,6 +137,11 @@ def test_console_on_a_lab_host(console_host, browser):
     assert "ark-api.service" in shown and "ark-agent@joey.service" in shown
     for unit, state in shown.items():
         actual = on("systemctl", "show", "-p", "ActiveState", "--value", unit).stdout.strip()
+        if unit == "ark-audit-ingest.service":
+            # A oneshot the path unit starts for each spooled record (the sign-ins above):
+            # it is activating or inactive from one millisecond to the next.
+            assert {state, actual} <= {"activating", "inactive"}, (unit, state, actual)
+            continue
         assert state == actual, f"{unit}: page {state}, systemctl {actual}"
     admin.screenshot(path=str(SHOTS / "lab-status.png"), full_page=True)
 
