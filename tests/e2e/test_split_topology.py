@@ -112,19 +112,26 @@ def test_a_flow_is_traced_across_two_hosts(split_lab):
     """Both agent hosts consume the same streams from the one Redis, so a bar Kyle emits
     on one host is often picked up by an agent on the other: `invoke trace` follows it."""
 
+    seen: dict[str, str] = {}  # what the last look found, for the failure message
+
     def spanning() -> tuple[str, list[dict]] | None:
         for cid in recent_decisions(API) + recent_decisions(AGENTS):
             out = io.StringIO()
             if trace_fleet.run(cid, None, None, as_json=True, out=out) != 0:
+                seen[cid] = "trace failed: " + out.getvalue()[-300:]
                 continue
             hops = [json.loads(line) for line in out.getvalue().splitlines()
                     if line.startswith("{")]
-            if len({h["host"] for h in hops if h["agent"] in ("kyle", "joey", "kenny",
-                                                                "hrm")}) >= 2:
+            hosts = {h["host"] for h in hops if h["agent"] in ("kyle", "joey", "kenny", "hrm")}
+            seen[cid] = f"{len(hops)} hops on {sorted(hosts)}"
+            if len(hosts) >= 2:
                 return cid, hops
         return None
 
-    cid, hops = wait_for(spanning, 90, "a decision whose flow spans two hosts")
+    try:
+        cid, hops = wait_for(spanning, 90, "a decision whose flow spans two hosts")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; last look: {dict(list(seen.items())[-6:])}") from None
     steps = [(h["agent"], h["event"]) for h in hops]
     for step in (("kyle", "emitted"), ("joey", "received"), ("kenny", "received"),
                  ("hrm", "decided")):
