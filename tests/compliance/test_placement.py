@@ -79,10 +79,11 @@ def test_agent_processes_only_on_ark_agents_hosts(host, hostvars, groups):
 
 @pytest.fixture(scope="module")
 def redis_address(request, hostvars) -> str:
-    """Where this host's runtime must find Redis: loopback on the first ark_redis host,
-    that host's address everywhere else (as roles/ark_runtime renders it)."""
+    """Where this host's runtime must find Redis: its own over loopback on an ark_redis
+    host, the first ark_redis host's address everywhere else (as roles/ark_runtime renders
+    it)."""
     server = hostvars["groups"]["ark_redis"][0]
-    if server == hostvars["inventory_hostname"]:
+    if hostvars["inventory_hostname"] in hostvars["groups"]["ark_redis"]:
         return "127.0.0.1"
     inventory = request.config.getoption("ansible_inventory")
     svars = testinfra.get_host(f"ansible://{server}",
@@ -90,7 +91,7 @@ def redis_address(request, hostvars) -> str:
     return svars.get("ark_listen_address") or svars["ansible_host"]
 
 
-def test_the_runtime_uses_the_first_ark_redis_hosts_redis(host, hostvars, redis_address):
+def test_the_runtime_uses_its_groups_redis(host, hostvars, redis_address):
     port = int(hostvars.get("ark_redis_port", 6379))
     assert host.check_output(URL_ADDRESS) == f"{redis_address}:{port}"
     result = host.run(ENV + PING)
