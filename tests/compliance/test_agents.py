@@ -110,6 +110,15 @@ def test_a_decision_traces_back_to_kyle_through_every_agent(host, hostvars):
     )
     traces = [local_trace(host, cid) + (cid,) for cid in cids]
     complete = [t for t in traces if all(step in t[1] for step in STEPS)]
+    if many and not complete:
+        # Every flow decided here began or passed on another host: this host's part of the
+        # newest one (HRM's verdict and the stored decision) must still be here, in order.
+        hops, path, cid = traces[0]
+        assert ("hrm", "decided") in path and ("decisions", "decision") in path, (cid, path)
+        order = [a for a, _ in path if a in ("kyle", "joey", "kenny", "hrm")]
+        rank = {"kyle": 0, "joey": 1, "kenny": 2, "hrm": 3}
+        assert order == sorted(order, key=rank.get), (cid, path)
+        return
     hops, path, cid = complete[0] if complete else traces[0]
     for step in STEPS:
         assert step in path, f"{step} missing from the trace of {cid}: {path}"
