@@ -83,7 +83,11 @@ def split_lab():
     group_vars = LabPaths.default().inventory / "group_vars"
     group_vars.mkdir(exist_ok=True)
     # Written, never deleted: Ansible caches inventory vars in-process.
-    (group_vars / "all.yml").write_text("ark_lab: false\n")
+    # A paced synthetic feed, so bars keep coming while every agent host is up (the lab's
+    # 800-bar sample is gone in a second, before the second agent host's agents are ready).
+    (group_vars / "all.yml").write_text(
+        "ark_lab: false\nark_runtime_env:\n  ARK_FEED: synthetic\n"
+        "  ARK_FEED_BARS: '100000'\n  ARK_FEED_RATE: '30'\n")
     try:
         yield deploy_mod.deploy(echo=True)  # the whole play in the test's output
     finally:
