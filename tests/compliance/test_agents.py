@@ -89,8 +89,11 @@ STEPS = (("kyle", "emitted"), ("joey", "received"), ("kenny", "received"),
 
 
 def local_trace(host, cid: str) -> tuple[list[dict], list[tuple[str, str]]]:
-    out = host.check_output(WITH_ENV + f"{ARK} trace --json %s", cid)
-    hops = [json.loads(line) for line in out.splitlines() if line.startswith("{")]
+    # Exit 1 (no log line here mentions it) is an empty trace: on a host that shares its
+    # Redis, the newest decision's batch log line may not be written yet.
+    out = host.run(WITH_ENV + f"{ARK} trace --json %s", cid)
+    assert out.rc in (0, 1), out.stderr
+    hops = [json.loads(line) for line in out.stdout.splitlines() if line.startswith("{")]
     # source is "<host>/<agent>" for log hops, "store/decisions" for the stored decision
     return hops, [(h["source"].rsplit("/", 1)[-1], h["event"]) for h in hops]
 
