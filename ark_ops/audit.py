@@ -27,6 +27,7 @@ import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 from ark_ops.errors import OpsError
 from ark_ops.fleet import FleetHost, HostOutcome, inventory_hosts, run_as_root, run_everywhere
@@ -208,11 +209,11 @@ def audit_action(action: str, args: dict[str, Any], inventory: str | None,
     rec.log.append(action=action, result="started", args=rec.args, who=rec.who,
                    where=f"control:{socket.gethostname()}",
                    correlation_id=rec.correlation_id)
-    saved = {k: os.environ.get(k) for k in rec.env()}
-    os.environ.update(rec.env())
     t0 = time.monotonic()
     try:
-        yield rec
+        # The children (ansible-playbook, Fabric's shells) inherit the audit identity.
+        with mock.patch.dict(os.environ, rec.env()):
+            yield rec
     except BaseException as exc:
         why = "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc)[:300]
         if getattr(exc, "result", None) is not None and hasattr(exc.result, "recap"):
@@ -220,12 +221,6 @@ def audit_action(action: str, args: dict[str, Any], inventory: str | None,
         rec.finish("failed" if not rec.hosts or rec.overall() == "ok" else rec.overall(),
                    time.monotonic() - t0, why)
         raise
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
     rec.finish(rec.overall(), time.monotonic() - t0, rec.failure)
 
 

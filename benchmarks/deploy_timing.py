@@ -33,6 +33,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -71,16 +72,8 @@ def mitogen(plugin_dir: Path | None):
         return
     env = {"ANSIBLE_STRATEGY": "mitogen_linear", "PYTHONPATH": str(plugin_dir),
            "ANSIBLE_STRATEGY_PLUGINS": str(plugin_dir / "ansible_mitogen/plugins/strategy")}
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
+    with mock.patch.dict(os.environ, env):
         yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def timed_deploy(tree: Path | None, inventory: Path, mitogen_dir: Path | None = None
