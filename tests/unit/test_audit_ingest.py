@@ -218,6 +218,8 @@ def test_generated_spools_lose_nothing(tmp_path_factory, entries) -> None:
                 del rec[name]
             elif name in ("detail", "duration_ms") and bad is None:
                 rec[name] = [bad]  # None is valid there (no detail, no duration)
+            elif name == "duration_ms" and isinstance(bad, int):
+                rec[name] = -1 - abs(bad)  # 0 and up is a valid duration; below 0 is not
             elif name == "detail" and isinstance(bad, str):
                 rec[name] = "x" * 501 + bad  # any text is a detail; too long is not
             else:
