@@ -197,11 +197,21 @@ def _ark_subcommand(cmdline: str | None) -> str | None:
     return None
 
 
+def _serves_api(cmdline: str | None) -> bool:
+    """`ark api [--options]` serves; `ark api hash-password` and other tools under it do not."""
+    argv = (cmdline or "").split()
+    for i, arg in enumerate(argv):
+        if os.path.basename(arg) == "ark" or arg in ("ark_runtime.cli", "ark_runtime"):
+            rest = argv[i + 1:]
+            return bool(rest) and rest[0] == "api" and all(a.startswith("-") for a in rest[1:2])
+    return False
+
+
 def is_ours(role: str, holder: Holder) -> bool:
     unit = holder.unit or ""
     sub = _ark_subcommand(holder.cmdline)
     if role == "api":
-        return sub == "api" or unit == "ark-api.service"
+        return _serves_api(holder.cmdline) or unit == "ark-api.service"
     if role == "redis":
         return holder.comm == "redis-server" or unit.startswith("redis-server")
     # metrics: any ARK process may serve them (an ark command, or one of ARK's units;

@@ -111,6 +111,20 @@ def test_ark_api_holding_api_port_is_ours(tmp_path: Path) -> None:
         proc.wait()
 
 
+@pytest.mark.parametrize(("cmdline", "serves"), [
+    ("/opt/ark/venv/bin/python /opt/ark/venv/bin/ark api", True),
+    ("/opt/ark/venv/bin/ark api --bind 127.0.0.1", True),
+    ("python -m ark_runtime.cli api", True),
+    ("python -m ark_runtime.cli api hash-password", False),  # a tool under `ark api`
+    ("/opt/ark/venv/bin/ark api check-operators", False),
+    ("/opt/ark/venv/bin/ark agent kyle", False),
+    ("python3 -m http.server 8101", False),
+])
+def test_only_the_api_server_counts_as_ours_on_the_api_port(cmdline: str, serves: bool) -> None:
+    holder = ports.Holder(pid=1, comm="python3", cmdline=cmdline, user="ark")
+    assert ports.is_ours("api", holder) is serves
+
+
 @pytest.mark.skipif(shutil.which("redis-server") is None, reason="no redis-server")
 def test_redis_server_on_redis_port_is_ours_and_foreign_on_api() -> None:
     port = free_port()
@@ -159,14 +173,35 @@ def test_module_has_no_ark_runtime_import() -> None:
             assert all(not a.name.startswith("ark_runtime") for a in node.names)
 
 
+# A uid of its own for the holder: the fallback names *that user's* processes, and a root-owned
+# holder would race with other workers' root `ark api ...` processes (seen in CI).
+HOLDER_UID = 65532
+
+
 @pytest.mark.skipif(os.geteuid() != 0, reason="needs root to drop to another user")
-def test_unprivileged_check_still_reports_holder_user(
-        http_server: tuple[subprocess.Popen[bytes], int]) -> None:
-    """Run as nobody: root's fd table is unreadable, so the report falls back to the socket's
-    owner and says so rather than claiming the port is free."""
+def test_unprivileged_check_still_reports_holder_user() -> None:
+    """Run as nobody: another user's fd table is unreadable, so the report falls back to the
+    socket's owner and says so rather than claiming the port is free."""
+    port = free_port()
+    server = subprocess.Popen(["/usr/bin/python3", "-m", "http.server", str(port), "--bind",
+                               "127.0.0.1"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                              user=HOLDER_UID, group=HOLDER_UID, cwd="/")
+    try:
+        wait_listening(port)
+        res = _check_as_nobody(port)
+    finally:
+        server.kill()
+        server.wait()
+    assert res.returncode == 69, res.stderr
+    [api] = json.loads(res.stdout)["ports"]
+    assert api["status"] == "foreign"
+    assert api["holders"][0]["user"] == str(HOLDER_UID) and api["holders"][0]["exact"] is False
+    assert "run as root" in api["message"]
+
+
+def _check_as_nobody(port: int) -> subprocess.CompletedProcess[str]:
     import tempfile
 
-    _, port = http_server
     with tempfile.TemporaryDirectory() as tmp:  # pytest's tmp_path is 0700 root
         os.chmod(tmp, 0o755)
         copy = Path(tmp) / "ports.py"
@@ -175,11 +210,7 @@ def test_unprivileged_check_still_reports_holder_user(
         res = subprocess.run(["/usr/bin/python3", "-I", str(copy), "--ports", f"api={port}",
                               "--json"], capture_output=True, text=True, user=65534,
                              group=65534, cwd=tmp)
-    assert res.returncode == 69, res.stderr
-    [api] = json.loads(res.stdout)["ports"]
-    assert api["status"] == "foreign"
-    assert api["holders"][0]["user"] == "root" and api["holders"][0]["exact"] is False
-    assert "run as root" in api["message"]
+    return res
 
 
 def test_every_needed_port_is_in_the_deploy_preflight_and_the_env_schema():
