@@ -116,6 +116,15 @@ def nspawn_pids(name: str | None = None) -> list[int]:
     return pids
 
 
+def console_tail(lay: HostLayout, lines: int = 15) -> str:
+    """The last lines the guest's console (and nspawn's own complaints) wrote."""
+    try:
+        text = lay.console_log.read_text(errors="replace")
+    except FileNotFoundError:
+        return "(no console.log)"
+    return "\n".join(text.rstrip().splitlines()[-lines:])
+
+
 def start(lay: HostLayout) -> None:
     if supervisor_pid(lay):
         return

@@ -19,6 +19,7 @@ from ark_ops.preflight import LAB_TOOLS, require_root, require_tools
 from ark_ops.proc import run
 
 BOOT_TIMEOUT = 120
+NSPAWN_EXITED = "nspawn exited"
 
 
 @dataclass
@@ -94,12 +95,15 @@ def up(hosts: int = 1, paths: LabPaths | None = None, log=print,
         hostmod.start(lay)
     _write_known_hosts(paths, wanted)
     inventory.write(paths, wanted, topology, user)
-    statuses = wait_until_booted(paths, wanted)
+    statuses = boot(paths, wanted, log)
     bad = [s for s in statuses if not s.ok]
     if bad:
         detail = "; ".join(f"{s.name}: {s.system_state}" for s in bad)
+        tails = "".join(f"\n--- {s.name} console.log ends:\n"
+                        + hostmod.console_tail(hostmod.layout(paths, LabHost.parse(s.name)))
+                        for s in bad)
         raise OpsError(f"lab host(s) did not boot: {detail}. Console logs are in "
-                       f"{paths.state / 'hosts'}/<host>/console.log")
+                       f"{paths.state / 'hosts'}/<host>/console.log{tails}")
     if user != "root":
         _check_operator(paths, wanted, user)
     log(f"lab up: {hosts} host(s) in {time.monotonic() - started:.1f}s; topology {topology}; "
@@ -160,7 +164,7 @@ def _wait_one(paths: LabPaths, h: LabHost) -> HostStatus:
     while time.monotonic() < deadline:
         lay = hostmod.layout(paths, h)
         if not hostmod.supervisor_pid(lay):
-            return HostStatus(h.name, h.address, False, "nspawn exited; see console.log")
+            return HostStatus(h.name, h.address, False, f"{NSPAWN_EXITED}; see console.log")
         state = _system_state(paths, h, wait=True)
         if not state.startswith("unreachable"):
             break
@@ -173,6 +177,24 @@ def _wait_one(paths: LabPaths, h: LabHost) -> HostStatus:
         ).stdout.split()
         state = f"degraded (failed units: {', '.join(u for u in failed if '.' in u)})"
     return HostStatus(h.name, h.address, True, state)
+
+
+def boot(paths: LabPaths, hosts: list[LabHost], log=print) -> list[HostStatus]:
+    """Wait for every started host to boot. A guest whose nspawn exits at once gets one more
+    start (seen once in CI on a machine's first lab.up; the host booted on the next try),
+    and what its console said is logged, not lost."""
+    statuses = wait_until_booted(paths, hosts)
+    exited = [h for h, s in zip(hosts, statuses, strict=True)
+              if s.system_state.startswith(NSPAWN_EXITED)]
+    if not exited:
+        return statuses
+    for h in exited:
+        lay = hostmod.layout(paths, h)
+        log(f"{h.name}: nspawn exited while booting; starting it once more. console.log ends:\n"
+            + hostmod.console_tail(lay))
+        hostmod.start(lay)
+    again = {s.name: s for s in wait_until_booted(paths, exited)}
+    return [again.get(s.name, s) for s in statuses]
 
 
 def wait_until_booted(paths: LabPaths, hosts: list[LabHost]) -> list[HostStatus]:

@@ -1,0 +1,57 @@
+"""lab.up's boot wait: a guest whose nspawn exits at once gets one more start, and what its
+console said reaches the operator (the CI failure that prompted it left no trace)."""
+
+from __future__ import annotations
+
+from ark_ops.lab import host as hostmod
+from ark_ops.lab import lab
+from ark_ops.lab.config import LabHost, LabPaths
+
+
+def paths_in(tmp_path) -> LabPaths:
+    return LabPaths(state=tmp_path / "s", cache=tmp_path / "c", inventory=tmp_path / "i")
+
+
+def status(name: str, state: str) -> lab.HostStatus:
+    return lab.HostStatus(name, "10.0.0.1", not state.startswith(lab.NSPAWN_EXITED), state)
+
+
+def test_an_exited_guest_is_started_once_more_and_its_console_is_logged(tmp_path, monkeypatch):
+    paths = paths_in(tmp_path)
+    hosts = [LabHost(1), LabHost(2)]
+    lay = hostmod.layout(paths, hosts[1])
+    lay.console_log.parent.mkdir(parents=True)
+    lay.console_log.write_text("booting\nDirectory tree is currently busy.\n")
+    rounds = iter([
+        [status("ark-lab-1", "running"), status("ark-lab-2", "nspawn exited; see console.log")],
+        [status("ark-lab-2", "running")],
+    ])
+    waited, started, logged = [], [], []
+    monkeypatch.setattr(lab, "wait_until_booted",
+                        lambda p, hs: (waited.append([h.name for h in hs]), next(rounds))[1])
+    monkeypatch.setattr(hostmod, "start", lambda lay: started.append(lay.host.name))
+    result = lab.boot(paths, hosts, log=logged.append)
+    assert [s.ok for s in result] == [True, True]
+    assert waited == [["ark-lab-1", "ark-lab-2"], ["ark-lab-2"]]  # only the exited one again
+    assert started == ["ark-lab-2"]
+    assert "ark-lab-2" in logged[0] and "currently busy" in logged[0]
+
+
+def test_a_guest_that_exits_twice_stays_failed(tmp_path, monkeypatch):
+    exited = status("ark-lab-1", "nspawn exited; see console.log")
+    monkeypatch.setattr(lab, "wait_until_booted", lambda p, hs: [exited])
+    monkeypatch.setattr(hostmod, "start", lambda lay: None)
+    [result] = lab.boot(paths_in(tmp_path), [LabHost(1)], log=lambda _: None)
+    assert not result.ok
+
+
+def test_a_host_that_is_only_slow_is_not_restarted(tmp_path, monkeypatch):
+    slow = status("ark-lab-1", "unreachable (ssh timed out)")
+    monkeypatch.setattr(lab, "wait_until_booted", lambda p, hs: [slow])
+    monkeypatch.setattr(hostmod, "start", lambda lay: (_ for _ in ()).throw(AssertionError))
+    assert lab.boot(paths_in(tmp_path), [LabHost(1)], log=lambda _: None) == [slow]
+
+
+def test_console_tail_without_a_log(tmp_path):
+    assert hostmod.console_tail(hostmod.layout(paths_in(tmp_path), LabHost(1))) \
+        == "(no console.log)"
