@@ -6,22 +6,17 @@ from __future__ import annotations
 
 import json
 import threading
-from pathlib import Path
 
 import pytest
 import uvicorn
-from conftest import REPO, free_port, wait_for
+from conftest import free_port, wait_for
 from console_app import PASSWORDS, make_app
 
 from ark_runtime.bus.envelope import Envelope
 from ark_runtime.bus.registry import ControlResume
+from tests.support.chromium import SHOTS, launched, needs_chromium, new_page
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
-SHOTS = REPO / "reports" / "ui"
-
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium")
+pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")
@@ -45,19 +40,8 @@ def served(redis_server, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
+    with launched() as b:
         yield b
-        b.close()
-
-
-def new_page(browser):
-    # The console's CSP forbids eval; Playwright's wait_for_function predicates need it, so
-    # the test context (only) bypasses CSP. The header itself is tested in test_api_console.
-    return browser.new_context(bypass_csp=True).new_page()
 
 
 def signed_in(browser, served, user):
