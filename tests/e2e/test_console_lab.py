@@ -22,7 +22,13 @@ from ark_ops.lab import lab
 from ark_ops.lab.config import LabPaths
 from ark_runtime.api.passwords import hash_password
 from tests.support import lab_shell
-from tests.support.chromium import SHOTS, launched, needs_chromium, new_page
+from tests.support.chromium import (
+    SHOTS,
+    launched,
+    needs_chromium,
+    new_page,
+    wrong_password_until_limited,
+)
 from tests.support.lab_shell import wait_for
 
 HOST = "ark-lab-1"
@@ -88,17 +94,7 @@ def test_console_on_a_lab_host(console_host, browser):
     # --- wrong password refused, then the rate limit (10 attempts a minute per client)
     page = new_page(browser)
     page.goto(base + "/login")
-    message = ""
-    for _ in range(12):
-        page.fill("#username", "victor")
-        page.fill("#password", "wrong")
-        page.click("#login-submit")
-        page.wait_for_function("document.getElementById('login-error').textContent !== ''")
-        message = page.text_content("#login-error")
-        if "too many" in message:
-            break
-        assert "wrong operator name or password" in message
-        page.evaluate("document.getElementById('login-error').textContent = ''")
+    message = wrong_password_until_limited(page, "victor", attempts=12)
     assert "too many sign-in attempts" in message
     page.screenshot(path=str(SHOTS / "lab-login-rate-limited.png"))
     # The per-client window is 60 s: wait it out rather than weaken the limit.

@@ -14,7 +14,13 @@ from console_app import PASSWORDS, make_app
 
 from ark_runtime.bus.envelope import Envelope
 from ark_runtime.bus.registry import ControlResume
-from tests.support.chromium import SHOTS, launched, needs_chromium, new_page
+from tests.support.chromium import (
+    SHOTS,
+    launched,
+    needs_chromium,
+    new_page,
+    wrong_password_until_limited,
+)
 
 pytestmark = needs_chromium
 
@@ -62,16 +68,7 @@ def test_wrong_password_then_rate_limit(browser, served):
     page = new_page(browser)
     page.goto(served["base"] + "/")
     assert page.url.endswith("/login")
-    for _ in range(5):
-        page.fill("#username", "alice")
-        page.fill("#password", "wrong")
-        page.click("#login-submit")
-        page.wait_for_function("document.getElementById('login-error').textContent !== ''")
-        message = page.text_content("#login-error")
-        if "too many" in message:
-            break
-        assert "wrong operator name or password" in message
-        page.evaluate("document.getElementById('login-error').textContent = ''")
+    message = wrong_password_until_limited(page, "alice", attempts=5)
     assert "too many sign-in attempts" in message
     page.screenshot(path=str(SHOTS / "login-rate-limited.png"))
     served["app"].state.auth.per_client._hits.clear()

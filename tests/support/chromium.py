@@ -37,3 +37,21 @@ def new_page(browser):
     wait_for_function predicates need it. The CSP header itself is tested in
     tests/integration/test_api_console.py."""
     return browser.new_context(bypass_csp=True).new_page()
+
+
+def wrong_password_until_limited(page, user: str, attempts: int) -> str:
+    """Sign in with a wrong password until the console's rate limit answers (or `attempts`
+    run out); every refusal before it must be the plain wrong-password message. Returns the
+    last message shown."""
+    message = ""
+    for _ in range(attempts):
+        page.fill("#username", user)
+        page.fill("#password", "wrong")
+        page.click("#login-submit")
+        page.wait_for_function("document.getElementById('login-error').textContent !== ''")
+        message = page.text_content("#login-error")
+        if "too many" in message:
+            break
+        assert "wrong operator name or password" in message
+        page.evaluate("document.getElementById('login-error').textContent = ''")
+    return message
