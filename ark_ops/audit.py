@@ -40,7 +40,8 @@ REMOTE_TIMEOUT = 60
 
 
 def actor() -> str:
-    """$ARK_ACTOR, else login user @ control host (as panic.py names who panicked)."""
+    """Who runs this: $ARK_ACTOR, else login user @ control host (panic, DR and config
+    history name their operator the same way)."""
     return os.environ.get("ARK_ACTOR") or f"{getpass.getuser()}@{socket.gethostname()}"
 
 

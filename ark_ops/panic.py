@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import getpass
 import os
-import socket
 import time
 from dataclasses import dataclass, field
 
+from ark_ops.audit import actor
 from ark_ops.errors import OpsError
 from ark_ops.fleet import (
     FleetHost,
@@ -18,10 +17,6 @@ from ark_ops.fleet import (
     run_everywhere,
 )
 from ark_ops.inventories import resolve_inventory
-
-
-def actor() -> str:
-    return os.environ.get("ARK_ACTOR") or f"{getpass.getuser()}@{socket.gethostname()}"
 
 
 @dataclass

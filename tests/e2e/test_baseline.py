@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 
 import pytest
 
@@ -17,8 +16,8 @@ from ark_ops import deploy as deploy_mod
 from ark_ops.ansible_run import PlaybookFailed
 from ark_ops.lab import lab
 from ark_ops.lab.config import LabHost, LabPaths
-from ark_ops.lab.ssh import ssh_argv
 from ark_ops.verify import verify
+from tests.support.lab_shell import on
 
 pytestmark = [
     pytest.mark.lab,
@@ -27,11 +26,6 @@ pytestmark = [
 ]
 HOST = "ark-lab-1"
 SYSCTL_FILE = "/etc/sysctl.d/60-ark-redis.conf"
-
-
-def on_host(script: str) -> subprocess.CompletedProcess:
-    return subprocess.run(ssh_argv(LabPaths.default(), LabHost(1), script),
-                          capture_output=True, text=True, timeout=60)
 
 
 def findings() -> dict[str, dict]:
@@ -74,7 +68,7 @@ def test_a_redeploy_with_nothing_to_change_reports_nothing_changed(deployed):
 
 
 def test_a_broken_setting_is_put_back_and_reported_as_changed(deployed):
-    broken = on_host(f"sed -i 's/= 1$/= 0/' {SYSCTL_FILE} && cat {SYSCTL_FILE}")
+    broken = on(LabHost(1), f"sed -i 's/= 1$/= 0/' {SYSCTL_FILE} && cat {SYSCTL_FILE}")
     assert "vm.overcommit_memory = 0" in broken.stdout, broken.stderr
     result = deploy_mod.deploy(echo=False)
     checks = findings()
@@ -82,7 +76,7 @@ def test_a_broken_setting_is_put_back_and_reported_as_changed(deployed):
     assert [c for c, f in checks.items() if f["status"] == "changed"] == [
         "overcommit sysctl.d file"]
     assert result.changed[HOST] >= 1
-    assert "vm.overcommit_memory = 1" in on_host(f"cat {SYSCTL_FILE}").stdout
+    assert "vm.overcommit_memory = 1" in on(LabHost(1), f"cat {SYSCTL_FILE}").stdout
 
 
 def test_a_host_below_the_baseline_is_refused_before_any_change(deployed):

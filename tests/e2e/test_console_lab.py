@@ -13,46 +13,36 @@ import re
 import secrets
 import subprocess
 import time
-from pathlib import Path
 
 import pytest
 import yaml
 
 from ark_ops import deploy as deploy_mod
 from ark_ops.lab import lab
-from ark_ops.lab.config import LabHost, LabPaths
-from ark_ops.lab.ssh import ssh_argv
+from ark_ops.lab.config import LabPaths
 from ark_runtime.api.passwords import hash_password
+from tests.support import lab_shell
+from tests.support.chromium import (
+    SHOTS,
+    launched,
+    needs_chromium,
+    new_page,
+    wrong_password_until_limited,
+)
+from tests.support.lab_shell import wait_for
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
-SHOTS = Path(__file__).resolve().parents[2] / "reports" / "ui"
 HOST = "ark-lab-1"
 PASSWORDS = {"alice": secrets.token_urlsafe(12), "victor": secrets.token_urlsafe(12)}
 
 pytestmark = [
     pytest.mark.lab,
     pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root"),
-    pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium"),
+    needs_chromium,
 ]
 
 
 def on(*cmd: str, check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(ssh_argv(LabPaths.default(), LabHost.parse(HOST), *cmd),
-                          capture_output=True, text=True, timeout=120)
-    if check:
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc
-
-
-def wait_until(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := predicate():
-            return result
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
+    return lab_shell.on(HOST, *cmd, check=check)
 
 
 @pytest.fixture(scope="module")
@@ -79,22 +69,12 @@ def console_host():
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
+    with launched() as b:
         yield b
-        b.close()
-
-
-def page_for(browser):
-    # bypass_csp only so Playwright's predicates may eval; the app's CSP is tested elsewhere.
-    return browser.new_context(bypass_csp=True).new_page()
 
 
 def signed_in(browser, base: str, user: str):
-    page = page_for(browser)
+    page = new_page(browser)
     page.goto(base + "/login")
     page.fill("#username", user)
     page.fill("#password", PASSWORDS[user])
@@ -112,19 +92,9 @@ def unit_state(page, unit: str) -> str:
 def test_console_on_a_lab_host(console_host, browser):
     base = console_host
     # --- wrong password refused, then the rate limit (10 attempts a minute per client)
-    page = page_for(browser)
+    page = new_page(browser)
     page.goto(base + "/login")
-    message = ""
-    for _ in range(12):
-        page.fill("#username", "victor")
-        page.fill("#password", "wrong")
-        page.click("#login-submit")
-        page.wait_for_function("document.getElementById('login-error').textContent !== ''")
-        message = page.text_content("#login-error")
-        if "too many" in message:
-            break
-        assert "wrong operator name or password" in message
-        page.evaluate("document.getElementById('login-error').textContent = ''")
+    message = wrong_password_until_limited(page, "victor", attempts=12)
     assert "too many sign-in attempts" in message
     page.screenshot(path=str(SHOTS / "lab-login-rate-limited.png"))
     # The per-client window is 60 s: wait it out rather than weaken the limit.
@@ -148,13 +118,13 @@ def test_console_on_a_lab_host(console_host, browser):
     # --- stop and start a unit from the page; systemctl sees it
     row = '#units tr[data-unit="ark-agent@joey.service"]'
     admin.click(f'{row} button[data-verb="stop"]')
-    wait_until(lambda: on("systemctl", "is-active", "ark-agent@joey.service",
+    wait_for(lambda: on("systemctl", "is-active", "ark-agent@joey.service",
                           check=False).stdout.strip() == "inactive", 30, "joey to stop")
     admin.wait_for_function(f"""() => document.querySelector('{row}')
                                 .children[1].textContent === 'inactive'""")
     admin.screenshot(path=str(SHOTS / "lab-joey-stopped.png"), full_page=True)
     admin.click(f'{row} button[data-verb="start"]')
-    wait_until(lambda: on("systemctl", "is-active", "ark-agent@joey.service",
+    wait_for(lambda: on("systemctl", "is-active", "ark-agent@joey.service",
                           check=False).stdout.strip() == "active", 30, "joey to start")
 
     # --- the log viewer follows a new line
@@ -194,7 +164,7 @@ def test_console_on_a_lab_host(console_host, browser):
         == "active"
     viewer.screenshot(path=str(SHOTS / "lab-viewer.png"))
     # The API's records reached root's chain (ark-audit-ingest.path), marked as the console's.
-    wait_until(lambda: ("console:alice", "console.unit.stop", "ok") in chain_actions(), 10,
+    wait_for(lambda: ("console:alice", "console.unit.stop", "ok") in chain_actions(), 10,
                "alice's unit.stop in the root chain")
     assert ("console:victor", "console.login", "failed") in chain_actions()
 
@@ -209,7 +179,7 @@ def test_a_failed_login_and_an_admin_action_reach_the_root_chain(console_host, b
     """Within a few seconds of the API spooling them, root's ingester has them in the chain,
     which still verifies, and the spool is empty again."""
     base, stranger = console_host, f"mallory-{secrets.token_hex(3)}"
-    page = page_for(browser)
+    page = new_page(browser)
     page.goto(base + "/login")
     page.fill("#username", stranger)
     page.fill("#password", "not-the-password")
@@ -225,7 +195,7 @@ def test_a_failed_login_and_an_admin_action_reach_the_root_chain(console_host, b
     started = time.monotonic()
     want = {(f"console:{stranger}", "console.login", "failed"),
             ("console:alice", "console.snapshot", "ok")}
-    wait_until(lambda: want <= chain_actions(), 10, "both records in the root chain")
+    wait_for(lambda: want <= chain_actions(), 10, "both records in the root chain")
     print(f"console records in the root chain {time.monotonic() - started:.1f} s after the "
           "action")
     assert json.loads(on("/opt/ark/venv/bin/ark", "audit", "verify", "--json").stdout)["ok"]

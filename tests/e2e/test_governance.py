@@ -17,8 +17,8 @@ from pathlib import Path
 import pytest
 
 from ark_ops.lab import lab
-from ark_ops.lab.config import LabHost, LabPaths
-from ark_ops.lab.ssh import ssh_argv
+from ark_ops.lab.config import LabPaths
+from tests.support import lab_shell
 
 pytestmark = [
     pytest.mark.lab,
@@ -41,10 +41,7 @@ def invoke(*args: str, ok: bool = True) -> subprocess.CompletedProcess:
 
 
 def on(*cmd: str) -> str:
-    proc = subprocess.run(ssh_argv(LabPaths.default(), LabHost.parse(HOST), *cmd),
-                          capture_output=True, text=True, timeout=120)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc.stdout
+    return lab_shell.on(HOST, *cmd, check=True).stdout
 
 
 def host_records(action: str) -> list[dict]:

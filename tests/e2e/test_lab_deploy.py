@@ -20,8 +20,8 @@ from ark_ops.deploy_lock import exclusive
 from ark_ops.inventories import REPO_ROOT
 from ark_ops.lab import lab
 from ark_ops.lab.config import LabHost, LabPaths
-from ark_ops.lab.ssh import ssh_argv
 from ark_ops.verify import verify
+from tests.support.lab_shell import on
 
 pytestmark = [
     pytest.mark.lab,
@@ -29,11 +29,6 @@ pytestmark = [
 ]
 
 INVOKE = [sys.executable, "-m", "invoke"]
-
-
-def on_host(*cmd: str) -> subprocess.CompletedProcess:
-    return subprocess.run(ssh_argv(LabPaths.default(), LabHost(1), *cmd),
-                          capture_output=True, text=True, timeout=60)
 
 
 @pytest.fixture(scope="module")
@@ -76,12 +71,12 @@ def test_redeploy_changes_nothing(first_deploy):
 
 @pytest.mark.requirement("INFRA_01")
 def test_verify_fails_and_names_the_requirement_when_a_service_is_down(first_deploy, tmp_path):
-    assert on_host("systemctl", "stop", "ark-api.service").returncode == 0
+    assert on(LabHost(1), "systemctl", "stop", "ark-api.service").returncode == 0
     try:
         rc = verify(keyword="enabled_and_active", reports_dir=tmp_path)
         report = (tmp_path / "compliance-latest.md").read_text()
     finally:
-        on_host("systemctl", "start", "ark-api.service")
+        on(LabHost(1), "systemctl", "start", "ark-api.service")
     assert rc != 0
     assert "| INFRA_01 | FAIL |" in report
 
@@ -98,14 +93,14 @@ def test_a_failing_redis_check_leaves_no_password_in_any_report(first_deploy, tm
     assert len(password) >= 32
     # Redis now wants another password than the deployed one, so the check that logs in
     # fails. The new one has the deployed one inside it: neither may show anywhere.
-    change = on_host(WITH_REDIS_PASSWORD + "redis-cli CONFIG SET requirepass "
+    change = on(LabHost(1), WITH_REDIS_PASSWORD + "redis-cli CONFIG SET requirepass "
                      '"${ARK_REDIS_PASSWORD}-changed"')
     assert change.returncode == 0 and "OK" in change.stdout, change.stdout + change.stderr
     console: list[str] = []
     try:
         rc = verify(keyword="test_redis", reports_dir=tmp_path, echo=console.append)
     finally:
-        restore = on_host("set -a; . /etc/ark/env/infrastructure.env; set +a; "
+        restore = on(LabHost(1), "set -a; . /etc/ark/env/infrastructure.env; set +a; "
                           'REDISCLI_AUTH="${ARK_REDIS_PASSWORD}-changed" redis-cli '
                           'CONFIG SET requirepass "$ARK_REDIS_PASSWORD"')
     assert restore.returncode == 0 and "OK" in restore.stdout, restore.stdout + restore.stderr
@@ -168,7 +163,7 @@ def test_invoke_logs_reads_and_follows_the_hosts_logs(first_deploy):
             time.sleep(2)  # the remote tail starts after ssh connects
             # one string: ssh joins its arguments and the remote shell parses them again
             append = f"echo {shlex.quote(line)} >> /var/log/ark/kyle.log"
-            assert on_host(append).returncode == 0
+            assert on(LabHost(1), append).returncode == 0
             ready, _, _ = select.select([follow.stdout], [], [], 3)
             if ready:
                 seen += follow.stdout.readline()
@@ -178,7 +173,7 @@ def test_invoke_logs_reads_and_follows_the_hosts_logs(first_deploy):
         rc = follow.wait(timeout=30)
     assert rc in (0, 130), follow.stderr.read()
     time.sleep(1)
-    tails = on_host("pgrep", "-af", "tail -q -n 0").stdout.strip()
+    tails = on(LabHost(1), "pgrep", "-af", "tail -q -n 0").stdout.strip()
     assert tails == "", f"remote tail left behind: {tails}"
 
 

@@ -19,7 +19,6 @@ Needs root and the lab tools; skipped otherwise.
 from __future__ import annotations
 
 import os
-import subprocess
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from pathlib import Path
@@ -29,9 +28,9 @@ import pytest
 from ark_ops.deploy import deploy
 from ark_ops.inventories import REPO_ROOT
 from ark_ops.lab import lab
-from ark_ops.lab.config import LabHost, LabPaths
-from ark_ops.lab.ssh import ssh_argv
+from ark_ops.lab.config import LabHost
 from ark_ops.verify import verify
+from tests.support.lab_shell import on
 
 pytestmark = [
     pytest.mark.lab,
@@ -132,12 +131,6 @@ MUTATIONS = [
 HOSTS = [LabHost(i) for i in (1, 2, 3)]
 
 
-def on_host(host: LabHost, script: str) -> subprocess.CompletedProcess:
-    # One string: ssh joins its arguments into one remote command line anyway.
-    return subprocess.run(ssh_argv(LabPaths.default(), host, script),
-                          capture_output=True, text=True, timeout=120)
-
-
 def red_by_host(junit: Path) -> dict[str, tuple[set[str], list[str]]]:
     """host -> (requirements with a failing or erroring check there, those checks' names)."""
     out: dict[str, tuple[set[str], list[str]]] = {}
@@ -187,13 +180,13 @@ def outcomes(request, tmp_path_factory) -> dict[str, tuple[set[str], list[str]]]
         found: dict[str, tuple[set[str], list[str]]] = {}
         for n, batch in enumerate(rounds(chosen)):
             for host, mutation in batch:
-                broke = on_host(host, mutation.breaks)
+                broke = on(host, mutation.breaks)
                 assert broke.returncode == 0, f"could not apply {mutation}: {broke.stderr}"
             try:
                 red = run_checks(tmp, f"round-{n}")
             finally:
                 for host, mutation in batch:
-                    restored = on_host(host, mutation.restores)
+                    restored = on(host, mutation.restores)
                     assert restored.returncode == 0, f"could not restore {mutation}: " \
                                                      f"{restored.stderr}"
             for host, mutation in batch:

@@ -8,8 +8,8 @@ Needs root and the lab tools; skipped otherwise.
 
 from __future__ import annotations
 
+import functools
 import os
-import subprocess
 import time
 
 import pytest
@@ -22,9 +22,10 @@ from ark_ops.lab import host as hostmod
 from ark_ops.lab import lab
 from ark_ops.lab.config import LabHost, LabPaths
 from ark_ops.lab.operator import SUDOERS
-from ark_ops.lab.ssh import ssh_argv
 from ark_ops.logs import Filters, read_host
 from ark_ops.panic import panic, recover
+from tests.support import lab_shell
+from tests.support.lab_shell import units_active, wait_for
 
 pytestmark = [
     pytest.mark.lab,
@@ -33,36 +34,17 @@ pytestmark = [
 
 A, B = "ark-lab-1", "ark-lab-2"
 SUDO_PASSWORD = "e2e-" + "Vq7" * 6  # a throwaway for this lab host only
+# Every command here is expected to succeed unless the call says check=False.
+on = functools.partial(lab_shell.on, check=True)
 
 
 def quiet(*_a, **_k) -> None:
     pass
 
 
-def on(host: str, *cmd: str, check: bool = True, stdin: str | None = None,
-       as_root: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(ssh_argv(LabPaths.default(), LabHost.parse(host), *cmd,
-                                   as_root=as_root),
-                          capture_output=True, text=True, timeout=120, input=stdin)
-    if check:
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := predicate():
-            return result
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
 def healthy(host: str) -> bool:
     # As deploy itself: also while the password test has sudo -n refused on B.
-    units = ("ark-api.service", "ark-agent@kyle.service", "ark-agent@hrm.service")
-    return on(host, "systemctl", "is-active", *units, check=False,
-              as_root=False).stdout.split() == ["active"] * 3
+    return units_active(host, as_root=False)
 
 
 @pytest.fixture(scope="module")

@@ -17,9 +17,9 @@ from ark_ops import deploy as deploy_mod
 from ark_ops.ansible_run import PlaybookFailed
 from ark_ops.dr import dr_bundle, dr_restore
 from ark_ops.lab import lab
-from ark_ops.lab.config import LabHost, LabPaths
-from ark_ops.lab.ssh import ssh_argv
+from ark_ops.lab.config import LabHost
 from ark_ops.panic import panic, recover
+from tests.support.lab_shell import on, units_active, wait_for
 
 pytestmark = [
     pytest.mark.lab,
@@ -31,34 +31,12 @@ DECISIONS = "select correlation_id, approved, decided_at from decisions order by
 LEDGER = "select * from ledger order by 1"
 
 
-def on(host: str, *cmd: str, check: bool = False) -> subprocess.CompletedProcess:
-    proc = subprocess.run(ssh_argv(LabPaths.default(), LabHost.parse(host), *cmd),
-                          capture_output=True, text=True, timeout=120)
-    if check:
-        assert proc.returncode == 0, proc.stdout + proc.stderr
-    return proc
-
-
 def ark_processes(host: str) -> list[str]:
     return on(host, "pgrep", "-a", "-u", "ark").stdout.splitlines()
 
 
 def sqlite(host: str, query: str) -> str:
     return on(host, "sqlite3", "/var/lib/ark/memory.db", f"'{query}'", check=True).stdout
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := predicate():
-            return result
-        time.sleep(0.5)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-def healthy(host: str) -> bool:
-    units = ("ark-api.service", "ark-agent@kyle.service", "ark-agent@hrm.service")
-    return on(host, "systemctl", "is-active", *units).stdout.split() == ["active"] * 3
 
 
 def pipeline_settled(host: str) -> str:
@@ -97,7 +75,7 @@ def test_panic_kills_everything_and_nothing_restarts_until_recover(fleet):
     # Recover runs the cold-start checks, then ARK serves again with a consistent store.
     assert all(o.ok for o in recover(log=lambda *_: None))
     for host in fleet:
-        wait_for(lambda h=host: healthy(h), 60, f"{host} healthy after recover")
+        wait_for(lambda h=host: units_active(h), 60, f"{host} healthy after recover")
         assert sqlite(host, "pragma integrity_check").strip() == "ok"
         assert on(host, "test", "-e", "/var/lib/ark/PANIC").returncode == 1
 
@@ -117,7 +95,7 @@ def test_panic_with_redis_down_and_a_host_unreachable(fleet):
     assert ark_processes(A) == []
     on(A, "systemctl", "start", "redis-server", check=True)
     assert all(o.ok for o in recover(log=lambda *_: None))
-    wait_for(lambda: healthy(A), 60, "A healthy after recover")
+    wait_for(lambda: units_active(A), 60, "A healthy after recover")
 
 
 @pytest.mark.requirement("REC_01")
@@ -141,7 +119,7 @@ def test_panic_wins_over_a_running_deploy(fleet):
     time.sleep(3)
     assert ark_processes(A) == [], "the deploy restarted ARK after the panic"
     assert all(o.ok for o in recover(limit=A, log=lambda *_: None))
-    wait_for(lambda: healthy(A), 60, "A healthy after recover")
+    wait_for(lambda: units_active(A), 60, "A healthy after recover")
 
 
 @pytest.mark.requirement("REC_03")
@@ -159,7 +137,7 @@ def test_dr_bundle_restores_onto_a_fresh_host_with_the_same_state(fleet, tmp_pat
     deploy_mod.deploy(limit=fresh, echo=False)
     assert sqlite(fresh, DECISIONS) != decisions  # its own run, its own timestamps
     assert dr_restore(str(bundle.local), fresh, log=lambda *_: None).ok
-    wait_for(lambda: healthy(fresh), 60, "the restored host to serve")
+    wait_for(lambda: units_active(fresh), 60, "the restored host to serve")
     assert sqlite(fresh, DECISIONS) == decisions
     assert sqlite(fresh, LEDGER) == ledger
 
@@ -186,4 +164,4 @@ def test_deploy_stops_before_changing_anything_when_a_port_is_taken(fleet):
     finally:
         on(B, "systemctl", "stop", "squatter.service")
     deploy_mod.deploy(limit=B, echo=False)
-    wait_for(lambda: healthy(B), 60, "B healthy after the port is free")
+    wait_for(lambda: units_active(B), 60, "B healthy after the port is free")

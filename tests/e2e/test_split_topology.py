@@ -17,7 +17,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -26,10 +25,10 @@ from ark_ops import deploy as deploy_mod
 from ark_ops import trace_fleet
 from ark_ops.inventories import REPO_ROOT
 from ark_ops.lab import lab
-from ark_ops.lab.config import LabHost, LabPaths
-from ark_ops.lab.ssh import ssh_argv
+from ark_ops.lab.config import LabPaths
 from ark_ops.panic import panic, recover
 from ark_ops.verify import verify
+from tests.support.lab_shell import on, wait_for
 
 pytestmark = [
     pytest.mark.lab,
@@ -42,24 +41,9 @@ AGENT_UNITS = tuple(f"ark-agent@{a}.service" for a in ("kyle", "joey", "kenny", 
 INVOKE = [sys.executable, "-m", "invoke"]
 
 
-def on(host: str, command: str) -> subprocess.CompletedProcess:
-    # One string: ssh joins its argv for the remote shell anyway.
-    return subprocess.run(ssh_argv(LabPaths.default(), LabHost.parse(host), command),
-                          capture_output=True, text=True, timeout=120)
-
-
 def active(host: str, *units: str) -> list[bool]:
     out = on(host, "systemctl is-active " + " ".join(units)).stdout.split()
     return [state == "active" for state in out]
-
-
-def wait_for(predicate, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if result := predicate():
-            return result
-        time.sleep(1)
-    raise AssertionError(f"timed out after {timeout}s waiting for {what}")
 
 
 def requirement_cell(report: Path, requirement: str, host: str) -> str:

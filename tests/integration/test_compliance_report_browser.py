@@ -20,10 +20,8 @@ from conftest import REPO
 
 from ark_ops.report import catalogue_titles
 from ark_ops.verify import verify
+from tests.support.chromium import launched, needs_chromium
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
 SHOT = REPO / "reports" / "compliance-report.png"
 # Read-only checks that fail here (DEPLOY_03, parts of DEPLOY_01), one that passes
 # (DEPLOY_01's write check: there is no ark user to write anything), disruptive ones that skip.
@@ -32,7 +30,7 @@ KEYWORD = "cannot_write or venv or snapshot_on_request or ports_check"
 # checks run `cat -- /opt/ark/wheelhouse/runtime.lock`, which fails here and says so.
 SECRET = "wheelhouse/runtime.lock"
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium")
+pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")
@@ -70,12 +68,9 @@ def expected_cells(junit: Path) -> dict[tuple[str, str], str]:
 
 @pytest.fixture(scope="module")
 def page(run):
-    from playwright.sync_api import sync_playwright
-
     html = (run["reports"] / "compliance-latest.html").resolve()
     SHOT.parent.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
+    with launched() as browser:
         pg = browser.new_page(viewport={"width": 1400, "height": 1000})
         pg.goto(html.as_uri())
         pg.screenshot(path=str(SHOT), full_page=True)
@@ -83,7 +78,6 @@ def page(run):
             req: td.dataset.req, host: td.dataset.host, state: td.dataset.state,
             text: td.textContent.trim(), colour: getComputedStyle(td).backgroundColor}))""")
         yield {"page": pg, "cells": cells, "text": pg.inner_text("body"), "html": html}
-        browser.close()
 
 
 def test_verify_fails_and_still_writes_every_report(run) -> None:

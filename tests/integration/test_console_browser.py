@@ -6,22 +6,23 @@ from __future__ import annotations
 
 import json
 import threading
-from pathlib import Path
 
 import pytest
 import uvicorn
-from conftest import REPO, free_port, wait_for
+from conftest import free_port, wait_for
 from console_app import PASSWORDS, make_app
 
 from ark_runtime.bus.envelope import Envelope
 from ark_runtime.bus.registry import ControlResume
+from tests.support.chromium import (
+    SHOTS,
+    launched,
+    needs_chromium,
+    new_page,
+    wrong_password_until_limited,
+)
 
-CHROMIUM = Path("/usr/bin/chromium")
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
-SHOTS = REPO / "reports" / "ui"
-
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium")
+pytestmark = needs_chromium
 
 
 @pytest.fixture(scope="module")
@@ -45,19 +46,8 @@ def served(redis_server, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser():
-    from playwright.sync_api import sync_playwright
-
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
+    with launched() as b:
         yield b
-        b.close()
-
-
-def new_page(browser):
-    # The console's CSP forbids eval; Playwright's wait_for_function predicates need it, so
-    # the test context (only) bypasses CSP. The header itself is tested in test_api_console.
-    return browser.new_context(bypass_csp=True).new_page()
 
 
 def signed_in(browser, served, user):
@@ -78,16 +68,7 @@ def test_wrong_password_then_rate_limit(browser, served):
     page = new_page(browser)
     page.goto(served["base"] + "/")
     assert page.url.endswith("/login")
-    for _ in range(5):
-        page.fill("#username", "alice")
-        page.fill("#password", "wrong")
-        page.click("#login-submit")
-        page.wait_for_function("document.getElementById('login-error').textContent !== ''")
-        message = page.text_content("#login-error")
-        if "too many" in message:
-            break
-        assert "wrong operator name or password" in message
-        page.evaluate("document.getElementById('login-error').textContent = ''")
+    message = wrong_password_until_limited(page, "alice", attempts=5)
     assert "too many sign-in attempts" in message
     page.screenshot(path=str(SHOTS / "login-rate-limited.png"))
     served["app"].state.auth.per_client._hits.clear()

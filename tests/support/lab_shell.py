@@ -1,0 +1,46 @@
+"""A shell on a lab host and patient polling: what every end-to-end module needs."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable
+from typing import TypeVar
+
+from ark_ops.lab.config import LabHost, LabPaths
+from ark_ops.lab.ssh import ssh_argv
+
+T = TypeVar("T")
+
+
+def on(host: str | LabHost, *cmd: str, check: bool = False, stdin: str | None = None,
+       as_root: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run `cmd` on a lab host over its ssh master. ssh joins its argv into one remote command
+    line, so a single string with shell syntax is the clearest way to pass a script."""
+    target = host if isinstance(host, LabHost) else LabHost.parse(host)
+    proc = subprocess.run(ssh_argv(LabPaths.default(), target, *cmd, as_root=as_root),
+                          capture_output=True, text=True, timeout=timeout, input=stdin)
+    if check:
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+    return proc
+
+
+def wait_for(predicate: Callable[[], T], timeout: float, what: str,
+             interval: float = 0.5) -> T:
+    """The predicate's first truthy result, or an AssertionError naming what never came."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := predicate():
+            return result
+        time.sleep(interval)
+    raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
+
+
+CORE_UNITS = ("ark-api.service", "ark-agent@kyle.service", "ark-agent@hrm.service")
+
+
+def units_active(host: str | LabHost, *units: str, as_root: bool = True) -> bool:
+    """Every unit named (by default the API and the pipeline's two ends) is active."""
+    units = units or CORE_UNITS
+    out = on(host, "systemctl", "is-active", *units, as_root=as_root).stdout.split()
+    return out == ["active"] * len(units)
