@@ -35,6 +35,15 @@ class JsonFormatter(logging.Formatter):
         self.host = socket.gethostname()
 
     def format(self, record: logging.LogRecord) -> str:
+        # Each handler (stderr and the file) formats the record: encode it once, not twice.
+        cached = record.__dict__.get("_ark_json")
+        if cached is not None and cached[0] is self:
+            return cached[1]
+        text = self._format(record)
+        record._ark_json = (self, text)
+        return text
+
+    def _format(self, record: logging.LogRecord) -> str:
         line: dict[str, object] = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="microseconds"),
             "level": record.levelname.lower(),

@@ -45,3 +45,22 @@ def test_unwritable_log_dir_falls_back_to_stderr(tmp_path, capsys) -> None:
     assert logjson.setup("kyle", directory=blocker / "sub") is None
     assert "log file unavailable" in capsys.readouterr().err
     logging.getLogger().handlers.clear()
+
+
+@pytest.mark.requirement("AGENT_03")
+def test_a_record_is_encoded_once_for_both_handlers(tmp_path, capsys, monkeypatch) -> None:
+    # stderr and the file get the same line, but the JSON encoding (the costly part of a
+    # batch line listing every hop) runs once per record, not once per handler.
+    path = logjson.setup("hrm", directory=tmp_path)
+    calls = []
+    real = logjson.JsonFormatter._format
+    monkeypatch.setattr(logjson.JsonFormatter, "_format",
+                        lambda self, record: calls.append(record) or real(self, record))
+    logging.getLogger("ark.hrm").info("batch", extra={"event": "batch", "hops": [{"a": 1}]})
+    logjson.flush()
+    assert len(calls) == 1
+    assert path.read_text().splitlines() == capsys.readouterr().err.splitlines()
+    assert json.loads(path.read_text())["hops"] == [{"a": 1}]
+    for handler in logging.getLogger().handlers:
+        handler.close()
+    logging.getLogger().handlers.clear()
