@@ -74,7 +74,14 @@ def render() -> str:
         "SAVEPOINT (a failing plan rolls back alone), committed before the batch's Redis "
         "commit. Fsync policy: `synchronous=FULL` in WAL mode, i.e. one fsync per batch; NORMAL "
         "is not used because a power loss could then drop decisions whose plans were already "
-        "acked in Redis (lost, not redone).",
+        "acked in Redis (lost, not redone). WAL checkpoints run in a background thread of HRM "
+        "(PASSIVE, every second, from its own connection; `ark_runtime/hrm/wal.py`) instead "
+        "of inside the commit that crosses SQLite's 1,000-page threshold, which stalled "
+        "decisions 100-200 ms every few seconds; HRM's connection keeps an automatic "
+        "checkpoint at 10,000 pages only as a backstop. Durability is unchanged (a checkpoint "
+        "only copies committed, already fsync'd WAL pages). The breaker state is read once "
+        "per batch (the batch's BEGIN IMMEDIATE holds the write lock, and deciding never "
+        "writes it).",
         "* Decoding: entries in the canonical form `to_fields` writes are checked with msgspec "
         "(types, ranges, unknown fields, ids, endpoints, type, expiry) and their payload with "
         "its model; anything else gets the full pydantic validation, which accepts it or "
