@@ -96,10 +96,13 @@ class MemoryStore:
             raise StoreError(f"bad pragma name {name!r}")
         return self._db.execute(f"PRAGMA {name}").fetchone()[0]
 
-    def set_autocheckpoint(self, pages: int) -> None:
-        """This connection's automatic WAL checkpoint threshold (HRM raises it to a backstop
-        and checkpoints from a background thread instead, see hrm/wal.py)."""
-        self._db.execute(f"PRAGMA wal_autocheckpoint = {int(pages)}")
+    def tune_for_writer(self, synchronous: str, autocheckpoint_pages: int) -> None:
+        """HRM's connection: its fsync policy (ARK_HRM_SYNCHRONOUS; in WAL mode NORMAL survives
+        a process crash, not a power loss) and a backstop-only auto checkpoint (hrm/wal.py)."""
+        if synchronous not in ("FULL", "NORMAL"):
+            raise StoreError(f"synchronous must be FULL or NORMAL, not {synchronous!r}")
+        self._db.execute(f"PRAGMA synchronous = {synchronous}")
+        self._db.execute(f"PRAGMA wal_autocheckpoint = {int(autocheckpoint_pages)}")
 
     def close(self) -> None:
         with self._lock:

@@ -4,6 +4,7 @@ by side with a baseline tree in the same run (runs interleaved, medians reported
     .venv/bin/python benchmarks/pipeline_throughput.py [--baseline-rev f0771c7 | --baseline DIR]
         [--runs 3] [--bars 2500] [--symbols 8] [--hrm-plans 20000]
         [--rate 2000] [--min-samples 20000] [--paced-runs 1] [--modes saturated,hrm,paced]
+        [--hrm-synchronous FULL|NORMAL]
 
 Three separate measurements, each from an idle, ready pipeline:
 * saturated: Kyle replays --bars x --symbols synthetic bars as fast as the bus takes them.
@@ -60,6 +61,8 @@ from ark_runtime.trace import expand_hops  # noqa: E402
 SYMBOLS = ["AAPL", "MSFT", "NVDA", "BTC-USD", "ETH-USD", "BRK.B", "AMZN", "TSLA",
            "GOOG", "META", "NFLX", "AMD"]
 CONSUMERS = ("hrm", "kenny", "joey")
+# Extra environment for one tree's agents (--hrm-synchronous applies to this tree only).
+TREE_ENV: dict[Path, dict[str, str]] = {}
 
 
 def free_port() -> int:
@@ -127,7 +130,7 @@ class Pipeline:
                     "ARK_REDIS_PASSWORD": rds.password,
                     "ARK_STATE_DIR": str(self.root / "state"),
                     "ARK_LOG_DIR": str(self.root / "log"), "ARK_RUN_DIR": str(self.root / "run"),
-                    "ARK_BUS_BLOCK_MS": "100"}
+                    "ARK_BUS_BLOCK_MS": "100", **TREE_ENV.get(tree, {})}
         self.procs: dict[str, subprocess.Popen] = {}
         for name in agents:
             self.start(name)
@@ -336,7 +339,11 @@ def main() -> int:
     ap.add_argument("--min-samples", type=int, default=20000, help="decisions, paced")
     ap.add_argument("--modes", default="saturated,hrm,paced")
     ap.add_argument("--trees", default="baseline,new", help="which trees to run")
+    ap.add_argument("--hrm-synchronous", choices=("FULL", "NORMAL"),
+                    help="this tree's HRM fsync policy (ARK_HRM_SYNCHRONOUS; default FULL)")
     args = ap.parse_args()
+    if args.hrm_synchronous:
+        TREE_ENV[REPO] = {"ARK_HRM_SYNCHRONOUS": args.hrm_synchronous}
     symbols, modes = SYMBOLS[: args.symbols], set(args.modes.split(","))
     cleanup: list[Path] = []
     trees = {"baseline": baseline_tree(args, cleanup), "new": REPO}
@@ -364,7 +371,8 @@ def main() -> int:
         for p in cleanup:
             shutil.rmtree(p, ignore_errors=True)
     base = args.baseline or args.baseline_rev
-    print(f"ARK pipeline benchmark: baseline {base} vs this tree; medians; "
+    print(f"ARK pipeline benchmark: baseline {base} vs this tree (HRM synchronous="
+          f"{args.hrm_synchronous or 'FULL'}); medians; "
           f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
     report(f"saturated ({args.bars * len(symbols)} bars, {len(symbols)} symbols)",
            ["bars_s", "dec_s", "cpu_us_bar", "decisions"], res["saturated"])

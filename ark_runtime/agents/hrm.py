@@ -43,7 +43,7 @@ class Hrm(ConsumerAgent):
             self.store = MemoryStore(store_path(self.env))
         except (StoreError, OSError) as exc:
             raise ConfigError(f"store {store_path(self.env)}: {exc}") from None
-        self.store.set_autocheckpoint(BACKSTOP_PAGES)
+        self.store.tune_for_writer(self.config.hrm_synchronous, BACKSTOP_PAGES)
         self.checkpointer = Checkpointer(store_path(self.env))
         self.checkpointer.start()
         self.approved = self.rejected = 0

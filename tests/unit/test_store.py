@@ -335,8 +335,10 @@ def test_background_checkpoints_keep_the_wal_short(tmp_path: Path) -> None:
     from ark_runtime.hrm.wal import Checkpointer
     path = tmp_path / "w.db"
     with MemoryStore(path) as s:
-        s.set_autocheckpoint(100_000)
-        assert s.pragma("wal_autocheckpoint") == 100_000
+        s.tune_for_writer("NORMAL", 100_000)
+        assert s.pragma("wal_autocheckpoint") == 100_000 and s.pragma("synchronous") == 1
+        with pytest.raises(StoreError, match="FULL or NORMAL"):
+            s.tune_for_writer("OFF", 100)
         worker = Checkpointer(path, every_s=0.01)
         worker.start()
         for i in range(400):
