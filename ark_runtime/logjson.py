@@ -18,6 +18,8 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from pathlib import Path
 
+import msgspec
+
 from ark_runtime import settings
 from ark_runtime.host import layout
 
@@ -35,6 +37,15 @@ class JsonFormatter(logging.Formatter):
         self.host = socket.gethostname()
 
     def format(self, record: logging.LogRecord) -> str:
+        # Each handler (stderr and the file) formats the record: encode it once, not twice.
+        cached = record.__dict__.get("_ark_json")
+        if cached is not None and cached[0] is self:
+            return cached[1]
+        text = self._format(record)
+        record._ark_json = (self, text)
+        return text
+
+    def _format(self, record: logging.LogRecord) -> str:
         line: dict[str, object] = {
             "ts": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="microseconds"),
             "level": record.levelname.lower(),
@@ -51,7 +62,15 @@ class JsonFormatter(logging.Formatter):
                 line[key] = value
         if record.exc_info:
             line["exc"] = self.formatException(record.exc_info)
-        return json.dumps(line, default=str, separators=(",", ":"))
+        try:
+            # msgspec: ~8x faster than json on a batch line listing 64 hops (issue #12).
+            return _ENCODE(line).decode()
+        except (TypeError, ValueError, OverflowError):  # e.g. an int past 64 bits
+            return json.dumps(line, default=str, separators=(",", ":"))
+
+
+# Anything msgspec does not know is logged as its str(), as json's default=str did.
+_ENCODE = msgspec.json.Encoder(enc_hook=str).encode
 
 
 def log_dir(env: dict[str, str] | None = None) -> Path:

@@ -96,6 +96,14 @@ class MemoryStore:
             raise StoreError(f"bad pragma name {name!r}")
         return self._db.execute(f"PRAGMA {name}").fetchone()[0]
 
+    def tune_for_writer(self, synchronous: str, autocheckpoint_pages: int) -> None:
+        """HRM's connection: its fsync policy (ARK_HRM_SYNCHRONOUS; in WAL mode NORMAL survives
+        a process crash, not a power loss) and a backstop-only auto checkpoint (hrm/wal.py)."""
+        if synchronous not in ("FULL", "NORMAL"):
+            raise StoreError(f"synchronous must be FULL or NORMAL, not {synchronous!r}")
+        self._db.execute(f"PRAGMA synchronous = {synchronous}")
+        self._db.execute(f"PRAGMA wal_autocheckpoint = {int(autocheckpoint_pages)}")
+
     def close(self) -> None:
         with self._lock:
             self._db.close()
@@ -261,10 +269,12 @@ class MemoryStore:
         ruleset_version: str = "",
         size_multiplier: float = 1.0,
         decided_at: datetime | None = None,
+        plan_saved: bool = False,
     ) -> bool:
         """Store an HRM decision for a plan saved with `save("plan", ...)`. Returns False if
-        this (correlation_id, plan_hash) was already decided."""
-        if plan_hash not in self:
+        this (correlation_id, plan_hash) was already decided. `plan_saved`: the caller saved
+        the plan in this same transaction, so the lookup that checks it is skipped."""
+        if not plan_saved and plan_hash not in self:
             raise StoreError(f"plan {plan_hash} is not stored; save it first")
         with self._atomic():
             cur = self._db.execute(
@@ -306,8 +316,11 @@ class MemoryStore:
         *,
         size_multiplier: float = 1.0,
         opened_at: datetime | None = None,
+        plan: Mapping[str, Any] | None = None,
     ) -> bool:
-        """Book an approved, stored plan in the paper ledger. False if already booked."""
+        """Book an approved, stored plan in the paper ledger. False if already booked.
+        `plan`: the payload just saved under `plan_hash` in this transaction, when the caller
+        holds it (HRM), which saves loading and re-hashing it."""
         if not 0 < size_multiplier <= 1:
             raise StoreError("size_multiplier must be in (0, 1]")
         approved = self._db.execute(
@@ -316,7 +329,8 @@ class MemoryStore:
         ).fetchone()
         if approved is None:
             raise StoreError(f"plan {plan_hash} has no approved decision for {correlation_id}")
-        plan = self.load(plan_hash)
+        if plan is None:
+            plan = self.load(plan_hash)
         with self._atomic():
             cur = self._db.execute(
                 "INSERT OR IGNORE INTO ledger (correlation_id, plan_hash, symbol, direction, "

@@ -1,9 +1,10 @@
 """Pipeline benchmark: the four agents as real processes on a real redis-server, this tree side
 by side with a baseline tree in the same run (runs interleaved, medians reported).
 
-    .venv/bin/python benchmarks/pipeline_throughput.py [--baseline-rev 0546f0b | --baseline DIR]
+    .venv/bin/python benchmarks/pipeline_throughput.py [--baseline-rev f0771c7 | --baseline DIR]
         [--runs 3] [--bars 2500] [--symbols 8] [--hrm-plans 20000]
         [--rate 2000] [--min-samples 20000] [--paced-runs 1] [--modes saturated,hrm,paced]
+        [--hrm-synchronous FULL|NORMAL]
 
 Three separate measurements, each from an idle, ready pipeline:
 * saturated: Kyle replays --bars x --symbols synthetic bars as fast as the bus takes them.
@@ -16,7 +17,8 @@ Three separate measurements, each from an idle, ready pipeline:
   Kyle emit -> HRM decision: the emit time is Kyle's log timestamp, taken just before its
   EXEC; the decision time is the `ark:stream:decisions` entry id). The achieved rate
   (bars / first..last emit) is printed next to the requested one: a pipeline that cannot keep
-  up shows it there and in its latency, which then includes queueing.
+  up shows it there and in its latency, which then includes queueing. Each hop's p99 is
+  printed too (from the agents' batch log lines), so a slow p99 names the agent behind it.
 
 Agents run in their production configuration: JSON logs to their files, stderr into a pipe
 drained to a file (as journald would), fsync'd SQLite per HRM's policy. The baseline is the
@@ -27,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import itertools
 import json
 import os
 import secrets
@@ -58,6 +61,8 @@ from ark_runtime.trace import expand_hops  # noqa: E402
 SYMBOLS = ["AAPL", "MSFT", "NVDA", "BTC-USD", "ETH-USD", "BRK.B", "AMZN", "TSLA",
            "GOOG", "META", "NFLX", "AMD"]
 CONSUMERS = ("hrm", "kenny", "joey")
+# Extra environment for one tree's agents (--hrm-synchronous applies to this tree only).
+TREE_ENV: dict[Path, dict[str, str]] = {}
 
 
 def free_port() -> int:
@@ -125,7 +130,7 @@ class Pipeline:
                     "ARK_REDIS_PASSWORD": rds.password,
                     "ARK_STATE_DIR": str(self.root / "state"),
                     "ARK_LOG_DIR": str(self.root / "log"), "ARK_RUN_DIR": str(self.root / "run"),
-                    "ARK_BUS_BLOCK_MS": "100"}
+                    "ARK_BUS_BLOCK_MS": "100", **TREE_ENV.get(tree, {})}
         self.procs: dict[str, subprocess.Popen] = {}
         for name in agents:
             self.start(name)
@@ -175,12 +180,18 @@ class Pipeline:
                 for eid, f in self.rds.client.xrange(DECISIONS_STREAM)]
 
     def emits(self) -> dict[str, float]:
+        return self.commit_times("kyle")
+
+    def commit_times(self, agent: str) -> dict[str, float]:
+        """correlation id -> when `agent` first committed an output of that flow (the time
+        its batch line is stamped with, taken just before its commit)."""
         out: dict[str, float] = {}
-        with (self.root / "log" / "kyle.log").open() as fh:
+        with (self.root / "log" / f"{agent}.log").open() as fh:
             for text in fh:
                 for line in expand_hops(json.loads(text)):
-                    if line.get("event") == "emitted" and line.get("emitted_id"):
-                        out[line["emitted_id"]] = datetime.fromisoformat(line["ts"]).timestamp()
+                    if line.get("event") in ("emitted", "decided") and line.get("emitted_id"):
+                        key = line["emitted_id"] if agent == "kyle" else line["correlation_id"]
+                        out.setdefault(key, datetime.fromisoformat(line["ts"]).timestamp())
         return out
 
     def close(self) -> None:
@@ -192,6 +203,22 @@ class Pipeline:
             except subprocess.TimeoutExpired:
                 p.kill()
         shutil.rmtree(self.root, ignore_errors=True)
+
+
+def stage_p99(pipe: Pipeline, emitted: dict[str, float],
+              decided: list[tuple[str, float]]) -> dict[str, float]:
+    """Where the paced latency goes: p99 of each hop (previous agent's commit -> this agent's
+    commit; `stream` = HRM's commit -> the decision's stream entry)."""
+    marks = {"kyle": emitted, **{a: pipe.commit_times(a) for a in ("joey", "kenny", "hrm")}}
+    marks["stream"] = {}
+    for corr, t in decided:
+        marks["stream"].setdefault(corr, t)
+    order = ["kyle", "joey", "kenny", "hrm", "stream"]
+    out: dict[str, float] = {}
+    for prev, cur in itertools.pairwise(order):
+        gaps = [(marks[cur][c] - marks[prev][c]) * 1000 for c in marks[cur] if c in marks[prev]]
+        out[f"{cur}_p99"] = pct(gaps, 0.99) if gaps else float("nan")
+    return out
 
 
 def kyle_env(symbols: list[str], bars: int, rate: float) -> dict[str, str]:
@@ -269,7 +296,8 @@ def paced(tree: Path, rds: Redis, symbols: list[str], rate: float,
         span = max(emitted.values()) - min(emitted.values())
         return {"requested": rate, "achieved": len(emitted) / span if span else 0.0,
                 "samples": len(latencies), "p50": pct(latencies, 0.5),
-                "p99": pct(latencies, 0.99), "max": max(latencies)}
+                "p99": pct(latencies, 0.99), "max": max(latencies),
+                **stage_p99(pipe, emitted, decided)}
     finally:
         pipe.close()
 
@@ -300,7 +328,7 @@ def report(title: str, cols: list[str], results: dict[str, list[dict[str, float]
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--baseline-rev", default="0546f0b", help="git revision of the baseline")
+    ap.add_argument("--baseline-rev", default="f0771c7", help="git revision of the baseline")
     ap.add_argument("--baseline", help="an existing tree to run the baseline agents from")
     ap.add_argument("--runs", type=int, default=3, help="saturated and hrm runs per tree")
     ap.add_argument("--paced-runs", type=int, default=1)
@@ -311,7 +339,11 @@ def main() -> int:
     ap.add_argument("--min-samples", type=int, default=20000, help="decisions, paced")
     ap.add_argument("--modes", default="saturated,hrm,paced")
     ap.add_argument("--trees", default="baseline,new", help="which trees to run")
+    ap.add_argument("--hrm-synchronous", choices=("FULL", "NORMAL"),
+                    help="this tree's HRM fsync policy (ARK_HRM_SYNCHRONOUS; default FULL)")
     args = ap.parse_args()
+    if args.hrm_synchronous:
+        TREE_ENV[REPO] = {"ARK_HRM_SYNCHRONOUS": args.hrm_synchronous}
     symbols, modes = SYMBOLS[: args.symbols], set(args.modes.split(","))
     cleanup: list[Path] = []
     trees = {"baseline": baseline_tree(args, cleanup), "new": REPO}
@@ -339,7 +371,8 @@ def main() -> int:
         for p in cleanup:
             shutil.rmtree(p, ignore_errors=True)
     base = args.baseline or args.baseline_rev
-    print(f"ARK pipeline benchmark: baseline {base} vs this tree; medians; "
+    print(f"ARK pipeline benchmark: baseline {base} vs this tree (HRM synchronous="
+          f"{args.hrm_synchronous or 'FULL'}); medians; "
           f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
     report(f"saturated ({args.bars * len(symbols)} bars, {len(symbols)} symbols)",
            ["bars_s", "dec_s", "cpu_us_bar", "decisions"], res["saturated"])
@@ -350,6 +383,9 @@ def main() -> int:
            res["hrm"])
     report(f"paced (requested {args.rate:g} bars/s, >= {args.min_samples} samples)",
            ["achieved", "samples", "p50", "p99", "max"], res["paced"])
+    report("paced: p99 ms of each hop (previous agent's commit -> this one's; stream = "
+           "HRM's commit -> the decision entry)",
+           ["joey_p99", "kenny_p99", "hrm_p99", "stream_p99"], res["paced"])
     return 0
 
 

@@ -9,7 +9,9 @@ HRM owns its store and breaker state: run one HRM per store (the lock enforces i
 
 from __future__ import annotations
 
-from contextlib import AbstractContextManager
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
 
@@ -20,6 +22,7 @@ from ark_runtime.bus.registry import HrmVerdict
 from ark_runtime.bus.streams import DECISIONS_STREAM
 from ark_runtime.host.layout import store_path
 from ark_runtime.hrm import BreakerState, Decision, RuleEngine, RulesetError, load_ruleset
+from ark_runtime.hrm.wal import BACKSTOP_PAGES, Checkpointer
 from ark_runtime.planner import TradePlan
 from ark_runtime.store import MemoryStore, StoreError
 
@@ -40,13 +43,30 @@ class Hrm(ConsumerAgent):
             self.store = MemoryStore(store_path(self.env))
         except (StoreError, OSError) as exc:
             raise ConfigError(f"store {store_path(self.env)}: {exc}") from None
+        self.store.tune_for_writer(self.config.hrm_synchronous, BACKSTOP_PAGES)
+        self.checkpointer = Checkpointer(store_path(self.env))
+        self.checkpointer.start()
         self.approved = self.rejected = 0
+        self._batch_breakers: BreakerState | None = None
 
-    def batch_scope(self) -> AbstractContextManager[object]:
+    @contextmanager
+    def batch_scope(self) -> Iterator[None]:
         # One SQLite commit (one fsync) per batch instead of per decision; each plan runs in
         # its own SAVEPOINT (the nested transaction() in handle), so a failing plan rolls
         # back alone. The batch commits before any of its messages is acked in Redis.
-        return self.store.transaction()
+        # The breaker state is read once per batch: BEGIN IMMEDIATE holds the write lock for
+        # the whole batch and HRM's handling never writes it, so every plan of the batch
+        # would read the same value anyway.
+        with self.store.transaction():
+            self._batch_breakers = self._breakers()
+            try:
+                yield
+            finally:
+                self._batch_breakers = None
+
+    def _breakers(self) -> BreakerState:
+        raw = self.store.get_breaker_state()
+        return BreakerState.model_validate(raw) if raw else BreakerState()
 
     def emitted_hop(self, stream: str, out: Envelope, parent: Envelope) -> dict[str, object]:
         hop = super().emitted_hop(stream, out, parent)
@@ -58,8 +78,7 @@ class Hrm(ConsumerAgent):
         plan = envelope.body()
         assert isinstance(plan, TradePlan)
         rule_input = plan.rule_input()
-        raw = self.store.get_breaker_state()
-        breakers = BreakerState.model_validate(raw) if raw else BreakerState()
+        breakers = self._batch_breakers or self._breakers()
         decision = self.engine.evaluate(rule_input, breakers)
         with self.store.transaction():
             plan_hash = self.store.save("plan", rule_input)
@@ -70,11 +89,12 @@ class Hrm(ConsumerAgent):
                     warnings=[v.model_dump(mode="json") for v in decision.warnings],
                     ruleset_version=decision.ruleset_version,
                     size_multiplier=decision.size_multiplier,
-                    decided_at=decision.evaluated_at,
+                    decided_at=decision.evaluated_at, plan_saved=True,
                 )
                 if decision.approved:
                     self.store.open_position(envelope.correlation_id, plan_hash,
-                                             size_multiplier=decision.size_multiplier)
+                                             size_multiplier=decision.size_multiplier,
+                                             plan=rule_input)
             else:
                 decision = self._stored(envelope.correlation_id, plan_hash) or decision
                 self.log.info("plan already decided; re-publishing the stored verdict",
@@ -83,11 +103,12 @@ class Hrm(ConsumerAgent):
             self.approved += 1
         else:
             self.rejected += 1
-        self.log.debug("decided %s: %s", plan.symbol,
-                      "approved" if decision.approved else "rejected",
-                      extra={"event": "decided", "approved": decision.approved,
-                             "violations": [v.rule_id for v in decision.violations],
-                             "warnings": [v.rule_id for v in decision.warnings]})
+        if self.log.isEnabledFor(logging.DEBUG):  # the batch's INFO line carries the hop
+            self.log.debug("decided %s: %s", plan.symbol,
+                           "approved" if decision.approved else "rejected",
+                           extra={"event": "decided", "approved": decision.approved,
+                                  "violations": [v.rule_id for v in decision.violations],
+                                  "warnings": [v.rule_id for v in decision.warnings]})
         verdict = HrmVerdict(symbol=plan.symbol, plan=plan, decision=decision)
         return [(DECISIONS_STREAM, Envelope.new(
             "hrm.decision", verdict, from_agent="hrm", to_agent="bus", parent=envelope,
@@ -106,6 +127,7 @@ class Hrm(ConsumerAgent):
 
     def persist(self) -> None:
         super().persist()
+        self.checkpointer.stop()
         # Every decision is committed before its ack; closing checkpoints the WAL.
         self.store.close()
         self.log.info("decisions: %d approved, %d rejected this run", self.approved,

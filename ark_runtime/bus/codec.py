@@ -30,7 +30,8 @@ PROTOCOL_VERSION = 1
 MAX_TTL_S = 7 * 24 * 3600
 
 # Canonical lower-case UUID text, the form validate_id returns unchanged.
-_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
+CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\Z")
+_UUID = CANONICAL_UUID
 # What to_fields writes (pydantic's JSON datetime): date, time, 0-6 fraction digits, an offset.
 # Other spellings pydantic also accepts (a space separator, unix numbers ...) take the
 # reference path.

@@ -8,6 +8,7 @@ Wire format: a stream entry with a single authoritative field `envelope` (the JS
 from __future__ import annotations
 
 import builtins
+import hashlib
 import json
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -23,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from ark_runtime.bus.codec import MAX_TTL_S, PROTOCOL_VERSION, decode_canonical
+from ark_runtime.bus.codec import CANONICAL_UUID, MAX_TTL_S, PROTOCOL_VERSION, decode_canonical
 from ark_runtime.bus.registry import ENDPOINTS, REGISTRY, payload_model
 from ark_runtime.validators import IdError, UtcTime, validate_id
 
@@ -37,8 +38,18 @@ class EnvelopeError(ValueError):
     dead-letter reason)."""
 
 
+_NAMESPACE_BYTES = _NAMESPACE.bytes
+
+
 def derive_id(parent: str, salt: str) -> str:
-    return str(uuid.uuid5(_NAMESPACE, f"{parent}:{salt}"))
+    """`str(uuid.uuid5(_NAMESPACE, f"{parent}:{salt}"))`, computed without building UUID
+    objects (~1 µs instead of ~5: one per emitted message). The same text, bit for bit
+    (tests/unit/test_envelope_codec.py compares the two with hypothesis)."""
+    digest = bytearray(hashlib.sha1(_NAMESPACE_BYTES + f"{parent}:{salt}".encode()).digest()[:16])
+    digest[6] = (digest[6] & 0x0F) | 0x50  # version 5
+    digest[8] = (digest[8] & 0x3F) | 0x80  # RFC 4122 variant
+    h = digest.hex()
+    return f"{h[:8]}-{h[8:12]}-{h[12:16]}-{h[16:20]}-{h[20:]}"
 
 
 def _now() -> datetime:
@@ -150,9 +161,7 @@ class Envelope(BaseModel):
         if _trusted(type, payload, from_agent, to_agent, message_id, ttl, priority):
             # Every value is already known valid (see _trusted): skip re-validating them. The
             # receiving side validates the wire form in full, whoever built it.
-            env = cls.model_construct(v=PROTOCOL_VERSION, **fields)
-            env._body = payload
-            return env
+            return cls._trusted_instance({"v": PROTOCOL_VERSION, **fields}, payload)
         return cls(**fields)
 
     def body(self) -> BaseModel:
@@ -236,10 +245,8 @@ def _trusted(type_: str, payload: object, from_agent: str, to_agent: str,
 
 
 def _canonical_uuid(value: str) -> bool:
-    try:
-        return validate_id(value) == value
-    except IdError:
-        return False
+    # The form validate_id returns unchanged (lower-case 8-4-4-4-12 hex), without parsing.
+    return isinstance(value, str) and CANONICAL_UUID.match(value) is not None
 
 
 def _brief(exc: ValidationError) -> str:

@@ -72,9 +72,20 @@ def render() -> str:
         "handled before it is committed first, the failing message stays pending.",
         "* HRM writes its decisions in one SQLite transaction per batch, each plan in its own "
         "SAVEPOINT (a failing plan rolls back alone), committed before the batch's Redis "
-        "commit. Fsync policy: `synchronous=FULL` in WAL mode, i.e. one fsync per batch; NORMAL "
-        "is not used because a power loss could then drop decisions whose plans were already "
-        "acked in Redis (lost, not redone).",
+        "commit. Fsync policy (`ARK_HRM_SYNCHRONOUS`): `FULL` by default, i.e. one fsync of "
+        "the WAL per batch before its ack. `NORMAL` (WAL) fsyncs only at checkpoints: a "
+        "process crash (kill -9) still loses nothing, but a power loss or OS crash may drop "
+        "the last decisions whose plans were already acked in Redis (lost, not redone; their "
+        "verdicts may already be on `ark:stream:decisions`). Choose it only where that is "
+        "acceptable: on a busy shared disk an fsync's p99 is 20-70 ms, which is then HRM's "
+        "share of the emit->decision p99. WAL checkpoints run in a background thread of HRM "
+        "(PASSIVE, every second, from its own connection; `ark_runtime/hrm/wal.py`) instead "
+        "of inside the commit that crosses SQLite's 1,000-page threshold, which stalled "
+        "decisions 100-200 ms every few seconds; HRM's connection keeps an automatic "
+        "checkpoint at 10,000 pages only as a backstop. Durability is unchanged (a checkpoint "
+        "only copies committed, already fsync'd WAL pages). The breaker state is read once "
+        "per batch (the batch's BEGIN IMMEDIATE holds the write lock, and deciding never "
+        "writes it).",
         "* Decoding: entries in the canonical form `to_fields` writes are checked with msgspec "
         "(types, ranges, unknown fields, ids, endpoints, type, expiry) and their payload with "
         "its model; anything else gets the full pydantic validation, which accepts it or "

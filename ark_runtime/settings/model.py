@@ -164,6 +164,10 @@ class ArkSettings(BaseSettings):
         read_by=("hrm", "heal", "snapshot"),
         default_text="HRM: the packaged ruleset; host commands: "
                      "$ARK_CONFIG_DIR/HRM_RULESET.yaml")
+    hrm_synchronous: Literal["FULL", "NORMAL"] = var(
+        "ARK_HRM_SYNCHRONOUS", "FULL",
+        "HRM fsync: FULL per batch; NORMAL (see docs) only at checkpoints",
+        read_by=("hrm",))
     log_level: LogLevel = var("ARK_LOG_LEVEL", "INFO", "Log level", read_by=_ALL)
 
     # -- bus (AGENT_01/02) -----------------------------------------------------------------

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import contextlib
 import json
+import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ark_runtime.bus.envelope import Envelope, EnvelopeError, derive_id
+from ark_runtime.bus.envelope import (
+    _NAMESPACE,
+    Envelope,
+    EnvelopeError,
+    _canonical_uuid,
+    derive_id,
+)
 from ark_runtime.bus.registry import REGISTRY, payload_model
 from ark_runtime.market import SyntheticAdapter
+from ark_runtime.validators import IdError, validate_id
 
 pytestmark = pytest.mark.requirement("AGENT_01")
 BAR = next(iter(SyntheticAdapter(["BRK.B"], seed=0, bars=1)))
@@ -123,3 +131,22 @@ def test_new_still_validates_what_it_cannot_trust(kw, field) -> None:
         return
     with pytest.raises(ValueError, match=field):
         bar_env(**kw)
+
+
+@given(parent=st.text(max_size=80), salt=st.text(max_size=20))
+def test_derive_id_is_uuid5_bit_for_bit(parent, salt) -> None:
+    # derive_id computes uuid5 by hand (no UUID objects, issue #12): same text as the stdlib.
+    assert derive_id(parent, salt) == str(uuid.uuid5(_NAMESPACE, f"{parent}:{salt}"))
+
+
+@given(value=st.one_of(st.uuids().map(str), st.uuids().map(lambda u: str(u).upper()),
+                       st.uuids().map(lambda u: "{" + str(u) + "}"),
+                       st.uuids().map(lambda u: u.hex), st.text(max_size=40)))
+def test_canonical_uuid_check_matches_validate_id(value) -> None:
+    # Envelope.new trusts an id only in the form validate_id returns unchanged; the regex
+    # that decides it must agree with validate_id itself.
+    try:
+        expected = validate_id(value) == value
+    except IdError:
+        expected = False
+    assert _canonical_uuid(value) is expected

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from datetime import UTC, datetime
 
 import pytest
 
@@ -44,4 +45,40 @@ def test_unwritable_log_dir_falls_back_to_stderr(tmp_path, capsys) -> None:
     blocker.write_text("")
     assert logjson.setup("kyle", directory=blocker / "sub") is None
     assert "log file unavailable" in capsys.readouterr().err
+    logging.getLogger().handlers.clear()
+
+
+@pytest.mark.requirement("AGENT_03")
+def test_a_record_is_encoded_once_for_both_handlers(tmp_path, capsys, monkeypatch) -> None:
+    # stderr and the file get the same line, but the JSON encoding (the costly part of a
+    # batch line listing every hop) runs once per record, not once per handler.
+    path = logjson.setup("hrm", directory=tmp_path)
+    calls = []
+    real = logjson.JsonFormatter._format
+    monkeypatch.setattr(logjson.JsonFormatter, "_format",
+                        lambda self, record: calls.append(record) or real(self, record))
+    logging.getLogger("ark.hrm").info("batch", extra={"event": "batch", "hops": [{"a": 1}]})
+    logjson.flush()
+    assert len(calls) == 1
+    assert path.read_text().splitlines() == capsys.readouterr().err.splitlines()
+    assert json.loads(path.read_text())["hops"] == [{"a": 1}]
+    for handler in logging.getLogger().handlers:
+        handler.close()
+    logging.getLogger().handlers.clear()
+
+
+@pytest.mark.requirement("AGENT_03")
+def test_unusual_values_still_give_one_json_line(tmp_path) -> None:
+    # msgspec encodes the line; what it cannot encode natively is str()'d, and what it
+    # refuses (an int past 64 bits) falls back to json, so a line is never lost.
+    path = logjson.setup("kenny", directory=tmp_path)
+    log = logging.getLogger("ark.kenny")
+    log.info("odd", extra={"path": tmp_path, "big": 2**70, "text": "é€"})
+    log.info("plain", extra={"path": tmp_path, "when": datetime(2024, 1, 2, tzinfo=UTC)})
+    logjson.flush()
+    first, second = (json.loads(x) for x in path.read_text().splitlines())
+    assert first["big"] == 2**70 and first["path"] == str(tmp_path) and first["text"] == "é€"
+    assert second["path"] == str(tmp_path) and second["when"].startswith("2024-01-02")
+    for handler in logging.getLogger().handlers:
+        handler.close()
     logging.getLogger().handlers.clear()

@@ -313,3 +313,41 @@ def test_failing_outer_transaction_rolls_back_every_savepoint(store: MemoryStore
             store.mark_processed("hrm", "m1")
         raise RuntimeError("batch commit fails")
     assert not store.is_processed("hrm", "m1")
+
+
+def test_booking_with_the_callers_plan_books_what_a_load_would(tmp_path: Path) -> None:
+    # HRM passes the plan it just saved (and plan_saved=True) to skip two lookups and a
+    # re-hash: the ledger row must be exactly the one booked from the stored copy.
+    rows = []
+    for name, fast in (("a.db", False), ("b.db", True)):
+        with MemoryStore(tmp_path / name) as s, s.transaction():
+            h = s.save("plan", PLAN)
+            s.record_decision(CID, h, True, [], decided_at=T, plan_saved=fast)
+            s.open_position(CID, h, size_multiplier=0.5, opened_at=T,
+                            plan=PLAN if fast else None)
+            rows.append(s.ledger())
+    assert rows[0] == rows[1] and len(rows[0]) == 1
+
+
+def test_background_checkpoints_keep_the_wal_short(tmp_path: Path) -> None:
+    # hrm/wal.py: HRM's own commits no longer checkpoint (backstop only); the thread does,
+    # while writes go on, and nothing committed is lost.
+    from ark_runtime.hrm.wal import Checkpointer
+    path = tmp_path / "w.db"
+    with MemoryStore(path) as s:
+        s.tune_for_writer("NORMAL", 100_000)
+        assert s.pragma("wal_autocheckpoint") == 100_000 and s.pragma("synchronous") == 1
+        with pytest.raises(StoreError, match="FULL or NORMAL"):
+            s.tune_for_writer("OFF", 100)
+        worker = Checkpointer(path, every_s=0.01)
+        worker.start()
+        for i in range(400):
+            s.save("plan", dict(PLAN, quantity=float(i)))
+        deadline = datetime.now(UTC).timestamp() + 10
+        while worker.checkpoints < 3 and datetime.now(UTC).timestamp() < deadline:
+            threading.Event().wait(0.02)
+        worker.stop()
+        assert worker.checkpoints >= 3 and not worker.is_alive()
+        busy, log_frames, copied = s._db.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        assert busy == 0 and copied == log_frames
+        assert s.object_count() == 400
