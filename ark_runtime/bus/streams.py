@@ -186,10 +186,12 @@ class Inbox:
     """One agent's view of its inbox stream through its consumer group."""
 
     def __init__(self, client: redis.Redis, agent: str, consumer: str,
-                 settings: BusSettings) -> None:
+                 settings: BusSettings, instance: str | None = None) -> None:
         self.r = client
         self.agent = agent
-        self.stream = inbox(agent)
+        # A shard (`joey-1`) reads its own stream and keeps its marks under its own tag.
+        self.owner = instance or agent
+        self.stream = inbox(self.owner)
         self.group = agent
         self.consumer = consumer
         self.settings = settings
@@ -276,7 +278,7 @@ class Inbox:
     # -- outcomes ----------------------------------------------------------------------
 
     def already_done(self, message_id: str) -> bool:
-        return bool(self.r.exists(done_key(self.agent, message_id)))
+        return bool(self.r.exists(done_key(self.owner, message_id)))
 
     def commit(self, delivery: Delivery, outputs: Iterable[tuple[str, Envelope]],
                state: Iterable[Sequence[str]] = ()) -> bool:
@@ -292,7 +294,7 @@ class Inbox:
         (the done marks make a second run only ack), which the NOSCRIPT retry relies on."""
         if not commits:
             return []
-        keys = [self.stream, failures_key(self.agent)]
+        keys = [self.stream, failures_key(self.owner)]
         index: dict[str, int] = {}
 
         def key_no(key: str) -> int:
@@ -301,7 +303,7 @@ class Inbox:
                 index[key] = len(keys)
             return index[key]
 
-        messages = [[key_no(done_key(self.agent, d.envelope.message_id)), d.entry_id,
+        messages = [[key_no(done_key(self.owner, d.envelope.message_id)), d.entry_id,
                      self._commands(outputs, state, key_no)]
                     for d, outputs, state in commits if d.envelope is not None]
         if len(messages) != len(commits):
@@ -337,17 +339,17 @@ class Inbox:
     def record_failure(self, delivery: Delivery, reason: str) -> None:
         # Kept so the dead-letter entry can say why the last attempt failed, whichever
         # consumer makes the final decision.
-        self.r.hset(failures_key(self.agent), delivery.entry_id, reason[:2000])
+        self.r.hset(failures_key(self.owner), delivery.entry_id, reason[:2000])
 
     def dead_letter(self, delivery: Delivery, reason: str) -> str:
-        last = self.r.hget(failures_key(self.agent), delivery.entry_id)
+        last = self.r.hget(failures_key(self.owner), delivery.entry_id)
         if last and last not in reason:
             reason = f"{reason}; last error: {last}"
         entry = dead_entry(self.agent, delivery, reason)
         with self.r.pipeline(transaction=True) as pipe:
             pipe.xadd(DEAD_STREAM, entry, maxlen=self.settings.side_maxlen, approximate=True)
             pipe.xack(self.stream, self.group, delivery.entry_id)
-            pipe.hdel(failures_key(self.agent), delivery.entry_id)
+            pipe.hdel(failures_key(self.owner), delivery.entry_id)
             dead_id, _, _ = pipe.execute()
         return dead_id
 

@@ -219,6 +219,9 @@ class ArkSettings(BaseSettings):
     # -- Joey, Kenny -----------------------------------------------------------------------
     joey_window: int = var("ARK_JOEY_WINDOW", 60, "Bars per symbol in Joey's rolling window",
                            read_by=("joey",), ge=1, le=100_000)
+    joey_shards: int = var("ARK_JOEY_SHARDS", 1,
+                           "Joey shards (own inbox each); Kyle routes a bar by crc32(symbol)",
+                           read_by=("kyle", "joey"), ge=1, le=64)
     account_size: float = var("ARK_ACCOUNT_SIZE", 100_000.0, "Paper account size for sizing",
                               read_by=("kenny",), gt=0, allow_inf_nan=False)
     risk_per_trade: float = var("ARK_RISK_PER_TRADE", 0.01, "Fraction of the account risked "
