@@ -26,7 +26,7 @@ from ark_runtime.agents.base import Agent, ConfigError
 from ark_runtime.agents.consumer import log_hops
 from ark_runtime.bus.envelope import Envelope, derive_id
 from ark_runtime.bus.shards import orphaned, shard_names, shard_of
-from ark_runtime.bus.streams import DEAD_STREAM, inbox
+from ark_runtime.bus.streams import DEAD_STREAM, inbox, kyle_cursor_key
 from ark_runtime.host.layout import state_dir
 from ark_runtime.market import SAMPLE_BARS, Bar, BarError, ReplayAdapter, SyntheticAdapter
 from ark_runtime.validators import ValidationError, validate_path, validate_symbol
@@ -42,7 +42,7 @@ class Kyle(Agent):
         self.bad_rows: list[BarError] = []
         adapter, feed_key = self._adapter()
         self.feed_id = hashlib.sha256(feed_key.encode()).hexdigest()[:16]
-        self.cursor_key = f"ark:kyle:cursor:{self.feed_id}"
+        self.cursor_key = kyle_cursor_key(self.feed_id)
         # Joey's shards: bar -> targets[crc32(symbol) % N]; one shard is ark:stream:joey.
         self.shards = self.config.joey_shards
         self.targets = [inbox(name) for name in shard_names(self.shards)]

@@ -30,35 +30,23 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from ark_runtime.bus.envelope import Envelope
+from ark_runtime.bus.keys import (  # noqa: F401 - re-exported: the bus's names live here too
+    DEAD_STREAM,
+    DECISIONS_STREAM,
+    ERRORS_STREAM,
+    KEY_TAG,
+    PREFIX,
+    SIDE_STREAMS,
+    done_key,
+    failures_key,
+    inbox,
+    kyle_cursor_key,
+    slot_tag,
+)
 from ark_runtime.config import RedisSettings, redis_settings
 from ark_runtime.settings import ArkSettings, default_of, load
 
-PREFIX = "ark:stream:"
-DEAD_STREAM = f"{PREFIX}dead"
-ERRORS_STREAM = f"{PREFIX}errors"
-DECISIONS_STREAM = f"{PREFIX}decisions"
-SIDE_STREAMS = (DEAD_STREAM, ERRORS_STREAM, DECISIONS_STREAM)
-
 T = TypeVar("T")
-
-
-def inbox(agent: str) -> str:
-    return f"{PREFIX}{agent}"
-
-
-def slot_tag(agent: str) -> str:
-    """The Redis Cluster hash tag of an agent's key family: its inbox's name in braces. A key
-    carrying it hashes like the inbox itself (a name without braces hashes whole), so the
-    agent's done marks, failures hash and state keys share the inbox's slot."""
-    return "{" + inbox(agent) + "}"
-
-
-def done_key(agent: str, message_id: str) -> str:
-    return f"ark:done:{slot_tag(agent)}:{message_id}"
-
-
-def failures_key(agent: str) -> str:
-    return f"ark:failures:{slot_tag(agent)}"
 
 
 # The commands an agent may put in a commit. Each takes exactly one key (the one passed in

@@ -73,6 +73,8 @@ UnixName = text(pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
 ShortText = text(max_length=200)
 SymbolList = text(max_length=1000)
 AnyText = text()
+# A hash tag goes between braces in key names: no braces, colons or spaces in it.
+KeyTag = text(pattern=r"^[A-Za-z0-9_.-]{1,32}$", max_length=32)
 
 
 class ArkSettings(BaseSettings):
@@ -189,6 +191,9 @@ class ArkSettings(BaseSettings):
     bus_side_maxlen: int = var("ARK_BUS_SIDE_MAXLEN", 100_000,
                                "XADD MAXLEN ~ cap of the dead, errors and decisions streams",
                                read_by=ALL_AGENTS, gt=0)
+    bus_key_tag: KeyTag | None = var(
+        "ARK_BUS_KEY_TAG", None, "Redis Cluster layout: one hash tag for every bus key "
+        "(e.g. ark); unset = per-agent tags, for one Redis", read_by=(*ALL_AGENTS, "api"))
     bus_dedup_ttl_s: int = var("ARK_BUS_DEDUP_TTL_S", 7 * 24 * 3600,
                                "Lifetime (s) of idempotency marks", read_by=CONSUMERS, gt=0)
 
