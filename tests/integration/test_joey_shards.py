@@ -95,15 +95,18 @@ def test_two_shards_deliver_every_bar_once_in_order_per_symbol(lab: Lab, r) -> N
 @pytest.mark.requirement("TEST_01")
 @pytest.mark.requirement("INFRA_04")
 def test_sigkilled_shard_resumes_with_identical_output(lab: Lab, r) -> None:
-    seed, bars = 9, 400
+    seed, bars = 9, 1000
     lab.start("kyle", ARK_FEED="synthetic", ARK_FEED_SYMBOLS=",".join(SYMBOLS),
-              ARK_FEED_SEED=str(seed), ARK_FEED_BARS=str(bars), ARK_FEED_RATE="600",
-              **SHARDS)  # paced: shard 1 gets its bars over ~2 s, so it is caught mid-batch
+              ARK_FEED_SEED=str(seed), ARK_FEED_BARS=str(bars), **SHARDS)
+    # The whole feed waits in the shards' inboxes first: shard 1 then works through a
+    # backlog, holding unacked bars nearly all the time, so it is caught mid-batch.
+    wait_for(lambda: r.get(next(r.scan_iter("ark:kyle:cursor:*"), "none")) == str(3 * bars),
+             30, what="kyle to emit the feed")
     lab.start("joey", **SHARDS)
     victim = lab.start("joey-1", ARK_BUS_BATCH="16", **SHARDS)
     stream, consumer = inbox("joey-1"), f"joey-1@{os.uname().nodename}"
     deadline = time.monotonic() + 30
-    while True:  # kill shard 1 while it holds unacked bars, part way through the feed
+    while True:  # kill shard 1 while it holds unacked bars, part way through its backlog
         assert time.monotonic() < deadline, "never caught shard 1 holding unacked bars"
         if consumer_pending(r, stream, consumer) > 0 and r.xlen(inbox("kenny")) > 10:
             os.kill(victim.proc.pid, signal.SIGSTOP)
