@@ -9,6 +9,7 @@ than strand bars.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import signal
@@ -16,13 +17,16 @@ import time
 from collections import defaultdict
 
 import pytest
+import redis.asyncio as aioredis
 from conftest import Lab, wait_for
 from helpers import envelopes, log_lines, pending
 from test_pipeline import SYMBOLS, expected_outcomes, outcomes
 
+from ark_runtime.api.pipeline import pipeline_status
 from ark_runtime.bus.shards import shard_of
 from ark_runtime.bus.streams import done_key, inbox
 from ark_runtime.market import Bar, SyntheticAdapter
+from ark_runtime.metrics.bus import BusSource
 from ark_runtime.patterns import PatternDetector
 
 SHARDS = {"ARK_JOEY_SHARDS": "2"}
@@ -90,6 +94,22 @@ def test_two_shards_deliver_every_bar_once_in_order_per_symbol(lab: Lab, r) -> N
     assert emitted_patterns(r) == oracle_patterns(seed, bars)
     wait_for(lambda: len(outcomes(r)) >= len(expected), 30, what="all decisions")
     assert outcomes(r) == expected  # raises on a plan decided twice
+    # Visible to operators: the console's pipeline rows and the exporter's per-instance series.
+    status = asyncio.run(console_status(lab))
+    assert [a["agent"] for a in status["agents"]] == ["kyle", "joey", "joey-1", "kenny", "hrm"]
+    assert all(a["consumers"] == 1 and a["pending"] == 0 for a in status["agents"][1:3])
+    processed = {s.labels["agent"]: s.value for m in BusSource(r).metrics()
+                 if m.name == "ark_agent_processed" for s in m.samples}
+    assert processed["joey"] + processed["joey-1"] == 3 * bars
+
+
+async def console_status(lab: Lab) -> dict:
+    client = aioredis.Redis(port=lab.redis.port, password=lab.redis.password,
+                            decode_responses=True)
+    try:
+        return await pipeline_status(client)
+    finally:
+        await client.aclose()
 
 
 @pytest.mark.requirement("TEST_01")
