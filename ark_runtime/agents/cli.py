@@ -33,4 +33,18 @@ def _run(args: argparse.Namespace) -> int:
     except ValueError as exc:  # a shard index past the largest count
         print(f"ark agent: {args.name}: {exc}", file=sys.stderr)
         return ExitCode.USAGE
+    if shard:
+        # A shard the count no longer has (a unit left behind) exits before it connects:
+        # its ConfigError would otherwise pause the whole pipeline as critical.
+        from ark_runtime.settings import SettingsError, get
+
+        try:
+            shards = get("ARK_JOEY_SHARDS")
+        except SettingsError as exc:
+            print(f"ark agent: {exc}", file=sys.stderr)
+            return ExitCode.CONFIG
+        if shard >= shards:
+            print(f"ark agent: {args.name}: ARK_JOEY_SHARDS is {shards}, so there is no "
+                  f"shard {shard}; this unit should not run", file=sys.stderr)
+            return ExitCode.CONFIG
     return agent.run()

@@ -148,6 +148,7 @@ def test_a_shard_past_the_count_is_refused(lab: Lab, r) -> None:
     extra = lab.start("joey-2", wait=False, **SHARDS)
     assert extra.proc.wait(20) == 78
     assert "ARK_JOEY_SHARDS is 2" in extra.stderr() and "Traceback" not in extra.stderr()
+    assert not r.hgetall("ark:pause")  # a stray shard unit does not halt the pipeline
     beyond = lab.start("joey-64", wait=False, **SHARDS)
     assert beyond.proc.wait(20) == 64 and "Traceback" not in beyond.stderr()
 
