@@ -60,6 +60,27 @@ print(json.dumps(out))
 PY"""
 
 
+# Between deploys: the previous run's backlog goes (it would be worked off by the next run's
+# Joeys, or hold Kyle when the shard count drops).
+FLUSH = PROBE.split("from ark_runtime")[0] + """from ark_runtime.bus.streams import connect
+connect().flushall()
+PY"""
+
+
+def balanced_symbols(prefix: str, n: int) -> list[str]:
+    """n symbols, half on each of 2 shards: the 2-shard figure is not bounded by a skew."""
+    from ark_runtime.bus.shards import shard_of
+
+    picked: dict[int, list[str]] = {0: [], 1: []}
+    i = 0
+    while min(len(v) for v in picked.values()) < n // 2:
+        symbol = f"{prefix}{i:03d}"
+        if len(picked[shard_of(symbol, 2)]) < n // 2:
+            picked[shard_of(symbol, 2)].append(symbol)
+        i += 1
+    return picked[0] + picked[1]
+
+
 def on(host: str, command: str) -> str:
     proc = subprocess.run(ssh_argv(LabPaths.default(), LabHost.parse(host), command),
                           capture_output=True, text=True, timeout=120)
@@ -76,9 +97,10 @@ def configure(shards: int, seed: int, symbols: int) -> None:
     inv = LabPaths.default().inventory
     for d in ("group_vars", "host_vars"):
         (inv / d).mkdir(exist_ok=True)
+    # New symbols per deploy: a symbol's old window would make the new feed's bars stale.
     feed = {"ARK_FEED": "synthetic", "ARK_FEED_BARS": "50000", "ARK_FEED_RATE": "0",
             "ARK_FEED_SEED": str(seed),
-            "ARK_FEED_SYMBOLS": ",".join(f"SYM{i:03d}" for i in range(symbols))}
+            "ARK_FEED_SYMBOLS": ",".join(balanced_symbols(f"S{chr(65 + seed % 26)}", symbols))}
     (inv / "group_vars" / "all.yml").write_text(yaml.safe_dump(
         {"ark_runtime_joey_shards": shards, "ark_runtime_env": feed}))
     (inv / "host_vars" / f"{MAIN}.yml").write_text(yaml.safe_dump(
@@ -121,6 +143,8 @@ def main() -> int:
         for i in range(args.rounds):
             for shards in (1, 2):
                 seed += 1
+                if seed > 101:
+                    on(MAIN, FLUSH)
                 configure(shards, seed, args.symbols)
                 log(f"round {i + 1}: deploying {shards} shard(s)")
                 result = deploy_mod.deploy(echo=False, log=lambda *_: None)
