@@ -56,14 +56,18 @@ for k in range(64):
         if g["name"] == "joey":
             out[s] = [int(g.get("entries-read") or 0) - int(g["pending"]),
                       int(g.get("lag") or 0)]
+out["paused"] = sorted(r.hkeys("ark:pause"))
 print(json.dumps(out))
 PY"""
 
 
-# Between deploys: the previous run's backlog goes (it would be worked off by the next run's
-# Joeys, or hold Kyle when the shard count drops).
-FLUSH = PROBE.split("from ark_runtime")[0] + """from ark_runtime.bus.streams import connect
-connect().flushall()
+# Between deploys: the previous run's Joey backlog goes (it would be worked off by the next
+# run's Joeys, or hold Kyle when the shard count drops). Only Joey's inboxes: a FLUSHALL would
+# drop Kyle's cursor and the done marks, the feed would be replayed, and HRM's store would
+# refuse the replayed plans as a critical error, pausing the pipeline.
+FLUSH = PROBE.split("from ark_runtime")[0] + """from ark_runtime.bus.shards import shard_names
+from ark_runtime.bus.streams import connect, inbox
+connect().delete(*[inbox(n) for n in shard_names(64)])
 PY"""
 
 
@@ -90,7 +94,11 @@ def on(host: str, command: str) -> str:
 
 
 def probe() -> dict[str, list[int]]:
-    return json.loads(on(MAIN, PROBE).strip().splitlines()[-1])
+    found = json.loads(on(MAIN, PROBE).strip().splitlines()[-1])
+    if found.pop("paused"):
+        raise RuntimeError("the pipeline is paused by a critical error: not a throughput "
+                           "figure (see ark errors status on the lab)")
+    return found
 
 
 def configure(shards: int, seed: int, symbols: int) -> None:
