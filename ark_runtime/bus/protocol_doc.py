@@ -66,7 +66,10 @@ def _scaling_out() -> list[str]:
         "us) per bar, so about 1.6x at best for the Joey stage and less for the whole "
         "pipeline (Kyle, Kenny, HRM and Redis are not sharded). The issue's >= 1.7x needs "
         "hosts with cores of their own; `benchmarks/scale_out_lab.py` measures one vs two "
-        "lab hosts, which on this machine share the same two cores.",
+        "lab hosts, which on this machine share the same two cores. Its one run so far: one "
+        "shard on one lab host 9,864 bars/s (saturated, 20 s window); the two-host half of "
+        "that run measured a paused pipeline (the script flushed Redis between deploys, "
+        "since changed) and is not a figure.",
         "",
     ]
 

@@ -192,7 +192,8 @@ class ArkSettings(BaseSettings):
                                "XADD MAXLEN ~ cap of the dead, errors and decisions streams",
                                read_by=ALL_AGENTS, gt=0)
     bus_key_tag: KeyTag | None = var(
-        "ARK_BUS_KEY_TAG", None, "One hash tag on every bus key (Redis Cluster), e.g. ark", read_by=(*ALL_AGENTS, "api"))
+        "ARK_BUS_KEY_TAG", None, "One hash tag on every bus key (Redis Cluster), e.g. ark",
+        read_by=(*ALL_AGENTS, "api"))
     bus_dedup_ttl_s: int = var("ARK_BUS_DEDUP_TTL_S", 7 * 24 * 3600,
                                "Lifetime (s) of idempotency marks", read_by=CONSUMERS, gt=0)
 
