@@ -46,6 +46,8 @@ class Agent:
         # The raw environment is kept for the path helpers (host.layout, lock.run_dir); every
         # value the agent uses comes typed from `config`.
         self.env: dict[str, str] = environ() if env is None else dict(env)
+        # The process's own name (lock, log file, consumer): the agent's, or a shard's (joey-1).
+        self.instance: str = self.name
         self.log = logging.getLogger(f"ark.{self.name}")
         self.stop_event = threading.Event()
         self.r: redis.Redis | None = None
@@ -91,9 +93,9 @@ class Agent:
             level = self.config.log_level
         except SettingsError:
             level = "INFO"
-        logjson.setup(self.name, level=level, directory=logjson.log_dir(self.env))
+        logjson.setup(self.instance, level=level, directory=logjson.log_dir(self.env))
         try:
-            self.lock = ComponentLock(self.name, run_dir(self.env)).acquire()
+            self.lock = ComponentLock(self.instance, run_dir(self.env)).acquire()
         except AlreadyRunning as exc:
             self.log.error(str(exc), extra={"event": "lock_refused"})
             return ExitCode.TEMPFAIL
@@ -141,7 +143,7 @@ class Agent:
             self._report("critical" if self.name != "kyle" else "error", "ConfigError", str(exc))
             return ExitCode.CONFIG
         systemd.notify("READY=1")
-        systemd.notify(f"STATUS={self.name} running")
+        systemd.notify(f"STATUS={self.instance} running")
         self.log.info("ready", extra={"event": "ready", "pid": os.getpid()})
         exit_code = self._loop(interval)
         systemd.notify("STOPPING=1")

@@ -44,8 +44,8 @@ class ConsumerAgent(Agent):
 
     def setup(self) -> None:
         assert self.r is not None
-        self.consumer = default_consumer(self.name, self.config.consumer_name)
-        self.inbox = Inbox(self.r, self.name, self.consumer, self.settings)
+        self.consumer = default_consumer(self.instance, self.config.consumer_name)
+        self.inbox = Inbox(self.r, self.name, self.consumer, self.settings, self.instance)
         self.inbox.ensure_group()
         self._pending_cursor: str | None = "0"  # first, whatever we held before a restart
         # A restart re-reads its pending entries as a new delivery (a message that kills the

@@ -7,8 +7,10 @@ saved state always matches exactly the bars acknowledged: a restart, even after 
 resumes with the same windows and accumulators and detects the same patterns, bit for bit.
 Per bar, not once per batch: a batch's script that fails half-way (a Redis error inside it)
 keeps the first half's acks, and their bars must be saved with them.
-Joey is stateful per symbol: run one active Joey per pipeline (a second consumer would see
-only part of each symbol's bars).
+Joey is stateful per symbol: each symbol must be handled by one Joey process. To scale out,
+run ARK_JOEY_SHARDS of them (instances joey, joey-1, ...; bus/shards.py): Kyle routes each bar
+by crc32(symbol) to one shard's inbox. The state keys are per symbol, not per shard, so a
+shard count change (after the streams drained) finds every symbol's state wherever it lands.
 The in-memory detector only runs ahead of Redis between handle() and the commit; when that
 commit fails, the detector is rebuilt from Redis before the next message.
 """
@@ -16,12 +18,14 @@ commit fails, the detector is rebuilt from Redis before the next message.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 
 import msgspec
 
 from ark_runtime.agents.base import ConfigError
 from ark_runtime.agents.consumer import ConsumerAgent, Output
 from ark_runtime.bus.envelope import Envelope, derive_id
+from ark_runtime.bus.shards import shard_name, shard_of
 from ark_runtime.bus.streams import Delivery, inbox, slot_tag
 from ark_runtime.market import Bar
 from ark_runtime.patterns import PatternDetector
@@ -42,7 +46,18 @@ class Joey(ConsumerAgent):
     name = "joey"
     accepts = ("market.bar",)
 
+    def __init__(self, env: Mapping[str, str] | None = None, shard: int = 0) -> None:
+        super().__init__(env)
+        self.shard = shard
+        self.instance = shard_name(shard)
+
     def setup(self) -> None:
+        self.shards = self.config.joey_shards
+        if self.shard >= self.shards:
+            raise ConfigError(f"ARK_JOEY_SHARDS is {self.shards}: there is no shard "
+                              f"{self.instance} (shards: joey, joey-1 .. joey-{self.shards - 1})"
+                              if self.shards > 1 else f"ARK_JOEY_SHARDS is 1: run joey only, "
+                              f"not {self.instance}")
         super().setup()
         try:
             self.window_size = self.config.joey_window
@@ -75,6 +90,8 @@ class Joey(ConsumerAgent):
         restored = self._restore_windows(WINDOW_KEY)
         restored += self._restore_windows(LEGACY_WINDOW_KEY)  # symbols not saved since
         for symbol, raw in self.r.hgetall(ACC_KEY).items():
+            if not self._mine(symbol):
+                continue
             try:
                 self.detector.restore_snapshot(symbol, json.loads(raw))
             except (ValueError, KeyError) as exc:
@@ -83,6 +100,8 @@ class Joey(ConsumerAgent):
                 self.log.warning("not restoring indicator state of %s: %s", symbol, exc)
         sides = {**self.r.hgetall(LEGACY_SIDE_KEY), **self.r.hgetall(SIDE_KEY)}
         for symbol, side in sides.items():
+            if not self._mine(symbol):
+                continue
             try:
                 self.detector.restore_cross_side(symbol, int(side))
             except ValueError as exc:  # a corrupt entry costs a warm-up, not a crash
@@ -94,8 +113,9 @@ class Joey(ConsumerAgent):
     def _restore_windows(self, prefix: str) -> int:
         restored = 0
         for key in sorted(self.r.scan_iter(f"{prefix}*", count=500)):
-            if self.detector.window.last(key[len(prefix):]) is not None:
-                continue  # already restored under the current name
+            symbol = key[len(prefix):]
+            if not self._mine(symbol) or self.detector.window.last(symbol) is not None:
+                continue  # another shard's symbol, or already restored under the current name
             for raw in self.r.lrange(key, 0, -1):
                 try:
                     self.detector.window.add(Bar.model_validate_json(raw))
@@ -103,6 +123,10 @@ class Joey(ConsumerAgent):
                 except ValueError as exc:  # a corrupt entry costs a warm-up, not a crash
                     self.log.warning("skipping saved bar in %s: %s", key, exc)
         return restored
+
+    def _mine(self, symbol: str) -> bool:
+        """Whether this shard handles `symbol` (every symbol when unsharded)."""
+        return self.shards == 1 or shard_of(symbol, self.shards) == self.shard
 
     def handle(self, envelope: Envelope) -> list[Output]:
         bar = envelope.body()

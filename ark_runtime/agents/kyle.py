@@ -25,7 +25,8 @@ from pathlib import Path
 from ark_runtime.agents.base import Agent, ConfigError
 from ark_runtime.agents.consumer import log_hops
 from ark_runtime.bus.envelope import Envelope, derive_id
-from ark_runtime.bus.streams import DEAD_STREAM, inbox
+from ark_runtime.bus.shards import orphaned, shard_names, shard_of
+from ark_runtime.bus.streams import DEAD_STREAM, inbox, kyle_cursor_key
 from ark_runtime.host.layout import state_dir
 from ark_runtime.market import SAMPLE_BARS, Bar, BarError, ReplayAdapter, SyntheticAdapter
 from ark_runtime.validators import ValidationError, validate_path, validate_symbol
@@ -41,8 +42,13 @@ class Kyle(Agent):
         self.bad_rows: list[BarError] = []
         adapter, feed_key = self._adapter()
         self.feed_id = hashlib.sha256(feed_key.encode()).hexdigest()[:16]
-        self.cursor_key = f"ark:kyle:cursor:{self.feed_id}"
-        self.target = inbox("joey")
+        self.cursor_key = kyle_cursor_key(self.feed_id)
+        # Joey's shards: bar -> targets[crc32(symbol) % N]; one shard is ark:stream:joey.
+        self.shards = self.config.joey_shards
+        self.targets = [inbox(name) for name in shard_names(self.shards)]
+        self.target = self.targets[0]
+        self._orphans_checked_at = float("-inf")
+        self._orphans: dict[str, int] = {}
         self.max_backlog = self.config.kyle_max_backlog
         self.rate = self.config.feed_rate
         self.ttl = self.config.bar_ttl
@@ -60,7 +66,7 @@ class Kyle(Agent):
         self._unsent: tuple[list[Envelope], list[BarError]] | None = None
         self._reconcile_needed = False
         self._next_at = time.monotonic()
-        self._backlog = int(self.r.xlen(self.target))
+        self._backlog = self._longest_inbox()
         self.log.info("feed %s from position %d", feed_key, start,
                       extra={"event": "feed_open", "feed_id": self.feed_id, "position": start})
 
@@ -102,7 +108,8 @@ class Kyle(Agent):
         if self._reconcile_needed:
             self._reconcile()
         if self._unsent is None:
-            if self.exhausted or self.paused_cached() or self._backlogged():
+            if self.exhausted or self.paused_cached() or self._backlogged() or \
+                    self._orphans_waiting():
                 self.stop_event.wait(0.2)
                 return
             count = self._due() if self.rate > 0 else self.settings.batch
@@ -157,8 +164,34 @@ class Kyle(Agent):
         # length comes free with each EXEC; asked again only while over the limit.
         if self.max_backlog <= 0 or self._backlog < self.max_backlog:
             return False
-        self._backlog = int(self.r.xlen(self.target))
+        self._backlog = self._longest_inbox()
         return self._backlog >= self.max_backlog
+
+    def _longest_inbox(self) -> int:
+        with self.r.pipeline(transaction=False) as pipe:
+            for target in self.targets:
+                pipe.xlen(target)
+            return max(int(n) for n in pipe.execute())
+
+    def _orphans_waiting(self) -> bool:
+        """After the shard count shrank: bars still waiting in a shard stream no Joey reads
+        now. Emitting on would pass them (their symbols' order breaks), so Kyle holds, says
+        which streams, and looks again every 5 s; nothing is dropped (see AGENT_PROTOCOL)."""
+        now = time.monotonic()
+        # Once at start (a shard count changes only with a restart), then while blocked.
+        if not self._orphans and self._orphans_checked_at > float("-inf") or \
+                now - self._orphans_checked_at < 5.0:
+            return bool(self._orphans)
+        self._orphans_checked_at = now
+        found = orphaned(self.r, self.shards)
+        if found and found != self._orphans:
+            message = (f"ARK_JOEY_SHARDS={self.shards} but {', '.join(sorted(found))} still "
+                       f"hold {sum(found.values())} unfinished bars; holding the feed: run the "
+                       "previous shard count until they drain")
+            self.log.error(message, extra={"event": "reshard_blocked", "streams": found})
+            self._report("error", "reshard_blocked", message)
+        self._orphans = found
+        return bool(found)
 
     def _envelopes(self, batch: list[Bar]) -> list[Envelope]:
         return [Envelope.new("market.bar", bar, from_agent="kyle", to_agent="joey",
@@ -172,14 +205,17 @@ class Kyle(Agent):
         sent_at = time.time()
         with self.r.pipeline(transaction=True) as pipe:
             for env in envelopes:
-                pipe.xadd(self.target, env.to_fields(), maxlen=self.settings.maxlen,
+                target = self.targets[shard_of(env.payload["symbol"], self.shards)] \
+                    if self.shards > 1 else self.target
+                pipe.xadd(target, env.to_fields(), maxlen=self.settings.maxlen,
                           approximate=True)
             for error in bad:
                 pipe.xadd(DEAD_STREAM, _dead_row(error), maxlen=self.settings.side_maxlen,
                           approximate=True)
             pipe.set(self.cursor_key, self.position + len(envelopes))
-            pipe.xlen(self.target)
-            self._backlog = int(pipe.execute()[-1])
+            for target in self.targets:
+                pipe.xlen(target)
+            self._backlog = max(int(n) for n in pipe.execute()[-len(self.targets):])
         self._committed(envelopes, bad, sent_at)
 
     def _committed(self, envelopes: list[Envelope], bad: list[BarError], sent_at: float) -> None:

@@ -15,23 +15,24 @@ from typing import Any
 
 from ark_runtime.bus.errors import PAUSE_KEY
 from ark_runtime.bus.registry import PIPELINE
+from ark_runtime.bus.shards import MAX_SHARDS, SHARDED_AGENT, shard_name
 from ark_runtime.bus.streams import DEAD_STREAM, inbox
 from ark_runtime.host.layout import panic_flag, store_path
 from ark_runtime.store import BREAKER_STATE_KEY
 
 
-async def _agent(redis: Any, agent: str) -> dict[str, Any]:
-    stream = inbox(agent)
+async def _agent(redis: Any, agent: str, group_name: str | None = None) -> dict[str, Any]:
+    stream, group_name = inbox(agent), group_name or agent
     row: dict[str, Any] = {"agent": agent, "depth": 0, "pending": 0, "lag": None,
                            "heartbeat_age_s": None, "consumers": 0}
     if not await redis.exists(stream):
         return row
     row["depth"] = await redis.xlen(stream)
     for group in await redis.xinfo_groups(stream):
-        if _s(group.get("name")) != agent:
+        if _s(group.get("name")) != group_name:
             continue
         row["pending"], row["lag"] = group.get("pending", 0), group.get("lag")
-        consumers = await redis.xinfo_consumers(stream, agent)
+        consumers = await redis.xinfo_consumers(stream, group_name)
         row["consumers"] = len(consumers)
         # `idle`: on Redis 7.2+ the time since the consumer's last read attempt (liveness);
         # on 7.0 (Debian 12) since its last delivery, so an idle pipeline shows a growing age.
@@ -75,6 +76,12 @@ def panic_state(flag: Path | None = None) -> dict[str, Any]:
 
 async def pipeline_status(redis: Any) -> dict[str, Any]:
     agents = [await _agent(redis, a) for a in PIPELINE]
+    # Joey's shards past the first (ARK_JOEY_SHARDS > 1), listed after joey while they exist.
+    at = PIPELINE.index(SHARDED_AGENT) + 1
+    for k in range(1, MAX_SHARDS):
+        if not await redis.exists(inbox(shard_name(k))):
+            break
+        agents.insert(at + k - 1, await _agent(redis, shard_name(k), SHARDED_AGENT))
     pauses = {_s(k): json.loads(v) for k, v in (await redis.hgetall(PAUSE_KEY)).items()}
     return {"agents": agents, "paused": pauses, "dead_letters": await redis.xlen(DEAD_STREAM),
             "breakers": breaker_state(), **panic_state()}

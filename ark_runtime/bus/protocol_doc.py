@@ -17,11 +17,83 @@ from ark_runtime.bus import streams
 from ark_runtime.bus.envelope import PROTOCOL_VERSION, Envelope
 from ark_runtime.bus.errors import PAUSE_KEY
 from ark_runtime.bus.registry import ENDPOINTS, PIPELINE, REGISTRY, SEVERITIES
+from ark_runtime.bus.shards import SHARDED_AGENT
 from ark_runtime.exitcodes import ArkArgumentParser, ExitCode
 
 
 def _schema_block(schema: dict) -> list[str]:
     return ["```json", json.dumps(schema, indent=2, sort_keys=True), "```", ""]
+
+
+def _scaling_out() -> list[str]:
+    return [
+        "## Scaling out: Joey sharded by symbol",
+        "",
+        "Joey keeps a rolling window per symbol, so each symbol must be handled by one "
+        "process in order. `ARK_JOEY_SHARDS` = N (inventory: `ark_runtime_joey_shards`, "
+        "default 1) runs N Joey processes: `ark-agent@joey` (shard 0, inbox "
+        "`ark:stream:joey`) and `ark-agent@joey-1` .. `@joey-<N-1>` (inbox "
+        "`ark:stream:joey-<k>`, consumer `joey-<k>@<hostname>`, log `joey-<k>.log`, lock "
+        "`joey-<k>.lock`). Kyle sends each bar to shard `zlib.crc32(symbol) % N` (stable "
+        "across processes and hosts, unlike Python's salted `hash()`), in the same EXEC as "
+        "before; all shards emit into Kenny's one inbox. With N = 1 every name is what it "
+        "was. A shard's messages keep their own done marks, failures hash and exactly-once "
+        "commit; each shard restores only its own symbols' windows at start.",
+        "",
+        "* Per-symbol order: one symbol, one stream, one consumer process, read in stream "
+        "order; kill -9 of a shard re-reads its own pending entries first "
+        "(tests/integration/test_joey_shards.py).",
+        "* Changing N: lower or raise it with the feed stopped and the shards drained "
+        "(`systemctl stop ark-agent@kyle`, wait until every `ark:stream:joey*` group shows "
+        "lag 0 and nothing pending, deploy the new count). The role starts the new shard "
+        "units and stops, disables and removes those past N. Bars in flight at that moment "
+        "are not dropped: bars still waiting in a stream past the new N make Kyle hold the "
+        "feed (`reshard_blocked` on the error bus, naming the streams) until they are "
+        "finished, e.g. by running the old count again. Undrained bars in a kept stream "
+        "are still processed exactly once, but a symbol that moved to another shard may "
+        "then see its old and new bars out of order, which is why the procedure drains "
+        "first.",
+        "* Placement: `ark_runtime_joey_shards_here` (default: all) says which shards a host "
+        "runs, e.g. `[0]` on one agent host and `[1]` on another; every host gets the same "
+        "`ark_runtime_joey_shards`, which Kyle routes by.",
+        "* Measured (`benchmarks/scale_out.py --runs 5 --symbols 32 --bars 1500`, 1 and 2 "
+        "shards alternating, on the 2-core development machine while other jobs ran, load "
+        "3-9): a Joey takes about 68 us CPU per bar and Redis about 16 us. In the Joey stage "
+        "alone the best back-to-back pairs went from 12,100-12,200 to 19,200-19,400 bars/s "
+        "(1.57-1.60x); medians of three sessions ranged 0.70-1.16x, single rounds 0.68-1.60x, "
+        "because whatever else runs takes the second core the second shard needs. The bound "
+        "here: two Joeys, Redis and the feeder share two cores, about 2 / (68 + 16 + feeder "
+        "us) per bar, so about 1.6x at best for the Joey stage and less for the whole "
+        "pipeline (Kyle, Kenny, HRM and Redis are not sharded). The issue's >= 1.7x needs "
+        "hosts with cores of their own; `benchmarks/scale_out_lab.py` measures one vs two "
+        "lab hosts, which on this machine share the same two cores. Its one run so far: one "
+        "shard on one lab host 9,864 bars/s (saturated, 20 s window); the two-host half of "
+        "that run measured a paused pipeline (the script flushed Redis between deploys, "
+        "since changed) and is not a figure.",
+        "",
+    ]
+
+
+def _cluster_layout() -> list[str]:
+    return [
+        "## Redis Cluster layout",
+        "",
+        "A Lua script may only touch keys of one slot in Redis Cluster. Default (one Redis, "
+        "`ARK_BUS_KEY_TAG` unset): the names above, each agent's own keys in its inbox's "
+        "slot; a commit also writes the next agent's stream, in another slot, which one "
+        "server does not mind. With `ARK_BUS_KEY_TAG=ark` every bus key carries `{ark}` "
+        "(`ark:{ark}:stream:<agent>`, `ark:done:{ark}:<agent>:<id>`, "
+        "`ark:failures:{ark}:<agent>`, `ark:state:{ark}:joey:...`, "
+        "`ark:kyle:{ark}:cursor:<feed>`), so every commit (and Kyle's EXEC) stays in one slot "
+        "(tests/unit/test_cluster_keys.py checks each EVAL's KEYS with redis-py's key_slot). "
+        "Per-agent tags stay the default: the tag is part of every key name, so switching "
+        "renames the streams and marks of a running pipeline (set it on a fresh Redis, all "
+        "hosts and the API alike), and one tag puts the whole pipeline on one cluster node, "
+        "which buys failover, not write throughput: the pipeline's commits must be atomic "
+        "across agents, so they cannot be spread over nodes. The pause hash `ark:pause` keeps its "
+        "name: it is only written by single-key commands, which a cluster routes anywhere.",
+        "",
+    ]
 
 
 def render() -> str:
@@ -44,6 +116,10 @@ def render() -> str:
     for agent in PIPELINE[1:]:
         lines.append(f"| `{streams.inbox(agent)}` | upstream agent | group `{agent}`, consumer "
                      f"`{agent}@<hostname>` |")
+        if agent == SHARDED_AGENT:
+            lines.append(f"| `{streams.inbox(SHARDED_AGENT)}-<k>` | kyle, when "
+                         "`ARK_JOEY_SHARDS` > 1 (k = 1 .. N-1) | group `joey`, consumer "
+                         "`joey-<k>@<hostname>` |")
     lines += [
         f"| `{streams.DECISIONS_STREAM}` | hrm (`hrm.decision`) | UI, tests, benchmarks |",
         f"| `{streams.ERRORS_STREAM}` | every agent, operator (`error.raised`, `control.*`) "
@@ -65,11 +141,11 @@ def render() -> str:
         "ack is applied in order and all or nothing, a message already marked done is only "
         "acked. Every key the script touches is passed in KEYS (Redis Cluster declares keys "
         "that way), and only single-key commands are allowed in it. An agent's own keys "
-        "(done marks, `ark:failures:{ark:stream:<agent>}`, Joey's state) carry its inbox's "
-        "name as hash tag, so they share the inbox's slot; the downstream streams are in "
-        "other slots, so a Redis Cluster deployment still needs one tag for the whole "
-        "pipeline (not done: one Redis today). A handler failure cuts the batch: what was "
-        "handled before it is committed first, the failing message stays pending.",
+        "(done marks, `ark:failures:{ark:stream:<agent>}`) carry its inbox's name as hash "
+        "tag, so they share the inbox's slot; the downstream streams are in other slots, "
+        "which one Redis does not mind (see \"Redis Cluster layout\" for the one-slot "
+        "layout). A handler failure cuts the batch: what was handled before it is committed "
+        "first, the failing message stays pending.",
         "* HRM writes its decisions in one SQLite transaction per batch, each plan in its own "
         "SAVEPOINT (a failing plan rolls back alone), committed before the batch's Redis "
         "commit. Fsync policy (`ARK_HRM_SYNCHRONOUS`): `FULL` by default, i.e. one fsync of "
@@ -97,7 +173,9 @@ def render() -> str:
         "a script that fails half-way keeps the acks before the failure); a restart restores "
         "all three and continues bit for bit (the untagged names of earlier releases are "
         "still read). Indicators are O(1) per bar, within 1e-9 (relative) of the reference "
-        "computation.",
+        "computation. The state keys name the symbol, not the shard: every shard reads and "
+        "writes the same keys (its own symbols only), so a changed shard count finds each "
+        "symbol's state wherever the symbol lands.",
         "* Logging: one INFO line per committed batch (`event: batch`) lists each message's "
         "hop (`received`, `emitted`/`decided` with the ids); `ark trace` expands it. The "
         "per-message lines are DEBUG (`ARK_LOG_LEVEL=DEBUG`).",
@@ -113,6 +191,8 @@ def render() -> str:
         f"every XADD also carries `MAXLEN ~ {s.maxlen}` (side streams `~ {s.side_maxlen}`) as "
         "a last-resort bound.",
         "",
+        *_scaling_out(),
+        *_cluster_layout(),
         "## Dead-letter entries",
         "",
         f"`{streams.DEAD_STREAM}` entries are flat fields: `reason`, `agent`, `source_stream`, "

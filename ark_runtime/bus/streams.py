@@ -30,35 +30,23 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from ark_runtime.bus.envelope import Envelope
+from ark_runtime.bus.keys import (  # noqa: F401 - re-exported: the bus's names live here too
+    DEAD_STREAM,
+    DECISIONS_STREAM,
+    ERRORS_STREAM,
+    KEY_TAG,
+    PREFIX,
+    SIDE_STREAMS,
+    done_key,
+    failures_key,
+    inbox,
+    kyle_cursor_key,
+    slot_tag,
+)
 from ark_runtime.config import RedisSettings, redis_settings
 from ark_runtime.settings import ArkSettings, default_of, load
 
-PREFIX = "ark:stream:"
-DEAD_STREAM = f"{PREFIX}dead"
-ERRORS_STREAM = f"{PREFIX}errors"
-DECISIONS_STREAM = f"{PREFIX}decisions"
-SIDE_STREAMS = (DEAD_STREAM, ERRORS_STREAM, DECISIONS_STREAM)
-
 T = TypeVar("T")
-
-
-def inbox(agent: str) -> str:
-    return f"{PREFIX}{agent}"
-
-
-def slot_tag(agent: str) -> str:
-    """The Redis Cluster hash tag of an agent's key family: its inbox's name in braces. A key
-    carrying it hashes like the inbox itself (a name without braces hashes whole), so the
-    agent's done marks, failures hash and state keys share the inbox's slot."""
-    return "{" + inbox(agent) + "}"
-
-
-def done_key(agent: str, message_id: str) -> str:
-    return f"ark:done:{slot_tag(agent)}:{message_id}"
-
-
-def failures_key(agent: str) -> str:
-    return f"ark:failures:{slot_tag(agent)}"
 
 
 # The commands an agent may put in a commit. Each takes exactly one key (the one passed in
@@ -186,10 +174,12 @@ class Inbox:
     """One agent's view of its inbox stream through its consumer group."""
 
     def __init__(self, client: redis.Redis, agent: str, consumer: str,
-                 settings: BusSettings) -> None:
+                 settings: BusSettings, instance: str | None = None) -> None:
         self.r = client
         self.agent = agent
-        self.stream = inbox(agent)
+        # A shard (`joey-1`) reads its own stream and keeps its marks under its own tag.
+        self.owner = instance or agent
+        self.stream = inbox(self.owner)
         self.group = agent
         self.consumer = consumer
         self.settings = settings
@@ -276,7 +266,7 @@ class Inbox:
     # -- outcomes ----------------------------------------------------------------------
 
     def already_done(self, message_id: str) -> bool:
-        return bool(self.r.exists(done_key(self.agent, message_id)))
+        return bool(self.r.exists(done_key(self.owner, message_id)))
 
     def commit(self, delivery: Delivery, outputs: Iterable[tuple[str, Envelope]],
                state: Iterable[Sequence[str]] = ()) -> bool:
@@ -292,7 +282,7 @@ class Inbox:
         (the done marks make a second run only ack), which the NOSCRIPT retry relies on."""
         if not commits:
             return []
-        keys = [self.stream, failures_key(self.agent)]
+        keys = [self.stream, failures_key(self.owner)]
         index: dict[str, int] = {}
 
         def key_no(key: str) -> int:
@@ -301,7 +291,7 @@ class Inbox:
                 index[key] = len(keys)
             return index[key]
 
-        messages = [[key_no(done_key(self.agent, d.envelope.message_id)), d.entry_id,
+        messages = [[key_no(done_key(self.owner, d.envelope.message_id)), d.entry_id,
                      self._commands(outputs, state, key_no)]
                     for d, outputs, state in commits if d.envelope is not None]
         if len(messages) != len(commits):
@@ -337,17 +327,17 @@ class Inbox:
     def record_failure(self, delivery: Delivery, reason: str) -> None:
         # Kept so the dead-letter entry can say why the last attempt failed, whichever
         # consumer makes the final decision.
-        self.r.hset(failures_key(self.agent), delivery.entry_id, reason[:2000])
+        self.r.hset(failures_key(self.owner), delivery.entry_id, reason[:2000])
 
     def dead_letter(self, delivery: Delivery, reason: str) -> str:
-        last = self.r.hget(failures_key(self.agent), delivery.entry_id)
+        last = self.r.hget(failures_key(self.owner), delivery.entry_id)
         if last and last not in reason:
             reason = f"{reason}; last error: {last}"
         entry = dead_entry(self.agent, delivery, reason)
         with self.r.pipeline(transaction=True) as pipe:
             pipe.xadd(DEAD_STREAM, entry, maxlen=self.settings.side_maxlen, approximate=True)
             pipe.xack(self.stream, self.group, delivery.entry_id)
-            pipe.hdel(failures_key(self.agent), delivery.entry_id)
+            pipe.hdel(failures_key(self.owner), delivery.entry_id)
             dead_id, _, _ = pipe.execute()
         return dead_id
 

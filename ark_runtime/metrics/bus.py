@@ -62,13 +62,15 @@ class BusSource(Source):
             length.add_metric([stream], float(self.r.xlen(key)))
             for group in self.r.xinfo_groups(key):
                 name = group["name"]
+                # A Joey shard (stream joey-1, group joey) is reported as its own instance.
+                owner = stream if stream.startswith(f"{name}-") else name
                 pending.add_metric([stream, name], float(group["pending"]))
                 if group.get("lag") is not None:
                     lag.add_metric([stream, name], float(group["lag"]))
                 if group.get("entries-read") is not None:
                     processed.add_metric(
-                        [name], float(max(0, group["entries-read"] - group["pending"])))
-                failing.add_metric([name], float(self.r.hlen(failures_key(name))))
+                        [owner], float(max(0, group["entries-read"] - group["pending"])))
+                failing.add_metric([owner], float(self.r.hlen(failures_key(owner))))
         yield from (length, pending, lag, processed, failing)
 
     def _tallies(self) -> Iterable[Metric]:

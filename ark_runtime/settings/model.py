@@ -73,6 +73,8 @@ UnixName = text(pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
 ShortText = text(max_length=200)
 SymbolList = text(max_length=1000)
 AnyText = text()
+# A hash tag goes between braces in key names: no braces, colons or spaces in it.
+KeyTag = text(pattern=r"^[A-Za-z0-9_.-]{1,32}$", max_length=32)
 
 
 class ArkSettings(BaseSettings):
@@ -193,6 +195,9 @@ class ArkSettings(BaseSettings):
     bus_side_maxlen: int = var("ARK_BUS_SIDE_MAXLEN", 100_000,
                                "XADD MAXLEN ~ cap of the dead, errors and decisions streams",
                                read_by=ALL_AGENTS, gt=0)
+    bus_key_tag: KeyTag | None = var(
+        "ARK_BUS_KEY_TAG", None, "One hash tag on every bus key (Redis Cluster), e.g. ark",
+        read_by=(*ALL_AGENTS, "api"))
     bus_dedup_ttl_s: int = var("ARK_BUS_DEDUP_TTL_S", 7 * 24 * 3600,
                                "Lifetime (s) of idempotency marks", read_by=CONSUMERS, gt=0)
 
@@ -223,6 +228,9 @@ class ArkSettings(BaseSettings):
     # -- Joey, Kenny -----------------------------------------------------------------------
     joey_window: int = var("ARK_JOEY_WINDOW", 60, "Bars per symbol in Joey's rolling window",
                            read_by=("joey",), ge=1, le=100_000)
+    joey_shards: int = var("ARK_JOEY_SHARDS", 1,
+                           "Joey shards (own inbox each); Kyle routes a bar by crc32(symbol)",
+                           read_by=("kyle", "joey"), ge=1, le=64)
     account_size: float = var("ARK_ACCOUNT_SIZE", 100_000.0, "Paper account size for sizing",
                               read_by=("kenny",), gt=0, allow_inf_nan=False)
     risk_per_trade: float = var("ARK_RISK_PER_TRADE", 0.01, "Fraction of the account risked "

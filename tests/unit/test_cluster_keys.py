@@ -6,8 +6,10 @@
   multi-key commands are refused).
 * The agent's own keys (inbox, failures hash, done marks, Joey's state) share the inbox's
   slot (redis-py's key_slot, the CRC16 Redis Cluster uses). The downstream streams are in
-  other slots: an atomic emit into another agent's stream needs one slot for the whole
-  pipeline (a common tag), which this layout does not claim yet; the test pins that down.
+  other slots in this default layout (one Redis).
+* The cluster layout (ARK_BUS_KEY_TAG=ark) puts every key of every agent's commit, the
+  downstream stream included, in the one slot of `{ark}` (checked in a fresh interpreter:
+  the layout is fixed at import).
 """
 
 from __future__ import annotations
@@ -130,3 +132,82 @@ def test_a_multi_key_state_command_is_refused() -> None:
     with pytest.raises(ValueError, match="RPOPLPUSH is not a single-key command"):
         box.commit_many([(delivery, [], [["RPOPLPUSH", "a", "b"]])])
     assert not client.calls
+
+
+# Run under ARK_BUS_KEY_TAG=ark in a fresh interpreter (the layout is fixed at import): real
+# Joey (shards 0 and 1) and Kenny handlers, and HRM's decision output, each batch committed
+# through the recording client; prints every EVAL's KEYS.
+_CLUSTER_PROBE = """
+import json, logging, sys
+sys.path.insert(0, sys.argv[1])
+from test_cluster_keys import RecordingClient
+from ark_runtime.agents.joey import Joey
+from ark_runtime.agents.kenny import Kenny
+from ark_runtime.bus.envelope import Envelope
+from ark_runtime.bus.streams import (DECISIONS_STREAM, ERRORS_STREAM, BusSettings, Delivery,
+                                     Inbox, inbox, kyle_cursor_key)
+from ark_runtime.market import SyntheticAdapter
+from ark_runtime.patterns import PatternDetector
+from ark_runtime.planner import AccountConfig
+
+calls = []
+def commit(agent, instance, items):
+    client = RecordingClient()
+    box = Inbox(client, agent, agent + "@t", BusSettings(), instance)
+    box.commit_many([(Delivery(box.stream, "1-0", e.to_fields(), 1, e), out, state)
+                     for e, out, state in items])
+    calls.append({"agent": instance, "keys": client.calls[-1][0]})
+
+patterns = []
+for shard in (0, 1):
+    joey = Joey(env={}, shard=shard)
+    joey.detector, joey.window_size = PatternDetector(), 60
+    items = []
+    for bar in SyntheticAdapter(["AAPL", "MSFT", "NVDA"], seed=3, bars=80):
+        env = Envelope.new("market.bar", bar, from_agent="kyle", to_agent="joey")
+        out = joey.handle(env)
+        patterns += [o for _, o in out]
+        out.append((ERRORS_STREAM, Envelope.new("error.raised", {"agent": "joey",
+            "severity": "info", "error": "x", "message": "y"}, from_agent="joey",
+            to_agent="bus")))
+        items.append((env, out, joey.state_writes(env)))
+    commit("joey", joey.instance, items)
+kenny = Kenny.__new__(Kenny)
+kenny.account, kenny.log = AccountConfig(account_size=100000), logging.getLogger("k")
+items = [(p, kenny.handle(p), []) for p in patterns]
+commit("kenny", "kenny", items)
+plans = [o for _, out, _ in items for _, o in out]
+commit("hrm", "hrm", [(p, [(DECISIONS_STREAM, p)], []) for p in plans])
+print(json.dumps({"calls": calls, "exec": [inbox("joey"), inbox("joey-1"),
+                                           kyle_cursor_key("f")]}))
+"""
+
+
+def test_cluster_layout_puts_every_commit_in_one_slot() -> None:
+    import subprocess
+    import sys
+
+    out = subprocess.run(
+        [sys.executable, "-c", _CLUSTER_PROBE, str(Path(__file__).parent)], cwd=REPO,
+        env={"ARK_BUS_KEY_TAG": "ark", "PYTHONPATH": str(REPO)}, capture_output=True,
+        text=True, check=True).stdout
+    probe = json.loads(out)
+    slot = key_slot(b"{ark}")
+    assert [c["agent"] for c in probe["calls"]] == ["joey", "joey-1", "kenny", "hrm"]
+    for call in probe["calls"]:
+        keys = call["keys"]
+        assert len(keys) > 3, call  # inbox, failures, marks, the downstream stream, ...
+        assert {key_slot(k.encode()) for k in keys} == {slot}, call["agent"]
+        assert all("{ark}" in k for k in keys)
+    # The EVALs reach the next agent's stream: the cross-slot emit the layout exists for.
+    assert any(k.endswith(":stream:kenny") for k in probe["calls"][0]["keys"])
+    assert any(k.endswith(":stream:decisions") for k in probe["calls"][3]["keys"])
+    # Kyle's EXEC (bars into the shards' inboxes + its cursor) is one slot too.
+    assert {key_slot(k.encode()) for k in probe["exec"]} == {slot}
+
+
+def test_default_layout_keeps_the_key_names_of_one_redis() -> None:
+    # Unset tag: nothing renamed (a running deployment keeps its streams and marks).
+    assert inbox("joey") == "ark:stream:joey"
+    assert done_key("kenny", "m") == "ark:done:{ark:stream:kenny}:m"
+    assert failures_key("joey-1") == "ark:failures:{ark:stream:joey-1}"

@@ -111,6 +111,14 @@ def cases(tmp: Path) -> dict[str, tuple[str, dict, dict, list[str] | None]]:
             tmp, ark_runtime_state_dir="var/lib/ark"), {}, ["ark_runtime_state_dir"]),
         "runtime_unknown_agent": ("ark_runtime", runtime_inputs(
             tmp, ark_runtime_agents=["kyle", "bob"]), {}, ["ark_runtime_agents", "bob"]),
+        # Issue #12: Joey's shards; a host may run some of them.
+        "runtime_two_shards_split_good": ("ark_runtime", runtime_inputs(
+            tmp, ark_runtime_joey_shards=2, ark_runtime_joey_shards_here=[1]), {}, None),
+        "runtime_zero_shards": ("ark_runtime", runtime_inputs(
+            tmp, ark_runtime_joey_shards=0), {}, ["ark_runtime_joey_shards"]),
+        "runtime_shard_past_count": ("ark_runtime", runtime_inputs(
+            tmp, ark_runtime_joey_shards=2, ark_runtime_joey_shards_here=[0, 2]), {},
+            ["ark_runtime_joey_shards_here"]),
         "runtime_short_secret": ("ark_runtime", runtime_inputs(
             tmp, ark_runtime_api_secret=LEAKY_SECRET), {}, ["ark_runtime_api_secret"]),
         "runtime_bad_interval": ("ark_runtime", runtime_inputs(
