@@ -113,6 +113,12 @@ def test_a_decision_traces_back_to_kyle_through_every_agent(host, hostvars):
     )
     traces = [local_trace(host, cid) + (cid,) for cid in cids]
     complete = [t for t in traces if all(step in t[1] for step in STEPS)]
+    if many:
+        # Every agent host runs a Kyle on the same feed today: this host's Kyle may log its
+        # (deduplicated) copy of a bar after another host's flow of it has already decided.
+        # Such a trace is not this host's flow; one whose Kyle hop came first is.
+        complete = [t for t in complete
+                    if t[1].index(("kyle", "emitted")) < t[1].index(("hrm", "decided"))]
     if many and not complete:
         # Every recent flow decided here began or passed on another host: this host's part
         # of one (HRM's verdict and the stored decision) must still be here, in order. (Not
