@@ -1,11 +1,13 @@
 #!/usr/bin/env python3
 """Measure the lab and the deploy: what issues #2 and #11 ask to report.
 
-    sudo .venv/bin/python benchmarks/deploy_timing.py [--runs 3] [--image] [--linear]
+    sudo .venv/bin/python benchmarks/deploy_timing.py [--runs 3] [--redeploys 1] [--image]
+        [--linear] [--no-four]
         [--baseline f0771c7] [--fleet 8 [--keep-fleet-up]]
 
-For each run: lab down, `lab.up` of 1 host (timed), cold deploy (timed), re-deploy
-with nothing to change (timed), then `lab.up` of 4 hosts from scratch (timed).
+For each run: lab down, `lab.up` of 1 host (timed), cold deploy (timed), --redeploys N
+re-deploys with nothing to change (timed), then `lab.up` of 4 hosts from scratch (timed;
+--no-four skips it).
 --baseline REF also times, in each run, a re-deploy by the code of REF (a `git archive`
 checkout: its roles and ansible.cfg) next to this tree's, on the same host (with
 --baseline-cold also a cold deploy by REF on a fresh host).
@@ -100,9 +102,15 @@ def one_run(paths: LabPaths, rows: dict[str, list[float]], disk: dict[str, int],
     disk["host overlay after boot"] = du(host_dir)
     rows["cold deploy"].append(timed_deploy(None, inv)[0])
     disk["host overlay after deploy"] = du(host_dir)
-    seconds, changed = timed_deploy(None, inv)
-    rows["re-deploy"].append(seconds)
-    warn_if_changed("re-deploy", changed)
+    for _ in range(args.redeploys):  # alternating, so a load change hits both strategies
+        seconds, changed = timed_deploy(None, inv)
+        rows["re-deploy"].append(seconds)
+        warn_if_changed("re-deploy", changed)
+        if args.linear:
+            with experiment("linear re-deploy"):
+                seconds, changed = timed_deploy(None, inv, "linear")
+                rows["re-deploy (linear)"].append(seconds)
+                warn_if_changed("linear re-deploy", changed)
     if base is not None:
         with experiment("baseline re-deploy"):
             seconds, changed = timed_deploy(base, inv)
@@ -111,17 +119,14 @@ def one_run(paths: LabPaths, rows: dict[str, list[float]], disk: dict[str, int],
         seconds, changed = timed_deploy(None, inv)  # this tree again, after the baseline's
         rows["re-deploy"].append(seconds)
         warn_if_changed("re-deploy after the baseline's", changed)
-    if args.linear:
-        with experiment("linear re-deploy"):
-            seconds, changed = timed_deploy(None, inv, "linear")
-            rows["re-deploy (linear)"].append(seconds)
-            warn_if_changed("linear re-deploy", changed)
     if "cold deploy (baseline)" in rows:
         lab.down(log=quiet)
         lab.up(hosts=1, log=quiet)
         with experiment("cold deploy (baseline)"):
             rows["cold deploy (baseline)"].append(timed_deploy(base, inv)[0])
     lab.down(log=quiet)
+    if args.no_four:
+        return
     rows["lab.up 4 hosts"].append(timed(lab.up, hosts=4, log=quiet))
     disk["4 host overlays after boot"] = sum(
         du(paths.host_dir(f"ark-lab-{i}") / "upper") for i in range(1, 5))
@@ -170,13 +175,18 @@ def main() -> int:
                         help="with --baseline, also time its cold deploy in each run")
     parser.add_argument("--linear", action="store_true",
                         help="also time re-deploys with Ansible's plain linear strategy")
+    parser.add_argument("--redeploys", type=int, default=1, metavar="N",
+                        help="no-change re-deploys timed in each run (default 1)")
+    parser.add_argument("--no-four", action="store_true",
+                        help="skip the 4-host lab.up of each run (a shorter lab session)")
     parser.add_argument("--fleet", type=int, default=0, metavar="N",
                         help="then time a cold deploy onto N hosts, once")
     parser.add_argument("--keep-fleet-up", action="store_true",
                         help="leave the --fleet lab up (take it down inside the lab lock)")
     args = parser.parse_args()
     paths = LabPaths.default()
-    names = ["lab.up 1 host", "cold deploy", "re-deploy", "lab.up 4 hosts"]
+    names = ["lab.up 1 host", "cold deploy", "re-deploy"] + ([] if args.no_four
+                                                              else ["lab.up 4 hosts"])
     if args.baseline:
         names[2:2] = ["re-deploy (baseline)"] + (
             ["cold deploy (baseline)"] if args.baseline_cold else [])
