@@ -97,7 +97,7 @@ def gather(inventory: Path, limit: str | None) -> dict[str, WheelPlatform]:
                "-a", f"gather_subset={GATHER_SUBSET}", "--tree", tree]
         if limit:
             cmd += ["--limit", limit]
-        subprocess.run(cmd, cwd=REPO_ROOT, env=ansible_env(), stdin=subprocess.DEVNULL,
+        subprocess.run(cmd, cwd=REPO_ROOT, env=ansible_env(one_task=True), stdin=subprocess.DEVNULL,
                        capture_output=True, text=True)
         found = read_tree(Path(tree))
     platforms = {}

@@ -43,6 +43,14 @@ def test_mitogen_is_the_default_and_is_installed():
     assert ansible_env()["ANSIBLE_STRATEGY"] == "mitogen_linear"
 
 
+def test_one_task_runs_stay_linear_even_without_mitogen(monkeypatch):
+    """An ad-hoc call of one task per host does not pay mitogen's bootstrap, and still works
+    in a venv without mitogen (verify's per-command calls, the deploy's fact gathering)."""
+    assert ansible_env(one_task=True)["ANSIBLE_STRATEGY"] == "linear"
+    monkeypatch.setattr(ansible_run.importlib.util, "find_spec", lambda *_a: None)
+    assert ansible_env(one_task=True)["ANSIBLE_STRATEGY"] == "linear"
+
+
 def test_the_operator_can_fall_back_to_linear(monkeypatch):
     monkeypatch.setenv(STRATEGY_VAR, "linear")
     assert ansible_env()["ANSIBLE_STRATEGY"] == "linear"
