@@ -53,7 +53,7 @@ def parse_recap(output: str) -> dict[str, dict[str, int]]:
     return recap
 
 
-# Every Ansible run the toolkit makes uses mitogen_linear (plugins/strategy) unless the
+# Every playbook run the toolkit makes uses mitogen_linear (plugins/strategy) unless the
 # operator asks for Ansible's own `linear` (docs/FLEET_ACCESS.md says when and why).
 STRATEGY_VAR = "ARK_OPS_ANSIBLE_STRATEGY"
 MITOGEN = "mitogen_linear"
