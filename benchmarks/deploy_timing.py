@@ -140,6 +140,8 @@ def fleet_run(paths: LabPaths, hosts: int, rows: dict[str, list[float]], linear:
     seconds, changed = timed_deploy(None, inv)
     rows[f"re-deploy {hosts} hosts"] = [seconds]
     warn_if_changed(f"{hosts}-host re-deploy", changed)
+    print("fleet: " + ", ".join(f"{k} {v[-1]:.1f}s" for k, v in rows.items()
+                                if f"{hosts} hosts" in k), file=sys.stderr)
     if linear:
         with experiment(f"{hosts}-host linear re-deploy"):
             seconds, changed = timed_deploy(None, inv, "linear")
