@@ -7,7 +7,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from ark_ops import baseline_report, wheel_platforms, wheelhouse
-from ark_ops.ansible_run import PlaybookResult, run_playbook
+from ark_ops.ansible_run import PlaybookResult, run_playbook, using_strategy
 from ark_ops.deploy_lock import exclusive
 from ark_ops.errors import OpsError
 from ark_ops.inventories import REPO_ROOT, resolve_inventory
@@ -19,16 +19,19 @@ BASELINE_REPORT = REPO_ROOT / "reports" / "baseline-latest.md"
 
 
 def deploy(inventory: str | None = None, limit: str | None = None, check: bool = False,
-           echo: bool = True, log=print) -> PlaybookResult:
+           echo: bool = True, log=print, strategy: str | None = None) -> PlaybookResult:
     """Every deploy is an audit record (SEC_03) on the control node and each target host,
-    whoever calls it (the task, a test, a benchmark) and however it ends."""
+    whoever calls it (the task, a test, a benchmark) and however it ends. `strategy`
+    (mitogen_linear, linear) overrides ARK_OPS_ANSIBLE_STRATEGY for this deploy."""
     from ark_ops.audit import audit_action
 
     inv = resolve_inventory(inventory, log)
     inv_dir = inv if inv.is_dir() else inv.parent
     started = time.monotonic()
-    with audit_action("deploy.check" if check else "deploy", {"check": check},
-                      inventory, limit) as rec, exclusive(inv_dir / ".deploy.lock", "deploy"):
+    action = "deploy.check" if check else "deploy"
+    with using_strategy(strategy), \
+            audit_action(action, {"check": check}, inventory, limit) as rec, \
+            exclusive(inv_dir / ".deploy.lock", "deploy"):
         # DEPLOY_01: the hosts' (Python, architecture) pairs are read while the local wheel
         # builds; an unsupported pair is refused before pip runs and before any host changes.
         with ThreadPoolExecutor(max_workers=1) as pool:

@@ -123,7 +123,8 @@ def verify(inventory: str | None = None, limit: str | None = None, disruptive: b
     cmd += parallel_args(Path(inv), limit, disruptive, keyword)
     SSH_CONTROL_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
     redact = Redactor([*inventory_secrets(Path(inv)), *passwords])
-    with subprocess.Popen(cmd, cwd=REPO_ROOT, env={**ansible_env(), **become_env},
+    # testinfra's Ansible calls (force_ansible) are one ad-hoc task each: one_task.
+    with subprocess.Popen(cmd, cwd=REPO_ROOT, env={**ansible_env(one_task=True), **become_env},
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                           errors="replace") as proc:
         for line in proc.stdout:

@@ -26,6 +26,8 @@ SUPPORTED_PYTHONS = ("3.11", "3.12", "3.13")
 SUPPORTED_ARCHES = ("x86_64", "aarch64")
 _PYTHON = re.compile(r"^3\.\d{1,2}$")
 _ARCH = re.compile(r"^[A-Za-z0-9_]{1,32}$")
+# python and platform for the wheels; the rest is what the roles' preflights read.
+GATHER_SUBSET = "!all,!min,python,platform,distribution,service_mgr,pkg_mgr"
 
 
 @dataclass(frozen=True, order=True)
@@ -87,14 +89,15 @@ def read_tree(tree: Path) -> dict[str, Mapping]:
 
 
 def gather(inventory: Path, limit: str | None) -> dict[str, WheelPlatform]:
-    """One `setup` call per host, only the python and platform subsets."""
+    """One `setup` call per host: the python and platform subsets for the wheelhouse, plus
+    what the roles' preflights read (ansible.cfg's fact cache hands them to the play)."""
     exe = Path(sys.executable).parent / "ansible"
     with tempfile.TemporaryDirectory(prefix="ark-facts-") as tree:
         cmd = [str(exe), "ark", "-i", str(inventory), "-m", "ansible.builtin.setup",
-               "-a", "gather_subset=!all,!min,python,platform", "--tree", tree]
+               "-a", f"gather_subset={GATHER_SUBSET}", "--tree", tree]
         if limit:
             cmd += ["--limit", limit]
-        subprocess.run(cmd, cwd=REPO_ROOT, env=ansible_env(), stdin=subprocess.DEVNULL,
+        subprocess.run(cmd, cwd=REPO_ROOT, env=ansible_env(one_task=True), stdin=subprocess.DEVNULL,
                        capture_output=True, text=True)
         found = read_tree(Path(tree))
     platforms = {}

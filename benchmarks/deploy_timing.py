@@ -1,17 +1,19 @@
 #!/usr/bin/env python3
 """Measure the lab and the deploy: what issues #2 and #11 ask to report.
 
-    sudo .venv/bin/python benchmarks/deploy_timing.py [--runs 3] [--image]
-        [--baseline 5eeee46] [--fleet 8 [--keep-fleet-up]]
+    sudo .venv/bin/python benchmarks/deploy_timing.py [--runs 3] [--redeploys 1] [--image]
+        [--linear] [--no-four]
+        [--baseline f0771c7] [--fleet 8 [--keep-fleet-up]]
 
-For each run: lab down, `lab.up` of 1 host (timed), cold deploy (timed), re-deploy
-with nothing to change (timed), then `lab.up` of 4 hosts from scratch (timed).
+For each run: lab down, `lab.up` of 1 host (timed), cold deploy (timed), --redeploys N
+re-deploys with nothing to change (timed), then `lab.up` of 4 hosts from scratch (timed;
+--no-four skips it).
 --baseline REF also times, in each run, a re-deploy by the code of REF (a `git archive`
 checkout: its roles and ansible.cfg) next to this tree's, on the same host (with
 --baseline-cold also a cold deploy by REF on a fresh host).
---mitogen DIR (an unpacked mitogen wheel, e.g. `pip download mitogen` then unzip) also
-times this tree's re-deploy and cold deploy with Ansible's mitogen_linear strategy, and
-with --fleet the N-host cold deploy too: an experiment, mitogen is not in the lock.
+Deploys use the toolkit's default strategy (mitogen_linear, ark_ops.ansible_run); --linear
+also times, once in each run, this tree's re-deploy with Ansible's plain `linear` strategy
+on the same host (ARK_OPS_ANSIBLE_STRATEGY=linear), and with --fleet the N-host re-deploy.
 --fleet N then, once: `lab.up` of N hosts, a cold deploy onto all of them and a re-deploy,
 and the cold deploy's ratio to the 1-host median (issue #11: at most 2.5x for 8 hosts).
 --keep-fleet-up leaves that lab up and deployed for verify_timing.py / lab_footprint.py
@@ -25,7 +27,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import os
 import shutil
 import statistics
 import subprocess
@@ -33,13 +34,13 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from unittest import mock
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import baseline_tree  # noqa: E402
 
+from ark_ops import ansible_run  # noqa: E402
 from ark_ops import deploy as deploy_mod  # noqa: E402
 from ark_ops.lab import image, lab  # noqa: E402
 from ark_ops.lab.config import LabPaths  # noqa: E402
@@ -64,25 +65,14 @@ def quiet(*_args, **_kwargs) -> None:
     pass
 
 
-@contextlib.contextmanager
-def mitogen(plugin_dir: Path | None):
-    """Ansible's children (ansible-playbook inherits our environment) use mitogen_linear."""
-    if plugin_dir is None:
-        yield
-        return
-    env = {"ANSIBLE_STRATEGY": "mitogen_linear", "PYTHONPATH": str(plugin_dir),
-           "ANSIBLE_STRATEGY_PLUGINS": str(plugin_dir / "ansible_mitogen/plugins/strategy")}
-    with mock.patch.dict(os.environ, env):
-        yield
-
-
-def timed_deploy(tree: Path | None, inventory: Path, mitogen_dir: Path | None = None
+def timed_deploy(tree: Path | None, inventory: Path, strategy: str | None = None
                  ) -> tuple[float, dict[str, int]]:
-    """(seconds, changed per host) of a deploy by this tree (None) or by `tree`."""
+    """(seconds, changed per host) of a deploy by this tree (None) with `strategy` (None:
+    the toolkit's default), or by the baseline `tree` (its own ansible.cfg decides)."""
     if tree is None:
         started = time.monotonic()
-        with mitogen(mitogen_dir):
-            result = deploy_mod.deploy(inventory=str(inventory), echo=False, log=quiet)
+        result = deploy_mod.deploy(inventory=str(inventory), echo=False, log=quiet,
+                                   strategy=strategy)
         return time.monotonic() - started, result.changed
     seconds, changed = baseline_tree.run_in(tree, "deploy", inventory)
     return seconds, changed
@@ -90,7 +80,7 @@ def timed_deploy(tree: Path | None, inventory: Path, mitogen_dir: Path | None = 
 
 @contextlib.contextmanager
 def experiment(what: str):
-    """A failed experimental measurement (mitogen, the baseline) is reported, and the
+    """A failed side measurement (plain linear, the baseline) is reported, and the
     benchmark goes on with the rest instead of losing the lab session."""
     try:
         yield
@@ -112,9 +102,15 @@ def one_run(paths: LabPaths, rows: dict[str, list[float]], disk: dict[str, int],
     disk["host overlay after boot"] = du(host_dir)
     rows["cold deploy"].append(timed_deploy(None, inv)[0])
     disk["host overlay after deploy"] = du(host_dir)
-    seconds, changed = timed_deploy(None, inv)
-    rows["re-deploy"].append(seconds)
-    warn_if_changed("re-deploy", changed)
+    for i in range(args.redeploys):
+        seconds, changed = timed_deploy(None, inv)
+        rows["re-deploy"].append(seconds)
+        warn_if_changed("re-deploy", changed)
+        if args.linear and i == 0:  # once per run, between two of the default's
+            with experiment("linear re-deploy"):
+                seconds, changed = timed_deploy(None, inv, "linear")
+                rows["re-deploy (linear)"].append(seconds)
+                warn_if_changed("linear re-deploy", changed)
     if base is not None:
         with experiment("baseline re-deploy"):
             seconds, changed = timed_deploy(base, inv)
@@ -123,57 +119,48 @@ def one_run(paths: LabPaths, rows: dict[str, list[float]], disk: dict[str, int],
         seconds, changed = timed_deploy(None, inv)  # this tree again, after the baseline's
         rows["re-deploy"].append(seconds)
         warn_if_changed("re-deploy after the baseline's", changed)
-    if args.mitogen:
-        with experiment("mitogen re-deploy"):
-            seconds, changed = timed_deploy(None, inv, args.mitogen)
-            rows["re-deploy (mitogen)"].append(seconds)
-            warn_if_changed("mitogen re-deploy", changed)
-    for name, tree, mito in (("cold deploy (baseline)", base, None),
-                             ("cold deploy (mitogen)", None, args.mitogen)):
-        if name not in rows or (tree is None and mito is None):
-            continue
+    if "cold deploy (baseline)" in rows:
         lab.down(log=quiet)
         lab.up(hosts=1, log=quiet)
-        with experiment(name):
-            rows[name].append(timed_deploy(tree, inv, mito)[0])
+        with experiment("cold deploy (baseline)"):
+            rows["cold deploy (baseline)"].append(timed_deploy(base, inv)[0])
     lab.down(log=quiet)
+    if args.no_four:
+        return
     rows["lab.up 4 hosts"].append(timed(lab.up, hosts=4, log=quiet))
     disk["4 host overlays after boot"] = sum(
         du(paths.host_dir(f"ark-lab-{i}") / "upper") for i in range(1, 5))
 
 
-def fleet_run(paths: LabPaths, hosts: int, rows: dict[str, list[float]],
-              mitogen_dir: Path | None) -> None:
+def fleet_run(paths: LabPaths, hosts: int, rows: dict[str, list[float]], linear: bool) -> None:
     inv = paths.inventory / "hosts.yml"
-    if mitogen_dir is not None:  # first, so the lab left up is the plain deploy's
-        lab.down(log=quiet)
-        lab.up(hosts=hosts, log=quiet)
-        with experiment(f"{hosts}-host mitogen deploy"):
-            rows[f"cold deploy {hosts} hosts (mitogen)"] = [
-                timed_deploy(None, inv, mitogen_dir)[0]]
-            seconds, changed = timed_deploy(None, inv, mitogen_dir)
-            rows[f"re-deploy {hosts} hosts (mitogen)"] = [seconds]
-            warn_if_changed(f"{hosts}-host mitogen re-deploy", changed)
     lab.down(log=quiet)
     rows[f"lab.up {hosts} hosts"] = [timed(lab.up, hosts=hosts, log=quiet)]
     rows[f"cold deploy {hosts} hosts"] = [timed_deploy(None, inv)[0]]
     seconds, changed = timed_deploy(None, inv)
     rows[f"re-deploy {hosts} hosts"] = [seconds]
     warn_if_changed(f"{hosts}-host re-deploy", changed)
+    print("fleet: " + ", ".join(f"{k} {v[-1]:.1f}s" for k, v in rows.items()
+                                if f"{hosts} hosts" in k), file=sys.stderr)
+    if linear:
+        with experiment(f"{hosts}-host linear re-deploy"):
+            seconds, changed = timed_deploy(None, inv, "linear")
+            rows[f"re-deploy {hosts} hosts (linear)"] = [seconds]
+            warn_if_changed(f"{hosts}-host linear re-deploy", changed)
 
 
 def report(rows: dict[str, list[float]], disk: dict[str, int], paths: LabPaths,
            fleet: int) -> None:
-    print(f"\n{'measure':<32}{'median':>10}{'min':>10}{'max':>10}{'n':>5}")
+    print(f"\ndeploys use {ansible_run.ansible_strategy()} unless a row says otherwise")
+    print(f"{'measure':<32}{'median':>10}{'min':>10}{'max':>10}{'n':>5}")
     for name, values in rows.items():
         if values:
             print(f"{name:<32}{statistics.median(values):>9.1f}s{min(values):>9.1f}s"
                   f"{max(values):>9.1f}s{len(values):>5}")
-    for suffix in ("", " (mitogen)"):
-        one, many = rows.get(f"cold deploy{suffix}"), rows.get(f"cold deploy {fleet} hosts{suffix}")
-        if fleet and one and many:
-            print(f"\ncold deploy{suffix} onto {fleet} hosts / onto 1 host: "
-                  f"{many[0] / statistics.median(one):.2f}x (goal <= 2.5x)")
+    one, many = rows.get("cold deploy"), rows.get(f"cold deploy {fleet} hosts")
+    if fleet and one and many:
+        print(f"\ncold deploy onto {fleet} hosts / onto 1 host: "
+              f"{many[0] / statistics.median(one):.2f}x (goal <= 2.5x)")
     print(f"\n{'disk':<32}{'size':>12}")
     for name, size in disk.items():
         print(f"{name:<32}{mb(size):>12}")
@@ -188,20 +175,25 @@ def main() -> int:
     parser.add_argument("--baseline", metavar="REF", help="also time the deploy of this commit")
     parser.add_argument("--baseline-cold", action="store_true",
                         help="with --baseline, also time its cold deploy in each run")
-    parser.add_argument("--mitogen", type=Path, metavar="DIR",
-                        help="also time deploys with mitogen_linear from this directory")
+    parser.add_argument("--linear", action="store_true",
+                        help="also time re-deploys with Ansible's plain linear strategy")
+    parser.add_argument("--redeploys", type=int, default=1, metavar="N",
+                        help="no-change re-deploys timed in each run (default 1)")
+    parser.add_argument("--no-four", action="store_true",
+                        help="skip the 4-host lab.up of each run (a shorter lab session)")
     parser.add_argument("--fleet", type=int, default=0, metavar="N",
                         help="then time a cold deploy onto N hosts, once")
     parser.add_argument("--keep-fleet-up", action="store_true",
                         help="leave the --fleet lab up (take it down inside the lab lock)")
     args = parser.parse_args()
     paths = LabPaths.default()
-    names = ["lab.up 1 host", "cold deploy", "re-deploy", "lab.up 4 hosts"]
+    names = ["lab.up 1 host", "cold deploy", "re-deploy"] + ([] if args.no_four
+                                                              else ["lab.up 4 hosts"])
     if args.baseline:
         names[2:2] = ["re-deploy (baseline)"] + (
             ["cold deploy (baseline)"] if args.baseline_cold else [])
-    if args.mitogen:
-        names[2:2] = ["cold deploy (mitogen)", "re-deploy (mitogen)"]
+    if args.linear:
+        names.insert(names.index("re-deploy") + 1, "re-deploy (linear)")
     rows: dict[str, list[float]] = {k: [] for k in names}
     disk: dict[str, int] = {}
     if args.image:
@@ -216,7 +208,7 @@ def main() -> int:
             print(f"run {run}: " + ", ".join(f"{k} {v[-1]:.1f}s" for k, v in rows.items() if v),
                   file=sys.stderr)
     if args.fleet:
-        fleet_run(paths, args.fleet, rows, args.mitogen)
+        fleet_run(paths, args.fleet, rows, args.linear)
     if not (args.fleet and args.keep_fleet_up):
         lab.down(log=quiet)
     disk["base image (shared, cached)"] = du(image.image_path(paths.cache))
