@@ -15,7 +15,7 @@ from typing import Any
 
 import redis
 
-from ark_runtime.bus.streams import PREFIX
+from ark_runtime.bus.streams import inbox
 
 SHARDED_AGENT = "joey"
 MAX_SHARDS = 64
@@ -69,7 +69,7 @@ def orphaned(client: Any, shards: int) -> dict[str, int]:
     Joey has finished: {stream: entries}. Nobody reads them under this count, so emitting on
     would reorder those symbols (their old bars would wait while new ones pass)."""
     # The possible names are few (MAX_SHARDS): ask for them by name rather than SCAN all keys.
-    candidates = [f"{PREFIX}{shard_name(k)}" for k in range(shards, MAX_SHARDS)]
+    candidates = [inbox(shard_name(k)) for k in range(shards, MAX_SHARDS)]
     with client.pipeline(transaction=False) as pipe:
         for stream in candidates:
             pipe.exists(stream)

@@ -3,7 +3,7 @@
 The real plugin lives inside the installed `mitogen` package (requirements.lock), whose path
 depends on the venv; this shim makes `strategy_plugins = plugins/strategy` portable. The
 strategy itself adds mitogen's connection and action plugin directories when it starts.
-ARK_OPS_ANSIBLE_STRATEGY=linear (or `invoke deploy --no-mitogen`) uses plain `linear`.
+ARK_OPS_ANSIBLE_STRATEGY=linear (or `deploy(strategy="linear")` in code) uses plain `linear`.
 """
 
 from __future__ import annotations
