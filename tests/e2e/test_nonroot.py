@@ -15,7 +15,6 @@ import time
 import pytest
 import yaml
 
-from ark_ops import deploy as deploy_mod
 from ark_ops.dr import dr_bundle, dr_restore
 from ark_ops.fleet import inventory_hosts
 from ark_ops.lab import host as hostmod
@@ -25,7 +24,7 @@ from ark_ops.lab.operator import SUDOERS
 from ark_ops.logs import Filters, read_host
 from ark_ops.panic import panic, recover
 from tests.support import lab_shell
-from tests.support.lab_shell import units_active, wait_for
+from tests.support.lab_shell import deployed_lab, units_active, wait_for
 
 pytestmark = [
     pytest.mark.lab,
@@ -49,10 +48,9 @@ def healthy(host: str) -> bool:
 
 @pytest.fixture(scope="module")
 def fleet():
-    lab.up(hosts=2, user="deploy")
-    deploy_mod.deploy(echo=False)
-    yield [A, B]
-    lab.down()
+    with deployed_lab(2) as hosts:
+        assert hosts == [A, B]
+        yield hosts
 
 
 @pytest.mark.requirement("INFRA_01")

@@ -19,7 +19,7 @@ from ark_ops.dr import dr_bundle, dr_restore
 from ark_ops.lab import lab
 from ark_ops.lab.config import LabHost
 from ark_ops.panic import panic, recover
-from tests.support.lab_shell import on, units_active, wait_for
+from tests.support.lab_shell import deployed_lab, on, units_active, wait_for
 
 pytestmark = [
     pytest.mark.lab,
@@ -48,10 +48,9 @@ def pipeline_settled(host: str) -> str:
 
 @pytest.fixture(scope="module")
 def fleet():
-    lab.up(hosts=2, user="deploy")
-    deploy_mod.deploy(echo=False)
-    yield [A, B]
-    lab.down()
+    with deployed_lab(2) as hosts:
+        assert hosts == [A, B]
+        yield hosts
 
 
 @pytest.mark.requirement("REC_01")

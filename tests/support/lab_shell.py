@@ -1,12 +1,16 @@
-"""A shell on a lab host and patient polling: what every end-to-end module needs."""
+"""A shell on a lab host, patient polling and a deployed lab: what every end-to-end module
+needs."""
 
 from __future__ import annotations
 
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
+from ark_ops import deploy as deploy_mod
+from ark_ops.lab import lab
 from ark_ops.lab.config import LabHost, LabPaths
 from ark_ops.lab.ssh import ssh_argv
 
@@ -44,3 +48,15 @@ def units_active(host: str | LabHost, *units: str, as_root: bool = True) -> bool
     units = units or CORE_UNITS
     out = on(host, "systemctl", "is-active", *units, as_root=as_root).stdout.split()
     return out == ["active"] * len(units)
+
+
+@contextmanager
+def deployed_lab(hosts: int, user: str = "deploy") -> Iterator[list[str]]:
+    """`hosts` lab hosts reached as `user`, ARK deployed on all of them; the lab is taken
+    down again on the way out."""
+    lab.up(hosts=hosts, user=user)
+    try:
+        deploy_mod.deploy(echo=False)
+        yield [LabHost(i).name for i in range(1, hosts + 1)]
+    finally:
+        lab.down()
