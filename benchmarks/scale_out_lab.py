@@ -1,14 +1,16 @@
-"""Scale-out on the lab (issue #12): Joey's throughput with 1 shard on one agent host vs 2
-shards on two agent hosts, against the one Redis of a split-topology lab.
+"""Scale-out on the lab (issue #12): Joey's throughput with 1 shard vs 2 shards on two agent
+hosts, against the one Redis of a split-topology lab.
 
     flock /run/ark-lab.lock .venv/bin/python benchmarks/scale_out_lab.py [--rounds 1]
         [--window 20] [--symbols 32]
 
-Three lab hosts (split topology: ark-lab-1 Redis + monitoring, ark-lab-2 the API and the
-agents, ark-lab-3 agents). Each round deploys twice, alternating:
-* 1 shard: every agent on ark-lab-2 (ark-lab-3 runs none);
-* 2 shards: the same, with Joey's shard 0 on ark-lab-2 and shard 1 (ark-agent@joey-1) on
-  ark-lab-3 (ark_runtime_joey_shards_here).
+Three lab hosts (split topology: ark-lab-1 Redis + monitoring, ark-lab-2 the API and
+agents, ark-lab-3 agents). The role deals the one pipeline's agents out over ark-lab-2 and
+ark-lab-3 (ark_ops/placement.py). Each round deploys twice, alternating:
+* one host: every agent on ark-lab-2, ark-lab-3 runs none (ark_runtime_agents set by hand
+  in host_vars);
+* two hosts, 2 shards: the default placement, Kyle, Joey's shard 1 (ark-agent@joey-1) and
+  HRM on ark-lab-2, shard 0 and Kenny on ark-lab-3.
 Kyle replays a synthetic feed unpaced (a new seed per deploy, so it starts over). Once the
 Joey groups have a backlog, the bars every Joey group acked (XINFO GROUPS entries-read minus
 pending) are read twice, --window seconds apart, on ark-lab-2 with the deployed runtime and
@@ -37,6 +39,7 @@ from ark_ops import deploy as deploy_mod  # noqa: E402
 from ark_ops.lab import lab  # noqa: E402
 from ark_ops.lab.config import LabHost, LabPaths  # noqa: E402
 from ark_ops.lab.ssh import ssh_argv  # noqa: E402
+from ark_ops.placement import AGENTS  # noqa: E402
 
 MAIN, SECOND = "ark-lab-2", "ark-lab-3"
 
@@ -111,11 +114,13 @@ def configure(shards: int, seed: int, symbols: int) -> None:
             "ARK_FEED_SYMBOLS": ",".join(balanced_symbols(f"S{chr(65 + seed % 26)}", symbols))}
     (inv / "group_vars" / "all.yml").write_text(yaml.safe_dump(
         {"ark_runtime_joey_shards": shards, "ark_runtime_env": feed}))
+    # One host: the whole pipeline on MAIN by hand. Two: {} leaves it to the role's placement.
+    alone = shards == 1
     (inv / "host_vars" / f"{MAIN}.yml").write_text(yaml.safe_dump(
-        {"ark_runtime_joey_shards_here": [0]}))
+        {"ark_runtime_agents": list(AGENTS), "ark_runtime_joey_shards_here": [0]}
+        if alone else {}))
     (inv / "host_vars" / f"{SECOND}.yml").write_text(yaml.safe_dump(
-        {"ark_runtime_agents": ["joey"] if shards > 1 else [],
-         "ark_runtime_joey_shards_here": [1] if shards > 1 else []}))
+        {"ark_runtime_agents": [], "ark_runtime_joey_shards_here": []} if alone else {}))
 
 
 def measure(window: float) -> dict[str, float]:

@@ -53,9 +53,10 @@ def _scaling_out() -> list[str]:
         "are still processed exactly once, but a symbol that moved to another shard may "
         "then see its old and new bars out of order, which is why the procedure drains "
         "first.",
-        "* Placement: `ark_runtime_joey_shards_here` (default: all) says which shards a host "
-        "runs, e.g. `[0]` on one agent host and `[1]` on another; every host gets the same "
-        "`ark_runtime_joey_shards`, which Kyle routes by.",
+        "* Placement: the agent hosts that share a Redis run each shard once between them, "
+        "dealt out with the other agents (docs/TOPOLOGY.md); `ark_runtime_joey_shards_here` "
+        "overrides which shards a host runs, e.g. `[0]` on one agent host and `[1]` on "
+        "another. Every host gets the same `ark_runtime_joey_shards`, which Kyle routes by.",
         "* Measured (`benchmarks/scale_out.py --runs 5 --symbols 32 --bars 1500`, 1 and 2 "
         "shards alternating, on the 2-core development machine while other jobs ran, load "
         "3-9): a Joey takes about 68 us CPU per bar and Redis about 16 us. In the Joey stage "

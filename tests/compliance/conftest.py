@@ -20,22 +20,27 @@ import time
 
 import pytest
 
+from ark_ops import placement
 from ark_ops.report import host_of
 
-# The units each group runs (what test_placement.py looks for everywhere else).
-AGENTS = ("kyle", "joey", "kenny", "hrm")
+# The units each group runs (what test_placement.py looks for everywhere else). An
+# ark_agents host runs its share of its pipeline's agents: the `agent_instances` fixture.
+AGENTS = placement.AGENTS
 GROUP_UNITS = {
     "ark_redis": ("redis-server.service",),
     "ark_api": ("ark-api.service",),
-    "ark_agents": tuple(f"ark-agent@{a}.service" for a in AGENTS),
     "ark_monitoring": ("prometheus.service",),
 }
 
 
-def units_of(groups) -> tuple[str, ...]:
-    """ark.target plus what the host's groups say it runs."""
+def agent_unit(instance: str) -> str:
+    return f"ark-agent@{instance}.service"
+
+
+def units_of(groups, instances) -> tuple[str, ...]:
+    """ark.target plus what the host's groups and its share of the pipeline say it runs."""
     return ("ark.target", *(u for g, units in GROUP_UNITS.items() if g in groups
-                            for u in units))
+                            for u in units), *map(agent_unit, instances))
 
 
 def pytest_addoption(parser):
@@ -60,6 +65,7 @@ def pytest_collection_modifyitems(config, items):
 def pytest_configure(config):
     config.addinivalue_line("markers", "reboot: reboots the host (runs last)")
     config.addinivalue_line("markers", "runs_on(group): only for hosts in that inventory group")
+    config.addinivalue_line("markers", "runs_agent(name): only for hosts that run that agent")
 
 
 @pytest.fixture(scope="module")
@@ -82,6 +88,26 @@ def groups(hostvars) -> set[str]:
     return set(hostvars.get("group_names", []))
 
 
+@pytest.fixture(scope="module")
+def pipeline(host, hostvars) -> dict[str, str]:
+    """{agent instance: host} of this host's pipeline (joey-k is Joey's shard k): the
+    ark_agents hosts sharing its Redis, as the role places them (ark_ops/placement.py)."""
+    groups = hostvars.get("groups", {})
+    agent_hosts, redis_hosts = groups.get("ark_agents", []), groups.get("ark_redis", [])
+    runner = host.backend.ansible_runner  # the other hosts' inventory variables
+    server_of = {h: placement.redis_server(
+        h, redis_hosts, runner.get_variables(h).get("ark_runtime_redis_server"))
+        for h in agent_hosts}
+    shards = int(hostvars.get("ark_runtime_joey_shards", 1))
+    return placement.pipeline(hostvars["inventory_hostname"], agent_hosts, server_of, shards)
+
+
+@pytest.fixture(scope="module")
+def agent_instances(hostvars, pipeline) -> list[str]:
+    """The agent instances this host runs: all four where it has a Redis of its own."""
+    return [i for i, where in pipeline.items() if where == hostvars["inventory_hostname"]]
+
+
 @pytest.fixture(autouse=True)
 def _guard_placement(request, hostvars):
     marker = request.node.get_closest_marker("runs_on")
@@ -89,6 +115,28 @@ def _guard_placement(request, hostvars):
         return
     pytest.skip(f"{hostvars['inventory_hostname']} is not in {marker.args[0]} "
                 "(test_placement.py checks that it runs none of it)")
+
+
+def _skip_unless_here(hostvars, instances, agent: str) -> None:
+    if agent not in instances:
+        pytest.skip(f"{hostvars['inventory_hostname']} does not run {agent}: its share of "
+                    f"the pipeline is {instances or 'none'}")
+
+
+@pytest.fixture(autouse=True)
+def _guard_agent(request, hostvars):
+    """`runs_agent(name)`: in a pipeline spread over hosts, another host may run it."""
+    marker = request.node.get_closest_marker("runs_agent")
+    if marker is not None:
+        _skip_unless_here(hostvars, request.getfixturevalue("agent_instances"), marker.args[0])
+
+
+@pytest.fixture
+def here(request, hostvars, agent_instances) -> str:
+    """The test's `agent` parameter, when this host runs that agent (else the check skips)."""
+    agent = request.getfixturevalue("agent")
+    _skip_unless_here(hostvars, agent_instances, agent)
+    return agent
 
 
 @pytest.fixture(scope="module")

@@ -3,9 +3,15 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
+import testinfra
 from conftest import wait_for
+
+from ark_ops import trace_fleet
+from ark_ops.fleet import inventory_hosts
+from ark_ops.placement import agent_of
 
 AGENTS = ("kyle", "joey", "kenny", "hrm")
 STORE = "/var/lib/ark/memory.db"
@@ -31,7 +37,7 @@ def process_env_names(host, pid: int) -> set[str]:
 
 @pytest.mark.requirement("INFRA_01")
 @pytest.mark.parametrize("agent", AGENTS)
-def test_agent_is_enabled_active_and_notify_supervised(host, agent):
+def test_agent_is_enabled_active_and_notify_supervised(host, agent, here):
     svc = host.service(f"ark-agent@{agent}.service")
     assert svc.is_enabled and svc.is_running
     props = svc.systemd_properties
@@ -42,7 +48,7 @@ def test_agent_is_enabled_active_and_notify_supervised(host, agent):
 
 @pytest.mark.requirement("SEC_01")
 @pytest.mark.parametrize("agent", AGENTS)
-def test_agent_gets_only_its_credential_domains(host, agent):
+def test_agent_gets_only_its_credential_domains(host, agent, here):
     env = process_env_names(host, main_pid(host, f"ark-agent@{agent}.service"))
     assert "ARK_REDIS_PASSWORD" in env  # infrastructure reaches every agent
     assert "ARK_API_SECRET" not in env  # the API's secret reaches the API only
@@ -77,7 +83,7 @@ def test_deployed_ruleset_passes_its_schema(host):
 
 @pytest.mark.requirement("INFRA_02")
 @pytest.mark.parametrize("agent", ("kyle", "hrm"))
-def test_second_instance_of_an_agent_is_refused_by_the_lock(host, agent):
+def test_second_instance_of_an_agent_is_refused_by_the_lock(host, agent, here):
     result = host.run(WITH_ENV + f"timeout 20 runuser -u ark -- {ARK} agent {agent}")
     assert result.rc == 75, result.stdout + result.stderr
     assert "already running" in (result.stdout + result.stderr).lower()
@@ -98,42 +104,61 @@ def local_trace(host, cid: str) -> tuple[list[dict], list[tuple[str, str]]]:
     return hops, [(h["source"].rsplit("/", 1)[-1], h["event"]) for h in hops]
 
 
-@pytest.mark.requirement("AGENT_01")
-@pytest.mark.requirement("TEST_01")
-def test_a_decision_traces_back_to_kyle_through_every_agent(host, hostvars):
-    # With several ark_agents hosts on one Redis a flow may hop between hosts (`invoke
-    # trace` follows those, tests/e2e/test_split_topology.py); `ark trace` reads this
-    # host's logs, so look among the newest decisions for a flow that stayed here.
-    many = len(hostvars.get("groups", {}).get("ark_agents", [])) > 1
-    limit = 50 if many else 1
-    cids = wait_for(
+def newest_decisions(host, limit: int) -> list[str]:
+    return wait_for(
         lambda: host.run("sqlite3 %s 'select correlation_id from decisions "
                          f"order by decided_at desc limit {limit}'", STORE).stdout.split(),
         timeout=60, what="a decision in the store",
     )
-    traces = [local_trace(host, cid) + (cid,) for cid in cids]
-    complete = [t for t in traces if all(step in t[1] for step in STEPS)]
-    if many:
-        # Every agent host runs a Kyle on the same feed today: this host's Kyle may log its
-        # (deduplicated) copy of a bar after another host's flow of it has already decided.
-        # Such a trace is not this host's flow; one whose Kyle hop came first is.
-        complete = [t for t in complete
-                    if t[1].index(("kyle", "emitted")) < t[1].index(("hrm", "decided"))]
-    if many and not complete:
-        # Every recent flow decided here began or passed on another host: this host's part
-        # of one (HRM's verdict and the stored decision) must still be here, in order. (Not
-        # necessarily the newest: its batch log line may land just after the store commit.)
-        own = [t for t in traces if ("hrm", "decided") in t[1] and ("decisions", "decision")
-               in t[1]]
-        assert own, f"no recent decision here has its HRM hop in this host's log: {traces[:3]}"
-        hops, path, cid = own[0]
-        order = [a for a, _ in path if a in ("kyle", "joey", "kenny", "hrm")]
-        rank = {"kyle": 0, "joey": 1, "kenny": 2, "hrm": 3}
-        assert order == sorted(order, key=rank.get), (cid, path)
+
+
+@pytest.mark.requirement("AGENT_01")
+@pytest.mark.requirement("TEST_01")
+def test_a_decision_traces_back_to_kyle_through_every_agent(host, request, pipeline):
+    if len(set(pipeline.values())) > 1:
+        _check_the_flow_across_the_pipelines_hosts(request, pipeline)
         return
-    hops, path, cid = complete[0] if complete else traces[0]
+    cid = newest_decisions(host, 1)[0]
+    hops, path = local_trace(host, cid)
     for step in STEPS:
         assert step in path, f"{step} missing from the trace of {cid}: {path}"
     assert path.index(("kyle", "emitted")) < path.index(("hrm", "decided"))
     kyle_emit = hops[path.index(("kyle", "emitted"))]
     assert kyle_emit["message_id"] == cid  # Kyle's bar starts the correlation
+
+
+FLOW = ("kyle", "joey", "kenny", "hrm")
+
+
+def _check_the_flow_across_the_pipelines_hosts(request, pipeline: dict[str, str]) -> None:
+    """The pipeline is spread over hosts: a decision in its HRM host's store is traced
+    across them (`invoke trace`'s reconstruction, over SSH), each hop on the host the
+    placement gives that agent, Kyle -> Joey -> Kenny -> HRM in order."""
+    inventory = request.config.getoption("ansible_inventory")
+    store = testinfra.get_host(f"ansible://{pipeline['hrm']}", ansible_inventory=inventory)
+    hosts = inventory_hosts(Path(inventory), ",".join(sorted(set(pipeline.values()))))
+    looked: dict[str, list] = {}
+
+    def one_complete_flow():
+        # The newest decision's batch log line may not be written yet: look a little back.
+        for cid in newest_decisions(store, 10):
+            correlation, hops, errors = trace_fleet.reconstruct(hosts, cid)
+            assert not errors, errors
+            path = [(h.source.partition("/")[0], agent_of(h.source.rpartition("/")[2]),
+                     h.event) for h in hops]
+            looked[cid] = path
+            firsts = {a: next((i for i, (_, agent, _) in enumerate(path) if agent == a), None)
+                      for a in FLOW}
+            if None not in firsts.values() and ("hrm", "decided") in [p[1:] for p in path]:
+                return cid, path, firsts
+        return None
+
+    try:
+        cid, path, firsts = wait_for(one_complete_flow, timeout=60, interval=2,
+                                     what="a decision traced through all four agents")
+    except AssertionError as exc:
+        raise AssertionError(f"{exc}; traces: {list(looked.items())[:2]}") from None
+    assert [firsts[a] for a in FLOW] == sorted(firsts[a] for a in FLOW), (cid, path)
+    for where, agent, event in path:
+        placed = {h for i, h in pipeline.items() if agent_of(i) == agent}
+        assert where in placed, f"{agent} {event} on {where}, placed on {placed}: {cid}"

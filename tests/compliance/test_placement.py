@@ -1,17 +1,19 @@
 """INFRA_01 topology: each host runs what its inventory groups say, and nothing else.
 
-ark_redis hosts run redis-server, ark_api hosts ark-api, ark_agents hosts the four agents,
-ark_monitoring hosts Prometheus. A host outside a group must not run (nor start at boot)
-that group's units: an agent host with a redis-server listening fails here. Hosts with
-agents or the API reach the first ark_redis host's Redis over the network with the
-password, read on the host from the root-only env file (never on a command line).
+ark_redis hosts run redis-server, ark_api hosts ark-api, ark_monitoring hosts Prometheus,
+and the ark_agents hosts sharing a Redis run that pipeline's agents, each exactly once
+among them (ark_ops/placement.py; all four on a host with a Redis of its own). A host
+outside a group must not run (nor start at boot) that group's units: an agent host with a
+redis-server listening fails here. Hosts with agents or the API reach the first ark_redis
+host's Redis over the network with the password, read on the host from the root-only env
+file (never on a command line).
 """
 
 from __future__ import annotations
 
 import pytest
 import testinfra
-from conftest import GROUP_UNITS
+from conftest import AGENTS, GROUP_UNITS, agent_unit
 
 pytestmark = pytest.mark.requirement("INFRA_01")
 
@@ -51,6 +53,24 @@ def test_runs_its_groups_units_and_no_other(host, hostvars, groups, group):
             assert not enabled, f"{name} starts {unit} at boot but is not in {group}"
 
 
+def test_runs_its_share_of_the_pipeline_and_no_other_agent(host, hostvars, agent_instances):
+    name = hostvars["inventory_hostname"]
+    # The four agents (shard 0 is joey) and every Joey shard instance the host has a unit for.
+    present = host.run("ls -d /etc/systemd/system/ark-agent@joey-*.service.d 2>/dev/null"
+                       ).stdout.split()
+    extra = [p.rsplit("@", 1)[1].removesuffix(".service.d") for p in present]
+    everything = sorted({*AGENTS, *extra, *agent_instances})
+    states = running_units(host, [agent_unit(i) for i in everything])
+    for instance in everything:
+        active, enabled = states[agent_unit(instance)]
+        if instance in agent_instances:
+            assert active and enabled, f"{name} should run {instance} but it is not active"
+        else:
+            assert not active, (f"{name} runs {instance}, which its pipeline places elsewhere "
+                                f"(this host's share: {agent_instances or 'none'})")
+            assert not enabled, f"{name} starts {instance} at boot but should not run it"
+
+
 def test_redis_listens_only_on_ark_redis_hosts(host, hostvars, groups):
     name, port = hostvars["inventory_hostname"], int(hostvars.get("ark_redis_port", 6379))
     found = listening(host, port)
@@ -67,12 +87,12 @@ def test_api_listens_only_on_ark_api_hosts(host, hostvars, groups):
         f"{name}: API port {port} listeners {found}, groups {sorted(groups)}")
 
 
-def test_agent_processes_only_on_ark_agents_hosts(host, hostvars, groups):
+def test_agent_processes_only_on_ark_agents_hosts(host, hostvars, groups, agent_instances):
     # [k]: the pattern does not match the shell that runs pgrep.
     procs = host.run("pgrep -a -f '/bin/ar[k] agent '").stdout.splitlines()
     name = hostvars["inventory_hostname"]
     if "ark_agents" in groups:
-        assert len(procs) == len(GROUP_UNITS["ark_agents"]), procs
+        assert len(procs) == len(agent_instances), (agent_instances, procs)
     else:
         assert not procs, f"{name} runs agents but is not in ark_agents: {procs}"
 

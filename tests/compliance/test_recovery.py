@@ -19,7 +19,6 @@ AS_ARK = ("systemd-run --quiet --pipe --wait --collect -p User=ark -p Group=ark 
           "-p LoadCredential=snapshot-key:/etc/ark/snapshot.key "
           f"--setenv=ARK_HRM_RULESET={RULESET} {ARK} ")
 AS_ROOT = f"set -a; . /etc/ark/env/infrastructure.env; set +a; {ARK} "
-AGENTS = ("kyle", "joey", "kenny", "hrm")
 
 
 def sql(host, query: str, db: str = STORE) -> str:
@@ -36,8 +35,9 @@ def start_ark(host) -> None:
     host.run("systemctl start ark.target")
 
 
-def all_agents_active(host) -> bool:
-    return all(host.service(f"ark-agent@{a}.service").is_running for a in AGENTS)
+def all_agents_active(host, instances) -> bool:
+    """Every agent this host runs (its share of the pipeline) is active."""
+    return all(host.service(f"ark-agent@{a}.service").is_running for a in instances)
 
 
 def newest_snapshot(host) -> dict:
@@ -63,7 +63,7 @@ def test_snapshot_timer_runs_at_the_inventory_interval(host, hostvars):
 
 
 @pytest.mark.requirement("MEM_03")
-@pytest.mark.runs_on("ark_agents")
+@pytest.mark.runs_agent("hrm")
 def test_store_owner_snapshots_on_graceful_shutdown(host):
     props = host.service("ark-agent@hrm.service").systemd_properties
     assert "snapshot create --on-shutdown" in props["ExecStopPost"]
@@ -104,12 +104,12 @@ def test_snapshot_on_request_is_consistent_and_verify_catches_a_changed_byte(hos
 
 @pytest.mark.requirement("MEM_02")
 @pytest.mark.requirement("REC_02")
-def test_heal_runs_before_every_ark_service(host, groups):
+def test_heal_runs_before_every_ark_service(host, groups, agent_instances):
     heal = host.service("ark-heal.service")
     assert heal.is_enabled
     assert host.check_output("systemctl show ark-heal.service -p Result --value") == "success"
     units = (["ark-api.service"] if "ark_api" in groups else []) + (
-        [f"ark-agent@{a}.service" for a in AGENTS] if "ark_agents" in groups else [])
+        [f"ark-agent@{a}.service" for a in agent_instances])
     for unit in units:
         props = host.service(unit).systemd_properties
         assert "ark-heal.service" in props["Requires"], unit
@@ -119,8 +119,9 @@ def test_heal_runs_before_every_ark_service(host, groups):
 @pytest.mark.requirement("MEM_02")
 @pytest.mark.requirement("REC_02")
 @pytest.mark.disruptive
-@pytest.mark.runs_on("ark_agents")
-def test_corrupt_store_comes_back_from_the_last_snapshot(host, api_port, groups):
+@pytest.mark.runs_agent("hrm")  # the store's owner
+def test_corrupt_store_comes_back_from_the_last_snapshot(host, api_port, groups,
+                                                         agent_instances):
     stop_ark(host)
     # A clean stop of the store's owner leaves a shutdown snapshot: the newest one.
     snap = newest_snapshot(host)
@@ -130,7 +131,8 @@ def test_corrupt_store_comes_back_from_the_last_snapshot(host, api_port, groups)
     host.run_test(f"dd if=/dev/urandom of={STORE} bs=4096 seek=1 count=8 conv=notrunc "
                   "status=none && rm -f {STORE}-wal {STORE}-shm".format(STORE=STORE))
     start_ark(host)
-    wait_for(lambda: all_agents_active(host), timeout=60, what="agents after repair")
+    wait_for(lambda: all_agents_active(host, agent_instances), timeout=60,
+             what="agents after repair")
     assert sql(host, "pragma integrity_check") == "ok"
     assert sql(host, "select count(*) from decisions") == decisions
     log = host.check_output("journalctl -u ark-heal.service -n 50 --no-pager")
@@ -147,11 +149,12 @@ def test_corrupt_store_comes_back_from_the_last_snapshot(host, api_port, groups)
 @pytest.mark.requirement("REC_02")
 @pytest.mark.disruptive
 @pytest.mark.runs_on("ark_agents")
-def test_deleted_directory_is_recreated_with_owner_and_mode(host):
+def test_deleted_directory_is_recreated_with_owner_and_mode(host, agent_instances):
     stop_ark(host)
     host.run_test("rm -rf /var/log/ark")
     start_ark(host)
-    wait_for(lambda: all_agents_active(host), timeout=60, what="agents after repair")
+    wait_for(lambda: all_agents_active(host, agent_instances), timeout=60,
+             what="agents after repair")
     d = host.file("/var/log/ark")
     assert d.is_directory and (d.user, d.group, d.mode) == ("ark", "ark", 0o750)
     # the audit trail's directory comes back root-only (SEC_03), so a re-deploy changes nothing
@@ -162,19 +165,20 @@ def test_deleted_directory_is_recreated_with_owner_and_mode(host):
 @pytest.mark.requirement("REC_02")
 @pytest.mark.disruptive
 @pytest.mark.runs_on("ark_agents")
-def test_broken_config_falls_back_to_last_known_good(host):
+def test_broken_config_falls_back_to_last_known_good(host, agent_instances):
     good = host.file(RULESET).content_string
     stop_ark(host)
     host.run_test(f"printf 'rules: [{{id: X, operator: nope}}]\\n' > {RULESET}")
     start_ark(host)
-    wait_for(lambda: all_agents_active(host), timeout=60, what="agents after LKG fallback")
+    wait_for(lambda: all_agents_active(host, agent_instances), timeout=60,
+             what="agents after LKG fallback")
     assert host.file(RULESET).content_string == good
 
 
 @pytest.mark.requirement("REC_02")
 @pytest.mark.disruptive
 @pytest.mark.runs_on("ark_agents")
-def test_broken_config_without_fallback_keeps_agents_down_and_says_why(host):
+def test_broken_config_without_fallback_keeps_agents_down_and_says_why(host, agent_instances):
     good = host.file(RULESET).content_string
     stop_ark(host)
     host.run_test("mv /var/lib/ark/lkg /var/lib/ark/lkg.aside")
@@ -182,14 +186,15 @@ def test_broken_config_without_fallback_keeps_agents_down_and_says_why(host):
     try:
         start_ark(host)
         assert host.check_output("systemctl show ark-heal.service -p Result --value") != "success"
-        assert not any(host.service(f"ark-agent@{a}.service").is_running for a in AGENTS)
+        assert not any(host.service(f"ark-agent@{a}.service").is_running for a in agent_instances)
         why = host.check_output("journalctl -u ark-heal.service -n 30 --no-pager")
         assert "HRM_RULESET" in why, why
     finally:
         host.run(f"cat > {RULESET} <<'EOF'\n{good}EOF")
         host.run("rm -rf /var/lib/ark/lkg && mv /var/lib/ark/lkg.aside /var/lib/ark/lkg")
         start_ark(host)
-    wait_for(lambda: all_agents_active(host), timeout=60, what="agents after the fix")
+    wait_for(lambda: all_agents_active(host, agent_instances), timeout=60,
+             what="agents after the fix")
 
 
 # --- INFRA_03 -----------------------------------------------------------------------

@@ -92,7 +92,7 @@ def test_sigkill_of_api_is_restarted_by_systemd(host, api_port):
 
 @pytest.mark.disruptive
 @pytest.mark.reboot
-def test_everything_is_active_after_reboot(host, api_port, groups):
+def test_everything_is_active_after_reboot(host, api_port, groups, agent_instances):
     # /run is a tmpfs: the marker disappears only if the host really rebooted.
     host.run_test("touch /run/ark-compliance-before-reboot")
     host.run("systemd-run --on-active=1 --timer-property=AccuracySec=100ms systemctl reboot")
@@ -101,7 +101,7 @@ def test_everything_is_active_after_reboot(host, api_port, groups):
     wait_for(lambda: reachable_and(host, "systemctl is-system-running --wait | "
                                          "grep -qxE 'running|degraded'"),
              timeout=120, interval=2, what="boot to finish")
-    for unit in units_of(groups):
+    for unit in units_of(groups, agent_instances):
         assert host.service(unit).is_running, f"{unit} is not active after reboot"
     if "ark_api" not in groups:
         return

@@ -1,7 +1,8 @@
 """Split topology end to end (INFRA_01, issue #11): three lab hosts, each running only
 what its inventory groups say (ark-lab-1 Redis + Prometheus, ark-lab-2 API + agents,
-ark-lab-3 agents), deployed, verified, a flow traced across two hosts, a Redis where it
-does not belong caught by verify, and the fleet panicked and recovered.
+ark-lab-3 agents), the one pipeline's agents dealt out over the two agent hosts, each run
+once (ark_ops/placement.py), deployed, verified, a flow traced across the two hosts, a Redis
+where it does not belong caught by verify, and the fleet panicked and recovered.
 
 One lab for the whole module. `invoke verify` runs its read-only checks here (the
 disruptive ones are proven on the single-host lab by the other e2e modules): the
@@ -27,6 +28,7 @@ from ark_ops.inventories import REPO_ROOT
 from ark_ops.lab import lab
 from ark_ops.lab.config import LabPaths
 from ark_ops.panic import panic, recover
+from ark_ops.placement import host_instances
 from ark_ops.verify import verify
 from tests.support.lab_shell import on, wait_for
 
@@ -37,7 +39,18 @@ pytestmark = [
 
 REDIS, API, AGENTS = "ark-lab-1", "ark-lab-2", "ark-lab-3"
 HOSTS = (REDIS, API, AGENTS)
-AGENT_UNITS = tuple(f"ark-agent@{a}.service" for a in ("kyle", "joey", "kenny", "hrm"))
+ALL_AGENT_UNITS = tuple(f"ark-agent@{a}.service" for a in ("kyle", "joey", "kenny", "hrm"))
+
+
+def agent_units(host: str) -> tuple[str, ...]:
+    """The units of the host's share of the one pipeline (both agent hosts use ark-lab-1's
+    Redis)."""
+    share = host_instances(host, [API, AGENTS], {API: REDIS, AGENTS: REDIS}, shards=1)
+    return tuple(f"ark-agent@{a}.service" for a in share)
+
+
+def elsewhere(host: str) -> tuple[str, ...]:
+    return tuple(u for u in ALL_AGENT_UNITS if u not in agent_units(host))
 INVOKE = [sys.executable, "-m", "invoke"]
 
 
@@ -85,11 +98,14 @@ def test_each_host_runs_what_its_groups_say(split_lab):
     for host, counts in split_lab.recap.items():
         assert counts["failed"] == 0 and counts["unreachable"] == 0, (host, counts)
     assert active(REDIS, "redis-server", "prometheus", "ark-metrics") == [True] * 3
-    assert not any(active(REDIS, "ark-api", *AGENT_UNITS))
-    assert active(API, "ark-api", *AGENT_UNITS) == [True] * 5
-    assert not any(active(API, "redis-server", "prometheus"))
-    assert active(AGENTS, *AGENT_UNITS) == [True] * 4
-    assert not any(active(AGENTS, "redis-server", "prometheus", "ark-api"))
+    assert not any(active(REDIS, "ark-api", *ALL_AGENT_UNITS))
+    # Each agent runs once, on one of the two agent hosts: together they run all four.
+    assert sorted(agent_units(API) + agent_units(AGENTS)) == sorted(ALL_AGENT_UNITS)
+    assert agent_units(API) and agent_units(AGENTS)
+    assert active(API, "ark-api", *agent_units(API)) == [True] * (1 + len(agent_units(API)))
+    assert not any(active(API, "redis-server", "prometheus", *elsewhere(API)))
+    assert active(AGENTS, *agent_units(AGENTS)) == [True] * len(agent_units(AGENTS))
+    assert not any(active(AGENTS, "redis-server", "prometheus", "ark-api", *elsewhere(AGENTS)))
     # The API's /health makes a round trip to Redis on another host.
     health = on(API, "curl -fsS http://127.0.0.1:8101/health")
     assert json.loads(health.stdout)["redis"]["ok"] is True, health.stdout + health.stderr
@@ -107,13 +123,14 @@ def test_verify_passes_on_every_host(split_lab, tmp_path):
 @pytest.mark.requirement("AGENT_03")
 @pytest.mark.requirement("INFRA_01")
 def test_a_flow_is_traced_across_two_hosts(split_lab):
-    """Both agent hosts consume the same streams from the one Redis, so a bar Kyle emits
-    on one host is often picked up by an agent on the other: `invoke trace` follows it."""
+    """The pipeline's agents are spread over both agent hosts, so every flow crosses
+    between them: `invoke trace` follows it, each hop on the host that runs that agent."""
 
     seen: dict[str, str] = {}  # what the last look found, for the failure message
 
     def spanning() -> tuple[str, list[dict]] | None:
-        for cid in recent_decisions(API) + recent_decisions(AGENTS):
+        hrm_host = API if "ark-agent@hrm.service" in agent_units(API) else AGENTS
+        for cid in recent_decisions(hrm_host):
             out = io.StringIO()
             if trace_fleet.run(cid, None, None, as_json=True, out=out) != 0:
                 seen[cid] = "trace failed: " + out.getvalue()[-300:]
@@ -134,6 +151,9 @@ def test_a_flow_is_traced_across_two_hosts(split_lab):
     for step in (("kyle", "emitted"), ("joey", "received"), ("kenny", "received"),
                  ("hrm", "decided")):
         assert step in steps, (step, steps)
+    for hop in hops:
+        if hop["agent"] in ("kyle", "joey", "kenny", "hrm"):
+            assert f"ark-agent@{hop['agent']}.service" in agent_units(hop["host"]), hop
     # The operator's command shows the same flow with both hosts named.
     proc = subprocess.run([*INVOKE, "trace", cid], cwd=REPO_ROOT, capture_output=True,
                           text=True, timeout=120)
@@ -169,6 +189,6 @@ def test_panic_stops_the_whole_fleet_and_recover_brings_it_back(split_lab):
     for host in HOSTS:
         assert on(host, "pgrep -a -u ark").stdout == "", host
     assert all(o.ok for o in recover(log=lambda *_: None))
-    wait_for(lambda: active(API, "ark-api", *AGENT_UNITS) == [True] * 5, 90, "ark-lab-2 back")
-    wait_for(lambda: active(AGENTS, *AGENT_UNITS) == [True] * 4, 90, "ark-lab-3 back")
+    wait_for(lambda: all(active(API, "ark-api", *agent_units(API))), 90, "ark-lab-2 back")
+    wait_for(lambda: all(active(AGENTS, *agent_units(AGENTS))), 90, "ark-lab-3 back")
     assert not any(active(AGENTS, "ark-api", "redis-server"))
