@@ -67,8 +67,10 @@ def test_venv_matches_the_lock_pins(host):
         line.split("==")[0].strip().lower().replace("_", "-"): line.split("==")[1].split()[0]
         for line in lock.splitlines() if "==" in line and not line.startswith("#")
     }
-    frozen = host.check_output("/opt/ark/venv/bin/python -m pip freeze --all "
-                               "--disable-pip-version-check")
+    # importlib.metadata, not pip freeze: the runtime venv has no pip of its own.
+    frozen = host.check_output(
+        "/opt/ark/venv/bin/python -c 'import importlib.metadata as m; print(\"\\n\".join("
+        "d.name + \"==\" + d.version for d in m.distributions()))'")
     installed = {
         line.split("==")[0].lower().replace("_", "-"): line.split("==")[1]
         for line in frozen.splitlines() if "==" in line
