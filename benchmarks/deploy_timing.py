@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import resource
 import shutil
 import statistics
 import subprocess
@@ -71,6 +72,8 @@ def quiet(*_args, **_kwargs) -> None:
 # side all share this machine's cores, so busy core-seconds per host bound how far N hosts
 # can go below N times one host's deploy here. (guest time is already counted in user.)
 CPU_BUSY: dict[str, list[float]] = {}
+# Of that, the control side's: Ansible and its workers (this process's waited-for children).
+CPU_CONTROL: dict[str, list[float]] = {}
 
 
 def busy_core_seconds() -> float:
@@ -78,11 +81,18 @@ def busy_core_seconds() -> float:
     return t.user + t.nice + t.system + t.irq + t.softirq + getattr(t, "steal", 0.0)
 
 
+def children_core_seconds() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def cold_deploy(inventory: Path, what: str) -> float:
-    """Seconds of a cold deploy by this tree; its busy core-seconds go to CPU_BUSY[what]."""
-    before = busy_core_seconds()
+    """Seconds of a cold deploy by this tree; its busy core-seconds go to CPU_BUSY[what],
+    the control side's share to CPU_CONTROL[what]."""
+    before, control = busy_core_seconds(), children_core_seconds()
     seconds = timed_deploy(None, inventory)[0]
     CPU_BUSY.setdefault(what, []).append(busy_core_seconds() - before)
+    CPU_CONTROL.setdefault(what, []).append(children_core_seconds() - control)
     return seconds
 
 
@@ -185,8 +195,11 @@ def report(rows: dict[str, list[float]], disk: dict[str, int], paths: LabPaths,
     cores = psutil.cpu_count() or 1
     for name, busy in CPU_BUSY.items():
         wall = statistics.median(rows[name])
+        control = statistics.median(CPU_CONTROL[name])
         print(f"{name}: {statistics.median(busy):.1f} busy core-s over {wall:.1f}s "
-              f"({statistics.median(busy) / wall:.2f} of {cores} cores)")
+              f"({statistics.median(busy) / wall:.2f} of {cores} cores); control side "
+              f"(Ansible) {control:.1f}, the hosts and the rest "
+              f"{statistics.median(busy) - control:.1f}")
     if fleet and CPU_BUSY.get("cold deploy") and CPU_BUSY.get(f"cold deploy {fleet} hosts"):
         per_host = CPU_BUSY[f"cold deploy {fleet} hosts"][0] / fleet
         floor = fleet * per_host / cores / statistics.median(one)

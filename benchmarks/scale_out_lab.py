@@ -64,14 +64,21 @@ print(json.dumps(out))
 PY"""
 
 
-# Between deploys: the previous run's Joey backlog goes (it would be worked off by the next
-# run's Joeys, or hold Kyle when the shard count drops). Only Joey's inboxes: a FLUSHALL would
-# drop Kyle's cursor and the done marks, the feed would be replayed, and HRM's store would
-# refuse the replayed plans as a critical error, pausing the pipeline.
-FLUSH = PROBE.split("from ark_runtime")[0] + """from ark_runtime.bus.shards import shard_names
-from ark_runtime.bus.streams import connect, inbox
-connect().delete(*[inbox(n) for n in shard_names(64)])
+# Between deploys, the previous run goes: its Joey backlog (it would be worked off by the
+# next run's Joeys, or hold Kyle when the shard count drops) and its idempotency marks (a
+# saturated run writes ~10 MB/s of them; kept 7 days, they fill any maxmemory). With the
+# agents stopped, all of Redis: each run's feed has its own seed and symbols, so nothing is
+# replayed into HRM's store.
+STOP_AGENTS = "systemctl stop 'ark-agent@*.service'"
+FLUSH = PROBE.split("from ark_runtime")[0] + """from ark_runtime.bus.streams import connect
+connect().flushall()
 PY"""
+
+
+def reset() -> None:
+    for host in (MAIN, SECOND):
+        on(host, STOP_AGENTS)
+    on(MAIN, FLUSH)
 
 
 def balanced_symbols(prefix: str, n: int) -> list[str]:
@@ -112,8 +119,10 @@ def configure(shards: int, seed: int, symbols: int) -> None:
     feed = {"ARK_FEED": "synthetic", "ARK_FEED_BARS": "50000", "ARK_FEED_RATE": "0",
             "ARK_FEED_SEED": str(seed),
             "ARK_FEED_SYMBOLS": ",".join(balanced_symbols(f"S{chr(65 + seed % 26)}", symbols))}
+    # Room for a saturated minute of marks and backlog (the default 256mb fills in ~25 s).
     (inv / "group_vars" / "all.yml").write_text(yaml.safe_dump(
-        {"ark_runtime_joey_shards": shards, "ark_runtime_env": feed}))
+        {"ark_runtime_joey_shards": shards, "ark_runtime_env": feed,
+         "ark_redis_maxmemory": "2gb"}))
     # One host: the whole pipeline on MAIN by hand. Two: {} leaves it to the role's placement.
     alone = shards == 1
     (inv / "host_vars" / f"{MAIN}.yml").write_text(yaml.safe_dump(
@@ -157,7 +166,7 @@ def main() -> int:
             for shards in (1, 2):
                 seed += 1
                 if seed > 101:
-                    on(MAIN, FLUSH)
+                    reset()
                 configure(shards, seed, args.symbols)
                 log(f"round {i + 1}: deploying {shards} shard(s)")
                 result = deploy_mod.deploy(echo=False, log=lambda *_: None)

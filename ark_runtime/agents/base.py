@@ -135,7 +135,8 @@ class Agent:
                            extra={"event": "redis_unavailable"})
             return ExitCode.UNAVAILABLE
         try:
-            self.setup()
+            if not self._setup_once_redis_has_room():
+                return ExitCode.OK  # asked to stop while waiting: nothing is in flight
         except ConfigError as exc:
             self.log.error("bad configuration: %s", exc, extra={"event": "config_error"})
             # A consumer that cannot start halts its producers; Kyle has none, and pausing
@@ -151,6 +152,25 @@ class Agent:
         self.persist()
         self.log.info("stopped cleanly", extra={"event": "stopped"})
         return exit_code
+
+    def _setup_once_redis_has_room(self) -> bool:
+        """setup(), retried while Redis is full (creating a consumer group is a write it
+        refuses at maxmemory): the unit waits, its start timeout extended, instead of
+        crash-looping until systemd gives up on it. False when asked to stop meanwhile."""
+        failures = 0
+        while True:
+            try:
+                self.setup()
+                return True
+            except redis.OutOfMemoryError as exc:
+                failures += 1
+                delay = min(5.0, 0.1 * 2 ** min(failures, 6))
+                self.log.warning("redis is full (maxmemory), starting again in %.1fs: %s",
+                                 delay, exc, extra={"event": "redis_full"})
+                systemd.notify(f"STATUS={self.instance} waiting: redis is full")
+                systemd.notify(f"EXTEND_TIMEOUT_USEC={int((delay + 30) * 1_000_000)}")
+                if self.stop_event.wait(delay):
+                    return False
 
     def _loop(self, interval: float | None) -> int:
         next_ping = 0.0
@@ -168,12 +188,17 @@ class Agent:
                 # step left nothing half done) with 78, so systemd does not restart-loop.
                 self._log_auth_failure()
                 return ExitCode.CONFIG
-            except (redis.ConnectionError, redis.TimeoutError) as exc:
-                # Redis went away mid-run: back off and retry; messages wait in the streams.
+            except (redis.ConnectionError, redis.TimeoutError, redis.OutOfMemoryError) as exc:
+                # Redis went away mid-run, or is full (maxmemory with noeviction refuses
+                # writes; a commit script fails at its first write, so nothing is half
+                # done): back off and retry; messages wait in the streams. Exiting instead
+                # would crash-loop until systemd gives up on the unit for good.
                 failures += 1
                 delay = min(5.0, 0.1 * 2 ** min(failures, 6))
-                self.log.warning("redis error, retrying in %.1fs: %s", delay, exc,
-                                 extra={"event": "redis_retry"})
+                full = isinstance(exc, redis.OutOfMemoryError)
+                self.log.warning("redis %s, retrying in %.1fs: %s",
+                                 "is full (maxmemory)" if full else "error", delay, exc,
+                                 extra={"event": "redis_full" if full else "redis_retry"})
                 self.stop_event.wait(delay)
                 self.recover()
         return ExitCode.OK
