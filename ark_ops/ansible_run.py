@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import importlib.util
 import os
 import re
 import subprocess
 import sys
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from unittest import mock
 
 from ark_ops.errors import OpsError
 from ark_ops.inventories import REPO_ROOT
@@ -60,10 +57,11 @@ MITOGEN = "mitogen_linear"
 STRATEGIES = (MITOGEN, "linear")
 
 
-def ansible_strategy() -> str:
-    """The strategy plugin for this run: ARK_OPS_ANSIBLE_STRATEGY, mitogen_linear by default.
-    Refused with one sentence when the value is unknown or mitogen is missing from the venv."""
-    chosen = os.environ.get(STRATEGY_VAR, "").strip() or MITOGEN
+def ansible_strategy(requested: str | None = None) -> str:
+    """The strategy plugin for this run: `requested`, else ARK_OPS_ANSIBLE_STRATEGY, else
+    mitogen_linear. Refused with one sentence when the value is unknown or mitogen is missing
+    from the venv."""
+    chosen = requested or os.environ.get(STRATEGY_VAR, "").strip() or MITOGEN
     if chosen not in STRATEGIES:
         raise OpsError(f"{STRATEGY_VAR}={chosen!r} is not a strategy ark_ops runs: use one of "
                        + ", ".join(STRATEGIES))
@@ -73,30 +71,19 @@ def ansible_strategy() -> str:
     return chosen
 
 
-@contextlib.contextmanager
-def using_strategy(strategy: str | None) -> Iterator[None]:
-    """Run the block's Ansible children (they inherit our environment) with `strategy`;
-    None keeps what ARK_OPS_ANSIBLE_STRATEGY says."""
-    if strategy is None:
-        yield
-        return
-    with mock.patch.dict(os.environ, {STRATEGY_VAR: strategy}):
-        ansible_strategy()  # an unknown name is refused before anything runs
-        yield
-
-
-def ansible_env(*, one_task: bool = False) -> dict[str, str]:
+def ansible_env(*, one_task: bool = False, strategy: str | None = None) -> dict[str, str]:
     """The environment of an Ansible child. `one_task`: an ad-hoc run of a single task per
     host (the deploy's fact gathering, testinfra's per-command calls) uses `linear`, since
     mitogen's per-host bootstrap only pays back over many tasks (one `setup` call measured
-    3.0-4.0 s with mitogen against 1.2-2.2 s without)."""
+    3.0-4.0 s with mitogen against 1.2-2.2 s without). `strategy` overrides
+    ARK_OPS_ANSIBLE_STRATEGY for this child."""
     venv_bin = str(Path(sys.executable).parent)
     return {
         **os.environ,
         "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"),
         # Set here, not only in ansible.cfg: an ANSIBLE_STRATEGY left in the operator's shell
         # must not pick the strategy behind ARK_OPS_ANSIBLE_STRATEGY's back.
-        "ANSIBLE_STRATEGY": "linear" if one_task else ansible_strategy(),
+        "ANSIBLE_STRATEGY": "linear" if one_task else ansible_strategy(strategy),
         "ANSIBLE_FORCE_COLOR": os.environ.get("ANSIBLE_FORCE_COLOR", "0"),
         # testinfra's ansible backend and our tasks call ansible-* from the venv.
         "PATH": venv_bin + os.pathsep + os.environ.get("PATH", ""),
@@ -105,7 +92,7 @@ def ansible_env(*, one_task: bool = False) -> dict[str, str]:
 
 def run_playbook(playbook: str, inventory: Path, *, limit: str | None = None,
                  check: bool = False, extra_args: list[str] | None = None,
-                 echo: bool = True) -> PlaybookResult:
+                 echo: bool = True, strategy: str | None = None) -> PlaybookResult:
     exe = Path(sys.executable).parent / "ansible-playbook"
     cmd = [str(exe), "-i", str(inventory), str(REPO_ROOT / "playbooks" / playbook)]
     if limit:
@@ -115,7 +102,8 @@ def run_playbook(playbook: str, inventory: Path, *, limit: str | None = None,
     cmd += extra_args or []
     # stdin=DEVNULL: ansible-playbook refuses a non-blocking stdin, and an inherited one can
     # be left non-blocking by any other child (ssh sets O_NONBLOCK on the shared descriptor).
-    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=ansible_env(), stdin=subprocess.DEVNULL,
+    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=ansible_env(strategy=strategy),
+                            stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, bufsize=1)
     lines = []

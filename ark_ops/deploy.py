@@ -7,7 +7,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 
 from ark_ops import baseline_report, wheel_platforms, wheelhouse
-from ark_ops.ansible_run import PlaybookResult, run_playbook, using_strategy
+from ark_ops.ansible_run import PlaybookResult, ansible_strategy, run_playbook
 from ark_ops.deploy_lock import exclusive
 from ark_ops.errors import OpsError
 from ark_ops.inventories import REPO_ROOT, resolve_inventory
@@ -28,10 +28,10 @@ def deploy(inventory: str | None = None, limit: str | None = None, check: bool =
     inv = resolve_inventory(inventory, log)
     inv_dir = inv if inv.is_dir() else inv.parent
     started = time.monotonic()
-    action = "deploy.check" if check else "deploy"
-    with using_strategy(strategy), \
-            audit_action(action, {"check": check}, inventory, limit) as rec, \
-            exclusive(inv_dir / ".deploy.lock", "deploy"):
+    if strategy is not None:
+        ansible_strategy(strategy)  # an unknown name is refused before anything runs
+    with audit_action("deploy.check" if check else "deploy", {"check": check},
+                      inventory, limit) as rec, exclusive(inv_dir / ".deploy.lock", "deploy"):
         # DEPLOY_01: the hosts' (Python, architecture) pairs are read while the local wheel
         # builds; an unsupported pair is refused before pip runs and before any host changes.
         with ThreadPoolExecutor(max_workers=1) as pool:
@@ -40,7 +40,8 @@ def deploy(inventory: str | None = None, limit: str | None = None, check: bool =
                              targets=lambda: list(facts.result().values()))
         baseline_report.clear(BASELINE_FINDINGS)
         try:
-            result = run_playbook("site.yml", inv, limit=limit, check=check, echo=echo)
+            result = run_playbook("site.yml", inv, limit=limit, check=check, echo=echo,
+                                  strategy=strategy)
         finally:
             report_baseline(log)  # a refused host's findings matter most when the play failed
         rec.recap(result.recap)

@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ark_ops import ansible_run
-from ark_ops.ansible_run import STRATEGY_VAR, ansible_env, ansible_strategy, using_strategy
+from ark_ops.ansible_run import STRATEGY_VAR, ansible_env, ansible_strategy
 from ark_ops.errors import OpsError
 
 PLAY = """\
@@ -80,14 +80,12 @@ def test_missing_mitogen_is_one_sentence_with_the_way_out(monkeypatch):
     assert ansible_strategy() == "linear"
 
 
-def test_using_strategy_applies_to_the_block_only():
-    with using_strategy("linear"):
-        assert ansible_env()["ANSIBLE_STRATEGY"] == "linear"
+def test_a_requested_strategy_applies_to_that_run_only():
+    assert ansible_env(strategy="linear")["ANSIBLE_STRATEGY"] == "linear"
     assert STRATEGY_VAR not in os.environ
-    with using_strategy(None):
-        assert ansible_env()["ANSIBLE_STRATEGY"] == "mitogen_linear"
-    with pytest.raises(OpsError, match="bogus"), using_strategy("bogus"):
-        pass
+    assert ansible_env(strategy=None)["ANSIBLE_STRATEGY"] == "mitogen_linear"
+    with pytest.raises(OpsError, match="bogus"):
+        ansible_env(strategy="bogus")
     assert STRATEGY_VAR not in os.environ
 
 
