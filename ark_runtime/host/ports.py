@@ -187,24 +187,26 @@ def _uid_processes(uid: int, proc: Path) -> list[int]:
 # --- ours or foreign -------------------------------------------------------------------------
 
 
-def _ark_subcommand(cmdline: str | None) -> str | None:
-    """'api' for `/opt/ark/venv/bin/ark api` or `python -m ark_runtime.cli api`; None if the
-    process is not an ark command."""
+def _ark_args(cmdline: str | None) -> list[str] | None:
+    """What follows `ark` in `/opt/ark/venv/bin/ark api --x` or `python -m ark_runtime.cli
+    api`; None if the process is not an ark command."""
     argv = (cmdline or "").split()
     for i, arg in enumerate(argv):
         if os.path.basename(arg) == "ark" or arg in ("ark_runtime.cli", "ark_runtime"):
-            return argv[i + 1] if i + 1 < len(argv) else ""
+            return argv[i + 1:]
     return None
+
+
+def _ark_subcommand(cmdline: str | None) -> str | None:
+    """'api' for `ark api`; '' for a bare `ark`; None if the process is not an ark command."""
+    args = _ark_args(cmdline)
+    return None if args is None else (args[0] if args else "")
 
 
 def _serves_api(cmdline: str | None) -> bool:
     """`ark api [--options]` serves; `ark api hash-password` and other tools under it do not."""
-    argv = (cmdline or "").split()
-    for i, arg in enumerate(argv):
-        if os.path.basename(arg) == "ark" or arg in ("ark_runtime.cli", "ark_runtime"):
-            rest = argv[i + 1:]
-            return bool(rest) and rest[0] == "api" and all(a.startswith("-") for a in rest[1:2])
-    return False
+    args = _ark_args(cmdline) or []
+    return bool(args) and args[0] == "api" and all(a.startswith("-") for a in args[1:2])
 
 
 def is_ours(role: str, holder: Holder) -> bool:
