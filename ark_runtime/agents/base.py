@@ -39,6 +39,12 @@ class ConfigError(RuntimeError):
     """Bad configuration; the message names the setting and the fix."""
 
 
+def retry_delay(failures: int) -> float:
+    """Back-off before the next try after `failures` Redis errors in a row: 0.2 s doubling
+    to a 5 s cap."""
+    return min(5.0, 0.1 * 2 ** min(failures, 6))
+
+
 class Agent:
     name: ClassVar[str]
 
@@ -164,7 +170,7 @@ class Agent:
                 return True
             except redis.OutOfMemoryError as exc:
                 failures += 1
-                delay = min(5.0, 0.1 * 2 ** min(failures, 6))
+                delay = retry_delay(failures)
                 self.log.warning("redis is full (maxmemory), starting again in %.1fs: %s",
                                  delay, exc, extra={"event": "redis_full"})
                 systemd.notify(f"STATUS={self.instance} waiting: redis is full")
@@ -194,7 +200,7 @@ class Agent:
                 # done): back off and retry; messages wait in the streams. Exiting instead
                 # would crash-loop until systemd gives up on the unit for good.
                 failures += 1
-                delay = min(5.0, 0.1 * 2 ** min(failures, 6))
+                delay = retry_delay(failures)
                 full = isinstance(exc, redis.OutOfMemoryError)
                 self.log.warning("redis %s, retrying in %.1fs: %s",
                                  "is full (maxmemory)" if full else "error", delay, exc,
