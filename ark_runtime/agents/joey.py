@@ -52,12 +52,8 @@ class Joey(ConsumerAgent):
         self.instance = shard_name(shard)
 
     def setup(self) -> None:
+        # A shard past the count never gets here: `ark agent` refuses it with 78 first.
         self.shards = self.config.joey_shards
-        if self.shard >= self.shards:
-            raise ConfigError(f"ARK_JOEY_SHARDS is {self.shards}: there is no shard "
-                              f"{self.instance} (shards: joey, joey-1 .. joey-{self.shards - 1})"
-                              if self.shards > 1 else f"ARK_JOEY_SHARDS is 1: run joey only, "
-                              f"not {self.instance}")
         super().setup()
         try:
             self.window_size = self.config.joey_window

@@ -45,6 +45,17 @@ def test_unknown_agent_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> N
     assert "unknown agent" in capsys.readouterr().err
 
 
+def test_a_joey_shard_past_the_count_is_78_before_it_connects(
+        monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    # A unit left behind by a larger ARK_JOEY_SHARDS: refused as config, never a critical
+    # error on the bus (nothing listens on the Redis port, and that is not what it says).
+    monkeypatch.setenv("ARK_JOEY_SHARDS", "2")
+    monkeypatch.setenv("ARK_REDIS_PORT", str(closed_port()))
+    assert ark_main(["agent", "joey-2"]) == ExitCode.CONFIG == 78
+    err = capsys.readouterr().err
+    assert "no shard 2" in err and "Traceback" not in err
+
+
 @pytest.mark.requirement("AGENT_01")
 def test_protocol_doc_prints_the_whole_table() -> None:
     text = render()
