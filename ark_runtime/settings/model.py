@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import BeforeValidator, SecretStr
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from ark_runtime import pipeline
 from ark_runtime.settings.fields import (
     ALL_AGENTS,
     CONSUMERS,
@@ -38,10 +39,7 @@ DOMAINS: dict[str, str] = {
 # Which credential domains each systemd unit loads. Only Kenny gets trading credentials.
 UNITS: dict[str, list[str]] = {
     "api": ["infrastructure", "api", "llm", "telegram", "features"],
-    "kyle": ["infrastructure", "features"],
-    "joey": ["infrastructure", "features"],
-    "kenny": ["infrastructure", "trading", "features"],
-    "hrm": ["infrastructure", "features"],
+    **pipeline.unit_domains(),  # each agent's, from ark_runtime/pipeline.py
     "heal": ["infrastructure"],
     "snapshot": ["infrastructure"],
 }
