@@ -119,8 +119,8 @@ def _adding_an_agent() -> list[str]:
         "reads>, emits=<type it writes>, domains=(<credential domains>))`, plus a "
         "`Message(type, \"module:Model\", description)` entry in `pipeline.MESSAGES` if it "
         "emits a new type. Its unit `ark-agent@<name>`, inbox, consumer group, log file, "
-        "logrotate entry, compose service name and placement follow; "
-        "the env schema and this document are regenerated (`invoke schema`, "
+        "logrotate entry, compose service name and placement follow; the env schema and "
+        "this document are regenerated (`python -m ark_runtime.settings --write`, "
         "`python -m ark_runtime.bus.protocol_doc --write docs/AGENT_PROTOCOL.md`).",
         "3. **Its tests**: unit tests for its logic, and the integration pipeline test "
         "(tests/integration) extended by one hop. The declaration test then checks that "

@@ -3,7 +3,7 @@
 Each field: the variable's name, type, default, credential domain, who reads it and what
 it means; sensitivity follows from the type (a secret is held as SecretStr). From this class
 come the runtime's typed settings, `ark env check`, the env schema the deploy reads
-(`ark_runtime/env.schema.yaml`, `.env.schema`) and the table in docs/AGENT_PROTOCOL.md.
+(`ark_runtime/env.schema.yaml`) and the table in docs/AGENT_PROTOCOL.md.
 """
 
 from __future__ import annotations
