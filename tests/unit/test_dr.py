@@ -110,7 +110,7 @@ def test_bundle_contents_and_redaction(host_a: Layout, tmp_path: Path) -> None:
     with tarfile.open(res.path) as tar:
         fh = tar.extractfile("config/env/infrastructure.env.redacted")
         text = fh.read().decode()
-    assert "ARK_REDIS_PASSWORD=<redacted>" in text and "ARK_API_PORT=8101" in text
+    assert "ARK_REDIS_PASSWORD=***" in text and "ARK_API_PORT=8101" in text
     for name, meta in m["members"].items():
         with tarfile.open(res.path) as tar:
             assert hashlib.sha256(tar.extractfile(name).read()).hexdigest() == meta["sha256"]

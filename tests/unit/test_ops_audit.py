@@ -38,7 +38,7 @@ def test_started_then_result_with_per_host_outcomes(inv: str) -> None:
     started, done = records(inv)
     assert started["result"] == "started" and done["result"] == "partial"
     assert started["correlation_id"] == done["correlation_id"]
-    assert done["who"] == "carol" and done["args"]["password"] == "<redacted>"
+    assert done["who"] == "carol" and done["args"]["password"] == "***"
     assert done["args"]["limit"] == "web*"
     assert "web1: ok" in done["detail"] and "web2: failed (unreachable)" in done["detail"]
     assert verify_dir(state_dir(inv)).ok
