@@ -328,3 +328,26 @@ def test_bundle_failures_are_one_sentence_and_a_code(host_a: Layout, tmp_path: P
     err = capsys.readouterr().err
     assert says in err and err.count("\n") == 1 and "Traceback" not in err
     assert not (tmp_path / "b.tar.gz").exists()
+
+
+def test_bundle_and_restore_on_a_host_are_audited(host_a: Layout, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # Issue #17: `ark dr bundle/restore` run on a host leave records in its audit chain,
+    # under the operator and correlation id the control node passed (ark_ops/remote/dr_*.sh).
+    from ark_runtime.host.audit_chain import iter_records, verify_dir
+
+    audit_dir = Path(os.environ["ARK_AUDIT_DIR"])
+    monkeypatch.setenv("ARK_ACTOR", "dana")
+    monkeypatch.setenv("ARK_CORRELATION_ID", "c0ffee")
+    assert main(["dr", "bundle", "--out", str(tmp_path / "b.tar.gz"), "--json"]) == 0
+    assert main(["dr", "restore", "--dry-run", str(tmp_path / "b.tar.gz")]) == 0
+    assert main(["dr", "restore", str(tmp_path / "missing.tar.gz")]) != 0
+    rows = [(r["action"], r["result"], r["who"], r["correlation_id"])
+            for _f, r in iter_records(audit_dir) if r["action"].startswith("dr.")]
+    assert rows == [("dr.bundle", "started", "dana", "c0ffee"),
+                    ("dr.bundle", "ok", "dana", "c0ffee"),
+                    ("dr.restore", "started", "dana", "c0ffee"),
+                    ("dr.restore", "ok", "dana", "c0ffee"),
+                    ("dr.restore", "started", "dana", "c0ffee"),
+                    ("dr.restore", "failed", "dana", "c0ffee")]
+    assert verify_dir(audit_dir).ok

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from ark_ops.ansible_run import ansible_env
 from ark_ops.audit import actor, audit_action, load_heads, state_dir
 from ark_ops.fleet import HostOutcome
 from ark_runtime.host.audit_chain import iter_records, verify_dir
@@ -47,10 +48,51 @@ def test_started_then_result_with_per_host_outcomes(inv: str) -> None:
 def test_the_correlation_id_reaches_the_hosts_environment(inv: str) -> None:
     import os
 
+    # Passed explicitly (ansible-playbook's env, the remote scripts' arguments), never by
+    # patching this process's environment.
+    before = dict(os.environ)
     with audit_action("recover", {}, inv) as rec:
-        assert os.environ["ARK_CORRELATION_ID"] == rec.correlation_id
-        assert os.environ["ARK_ACTOR"] == "carol"
+        assert rec.identity.env()["ARK_CORRELATION_ID"] == rec.correlation_id
+        assert rec.identity.env()["ARK_ACTOR"] == "carol"
+        assert ansible_env(identity=rec.identity)["ARK_CORRELATION_ID"] == rec.correlation_id
+        assert dict(os.environ) == before
     assert "ARK_CORRELATION_ID" not in os.environ
+
+
+def _unreachable_inventory(inv: str) -> str:
+    """One host in group ark on a loopback port nothing listens on: the real fleet code
+    paths run (inventory, SSH connect, per-host outcome, host records) and fail fast."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # closed again when the block ends: connect is refused
+    Path(inv).write_text(
+        "all:\n  children:\n    ark:\n      hosts:\n        gone1:\n"
+        f"          ansible_host: 127.0.0.1\n          ansible_port: {port}\n"
+        "          ansible_user: root\n")
+    return inv
+
+
+@pytest.mark.parametrize("call, action", [
+    (lambda inv: __import__("ark_ops.panic").panic.panic(inventory=inv, log=lambda *_: None),
+     "panic"),
+    (lambda inv: __import__("ark_ops.panic").panic.recover(inventory=inv, log=lambda *_: None),
+     "recover"),
+    (lambda inv: __import__("ark_ops.config_history").config_history.rollback(
+        1, inventory=inv, log=lambda *_: None), "config.rollback"),
+])
+def test_a_fleet_action_called_directly_leaves_a_record(inv: str, call, action: str) -> None:
+    # Issue #17: the record is made in ark_ops, not in tasks.py: a benchmark or a test that
+    # calls the function is audited like `invoke panic`.
+    call(_unreachable_inventory(inv))
+    started, done = records(inv)
+    assert (started["action"], started["result"]) == (action, "started")
+    assert (done["action"], done["result"], done["who"]) == (action, "failed", "carol")
+    assert started["correlation_id"] == done["correlation_id"]
+    assert "gone1: failed" in done["detail"]
+    assert "gone1: host record not written" in done["detail"]
+    assert verify_dir(state_dir(inv)).ok
 
 
 @pytest.mark.parametrize("exc, why", [(RuntimeError("boom"), "boom"),
