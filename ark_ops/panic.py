@@ -7,7 +7,6 @@ record on the control node and on every host reached.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass, field
 
 from ark_ops.audit import AuditIdentity, audit_action
 from ark_ops.errors import OpsError
@@ -20,34 +19,19 @@ from ark_ops.fleet import (
     run_everywhere,
 )
 from ark_ops.inventories import resolve_inventory
+from ark_runtime.host import panic as host_panic
+from ark_runtime.host.panic import PanicReport, parse_panic_output
 
 
-@dataclass
-class PanicReport:
-    killed: list[str] = field(default_factory=list)
-    remaining: int = -1
-    host_ms: int = -1
-    warnings: list[str] = field(default_factory=list)
-
-
-def parse_panic_output(text: str) -> PanicReport:
-    report = PanicReport()
-    for line in text.splitlines():
-        key, _, rest = line.partition(" ")
-        if key == "killed":
-            report.killed.append(rest)
-        elif key == "remaining":
-            report.remaining = int(rest)
-        elif key == "elapsed_ms":
-            report.host_ms = int(rest)
-        elif key in ("warning:", "note:"):
-            report.warnings.append(rest)
-    return report
+def panic_command(who: str) -> str:
+    """The host-side panic (ark_runtime/host/panic.sh, which the console's
+    /api/admin/panic runs too) after the shared prelude, as one command line."""
+    return remote_script(host_panic.SCRIPT_NAME, who, body=host_panic.script_text())
 
 
 def _panic_step(identity: AuditIdentity):
     def step(conn, host: FleetHost) -> PanicReport:
-        result = run_as_root(conn, host, remote_script("panic.sh", identity.who), timeout=30)
+        result = run_as_root(conn, host, panic_command(identity.who), timeout=30)
         report = parse_panic_output(result.stdout)
         if report.remaining != 0:
             raise OpsError(f"{report.remaining} ARK process(es) still running after SIGKILL "
