@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from ark_runtime.cli import main
-from ark_runtime.host import manifest
-from ark_runtime.host import snapshot as snapmod
 from ark_runtime.host.atomic import atomic_write_bytes, atomic_write_text
 from ark_runtime.host.bootstate import BootStateError, load_boot_state, write_boot_state
-from ark_runtime.host.snapshot import (
+from ark_runtime.host.snapshot import manifest
+from ark_runtime.host.snapshot import snapshots as snapmod
+from ark_runtime.host.snapshot.snapshots import (
     Policy,
     Snapshot,
     SnapshotError,
