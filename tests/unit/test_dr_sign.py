@@ -20,7 +20,7 @@ from ark_ops.fleet.dr_sign import (
     verify_bundle_chain,
     verify_signature,
 )
-from ark_runtime.host.dr.format import create_bundle
+from ark_runtime.host.dr.bundle import create_bundle
 
 pytestmark = [pytest.mark.requirement("REC_03"), pytest.mark.requirement("GOV_01")]
 

@@ -25,15 +25,13 @@ from hypothesis import strategies as st
 
 from ark_runtime.cli import main
 from ark_runtime.host.snapshot import manifest
-from ark_runtime.host.snapshot.retention import Policy
+from ark_runtime.host.snapshot.restore import restore
+from ark_runtime.host.snapshot.retention import Policy, plan_prune, prune
 from ark_runtime.host.snapshot.snapshots import (
     Snapshot,
     create_snapshot,
     list_snapshots,
     newest_verified,
-    plan_prune,
-    prune,
-    restore,
     verify_snapshot,
 )
 from ark_runtime.store import MemoryStore

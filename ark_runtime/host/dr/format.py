@@ -32,10 +32,8 @@ hold, the restore re-signs them with this host's key (an operator's explicit, ro
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from ark_runtime.host import layout as paths
 
@@ -70,19 +68,3 @@ class Sources:
         return cls(lay.log, lay.state, lay.snapshots, lay.store, lay.config, lay.ruleset,
                    lay.units)
 
-
-# Modules: format (this: layout and errors), bundle (create), restore (verify + restore),
-# cli (`ark dr ...`). `format.X` keeps working for every caller; resolved on first use (PEP 562)
-# because those modules import this one.
-_ELSEWHERE = {
-    "BundleResult": "bundle", "create_bundle": "bundle", "redact_env": "bundle",
-    "RestorePlan": "restore", "restore_bundle": "restore", "verify_bundle": "restore",
-    "register": "cli",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _ELSEWHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"ark_runtime.host.dr.{module}"), name)

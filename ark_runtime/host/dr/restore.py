@@ -193,7 +193,7 @@ def restore_bundle(path: Path, *, src: Sources | None = None, dry_run: bool = Fa
                    ) -> tuple[RestorePlan, str]:
     """Files written by root (the restore runs through sudo) are handed to the owner of the
     directory they land in, so ark can keep using and pruning them."""
-    from ark_runtime.host.snapshot import snapshots as snap
+    from ark_runtime.host.snapshot import restore as snapshot_restore
 
     src = src or Sources.from_env()
     manifest = verify_bundle(path)  # raises before anything is written
@@ -211,7 +211,7 @@ def restore_bundle(path: Path, *, src: Sources | None = None, dry_run: bool = Fa
         _stage(path, stage, members)
         notes = _install_snapshots(stage, ids, src)
         if plan.snapshot:
-            res = snap.restore(plan.snapshot, store=src.store, root=src.snapshots,
+            res = snapshot_restore.restore(plan.snapshot, store=src.store, root=src.snapshots,
                                config_dir=src.config)
             notes.append(f"store restored from snapshot {res.snapshot.id} "
                          f"({res.pre_restore_note})")

@@ -15,21 +15,21 @@ from ark_runtime.host.atomic import atomic_write_bytes
 from ark_runtime.host.ownership import group_id
 
 if TYPE_CHECKING:
-    from ark_runtime.host.heal.healer import Healer
+    from ark_runtime.host.heal.context import HealContext
     from ark_runtime.host.layout import Layout
 
 
-def check_config(h: Healer) -> None:
-    for kind, path, domain in _config_files(h.l):
+def check_config(h: HealContext) -> None:
+    for kind, path, domain in _config_files(h.layout):
         problems = config_problems(kind, path, domain)
-        lkg = _lkg_path(h.l, kind, path)
+        lkg = _lkg_path(h.layout, kind, path)
         if not problems:
             h.add("config", path, "ok", "passes its schema")
             if not h.dry_run:
-                _save_lkg(h.l, path, lkg)
+                _save_lkg(h.layout, path, lkg)
             continue
         why = "; ".join(problems[:5])
-        good = (lkg if lkg_trusted(h.l) and lkg.is_file()
+        good = (lkg if lkg_trusted(h.layout) and lkg.is_file()
                 and not config_problems(kind, lkg, domain) else None)
         if good is None:
             h.add("config", path, "failed",
@@ -38,7 +38,7 @@ def check_config(h: Healer) -> None:
             continue
         if h.fix("config", path, f"{why}; restored last known good copy from {good}",
                  problems=problems):
-            _install_lkg(h.l, kind, path, good)
+            _install_lkg(h.layout, kind, path, good)
 
 
 def _config_files(lay: Layout) -> list[tuple[str, Path, str | None]]:

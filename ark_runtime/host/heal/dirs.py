@@ -13,15 +13,15 @@ from ark_runtime.host.layout import DirSpec
 from ark_runtime.host.ownership import owner_name, set_owner_mode
 
 if TYPE_CHECKING:
-    from ark_runtime.host.heal.healer import Healer
+    from ark_runtime.host.heal.context import HealContext
 
 
-def check_dirs(h: Healer) -> None:
+def check_dirs(h: HealContext) -> None:
     for spec in h.dir_table:
         _check_one(h, spec)
 
 
-def _check_one(h: Healer, spec: DirSpec) -> None:
+def _check_one(h: HealContext, spec: DirSpec) -> None:
     try:
         uid = pwd.getpwnam(spec.owner).pw_uid
         gid = grp.getgrnam(spec.group).gr_gid

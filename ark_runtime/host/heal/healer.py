@@ -26,16 +26,13 @@ import contextlib
 import json
 import os
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import Any
 
 from ark_runtime.exitcodes import ExitCode
 from ark_runtime.host.audit.log import actor, audited_command
-from ark_runtime.host.heal import config as heal_config
-from ark_runtime.host.heal import dirs as heal_dirs
-from ark_runtime.host.heal import store as heal_store
-from ark_runtime.host.heal import venv as venvcheck
+from ark_runtime.host.heal import config, dirs, store, venv
+from ark_runtime.host.heal.context import Finding, HealContext
 from ark_runtime.host.heal.store import store_problem
 from ark_runtime.host.heal.venv import VENV_BOOTSTRAP, verify_venv
 from ark_runtime.host.layout import DirSpec, Layout
@@ -51,41 +48,17 @@ EXIT_PANIC = ExitCode.NOPERM
 PANIC_MESSAGE = "host is in panic state; run invoke recover"
 
 
-@dataclass
-class Finding:
-    check: str  # panic | dirs | config | venv | store | boot_state | snapshot_key
-    target: str
-    status: str  # ok | repaired | would_repair | failed
-    detail: str
-    data: dict[str, Any] = field(default_factory=dict)
-
-
 def _now() -> str:
     return datetime.now(UTC).isoformat()
 
 
-class Healer:
+class Healer(HealContext):
+    """One heal run: the checks in order, then the log."""
+
     def __init__(self, layout: Layout, *, dry_run: bool = False, clear_panic: bool = False,
                  dirs: list[DirSpec] | None = None) -> None:
-        self.l = layout
-        self.dry_run = dry_run
+        super().__init__(layout, dry_run=dry_run, dirs=dirs)
         self.clear_panic = clear_panic
-        self.dir_table = dirs if dirs is not None else layout.dirs()
-        self.findings: list[Finding] = []
-
-    def add(self, check: str, target: object, status: str, detail: str, **data: Any) -> Finding:
-        f = Finding(check, str(target), status, detail, data)
-        self.findings.append(f)
-        return f
-
-    def fix(self, check: str, target: object, detail: str, **data: Any) -> bool:
-        """Record a repair; False in dry-run, where the caller must not change anything."""
-        self.add(check, target, "would_repair" if self.dry_run else "repaired", detail, **data)
-        return not self.dry_run
-
-    @property
-    def safe(self) -> bool:
-        return not any(f.status == "failed" for f in self.findings)
 
     def run(self) -> int:
         if not self.check_panic():
@@ -102,19 +75,19 @@ class Healer:
 
     # One module per check; these keep the order readable in run().
     def check_dirs(self) -> None:
-        heal_dirs.check_dirs(self)
+        dirs.check_dirs(self)
 
     def check_config(self) -> None:
-        heal_config.check_config(self)
+        config.check_config(self)
 
     def check_venv(self) -> None:
-        venvcheck.check_venv(self)
+        venv.check_venv(self)
 
     def check_store(self) -> bool:
-        return heal_store.check_store(self)
+        return store.check_store(self)
 
     def check_boot_state(self, restored: bool) -> None:
-        heal_store.check_boot_state(self, restored)
+        store.check_boot_state(self, restored)
 
     def check_snapshot_key(self) -> None:
         """Heal is root and runs first: it creates the key the units hand to the ark user as
@@ -122,7 +95,7 @@ class Healer:
         from ark_runtime.host.snapshot import manifest
         from ark_runtime.host.snapshot import snapshots as snapshot
 
-        key = self.l.snapshot_key
+        key = self.layout.snapshot_key
         if key.is_file():
             return
         if not self.fix("snapshot_key", key, "missing: created (root-only, 0600)"):
@@ -130,7 +103,7 @@ class Healer:
         finding = self.findings[-1]
         try:
             manifest.ensure_key(key)
-            adopted = snapshot.adopt_legacy(self.l.snapshots)
+            adopted = snapshot.adopt_legacy(self.layout.snapshots)
         except (manifest.ManifestKeyError, snapshot.SnapshotError, OSError) as exc:
             finding.status, finding.detail = "failed", str(exc)
             return
@@ -139,10 +112,10 @@ class Healer:
             finding.detail += f"; signed {len(adopted)} snapshot(s) made before manifests " \
                               "were keyed"
             finding.data["adopted"] = adopted
-            chown_tree_like(self.l.snapshots, self.l.state)
+            chown_tree_like(self.layout.snapshots, self.layout.state)
 
     def check_panic(self) -> bool:
-        flag = self.l.panic_flag
+        flag = self.layout.panic_flag
         if not flag.exists():
             return True
         content = ""
@@ -167,11 +140,12 @@ class Healer:
                  for f in self.findings]
         lines.append(json.dumps({"ts": _now(), "run": run_id, "event": "heal_result",
                                  "dry_run": self.dry_run, "safe": self.safe}))
-        if self.dry_run and not self.l.log.is_dir():
+        if self.dry_run and not self.layout.log.is_dir():
             return  # a dry run creates nothing, not even the log dir
         try:
-            self.l.log.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.l.log / "heal.log", os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
+            self.layout.log.mkdir(parents=True, exist_ok=True)
+            log_file = self.layout.log / "heal.log"
+            fd = os.open(log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o640)
             try:
                 os.write(fd, ("\n".join(lines) + "\n").encode())
                 os.fsync(fd)
@@ -179,7 +153,7 @@ class Healer:
                 os.close(fd)
         except OSError as exc:
             # Not being able to log is reported, but does not by itself make the host unsafe.
-            print(f"ark heal: cannot append to {self.l.log / 'heal.log'}: {exc}",
+            print(f"ark heal: cannot append to {self.layout.log / 'heal.log'}: {exc}",
                   file=sys.stderr)
 
 

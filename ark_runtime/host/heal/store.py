@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING
 from ark_runtime.host.ownership import chown_like, chown_tree_like
 
 if TYPE_CHECKING:
-    from ark_runtime.host.heal.healer import Healer
+    from ark_runtime.host.heal.context import HealContext
 
 
 def store_problem(db: Path) -> str | None:
@@ -47,22 +47,23 @@ def store_problem(db: Path) -> str | None:
     return None
 
 
-def check_store(h: Healer) -> bool:
+def check_store(h: HealContext) -> bool:
     """True when the store was replaced from a snapshot."""
+    from ark_runtime.host.snapshot import restore as snapshot_restore
     from ark_runtime.host.snapshot import snapshots as snap
 
-    db = h.l.store
+    db = h.layout.store
     problem = store_problem(db)
     if problem is None:
         h.add("store", db, "ok", "integrity_check ok, schema matches MEMORY_SPEC")
         return False
-    if problem == "missing" and not any(snap.list_snapshots(h.l.snapshots)):
+    if problem == "missing" and not any(snap.list_snapshots(h.layout.snapshots)):
         h.add("store", db, "ok", "no store and no snapshots yet: first start, HRM creates it")
         return False
-    good = snap.newest_verified(h.l.snapshots)
+    good = snap.newest_verified(h.layout.snapshots)
     if good is None:
         h.add("store", db, "failed",
-              f"{problem}; no snapshot in {h.l.snapshots} verifies: cannot restore "
+              f"{problem}; no snapshot in {h.layout.snapshots} verifies: cannot restore "
               "(recover one with ark dr restore BUNDLE, or move the store away to start "
               "empty, knowingly)")
         return False
@@ -73,18 +74,19 @@ def check_store(h: Healer) -> bool:
         return False
     finding = h.findings[-1]
     try:
-        res = snap.restore(good.id, store=db, root=h.l.snapshots, config_dir=h.l.config)
+        res = snapshot_restore.restore(good.id, store=db, root=h.layout.snapshots,
+                                       config_dir=h.layout.config)
     except snap.SnapshotError as exc:
         finding.status, finding.detail = "failed", f"{problem}; restore failed: {exc}"
         return False
     finding.data["pre_restore"] = res.pre_restore_note
     # Anything root created under the state dir goes to its owner (ark): the snapshot
     # timer, running as ark, must still be able to write and prune there.
-    chown_like(h.l.snapshots, h.l.state)
+    chown_like(h.layout.snapshots, h.layout.state)
     if res.pre_restore is not None:
-        chown_tree_like(res.pre_restore.path, h.l.state)
-    if (h.l.store.parent / "damaged").is_dir():
-        chown_tree_like(h.l.store.parent / "damaged", h.l.state)
+        chown_tree_like(res.pre_restore.path, h.layout.state)
+    if (h.layout.store.parent / "damaged").is_dir():
+        chown_tree_like(h.layout.store.parent / "damaged", h.layout.state)
     again = store_problem(db)
     if again is not None:
         finding.status, finding.detail = "failed", f"restored snapshot {good.id} but: {again}"
@@ -92,17 +94,17 @@ def check_store(h: Healer) -> bool:
     return True
 
 
-def check_boot_state(h: Healer, restored: bool) -> None:
+def check_boot_state(h: HealContext, restored: bool) -> None:
     from ark_runtime.host import bootstate
     from ark_runtime.host.snapshot.snapshots import newest_verified
 
     try:
-        payload = bootstate.load_boot_state(h.l.state)
+        payload = bootstate.load_boot_state(h.layout.state)
     except bootstate.BootStateError as exc:
         payload, why = None, str(exc)
     else:
         why = ""
-    target = h.l.state / bootstate.FILENAME
+    target = h.layout.state / bootstate.FILENAME
     if payload is not None and not restored:
         h.add("boot_state", target, "ok",
               f"checksum ok; last clean shutdown {payload.get('last_clean_shutdown_at')}")
@@ -111,12 +113,12 @@ def check_boot_state(h: Healer, restored: bool) -> None:
         why = "store was restored from a snapshot"
     if not h.fix("boot_state", target, f"{why}: rewritten from current facts"):
         return
-    newest = newest_verified(h.l.snapshots)
+    newest = newest_verified(h.layout.snapshots)
     bootstate.write_boot_state(
-        h.l.state,
+        h.layout.state,
         snapshot_id=newest.id if newest else None,
         # Keep a known clean shutdown time only when the old file was trustworthy.
         last_clean_shutdown_at=(payload or {}).get("last_clean_shutdown_at"),
         extra={"rewritten_by_heal_at": datetime.now(UTC).isoformat(), "rewrite_reason": why},
     )
-    chown_like(target, h.l.state)
+    chown_like(target, h.layout.state)

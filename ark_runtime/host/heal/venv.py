@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from ark_runtime.host.lockfile import canonical_name, parse_lock
 
 if TYPE_CHECKING:
-    from ark_runtime.host.heal.healer import Healer
+    from ark_runtime.host.heal.context import HealContext
 
 # Dists that `python -m venv` bootstraps itself: allowed without a lock pin, still hash-checked.
 VENV_BOOTSTRAP = {"pip", "setuptools", "wheel"}
@@ -100,8 +100,8 @@ def _check_record(site: Path, dist: Distribution, label: str,
     return problems, n
 
 
-def check_venv(h: Healer) -> None:
-    venv, lock = h.l.venv, h.l.lock
+def check_venv(h: HealContext) -> None:
+    venv, lock = h.layout.venv, h.layout.lock
     if not lock.is_file():
         h.add("venv", lock, "failed", "runtime.lock is missing: redeploy (invoke deploy)")
         return

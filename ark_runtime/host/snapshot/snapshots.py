@@ -20,7 +20,6 @@ restore (restore, shutdown hook), cli (`ark snapshot ...`), manifest.
 from __future__ import annotations
 
 import hashlib
-import importlib
 import secrets
 import shutil
 import sqlite3
@@ -280,21 +279,3 @@ def find(snapshot_id: str, root: Path | None = None) -> Snapshot:
             return snap
     raise SnapshotError(f"no snapshot {snapshot_id!r} in {root or paths.snapshot_dir()}")
 
-
-# The rest of the snapshot API lives in its own modules; `snapshot.X` keeps working for every
-# caller (heal, dr, the CLI, tests). Resolved on first use (PEP 562): those modules import this
-# one, so importing them here would be circular.
-_ELSEWHERE = {
-    "RestoreResult": "restore", "db_readable": "restore",
-    "on_shutdown": "restore", "restore": "restore",
-    "store_writer_stopped": "restore",
-    "Policy": "retention", "plan_prune": "retention",
-    "prune": "retention", "register": "cli",
-}
-
-
-def __getattr__(name: str) -> Any:
-    module = _ELSEWHERE.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(importlib.import_module(f"ark_runtime.host.snapshot.{module}"), name)
