@@ -332,8 +332,8 @@ def lock(c, check: bool = False):
     }
 )
 def test(c, fast: bool = False, pytest_args: str = ""):
-    """Run the whole suite: lint (ruff, yamllint, ansible-lint production profile), unit,
-    integration (real Redis), lab end to end."""
+    """Run the whole suite: lint (ruff, the import contracts, yamllint, ansible-lint production
+    profile), unit, integration (real Redis), lab end to end."""
     import os
     from pathlib import Path
 
@@ -341,6 +341,8 @@ def test(c, fast: bool = False, pytest_args: str = ""):
     # ansible-lint runs offline (.ansible-lint) and calls ansible-* from the venv.
     lint_env = {"PATH": venv_bin + os.pathsep + os.environ.get("PATH", "")}
     c.run(f"{sys.executable} -m ruff check .", pty=False)
+    # pyproject.toml [tool.importlinter]: the wings' layering, no import loop.
+    c.run(f"{venv_bin}/lint-imports --no-cache", pty=False)
     c.run(f"{sys.executable} -m yamllint --strict .", pty=False)
     c.run(f"{venv_bin}/ansible-lint", pty=False, env=lint_env)
     # Unit tests share no state (measured: same results, 139 s -> 92 s on 2 cores with
