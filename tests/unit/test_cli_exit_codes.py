@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from ark_runtime.bus.protocol_doc import render
 from ark_runtime.cli import main as ark_main
 from ark_runtime.exitcodes import ExitCode
+from ark_runtime.protocol_doc import render
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -18,9 +18,11 @@ from pathlib import Path
 import pytest
 
 from ark_runtime.cli import main
-from ark_runtime.host.dr import BundleError, Sources, create_bundle, restore_bundle, verify_bundle
+from ark_runtime.host.dr.bundle import create_bundle
+from ark_runtime.host.dr.format import BundleError, Sources
+from ark_runtime.host.dr.restore import restore_bundle, verify_bundle
 from ark_runtime.host.layout import Layout
-from ark_runtime.host.snapshot import create_snapshot, list_snapshots
+from ark_runtime.host.snapshot.snapshots import create_snapshot, list_snapshots
 from ark_runtime.store import MemoryStore
 
 pytestmark = pytest.mark.requirement("REC_03")
@@ -334,7 +336,7 @@ def test_bundle_and_restore_on_a_host_are_audited(host_a: Layout, tmp_path: Path
                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     # Issue #17: `ark dr bundle/restore` run on a host leave records in its audit chain,
     # under the operator and correlation id the control node passed (ark_ops/remote/dr_*.sh).
-    from ark_runtime.host.audit_chain import iter_records, verify_dir
+    from ark_runtime.host.audit.chain import iter_records, verify_dir
 
     audit_dir = Path(os.environ["ARK_AUDIT_DIR"])
     monkeypatch.setenv("ARK_ACTOR", "dana")

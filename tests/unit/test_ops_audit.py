@@ -7,10 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from ark_ops.ansible_run import ansible_env
-from ark_ops.audit import actor, audit_action, load_heads, state_dir
-from ark_ops.fleet import HostOutcome
-from ark_runtime.host.audit_chain import iter_records, verify_dir
+from ark_ops.deploy.playbook import ansible_env
+from ark_ops.fleet import config_history as fleet_config
+from ark_ops.fleet import panic as fleet_panic
+from ark_ops.fleet.audit import actor, audit_action, load_heads, state_dir
+from ark_ops.fleet.ssh import HostOutcome
+from ark_runtime.host.audit.chain import iter_records, verify_dir
 
 pytestmark = pytest.mark.requirement("SEC_03")
 
@@ -75,12 +77,9 @@ def _unreachable_inventory(inv: str) -> str:
 
 
 @pytest.mark.parametrize("call, action", [
-    (lambda inv: __import__("ark_ops.panic").panic.panic(inventory=inv, log=lambda *_: None),
-     "panic"),
-    (lambda inv: __import__("ark_ops.panic").panic.recover(inventory=inv, log=lambda *_: None),
-     "recover"),
-    (lambda inv: __import__("ark_ops.config_history").config_history.rollback(
-        1, inventory=inv, log=lambda *_: None), "config.rollback"),
+    (lambda inv: fleet_panic.panic(inventory=inv, log=lambda *_: None), "panic"),
+    (lambda inv: fleet_panic.recover(inventory=inv, log=lambda *_: None), "recover"),
+    (lambda inv: fleet_config.rollback(1, inventory=inv, log=lambda *_: None), "config.rollback"),
 ])
 def test_a_fleet_action_called_directly_leaves_a_record(inv: str, call, action: str) -> None:
     # Issue #17: the record is made in ark_ops, not in tasks.py: a benchmark or a test that
@@ -105,7 +104,7 @@ def test_failure_and_interrupt_are_recorded(inv: str, exc: BaseException, why: s
 
 
 def test_a_failed_playbook_still_names_the_failing_host(inv: str) -> None:
-    from ark_ops.ansible_run import PlaybookFailed, PlaybookResult
+    from ark_ops.deploy.playbook import PlaybookFailed, PlaybookResult
 
     result = PlaybookResult(2, {"a": {"ok": 9, "failed": 0}, "b": {"ok": 3, "failed": 1}})
     with pytest.raises(PlaybookFailed), audit_action("deploy", {}, inv):

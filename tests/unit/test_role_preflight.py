@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ark_ops.ansible_run import parse_recap
+from ark_ops.deploy.playbook import parse_recap
 
 REPO = Path(__file__).resolve().parents[2]
 REDIS_PASSWORD = "Zq8pW3nRt6yUe1oI4aSd"
