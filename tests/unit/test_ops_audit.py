@@ -126,3 +126,21 @@ def test_mark_failed_and_all_hosts_failed(inv: str) -> None:
 def test_actor_defaults_to_login_at_control_host(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("ARK_ACTOR", raising=False)
     assert "@" in actor()
+
+
+def test_no_product_module_imports_unittest() -> None:
+    # Issue #17: the audit identity once reached children through mock.patch.dict(os.environ)
+    # in product code; test doubles stay in tests.
+    import ast
+
+    root = Path(__file__).resolve().parents[2]
+    files = [root / "tasks.py", *(p for top in ("ark_ops", "ark_runtime", "plugins")
+                                  for p in (root / top).rglob("*.py"))]
+    offenders = []
+    for path in files:
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            if any(n == "unittest" or n.startswith("unittest.") for n in names):
+                offenders.append(f"{path.relative_to(root)}:{node.lineno}")
+    assert offenders == []

@@ -168,3 +168,11 @@ def test_the_filter_names_an_unknown_view() -> None:
 
     with pytest.raises(AnsibleFilterError, match="unknown pipeline view 'agent'.*agents"):
         _load_filter("ark_pipeline")["ark_pipeline"]("agent")
+
+
+def test_the_declaration_is_a_leaf() -> None:
+    # Both wings import it (ark_ops may not import the agents): it imports nothing of ARK.
+    tree = ast.parse((REPO / DECLARATION).read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | {
+        a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert imported <= {"__future__", "dataclasses"}

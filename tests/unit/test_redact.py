@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from ark_runtime import redact
 from ark_runtime.api import audit_hook
-from ark_runtime.host import audit, config_history
+from ark_runtime.host.audit import log as audit
+from ark_runtime.host.config import history as config_history
 from ark_runtime.settings import VARIABLES
 
 pytestmark = pytest.mark.requirement("SEC_01")
@@ -96,7 +97,7 @@ def test_config_history_masks_the_redis_password_directives() -> None:
 
 
 def test_the_dr_bundle_masks_sensitive_and_unknown_env_values() -> None:
-    from ark_runtime.host.dr_bundle import redact_env
+    from ark_runtime.host.dr.bundle import redact_env
 
     text, hidden = redact_env("ARK_REDIS_PASSWORD=" + "x" * 20 + "\nARK_API_PORT=8101\n"
                               "MYSTERY=1\n")

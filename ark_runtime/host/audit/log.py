@@ -55,10 +55,14 @@ class AuditError(RuntimeError):
 def actor(env: Mapping[str, str] | None = None) -> str:
     """Who acts: $ARK_ACTOR (the control node's operator), else the person behind sudo,
     else the login name, else the uid's name."""
-    env = settings.environ() if env is None else env
-    for var in ("ARK_ACTOR", *settings.LOGIN_VARIABLES):
-        if env.get(var):
-            return env[var]
+    if env is not None:  # a given environment (tests, a host command's own)
+        for var in ("ARK_ACTOR", *settings.LOGIN_VARIABLES):
+            if env.get(var):
+                return env[var]
+    else:
+        who = settings.declared().get("ARK_ACTOR") or settings.login_name()
+        if who:
+            return who
     try:
         return pwd.getpwuid(os.getuid()).pw_name
     except KeyError:
@@ -68,12 +72,13 @@ def actor(env: Mapping[str, str] | None = None) -> str:
 def redact(value: Any, env: Mapping[str, str] | None = None) -> Any:
     """The value with secrets masked (ark_runtime/redact.py), the secret variables' values
     taken from this process's environment unless `env` is given."""
-    return shared_redact.redact(value, settings.environ() if env is None else env)
+    return shared_redact.redact(
+        value, settings.environment_where(shared_redact.is_secret_name) if env is None else env)
 
 
 def _env_correlation_id() -> str:
     """The control node's action id (ARK_CORRELATION_ID), else a fresh one."""
-    return settings.environ().get("ARK_CORRELATION_ID") or uuid.uuid4().hex
+    return settings.declared().get("ARK_CORRELATION_ID") or uuid.uuid4().hex
 
 
 def _now() -> str:
