@@ -172,11 +172,6 @@ def snapshot_dir(env: Mapping[str, str] | None = None) -> Path:
     return resolve(env).snapshots
 
 
-def ruleset_path(env: Mapping[str, str] | None = None) -> Path:
-    """The ruleset HRM loads: $ARK_HRM_RULESET (units set it), else <config>/HRM_RULESET.yaml."""
-    return resolve(env).ruleset
-
-
 def panic_flag(env: Mapping[str, str] | None = None) -> Path:
     return resolve(env).panic_flag
 

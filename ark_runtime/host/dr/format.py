@@ -36,7 +36,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ark_runtime.host import layout as paths
+from ark_runtime.host import layout
 
 MANIFEST = "manifest.json"
 TOPS = ("logs", "snapshots", "config", "units")
@@ -64,7 +64,7 @@ class Sources:
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Sources:
-        lay = paths.resolve(env)
+        lay = layout.resolve(env)
         return cls(lay.log, lay.state, lay.snapshots, lay.store, lay.config, lay.ruleset,
                    lay.units)
 
