@@ -17,7 +17,7 @@ from ark_runtime import pipeline
 REPO = Path(__file__).resolve().parents[2]
 DECLARATION = "ark_runtime/pipeline.py"
 # What ships or deploys: both packages, the task surface, the role side, compose.
-PRODUCT = ("ark_runtime", "ark_ops", "plugins", "roles", "templates", "playbooks", "compose")
+PRODUCT = ("ark_runtime", "ark_ops", "plugins", "roles", "playbooks", "compose")
 PRODUCT_FILES = ("tasks.py", "docker-compose.yml", "Dockerfile")
 # Files generated from the declaration (their staleness tests keep them in line).
 GENERATED = {"ark_runtime/env.schema.yaml"}
