@@ -239,6 +239,10 @@ class ConsumerAgent(Agent):
             # run ahead of what Redis holds, or the redelivery is mistaken for "done".
             self.discard_uncommitted()
             raise
+        if not all(firsts):
+            # An entry settled elsewhere first (a reclaimed copy, a lost reply): its effects
+            # were not applied, so in-memory state built from handling it must go.
+            self.discard_uncommitted()
         hops: list[dict[str, object]] = []
         for item, first in zip(ready, firsts, strict=True):
             env = item.envelope
@@ -275,6 +279,10 @@ class ConsumerAgent(Agent):
 
     def _dead(self, delivery: Delivery, reason: str, severity: str) -> None:
         dead_id = self.inbox.dead_letter(delivery, reason)
+        if not dead_id:  # committed or dead-lettered by another consumer meanwhile
+            self.log.info("%s was settled elsewhere; not dead-lettered", delivery.entry_id,
+                          extra={"event": "duplicate", "entry_id": delivery.entry_id})
+            return
         self.log.warning("dead-lettered %s: %s", delivery.entry_id, reason,
                          extra={"event": "dead_lettered", "dead_id": dead_id,
                                 "entry_id": delivery.entry_id})
