@@ -77,15 +77,53 @@ def symbols(r, n: int) -> None:
     pipe.execute()
 
 
+def decisions(r, n: int) -> None:
+    """hrm.decision entries as HRM writes them: real verdicts of real plans (HRM's own
+    handler, in-process, on a throwaway store), cycled to n entries."""
+    import itertools
+    import tempfile
+
+    from ark_runtime.agents.hrm import Hrm
+    from ark_runtime.bus.errors import ErrorBus
+    from ark_runtime.bus.streams import DECISIONS_STREAM, BusSettings
+    from ark_runtime.planner import AccountConfig, PlanError, plan_trade
+
+    verdicts = []
+    with tempfile.TemporaryDirectory() as state:
+        hrm = Hrm(env={"ARK_STATE_DIR": state})
+        hrm.settings, hrm.r = BusSettings(), r
+        hrm.errors = ErrorBus(r, "hrm")
+        hrm.setup()
+        detector = PatternDetector()
+        for bar in SyntheticAdapter(["AAPL", "MSFT"], seed=4, bars=3000):
+            for pattern in detector.update(bar):
+                try:
+                    plan = plan_trade(pattern, AccountConfig(account_size=100000))
+                except PlanError:
+                    continue
+                env = Envelope.new("trade.plan", plan, from_agent="kenny", to_agent="hrm")
+                verdicts += [out.to_fields() for _stream, out in hrm.handle(env)]
+            if len(verdicts) >= 100:
+                break
+        hrm.persist()
+    r.delete(DECISIONS_STREAM)
+    before = int(r.info("memory")["used_memory"])
+    pipe = r.pipeline(transaction=False)
+    for fields in itertools.islice(itertools.cycle(verdicts), n):
+        pipe.xadd(DECISIONS_STREAM, fields)
+    pipe.execute()
+    return before
+
+
 KINDS = {"mark": marks, "symbol": symbols, "inbox_entry": inbox_entries,
-         "dead_entry": dead_letters}
+         "dead_entry": dead_letters, "decision_entry": decisions}
 
 
 def per_item(kind: str, n: int) -> float:
     with RedisProc() as server:
         r = server.client()
         before = int(r.info("memory")["used_memory"])
-        KINDS[kind](r, n)
+        before = KINDS[kind](r, n) or before  # a kind that sets up first says where it began
         after = int(r.info("memory")["used_memory"])
         return (after - before) / n
 
