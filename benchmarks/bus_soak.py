@@ -26,6 +26,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import statistics
 import subprocess
 import sys
@@ -53,6 +54,7 @@ class Sample:
     bars: int
     decisions: int
     marks: int
+    backlog: int  # entries in the consumers' inboxes (Joey behind Kyle shows here)
 
 
 @dataclass
@@ -62,8 +64,12 @@ class Run:
     oom: int = 0
     ended: str = ""
 
-    def growth_mb_per_h(self, warmup_s: float) -> float | None:
-        pts = [(s.t, s.used) for s in self.samples if s.t >= warmup_s]
+    def steady(self, warmup_s: float, total: int) -> list[Sample]:
+        """After warm-up, while Kyle was still feeding (the drain at the end is not steady)."""
+        return [s for s in self.samples if s.t >= warmup_s and s.bars < total]
+
+    def growth_mb_per_h(self, warmup_s: float, total: int) -> float | None:
+        pts = [(s.t, s.used) for s in self.steady(warmup_s, total)]
         if len(pts) < 3:
             return None
         slope = statistics.linear_regression([t for t, _ in pts], [u for _, u in pts]).slope
@@ -126,14 +132,16 @@ def run_mode(mode: str, args: argparse.Namespace) -> Run:
             while True:
                 now = time.monotonic()
                 s = Sample(now - t0, int(r.info("memory")["used_memory"]), _cursor(r),
-                           r.xlen(DECISIONS_STREAM), int(r.dbsize()))
+                           r.xlen(DECISIONS_STREAM), int(r.dbsize()),
+                           sum(r.xlen(inbox(n)) for n in CONSUMERS))
                 run.samples.append(s)
                 run.oom = _oom_count(r)
                 if s.bars != last_bars:
                     last_progress, last_bars = now, s.bars
                 print(f"{mode:8} t={s.t:7.0f}s bars={s.bars:>9}/{total} "
                       f"used={s.used / 1e6:7.1f} MB keys={s.marks:>8} "
-                      f"decisions={s.decisions:>7} oom={run.oom}", flush=True)
+                      f"decisions={s.decisions:>7} inboxes={s.backlog:>7} oom={run.oom}",
+                      flush=True)
                 if s.bars >= total and _drained(r):
                     run.ended = "fed and drained"
                     break
@@ -188,18 +196,24 @@ def main(argv: list[str] | None = None) -> int:
                     "1,000 s at 1,000 bars/s, before it plateaus at ~115 MB)")
     ap.add_argument("--json", type=Path, help="also write the samples here")
     args = ap.parse_args(argv)
+    # SIGTERM stops the run like Ctrl-C: the agents and redis-server are stopped on the way out.
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     runs = [run_mode(m.strip(), args) for m in args.modes.split(",") if m.strip()]
     print(f"\nbars {args.bars}, rate {args.rate:g}/s requested, {args.symbols} symbols, "
           f"maxmemory {args.maxmemory}, side streams capped at "
           f"{args.side_maxlen or 'the default'}, warm-up {args.warmup_s:g} s")
-    print("| mode | bars fed | achieved bars/s | duration | used_memory after warm-up "
-          "(min..max) | growth after warm-up | OOM refusals | ended |")
-    print("|---|---|---|---|---|---|---|---|")
+    total = args.bars // args.symbols * args.symbols
+    print("| mode | bars fed | achieved bars/s | duration | used_memory while feeding after "
+          "warm-up (min..max) | inbox entries then (max) | growth after warm-up | "
+          "OOM refusals | ended |")
+    print("|---|---|---|---|---|---|---|---|---|")
     for run in runs:
-        after = [s.used for s in run.samples if s.t >= args.warmup_s] or [0]
-        growth = run.growth_mb_per_h(args.warmup_s)
+        steady = run.steady(args.warmup_s, total) or run.samples[-1:]
+        growth = run.growth_mb_per_h(args.warmup_s, total)
+        used = [s.used for s in steady]
         print(f"| {run.mode} | {run.samples[-1].bars} | {run.rate():.0f} | "
-              f"{run.samples[-1].t:.0f} s | {min(after) / 1e6:.1f}..{max(after) / 1e6:.1f} MB "
+              f"{run.samples[-1].t:.0f} s | {min(used) / 1e6:.1f}..{max(used) / 1e6:.1f} MB "
+              f"| {max(s.backlog for s in steady)} "
               f"| {'n/a' if growth is None else f'{growth:+.1f} MB/h'} | {run.oom} | "
               f"{run.ended} |")
     if args.json:

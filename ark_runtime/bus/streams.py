@@ -386,14 +386,15 @@ class Inbox:
             if summary and summary.get("pending"):
                 candidates.append(summary["min"])
             for c in candidates:
-                if floor is None or _id_key(c) < _id_key(floor):
+                if floor is None or entry_key(c) < entry_key(floor):
                     floor = c
         if floor is None or floor == "0-0":
             return 0
         return int(self.r.xtrim(self.stream, minid=floor, approximate=False))
 
 
-def _id_key(entry_id: str) -> tuple[int, int]:
+def entry_key(entry_id: str) -> tuple[int, int]:
+    """A stream entry id as a sortable pair (ms, seq)."""
     ms, _, seq = entry_id.partition("-")
     return int(ms), int(seq or 0)
 
