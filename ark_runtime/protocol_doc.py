@@ -16,6 +16,7 @@ from ark_runtime.agents import environment
 from ark_runtime.bus import streams
 from ark_runtime.bus.envelope import PROTOCOL_VERSION, Envelope
 from ark_runtime.bus.errors import PAUSE_KEY
+from ark_runtime.bus.protocol_durability import durable_redis
 from ark_runtime.bus.protocol_memory import bounded_memory
 from ark_runtime.bus.registry import ENDPOINTS, PIPELINE, REGISTRY, SEVERITIES
 from ark_runtime.bus.shards import SHARDED_AGENT
@@ -235,6 +236,7 @@ def render() -> str:
         "a last-resort bound.",
         "",
         *bounded_memory(s),
+        *durable_redis(),
         *_scaling_out(),
         *_cluster_layout(),
         "## Dead-letter entries",

@@ -13,6 +13,7 @@ CAPACITY = {
     "symbol": 8942,       # Joey's state for one symbol (60-bar window, accumulators, side)
     "inbox_entry": 515,   # one market.bar entry waiting in Joey's inbox
     "dead_entry": 740,    # one dead letter (reason + original bar)
+    "decision_entry": 1152,  # one hrm.decision (plan + verdict) on the decisions stream
 }
 CAPACITY_COMMAND = "benchmarks/bus_capacity.py --runs 3"
 
@@ -76,6 +77,8 @@ def bounded_memory(s: Any) -> list[str]:
         "`ARK_KYLE_MAX_BACKLOG`, trimmed as consumed |",
         f"| one dead letter | {CAPACITY['dead_entry']} | `ARK_BUS_SIDE_MAXLEN` "
         f"(~{s.side_maxlen}) |",
+        f"| one decision on `ark:stream:decisions` | {CAPACITY['decision_entry']} | "
+        f"`ARK_BUS_SIDE_MAXLEN` (~{s.side_maxlen}) |",
         "",
         "| budget | memory |",
         "|---|---|",
@@ -86,8 +89,16 @@ def bounded_memory(s: Any) -> list[str]:
         f"~{s.side_maxlen}) | {_mb(CAPACITY['dead_entry'] * 86400)} |",
         f"| dead stream full (~{s.side_maxlen}) | {_mb(CAPACITY['dead_entry'] * s.side_maxlen)}"
         " |",
+        f"| decisions stream full (~{s.side_maxlen}; the store keeps every decision) "
+        f"| {_mb(CAPACITY['decision_entry'] * s.side_maxlen)} |",
         f"| a full backlog (`ARK_KYLE_MAX_BACKLOG` 100,000 bars) "
         f"| {_mb(CAPACITY['inbox_entry'] * 100_000)} |",
+        "",
+        "With the defaults the side streams alone can reach about "
+        f"{_mb((CAPACITY['decision_entry'] + CAPACITY['dead_entry']) * s.side_maxlen)} "
+        "(decisions and dead letters full), i.e. most of the default 256mb `maxmemory`: "
+        "lower `ARK_BUS_SIDE_MAXLEN` or raise `ark_redis_maxmemory` on a busy pipeline "
+        "(the decisions are kept in HRM's store either way).",
         "",
         "Soak (`benchmarks/bus_soak.py`): SOAK_RESULT",
         "",
