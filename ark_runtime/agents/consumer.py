@@ -41,6 +41,10 @@ def log_hops(log: logging.Logger, sent_at: float, hops: list[dict[str, object]])
 
 class ConsumerAgent(Agent):
     accepts: ClassVar[tuple[str, ...]]
+    # The newest inbox entry this process committed (compared with the group's position
+    # after a Redis error), and whether that comparison is due; set again by setup().
+    _last_committed = "0-0"
+    _check_position = False
 
     def setup(self) -> None:
         assert self.r is not None
