@@ -376,6 +376,42 @@ class MemoryStore:
             )
         return pnl
 
+    def fill_position(self, correlation_id: str, fill_price: float,
+                      filled_at: datetime) -> bool:
+        """The executor filled the open entry of flow `correlation_id`: its entry becomes the
+        fill price and its opened_at the fill bar's time. False if no open entry matches."""
+        if not fill_price > 0:
+            raise StoreError("fill_price must be > 0")
+        with self._atomic():
+            cur = self._db.execute(
+                "UPDATE ledger SET entry = ?, opened_at = ? WHERE correlation_id = ? "
+                "AND status = 'open'", (fill_price, _iso(filled_at), correlation_id))
+        return cur.rowcount > 0
+
+    def settle_position(self, correlation_id: str, exit_price: float, pnl: float,
+                        closed_at: datetime) -> bool:
+        """The executor closed flow `correlation_id` at `exit_price` with `pnl` (fraction of
+        the account, net of fees: the executor's figure). False if it is not open here."""
+        if not exit_price > 0:
+            raise StoreError("exit_price must be > 0")
+        with self._atomic():
+            cur = self._db.execute(
+                "UPDATE ledger SET status = 'closed', exit_price = ?, pnl = ?, closed_at = ? "
+                "WHERE correlation_id = ? AND status = 'open'",
+                (exit_price, float(pnl), _iso(closed_at), correlation_id))
+        return cur.rowcount > 0
+
+    def open_exposure(self) -> dict[str, float]:
+        """Open exposure per symbol (sum of position_size of open entries: approved and not
+        yet closed, filled or not), fractions of the account."""
+        rows = self._db.execute(
+            "SELECT symbol, SUM(position_size) AS size FROM ledger WHERE status = 'open' "
+            "GROUP BY symbol").fetchall()
+        return {r["symbol"]: float(r["size"]) for r in rows}
+
+    def open_count(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM ledger WHERE status = 'open'").fetchone()[0]
+
     def ledger(self, status: str | None = None) -> list[dict[str, Any]]:
         sql, args = "SELECT * FROM ledger", ()
         if status is not None:

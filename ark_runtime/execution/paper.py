@@ -18,13 +18,12 @@ target exits at its open (a gap), not at the level.
 
 from __future__ import annotations
 
-from datetime import datetime, time, timedelta
+from datetime import datetime, time
 from typing import Literal
-from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ark_runtime.market import Bar
+from ark_runtime.market import Bar, session_of
 from ark_runtime.validators import Symbol, UtcTime
 
 __all__ = ["ExecConfig", "ExitReason", "Order", "Position", "PositionClosed",
@@ -44,14 +43,6 @@ class ExecConfig(BaseModel):
     session_timezone: str = "UTC"
     session_reset: time = time(0, 0)
     bar_history: int = Field(default=256, ge=1, le=100_000)
-
-
-def session_of(ts: datetime, tz: str, reset: time) -> str:
-    """The trading session (a date, ISO) `ts` belongs to: the local date in `tz`, shifted so
-    that a session starts at `reset` local time."""
-    local = ts.astimezone(ZoneInfo(tz))
-    shift = timedelta(hours=reset.hour, minutes=reset.minute)
-    return (local - shift).date().isoformat()
 
 
 class _Frozen(BaseModel):
