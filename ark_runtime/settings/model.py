@@ -3,7 +3,7 @@
 Each field: the variable's name, type, default, credential domain, who reads it and what
 it means; sensitivity follows from the type (a secret is held as SecretStr). From this class
 come the runtime's typed settings, `ark env check`, the env schema the deploy reads
-(`ark_runtime/env.schema.yaml`, `.env.schema`) and the table in docs/AGENT_PROTOCOL.md.
+(`ark_runtime/env.schema.yaml`) and the table in docs/AGENT_PROTOCOL.md.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from typing import Annotated, Literal
 from pydantic import BeforeValidator, SecretStr
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from ark_runtime import pipeline
 from ark_runtime.settings.fields import (
     ALL_AGENTS,
     CONSUMERS,
@@ -38,10 +39,7 @@ DOMAINS: dict[str, str] = {
 # Which credential domains each systemd unit loads. Only Kenny gets trading credentials.
 UNITS: dict[str, list[str]] = {
     "api": ["infrastructure", "api", "llm", "telegram", "features"],
-    "kyle": ["infrastructure", "features"],
-    "joey": ["infrastructure", "features"],
-    "kenny": ["infrastructure", "trading", "features"],
-    "hrm": ["infrastructure", "features"],
+    **pipeline.unit_domains(),  # each agent's, from ark_runtime/pipeline.py
     "heal": ["infrastructure"],
     "snapshot": ["infrastructure"],
 }
