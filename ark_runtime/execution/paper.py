@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ark_runtime.market import Bar, session_of
 from ark_runtime.validators import Symbol, UtcTime
 
-__all__ = ["ExecConfig", "ExitReason", "Order", "Position", "PositionClosed",
+__all__ = ["Event", "ExecConfig", "ExitReason", "Order", "Position", "PositionClosed",
            "PositionFilled", "SymbolBook", "session_of"]
 
 ExitReason = Literal["stop", "target", "time_limit", "session_end"]

@@ -40,7 +40,9 @@ def _now() -> datetime:
 class BreakerState(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    day: date = Field(default_factory=lambda: _now().date())  # the session of daily_pnl
+    # The session of daily_pnl. A fresh state has none yet (date.min): its first result
+    # sets it, on the market's clock, whatever the wall clock says (a replayed feed).
+    day: date = date.min
     daily_pnl: float = 0.0  # realised paper P&L this session, as a fraction of the account
     consecutive_losses: int = Field(default=0, ge=0)
     realised_pnl: float = 0.0  # since the store began (never reset)
@@ -55,7 +57,10 @@ class BreakerState(BaseModel):
 
     def at(self, now: datetime | None = None,
            config: BreakerConfig | None = None) -> BreakerState:
-        """The state as of `now`: the daily values start again in a later session."""
+        """The state as of `now`: the daily values start again in a later session. None:
+        as of the state's own session (what it last recorded)."""
+        if now is None:
+            return self
         session = self._session(now, config)
         if session <= self.day:
             return self
@@ -66,6 +71,7 @@ class BreakerState(BaseModel):
         """A closed paper trade's P&L (fraction of account; negative = loss) at market time
         `now`. A result from an earlier session than the current one counts in the totals
         and the streak but not in today's P&L."""
+        now = now or _now()
         rolled = self.at(now, config)
         same_session = self._session(now, config) == rolled.day
         if pnl < 0:

@@ -224,10 +224,13 @@ class RuleEngine:
         breakers: BreakerState | None = None,
         now: datetime | None = None,
         exposure: Exposure | None = None,
+        market_time: datetime | None = None,
     ) -> Decision:
-        """`now`: the plan's market time (HRM passes its signal bar's time), which decides
-        the breakers' session. `exposure`: open exposure now; None skips the limits."""
+        """`market_time`: the plan's time on the feed's clock (HRM passes its signal bar's),
+        which decides the breakers' session; `now` (the decision's time) when not given.
+        `exposure`: open exposure now; None skips the limits."""
         now = (now or datetime.now(UTC)).astimezone(UTC)
+        market_now = market_time or now
         rs = self.ruleset
         blocking: list[Violation] = []
         warnings: list[Violation] = []
@@ -255,10 +258,10 @@ class RuleEngine:
         multiplier = 1.0
         if breakers is not None:
             cfg = rs.breakers
-            tripped = breakers.tripped(cfg, now)
+            tripped = breakers.tripped(cfg, market_now)
             suspended = "daily_loss" in tripped
             for name in tripped:
-                blocking.append(_breaker_violation(name, breakers, cfg, now))
+                blocking.append(_breaker_violation(name, breakers, cfg, market_now))
             multiplier = breakers.size_multiplier(cfg)
         if exposure is not None:
             blocking.extend(_exposure_violations(plan, multiplier, exposure, rs.exposure))
