@@ -12,6 +12,7 @@ from ark_runtime.api import cli as api_cli
 from ark_runtime.bus import cli as bus_cli
 from ark_runtime.exitcodes import ArkArgumentParser, ExitCode
 from ark_runtime.host import audit_cli, config_cli, dr_cli, envcheck, heal, ports, snapshot_cli
+from ark_runtime.hrm import cli as hrm_cli
 from ark_runtime.metrics import server as metrics_server
 
 
@@ -39,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit_cli.register(sub)  # ark audit show|verify|record|head
     config_cli.register(sub)  # ark config record|list|diff|rollback|prune
     metrics_server.register(sub)  # ark metrics --listen ADDR:PORT
+    hrm_cli.register(sub)  # ark hrm risk, ark hrm breaker reset NAME --reason ...
     return parser
 
 

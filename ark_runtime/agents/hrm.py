@@ -83,6 +83,11 @@ class Hrm(ConsumerAgent):
         self.checkpointer.start()
         self.approved = self.rejected = 0
         self._batch_breakers: BreakerState | None = None
+        # Publish the committed state at once: readers see HRM's state from its start (a
+        # re-publication of what the store holds, so outside any message's commit).
+        command = self._publish(self._breakers())
+        assert self.r is not None
+        self.r.set(command[1], command[2])
 
     @contextmanager
     def batch_scope(self) -> Iterator[None]:
