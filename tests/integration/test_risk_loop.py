@@ -152,3 +152,54 @@ def test_a_losing_path_trips_the_daily_loss_breaker_at_its_threshold(
         [("breaker_tripped:daily_loss", "error")]
     kinds = [f["type"] for _i, f in r.xrange(POSITIONS_STREAM)]
     assert kinds.count("position.filled") == 3 and kinds.count("position.closed") == 3
+
+
+def test_a_critical_trip_pauses_upstream_and_an_audited_reset_clears_it(
+        lab: Lab, r: redis.Redis, tmp_path: Path) -> None:
+    """A ruleset that makes daily_loss critical: the trip also pauses Kyle, Joey and Kenny
+    (AGENT_02); `ark hrm breaker reset` (audited) clears the breaker and HRM's pause, and the
+    next plan is approved again."""
+    import subprocess
+    import sys
+
+    from ark_runtime.bus.errors import PAUSE_KEY
+    from ark_runtime.host.audit_chain import iter_records, verify_dir
+    from ark_runtime.host.layout import audit_dir
+
+    rules = ruleset(tmp_path)
+    data = yaml.safe_load(rules.read_text())
+    data["circuit_breakers"]["severity"] = {"daily_loss": "critical"}
+    rules.write_text(yaml.safe_dump(data))
+    lab.start("hrm", ARK_HRM_RULESET=str(rules))
+    lab.start("executor", ARK_HRM_RULESET=str(rules), **EXEC_ENV)
+    for i in range(3):
+        env = send_plan(r, i)
+        wait_for(lambda env=env: decision_of(r, env.correlation_id), 30, what="a verdict")
+        send_bars(r, i)
+        wait_for(lambda i=i: risk(r).get("positions_closed", 0) >= i + 1, 30,
+                 what=f"close {i}")
+    pause = json.loads(wait_for(lambda: r.hget(PAUSE_KEY, "hrm"), 10, what="HRM's pause"))
+    assert pause["agents"] == ["kyle", "joey", "kenny"]
+    assert "breaker_tripped:daily_loss" in pause["reason"]
+
+    cli_env = lab.env()
+    cli = subprocess.run([sys.executable, "-m", "ark_runtime.cli", "hrm", "breaker", "reset",
+                          "daily_loss", "--reason", "scripted test path"], env=cli_env,
+                         capture_output=True, text=True, timeout=60)
+    assert cli.returncode == 0, cli.stderr
+    wait_for(lambda: not risk(r)["breakers"]["daily_loss"]["tripped"], 30,
+             what="HRM to apply the reset")
+    assert r.hget(PAUSE_KEY, "hrm") is None
+    state = risk(r)
+    assert state["daily_pnl"] == 0 and state["positions_closed"] == 3  # history stays
+    chain = audit_dir(cli_env)
+    records = [rec for _f, rec in iter_records(chain) if rec.get("action") == "hrm.breaker_reset"]
+    assert verify_dir(chain).ok
+    assert [rec["result"] for rec in records] == ["started", "ok"]
+    assert records[-1]["args"] == {"breaker": "daily_loss", "reason": "scripted test path"}
+    env = send_plan(r, 3)
+    decision = wait_for(lambda: decision_of(r, env.correlation_id), 30, what="a verdict")
+    assert decision["approved"] is True
+    status = subprocess.run([sys.executable, "-m", "ark_runtime.cli", "hrm", "risk"],
+                            env=cli_env, capture_output=True, text=True, timeout=60)
+    assert status.returncode == 0 and "daily_loss   ok" in status.stdout, status.stdout
