@@ -183,7 +183,7 @@ async def reset_breaker(request: Request, session: Admin,
                         body: BreakerResetBody) -> ActionResult:
     """Queue `hrm.breaker_reset` in HRM's inbox (AGENT_04): HRM applies it exactly once and
     publishes the cleared state; the console needs no access to HRM's store."""
-    from ark_runtime.hrm.risk import send_reset
+    from ark_runtime.bus.risk import send_reset
 
     r = _sync_redis(request)
 

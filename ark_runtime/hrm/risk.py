@@ -11,16 +11,12 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ark_runtime.hrm.breakers import BREAKERS, BreakerState
 from ark_runtime.hrm.ruleset import BreakerConfig, ExposureLimits
 
-if TYPE_CHECKING:
-    from ark_runtime.bus.envelope import Envelope
-
-__all__ = ["RISK_STATE_VERSION", "parse_risk_state", "read_risk_state", "reset_request",
-           "risk_state", "send_reset"]
+__all__ = ["RISK_STATE_VERSION", "parse_risk_state", "risk_state"]
 
 RISK_STATE_VERSION = 1
 
@@ -72,30 +68,3 @@ def parse_risk_state(raw: str | bytes | None) -> dict[str, Any] | None:
         return None
     return doc
 
-
-def reset_request(breaker: str, reason: str, by: str) -> Envelope:
-    """The `hrm.breaker_reset` message asking HRM to clear `breaker` (validated here: a bad
-    name or an empty reason is refused before anything reaches the bus)."""
-    from ark_runtime.bus.envelope import Envelope
-    from ark_runtime.bus.registry import BreakerReset
-
-    body = BreakerReset(breaker=breaker, reason=reason, by=by)  # type: ignore[arg-type]
-    return Envelope.new("hrm.breaker_reset", body, from_agent="operator", to_agent="hrm",
-                        priority=9)
-
-
-def send_reset(client: Any, breaker: str, reason: str, by: str) -> Envelope:
-    """Queue a reset in HRM's inbox (any host with Redis can: HRM applies it in its store's
-    transaction, exactly once, and publishes the new state)."""
-    from ark_runtime.bus.keys import inbox
-
-    env = reset_request(breaker, reason, by)
-    client.xadd(inbox("hrm"), env.to_fields())
-    return env
-
-
-def read_risk_state(client: Any) -> dict[str, Any] | None:
-    """The published state, from Redis (sync client)."""
-    from ark_runtime.bus.keys import risk_state_key
-
-    return parse_risk_state(client.get(risk_state_key()))

@@ -12,8 +12,8 @@ import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from ark_runtime.bus.errors import PAUSE_KEY
+from ark_runtime.bus.risk import read_risk_state
 from ark_runtime.bus.streams import DEAD_STREAM, ERRORS_STREAM, PREFIX, failures_key
-from ark_runtime.hrm.risk import read_risk_state
 from ark_runtime.metrics.base import Source
 from ark_runtime.metrics.breakers import risk_metrics
 from ark_runtime.metrics.tally import StreamTally, dead_labels, error_labels

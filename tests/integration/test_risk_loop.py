@@ -163,7 +163,7 @@ def test_a_critical_trip_pauses_upstream_and_an_audited_reset_clears_it(
     import sys
 
     from ark_runtime.bus.errors import PAUSE_KEY
-    from ark_runtime.host.audit_chain import iter_records, verify_dir
+    from ark_runtime.host.audit.chain import iter_records, verify_dir
     from ark_runtime.host.layout import audit_dir
 
     rules = ruleset(tmp_path)

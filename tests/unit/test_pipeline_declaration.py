@@ -105,7 +105,8 @@ def _load_filter(name: str):
 
 
 def test_every_derived_view_agrees_with_the_declaration() -> None:
-    from ark_ops import compose, placement
+    from ark_ops import placement
+    from ark_ops.compose import files as compose
     from ark_runtime import agents, validators
     from ark_runtime.api import console, logs
     from ark_runtime.bus import registry, shards
