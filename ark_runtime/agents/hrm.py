@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -51,6 +52,7 @@ from ark_runtime.hrm.risk import risk_state
 from ark_runtime.hrm.wal import BACKSTOP_PAGES, Checkpointer
 from ark_runtime.planner import TradePlan
 from ark_runtime.store import MemoryStore, StoreError
+from ark_runtime.store_schema import SCHEMA_VERSION, Retention
 
 TRIPS_KEY = "hrm.trips"  # store state: the trips and resets, newest last (bounded)
 TRIPS_KEPT = 500
@@ -77,6 +79,20 @@ class Hrm(ConsumerAgent):
             self.store = MemoryStore(store_path(self.env))
         except (StoreError, OSError) as exc:
             raise ConfigError(f"store {store_path(self.env)}: {exc}") from None
+        if self.store.migrated_from is not None:
+            self.log.warning("store %s: schema v%d migrated to v%d", store_path(self.env),
+                             self.store.migrated_from, SCHEMA_VERSION,
+                             extra={"event": "store_migrated"})
+        cfg = self.config
+        if cfg.store_retain_processed_days * 86400 <= cfg.bus_dedup_ttl_s:
+            raise ConfigError("ARK_STORE_RETAIN_PROCESSED_DAYS must outlast "
+                              "ARK_BUS_DEDUP_TTL_S: a redelivered message would find neither "
+                              "its Redis mark nor its store mark and be decided twice")
+        self.retention = Retention(processed_days=cfg.store_retain_processed_days,
+                                   decisions_days=cfg.store_retain_decisions_days,
+                                   ledger_days=cfg.store_retain_ledger_days,
+                                   objects_days=cfg.store_retain_objects_days)
+        self._next_prune = time.monotonic()  # once at start, then every ARK_STORE_PRUNE_EVERY_S
         self.store.tune_for_writer(self.config.hrm_synchronous, BACKSTOP_PAGES)
         self.checkpointer = Checkpointer(store_path(self.env))
         self.checkpointer.start()
@@ -87,6 +103,17 @@ class Hrm(ConsumerAgent):
         command = self._publish(self._breakers())
         assert self.r is not None
         self.r.set(command[1], command[2])
+
+    def step(self) -> None:
+        super().step()
+        if time.monotonic() >= self._next_prune:
+            self._next_prune = time.monotonic() + self.config.store_prune_every_s
+            started = time.monotonic()
+            deleted = self.store.prune(self.retention)
+            if any(deleted.values()):
+                self.log.info("retention: pruned %s in %.2fs", deleted,
+                              time.monotonic() - started,
+                              extra={"event": "store_pruned", "deleted": deleted})
 
     @contextmanager
     def batch_scope(self) -> Iterator[None]:

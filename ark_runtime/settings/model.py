@@ -234,6 +234,27 @@ class ArkSettings(BaseSettings):
     risk_per_trade: float = var("ARK_RISK_PER_TRADE", 0.01, "Fraction of the account risked "
                                 "per trade", read_by=("kenny",), gt=0, le=0.1)
 
+    # -- memory.db retention (store_schema.py says what audit needs) -----------------------
+    store_retain_processed_days: float = var(
+        "ARK_STORE_RETAIN_PROCESSED_DAYS", 14.0,
+        "Days HRM keeps idempotency marks (must outlast ARK_BUS_DEDUP_TTL_S)",
+        read_by=("hrm",), ge=1, le=3650, allow_inf_nan=False)
+    store_retain_decisions_days: float = var(
+        "ARK_STORE_RETAIN_DECISIONS_DAYS", 400.0,
+        "Days HRM keeps decisions (audit: at least 365; open positions' always)",
+        read_by=("hrm",), ge=365, le=36500, allow_inf_nan=False)
+    store_retain_ledger_days: float = var(
+        "ARK_STORE_RETAIN_LEDGER_DAYS", 400.0,
+        "Days HRM keeps closed positions (audit: at least 365; open ones always)",
+        read_by=("hrm",), ge=365, le=36500, allow_inf_nan=False)
+    store_retain_objects_days: float = var(
+        "ARK_STORE_RETAIN_OBJECTS_DAYS", 14.0,
+        "Days HRM keeps payloads no kept decision or position refers to",
+        read_by=("hrm",), ge=1, le=36500, allow_inf_nan=False)
+    store_prune_every_s: float = var(
+        "ARK_STORE_PRUNE_EVERY_S", 3600.0, "Seconds between HRM's retention sweeps of memory.db",
+        read_by=("hrm",), ge=10, le=86400, allow_inf_nan=False)
+
     # -- the executor (AGENT_04) ----------------------------------------------------------
     exec_mode: Literal["paper", "live"] = var(
         "ARK_EXEC_MODE", "paper",
