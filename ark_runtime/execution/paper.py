@@ -193,8 +193,10 @@ class SymbolBook(_Frozen):
             else:
                 events.append(close)
         bars = (*self.bars, bar)[-cfg.bar_history:]
-        return SymbolBook(symbol=self.symbol, bars=bars, orders=tuple(orders),
-                          positions=tuple(positions), closed=self._closing(events)), events
+        # Every part is already a validated model: skip re-validating the whole history.
+        return SymbolBook.model_construct(
+            symbol=self.symbol, bars=bars, orders=tuple(orders), positions=tuple(positions),
+            closed=self._closing(events)), events
 
     # -- mechanics ---------------------------------------------------------------------
 
