@@ -83,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"ark metrics: {exc}", file=sys.stderr)
         return ExitCode.USAGE
     _log_to_stderr()
-    registry = build_registry(settings.environ(), args.unit or DEFAULT_UNITS, args.bus)
+    registry = build_registry(settings.declared(), args.unit or DEFAULT_UNITS, args.bus)
     try:
         httpd, thread = start_http_server(port, addr=host, registry=registry)
     except OSError as exc:

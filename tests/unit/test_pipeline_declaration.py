@@ -17,7 +17,7 @@ from ark_runtime import pipeline
 REPO = Path(__file__).resolve().parents[2]
 DECLARATION = "ark_runtime/pipeline.py"
 # What ships or deploys: both packages, the task surface, the role side, compose.
-PRODUCT = ("ark_runtime", "ark_ops", "plugins", "roles", "templates", "playbooks", "compose")
+PRODUCT = ("ark_runtime", "ark_ops", "plugins", "roles", "playbooks", "compose")
 PRODUCT_FILES = ("tasks.py", "docker-compose.yml", "Dockerfile")
 # Files generated from the declaration (their staleness tests keep them in line).
 GENERATED = {"ark_runtime/env.schema.yaml"}
@@ -169,3 +169,11 @@ def test_the_filter_names_an_unknown_view() -> None:
 
     with pytest.raises(AnsibleFilterError, match="unknown pipeline view 'agent'.*agents"):
         _load_filter("ark_pipeline")["ark_pipeline"]("agent")
+
+
+def test_the_declaration_is_a_leaf() -> None:
+    # Both wings import it (ark_ops may not import the agents): it imports nothing of ARK.
+    tree = ast.parse((REPO / DECLARATION).read_text())
+    imported = {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)} | {
+        a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+    assert imported <= {"__future__", "dataclasses"}
