@@ -45,7 +45,11 @@ def _v2(db: sqlite3.Connection) -> None:
     db.execute("CREATE INDEX IF NOT EXISTS ledger_status ON ledger (status, symbol)")
     db.execute("CREATE INDEX IF NOT EXISTS decisions_decided_at ON decisions (decided_at)")
     db.execute("CREATE INDEX IF NOT EXISTS processed_at ON processed_messages (processed_at)")
-    db.execute("CREATE INDEX IF NOT EXISTS objects_kind_created ON objects (kind, created_at)")
+    db.execute("CREATE INDEX IF NOT EXISTS objects_created ON objects (created_at)")
+    # The objects sweep asks, per payload, whether a decision or a position still refers to
+    # it: without these, each sweep would scan both tables once per payload.
+    db.execute("CREATE INDEX IF NOT EXISTS decisions_plan ON decisions (plan_hash)")
+    db.execute("CREATE INDEX IF NOT EXISTS ledger_plan ON ledger (plan_hash)")
 
 
 # version -> the step that takes a store from version-1 to version. Forward only.
