@@ -29,7 +29,7 @@ from ark_runtime.agents.base import ConfigError
 from ark_runtime.agents.consumer import ConsumerAgent, Output
 from ark_runtime.bus.envelope import Envelope, derive_id
 from ark_runtime.bus.errors import PAUSE_KEY, upstream_of
-from ark_runtime.bus.keys import risk_state_key
+from ark_runtime.bus.keys import KEY_TAG, risk_state_key
 from ark_runtime.bus.registry import (
     BreakerReset,
     ControlPause,
@@ -314,13 +314,23 @@ class Hrm(ConsumerAgent):
             reason = f"breaker_tripped:{name}: {message}"
             record = {"agents": agents, "reason": reason, "by": "hrm",
                       "since": datetime.now(UTC).isoformat(), "error_id": error.message_id}
-            self._writes.append(["HSET", PAUSE_KEY, "hrm", json.dumps(record)])
+            self._pause_write(["HSET", PAUSE_KEY, "hrm", json.dumps(record)])
             outputs.append((ERRORS_STREAM, Envelope.new(
                 "control.pause", ControlPause(origin="hrm", agents=agents, reason=reason,
                                               by="hrm"),
                 from_agent="hrm", to_agent="bus", parent=error, priority=9,
                 message_id=derive_id(envelope.message_id, f"pause:{name}"))))
         return outputs
+
+    def _pause_write(self, command: list[str]) -> None:
+        """The pause record goes in this message's commit. Under the Redis Cluster layout
+        `ark:pause` is in another slot than the commit's keys, so it is written at once
+        instead (idempotent: a redelivery writes the same record again)."""
+        if KEY_TAG:
+            assert self.r is not None
+            self.r.execute_command(*command)
+        else:
+            self._writes.append(command)
 
     def _on_reset(self, envelope: Envelope, reset: BreakerReset) -> list[Output]:
         cfg = self.engine.ruleset.breakers
@@ -344,7 +354,7 @@ class Hrm(ConsumerAgent):
         still = after.tripped(cfg, self._market_time)
         if not any(cfg.severity(n) == "critical" for n in still):
             # No critical breaker holds the pipeline any more: lift HRM's pause (if any).
-            self._writes.append(["HDEL", PAUSE_KEY, "hrm"])
+            self._pause_write(["HDEL", PAUSE_KEY, "hrm"])
             outputs.append((ERRORS_STREAM, Envelope.new(
                 "control.resume", ControlResume(origins=["hrm"], by=reset.by,
                                                 reason=f"breaker {reset.breaker} reset: "
