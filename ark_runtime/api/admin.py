@@ -26,7 +26,7 @@ from ark_runtime.host.layout import panic_flag
 
 router = APIRouter(prefix="/api", tags=["admin"])
 Admin = Annotated[Session, Depends(admin)]
-ERRORS = responses(401, 403, 404, 409, 422, 503)
+ERRORS = responses(401, 403, 404, 409, 413, 422, 503)
 
 
 class ActionResult(BaseModel):

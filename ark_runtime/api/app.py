@@ -20,7 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
 from ark_runtime import __version__, settings
-from ark_runtime.api import admin, auth, console, errors
+from ark_runtime.api import admin, auth, console, errors, guard
 from ark_runtime.api.chatter import Hub
 from ark_runtime.api.health import CachedPing, health_body
 from ark_runtime.api.operators import Operator, load_operators
@@ -68,6 +68,10 @@ class FastPaths:
                 message["headers"] = list(message.get("headers", [])) + SECURITY_HEADERS
             await send(message)
 
+        if guard.has_body(scope):  # size limit and sign-in before any byte is read
+            await guard.guard_body(self.app, self.app.state.auth.sessions, scope, receive,
+                                   with_headers)
+            return
         await self.app(scope, receive, with_headers)
 
 

@@ -78,7 +78,7 @@ def _limited(state: AuthState, client: str, user: str) -> float:
 
 @router.post("/login", tags=["auth"], status_code=303,
              responses={303: {"description": "signed in; the cookie is set"},
-                        **responses(401, 422, 429)})
+                        **responses(401, 413, 422, 429)})
 async def login(request: Request, username: Annotated[str, Form(min_length=1, max_length=64)],
                 password: Annotated[str, Form(min_length=1, max_length=1024)]) -> Response:
     state = _state(request)

@@ -19,7 +19,7 @@ class ErrorBody(BaseModel):
 
 
 _CODES = {400: "bad_request", 401: "unauthenticated", 403: "forbidden", 404: "not_found",
-          405: "method_not_allowed", 409: "conflict", 422: "invalid_input",
+          405: "method_not_allowed", 409: "conflict", 413: "body_too_large", 422: "invalid_input",
           429: "rate_limited", 503: "unavailable"}
 
 
