@@ -37,6 +37,10 @@ SECURITY_HEADERS = [
 ]
 
 
+# Pages and API answers carry operator data: no browser or proxy may keep a copy.
+NO_STORE = [(b"cache-control", b"no-store")]
+
+
 class HealthOut(BaseModel):
     status: str
     version: str
@@ -52,20 +56,26 @@ class FastPaths:
         self.app = app
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if scope["type"] == "http" and scope["path"] == "/health" and scope["method"] == "GET":
+        if scope["type"] == "http" and scope["path"] == "/health" and \
+                scope["method"] in ("GET", "HEAD"):
             status, body = health_body(await self.app.state.ping.get())
             await send({"type": "http.response.start", "status": status, "headers": [
-                (b"content-type", b"application/json"),
+                (b"content-type", b"application/json"), (b"cache-control", b"no-store"),
                 (b"content-length", str(len(body)).encode())]})
-            await send({"type": "http.response.body", "body": body})
+            await send({"type": "http.response.body",
+                        "body": body if scope["method"] == "GET" else b""})
             return
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
 
+        extra = SECURITY_HEADERS if scope["path"].startswith("/static/") else \
+            SECURITY_HEADERS + NO_STORE
+
         async def with_headers(message: dict) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = list(message.get("headers", [])) + SECURITY_HEADERS
+                headers = [h for h in message.get("headers", []) if h[0] != b"cache-control"]
+                message["headers"] = headers + extra
             await send(message)
 
         if guard.has_body(scope):  # size limit and sign-in before any byte is read
@@ -105,6 +115,7 @@ def create_app(redis_cfg: RedisSettings | None = None, *, secret: str | None = N
         try:
             yield
         finally:
+            app.state.auth.refusals.flush()
             await app.state.hub.stop()
             await app.state.hub.redis.aclose()
             await app.state.redis.aclose()
@@ -114,7 +125,7 @@ def create_app(redis_cfg: RedisSettings | None = None, *, secret: str | None = N
                   openapi_url="/openapi.json")
     app.state.auth = auth.AuthState(SessionManager(secret), operators if operators is not None
                                     else load_operators())
-    app.state.auth.per_client.limit = login_limit
+    app.state.auth.throttle.set_client_limit(login_limit)
     app.state.units = CachedUnits(units or SystemctlUnits())
     app.state.sync_redis = sync_redis
     errors.install(app)
