@@ -136,22 +136,42 @@ async def resume(request: Request, session: Admin, body: Reason) -> ActionResult
     return await _audited(request, session, "resume", {"reason": body.reason}, run)
 
 
-def _replay(r: redis.Redis, limit: int) -> str:
+class UnreplayableLetter(UnitError):
+    status = 409
+
+
+def _original(entry_id: str, raw: str | None) -> dict[str, str]:
+    """The dead letter's original stream fields, or UnreplayableLetter naming the entry."""
     import json
 
-    moved = skipped = 0
+    try:
+        original = json.loads(raw or "{}")
+    except ValueError:
+        original = None
+    if not isinstance(original, dict) or not original or \
+            not all(isinstance(k, str) and isinstance(v, str) for k, v in original.items()):
+        raise UnreplayableLetter(f"dead letter {entry_id}: `original` is not a JSON object of "
+                                 "stream fields; nothing was replayed (purge or fix it first)")
+    return original
+
+
+def _replay(r: redis.Redis, limit: int) -> str:
+    """All or nothing: every letter is checked first, then all move in one transaction."""
+    inboxes = {inbox(a) for a in PIPELINE}
+    moves, skipped = [], 0
     for entry_id, fields in r.xrange(DEAD_STREAM, count=limit):
         source = fields.get("source_stream", "")
-        if source not in {inbox(a) for a in PIPELINE}:
+        if source not in inboxes:
             skipped += 1  # only ever back into a pipeline inbox
             continue
-        original = json.loads(fields.get("original") or "{}")
+        moves.append((entry_id, source, _original(entry_id, fields.get("original"))))
+    if moves:
         pipe = r.pipeline(transaction=True)
-        pipe.xadd(source, original)
-        pipe.xdel(DEAD_STREAM, entry_id)
+        for entry_id, source, original in moves:
+            pipe.xadd(source, original)
+            pipe.xdel(DEAD_STREAM, entry_id)
         pipe.execute()
-        moved += 1
-    return f"{'partial: ' if skipped else ''}replayed {moved}, skipped {skipped}"
+    return f"{'partial: ' if skipped else ''}replayed {len(moves)}, skipped {skipped}"
 
 
 @router.post("/admin/dead-letters/replay", response_model=ActionResult, responses=ERRORS)

@@ -65,4 +65,6 @@ class SessionManager:
 
     @staticmethod
     def csrf_ok(session: Session, presented: str | None) -> bool:
-        return bool(presented) and hmac.compare_digest(session.csrf, presented or "")
+        # Bytes, not str: compare_digest refuses non-ASCII str (X-CSRF-Token: \xff was a 500).
+        return bool(presented) and hmac.compare_digest(
+            session.csrf.encode(), (presented or "").encode("utf-8", "surrogateescape"))
