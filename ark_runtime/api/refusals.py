@@ -56,5 +56,5 @@ class RefusalDigest:
                 users = sorted(entry.users)
                 self._write(users[0] if len(users) == 1 else "(several)", "login",
                             {"client": client, "refusals": entry.count, "minute": stamp,
-                             "names": users}, "refused",
+                             "names": ",".join(users)}, "refused",
                             detail=f"rate limited: {entry.count} more refusals in {stamp}Z")

@@ -96,3 +96,41 @@ def test_replay_is_all_or_nothing(console, r):
     assert bad in resp.json()["error"]["message"]
     assert r.xlen(inbox("joey")) == 0 and r.xlen(DEAD_STREAM) == 2  # nothing moved
     assert audit(console.root)[-1]["result"] == "failed"
+
+
+@pytest.mark.requirement("SEC_03")
+def test_refused_admin_attempts_are_audited(console):
+    csrf = sign_in(console, "victor")
+    assert console.post("/api/admin/pause", json={}, headers={"X-CSRF-Token": csrf}) \
+        .status_code == 403
+    assert console.post("/api/admin/pause", json={}).status_code == 403  # no token
+    console.cookies.clear()
+    csrf = sign_in(console, "alice")
+    bad = console.post("/api/admin/dead-letters/purge", json={"limit": 0},
+                       headers={"X-CSRF-Token": csrf})
+    assert bad.status_code == 422
+    refused = [(a["who"], a["args"]["path"], a["args"]["status"], a["result"])
+               for a in audit(console.root) if a["action"] == "request"]
+    assert refused == [("victor", "/api/admin/pause", 403, "refused"),
+                       ("victor", "/api/admin/pause", 403, "refused"),
+                       ("alice", "/api/admin/dead-letters/purge", 422, "refused")]
+
+
+@pytest.mark.requirement("SEC_03")
+def test_a_server_error_in_an_admin_action_is_audited(redis_server, tmp_path, monkeypatch):
+    class Broken:
+        async def status(self):
+            raise ZeroDivisionError("boom")
+
+        async def control(self, unit, verb):
+            raise ZeroDivisionError("boom")
+
+    app, _ = make_app(redis_server.port, redis_server.password, tmp_path, monkeypatch,
+                      units=Broken())
+    with TestClient(app, base_url="http://testserver", raise_server_exceptions=False) as c:
+        csrf = sign_in(c, "alice")
+        resp = c.post("/api/admin/panic", json={"reason": "x"}, headers={"X-CSRF-Token": csrf})
+        assert resp.status_code == 500 and "boom" not in resp.text
+    failed = [a for a in audit(tmp_path) if a["action"] == "request"]
+    assert [(a["who"], a["result"], a["args"]["status"]) for a in failed] == \
+        [("alice", "failed", 500)]
