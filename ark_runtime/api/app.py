@@ -6,6 +6,7 @@ else needs a signed-in operator (auth.py); admin actions need role admin and the
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -23,7 +24,7 @@ from ark_runtime import __version__, settings
 from ark_runtime.api import admin, auth, console, errors, guard
 from ark_runtime.api.chatter import Hub
 from ark_runtime.api.health import CachedPing, health_body
-from ark_runtime.api.operators import Operator, load_operators
+from ark_runtime.api.operators import Operator, load_operators, operators_path
 from ark_runtime.api.pipeline import SharedStatus
 from ark_runtime.api.sessions import SessionManager
 from ark_runtime.api.units import CachedUnits, SystemctlUnits, UnitSource
@@ -85,6 +86,13 @@ class FastPaths:
         await self.app(scope, receive, with_headers)
 
 
+async def _housekeeping(state: auth.AuthState, every_s: float = 5.0) -> None:
+    while True:
+        await asyncio.sleep(every_s)
+        state.refresh(every_s=0)
+        state.sessions.sweep()
+
+
 def create_app(redis_cfg: RedisSettings | None = None, *, secret: str | None = None,
                operators: dict[str, Operator] | None = None,
                units: UnitSource | None = None, login_limit: int = 10) -> FastPaths:
@@ -112,9 +120,13 @@ def create_app(redis_cfg: RedisSettings | None = None, *, secret: str | None = N
         app.state.ping = CachedPing(app.state.redis)
         app.state.pipeline = SharedStatus(app.state.redis)
         app.state.hub.start()
+        # Ends expired and idle sessions (closing their sockets) and picks up a changed
+        # operators.json even while nobody makes a request.
+        housekeeping = asyncio.create_task(_housekeeping(app.state.auth))
         try:
             yield
         finally:
+            housekeeping.cancel()
             app.state.auth.refusals.flush()
             await app.state.hub.stop()
             await app.state.hub.redis.aclose()
@@ -123,8 +135,12 @@ def create_app(redis_cfg: RedisSettings | None = None, *, secret: str | None = N
     app = FastAPI(title="ARK reasoning API and operator console", version=__version__,
                   lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url="/openapi.json")
-    app.state.auth = auth.AuthState(SessionManager(secret), operators if operators is not None
-                                    else load_operators())
+    if operators is None:
+        app.state.auth = auth.AuthState(SessionManager(secret), load_operators(),
+                                        operators_file=operators_path())
+        app.state.auth.refresh(every_s=0)  # remember the file's stamp
+    else:
+        app.state.auth = auth.AuthState(SessionManager(secret), operators)
     app.state.auth.throttle.set_client_limit(login_limit)
     app.state.units = CachedUnits(units or SystemctlUnits())
     app.state.sync_redis = sync_redis

@@ -11,8 +11,10 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Form, Request
@@ -20,11 +22,13 @@ from fastapi.responses import RedirectResponse, Response
 
 from ark_runtime.api import audit_hook
 from ark_runtime.api.errors import ApiError, responses
-from ark_runtime.api.operators import Operator
+from ark_runtime.api.operators import Operator, OperatorsError, load_operators
 from ark_runtime.api.passwords import DUMMY_HASH, verify_password
 from ark_runtime.api.refusals import RefusalDigest
 from ark_runtime.api.sessions import CSRF_HEADER, Session, SessionManager
 from ark_runtime.api.throttle import LoginThrottle
+
+log = logging.getLogger("ark.api.auth")
 
 
 @dataclass
@@ -38,6 +42,38 @@ class AuthState:
     # At most two scrypt checks at once (16 MiB each): a login flood costs bounded CPU and
     # memory instead of one hash per worker thread.
     hashing: asyncio.Semaphore = field(default_factory=lambda: asyncio.Semaphore(2))
+    # operators.json when the accounts come from it: re-read when it changes, so a removed
+    # or demoted operator's sessions end within seconds, not at the next restart.
+    operators_file: Path | None = None
+    _stamp: tuple[int, int] | None = None
+    _checked: float = 0.0
+
+    def replace_operators(self, operators: dict[str, Operator]) -> int:
+        """New accounts; sessions of operators now gone or in another role end (count)."""
+        self.operators = operators
+        return self.sessions.sync({o.name: o.role for o in operators.values()})
+
+    def refresh(self, *, every_s: float = 1.0) -> None:
+        """Re-read operators_file if it changed (stat at most once per `every_s`). A file
+        that does not parse keeps the accounts as they are (and says so in the log)."""
+        now = time.monotonic()
+        if self.operators_file is None or now - self._checked < every_s:
+            return
+        self._checked = now
+        try:
+            st = self.operators_file.stat()
+            stamp = (st.st_mtime_ns, st.st_ino)
+        except FileNotFoundError:
+            stamp = (0, 0)
+        if stamp == self._stamp:
+            return
+        try:
+            operators = load_operators(self.operators_file)
+        except OperatorsError as exc:
+            log.error("operators not reloaded: %s", exc)
+            return
+        self._stamp = stamp
+        self.replace_operators(operators)
 
 
 class NotSignedIn(ApiError):
@@ -50,7 +86,9 @@ def _state(request: Request) -> AuthState:
 
 
 def operator(request: Request) -> Session:
-    session = _state(request).sessions.read(request)
+    state = _state(request)
+    state.refresh()
+    session = state.sessions.read(request)
     if session is None:
         raise NotSignedIn()
     return session

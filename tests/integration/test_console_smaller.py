@@ -134,3 +134,41 @@ def test_a_server_error_in_an_admin_action_is_audited(redis_server, tmp_path, mo
     failed = [a for a in audit(tmp_path) if a["action"] == "request"]
     assert [(a["who"], a["result"], a["args"]["status"]) for a in failed] == \
         [("alice", "failed", 500)]
+
+
+@pytest.mark.requirement("SEC_02")
+def test_a_demoted_or_removed_operator_loses_their_session(console, tmp_path):
+    """Issue 21, vuln 8: sessions live on the server with user and role; operators.json
+    changing ends the sessions of whoever it demotes or removes (no restart)."""
+    from ark_runtime.api.operators import operators_path
+
+    state = console.app.state.auth
+    csrf = sign_in(console, "alice")
+    assert console.post("/api/admin/pause", json={}, headers={"X-CSRF-Token": csrf}) \
+        .status_code == 200
+    # Re-deploy operators.json with alice as a viewer and victor removed.
+    path = operators_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps([{"name": o.name, "role": "viewer",
+                                 "password_hash": o.password_hash}
+                                for o in state.operators.values() if o.name == "alice"]))
+    state.operators_file = path
+    state.refresh(every_s=0)
+    assert console.get("/api/me").status_code == 401
+    assert console.post("/api/admin/pause", json={}, headers={"X-CSRF-Token": csrf}) \
+        .status_code == 401
+    console.cookies.clear()
+    assert console.post("/login", data={"username": "victor",
+                                         "password": PASSWORDS["victor"]}).status_code == 401
+    sign_in(console, "alice")
+    assert console.get("/api/me").json()["role"] == "viewer"
+
+
+@pytest.mark.requirement("SEC_02")
+def test_an_idle_session_ends(console):
+    sign_in(console, "victor")
+    assert console.get("/api/me").status_code == 200
+    sessions = console.app.state.auth.sessions
+    for live in sessions._live.values():
+        live.seen -= sessions.idle_s  # as if the last request was idle_s ago
+    assert console.get("/api/me").status_code == 401
