@@ -66,6 +66,12 @@ class FastPaths:
             await send({"type": "http.response.body",
                         "body": body if scope["method"] == "GET" else b""})
             return
+        if scope["type"] == "websocket":
+            # uvicorn's protocol object is `send`'s owner: its transport lets the chatter
+            # feed abort a client that stops reading (chatter._abort).
+            transport = getattr(getattr(send, "__self__", None), "transport", None)
+            if transport is not None:
+                scope["ark.transport"] = transport
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return

@@ -135,4 +135,4 @@ async def chatter(ws: WebSocket) -> None:
                                           ws.headers.get("host")):
         await ws.close(code=1008, reason="sign in first")  # cross-site or anonymous
         return
-    await ws.app.state.hub.serve(ws, session)
+    await ws.app.state.hub.serve(ws, session, ws.app.state.auth.sessions)

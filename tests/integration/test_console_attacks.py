@@ -81,3 +81,127 @@ def test_signed_in_chunked_body_stops_at_the_limit(server):
     ok = client.post("/api/admin/pause", json={"reason": "r" * 400},
                      headers={"x-csrf-token": csrf})
     assert ok.status_code == 200, ok.text
+
+
+def raw_chatter_socket(port: int, cookie: str) -> socket.socket:
+    """A WebSocket to the chatter feed that, after the handshake, never reads (a tiny
+    receive buffer, so the server's side backs up quickly)."""
+    import base64
+    import os
+
+    sock = socket.socket()
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    sock.settimeout(10)
+    sock.connect(("127.0.0.1", port))
+    key = base64.b64encode(os.urandom(16)).decode()
+    sock.sendall((f"GET /ws/chatter HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+                  "Upgrade: websocket\r\nConnection: Upgrade\r\n"
+                  f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n"
+                  f"Cookie: ark_session={cookie}\r\n\r\n").encode())
+    head = b""
+    while b"\r\n\r\n" not in head:
+        head += sock.recv(1)
+    assert head.startswith(b"HTTP/1.1 101"), head
+    return sock
+
+
+def server_side_open(port: int, client_port: int) -> bool:
+    """Is the server's end of the connection from client_port still open (any TCP state
+    but CLOSE/TIME_WAIT)? The server runs in this process, so its sockets are ours."""
+    import psutil
+
+    return any(c.laddr and c.raddr and c.laddr.port == port and c.raddr.port == client_port
+               and c.status not in ("CLOSE", "TIME_WAIT", "NONE")
+               for c in psutil.Process().net_connections(kind="tcp"))
+
+
+@pytest.mark.requirement("UI_03")
+def test_a_chatter_client_that_never_reads_is_aborted(server, r):
+    """Vulnerability 5: a socket that stops reading is dropped (RST) past the send bound;
+    before, the API closed it gracefully and the connection sat ESTABLISHED with megabytes
+    queued for as long as the client liked."""
+    import json
+    import threading
+
+    from conftest import wait_for
+
+    from ark_runtime.bus.streams import inbox
+
+    counting, base, port = server
+    client, _csrf = signed_in(base, "victor")
+    sock = raw_chatter_socket(port, client.cookies["ark_session"])
+    client_port = sock.getsockname()[1]
+    hub = counting.state.hub
+    wait_for(lambda: hub.clients, 10, what="the chatter client to join")
+    stop = threading.Event()
+
+    def flood() -> None:
+        envelope = json.dumps({"from_agent": "kyle", "to_agent": "joey", "type": "bar",
+                               "payload": {"blob": "x" * 4000}})
+        while not stop.is_set():
+            pipe = r.pipeline()
+            for _ in range(100):
+                pipe.xadd(inbox("joey"), {"type": "bar", "envelope": envelope},
+                          maxlen=5000, approximate=True)
+            pipe.execute()
+
+    feeder = threading.Thread(target=flood, daemon=True)
+    feeder.start()
+    try:
+        wait_for(lambda: not hub.clients, 60, what="the slow client to be dropped")
+        # Dropped means gone: no connection left holding the queued frames.
+        wait_for(lambda: not server_side_open(port, client_port), 15,
+                 what="the server's end of the slow client's connection to close")
+    finally:
+        stop.set()
+        feeder.join(10)
+        sock.close()
+        r.delete(inbox("joey"))
+
+
+@pytest.mark.requirement("UI_03")
+def test_logout_closes_the_sessions_sockets(server):
+    from websockets.exceptions import ConnectionClosed
+    from websockets.sync.client import connect
+
+    _counting, base, port = server
+    client, csrf = signed_in(base, "victor")
+    with connect(f"ws://127.0.0.1:{port}/ws/chatter",
+                 additional_headers={"Cookie": f"ark_session={client.cookies['ark_session']}"},
+                 open_timeout=10) as ws:
+        assert json_of(ws.recv(timeout=10))["type"] == "hello"
+        assert client.post("/logout", headers={"x-csrf-token": csrf}).status_code == 204
+        with pytest.raises(ConnectionClosed) as closed:
+            while True:
+                ws.recv(timeout=10)
+        assert closed.value.rcvd is None or closed.value.rcvd.code == 1008
+
+
+def json_of(text):
+    import json
+
+    return json.loads(text)
+
+
+@pytest.mark.requirement("UI_03")
+def test_chatter_sockets_are_capped_per_operator(redis_server, tmp_path, monkeypatch):
+    from fastapi.testclient import TestClient
+    from starlette.websockets import WebSocketDisconnect
+
+    app, _ = make_app(redis_server.port, redis_server.password, tmp_path, monkeypatch)
+    with TestClient(app, base_url="http://testserver") as tc:
+        assert tc.post("/login", data={"username": "victor", "password": PASSWORDS["victor"]},
+                       follow_redirects=False).status_code == 303
+        opened = []
+        try:
+            for _ in range(8):
+                ws = tc.websocket_connect("/ws/chatter").__enter__()
+                assert ws.receive_json()["type"] == "hello"
+                opened.append(ws)
+            with pytest.raises(WebSocketDisconnect) as refused, \
+                    tc.websocket_connect("/ws/chatter") as ws:
+                ws.receive_json()
+            assert refused.value.code == 1013
+        finally:
+            for ws in opened:
+                ws.__exit__(None, None, None)
