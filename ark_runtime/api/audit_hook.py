@@ -3,9 +3,9 @@
 
 A record is one JSON line appended (O_APPEND, mode 0600) to `api.jsonl` in the API's audit
 spool, `$ARK_AUDIT_SPOOL_DIR` (default `/var/lib/ark/audit-spool/`). The API runs as user ark
-and cannot write the root-only, tamper-evident chain (`ark_runtime/host/audit.py`); root's
+and cannot write the root-only, tamper-evident chain (`ark_runtime/host/audit/log.py`); root's
 `ark audit ingest` (started by ark-audit-ingest.path when the spool is not empty) claims the
-file by renaming it and moves its records into the chain (ark_runtime/host/audit_ingest.py).
+file by renaming it and moves its records into the chain (ark_runtime/host/audit/ingest.py).
 A write holds a shared flock and checks the file is still the spool's, so none lands in a
 file the ingester has already claimed.
 """
@@ -22,9 +22,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ark_runtime import redact as shared_redact
 from ark_runtime.host import layout
 
-_SECRET_WORDS = ("password", "secret", "token", "csrf", "cookie")
 _lock = threading.Lock()
 
 
@@ -35,9 +35,9 @@ def audit_dir(env: dict[str, str] | None = None) -> Path:
 
 
 def redact(args: dict[str, Any]) -> dict[str, Any]:
-    """Secrets never reach the audit trail: any argument named like one is masked."""
-    return {k: ("***" if any(w in k.lower() for w in _SECRET_WORDS) else v)
-            for k, v in args.items()}
+    """Secrets never reach the audit trail: any argument named like one is masked, and so is
+    a `name=value` secret inside a value (ark_runtime/redact.py)."""
+    return shared_redact.redact(args, max_text=None)
 
 
 def record(who: str, action: str, args: dict[str, Any] | None, result: str, *,

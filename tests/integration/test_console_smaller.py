@@ -129,7 +129,8 @@ def test_a_server_error_in_an_admin_action_is_audited(redis_server, tmp_path, mo
                       units=Broken())
     with TestClient(app, base_url="http://testserver", raise_server_exceptions=False) as c:
         csrf = sign_in(c, "alice")
-        resp = c.post("/api/admin/panic", json={"reason": "x"}, headers={"X-CSRF-Token": csrf})
+        resp = c.post("/api/admin/recover", json={"reason": "x"},
+                      headers={"X-CSRF-Token": csrf})
         assert resp.status_code == 500 and "boom" not in resp.text
     failed = [a for a in audit(tmp_path) if a["action"] == "request"]
     assert [(a["who"], a["result"], a["args"]["status"]) for a in failed] == \

@@ -8,10 +8,11 @@ import jinja2
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+UNITS = REPO / "roles" / "ark_runtime" / "templates" / "systemd"
 
 
 def render(**overrides) -> str:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(REPO / "templates" / "systemd"),
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(UNITS),
                              undefined=jinja2.StrictUndefined, trim_blocks=True)
     values = dict(
         ansible_managed="test", group_names=["ark", "ark_api"], ark_runtime_watchdog_sec=30,

@@ -13,14 +13,14 @@ from audit_helpers import build_chain, load, rotate, store
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ark_runtime.host.audit import AuditLog
-from ark_runtime.host.audit_chain import (
+from ark_runtime.host.audit.chain import (
     HEAD_NAME,
     LOG_NAME,
     read_head,
     seal,
     verify_dir,
 )
+from ark_runtime.host.audit.log import AuditLog
 
 pytestmark = pytest.mark.requirement("GOV_01")
 SIZES = [4, 3, 5, 2]  # four generations: .3.gz, .2.gz, .1 (delaycompress), live
@@ -293,7 +293,7 @@ def test_audit_show_never_prints_a_control_character(reason: str) -> None:
     """Issue 21, vuln 8: a console `reason` such as "\\x1b[2J" reached the terminal."""
     import unicodedata
 
-    from ark_runtime.host.audit_cli import format_record
+    from ark_runtime.host.audit.cli import format_record
 
     rec = {"ts": "2026-12-06T08:00:00Z", "who": "alice\x1b[31m", "action": "panic",
            "result": "ok", "args": {"reason": reason + "\x1b[2J\r\n"}, "detail": reason,
