@@ -1,8 +1,6 @@
-"""The login throttle's policy on a controlled clock (the `limits` windows read time.time)."""
+"""The login throttle's policy on a controlled clock."""
 
 from __future__ import annotations
-
-import time
 
 import pytest
 
@@ -18,10 +16,8 @@ class Clock:
 
 
 @pytest.fixture
-def clock(monkeypatch):
-    c = Clock()
-    monkeypatch.setattr(time, "time", c)
-    return c
+def clock():
+    return Clock()
 
 
 def fail_until_held(throttle: LoginThrottle, clock: Clock, client: str, account: str,
@@ -38,7 +34,7 @@ def fail_until_held(throttle: LoginThrottle, clock: Clock, client: str, account:
 
 @pytest.mark.requirement("SEC_02")
 def test_the_delay_grows_with_persistence(clock):
-    throttle = LoginThrottle(client_per_minute=100)
+    throttle = LoginThrottle(client_per_minute=100, clock=clock)
     assert fail_until_held(throttle, clock, "192.0.2.1", "victor", 3) == 0
     short = throttle.check("192.0.2.1", "victor")
     assert short.scope == "pair" and 0 < short.wait_s <= 60
@@ -54,7 +50,7 @@ def test_the_delay_grows_with_persistence(clock):
 
 @pytest.mark.requirement("SEC_02")
 def test_other_clients_and_accounts_are_not_held(clock):
-    throttle = LoginThrottle()
+    throttle = LoginThrottle(clock=clock)
     for _ in range(3):
         throttle.failed("192.0.2.1", "victor")
     assert throttle.check("192.0.2.1", "victor").wait_s > 0
@@ -64,7 +60,7 @@ def test_other_clients_and_accounts_are_not_held(clock):
 
 @pytest.mark.requirement("SEC_02")
 def test_a_hot_account_holds_back_only_clients_that_failed(clock):
-    throttle = LoginThrottle()
+    throttle = LoginThrottle(clock=clock)
     for i in range(20):
         throttle.failed(f"10.0.0.{i}", "alice")
     assert throttle.check("10.0.0.1", "alice").scope == "account"
@@ -73,8 +69,24 @@ def test_a_hot_account_holds_back_only_clients_that_failed(clock):
 
 @pytest.mark.requirement("SEC_02")
 def test_one_address_spraying_names_is_held(clock):
-    throttle = LoginThrottle(client_per_minute=10)
+    throttle = LoginThrottle(client_per_minute=10, clock=clock)
     for i in range(10):
         throttle.failed("192.0.2.1", f"user{i}")
     verdict = throttle.check("192.0.2.1", "someone-new")
     assert verdict.scope == "client" and 0 < verdict.wait_s <= 60
+
+
+@pytest.mark.requirement("SEC_02")
+def test_a_spray_does_not_evict_a_live_window(clock):
+    """Issue 21, vuln 2 at the structure itself: 10,100 other keys, then the victim's
+    failures still count, and keys are only dropped once their window is over."""
+    throttle = LoginThrottle(client_per_minute=10, clock=clock)
+    for i in range(10_100):
+        clock.now += 0.001
+        throttle.failed(f"10.0.{i // 250}.{i % 250}", f"user{i}")
+    for _ in range(3):
+        throttle.failed("203.0.113.9", "victor")
+    assert throttle.check("203.0.113.9", "victor").wait_s > 0
+    clock.now += 3601
+    throttle.failed("203.0.113.10", "x")  # triggers the sweep
+    assert len(throttle.pair) == 1 and len(throttle.client) == 1
