@@ -42,14 +42,14 @@ def rule(instances: list[str], user: str = "ark") -> str:
 
 def ask(rule_text: str, questions: list[dict]) -> list[str]:
     """polkit's answer per question: YES or NOT_HANDLED (then polkit's default: refused)."""
-    script = """
-const rules = [];
-const polkit = {Result: {YES: "YES", NOT_HANDLED: "NOT_HANDLED"}, addRule: f => rules.push(f)};
-%s
-const qs = %s;
-console.log(JSON.stringify(qs.map(q => rules[0](
-    {id: q.id, lookup: k => q[k]}, {user: q.user}))));
-""" % (rule_text, json.dumps(questions))
+    script = "\n".join([
+        "const rules = [];",
+        'const polkit = {Result: {YES: "YES", NOT_HANDLED: "NOT_HANDLED"},',
+        "              addRule: f => rules.push(f)};",
+        rule_text,
+        f"const qs = {json.dumps(questions)};",
+        "console.log(JSON.stringify(qs.map(q => rules[0](",
+        "    {id: q.id, lookup: k => q[k]}, {user: q.user}))));"])
     out = subprocess.run(["node", "-e", script], capture_output=True, text=True, check=True)
     return json.loads(out.stdout)
 
