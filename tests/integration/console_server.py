@@ -1,4 +1,4 @@
-"""The console served by a real uvicorn on loopback (uvloop + httptools, as in production),
+"""The console served by a real uvicorn on loopback, configured as `ark api` configures it,
 for attacks that need a real HTTP connection: raw sockets, chunked bodies, WebSockets that
 never read. `Counting` sits between uvicorn and the app and counts the body bytes the app
 side pulled off the connection."""
@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 
 import uvicorn
 from conftest import free_port, wait_for
+
+from ark_runtime.api.server import server_config
 
 
 @dataclass
@@ -39,10 +41,9 @@ class Counting:
 def serving(app, **config):
     counting = Counting(app)
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(
-        counting, host="127.0.0.1", port=port, log_level="error", loop="uvloop",
-        http="httptools", ws="websockets-sansio", lifespan="on", timeout_graceful_shutdown=2,
-        **config))
+    # The API's own uvicorn settings (server.server_config), quieter and quicker to stop.
+    server = uvicorn.Server(server_config(counting, "127.0.0.1", port, log_level="error",
+                                          timeout_graceful_shutdown=2, **config))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     wait_for(lambda: server.started, 15, what="uvicorn to listen")

@@ -205,3 +205,14 @@ def test_chatter_sockets_are_capped_per_operator(redis_server, tmp_path, monkeyp
         finally:
             for ws in opened:
                 ws.__exit__(None, None, None)
+
+
+@pytest.mark.requirement("SEC_02")
+def test_x_forwarded_for_does_not_move_a_client_past_the_throttle(server):
+    """Issue 21, vuln 8: X-Forwarded-For was trusted from any loopback peer, so a local
+    client could claim a new address per attempt and never be throttled."""
+    _counting, base, _port = server
+    codes = [httpx.post(base + "/login", data={"username": "victor", "password": f"x{i}"},
+                        headers={"X-Forwarded-For": f"198.51.100.{i}"}, timeout=20).status_code
+             for i in range(6)]
+    assert codes[:3] == [401] * 3 and codes[3:] == [429] * 3, codes
