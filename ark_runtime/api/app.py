@@ -28,7 +28,7 @@ from ark_runtime.api.operators import Operator, load_operators, operators_path
 from ark_runtime.api.pipeline import SharedStatus
 from ark_runtime.api.sessions import SessionManager
 from ark_runtime.api.units import CachedUnits, SystemctlUnits, UnitSource
-from ark_runtime.config import RedisSettings, redis_settings
+from ark_runtime.config import RedisSettings, api_settings, redis_settings
 
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
@@ -53,10 +53,18 @@ class FastPaths:
     routing and dependency machinery (it is the hottest path), and adds the security headers
     to everything else."""
 
-    def __init__(self, app: FastAPI) -> None:
-        self.app = app
+    def __init__(self, app: FastAPI, allowed_hosts: frozenset[str]) -> None:
+        self.app, self.allowed_hosts = app, allowed_hosts
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
+        if scope["type"] in ("http", "websocket") and not self._host_ok(scope):
+            # DNS rebinding: a page on evil.example whose name now points here may not
+            # talk to the console as if it were same-origin.
+            if scope["type"] == "http":
+                await guard.refuse(send, 400, "Host header names no address of this console")
+            else:
+                await send({"type": "websocket.close", "code": 1008})
+            return
         if scope["type"] == "http" and scope["path"] == "/health" and \
                 scope["method"] in ("GET", "HEAD"):
             status, body = health_body(await self.app.state.ping.get())
@@ -91,6 +99,12 @@ class FastPaths:
             return
         await self.app(scope, receive, with_headers)
 
+    def _host_ok(self, scope: dict) -> bool:
+        host = next((v for k, v in scope.get("headers", ()) if k == b"host"), b"")
+        name = host.decode("latin-1").rsplit(":", 1)[0] if not host.startswith(b"[") \
+            else host.decode("latin-1").split("]", 1)[0] + "]"
+        return name.lower() in self.allowed_hosts
+
 
 async def _housekeeping(state: auth.AuthState, every_s: float = 5.0) -> None:
     while True:
@@ -99,9 +113,20 @@ async def _housekeeping(state: auth.AuthState, every_s: float = 5.0) -> None:
         state.sessions.sweep()
 
 
+def default_hosts(bind: str) -> frozenset[str]:
+    """The names a browser may use for this console: its bind address, loopback, and this
+    host's own name and FQDN."""
+    import socket
+
+    names = {bind, "127.0.0.1", "localhost", "[::1]", socket.gethostname(), socket.getfqdn()}
+    return frozenset(n.lower() if ":" not in n or n.startswith("[") else f"[{n.lower()}]"
+                     for n in names if n)
+
+
 def create_app(redis_cfg: RedisSettings | None = None, *, secret: str | None = None,
                operators: dict[str, Operator] | None = None,
-               units: UnitSource | None = None, login_limit: int = 10) -> FastPaths:
+               units: UnitSource | None = None, login_limit: int = 10,
+               allowed_hosts: frozenset[str] | None = None) -> FastPaths:
     cfg = redis_cfg or redis_settings()
     if secret is None:
         value = settings.get("ARK_API_SECRET")  # SettingsError names it when malformed
@@ -167,6 +192,8 @@ def create_app(redis_cfg: RedisSettings | None = None, *, secret: str | None = N
     app.include_router(console.router)
     app.include_router(admin.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
-    front = FastPaths(app)
+    if allowed_hosts is None:
+        allowed_hosts = default_hosts(api_settings().host)
+    front = FastPaths(app, frozenset(h.lower() for h in allowed_hosts))
     front.state = app.state  # tests and the server reach the app's state through the front
     return front

@@ -173,3 +173,17 @@ def test_an_idle_session_ends(console):
     for live in sessions._live.values():
         live.seen -= sessions.idle_s  # as if the last request was idle_s ago
     assert console.get("/api/me").status_code == 401
+
+
+@pytest.mark.requirement("SEC_02")
+def test_a_foreign_host_name_is_refused(console):
+    """Issue 21, vuln 8 (DNS rebinding): a request whose Host is not one of this console's
+    names is refused before anything else, pages, API and WebSocket alike."""
+    sign_in(console, "victor")
+    for path in ("/api/me", "/login", "/health"):
+        resp = console.get(path, headers={"Host": "evil.example"})
+        assert resp.status_code == 400, path
+    assert console.get("/api/me", headers={"Host": "testserver:8101"}).status_code == 200
+    with pytest.raises(WebSocketDisconnect), console.websocket_connect(
+            "/ws/chatter", headers={"Host": "evil.example"}) as ws:
+        ws.receive_json()
