@@ -216,3 +216,30 @@ def test_x_forwarded_for_does_not_move_a_client_past_the_throttle(server):
                         headers={"X-Forwarded-For": f"198.51.100.{i}"}, timeout=20).status_code
              for i in range(6)]
     assert codes[:3] == [401] * 3 and codes[3:] == [429] * 3, codes
+
+
+@pytest.mark.requirement("UI_03")
+def test_an_expired_session_loses_its_sockets_and_the_total_is_capped(server):
+    from websockets.exceptions import ConnectionClosed, InvalidStatus
+    from websockets.sync.client import connect
+
+    counting, base, port = server
+    client, _csrf = signed_in(base, "alice")
+    headers = {"Cookie": f"ark_session={client.cookies['ark_session']}"}
+    url = f"ws://127.0.0.1:{port}/ws/chatter"
+    counting.state.hub.total = 2
+    with connect(url, additional_headers=headers, open_timeout=10) as first, \
+            connect(url, additional_headers=headers, open_timeout=10) as second:
+        assert json_of(first.recv(timeout=10))["type"] == "hello"
+        assert json_of(second.recv(timeout=10))["type"] == "hello"
+        with pytest.raises((InvalidStatus, ConnectionClosed)):  # over the total: refused
+            with connect(url, additional_headers=headers, open_timeout=10) as third:
+                third.recv(timeout=10)
+        sessions = counting.state.auth.sessions
+        for live in sessions._live.values():
+            live.expires = 0  # as if its 8 hours were over
+        assert sessions.sweep() == 1  # what the housekeeping task runs every 5 s
+        for ws in (first, second):
+            with pytest.raises(ConnectionClosed):
+                while True:
+                    ws.recv(timeout=10)
