@@ -232,9 +232,9 @@ def test_an_expired_session_loses_its_sockets_and_the_total_is_capped(server):
             connect(url, additional_headers=headers, open_timeout=10) as second:
         assert json_of(first.recv(timeout=10))["type"] == "hello"
         assert json_of(second.recv(timeout=10))["type"] == "hello"
-        with pytest.raises((InvalidStatus, ConnectionClosed)):  # over the total: refused
-            with connect(url, additional_headers=headers, open_timeout=10) as third:
-                third.recv(timeout=10)
+        with pytest.raises((InvalidStatus, ConnectionClosed)), \
+                connect(url, additional_headers=headers, open_timeout=10) as third:
+            third.recv(timeout=10)  # over the total: refused
         sessions = counting.state.auth.sessions
         for live in sessions._live.values():
             live.expires = 0  # as if its 8 hours were over
