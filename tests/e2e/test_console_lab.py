@@ -91,13 +91,14 @@ def unit_state(page, unit: str) -> str:
 @pytest.mark.requirement("UI_01")
 def test_console_on_a_lab_host(console_host, browser):
     base = console_host
-    # --- wrong password refused, then the rate limit (10 attempts a minute per client)
+    # --- wrong password refused, then the throttle (3 failures a minute per client+account)
     page = new_page(browser)
     page.goto(base + "/login")
     message = wrong_password_until_limited(page, "victor", attempts=12)
     assert "too many sign-in attempts" in message
     page.screenshot(path=str(SHOTS / "lab-login-rate-limited.png"))
-    # The per-client window is 60 s: wait it out rather than weaken the limit.
+    # alice from the same client is not held back (only victor's pair is), but wait out
+    # the minute anyway so this test does not depend on that.
     time.sleep(61)
 
     admin = signed_in(browser, base, "alice")
