@@ -161,22 +161,36 @@ class UnreplayableLetter(UnitError):
 
 
 def _original(entry_id: str, raw: str | None) -> dict[str, str]:
-    """The dead letter's original stream fields, or UnreplayableLetter naming the entry."""
+    """The dead letter's original stream fields ({} when there is nothing left to replay), or
+    UnreplayableLetter naming the entry."""
     import json
 
     try:
         original = json.loads(raw or "{}")
     except ValueError:
         original = None
-    if not isinstance(original, dict) or not original or \
+    if not isinstance(original, dict) or \
             not all(isinstance(k, str) and isinstance(v, str) for k, v in original.items()):
         raise UnreplayableLetter(f"dead letter {entry_id}: `original` is not a JSON object of "
                                  "stream fields; nothing was replayed (purge or fix it first)")
     return original
 
 
+# Moves one dead letter back into its inbox only if this call removed it from the dead
+# stream: two replays racing (two admins, a double click) cannot both re-queue it, so a dead
+# letter enters the pipeline at most once more (docs/AGENT_PROTOCOL.md, bounded marks).
+# `#!lua`: refused as a whole over maxmemory, so the XDEL never runs without the XADD.
+_REPLAY_LUA = """#!lua
+if redis.call('XDEL', KEYS[1], ARGV[1]) == 1 then
+  return redis.call('XADD', KEYS[2], '*', unpack(ARGV, 2))
+end
+return false
+"""
+
+
 def _replay(r: redis.Redis, limit: int) -> str:
-    """All or nothing: every letter is checked first, then all move in one transaction."""
+    """All or nothing for bad letters: every letter is checked before any moves (a bad one is
+    a 409 naming it); then each moves atomically, at most once."""
     inboxes = {inbox(a) for a in PIPELINE}
     moves, skipped = [], 0
     for entry_id, fields in r.xrange(DEAD_STREAM, count=limit):
@@ -184,14 +198,18 @@ def _replay(r: redis.Redis, limit: int) -> str:
         if source not in inboxes:
             skipped += 1  # only ever back into a pipeline inbox
             continue
-        moves.append((entry_id, source, _original(entry_id, fields.get("original"))))
-    if moves:
-        pipe = r.pipeline(transaction=True)
-        for entry_id, source, original in moves:
-            pipe.xadd(source, original)
-            pipe.xdel(DEAD_STREAM, entry_id)
-        pipe.execute()
-    return f"{'partial: ' if skipped else ''}replayed {len(moves)}, skipped {skipped}"
+        original = _original(entry_id, fields.get("original"))
+        if not original:
+            skipped += 1  # nothing left to replay (an entry trimmed before it was read)
+            continue
+        moves.append((entry_id, source, original))
+    script = r.register_script(_REPLAY_LUA)
+    moved = 0
+    for entry_id, source, original in moves:
+        flat = [x for kv in original.items() for x in kv]
+        if script(keys=[DEAD_STREAM, source], args=[entry_id, *flat]):
+            moved += 1
+    return f"{'partial: ' if skipped else ''}replayed {moved}, skipped {skipped}"
 
 
 @router.post("/admin/dead-letters/replay", response_model=ActionResult, responses=ERRORS)

@@ -63,7 +63,8 @@ def q(unit: str, verb: str = "start", user: str = "ark", action: str = MANAGE) -
 
 def test_the_units_are_this_hosts_exact_names() -> None:
     assert console_units(["kyle", "joey", "joey-1"]) == [
-        "ark.target", "ark-api.service", "ark-snapshot.service", "ark-agent@kyle.service",
+        "ark.target", "ark-api.service", "ark-snapshot.service", "ark-metrics.service",
+        "ark-agent@kyle.service",
         "ark-agent@joey.service", "ark-agent@joey-1.service"]
 
 
@@ -71,13 +72,15 @@ def test_the_units_are_this_hosts_exact_names() -> None:
 @pytest.mark.requirement("UI_01")
 def test_only_the_exact_units_are_granted() -> None:
     text = rule(["kyle", "joey"])
-    granted = [q("ark-agent@kyle.service", v) for v in ("start", "stop", "restart")] + [
-        q("ark.target"), q("ark-api.service", "restart"), q("ark-snapshot.service")]
+    granted = [q("ark-agent@kyle.service", v) for v in ("start", "stop", "restart", "kill")] + [
+        q("ark.target"), q("ark-api.service", "restart"), q("ark-snapshot.service"),
+        q("ark-metrics.service", "kill")]  # kill: the console's panic (REC_01)
     assert ask(text, granted) == ["YES"] * len(granted)
     refused = [
         q("ark-x.service"),  # systemd-run --unit=ark-x -p User=root (systemd 257)
         q("ark-x"), q(""), q("ark-run-1.service"),
         q("ark-heal.service"), q("ark-audit-ingest.service"),  # root oneshots
+        q("ark-audit-ingest.service", "kill"),
         q("ark-agent@hrm.service"),  # not on this host
         q("ark-agent@kyle;x.service"), q("ark-snapshot.timer"),
         q("ark-agent@kyle.service", "enable"), q("ark-agent@kyle.service", "reload"),
