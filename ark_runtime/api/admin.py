@@ -229,3 +229,26 @@ async def purge(request: Request, session: Admin, body: DeadLetters) -> ActionRe
     r = _sync_redis(request)
     return await _audited(request, session, "dead.purge", {"limit": body.limit},
                           lambda: asyncio.to_thread(_purge, r, body.limit))
+
+
+class BreakerResetBody(BaseModel):
+    reason: str = Field(min_length=1, max_length=500)
+
+
+@router.post("/admin/breakers/{breaker}/reset", response_model=ActionResult, responses=ERRORS)
+async def reset_breaker(request: Request, session: Admin,
+                        breaker: Literal["daily_loss", "loss_streak"],
+                        body: BreakerResetBody) -> ActionResult:
+    """Queue `hrm.breaker_reset` in HRM's inbox (AGENT_04): HRM applies it exactly once and
+    publishes the cleared state; the console needs no access to HRM's store."""
+    from ark_runtime.bus.risk import send_reset
+
+    r = _sync_redis(request)
+
+    async def run() -> str:
+        env = await asyncio.to_thread(send_reset, r, breaker, body.reason,
+                                      f"operator:{session.user}")
+        return f"reset of {breaker} queued for HRM (message {env.message_id})"
+
+    return await _audited(request, session, "hrm.breaker_reset",
+                          {"breaker": breaker, "reason": body.reason}, run)
