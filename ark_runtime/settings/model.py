@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, SecretStr
+from pydantic import BeforeValidator, SecretStr, StringConstraints
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from ark_runtime import pipeline
@@ -120,6 +120,11 @@ class ArkSettings(BaseSettings):
                          read_by=("api",))
     api_port: Port = var("ARK_API_PORT", 8101, "TCP port of the reasoning API",
                          read_by=("api", "ports"))
+    api_trusted_proxies: Annotated[str, StringConstraints(
+        max_length=400, pattern=r"^[0-9A-Fa-f.:]+(,[0-9A-Fa-f.:]+)*$|^$")] = var(
+        "ARK_API_TRUSTED_PROXIES", "",
+        "TLS proxies whose X-Forwarded-For/-Proto the API believes (comma-separated)",
+        read_by=("api",))
     metrics_port: Port = var(
         "ARK_METRICS_PORT", 9101,
         "TCP port reserved for Prometheus metrics (checked by the ports preflight)",
