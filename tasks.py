@@ -35,13 +35,17 @@ def operator_errors(fn):
             "topology": "all (every host runs everything, the default) or split (host 1 "
                         "Redis + Prometheus, host 2 API + agents, further hosts agents)",
             "user": "SSH user: root (default), or e.g. deploy: a non-root user with "
-                    "passwordless sudo, root login disabled, inventory with become"})
+                    "passwordless sudo, root login disabled, inventory with become",
+            "release": "Debian release of every host (bookworm or trixie), or one per host "
+                       "in order: bookworm,trixie (default: running hosts keep theirs, new "
+                       "hosts bookworm)"})
 @operator_errors
-def lab_up(c, hosts: int = 1, topology: str = "all", user: str = "root"):
+def lab_up(c, hosts: int = 1, topology: str = "all", user: str = "root",
+           release: str = ""):
     """Boot the local lab: N systemd-nspawn hosts, each in its own network namespace."""
     from ark_ops.lab import lab
 
-    for s in lab.up(hosts=hosts, topology=topology, user=user):
+    for s in lab.up(hosts=hosts, topology=topology, user=user, release=release):
         print(f"  {s.name:<12} {s.address:<15} {s.system_state}")
 
 

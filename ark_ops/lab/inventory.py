@@ -20,6 +20,7 @@ import yaml
 
 from ark_ops.errors import OpsError
 from ark_ops.lab.config import LabHost, LabPaths
+from ark_ops.lab.image import DEFAULT_RELEASE
 from ark_runtime.exitcodes import ExitCode
 
 GROUPS = ("ark_redis", "ark_api", "ark_agents")
@@ -64,8 +65,9 @@ def login_vars(user: str) -> dict:
 
 
 def render(paths: LabPaths, hosts: list[LabHost], topology: str = "all",
-           user: str = "root") -> dict:
+           user: str = "root", releases: list[str] | None = None) -> dict:
     groups = placement(hosts, topology)
+    releases = releases or [DEFAULT_RELEASE] * len(hosts)
     return {
         "all": {
             "vars": {
@@ -79,7 +81,9 @@ def render(paths: LabPaths, hosts: list[LabHost], topology: str = "all",
             },
             "children": {
                 "ark": {
-                    "hosts": {h.name: {"ansible_host": h.address} for h in hosts},
+                    # DEPLOY_01: each host's Debian release, as the lab built it.
+                    "hosts": {h.name: {"ansible_host": h.address, "ark_lab_release": r}
+                              for h, r in zip(hosts, releases, strict=True)},
                     "children": {group: {"hosts": dict.fromkeys(groups[group])}
                                  for group in GROUPS},
                 },
@@ -91,10 +95,11 @@ def render(paths: LabPaths, hosts: list[LabHost], topology: str = "all",
 
 
 def write(paths: LabPaths, hosts: list[LabHost], topology: str = "all",
-          user: str = "root") -> Path:
+          user: str = "root", releases: list[str] | None = None) -> Path:
     paths.inventory.mkdir(parents=True, exist_ok=True)
     target = paths.inventory / "hosts.yml"
-    text = HEADER + yaml.safe_dump(render(paths, hosts, topology, user), sort_keys=False)
+    text = HEADER + yaml.safe_dump(render(paths, hosts, topology, user, releases),
+                                   sort_keys=False)
     tmp = target.with_suffix(".tmp")
     tmp.write_text(text)
     tmp.replace(target)
