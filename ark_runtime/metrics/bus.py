@@ -34,6 +34,7 @@ class BusSource(Source):
             return
         up.add_metric([], 1.0)
         yield up
+        yield from self._memory()
         yield from self._streams()
         yield from self._tallies()
         paused = GaugeMetricFamily("ark_agent_paused",
@@ -42,6 +43,21 @@ class BusSource(Source):
         for origin in self.r.hkeys(PAUSE_KEY):
             paused.add_metric([origin], 1.0)
         yield paused
+
+    def _memory(self) -> Iterable[Metric]:
+        """How full Redis is, and the writes it refused for it: with noeviction a full Redis
+        answers OOM to every XADD, and the pipeline stops without Redis being down."""
+        memory = self.r.info("memory")
+        used = GaugeMetricFamily("ark_redis_memory_used_bytes", "Memory Redis has allocated")
+        used.add_metric([], float(memory.get("used_memory", 0)))
+        limit = GaugeMetricFamily("ark_redis_maxmemory_bytes",
+                                  "Redis' maxmemory (0: no limit)")
+        limit.add_metric([], float(memory.get("maxmemory", 0)))
+        oom = CounterMetricFamily("ark_redis_rejected_writes",
+                                  "Commands Redis refused with OOM (maxmemory reached)")
+        stat = self.r.info("errorstats").get("errorstat_OOM", {})
+        oom.add_metric([], float(stat.get("count", 0) if isinstance(stat, dict) else 0))
+        yield from (used, limit, oom)
 
     def _streams(self) -> Iterable[Metric]:
         length = GaugeMetricFamily("ark_stream_length", "Entries in the stream",
