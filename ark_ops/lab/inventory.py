@@ -4,7 +4,8 @@ ark              every ARK host
   ark_redis      hosts running Redis (the first one is the one agents and API use)
   ark_api        hosts running ark-api
   ark_agents     hosts running the four agents
-ark_monitoring   the Prometheus host
+ark_monitoring   the Prometheus and Alertmanager host
+ark_backup_target  the off-host restic repository's host: the last host, with 2 hosts or more
 
 Topologies (`invoke lab.up --topology`):
   all    every host has every role; Prometheus on the first host (the default)
@@ -89,6 +90,9 @@ def render(paths: LabPaths, hosts: list[LabHost], topology: str = "all",
                 },
                 # LOG_03: Prometheus scraping every ARK host (roles/ark_monitoring).
                 "ark_monitoring": {"hosts": dict.fromkeys(groups["ark_monitoring"])},
+                # REC_03: DR bundles leave their host for another one (roles/ark_backup_target).
+                "ark_backup_target": {"hosts": dict.fromkeys(
+                    [hosts[-1].name] if len(hosts) > 1 else [])},
             },
         }
     }
