@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from ark_ops.errors import OpsError, PreflightError
-from ark_ops.inventories import REPO_ROOT
+from ark_ops.paths import REPO_ROOT
 
 SOURCE = REPO_ROOT / "docs" / "architecture.yaml"
 SVG = REPO_ROOT / "docs" / "architecture.svg"

@@ -84,7 +84,7 @@ class Layout:
 
     @property
     def snapshot_key(self) -> Path:
-        """Root-only HMAC key for snapshot manifests (see host/manifest.py)."""
+        """Root-only HMAC key for snapshot manifests (see host/snapshot/manifest.py)."""
         return self.config / SNAPSHOT_KEY_NAME
 
     @property

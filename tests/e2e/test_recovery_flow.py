@@ -16,14 +16,14 @@ import time
 
 import pytest
 
-from ark_ops import deploy as deploy_mod
-from ark_ops.ansible_run import PlaybookFailed
-from ark_ops.dr import dr_bundle, dr_restore
+from ark_ops.deploy import run as deploy_mod
+from ark_ops.deploy.playbook import PlaybookFailed
+from ark_ops.fleet.dr import dr_bundle, dr_restore
+from ark_ops.fleet.offsite_flow import backup_fleet, restore_from_offsite
+from ark_ops.fleet.panic import panic, recover
 from ark_ops.lab import lab
 from ark_ops.lab.config import LabHost, LabPaths
-from ark_ops.offsite_flow import backup_fleet, restore_from_offsite
-from ark_ops.panic import panic, recover
-from ark_ops.verify import verify
+from ark_ops.verify.run import verify
 from tests.support.lab_shell import deployed_lab, on, units_active, wait_for
 from tests.support.webhook import webhook_receiver
 

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from ark_ops.dr_sign import KEY_NAME, sign_bundle, verify_signature
-from ark_ops.offsite import OffsiteError, backup, fetch_newest_bundle, inventory_repository
+from ark_ops.fleet.dr_sign import KEY_NAME, sign_bundle, verify_signature
+from ark_ops.fleet.offsite import OffsiteError, backup, fetch_newest_bundle, inventory_repository
 
 pytestmark = [
     pytest.mark.requirement("REC_03"),

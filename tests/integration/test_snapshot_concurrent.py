@@ -16,7 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from ark_runtime.host.snapshot import create_snapshot, restore, verify_snapshot
+from ark_runtime.host.snapshot.restore import restore
+from ark_runtime.host.snapshot.snapshots import create_snapshot, verify_snapshot
 from ark_runtime.store import MemoryStore
 
 REPO = Path(__file__).resolve().parents[2]

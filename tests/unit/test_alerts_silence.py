@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ark_ops.alerts import Silence, SilenceRefused
+from ark_ops.fleet.alerts import Silence, SilenceRefused
 
 pytestmark = pytest.mark.requirement("LOG_03")
 

@@ -26,7 +26,8 @@ from ark_runtime.bus.registry import PIPELINE, REGISTRY
 from ark_runtime.bus.streams import SIDE_STREAMS, inbox
 
 REPO = Path(__file__).resolve().parents[2]
-TEMPLATES = REPO / "templates" / "systemd"
+ROLE_TEMPLATES = REPO / "roles" / "ark_runtime" / "templates"
+TEMPLATES = ROLE_TEMPLATES / "systemd"
 EXAMPLE = REPO / "inventory" / "example" / "hosts.yml"
 
 

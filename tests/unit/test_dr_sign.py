@@ -16,7 +16,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 from test_dr import _env, populate
 
-from ark_ops.dr_sign import (
+from ark_ops.fleet.dr_sign import (
     KEY_NAME,
     PIN_FILE,
     PIN_FINGERPRINT,
@@ -29,7 +29,7 @@ from ark_ops.dr_sign import (
     verify_bundle_chain,
     verify_signature,
 )
-from ark_runtime.host.dr import create_bundle
+from ark_runtime.host.dr.bundle import create_bundle
 
 pytestmark = [pytest.mark.requirement("REC_03"), pytest.mark.requirement("GOV_01")]
 

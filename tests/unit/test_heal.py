@@ -19,8 +19,8 @@ import pytest
 
 from ark_runtime.cli import main
 from ark_runtime.host.bootstate import FILENAME, load_boot_state, write_boot_state
-from ark_runtime.host.heal import Healer, Layout, parse_lock
-from ark_runtime.host.snapshot import create_snapshot, list_snapshots, verify_snapshot
+from ark_runtime.host.heal.healer import Healer, Layout, parse_lock
+from ark_runtime.host.snapshot.snapshots import create_snapshot, list_snapshots, verify_snapshot
 from ark_runtime.store import MemoryStore
 
 pytestmark = pytest.mark.requirement("REC_02")

@@ -11,8 +11,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from ark_ops.errors import OpsError
-from ark_ops.offsite import OffsiteError, repository_from_vars
-from ark_ops.offsite_timer import render, verify_units
+from ark_ops.fleet.offsite import OffsiteError, repository_from_vars
+from ark_ops.fleet.offsite_timer import render, verify_units
 
 pytestmark = pytest.mark.requirement("REC_03")
 TARGET = {"ansible_host": "10.213.0.12", "inventory_hostname": "ark-lab-2",

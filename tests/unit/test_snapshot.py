@@ -11,20 +11,18 @@ from pathlib import Path
 import pytest
 
 from ark_runtime.cli import main
-from ark_runtime.host import manifest
-from ark_runtime.host import snapshot as snapmod
 from ark_runtime.host.atomic import atomic_write_bytes, atomic_write_text
 from ark_runtime.host.bootstate import BootStateError, load_boot_state, write_boot_state
-from ark_runtime.host.snapshot import (
-    Policy,
+from ark_runtime.host.snapshot import manifest
+from ark_runtime.host.snapshot import snapshots as snapmod
+from ark_runtime.host.snapshot.restore import restore
+from ark_runtime.host.snapshot.retention import Policy, plan_prune, prune
+from ark_runtime.host.snapshot.snapshots import (
     Snapshot,
     SnapshotError,
     create_snapshot,
     list_snapshots,
     newest_verified,
-    plan_prune,
-    prune,
-    restore,
     verify_snapshot,
 )
 from ark_runtime.store import MemoryStore
