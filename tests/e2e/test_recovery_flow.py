@@ -85,7 +85,9 @@ def test_the_mixed_fleet_runs_debian_12_and_13_and_verifies(fleet, tmp_path):
     assert on(A, "cat", "/etc/debian_version").stdout.startswith("12.")
     assert on(B, "cat", "/etc/debian_version").stdout.startswith("13.")
     assert "Python 3.13" in on(B, "/opt/ark/venv/bin/python", "--version").stdout
-    rc = verify(reports_dir=tmp_path)
+    # The read-only checks on both releases; the disruptive ones run in the modules below
+    # (and on bookworm in test_lab_deploy): the CI budget has no room for them twice.
+    rc = verify(keyword="not disruptive", reports_dir=tmp_path)
     report = (tmp_path / "compliance-latest.md").read_text()
     assert rc == 0, report
 
