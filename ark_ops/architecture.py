@@ -156,13 +156,6 @@ def stamped(svg: str, dot: str) -> str:
     return f"{head}{sep}\n{comment}{rest}" if sep else f"{comment}\n{svg}"
 
 
-def stamp_in(svg: str) -> str | None:
-    for line in svg.splitlines():
-        if STAMP in line:
-            return line.split(STAMP, 1)[1].strip(" ->")
-    return None
-
-
 def render(source: Path = SOURCE, out: Path = SVG) -> Path:
     """Render the source to SVG with Graphviz's dot; raise a one-sentence error without it."""
     dot_bin = shutil.which("dot")

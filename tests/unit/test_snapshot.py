@@ -26,6 +26,7 @@ from ark_runtime.host.snapshot.snapshots import (
     verify_snapshot,
 )
 from ark_runtime.store import MemoryStore
+from tests.support.store_sql import integrity_ok, object_count
 
 pytestmark = pytest.mark.requirement("MEM_03")
 
@@ -246,7 +247,7 @@ def test_restore_over_corrupt_db_removes_stale_wal(env: dict[str, Path]) -> None
     assert (kept / "memory.db").read_bytes() == b"not a database" * 100
     assert (kept / "memory.db-wal").read_bytes() == b"stale wal"
     with MemoryStore(db) as store:
-        assert store.integrity_ok() and store.object_count() == 2
+        assert integrity_ok(store) and object_count(store) == 2
 
 
 def test_restore_refuses_unverified_and_keeps_db(env: dict[str, Path]) -> None:

@@ -7,7 +7,8 @@ benchmarks/dr_bundle_local.py) holding
   snapshots/<id>/...        the N newest *verified* snapshots (a fresh one is taken first)
   config/HRM_RULESET.yaml   the ruleset as deployed
   config/env/<d>.env.redacted  each env file with every sensitive value replaced by
-                            "<redacted>" (and unknown variables too: not known safe = secret)
+                            the one mask (ark_runtime/redact.py), unknown variables too:
+                            not known safe = secret
   units/...                 /etc/systemd/system/ark* unit files and drop-ins
   manifest.json             sha256 + size per member, host facts, versions, created_at
 
@@ -35,11 +36,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from ark_runtime.host import layout as paths
+from ark_runtime.host import layout
 
 MANIFEST = "manifest.json"
 TOPS = ("logs", "snapshots", "config", "units")
-REDACTED = "<redacted>"
 DEFAULT_LEVEL = 1
 DEFAULT_SNAPSHOTS = 3
 
@@ -64,7 +64,7 @@ class Sources:
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Sources:
-        lay = paths.resolve(env)
+        lay = layout.resolve(env)
         return cls(lay.log, lay.state, lay.snapshots, lay.store, lay.config, lay.ruleset,
                    lay.units)
 

@@ -9,7 +9,7 @@ import sys
 from typing import Any
 
 from ark_runtime.exitcodes import ExitCode
-from ark_runtime.host import layout as paths
+from ark_runtime.host import layout
 from ark_runtime.host.audit.log import audited_command
 from ark_runtime.host.snapshot.restore import on_shutdown, restore
 from ark_runtime.host.snapshot.retention import Policy, prune
@@ -106,7 +106,7 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     except SnapshotError as exc:
         return _fail("restore", exc)
     print(f"restored snapshot {res.snapshot.id} (taken {res.snapshot.age_seconds:.0f}s ago) "
-          f"over {paths.store_path()}; {res.pre_restore_note}")
+          f"over {layout.store_path()}; {res.pre_restore_note}")
     return ExitCode.OK
 
 

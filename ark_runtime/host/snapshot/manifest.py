@@ -30,7 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ark_runtime.host import layout as paths
+from ark_runtime.host import layout
 
 MANIFEST = "manifest.json"
 DB_NAME = "memory.db"
@@ -89,10 +89,10 @@ def _read_key(path: Path) -> bytes:
 def load_key(env: Mapping[str, str] | None = None, *, create: bool = False) -> bytes:
     """The systemd credential when the unit passes one, else the key file (created first when
     `create` and it does not exist yet)."""
-    lay = paths.resolve(env)
+    lay = layout.resolve(env)
     try:
         if lay.credentials is not None:
-            cred = lay.credentials / paths.SNAPSHOT_KEY_CREDENTIAL
+            cred = lay.credentials / layout.SNAPSHOT_KEY_CREDENTIAL
             if cred.is_file():
                 return _read_key(cred)
         if create and not lay.snapshot_key.exists():

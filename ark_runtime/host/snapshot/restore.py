@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from ark_runtime import settings
-from ark_runtime.host import layout as paths
+from ark_runtime.host import layout
 from ark_runtime.host.atomic import fsync_file, replace
 from ark_runtime.host.ownership import chown_like, chown_tree_like, owned_by_dir_owner
 from ark_runtime.host.snapshot.snapshots import (
@@ -37,7 +37,7 @@ def store_writer_stopped(env: Mapping[str, str] | None = None) -> Iterator[None]
     a running HRM and HRM cannot start mid-restore. The lock file is only opened when it
     exists: creating it here (as root, during heal) would leave a file the ark user cannot open
     for writing. No lock file means HRM has never run with this run dir, so nothing holds it."""
-    lock = paths.run_dir(env) / "hrm.lock"
+    lock = layout.run_dir(env) / "hrm.lock"
     try:
         fd = os.open(lock, os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError:
@@ -115,8 +115,8 @@ def restore(
 ) -> RestoreResult:
     """Replace the store with a verified snapshot, atomically. The current db is snapshotted
     first (reason pre-restore) when SQLite can read it, so a restore never destroys data."""
-    store = store or paths.store_path()
-    root = root or paths.snapshot_dir()
+    store = store or layout.store_path()
+    root = root or layout.snapshot_dir()
     snap = _choose(snapshot_id, root)
     with store_writer_stopped():
         pre, note = None, "no current database"
@@ -172,7 +172,7 @@ def on_shutdown(env: Mapping[str, str] | None = None) -> tuple[int, str]:
               else env.get("SERVICE_RESULT")) or ""
     if result != "success":
         return 0, f"service result is {result or 'unset'!r}, not 'success': no shutdown snapshot"
-    lay = paths.resolve(env)
+    lay = layout.resolve(env)
     if lay.panic_flag.exists():
         return 0, "panic flag present: no shutdown snapshot"
     snap = create_snapshot("shutdown", store=lay.store, root=lay.snapshots,

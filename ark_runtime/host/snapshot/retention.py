@@ -16,7 +16,7 @@ from datetime import UTC
 from pathlib import Path
 
 from ark_runtime import settings
-from ark_runtime.host import layout as paths
+from ark_runtime.host import layout
 from ark_runtime.host.atomic import fsync_dir
 from ark_runtime.host.snapshot.snapshots import (
     PolicyError,
@@ -72,7 +72,7 @@ def plan_prune(snaps: list[Snapshot], policy: Policy) -> dict[str, list[str]]:
 def prune(root: Path | None = None, policy: Policy | None = None, *, dry_run: bool = False,
           ) -> tuple[list[Snapshot], list[Snapshot]]:
     """Delete what the policy does not keep; returns (kept, removed)."""
-    root = root or paths.snapshot_dir()
+    root = root or layout.snapshot_dir()
     policy = policy or Policy.from_env()
     snaps = list_snapshots(root)
     keep = plan_prune(snaps, policy)

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ark_runtime.host import layout as paths
+from ark_runtime.host import layout
 from ark_runtime.host.atomic import atomic_write_text, fsync_dir, fsync_file, replace
 from ark_runtime.host.snapshot import manifest as mf
 
@@ -70,7 +70,7 @@ def config_version(config_dir: Path) -> dict[str, str | None]:
     $ARK_HRM_RULESET wins over <config_dir>/HRM_RULESET.yaml, as for HRM itself."""
     from ark_runtime.host.envcheck import ENV_SCHEMA
 
-    explicit = paths.path_settings().get("ARK_HRM_RULESET")
+    explicit = layout.path_settings().get("ARK_HRM_RULESET")
     ruleset = Path(explicit) if explicit else config_dir / "HRM_RULESET.yaml"
     out: dict[str, str | None] = {}
     for key, path in (("hrm_ruleset", ruleset), ("env_schema", ENV_SCHEMA)):
@@ -162,9 +162,9 @@ def create_snapshot(
     from ark_runtime import __version__
 
     key = _key(create=True)  # before any work: no key, no snapshot
-    store = store or paths.store_path()
-    root = root or paths.snapshot_dir()
-    config_dir = config_dir or paths.config_dir()
+    store = store or layout.store_path()
+    root = root or layout.snapshot_dir()
+    config_dir = config_dir or layout.config_dir()
     root.mkdir(parents=True, exist_ok=True)
     now = datetime.now(UTC)
     # Microseconds in the id keep two snapshots in the same second in order by name.
@@ -226,7 +226,7 @@ def list_snapshots(root: Path | None = None) -> list[Snapshot]:
     """Snapshots, newest first (by created_at, then id). Temp dirs of unfinished ones are
     hidden (leading dot) and never listed. A snapshot with a bad manifest is listed with its
     problems (and sorted by the time in its id)."""
-    root = root or paths.snapshot_dir()
+    root = root or layout.snapshot_dir()
     if not root.is_dir():
         return []
     key = _key_or_none()
@@ -277,5 +277,5 @@ def find(snapshot_id: str, root: Path | None = None) -> Snapshot:
     for snap in list_snapshots(root):
         if snap.id == snapshot_id:
             return snap
-    raise SnapshotError(f"no snapshot {snapshot_id!r} in {root or paths.snapshot_dir()}")
+    raise SnapshotError(f"no snapshot {snapshot_id!r} in {root or layout.snapshot_dir()}")
 
