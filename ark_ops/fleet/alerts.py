@@ -10,6 +10,7 @@ import shlex
 from dataclasses import dataclass
 
 from ark_ops.errors import OpsError
+from ark_ops.fleet.audit import audit_action
 from ark_ops.fleet.ssh import HostOutcome, inventory_hosts, run_everywhere
 from ark_ops.inventories import resolve_inventory
 from ark_runtime.exitcodes import ExitCode
@@ -74,7 +75,17 @@ def _url(address: str, port: int) -> str:
 
 def silence(spec: Silence, inventory: str | None = None, port: int = 9093,
             log=print) -> list[HostOutcome]:
-    """Add the silence on every Alertmanager of the ark_monitoring group; its id per host."""
+    """Add the silence on every Alertmanager of the ark_monitoring group; its id per host.
+    Audited (SEC_03) with its matchers, duration and reason."""
+    with audit_action("alerts.silence", {"matchers": list(spec.matchers),
+                                         "duration": spec.duration, "comment": spec.comment},
+                      inventory) as rec:
+        outcomes = _silence(spec, inventory, port, log)
+        rec.outcomes(outcomes)
+    return outcomes
+
+
+def _silence(spec: Silence, inventory: str | None, port: int, log) -> list[HostOutcome]:
     inv = resolve_inventory(inventory, log, bring_up=False)
     hosts = inventory_hosts(inv, group=MONITORING_GROUP)
 

@@ -73,8 +73,9 @@ class Repository:
 
 
 def _positive_int(name: str, value: object) -> int:
+    # re, not str.isdigit(): that takes "²" too, which int() then refuses.
     if isinstance(value, bool) or not isinstance(value, int | str) \
-            or not str(value).isdigit() or int(value) < 1:
+            or not re.fullmatch(r"[0-9]{1,6}", str(value)) or int(value) < 1:
         raise OffsiteError(f"{name} must be a whole number of 1 or more, got {value!r:.40}")
     return int(value)
 

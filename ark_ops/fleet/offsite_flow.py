@@ -6,6 +6,7 @@ from __future__ import annotations
 import tempfile
 from pathlib import Path
 
+from ark_ops.fleet.audit import audit_action
 from ark_ops.fleet.dr import dr_bundle, dr_restore
 from ark_ops.fleet.offsite import (
     BackupResult,
@@ -20,7 +21,16 @@ from ark_ops.inventories import resolve_inventory
 
 def backup_fleet(inventory: str | None = None, limit: str | None = None,
                  log=print) -> tuple[list[HostOutcome], BackupResult]:
-    """One signed bundle per host, all in one restic snapshot; then forget and check."""
+    """One signed bundle per host, all in one restic snapshot; then forget and check.
+    Audited (SEC_03) whoever calls it: the timer, the task, a test."""
+    with audit_action("offsite.backup", {}, inventory, limit) as rec:
+        outcomes, result = _backup_fleet(inventory, limit, log)
+        rec.outcomes(outcomes)
+    return outcomes, result
+
+
+def _backup_fleet(inventory: str | None, limit: str | None,
+                  log) -> tuple[list[HostOutcome], BackupResult]:
     inv = resolve_inventory(inventory, log, bring_up=False)
     repo = inventory_repository(inv)  # refuse a missing target before building anything
     with tempfile.TemporaryDirectory(prefix="ark-offsite-") as staging:
@@ -37,7 +47,15 @@ def backup_fleet(inventory: str | None = None, limit: str | None = None,
 def restore_from_offsite(host: str, source: str | None = None, inventory: str | None = None,
                          log=print) -> HostOutcome:
     """The newest off-host bundle of `source` (default: `host` itself) restored onto `host`,
-    verified against the inventory's pinned key first."""
+    verified against the inventory's pinned key first; audited (SEC_03)."""
+    with audit_action("offsite.restore", {"source": source or host}, inventory, host) as rec:
+        outcome = _restore_from_offsite(host, source, inventory, log)
+        rec.outcomes([outcome])
+    return outcome
+
+
+def _restore_from_offsite(host: str, source: str | None, inventory: str | None,
+                          log) -> HostOutcome:
     inv = resolve_inventory(inventory, log, bring_up=False)
     repo = inventory_repository(inv)
     with tempfile.TemporaryDirectory(prefix="ark-offsite-restore-") as tmp:
