@@ -8,6 +8,7 @@ Needs root and the lab tools; skipped otherwise.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import subprocess
@@ -53,31 +54,38 @@ def pipeline_settled(host: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def receiver():
-    with webhook_receiver() as rcv:
-        yield rcv
+def fleet():
+    """A on bookworm, B on trixie; Alertmanager (on A) routes to a webhook receiver on the
+    lab bridge's address, which exists once the lab is up."""
+    group_vars = LabPaths.default().inventory / "group_vars"
+    alerting = group_vars / "ark_monitoring.yml"
+    with contextlib.ExitStack() as stack:
+
+        def route_alerts_to_a_receiver() -> None:
+            RECEIVER["rcv"] = rcv = stack.enter_context(webhook_receiver())
+            # Written, never deleted (Ansible caches inventory vars in-process): emptied after.
+            group_vars.mkdir(parents=True, exist_ok=True)
+            alerting.write_text(
+                "ark_alerting_receivers:\n"
+                f"  - {{name: e2e-webhook, webhook_url: '{rcv.url}'}}\n"
+                "ark_alerting_group_wait: 5s\nark_alerting_group_interval: 10s\n")
+
+        try:
+            with deployed_lab(2, release="bookworm,trixie",
+                              before_deploy=route_alerts_to_a_receiver) as hosts:
+                assert hosts == [A, B]
+                yield hosts
+        finally:
+            if alerting.exists():
+                alerting.write_text("{}\n")
+
+
+RECEIVER: dict = {}
 
 
 @pytest.fixture(scope="module")
-def fleet(receiver):
-    group_vars = LabPaths.default().inventory / "group_vars"
-    alerting = group_vars / "ark_monitoring.yml"
-
-    def route_alerts_to_the_receiver() -> None:
-        # Written, never deleted (Ansible caches inventory vars in-process): emptied after.
-        group_vars.mkdir(parents=True, exist_ok=True)
-        alerting.write_text(
-            "ark_alerting_receivers:\n"
-            f"  - {{name: e2e-webhook, webhook_url: '{receiver.url}'}}\n"
-            "ark_alerting_group_wait: 5s\nark_alerting_group_interval: 10s\n")
-
-    try:
-        with deployed_lab(2, release="bookworm,trixie",
-                          before_deploy=route_alerts_to_the_receiver) as hosts:
-            assert hosts == [A, B]
-            yield hosts
-    finally:
-        alerting.write_text("{}\n")
+def receiver(fleet):
+    return RECEIVER["rcv"]
 
 
 @pytest.mark.requirement("DEPLOY_01")
