@@ -45,19 +45,22 @@ class BusSource(Source):
         yield paused
 
     def _memory(self) -> Iterable[Metric]:
-        """How full Redis is, and the writes it refused for it: with noeviction a full Redis
-        answers OOM to every XADD, and the pipeline stops without Redis being down."""
+        """What the memory alerts need (issue #19): with `noeviction` a full Redis still
+        answers PING, so `ark_redis_up` alone says nothing about refused writes."""
         memory = self.r.info("memory")
-        used = GaugeMetricFamily("ark_redis_memory_used_bytes", "Memory Redis has allocated")
+        used = GaugeMetricFamily("ark_redis_used_memory_bytes",
+                                 "Redis INFO used_memory: bytes allocated for data")
         used.add_metric([], float(memory.get("used_memory", 0)))
         limit = GaugeMetricFamily("ark_redis_maxmemory_bytes",
-                                  "Redis' maxmemory (0: no limit)")
+                                  "Redis maxmemory (0: no limit)")
         limit.add_metric([], float(memory.get("maxmemory", 0)))
-        oom = CounterMetricFamily("ark_redis_rejected_writes",
-                                  "Commands Redis refused with OOM (maxmemory reached)")
-        stat = self.r.info("errorstats").get("errorstat_OOM", {})
-        oom.add_metric([], float(stat.get("count", 0) if isinstance(stat, dict) else 0))
-        yield from (used, limit, oom)
+        # errorstat_OOM: replies "-OOM command not allowed when used memory > 'maxmemory'"
+        # since the server started (Redis >= 6.2); absent until the first one.
+        oom = self.r.info("errorstats").get("errorstat_OOM", {})
+        refused = CounterMetricFamily("ark_redis_oom_rejected",
+                                      "Commands Redis refused because maxmemory was reached")
+        refused.add_metric([], float(oom.get("count", 0) if isinstance(oom, dict) else 0))
+        yield from (used, limit, refused)
 
     def _streams(self) -> Iterable[Metric]:
         length = GaugeMetricFamily("ark_stream_length", "Entries in the stream",

@@ -81,27 +81,3 @@ def test_a_full_redis_holds_the_agent_and_loses_nothing(lab: Lab, r, full_redis)
     assert [e.type for e in plans] == ["trade.plan"] * 2
     assert len({e.message_id for e in plans}) == 2  # each once
     assert kenny.proc.poll() is None, kenny.stderr()
-
-
-def _bus_figures(r) -> dict[str, float]:
-    from ark_runtime.metrics.bus import BusSource
-
-    return {s.name: s.value for m in BusSource(r).metrics() for s in m.samples
-            if not s.labels}
-
-
-@pytest.mark.requirement("LOG_03")
-def test_the_exporter_reports_redis_memory_and_counts_refused_writes(r, full_redis) -> None:
-    """ArkRedisRefusingWrites and ArkRedisMemoryNearFull read these figures."""
-    fill, free = full_redis
-    before = _bus_figures(r)
-    assert before["ark_redis_memory_used_bytes"] > 0
-    fill()
-    for _ in range(3):
-        with pytest.raises(Exception, match="maxmemory"):
-            r.set("test:probe", "refused")
-    full = _bus_figures(r)
-    assert full["ark_redis_maxmemory_bytes"] == 1 << 20
-    assert full["ark_redis_memory_used_bytes"] > full["ark_redis_maxmemory_bytes"]
-    assert full["ark_redis_rejected_writes_total"] - before["ark_redis_rejected_writes_total"] == 3
-    free()
