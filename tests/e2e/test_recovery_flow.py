@@ -16,10 +16,9 @@ import pytest
 from ark_ops import deploy as deploy_mod
 from ark_ops.ansible_run import PlaybookFailed
 from ark_ops.dr import dr_bundle, dr_restore
-from ark_ops.lab import lab
 from ark_ops.lab.config import LabHost
 from ark_ops.panic import panic, recover
-from tests.support.lab_shell import deployed_lab, on, units_active, wait_for
+from tests.support.lab_shell import deployed_lab, lab_up, on, units_active, wait_for
 
 pytestmark = [
     pytest.mark.lab,
@@ -131,7 +130,7 @@ def test_dr_bundle_restores_onto_a_fresh_host_with_the_same_state(fleet, tmp_pat
     decisions, ledger = sqlite(A, DECISIONS), sqlite(A, LEDGER)
     assert decisions and ledger
     # A newly created host, deployed, then restored from A's bundle.
-    lab.up(hosts=3, user="deploy")
+    lab_up(3)
     fresh = "ark-lab-3"
     deploy_mod.deploy(limit=fresh, echo=False)
     assert sqlite(fresh, DECISIONS) != decisions  # its own run, its own timestamps

@@ -50,11 +50,18 @@ def units_active(host: str | LabHost, *units: str, as_root: bool = True) -> bool
     return out == ["active"] * len(units)
 
 
+def lab_up(hosts: int, user: str = "deploy", topology: str = "all", log=print):
+    """The lab in the mode a module needs: `hosts` hosts reached as `user`, laid out as
+    `topology`. A lab up in another mode (the operator's, after `./ops deploy`) is taken
+    down first rather than asking anyone for a manual step."""
+    return lab.up(hosts=hosts, user=user, topology=topology, log=log, replace=True)
+
+
 @contextmanager
 def deployed_lab(hosts: int, user: str = "deploy") -> Iterator[list[str]]:
     """`hosts` lab hosts reached as `user`, ARK deployed on all of them; the lab is taken
     down again on the way out."""
-    lab.up(hosts=hosts, user=user)
+    lab_up(hosts, user)
     try:
         deploy_mod.deploy(echo=False)
         yield [LabHost(i).name for i in range(1, hosts + 1)]
