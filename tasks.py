@@ -28,6 +28,44 @@ def operator_errors(fn):
     return wrapper
 
 
+VAULT_HELP = {
+    "vault_id": "a vault identity, LABEL@FILE or LABEL@prompt, as ansible-playbook takes it "
+                "(repeatable)",
+    "vault_password_file": "a file (or an executable client) holding the vault password "
+                           "(repeatable; ANSIBLE_VAULT_PASSWORD_FILE works too)",
+    "ask_vault_pass": "ask for the vault password on the terminal",
+}
+
+
+def fleet_task(*args, help=None, **kwargs):  # noqa: A002 - invoke's own keyword
+    """@task for a command that reads an inventory: it also takes Ansible's vault options
+    (ark_ops/vault.py), so vault-encrypted vars and a vaulted become password open as they
+    do for ansible-playbook; errors print as one sentence (operator_errors)."""
+    import inspect
+
+    def wrap(fn):
+        guarded = operator_errors(fn)
+
+        @functools.wraps(fn)
+        def with_vault(c, *a, vault_id=None, vault_password_file=None, ask_vault_pass=False,
+                       **kw):
+            from ark_ops import vault
+
+            operator_errors(lambda: vault.use(vault.VaultOptions.of(
+                vault_id, vault_password_file, ask_vault_pass)))()
+            return guarded(c, *a, **kw)
+
+        sig = inspect.signature(fn)
+        extra = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default)
+                 for name, default in (("vault_id", None), ("vault_password_file", None),
+                                       ("ask_vault_pass", False))]
+        with_vault.__signature__ = sig.replace(parameters=[*sig.parameters.values(), *extra])
+        return task(help={**(help or {}), **VAULT_HELP},
+                    iterable=["vault_id", "vault_password_file"], **kwargs)(with_vault)
+
+    return wrap(args[0]) if args and callable(args[0]) else wrap
+
+
 # --- lab ---------------------------------------------------------------------------
 
 
@@ -92,14 +130,13 @@ def lab_ssh(c, host):
 # --- deploy & verify ----------------------------------------------------------------
 
 
-@task(
+@fleet_task(
     help={
         "inventory": "inventory file or directory (default: the local lab, brought up if needed)",
         "limit": "only these hosts or groups (Ansible pattern)",
         "check": "dry run: show what would change, change nothing",
     }
 )
-@operator_errors
 def deploy(c, inventory: str = "", limit: str = "", check: bool = False):
     """Deploy ARK: build the wheelhouse from requirements.lock, then run playbooks/site.yml."""
     from ark_ops.deploy import deploy as run_deploy
@@ -107,7 +144,7 @@ def deploy(c, inventory: str = "", limit: str = "", check: bool = False):
     run_deploy(inventory=inventory or None, limit=limit or None, check=check)  # audited inside
 
 
-@task(
+@fleet_task(
     help={
         "inventory": "inventory file or directory (default: the local lab)",
         "limit": "only these hosts or groups (default: the `ark` group)",
@@ -115,7 +152,6 @@ def deploy(c, inventory: str = "", limit: str = "", check: bool = False):
         "keyword": "only checks matching this pytest -k expression",
     }
 )
-@operator_errors
 def verify(c, inventory: str = "", limit: str = "", disruptive: bool = False, keyword: str = ""):
     """Prove the requirements on the hosts (testinfra); table, JUnit, Markdown, HTML in reports/."""
     from ark_ops.audit import audit_action, maybe
@@ -148,8 +184,7 @@ def exit_if_any_failed(outcomes, what: str) -> None:
 
 
 
-@task(help=FLEET_HELP)
-@operator_errors
+@fleet_task(help=FLEET_HELP)
 def panic(c, inventory: str = "", limit: str = ""):
     """Stop every ARK process on every host NOW (SIGKILL, in parallel); nothing restarts
     it until `invoke recover`."""
@@ -164,8 +199,7 @@ def panic(c, inventory: str = "", limit: str = ""):
     exit_if_any_failed(outcomes, "panic")
 
 
-@task(help=FLEET_HELP)
-@operator_errors
+@fleet_task(help=FLEET_HELP)
 def recover(c, inventory: str = "", limit: str = ""):
     """Clear a panic: run the cold-start checks (ark heal) and start ARK again."""
     from ark_ops.audit import audit_action
@@ -177,8 +211,7 @@ def recover(c, inventory: str = "", limit: str = ""):
     exit_if_any_failed(outcomes, "recover")
 
 
-@task(help={**FLEET_HELP, "out": "directory for the bundles (default reports/dr/)"})
-@operator_errors
+@fleet_task(help={**FLEET_HELP, "out": "directory for the bundles (default reports/dr/)"})
 def dr_bundle(c, inventory: str = "", limit: str = "", out: str = ""):
     """Build a DR bundle on every host in parallel (logs, snapshots, redacted config,
     units, audit logs, manifest) and fetch them to the control node."""
@@ -194,14 +227,13 @@ def dr_bundle(c, inventory: str = "", limit: str = "", out: str = ""):
     exit_if_any_failed(outcomes, "dr-bundle")
 
 
-@task(
+@fleet_task(
     help={
         "bundle": "a bundle made by dr-bundle",
         "host": "the one host to restore onto",
         "inventory": "inventory file or directory (default: the local lab)",
     }
 )
-@operator_errors
 def dr_restore(c, bundle, host, inventory: str = ""):
     """Restore a DR bundle onto a host (deployed first): every member is verified before
     anything is written; ARK restarts through the cold-start checks."""
@@ -218,11 +250,10 @@ def dr_restore(c, bundle, host, inventory: str = ""):
 # --- audit (SEC_03, GOV_01) -------------------------------------------------------------
 
 
-@task(help={**FLEET_HELP, "limit": "only these hosts (Ansible pattern)",
+@fleet_task(help={**FLEET_HELP, "limit": "only these hosts (Ansible pattern)",
             "last": "only the newest N records", "since": "10m, 2h, 7d or an ISO time",
             "action": "this action or its prefix (deploy, snapshot)",
             "who": "records whose actor contains this", "json": "one JSON record per line"})
-@operator_errors
 def audit_show(c, inventory: str = "", limit: str = "", last: int = 0, since: str = "",
                action: str = "", who: str = "", json: bool = False):
     """Every host's audit records and the control node's, merged in time order."""
@@ -241,8 +272,7 @@ def audit_show(c, inventory: str = "", limit: str = "", last: int = 0, since: st
         raise Exit(code=rc)
 
 
-@task(help=FLEET_HELP)
-@operator_errors
+@fleet_task(help=FLEET_HELP)
 def audit_verify(c, inventory: str = "", limit: str = ""):
     """Check every host's audit chain across rotations, against the head this control node
     kept after the last action (a cut tail or a rewritten file shows), and its own chain."""
@@ -261,9 +291,8 @@ def version_number(text: str, name: str) -> int:
     return int(text)
 
 
-@task(help={**FLEET_HELP, "last": "only each host's newest N versions",
+@fleet_task(help={**FLEET_HELP, "last": "only each host's newest N versions",
             "json": "one JSON object per version"})
-@operator_errors
 def config_history(c, inventory: str = "", limit: str = "", last: int = 0, json: bool = False):
     """Each host's recorded config versions (who, when, commit, why)."""
     from ark_ops.config_history import history
@@ -272,10 +301,9 @@ def config_history(c, inventory: str = "", limit: str = "", last: int = 0, json:
                        "config.history")
 
 
-@task(help={"a": "a version number", "b": "another version number",
+@fleet_task(help={"a": "a version number", "b": "another version number",
             "host": "only this host (versions are numbered per host)",
             "inventory": FLEET_HELP["inventory"]})
-@operator_errors
 def config_diff(c, a, b, host: str = "", inventory: str = ""):
     """Unified diff between two config versions of a host (secrets masked; env files by
     sha256 only)."""
@@ -285,8 +313,7 @@ def config_diff(c, a, b, host: str = "", inventory: str = ""):
                             host or None), "config.diff")
 
 
-@task(help={**FLEET_HELP, "to": "the version to put back (see config.history)"})
-@operator_errors
+@fleet_task(help={**FLEET_HELP, "to": "the version to put back (see config.history)"})
 def config_rollback(c, to, inventory: str = "", limit: str = ""):
     """Put config version N back on the hosts (files, venv), reload systemd and restart
     what changed through the cold-start checks; recorded as a new version and audited."""
@@ -375,7 +402,7 @@ def load(c, rps: int = 500, duration: str = "60s", host: str = "127.0.0.1",
 # --- observability (LOG_02, AGENT_03) -------------------------------------------------
 
 
-@task(
+@fleet_task(
     help={
         **FLEET_HELP,
         "follow": "keep streaming new lines (Ctrl+C to stop; nothing is left running)",
@@ -386,7 +413,6 @@ def load(c, rps: int = 500, duration: str = "60s", host: str = "127.0.0.1",
         "json": "the raw JSON records, one per line, for machines",
     }
 )
-@operator_errors
 def logs(c, inventory: str = "", limit: str = "", follow: bool = False, agent: str = "",
          level: str = "", grep: str = "", since: str = "", json: bool = False):
     """Every host's ARK logs merged in time order, prefixed with host and agent."""
@@ -398,9 +424,8 @@ def logs(c, inventory: str = "", limit: str = "", follow: bool = False, agent: s
         raise Exit(code=rc)
 
 
-@task(help={**FLEET_HELP, "id": "a correlation id or any message id of the flow",
+@fleet_task(help={**FLEET_HELP, "id": "a correlation id or any message id of the flow",
             "json": "one JSON object per hop"})
-@operator_errors
 def trace(c, id, inventory: str = "", limit: str = "", json: bool = False):  # noqa: A002
     """One message flow across every host: each hop with host, agent, event, time between."""
     from ark_ops.trace_fleet import run as run_trace

@@ -92,7 +92,7 @@ def invoke_surface() -> dict[str, dict[str, bool]]:
             for n in arg.names:
                 dashed = n.replace("_", "-")
                 flags[f"-{dashed}" if len(dashed) == 1 else f"--{dashed}"] = arg.kind is not bool
-                if arg.kind is bool and len(dashed) > 1:
+                if arg.kind is bool and arg.default is True and len(dashed) > 1:
                     flags[f"--no-{dashed}"] = False
         surface[name] = flags
     return surface

@@ -73,3 +73,19 @@ def test_the_invoke_surface_is_what_invoke_prints() -> None:
     options = invoke("--help", "config.rollback").split("Options:", 1)[1]
     assert {f for f in invoke_surface()["config.rollback"] if f.startswith("--")} == set(
         re.findall(r"(--[a-z][a-z-]*)", options))
+
+
+@pytest.mark.requirement("SEC_01")
+def test_the_secrets_table_lists_every_secret_the_schema_declares() -> None:
+    """Every sensitive variable of ark_runtime/env.schema.yaml, and the sudo password, has a
+    row saying where it lives."""
+    import yaml
+
+    schema = yaml.safe_load((REPO / "ark_runtime" / "env.schema.yaml").read_text())
+    sensitive = {name for name, v in schema["variables"].items() if v.get("sensitive")}
+    assert {"TELEGRAM_BOT_TOKEN", "TRADING_API_KEY", "ARK_REDIS_PASSWORD"} <= sensitive
+    table = sections(LAUNCH.read_text())[slug("Secrets")].split("Systemd hands")[0]
+    rows = [r for r in table.splitlines() if r.startswith("| ") and "---" not in r][1:]
+    named = {n for r in rows for n in re.findall(r"`([A-Z][A-Z0-9_]+)`", r.split("|")[2])}
+    assert sensitive - named == set(), "secrets missing from LAUNCH.md's table"
+    assert any("ansible_become_password" in r for r in rows), "the sudo password's row"
