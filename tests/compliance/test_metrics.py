@@ -8,6 +8,8 @@ import pytest
 import testinfra
 from conftest import http_get_json, wait_for
 
+from ark_ops.report import NOT_HERE
+
 pytestmark = pytest.mark.requirement("LOG_03")
 
 INFRA_ENV = "/etc/ark/env/infrastructure.env"
@@ -27,7 +29,7 @@ def monitoring(request, hostvars):
     """(testinfra host, base URL) of the inventory's Prometheus; skip when it has none."""
     names = hostvars.get("groups", {}).get("ark_monitoring") or []
     if not names:
-        pytest.skip("the inventory has no ark_monitoring host")
+        pytest.skip(NOT_HERE + "the inventory has no ark_monitoring host")
     inventory = request.config.getoption("ansible_inventory")
     mon = testinfra.get_host(f"ansible://{names[0]}", ansible_inventory=inventory)
     mvars = mon.ansible.get_variables()

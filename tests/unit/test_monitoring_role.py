@@ -13,6 +13,7 @@ import yaml
 
 from ark_ops.lab import inventory
 from ark_ops.lab.config import LabHost, LabPaths
+from tests.support.tools import needs_tool
 
 REPO = Path(__file__).resolve().parents[2]
 ROLE = REPO / "roles" / "ark_monitoring"
@@ -41,8 +42,7 @@ def test_every_ark_host_of_the_inventory_is_a_target(tmp_path: Path) -> None:
     assert doc["rule_files"] == [f"{tmp_path}/ark_alerts.yml"]
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None,
-                    reason="promtool is missing: ./ops installs Debian's prometheus package")
+@needs_tool("promtool", "prometheus")
 @pytest.mark.requirement("LOG_03")
 def test_rendered_config_passes_promtool_check_config(tmp_path: Path) -> None:
     shutil.copy(ROLE / "files" / "ark_alerts.yml", tmp_path / "ark_alerts.yml")
