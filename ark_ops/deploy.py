@@ -10,6 +10,7 @@ from ark_ops import baseline_report, wheel_platforms, wheelhouse
 from ark_ops.ansible_run import PlaybookResult, ansible_strategy, run_playbook
 from ark_ops.deploy_lock import exclusive
 from ark_ops.errors import OpsError
+from ark_ops.host_lock import held_on_hosts
 from ark_ops.inventories import REPO_ROOT, resolve_inventory
 
 WHEELHOUSE = REPO_ROOT / "build" / "wheelhouse"
@@ -32,7 +33,8 @@ def deploy(inventory: str | None = None, limit: str | None = None, check: bool =
         ansible_strategy(strategy)  # an unknown name is refused before anything runs
     strategy = strategy or strategy_for_become_passwords(inv, limit, log)
     with audit_action("deploy.check" if check else "deploy", {"check": check},
-                      inventory, limit) as rec, exclusive(inv_dir / ".deploy.lock", "deploy"):
+                      inventory, limit) as rec, exclusive(inv_dir / ".deploy.lock", "deploy"), \
+            held_on_hosts(inv, limit, log):  # another checkout's deploy is refused too
         # DEPLOY_01: the hosts' (Python, architecture) pairs are read while the local wheel
         # builds; an unsupported pair is refused before pip runs and before any host changes.
         with ThreadPoolExecutor(max_workers=1) as pool:

@@ -193,3 +193,25 @@ def test_nothing_of_the_password_reached_a_process_list(fleet):
              check=False).stdout
     assert "COMMAND=" in out or "sudo" in out  # sudo's log is there to be searched
     assert SUDO_PASSWORD not in out
+
+
+@pytest.mark.requirement("INFRA_02")
+def test_a_deploy_from_another_checkout_is_refused_by_the_hosts_lock(fleet):
+    """Another clone's deploy holds B's lock (its own control-node lock is elsewhere): this
+    checkout's deploy is refused with 75, naming the holder, before any host changes."""
+    from ark_ops.errors import LockedError
+    from ark_ops.host_lock import HostLock
+
+    [host_b] = inventory_hosts(LabPaths.default().inventory / "hosts.yml", B)
+    other = HostLock(host_b, "ops@other-laptop:/home/ops/ark-ops pid 4242")
+    try:
+        other.wait_taken()
+        with pytest.raises(LockedError) as refused:
+            deploy_mod.deploy(echo=False, log=quiet)
+        assert refused.value.exit_code == 75
+        assert B in str(refused.value) and "other-laptop" in str(refused.value)
+    finally:
+        other.release()
+    mine = HostLock(host_b, "this test")  # released: free for the next deploy
+    mine.wait_taken()
+    mine.release()
