@@ -145,3 +145,38 @@ def test_hash_password_runs_as_launch_md_writes_it(tmp_path) -> None:
                           cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().startswith("scrypt") and "the password" not in proc.stdout
+
+
+@pytest.mark.requirement("DOC_01")
+def test_the_example_inventory_is_the_one_launch_md_shows() -> None:
+    import yaml
+
+    block = sections(LAUNCH.read_text())[slug("First deploy onto your own inventory")]
+    shown = yaml.safe_load(re.search(r"```yaml\n(.*?)```", block, re.S).group(1))
+    example = yaml.safe_load((REPO / "inventory" / "example" / "hosts.yml").read_text())
+    assert shown == example
+    groups = example["all"]["children"]
+    assert len(groups["ark"]["hosts"]) == 3 and "ark_monitoring" in groups
+    split = groups["ark"]["children"]
+    assert split["ark_redis"]["hosts"].keys() != split["ark_api"]["hosts"].keys()
+    assert (REPO / "inventory/example/group_vars/ark/vault.yml.example").is_file()
+
+
+@pytest.mark.requirement("DOC_01")
+def test_fleet_commands_outside_the_lab_name_their_inventory() -> None:
+    """Without --inventory a fleet task acts on the lab: a production command that forgets
+    it would act on the wrong hosts. Bare mentions (`invoke deploy` in a sentence) and lines
+    that say they are about the lab are not commands to run."""
+    from doc_commands import invoke_surface, invoke_task
+
+    surface = invoke_surface()
+    text = LAUNCH.read_text()
+    after_lab = text[text.index("## First deploy onto your own inventory"):]
+    missing = []
+    for cmd in extract(after_lab):
+        task = invoke_task(cmd, surface) if cmd.program == "invoke" else None
+        if task is None or "--inventory" not in surface[task] or "lab" in cmd.line:
+            continue
+        if len(cmd.words) > 1 and "--inventory" not in cmd.words:
+            missing.append(cmd.line)
+    assert missing == []
