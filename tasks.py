@@ -499,6 +499,16 @@ def docs(c):
     print(f"wrote {render()}")
 
 
+@task
+@operator_errors
+def role_vars(c):
+    """Write docs/ROLE_VARIABLES.md: every role variable with its type, default and
+    description, from roles/*/meta/argument_specs.yml and defaults/main.yml."""
+    from ark_ops.role_vars import write
+
+    print(f"wrote {write()}")
+
+
 lab = Collection("lab")
 lab.add_task(lab_up, "up")
 lab.add_task(lab_down, "down")
@@ -521,4 +531,4 @@ compose_ns.add_task(compose_up, "up")
 compose_ns.add_task(compose_down, "down")
 
 ns = Collection(lab, audit, config, compose_ns, deploy, verify, panic, recover, dr_bundle,
-                dr_restore, lock, test, load, logs, trace, docs)
+                dr_restore, lock, test, load, logs, trace, docs, role_vars)
