@@ -247,6 +247,24 @@ def dr_restore(c, bundle, host, inventory: str = ""):
         raise Exit(code=1)
 
 
+@fleet_task(help={**FLEET_HELP, "limit": "the host(s) to take out (required)",
+                  "out": "directory for their DR bundles (default reports/dr/)"})
+def decommission(c, limit: str = "", inventory: str = "", out: str = ""):
+    """Take hosts out for good: a DR bundle of each first (fetched here), then ARK's units,
+    files and users removed from them; audited."""
+    from pathlib import Path
+
+    from ark_ops.audit import audit_action
+    from ark_ops.decommission import decommission as run_decommission
+
+    with audit_action("decommission", {"out": out}, inventory or None, limit or None) as rec:
+        bundles, removed = run_decommission(inventory or None, limit or None,
+                                            Path(out) if out else None)
+        rec.outcomes(removed)
+        rec.hosts_gone = {o.host for o in removed if o.ok}
+    exit_if_any_failed(removed, "decommission")
+
+
 # --- audit (SEC_03, GOV_01) -------------------------------------------------------------
 
 
@@ -531,4 +549,4 @@ compose_ns.add_task(compose_up, "up")
 compose_ns.add_task(compose_down, "down")
 
 ns = Collection(lab, audit, config, compose_ns, deploy, verify, panic, recover, dr_bundle,
-                dr_restore, lock, test, load, logs, trace, docs, role_vars)
+                dr_restore, decommission, lock, test, load, logs, trace, docs, role_vars)

@@ -215,3 +215,30 @@ def test_a_deploy_from_another_checkout_is_refused_by_the_hosts_lock(fleet):
     mine = HostLock(host_b, "this test")  # released: free for the next deploy
     mine.wait_taken()
     mine.release()
+
+
+@pytest.mark.requirement("SEC_03")
+def test_decommission_bundles_first_then_leaves_no_ark_behind(fleet, tmp_path):
+    """Last in this module: B leaves the fleet through the task. Its DR bundle is on the
+    control node first; then no ARK unit, file, user or process is left on it, the control
+    node's audit chain has the record, and A still serves."""
+    import subprocess
+    import sys
+
+    from ark_ops.inventories import REPO_ROOT
+    from ark_runtime.host.audit_chain import iter_records
+
+    proc = subprocess.run([sys.executable, "-m", "invoke", "decommission", "--limit", B,
+                           "--out", str(tmp_path)], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=600)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert list((tmp_path / B).glob("*.tar.gz")), "no bundle was fetched before the removal"
+    assert "decommissioned" in proc.stdout
+    left = on(B, "sh -c 'systemctl list-unit-files --no-legend \"ark*\"; ls -d /opt/ark "
+                 "/etc/ark /var/lib/ark /var/log/ark /usr/local/bin/ark 2>/dev/null; "
+                 "getent passwd ark ark-metrics; pgrep -u ark'", check=False).stdout
+    assert left.strip() == ""
+    audit = LabPaths.default().inventory / ".state" / "audit"
+    done = [r for _f, r in iter_records(audit) if r.get("action") == "decommission"]
+    assert done and done[-1]["result"] == "ok", done[-1:]
+    assert healthy(A)
