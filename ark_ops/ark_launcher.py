@@ -14,7 +14,7 @@ import os
 import sys
 from pathlib import Path
 
-from ark_ops.inventories import REPO_ROOT
+from ark_ops.paths import REPO_ROOT
 
 
 def launcher_text(venv: Path, checkout: Path = REPO_ROOT) -> str:

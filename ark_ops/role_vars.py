@@ -11,7 +11,7 @@ from typing import Any
 
 import yaml
 
-from ark_ops.inventories import REPO_ROOT
+from ark_ops.paths import REPO_ROOT
 
 ROLES = REPO_ROOT / "roles"
 OUT = REPO_ROOT / "docs" / "ROLE_VARIABLES.md"

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import pytest
 
-from ark_ops.report import NOT_HERE
+from ark_ops.verify.report import NOT_HERE
 
 pytestmark = pytest.mark.requirement("DEPLOY_01")
 

@@ -8,7 +8,7 @@ import pytest
 import testinfra
 from conftest import http_get_json, wait_for
 
-from ark_ops.report import NOT_HERE
+from ark_ops.verify.report import NOT_HERE
 
 pytestmark = pytest.mark.requirement("LOG_03")
 

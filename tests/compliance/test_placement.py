@@ -15,7 +15,7 @@ import pytest
 import testinfra
 from conftest import AGENTS, GROUP_UNITS, agent_unit
 
-from ark_ops.report import NOT_HERE
+from ark_ops.verify.report import NOT_HERE
 
 pytestmark = pytest.mark.requirement("INFRA_01")
 

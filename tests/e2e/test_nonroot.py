@@ -17,16 +17,16 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ark_ops import deploy as deploy_mod
-from ark_ops import vault
-from ark_ops.dr import dr_bundle, dr_restore
-from ark_ops.fleet import inventory_hosts
+from ark_ops.deploy import run as deploy_mod
+from ark_ops.fleet import vault
+from ark_ops.fleet.dr import dr_bundle, dr_restore
+from ark_ops.fleet.logs import Filters, read_host
+from ark_ops.fleet.panic import panic, recover
+from ark_ops.fleet.ssh import inventory_hosts
 from ark_ops.lab import host as hostmod
 from ark_ops.lab import lab
 from ark_ops.lab.config import LabHost, LabPaths
 from ark_ops.lab.operator import SUDOERS
-from ark_ops.logs import Filters, read_host
-from ark_ops.panic import panic, recover
 from tests.support import lab_shell
 from tests.support.lab_shell import deployed_lab, units_active, wait_for
 from tests.support.vault_files import encrypt_file, encrypt_string, password_file
@@ -199,8 +199,8 @@ def test_nothing_of_the_password_reached_a_process_list(fleet):
 def test_a_deploy_from_another_checkout_is_refused_by_the_hosts_lock(fleet):
     """Another clone's deploy holds B's lock (its own control-node lock is elsewhere): this
     checkout's deploy is refused with 75, naming the holder, before any host changes."""
+    from ark_ops.deploy.host_lock import HostLock
     from ark_ops.errors import LockedError
-    from ark_ops.host_lock import HostLock
 
     [host_b] = inventory_hosts(LabPaths.default().inventory / "hosts.yml", B)
     other = HostLock(host_b, "ops@other-laptop:/home/ops/ark-ops pid 4242")
@@ -225,8 +225,9 @@ def test_decommission_bundles_first_then_leaves_no_ark_behind(fleet, tmp_path):
     import subprocess
     import sys
 
-    from ark_ops.inventories import REPO_ROOT
     from ark_runtime.host.audit_chain import iter_records
+
+    from ark_ops.paths import REPO_ROOT
 
     proc = subprocess.run([sys.executable, "-m", "invoke", "decommission", "--limit", B,
                            "--out", str(tmp_path)], cwd=REPO_ROOT, capture_output=True,

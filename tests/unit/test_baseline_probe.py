@@ -12,7 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ark_ops.inventories import REPO_ROOT
+from ark_ops.paths import REPO_ROOT
 from tests.support.tools import needs_tool
 
 pytestmark = pytest.mark.requirement("DEPLOY_01")

@@ -6,7 +6,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ark_ops.config_history import meaning_problem
+from ark_ops.fleet.config_history import meaning_problem
 
 
 def row(version: int, corr: str | None = None, commit: str = "c1", lock: str = "l1") -> dict:

@@ -1,5 +1,5 @@
 """`invoke decommission` refuses before anything happens when a host that stays still needs
-the leaving host's Redis, and when no host is named (ark_ops/decommission.py)."""
+the leaving host's Redis, and when no host is named (ark_ops/fleet/decommission.py)."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from ark_ops.decommission import decommission, inventory_groups, still_needed
 from ark_ops.errors import OpsError
+from ark_ops.fleet.decommission import decommission, inventory_groups, still_needed
 
 SPLIT = {"ark": ["ark-1", "ark-2", "ark-3"], "ark_redis": ["ark-1"],
          "ark_api": ["ark-2"], "ark_agents": ["ark-2", "ark-3"]}

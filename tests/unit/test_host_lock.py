@@ -1,4 +1,4 @@
-"""The deploy lock each host holds (ark_ops/host_lock.py), run here with the host's own
+"""The deploy lock each host holds (ark_ops/deploy/host_lock.py), run here with the host's own
 shell and util-linux flock on a scratch lock file: taken, refused with the holder's name
 (exit 75), released when the holder's stdin closes or its process dies."""
 
@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import subprocess
 
-from ark_ops.host_lock import HELD, TAKEN, lock_script
+from ark_ops.deploy.host_lock import HELD, TAKEN, lock_script
 
 
 def start(lock, holder: str) -> subprocess.Popen:

@@ -11,13 +11,14 @@ import pytest
 from tests.support.tools import needs_tool
 
 REPO = Path(__file__).resolve().parents[2]
+ROLE_TEMPLATES = REPO / "roles" / "ark_runtime" / "templates"
 VALIDATE = REPO / "roles" / "ark_runtime" / "files" / "ark-logrotate-validate"
 
 needs_logrotate = needs_tool("logrotate", "logrotate")
 
 
 def render(log_dir: str = "/var/log/ark") -> str:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(REPO / "templates" / "logrotate"),
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(ROLE_TEMPLATES / "logrotate"),
                              undefined=jinja2.StrictUndefined)
     return env.get_template("ark.j2").render(
         ansible_managed="test", ark_runtime_log_dir=log_dir, ark_runtime_user="ark",

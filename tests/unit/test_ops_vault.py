@@ -1,7 +1,7 @@
-"""Fleet commands open Ansible Vault the way ansible-playbook does (ark_ops.vault).
+"""Fleet commands open Ansible Vault the way ansible-playbook does (ark_ops.fleet.vault).
 
 Real vault files: the inventories here are encrypted with `ansible-vault encrypt` and
-`ansible-vault encrypt_string`, then read through ark_ops.fleet.inventory_hosts with each of
+`ansible-vault encrypt_string`, then read through ark_ops.fleet.ssh.inventory_hosts with each of
 the usual ways to give the password. The password never reaches a command line: the vault
 tools read it from a file, the children get file paths in their environment.
 """
@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from ark_ops import vault
-from ark_ops.ansible_run import ansible_env
+from ark_ops.deploy.playbook import ansible_env
 from ark_ops.errors import OpsError
-from ark_ops.fleet import inventory_hosts
+from ark_ops.fleet import vault
+from ark_ops.fleet.ssh import inventory_hosts
 from tests.support.vault_files import encrypt_file, encrypt_string, password_file
 
 pytestmark = pytest.mark.requirement("SEC_01")
@@ -85,7 +85,7 @@ def test_ansible_vault_password_file_in_the_environment_works(tmp_path, monkeypa
     hosts = _inventory(tmp_path, whole_file=True, inline=True)
     monkeypatch.setenv("ANSIBLE_VAULT_PASSWORD_FILE", str(tmp_path / "vault-pass"))
     # Ansible reads this setting when its constants load: a fresh process, as an operator's.
-    code = ("from pathlib import Path; from ark_ops.fleet import inventory_hosts; "
+    code = ("from pathlib import Path; from ark_ops.fleet.ssh import inventory_hosts; "
             f"[h] = inventory_hosts(Path({str(hosts)!r})); "
             f"print(h.become.password == {SUDO_SECRET!r})")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,

@@ -7,8 +7,8 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ark_ops.report import DISRUPTIVE, NOT_HERE, verdict
-from ark_ops.report_html import Check, matrix
+from ark_ops.verify.html import Check, matrix
+from ark_ops.verify.report import DISRUPTIVE, NOT_HERE, verdict
 
 pytest_plugins = ["pytester"]
 
@@ -80,7 +80,7 @@ def test_the_terminal_and_markdown_say_not_proven(pytester, tmp_path):
             pytest.skip({NOT_HERE!r} + "not a Redis host")
     """)
     md = tmp_path / "report.md"
-    result = pytester.runpytest("-p", "ark_ops.report", f"--requirements-report={md}",
+    result = pytester.runpytest("-p", "ark_ops.verify.report", f"--requirements-report={md}",
                                 "-p", "no:xdist")
     result.assert_outcomes(passed=2, skipped=2)
     result.stdout.fnmatch_lines(["MEM_02*not proven here (1 disruptive check skipped)*",
