@@ -19,7 +19,7 @@ def _start_from_no_lab():
     if os.geteuid() != 0:
         yield  # the lab modules skip themselves without root
         return
-    from ark_ops.preflight import LAB_TOOLS
+    from ark_ops.lab.preflight import LAB_TOOLS
 
     from ark_ops.lab import lab
     from ark_ops.lab.config import LabPaths
