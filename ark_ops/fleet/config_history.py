@@ -13,7 +13,7 @@ import json
 from typing import Any
 
 from ark_ops.errors import OpsError
-from ark_ops.fleet.audit import ARK, REMOTE_TIMEOUT, actor, inventory_file
+from ark_ops.fleet.audit import ARK, REMOTE_TIMEOUT, audit_action, inventory_file
 from ark_ops.fleet.ssh import FleetHost, HostOutcome, inventory_hosts, run_as_root, run_everywhere
 
 
@@ -97,24 +97,24 @@ def meaning_problem(to: int, versions: dict[str, list[dict[str, Any]]]) -> str |
 
 
 def rollback(to: int, inventory: str | None = None, limit: str | None = None,
-             correlation_id: str | None = None, log=print) -> list[HostOutcome]:
+             log=print) -> list[HostOutcome]:
     """`ark config rollback N` on every targeted host, in parallel, once N is known to be the
-    same deploy on each (else refused before any host changes)."""
-    hosts = _hosts(inventory, limit)
-    listed = run_everywhere(hosts, _run([ARK, "config", "list", "--json"]))
-    unread = [o for o in listed if not o.ok]
-    if unread:
-        raise OpsError("config versions not read on " + ", ".join(
-            f"{o.host} ({o.error})" for o in unread) + ": nothing was rolled back")
-    problem = meaning_problem(to, {o.host: [json.loads(x) for x in o.value.splitlines()
-                                            if x.strip()] for o in listed})
-    if problem:
-        raise OpsError(problem)
-    env = {"ARK_ACTOR": actor()}
-    if correlation_id:
-        env["ARK_CORRELATION_ID"] = correlation_id
-    argv = [ARK, "config", "rollback", str(to), "--json", "--who", actor()]
-    outcomes = run_everywhere(hosts, _run(argv, env, timeout=600))
+    same deploy on each (else refused before any host changes); audited (SEC_03) whoever
+    calls it, each host's own record under the same correlation id."""
+    with audit_action("config.rollback", {"to": to}, inventory, limit) as rec:
+        hosts = _hosts(inventory, limit)
+        listed = run_everywhere(hosts, _run([ARK, "config", "list", "--json"]))
+        unread = [o for o in listed if not o.ok]
+        if unread:
+            raise OpsError("config versions not read on " + ", ".join(
+                f"{o.host} ({o.error})" for o in unread) + ": nothing was rolled back")
+        problem = meaning_problem(to, {o.host: [json.loads(x) for x in o.value.splitlines()
+                                                if x.strip()] for o in listed})
+        if problem:
+            raise OpsError(problem)
+        argv = [ARK, "config", "rollback", str(to), "--json", "--who", rec.identity.who]
+        outcomes = run_everywhere(hosts, _run(argv, rec.identity.env(), timeout=600))
+        rec.outcomes(outcomes)
     for o in sorted(outcomes, key=lambda o: o.host):
         if o.ok:
             doc: dict[str, Any] = json.loads(o.value.strip().splitlines()[-1])

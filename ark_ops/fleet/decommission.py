@@ -83,24 +83,28 @@ def _step(groups: dict[str, list[str]]):
 def decommission(inventory: str | None, limit: str | None, out_dir: Path | None = None,
                  log=print) -> tuple[list[HostOutcome], list[HostOutcome]]:
     """(bundle outcomes, removal outcomes). Nothing is removed unless every bundle was
-    fetched."""
-    from ark_ops.fleet.audit import inventory_file
+    fetched. Audited (SEC_03) on the control node whoever calls it; the hosts' own chains
+    leave with them (they are in the bundles)."""
+    from ark_ops.fleet.audit import audit_action, inventory_file
 
     if not limit:
         raise OpsError("decommission needs --limit naming the host(s) to take out")
-    inv = inventory_file(inventory)
-    hosts = inventory_hosts(inv, limit)
-    groups, overrides = inventory_groups(inv)
-    problems = still_needed([h.name for h in hosts], groups, overrides)
-    if problems:
-        raise OpsError("nothing was changed: " + "; ".join(problems))
-    bundles = dr_bundle(inventory=str(inv), limit=limit, out_dir=out_dir, log=log)
-    failed = [o for o in bundles if not o.ok]
-    if failed or not bundles:
-        raise OpsError("the DR bundle of " + ", ".join(o.host for o in failed) + " failed: "
-                       "nothing was removed (a host is decommissioned only once its bundle "
-                       "is on the control node)")
-    removed = run_everywhere(hosts, _step(groups))
+    with audit_action("decommission", {"out": str(out_dir or "")}, inventory, limit) as rec:
+        inv = inventory_file(inventory)
+        hosts = inventory_hosts(inv, limit)
+        groups, overrides = inventory_groups(inv)
+        problems = still_needed([h.name for h in hosts], groups, overrides)
+        if problems:
+            raise OpsError("nothing was changed: " + "; ".join(problems))
+        bundles = dr_bundle(inventory=str(inv), limit=limit, out_dir=out_dir, log=log)
+        failed = [o for o in bundles if not o.ok]
+        if failed or not bundles:
+            raise OpsError("the DR bundle of " + ", ".join(o.host for o in failed) + " failed:"
+                           " nothing was removed (a host is decommissioned only once its "
+                           "bundle is on the control node)")
+        removed = run_everywhere(hosts, _step(groups))
+        rec.outcomes(removed)
+        rec.hosts_gone = {o.host for o in removed if o.ok}
     for o in sorted(removed, key=lambda o: o.host):
         if o.ok:
             log(f"  {o.host:<16} decommissioned in {o.seconds:.1f}s: removed "

@@ -19,10 +19,9 @@ def _start_from_no_lab():
     if os.geteuid() != 0:
         yield  # the lab modules skip themselves without root
         return
-    from ark_ops.lab.preflight import LAB_TOOLS
-
     from ark_ops.lab import lab
     from ark_ops.lab.config import LabPaths
+    from ark_ops.lab.preflight import LAB_TOOLS
 
     tools_here = all(shutil.which(tool) for tool in LAB_TOOLS)
     if tools_here and lab.existing_hosts(LabPaths.default()):
