@@ -28,6 +28,12 @@ LOCK_FILE = "/run/lock/ark-deploy.lock"
 TAKEN = "ARK-DEPLOY-LOCK-TAKEN"
 HELD = "ARK-DEPLOY-LOCK-HELD-BY:"
 TAKE_TIMEOUT = 30
+SSH_FAILED = 255  # ssh's own exit code: no connection, refused key, unknown host key
+
+
+class HostUnreachable(OpsError):
+    """The host could not be reached to take its lock: the deploy reports it as Ansible does
+    (UNREACHABLE), and the other hosts go ahead, locked."""
 
 
 def holder_text() -> str:
@@ -77,6 +83,9 @@ class HostLock:
                               f"({line[len(HELD):].strip() or 'unknown'}); wait for it to "
                               f"finish — the lock ({LOCK_FILE}) is released when it ends")
         err = (self.proc.stderr.read() if self.proc.stderr else "").strip()
+        if self.proc.returncode == SSH_FAILED:
+            raise HostUnreachable(f"{self.host.name}: not reachable over ssh, so not locked: "
+                                  + self.host.become.scrub(err[-200:] or "no answer"))
         raise OpsError(f"{self.host.name}: could not take the deploy lock ({LOCK_FILE}): "
                        + self.host.become.scrub(err[-300:] or line or "no answer"))
 
@@ -102,6 +111,11 @@ def held_on_hosts(inventory: Path, limit: str | None, log=print) -> Iterator[lis
         locks = [HostLock(h, holder) for h in hosts]
         for lock in locks:
             stack.callback(lock.release)
+        held = []
         for lock in locks:
-            lock.wait_taken()
-        yield [h.name for h in hosts]
+            try:
+                lock.wait_taken()
+                held.append(lock.host.name)
+            except HostUnreachable as exc:
+                log(str(exc))
+        yield held

@@ -42,3 +42,21 @@ def test_the_holder_text_is_quoted_not_run(tmp_path):
     proc.stdin.close()
     proc.wait(timeout=30)
     assert not (tmp_path / "pwned").exists() and "touch pwned" in lock.read_text()
+
+
+def test_an_unreachable_host_is_reported_not_locked(tmp_path):
+    """ssh's own failure (255) is the host being unreachable: the deploy goes on for the
+    others and Ansible reports this one UNREACHABLE, as it did before the host lock."""
+    import pytest
+
+    from ark_ops.deploy.host_lock import HostLock, HostUnreachable
+    from ark_ops.fleet.hostaccess import Become
+    from ark_ops.fleet.ssh import FleetHost
+
+    known = tmp_path / "known_hosts"
+    known.write_text("")
+    host = FleetHost(name="gone", address="127.0.0.1", port=9, user="nobody",
+                     known_hosts=str(known), become=Become())
+    lock = HostLock(host, "test")
+    with pytest.raises(HostUnreachable, match="gone: not reachable over ssh"):
+        lock.wait_taken(timeout=30)
