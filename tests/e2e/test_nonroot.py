@@ -225,7 +225,7 @@ def test_decommission_bundles_first_then_leaves_no_ark_behind(fleet, tmp_path):
     import subprocess
     import sys
 
-    from ark_runtime.host.audit_chain import iter_records
+    from ark_runtime.host.audit.chain import iter_records
 
     from ark_ops.paths import REPO_ROOT
 
