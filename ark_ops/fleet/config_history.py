@@ -104,16 +104,18 @@ def rollback(to: int, inventory: str | None = None, limit: str | None = None,
     with audit_action("config.rollback", {"to": to}, inventory, limit) as rec:
         hosts = _hosts(inventory, limit)
         listed = run_everywhere(hosts, _run([ARK, "config", "list", "--json"]))
-        unread = [o for o in listed if not o.ok]
-        if unread:
-            raise OpsError("config versions not read on " + ", ".join(
-                f"{o.host} ({o.error})" for o in unread) + ": nothing was rolled back")
-        problem = meaning_problem(to, {o.host: [json.loads(x) for x in o.value.splitlines()
-                                                if x.strip()] for o in listed})
-        if problem:
-            raise OpsError(problem)
-        argv = [ARK, "config", "rollback", str(to), "--json", "--who", rec.identity.who]
-        outcomes = run_everywhere(hosts, _run(argv, rec.identity.env(), timeout=600))
+        unread = [o.host for o in listed if not o.ok]
+        if unread:  # every host fails: none is rolled back without knowing what N is
+            outcomes = [o if not o.ok else HostOutcome(
+                o.host, False, o.seconds, error="not rolled back: the config versions of "
+                f"{', '.join(unread)} could not be read") for o in listed]
+        else:
+            problem = meaning_problem(to, {o.host: [json.loads(x) for x in o.value.splitlines()
+                                                    if x.strip()] for o in listed})
+            if problem:
+                raise OpsError(problem)
+            argv = [ARK, "config", "rollback", str(to), "--json", "--who", rec.identity.who]
+            outcomes = run_everywhere(hosts, _run(argv, rec.identity.env(), timeout=600))
         rec.outcomes(outcomes)
     for o in sorted(outcomes, key=lambda o: o.host):
         if o.ok:
