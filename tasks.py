@@ -428,6 +428,18 @@ def trace(c, id, inventory: str = "", limit: str = "", json: bool = False):  # n
         raise Exit(code=rc)
 
 
+@task(help=FLEET_HELP)
+@operator_errors
+def risk(c, inventory: str = "", limit: str = ""):
+    """HRM's risk state (breakers, P&L, streak, exposure) as each ark_agents host reads it
+    from Redis; exit 1 when a breaker is tripped."""
+    from ark_ops.fleet.risk import run as run_risk
+
+    rc = run_risk(inventory or None, limit or None)
+    if rc:
+        raise Exit(code=rc)
+
+
 # --- compose (DEPLOY_02: the single-host Docker Compose stack) ---------------------------
 
 
@@ -525,4 +537,5 @@ compose_ns.add_task(compose_up, "up")
 compose_ns.add_task(compose_down, "down")
 
 ns = Collection(lab, audit, config, compose_ns, deploy, verify, panic, recover, dr_bundle,
-                dr_restore, decommission, lock, test, load, logs, trace, docs, role_vars)
+                dr_restore, decommission, lock, test, load, logs, trace, risk, docs,
+                role_vars)

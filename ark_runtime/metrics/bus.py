@@ -1,4 +1,5 @@
-"""Redis and the streams: lengths, consumer-group pending and lag, per-agent totals.
+"""Redis and the streams: lengths, consumer-group pending and lag, per-agent totals; and
+HRM's risk state as HRM published it there (metrics/breakers.py).
 
 Reported by the exporter on the Redis host only (one Redis, one report; see the role).
 """
@@ -11,8 +12,10 @@ import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from ark_runtime.bus.errors import PAUSE_KEY
+from ark_runtime.bus.risk import read_risk_state
 from ark_runtime.bus.streams import DEAD_STREAM, ERRORS_STREAM, PREFIX, failures_key
 from ark_runtime.metrics.base import Source
+from ark_runtime.metrics.breakers import risk_metrics
 from ark_runtime.metrics.tally import StreamTally, dead_labels, error_labels
 
 
@@ -34,6 +37,7 @@ class BusSource(Source):
             return
         up.add_metric([], 1.0)
         yield up
+        yield from self._memory()
         yield from self._streams()
         yield from self._tallies()
         paused = GaugeMetricFamily("ark_agent_paused",
@@ -42,6 +46,25 @@ class BusSource(Source):
         for origin in self.r.hkeys(PAUSE_KEY):
             paused.add_metric([origin], 1.0)
         yield paused
+        yield from risk_metrics(read_risk_state(self.r))
+
+    def _memory(self) -> Iterable[Metric]:
+        """What the memory alerts need (issue #19): with `noeviction` a full Redis still
+        answers PING, so `ark_redis_up` alone says nothing about refused writes."""
+        memory = self.r.info("memory")
+        used = GaugeMetricFamily("ark_redis_used_memory_bytes",
+                                 "Redis INFO used_memory: bytes allocated for data")
+        used.add_metric([], float(memory.get("used_memory", 0)))
+        limit = GaugeMetricFamily("ark_redis_maxmemory_bytes",
+                                  "Redis maxmemory (0: no limit)")
+        limit.add_metric([], float(memory.get("maxmemory", 0)))
+        # errorstat_OOM: replies "-OOM command not allowed when used memory > 'maxmemory'"
+        # since the server started (Redis >= 6.2); absent until the first one.
+        oom = self.r.info("errorstats").get("errorstat_OOM", {})
+        refused = CounterMetricFamily("ark_redis_oom_rejected",
+                                      "Commands Redis refused because maxmemory was reached")
+        refused.add_metric([], float(oom.get("count", 0) if isinstance(oom, dict) else 0))
+        yield from (used, limit, refused)
 
     def _streams(self) -> Iterable[Metric]:
         length = GaugeMetricFamily("ark_stream_length", "Entries in the stream",

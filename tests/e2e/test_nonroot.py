@@ -225,9 +225,8 @@ def test_decommission_bundles_first_then_leaves_no_ark_behind(fleet, tmp_path):
     import subprocess
     import sys
 
-    from ark_runtime.host.audit.chain import iter_records
-
     from ark_ops.paths import REPO_ROOT
+    from ark_runtime.host.audit.chain import iter_records
 
     proc = subprocess.run([sys.executable, "-m", "invoke", "decommission", "--limit", B,
                            "--out", str(tmp_path)], cwd=REPO_ROOT, capture_output=True,
