@@ -28,6 +28,44 @@ def operator_errors(fn):
     return wrapper
 
 
+VAULT_HELP = {
+    "vault_id": "a vault identity, LABEL@FILE or LABEL@prompt, as ansible-playbook takes it "
+                "(repeatable)",
+    "vault_password_file": "a file (or an executable client) holding the vault password "
+                           "(repeatable; ANSIBLE_VAULT_PASSWORD_FILE works too)",
+    "ask_vault_pass": "ask for the vault password on the terminal",
+}
+
+
+def fleet_task(*args, help=None, **kwargs):  # noqa: A002 - invoke's own keyword
+    """@task for a command that reads an inventory: it also takes Ansible's vault options
+    (ark_ops/fleet/vault.py), so vault-encrypted vars and a vaulted become password open as they
+    do for ansible-playbook; errors print as one sentence (operator_errors)."""
+    import inspect
+
+    def wrap(fn):
+        guarded = operator_errors(fn)
+
+        @functools.wraps(fn)
+        def with_vault(c, *a, vault_id=None, vault_password_file=None, ask_vault_pass=False,
+                       **kw):
+            from ark_ops.fleet import vault
+
+            operator_errors(lambda: vault.use(vault.VaultOptions.of(
+                vault_id, vault_password_file, ask_vault_pass)))()
+            return guarded(c, *a, **kw)
+
+        sig = inspect.signature(fn)
+        extra = [inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=default)
+                 for name, default in (("vault_id", None), ("vault_password_file", None),
+                                       ("ask_vault_pass", False))]
+        with_vault.__signature__ = sig.replace(parameters=[*sig.parameters.values(), *extra])
+        iterable = [*kwargs.pop("iterable", []), "vault_id", "vault_password_file"]
+        return task(help={**(help or {}), **VAULT_HELP}, iterable=iterable, **kwargs)(with_vault)
+
+    return wrap(args[0]) if args and callable(args[0]) else wrap
+
+
 # --- lab ---------------------------------------------------------------------------
 
 
@@ -96,14 +134,13 @@ def lab_ssh(c, host):
 # --- deploy & verify ----------------------------------------------------------------
 
 
-@task(
+@fleet_task(
     help={
         "inventory": "inventory file or directory (default: the local lab, brought up if needed)",
         "limit": "only these hosts or groups (Ansible pattern)",
         "check": "dry run: show what would change, change nothing",
     }
 )
-@operator_errors
 def deploy(c, inventory: str = "", limit: str = "", check: bool = False):
     """Deploy ARK: build the wheelhouse from requirements.lock, then run playbooks/site.yml."""
     from ark_ops.deploy.run import deploy as run_deploy
@@ -111,7 +148,7 @@ def deploy(c, inventory: str = "", limit: str = "", check: bool = False):
     run_deploy(inventory=inventory or None, limit=limit or None, check=check)  # audited inside
 
 
-@task(
+@fleet_task(
     help={
         "inventory": "inventory file or directory (default: the local lab)",
         "limit": "only these hosts or groups (default: the `ark` group)",
@@ -119,7 +156,6 @@ def deploy(c, inventory: str = "", limit: str = "", check: bool = False):
         "keyword": "only checks matching this pytest -k expression",
     }
 )
-@operator_errors
 def verify(c, inventory: str = "", limit: str = "", disruptive: bool = False, keyword: str = ""):
     """Prove the requirements on the hosts (testinfra); table, JUnit, Markdown, HTML in reports/."""
     from ark_ops.verify.run import verify as run_verify
@@ -148,8 +184,7 @@ def exit_if_any_failed(outcomes, what: str) -> None:
 
 
 
-@task(help=FLEET_HELP)
-@operator_errors
+@fleet_task(help=FLEET_HELP)
 def panic(c, inventory: str = "", limit: str = ""):
     """Stop every ARK process on every host NOW (SIGKILL, in parallel); nothing restarts
     it until `invoke recover`."""
@@ -161,8 +196,7 @@ def panic(c, inventory: str = "", limit: str = ""):
     exit_if_any_failed(outcomes, "panic")
 
 
-@task(help=FLEET_HELP)
-@operator_errors
+@fleet_task(help=FLEET_HELP)
 def recover(c, inventory: str = "", limit: str = ""):
     """Clear a panic: run the cold-start checks (ark heal) and start ARK again."""
     from ark_ops.fleet.panic import recover as run_recover
@@ -171,8 +205,7 @@ def recover(c, inventory: str = "", limit: str = ""):
     exit_if_any_failed(outcomes, "recover")
 
 
-@task(help={**FLEET_HELP, "out": "directory for the bundles (default reports/dr/)"})
-@operator_errors
+@fleet_task(help={**FLEET_HELP, "out": "directory for the bundles (default reports/dr/)"})
 def dr_bundle(c, inventory: str = "", limit: str = "", out: str = ""):
     """Build a DR bundle on every host in parallel (logs, snapshots, redacted config,
     units, audit logs, manifest) and fetch them to the control node."""
@@ -185,14 +218,13 @@ def dr_bundle(c, inventory: str = "", limit: str = "", out: str = ""):
     exit_if_any_failed(outcomes, "dr-bundle")
 
 
-@task(
+@fleet_task(
     help={
         "bundle": "a bundle made by dr-bundle",
         "host": "the one host to restore onto",
         "inventory": "inventory file or directory (default: the local lab)",
     }
 )
-@operator_errors
 def dr_restore(c, bundle, host, inventory: str = ""):
     """Restore a DR bundle onto a host (deployed first): every member is verified before
     anything is written; ARK restarts through the cold-start checks."""
@@ -206,8 +238,7 @@ def dr_restore(c, bundle, host, inventory: str = ""):
 # --- off-host backups (REC_03) ----------------------------------------------------------
 
 
-@task(help={**FLEET_HELP})
-@operator_errors
+@fleet_task(help={**FLEET_HELP})
 def offsite_backup(c, inventory: str = "", limit: str = ""):
     """DR bundles of every host, signed, into the inventory's off-host restic repository;
     then forget (keep-daily/keep-weekly) and restic check. The timer runs this."""
@@ -217,10 +248,9 @@ def offsite_backup(c, inventory: str = "", limit: str = ""):
     exit_if_any_failed(outcomes, "offsite.backup")
 
 
-@task(help={"host": "the one host to restore onto (deployed first)",
+@fleet_task(help={"host": "the one host to restore onto (deployed first)",
             "source": "whose bundle to restore (default: the host itself)",
             "inventory": "inventory file or directory (default: the local lab)"})
-@operator_errors
 def offsite_restore(c, host, source: str = "", inventory: str = ""):
     """Restore a host's newest off-host bundle: fetched from restic, verified against the
     key pinned in the inventory (no .secrets/ signing key needed), then dr-restore."""
@@ -250,13 +280,12 @@ def offsite_timer(c, inventory, on_calendar: str = "daily", dest: str = "/etc/sy
 # --- alerts (LOG_03) ----------------------------------------------------------------------
 
 
-@task(help={"alert": "alert name to silence, e.g. ArkAgentPaused",
+@fleet_task(help={"alert": "alert name to silence, e.g. ArkAgentPaused",
             "match": "extra label matcher, e.g. host=ark-prod-2 (repeatable)",
             "duration": "how long, e.g. 30m, 2h, 1d (default 1h)",
             "comment": "why (required; shown to whoever is paged next)",
             "inventory": "inventory file or directory (default: the local lab)"},
       iterable=["match"])
-@operator_errors
 def alerts_silence(c, comment, alert="", match=None, duration="1h", inventory=""):
     """Silence alerts on every Alertmanager of the ark_monitoring group (amtool); audited."""
     from ark_ops.fleet.alerts import Silence, silence
@@ -267,8 +296,7 @@ def alerts_silence(c, comment, alert="", match=None, duration="1h", inventory=""
     exit_if_any_failed(outcomes, "alerts.silence")
 
 
-@task(help={"inventory": "inventory file or directory (default: the local lab)"})
-@operator_errors
+@fleet_task(help={"inventory": "inventory file or directory (default: the local lab)"})
 def alerts_list(c, inventory=""):
     """The alerts each Alertmanager holds now, silenced and inhibited ones included."""
     from ark_ops.fleet.alerts import firing
@@ -276,14 +304,27 @@ def alerts_list(c, inventory=""):
     exit_if_any_failed(firing(inventory=inventory or None), "alerts.list")
 
 
+@fleet_task(help={**FLEET_HELP, "limit": "the host(s) to take out (required)",
+                  "out": "directory for their DR bundles (default reports/dr/)"})
+def decommission(c, limit: str = "", inventory: str = "", out: str = ""):
+    """Take hosts out for good: a DR bundle of each first (fetched here), then ARK's units,
+    files and users removed from them; audited."""
+    from pathlib import Path
+
+    from ark_ops.fleet.decommission import decommission as run_decommission
+
+    _bundles, removed = run_decommission(inventory or None, limit or None,
+                                         Path(out) if out else None)
+    exit_if_any_failed(removed, "decommission")
+
+
 # --- audit (SEC_03, GOV_01) -------------------------------------------------------------
 
 
-@task(help={**FLEET_HELP, "limit": "only these hosts (Ansible pattern)",
+@fleet_task(help={**FLEET_HELP, "limit": "only these hosts (Ansible pattern)",
             "last": "only the newest N records", "since": "10m, 2h, 7d or an ISO time",
             "action": "this action or its prefix (deploy, snapshot)",
             "who": "records whose actor contains this", "json": "one JSON record per line"})
-@operator_errors
 def audit_show(c, inventory: str = "", limit: str = "", last: int = 0, since: str = "",
                action: str = "", who: str = "", json: bool = False):
     """Every host's audit records and the control node's, merged in time order."""
@@ -302,8 +343,7 @@ def audit_show(c, inventory: str = "", limit: str = "", last: int = 0, since: st
         raise Exit(code=rc)
 
 
-@task(help=FLEET_HELP)
-@operator_errors
+@fleet_task(help=FLEET_HELP)
 def audit_verify(c, inventory: str = "", limit: str = ""):
     """Check every host's audit chain across rotations, against the head this control node
     kept after the last action (a cut tail or a rewritten file shows), and its own chain."""
@@ -322,9 +362,8 @@ def version_number(text: str, name: str) -> int:
     return int(text)
 
 
-@task(help={**FLEET_HELP, "last": "only each host's newest N versions",
+@fleet_task(help={**FLEET_HELP, "last": "only each host's newest N versions",
             "json": "one JSON object per version"})
-@operator_errors
 def config_history(c, inventory: str = "", limit: str = "", last: int = 0, json: bool = False):
     """Each host's recorded config versions (who, when, commit, why)."""
     from ark_ops.fleet.config_history import history
@@ -333,10 +372,9 @@ def config_history(c, inventory: str = "", limit: str = "", last: int = 0, json:
                        "config.history")
 
 
-@task(help={"a": "a version number", "b": "another version number",
+@fleet_task(help={"a": "a version number", "b": "another version number",
             "host": "only this host (versions are numbered per host)",
             "inventory": FLEET_HELP["inventory"]})
-@operator_errors
 def config_diff(c, a, b, host: str = "", inventory: str = ""):
     """Unified diff between two config versions of a host (secrets masked; env files by
     sha256 only)."""
@@ -346,8 +384,7 @@ def config_diff(c, a, b, host: str = "", inventory: str = ""):
                             host or None), "config.diff")
 
 
-@task(help={**FLEET_HELP, "to": "the version to put back (see config.history)"})
-@operator_errors
+@fleet_task(help={**FLEET_HELP, "to": "the version to put back (see config.history)"})
 def config_rollback(c, to, inventory: str = "", limit: str = ""):
     """Put config version N back on the hosts (files, venv), reload systemd and restart
     what changed through the cold-start checks; recorded as a new version and audited."""
@@ -431,7 +468,7 @@ def load(c, rps: int = 500, duration: str = "60s", host: str = "127.0.0.1",
 # --- observability (LOG_02, AGENT_03) -------------------------------------------------
 
 
-@task(
+@fleet_task(
     help={
         **FLEET_HELP,
         "follow": "keep streaming new lines (Ctrl+C to stop; nothing is left running)",
@@ -442,7 +479,6 @@ def load(c, rps: int = 500, duration: str = "60s", host: str = "127.0.0.1",
         "json": "the raw JSON records, one per line, for machines",
     }
 )
-@operator_errors
 def logs(c, inventory: str = "", limit: str = "", follow: bool = False, agent: str = "",
          level: str = "", grep: str = "", since: str = "", json: bool = False):
     """Every host's ARK logs merged in time order, prefixed with host and agent."""
@@ -454,9 +490,8 @@ def logs(c, inventory: str = "", limit: str = "", follow: bool = False, agent: s
         raise Exit(code=rc)
 
 
-@task(help={**FLEET_HELP, "id": "a correlation id or any message id of the flow",
+@fleet_task(help={**FLEET_HELP, "id": "a correlation id or any message id of the flow",
             "json": "one JSON object per hop"})
-@operator_errors
 def trace(c, id, inventory: str = "", limit: str = "", json: bool = False):  # noqa: A002
     """One message flow across every host: each hop with host, agent, event, time between."""
     from ark_ops.fleet.trace import run as run_trace
@@ -543,6 +578,16 @@ def docs(c):
     print(f"wrote {render()}")
 
 
+@task
+@operator_errors
+def role_vars(c):
+    """Write docs/ROLE_VARIABLES.md: every role variable with its type, default and
+    description, from roles/*/meta/argument_specs.yml and defaults/main.yml."""
+    from ark_ops.role_vars import write
+
+    print(f"wrote {write()}")
+
+
 lab = Collection("lab")
 lab.add_task(lab_up, "up")
 lab.add_task(lab_down, "down")
@@ -574,4 +619,5 @@ compose_ns.add_task(compose_up, "up")
 compose_ns.add_task(compose_down, "down")
 
 ns = Collection(lab, audit, config, compose_ns, offsite, alerts, deploy, verify, panic,
-                recover, dr_bundle, dr_restore, lock, test, load, logs, trace, risk, docs)
+                recover, dr_bundle, dr_restore, decommission, lock, test, load, logs, trace, risk,
+                docs, role_vars)

@@ -82,10 +82,15 @@ def ansible_env(*, one_task: bool = False, strategy: str | None = None,
     mitogen's per-host bootstrap only pays back over many tasks (one `setup` call measured
     3.0-4.0 s with mitogen against 1.2-2.2 s without). `strategy` overrides
     ARK_OPS_ANSIBLE_STRATEGY for this child. `identity`: the audited action's operator and
-    correlation id, which the role records with the config version it leaves."""
+    correlation id, which the role records with the config version it leaves. The child gets
+    this command's vault secrets (ark_ops.fleet.vault.child_env)."""
+    from ark_ops.fleet import vault
+
     venv_bin = str(Path(sys.executable).parent)
     return {
         **os.environ,
+        # The vault secrets this command was given, by file path (never the secret itself).
+        **vault.child_env(),
         "ANSIBLE_CONFIG": str(REPO_ROOT / "ansible.cfg"),
         # Set here, not only in ansible.cfg: an ANSIBLE_STRATEGY left in the operator's shell
         # must not pick the strategy behind ARK_OPS_ANSIBLE_STRATEGY's back.

@@ -9,6 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from ark_ops.deploy import baseline as baseline_report
 from ark_ops.deploy import platforms as wheel_platforms
 from ark_ops.deploy import wheelhouse
+from ark_ops.deploy.host_lock import held_on_hosts
 from ark_ops.deploy.lock import exclusive
 from ark_ops.deploy.playbook import PlaybookResult, ansible_strategy, run_playbook
 from ark_ops.errors import OpsError
@@ -33,8 +34,10 @@ def deploy(inventory: str | None = None, limit: str | None = None, check: bool =
     started = time.monotonic()
     if strategy is not None:
         ansible_strategy(strategy)  # an unknown name is refused before anything runs
+    strategy = strategy or strategy_for_become_passwords(inv, limit, log)
     with audit_action("deploy.check" if check else "deploy", {"check": check},
-                      inventory, limit) as rec, exclusive(inv_dir / ".deploy.lock", "deploy"):
+                      inventory, limit) as rec, exclusive(inv_dir / ".deploy.lock", "deploy"), \
+            held_on_hosts(inv, limit, log):  # another checkout's deploy is refused too
         # DEPLOY_01: the hosts' (Python, architecture) pairs are read while the local wheel
         # builds; an unsupported pair is refused before pip runs and before any host changes.
         with ThreadPoolExecutor(max_workers=1) as pool:
@@ -51,6 +54,26 @@ def deploy(inventory: str | None = None, limit: str | None = None, check: bool =
     log(f"deploy finished in {time.monotonic() - started:.1f}s: "
         + ", ".join(f"{h} changed={n}" for h, n in sorted(result.changed.items())))
     return result
+
+
+def strategy_for_become_passwords(inv, limit: str | None, log=print) -> str | None:
+    """`linear` when a target host's sudo wants a password and the operator chose no
+    strategy: mitogen_linear reaches such a host as UNREACHABLE ("Connection timed out",
+    seen in tests/e2e/test_nonroot.py with a vaulted become password), where Ansible's own
+    linear strategy answers sudo's prompt."""
+    import os
+
+    from ark_ops.deploy.playbook import STRATEGY_VAR
+    from ark_ops.fleet.ssh import inventory_hosts
+
+    if os.environ.get(STRATEGY_VAR, "").strip():
+        return None
+    if any(h.become.enabled and h.become.password is not None
+           for h in inventory_hosts(inv, limit)):
+        log("a host's sudo wants a password: this deploy runs with Ansible's linear strategy "
+            "(mitogen_linear cannot answer sudo's prompt; docs/FLEET_ACCESS.md)")
+        return "linear"
+    return None
 
 
 def report_baseline(log=print) -> None:

@@ -155,6 +155,8 @@ class ControlAction:
         self.hosts: dict[str, str] = {}  # host -> ok | failed
         self.details: dict[str, str] = {}
         self.failure: str | None = None  # set by mark_failed: the action failed as a whole
+        # Hosts with no ARK left to record on (decommissioned): the control record says it.
+        self.hosts_gone: set[str] = set()
         self.log = AuditLog(state_dir(inventory))
 
     def outcomes(self, outcomes: list[HostOutcome]) -> None:
@@ -190,7 +192,8 @@ class ControlAction:
         if not inv.exists():
             return []
         targets = inventory_hosts(inv, self.limit)
-        return [h for h in targets if not self.hosts or h.name in self.hosts]
+        return [h for h in targets if (not self.hosts or h.name in self.hosts)
+                and h.name not in self.hosts_gone]
 
     def finish(self, result: str, duration: float, why: str | None) -> None:
         try:

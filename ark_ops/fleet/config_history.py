@@ -2,6 +2,9 @@
 
 Versions are numbered per host (a host joins the fleet later, or a --limit deploy changes
 only some hosts), so history lists them per host and diff/rollback name a host's numbers.
+A rollback to N over several hosts goes ahead only when N is the same deploy on each of them
+(same correlation id, else same commit and lock); otherwise it is refused before any host
+changes, naming what N is where (narrow it with --limit).
 """
 
 from __future__ import annotations
@@ -63,14 +66,56 @@ def diff(a: int, b: int, inventory: str | None = None, host: str | None = None,
     return outcomes
 
 
+def _deploy_of(row: dict[str, Any]) -> tuple:
+    """What a version is across hosts: the deploy run that recorded it."""
+    if row.get("correlation_id") not in (None, "", "none"):  # the deploy's own id
+        return ("deploy", row["correlation_id"])
+    return ("commit", row.get("commit"), row.get("lock_sha256"))
+
+
+def _describe(row: dict[str, Any] | None) -> str:
+    if row is None:
+        return "no such version"
+    return (f"{row.get('created_at')} by {row.get('who')}, commit "
+            f"{(row.get('commit') or '?')[:12]}, {row.get('reason') or 'no reason'}")
+
+
+def meaning_problem(to: int, versions: dict[str, list[dict[str, Any]]]) -> str | None:
+    """Why version `to` cannot be rolled back to on all these hosts at once, or None when it
+    is the same deploy everywhere. `versions`: host -> its `ark config list --json` rows."""
+    rows = {h: next((r for r in rs if r.get("version") == to), None)
+            for h, rs in versions.items()}
+    if len(rows) < 2 and all(rows.values()):
+        return None
+    kinds = {None if r is None else _deploy_of(r) for r in rows.values()}
+    if len(kinds) == 1 and None not in kinds:
+        return None
+    where = "; ".join(f"{h}: {_describe(r)}" for h, r in sorted(rows.items()))
+    return (f"config version {to} is not the same deploy on every host ({where}): versions "
+            f"are numbered per host; roll back one host at a time with --limit HOST "
+            f"(see `invoke config.history`)")
+
+
 def rollback(to: int, inventory: str | None = None, limit: str | None = None,
              log=print) -> list[HostOutcome]:
-    """`ark config rollback N` on every targeted host, in parallel; audited (SEC_03)
-    whoever calls it, each host's own record under the same correlation id."""
+    """`ark config rollback N` on every targeted host, in parallel, once N is known to be the
+    same deploy on each (else refused before any host changes); audited (SEC_03) whoever
+    calls it, each host's own record under the same correlation id."""
     with audit_action("config.rollback", {"to": to}, inventory, limit) as rec:
-        argv = [ARK, "config", "rollback", str(to), "--json", "--who", rec.identity.who]
-        outcomes = run_everywhere(_hosts(inventory, limit),
-                                  _run(argv, rec.identity.env(), timeout=600))
+        hosts = _hosts(inventory, limit)
+        listed = run_everywhere(hosts, _run([ARK, "config", "list", "--json"]))
+        unread = [o.host for o in listed if not o.ok]
+        if unread:  # every host fails: none is rolled back without knowing what N is
+            outcomes = [o if not o.ok else HostOutcome(
+                o.host, False, o.seconds, error="not rolled back: the config versions of "
+                f"{', '.join(unread)} could not be read") for o in listed]
+        else:
+            problem = meaning_problem(to, {o.host: [json.loads(x) for x in o.value.splitlines()
+                                                    if x.strip()] for o in listed})
+            if problem:
+                raise OpsError(problem)
+            argv = [ARK, "config", "rollback", str(to), "--json", "--who", rec.identity.who]
+            outcomes = run_everywhere(hosts, _run(argv, rec.identity.env(), timeout=600))
         rec.outcomes(outcomes)
     for o in sorted(outcomes, key=lambda o: o.host):
         if o.ok:

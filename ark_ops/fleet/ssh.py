@@ -32,6 +32,7 @@ import paramiko
 from fabric import Config, Connection
 
 from ark_ops.errors import OpsError
+from ark_ops.fleet import vault
 from ark_ops.fleet.hostaccess import Access, Become, access_from_vars
 
 CONNECT_TIMEOUT = 5
@@ -122,12 +123,25 @@ _TEMPLATED = ("ansible_become", "ansible_become_user", "ansible_become_method",
 
 def inventory_hosts(inventory: Path, limit: str | None = None,
                     group: str = "ark") -> list[FleetHost]:
+    """The group's hosts (narrowed by `limit` as ansible-playbook would) with their login and
+    escalation, vault-encrypted vars opened with this command's vault secrets
+    (ark_ops.fleet.vault)."""
+    from ansible.errors import AnsibleError
+
+    try:
+        return _inventory_hosts(inventory, limit, group)
+    except AnsibleError as exc:
+        raise (vault.explain(exc, f"inventory {inventory}")
+               or OpsError(f"inventory {inventory}: {vault.first_line(exc)}")) from None
+
+
+def _inventory_hosts(inventory: Path, limit: str | None, group: str) -> list[FleetHost]:
     from ansible.inventory.manager import InventoryManager
-    from ansible.parsing.dataloader import DataLoader
+    from ansible.parsing.yaml.objects import AnsibleVaultEncryptedUnicode
     from ansible.template import Templar
     from ansible.vars.manager import VariableManager
 
-    loader = DataLoader()
+    loader = vault.loader()
     inv = InventoryManager(loader=loader, sources=[str(inventory)])
     variables = VariableManager(loader=loader, inventory=inv)
     if limit:
@@ -140,8 +154,12 @@ def inventory_hosts(inventory: Path, limit: str | None = None,
         v = dict(variables.get_vars(host=h))
         templar = Templar(loader=loader, variables=v)
         for key in _TEMPLATED:
+            if isinstance(v.get(key), AnsibleVaultEncryptedUnicode):  # an inline `!vault`
+                v[key] = str(v[key].data)
             if isinstance(v.get(key), str) and templar.is_possibly_template(v[key]):
                 v[key] = templar.template(v[key])
+            if isinstance(v.get(key), str):
+                v[key] = str(v[key])  # a plain string, never Ansible's unsafe/vault wrapper
         hosts.append(FleetHost.from_access(
             h.name, access_from_vars(h.name, v),
             {k: v[k] for k in ("ark_lab", "ark_api_port") if k in v}))

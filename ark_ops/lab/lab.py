@@ -85,12 +85,16 @@ def host_releases(hosts: int, release: str | Sequence[str] | None = None,
 
 def up(hosts: int = 1, paths: LabPaths | None = None, log=print,
        topology: str = "all", user: str = "root",
-       release: str | Sequence[str] | None = None) -> list[HostStatus]:
+       release: str | Sequence[str] | None = None, replace: bool = False) -> list[HostStatus]:
     """Bring the lab to exactly `hosts` running hosts, reached as `user` (root, or a
     non-root operator with sudo and root login disabled), with the groups laid out as
     `topology` says (ark_ops/lab/inventory.py), each host on its Debian `release`
     (`trixie`, or one per host: `bookworm,trixie`; None keeps each existing host's),
-    and write the inventory."""
+    and write the inventory.
+
+    A lab already up as another SSH user is refused (its hosts were built for that user),
+    unless `replace`: then it is taken down first — what the test suite does, so that
+    `./ops test` after `./ops deploy` needs no manual step."""
     _preflight("lab.up")
     if not 1 <= hosts <= MAX_HOSTS:
         raise OpsError(f"--hosts must be between 1 and {MAX_HOSTS}, got {hosts}")
@@ -101,6 +105,11 @@ def up(hosts: int = 1, paths: LabPaths | None = None, log=print,
     operator.check_user_name(user)
     running = [h for h in existing_hosts(paths)
                if hostmod.supervisor_pid(hostmod.layout(paths, h))]
+    if running and lab_user(paths) != user and replace:
+        log(f"the lab is up with SSH user {lab_user(paths)}: taking it down to bring it up "
+            f"with --user {user}")
+        down(paths, log=log)
+        running = []
     if running and lab_user(paths) != user:
         raise OpsError(f"the lab is up with SSH user {lab_user(paths)}: run `invoke lab.down` "
                        f"first to bring it up with --user {user}")

@@ -20,12 +20,21 @@ from pathlib import Path
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from ark_ops.redact import Redactor
-from ark_ops.verify.report import UNTAGGED, catalogue_titles
+from ark_ops.verify import report
+from ark_ops.verify.report import (
+    NO_CHECK,
+    NOT_APPLICABLE,
+    NOT_PROVEN,
+    UNTAGGED,
+    catalogue_titles,
+    verdict,
+)
 
 TEMPLATES = Path(__file__).resolve().parent / "templates"
 HISTORY_KEEP = 30  # runs kept in the history file
 TREND_SHOWN = 12  # runs drawn in the trend
-# Cell states, worst first: a requirement's cell on a host is the worst of its checks.
+# Cell states, worst first (ark_ops.verify.report.verdict decides): "skip" is "not proven here"
+# (a check that applies was skipped), "none" is "nothing that applies to this host".
 FAIL, SKIP, PASS, NONE, NOT_COVERED = "fail", "skip", "pass", "none", "not-covered"
 
 
@@ -47,6 +56,7 @@ class Row:
     requirement: str
     title: str
     cells: list[str]
+    notes: list[str] = field(default_factory=list)  # each cell's verdict in words
 
 
 def _outcome(case: ET.Element) -> tuple[str, str, str]:
@@ -75,32 +85,37 @@ def parse_junit(path: Path) -> list[Check]:
     return checks
 
 
-def cell(outcomes: list[str]) -> str:
-    if not outcomes:
-        return NONE
-    if any(o in ("failed", "error") for o in outcomes):
-        return FAIL
-    if all(o == "skipped" for o in outcomes):
-        return SKIP
-    return PASS
+def cell(outcomes: list[tuple[str, str]]) -> tuple[str, str]:
+    """(state, verdict in words) of one requirement on one host from its checks'
+    (outcome, skip message)."""
+    said = verdict(outcomes)
+    if said == report.FAIL:
+        return FAIL, said
+    if said in (NOT_APPLICABLE, NO_CHECK):
+        return NONE, said
+    return (SKIP if said.startswith(NOT_PROVEN) else PASS), said
 
 
 def matrix(checks: list[Check], titles: dict[str, str]) -> tuple[list[str], list[Row]]:
     """Hosts, and one row per requirement of the catalogue (and any other id a check
     carries): its cell on each host, or not-covered on every host when nothing checks it."""
     hosts = sorted({c.host for c in checks}) or ["(no host)"]
-    by_cell: dict[tuple[str, str], list[str]] = {}
+    by_cell: dict[tuple[str, str], list[tuple[str, str]]] = {}
     for c in checks:
         for req in c.requirements:
-            by_cell.setdefault((req, c.host), []).append(c.outcome)
+            by_cell.setdefault((req, c.host), []).append(
+                (c.outcome, c.message if c.outcome == "skipped" else ""))
     checked = {req for req, _ in by_cell}
     rows = []
     for req in sorted(checked | set(titles)):
         title = titles.get(req) or ("checks without a requirement marker" if req == UNTAGGED
                                     else "(not in docs/requirements.yaml)")
-        cells = [cell(by_cell.get((req, h), [])) for h in hosts] if req in checked \
-            else [NOT_COVERED] * len(hosts)
-        rows.append(Row(req, title, cells))
+        if req in checked:
+            states, notes = zip(*(cell(by_cell.get((req, h), [])) for h in hosts), strict=True)
+            rows.append(Row(req, title, list(states), list(notes)))
+        else:
+            rows.append(Row(req, title, [NOT_COVERED] * len(hosts),
+                            ["no check in this run"] * len(hosts)))
     return hosts, rows
 
 

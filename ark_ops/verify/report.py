@@ -24,6 +24,15 @@ from ark_ops.verify.evidence import EvidenceRecorder
 
 UNTAGGED = "(untagged)"
 NOT_COVERED = "not covered"
+# What a skipped check means for its requirement, from the start of its skip reason
+# (tests/compliance/conftest.py writes them): a check that does not apply to this host
+# (another group's, another host's share of the agents) leaves the verdict alone; one that
+# would disturb the host, or any other skip, leaves the requirement not proven here.
+NOT_HERE = "not here: "
+DISRUPTIVE = "disruptive: "
+# Verdicts of one requirement on one host.
+PASS, FAIL, NOT_APPLICABLE, NO_CHECK = "pass", "FAIL", "n/a", "-"
+NOT_PROVEN = "not proven here"
 CATALOGUE = REPO_ROOT / "docs" / "requirements.yaml"
 ENV_DIR = "/etc/ark/env"
 
@@ -49,6 +58,47 @@ def host_of(item) -> str:
     if host is None:
         return "local"
     return getattr(host.backend, "host", None) or host.backend.get_hostname()
+
+
+def skip_kind(reason: str) -> str:
+    """"n/a", "disruptive" or "other" for a skip reason (as pytest or JUnit gives it)."""
+    reason = reason.removeprefix("Skipped: ").strip()
+    if reason.startswith(NOT_HERE):
+        return "n/a"
+    return "disruptive" if reason.startswith(DISRUPTIVE) else "other"
+
+
+def not_proven(disruptive: int, other: int) -> str:
+    """"not proven here (2 disruptive checks skipped)" and its variants."""
+    def checks(n: int, kind: str = "") -> str:
+        return f"{n} {kind}check{'' if n == 1 else 's'}"
+
+    if other == 0:
+        why = checks(disruptive, "disruptive ")
+    elif disruptive == 0:
+        why = checks(other)
+    else:
+        why = f"{disruptive} disruptive + {checks(other, 'other ')}"
+    return f"{NOT_PROVEN} ({why} skipped)"
+
+
+def verdict(outcomes: list[tuple[str, str]]) -> str:
+    """One requirement on one host from its checks' (outcome, skip reason): "pass" only
+    when every check that applies here ran and passed; FAIL when any failed; "n/a" when none
+    applies here; otherwise "not proven here (N disruptive checks skipped)"."""
+    if not outcomes:
+        return NO_CHECK
+    if any(o in ("failed", "error") for o, _ in outcomes):
+        return FAIL
+    kinds = [skip_kind(r) if o == "skipped" else None for o, r in outcomes]
+    applicable = [k for k in kinds if k != "n/a"]
+    if not applicable:
+        return NOT_APPLICABLE
+    skipped = [k for k in applicable if k is not None]
+    if not skipped:
+        return PASS
+    disruptive = skipped.count("disruptive")
+    return not_proven(disruptive, len(skipped) - disruptive)
 
 
 class MaskedRepr:
@@ -156,8 +206,8 @@ class RequirementReport:
         self.markdown_path = markdown_path
         self.redact = redact or Redactor()
         self.titles = catalogue_titles() if titles is None else titles
-        # (requirement, host) -> list of (nodeid, outcome)
-        self.results: dict[tuple[str, str], list[tuple[str, str]]] = defaultdict(list)
+        # (requirement, host) -> list of (nodeid, outcome, skip reason)
+        self.results: dict[tuple[str, str], list[tuple[str, str, str]]] = defaultdict(list)
         self.meta: dict[str, tuple[list[str], str]] = {}
 
     @pytest.hookimpl(tryfirst=True)
@@ -180,19 +230,15 @@ class RequirementReport:
             report.when == "teardown" and report.outcome == "failed"
         ):
             outcome = report.outcome
+            longrepr = report.longrepr
+            reason = str(longrepr[2]) if outcome == "skipped" and isinstance(longrepr, tuple) \
+                else ""
             reqs, host = self.meta[report.nodeid]
             for req in reqs:
-                self.results[(req, host)].append((report.nodeid, outcome))
+                self.results[(req, host)].append((report.nodeid, outcome, reason))
 
     def cell(self, req: str, host: str) -> str:
-        outcomes = [o for _, o in self.results.get((req, host), [])]
-        if not outcomes:
-            return "-"
-        if "failed" in outcomes:
-            return "FAIL"
-        if all(o == "skipped" for o in outcomes):
-            return "skip"
-        return "pass"
+        return verdict([(o, r) for _, o, r in self.results.get((req, host), [])])
 
     def title(self, req: str) -> str:
         if req == UNTAGGED:
@@ -214,7 +260,7 @@ class RequirementReport:
 
     def failures(self) -> list[tuple[str, str, str]]:
         return [(nodeid, req, host) for (req, host), res in sorted(self.results.items())
-                for nodeid, o in res if o == "failed"]
+                for nodeid, o, _ in res if o == "failed"]
 
     def pytest_terminal_summary(self, terminalreporter):
         if not self.results:
@@ -223,7 +269,8 @@ class RequirementReport:
         tr = terminalreporter
         tr.section("requirements × hosts")
         width = max(len(r) for r in reqs) + 2
-        cols = [max(len(h), len(NOT_COVERED)) + 2 for h in hosts]
+        cols = [max(len(h), *(len(row[1 + i]) for row in rows)) + 2
+                for i, h in enumerate(hosts)]
 
         def line(cells: list[str]) -> str:
             first, *middle, last = cells
@@ -235,6 +282,9 @@ class RequirementReport:
             tr.write_line(line(row))
         uncovered = [r for r in rows if r[1] == NOT_COVERED]
         tr.write_line(f"{len(uncovered)} of {len(rows)} requirements have no check in this run")
+        unproven = [r[0] for r in rows if any(c.startswith(NOT_PROVEN) for c in r[1:-1])]
+        if unproven:
+            tr.write_line(f"not proven here (checks skipped): {', '.join(unproven)}")
         for nodeid, req, host in self.failures():
             tr.write_line(self.redact(f"FAIL {req} on {host}: {nodeid}"))
         if self.markdown_path:
@@ -257,8 +307,9 @@ class RequirementReport:
             lines += [f"- **{req}** on `{host}`: `{nodeid}`" for nodeid, req, host in failures]
         lines += ["", "## Checks", ""]
         for (req, host), res in sorted(self.results.items()):
-            for nodeid, outcome in res:
-                lines.append(f"- {req} · {host} · {outcome} · `{nodeid}`")
+            for nodeid, outcome, reason in res:
+                why = f" ({reason.removeprefix('Skipped: ')})" if reason else ""
+                lines.append(f"- {req} · {host} · {outcome}{why} · `{nodeid}`")
         self.markdown_path.parent.mkdir(parents=True, exist_ok=True)
         self.markdown_path.write_text(self.redact("\n".join(lines) + "\n"))
 

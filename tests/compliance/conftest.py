@@ -21,7 +21,7 @@ import time
 import pytest
 
 from ark_ops import placement
-from ark_ops.verify.report import host_of
+from ark_ops.verify.report import DISRUPTIVE, NOT_HERE, host_of
 
 # The units each group runs (what test_placement.py looks for everywhere else). An
 # ark_agents host runs its share of its pipeline's agents: the `agent_instances` fixture.
@@ -79,7 +79,8 @@ def _guard_disruptive(request, hostvars):
         return
     if hostvars.get("ark_lab") or request.config.getoption("--disruptive"):
         return
-    pytest.skip("disturbs the host: runs on the lab, elsewhere only with --disruptive")
+    pytest.skip(DISRUPTIVE + "disturbs the host: runs on the lab, elsewhere only with "
+                "--disruptive")
 
 
 @pytest.fixture(scope="module")
@@ -113,14 +114,14 @@ def _guard_placement(request, hostvars):
     marker = request.node.get_closest_marker("runs_on")
     if marker is None or marker.args[0] in hostvars.get("group_names", []):
         return
-    pytest.skip(f"{hostvars['inventory_hostname']} is not in {marker.args[0]} "
+    pytest.skip(f"{NOT_HERE}{hostvars['inventory_hostname']} is not in {marker.args[0]} "
                 "(test_placement.py checks that it runs none of it)")
 
 
 def _skip_unless_here(hostvars, instances, agent: str) -> None:
     if agent not in instances:
-        pytest.skip(f"{hostvars['inventory_hostname']} does not run {agent}: its share of "
-                    f"the pipeline is {instances or 'none'}")
+        pytest.skip(f"{NOT_HERE}{hostvars['inventory_hostname']} does not run {agent}: its "
+                    f"share of the pipeline is {instances or 'none'}")
 
 
 @pytest.fixture(autouse=True)

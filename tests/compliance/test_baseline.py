@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import pytest
 
+from ark_ops.verify.report import NOT_HERE
+
 pytestmark = pytest.mark.requirement("DEPLOY_01")
 
 # (unit, the group that runs it; None: every ARK host)
@@ -37,6 +39,22 @@ def test_os_is_debian_12_or_13(host):
     assert host.system_info.release.split(".")[0] in ("12", "13")
 
 
+@pytest.mark.parametrize("package", ["polkitd", "sqlite3", "curl"])
+def test_the_host_tools_ark_needs_are_installed(host, hostvars, package):
+    assert package in hostvars.get("ark_baseline_packages", [package])
+    assert host.package(package).is_installed, package
+
+
+def test_ark_is_on_roots_path_with_the_hosts_settings(host):
+    """LAUNCH.md's host commands (`ark heal --dry-run`, `ark errors status`) as written."""
+    assert host.check_output("sh -lc 'command -v ark'") == "/usr/local/bin/ark"
+    assert "usage: ark" in host.check_output("ark --help")
+    # The wrapper loads infrastructure.env: the CLI reaches the host's Redis with its
+    # password (without it, Redis answers NOAUTH and the command fails).
+    status = host.run("ark errors status")
+    assert status.rc == 0, status.stdout + status.stderr
+
+
 def test_python_is_3_11_or_newer_with_venv(host):
     out = host.check_output(
         "python3 -c 'import sys, venv, ensurepip; print(*sys.version_info[:2])'")
@@ -47,7 +65,7 @@ def test_python_is_3_11_or_newer_with_venv(host):
 @pytest.mark.parametrize("unit,group", LIMIT_UNITS, ids=[u for u, _ in LIMIT_UNITS])
 def test_units_start_with_the_open_files_limit(host, hostvars, unit, group, nofile):
     if group and group not in hostvars.get("group_names", []):
-        pytest.skip(f"{hostvars['inventory_hostname']} is not in {group}")
+        pytest.skip(f"{NOT_HERE}{hostvars['inventory_hostname']} is not in {group}")
     soft = host.check_output(f"systemctl show --property=LimitNOFILESoft --value {unit}")
     assert soft == "infinity" or int(soft) >= nofile, f"{unit} LimitNOFILESoft={soft}"
 
@@ -75,7 +93,7 @@ def test_the_running_api_has_the_open_files_limit(host, nofile, container):
 
 def test_overcommit_is_kept_for_redis_across_reboots(host, hostvars):
     if not redis_host(hostvars):
-        pytest.skip("not a Redis host")
+        pytest.skip(NOT_HERE + "not a Redis host")
     conf = host.file("/etc/sysctl.d/60-ark-redis.conf")
     assert conf.user == "root" and conf.mode == 0o644
     assert "vm.overcommit_memory = 1" in conf.content_string.splitlines()
@@ -83,21 +101,22 @@ def test_overcommit_is_kept_for_redis_across_reboots(host, hostvars):
 
 def test_overcommit_is_live_on_redis_hosts(host, hostvars, container):
     if not redis_host(hostvars):
-        pytest.skip("not a Redis host")
+        pytest.skip(NOT_HERE + "not a Redis host")
     if container:
-        pytest.skip(f"{container} container: the kernel belongs to the machine running it")
+        pytest.skip(f"{NOT_HERE}{container} container: the kernel belongs to the machine "
+                    "running it")
     assert host.file("/proc/sys/vm/overcommit_memory").content_string.strip() == "1"
 
 
 def test_transparent_huge_pages_are_not_always_on_redis_hosts(host, hostvars, container):
     if not redis_host(hostvars):
-        pytest.skip("not a Redis host")
+        pytest.skip(NOT_HERE + "not a Redis host")
     thp = host.file("/sys/kernel/mm/transparent_hugepage/enabled")
     if not thp.exists:
         return  # a kernel without THP cannot have it on
     mode = next(w.strip("[]") for w in thp.content_string.split() if w.startswith("["))
     if mode == "always" and container:
-        pytest.skip(f"{container} container: THP is 'always' on the machine running it")
+        pytest.skip(f"{NOT_HERE}{container} container: THP is 'always' on the machine running it")
     assert mode in ("never", "madvise")
     assert host.service("ark-thp.service").is_enabled
 
@@ -108,6 +127,6 @@ def test_the_clock_is_kept(host, container):
     if synced == "yes" or active:
         return
     if container:
-        pytest.skip(f"{container} container: the clock belongs to the machine running it, "
-                    "which reports it unsynchronised")
+        pytest.skip(f"{NOT_HERE}{container} container: the clock belongs to the machine "
+                    "running it, which reports it unsynchronised")
     pytest.fail(f"clock not synchronised and no time daemon active ({', '.join(TIME_DAEMONS)})")

@@ -8,6 +8,8 @@ import pytest
 import testinfra
 from conftest import http_get_json, wait_for
 
+from ark_ops.verify.report import NOT_HERE
+
 pytestmark = pytest.mark.requirement("LOG_03")
 
 INFRA_ENV = "/etc/ark/env/infrastructure.env"
@@ -27,7 +29,7 @@ def monitoring(request, hostvars):
     """(testinfra host, base URL) of the inventory's Prometheus; skip when it has none."""
     names = hostvars.get("groups", {}).get("ark_monitoring") or []
     if not names:
-        pytest.skip("the inventory has no ark_monitoring host")
+        pytest.skip(NOT_HERE + "the inventory has no ark_monitoring host")
     inventory = request.config.getoption("ansible_inventory")
     mon = testinfra.get_host(f"ansible://{names[0]}", ansible_inventory=inventory)
     mvars = mon.ansible.get_variables()
@@ -113,26 +115,34 @@ def _alert_state(monitoring, alert: str, **labels: str) -> str | None:
     return None
 
 
+# How long an alert may take to change state on a busy machine: it waits for the state,
+# not for a window, so a loaded CI runner only makes it slower, never red. Generous on
+# purpose (a scrape, an evaluation and `for:` are each seconds when idle).
+ALERT_SLACK = 300
+
+
 @pytest.mark.disruptive
 @pytest.mark.runs_agent("joey")
-def test_stopping_an_agent_raises_its_alert_within_the_for_window(host, hostvars, monitoring):
+def test_stopping_an_agent_raises_its_alert(host, hostvars, monitoring):
     name, unit = hostvars["inventory_hostname"], "ark-agent@joey.service"
     mon, base = monitoring
     status, rules = http_get_json(mon, f"{base}/api/v1/rules?type=alert")
     assert status == 200, rules
     rule = next(r for g in rules["data"]["groups"] for r in g["rules"]
                 if r["name"] == "ArkAgentDown")
-    # Pending once a scrape and an evaluation saw it down; firing after `for:` more.
-    budget = rule["duration"] + 2 * 15 + 15
-    assert _alert_state(monitoring, "ArkAgentDown", host=name, unit=unit) is None
+    bound = rule["duration"] + ALERT_SLACK
+
+    def state():
+        return _alert_state(monitoring, "ArkAgentDown", host=name, unit=unit)
+
+    # An earlier check's alert may still be resolving: start from none.
+    wait_for(lambda: state() is None, ALERT_SLACK, 2, what="no ArkAgentDown before the stop")
     host.run_test("systemctl stop %s", unit)
     try:
-        state = wait_for(lambda: _alert_state(monitoring, "ArkAgentDown", host=name, unit=unit),
-                         budget, 2, what=f"ArkAgentDown for {unit} on {name}")
-        assert state in ("pending", "firing")
-        wait_for(lambda: _alert_state(monitoring, "ArkAgentDown", host=name, unit=unit)
-                 == "firing", rule["duration"] + 2 * 15 + 15, 2, what="the alert firing")
+        # Pending once a scrape and an evaluation saw it down; firing after `for:` more.
+        wait_for(lambda: state() == "firing", bound, 2,
+                 what=f"ArkAgentDown firing for {unit} on {name}")
     finally:
         host.run_test("systemctl start %s", unit)
-    wait_for(lambda: _alert_state(monitoring, "ArkAgentDown", host=name, unit=unit) is None,
-             90, 2, what="the alert to clear after the restart")
+    wait_for(lambda: state() is None, ALERT_SLACK, 2,
+             what="the alert to clear after the restart")

@@ -15,6 +15,8 @@ import pytest
 import testinfra
 from conftest import AGENTS, GROUP_UNITS, agent_unit
 
+from ark_ops.verify.report import NOT_HERE
+
 pytestmark = pytest.mark.requirement("INFRA_01")
 
 ENV = "set -a; . /etc/ark/env/infrastructure.env; set +a; "
@@ -120,7 +122,8 @@ def test_the_runtime_uses_its_groups_redis(host, hostvars, redis_address):
 
 def test_agents_hold_connections_to_the_remote_redis(host, hostvars, groups, redis_address):
     if "ark_agents" not in groups or redis_address == "127.0.0.1":
-        pytest.skip("only agent hosts without a Redis of their own reach it over the network")
+        pytest.skip(NOT_HERE + "only agent hosts without a Redis of their own reach it over "
+                    "the network")
     address = redis_address
     port = int(hostvars.get("ark_redis_port", 6379))
     conns = host.check_output("ss -Htnp state established dst %s:%s", address, str(port))

@@ -17,7 +17,7 @@ from ark_ops.deploy.playbook import PlaybookFailed
 from ark_ops.lab import lab
 from ark_ops.lab.config import LabHost, LabPaths
 from ark_ops.verify.run import verify
-from tests.support.lab_shell import on
+from tests.support.lab_shell import lab_up, on
 
 pytestmark = [
     pytest.mark.lab,
@@ -34,7 +34,7 @@ def findings() -> dict[str, dict]:
 
 @pytest.fixture(scope="module")
 def deployed():
-    lab.up(hosts=1, user="deploy")
+    lab_up(1)
     try:
         deploy_mod.deploy(echo=False)
         yield findings(), deploy_mod.BASELINE_REPORT.read_text()

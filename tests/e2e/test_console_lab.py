@@ -29,7 +29,7 @@ from tests.support.chromium import (
     new_page,
     wrong_password_until_limited,
 )
-from tests.support.lab_shell import wait_for
+from tests.support.lab_shell import lab_up, wait_for
 
 HOST = "ark-lab-1"
 PASSWORDS = {"alice": secrets.token_urlsafe(12), "victor": secrets.token_urlsafe(12)}
@@ -48,7 +48,7 @@ def on(*cmd: str, check: bool = True) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def console_host():
     paths = LabPaths.default()
-    statuses = lab.up(hosts=1, user="deploy")
+    statuses = lab_up(1)
     group_vars = paths.inventory / "group_vars" / "ark"
     group_vars.mkdir(parents=True, exist_ok=True)
     (group_vars / "console.yml").write_text(yaml.safe_dump({"ark_runtime_api_operators": [

@@ -19,6 +19,7 @@ import pytest
 from ark_ops.lab import lab
 from ark_ops.lab.config import LabPaths
 from tests.support import lab_shell
+from tests.support.lab_shell import lab_up
 
 pytestmark = [
     pytest.mark.lab,
@@ -58,7 +59,7 @@ def control_records(action: str) -> list[dict]:
 
 @pytest.fixture(scope="module")
 def deployed():
-    lab.up(hosts=1, user="deploy")
+    lab_up(1)
     invoke("deploy")
     yield HOST
     lab.down()

@@ -21,7 +21,7 @@ from ark_ops.lab import lab
 from ark_ops.lab.config import LabHost, LabPaths
 from ark_ops.paths import REPO_ROOT
 from ark_ops.verify.run import verify
-from tests.support.lab_shell import on
+from tests.support.lab_shell import lab_up, on
 
 pytestmark = [
     pytest.mark.lab,
@@ -33,7 +33,7 @@ INVOKE = [sys.executable, "-m", "invoke"]
 
 @pytest.fixture(scope="module")
 def lab_host():
-    lab.up(hosts=1, user="deploy")
+    lab_up(1)
     yield LabHost(1)
     lab.down()
 

@@ -30,7 +30,7 @@ from ark_ops.lab import lab
 from ark_ops.lab.config import LabHost
 from ark_ops.paths import REPO_ROOT
 from ark_ops.verify.run import verify
-from tests.support.lab_shell import on
+from tests.support.lab_shell import lab_up, on
 
 pytestmark = [
     pytest.mark.lab,
@@ -170,7 +170,7 @@ def chosen_mutations(session) -> list[Mutation]:
 def outcomes(request, tmp_path_factory) -> dict[str, tuple[set[str], list[str]]]:
     """mutation name -> (red requirements on its host, failing checks), every round run."""
     chosen = chosen_mutations(request.session)
-    lab.up(hosts=max(1, min(len(HOSTS), len(chosen))), user="deploy")
+    lab_up(max(1, min(len(HOSTS), len(chosen))))
     try:
         result = deploy(echo=False)
         assert all(c["failed"] == 0 for c in result.recap.values()), result.recap

@@ -22,10 +22,9 @@ from ark_ops.deploy.playbook import PlaybookFailed
 from ark_ops.fleet.dr import dr_bundle, dr_restore
 from ark_ops.fleet.offsite_flow import backup_fleet, restore_from_offsite
 from ark_ops.fleet.panic import panic, recover
-from ark_ops.lab import lab
 from ark_ops.lab.config import LabHost, LabPaths
 from ark_ops.verify.run import verify
-from tests.support.lab_shell import deployed_lab, on, units_active, wait_for
+from tests.support.lab_shell import deployed_lab, lab_up, on, units_active, wait_for
 from tests.support.webhook import webhook_receiver
 
 pytestmark = [
@@ -219,7 +218,7 @@ def test_dr_bundle_restores_onto_a_fresh_host_with_the_same_state(fleet, tmp_pat
     decisions, ledger = sqlite(A, DECISIONS), sqlite(A, LEDGER)
     assert decisions and ledger
     # A newly created host, deployed, then restored from A's bundle.
-    lab.up(hosts=3, user="deploy")
+    lab_up(3)
     fresh = "ark-lab-3"
     deploy_mod.deploy(limit=fresh, echo=False)
     assert sqlite(fresh, DECISIONS) != decisions  # its own run, its own timestamps

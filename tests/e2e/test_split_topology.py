@@ -30,7 +30,7 @@ from ark_ops.lab.config import LabPaths
 from ark_ops.paths import REPO_ROOT
 from ark_ops.placement import host_instances
 from ark_ops.verify.run import verify
-from tests.support.lab_shell import on, wait_for
+from tests.support.lab_shell import lab_up, on, wait_for
 
 pytestmark = [
     pytest.mark.lab,
@@ -76,7 +76,7 @@ def recent_decisions(host: str, limit: int = 30) -> list[str]:
 
 @pytest.fixture(scope="module")
 def split_lab():
-    lab.up(hosts=3, topology="split", user="deploy", log=lambda *_: None)
+    lab_up(3, topology="split", log=lambda *_: None)
     group_vars = LabPaths.default().inventory / "group_vars"
     group_vars.mkdir(exist_ok=True)
     # Written, never deleted: Ansible caches inventory vars in-process.

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
-from ark_ops.verify.report import catalogue_titles
+from ark_ops.verify.report import NOT_HERE, catalogue_titles
 from ark_ops.verify.run import verify
 from tests.support.chromium import launched, needs_chromium
 
@@ -52,18 +52,26 @@ def run(tmp_path_factory):
 
 
 def expected_cells(junit: Path) -> dict[tuple[str, str], str]:
-    """(requirement, host) -> pass | fail | skip, straight from the JUnit XML."""
+    """(requirement, host) -> fail | pass | skip (not proven) | none, straight from the JUnit
+    XML: pass only when every check that applies to the host ran and passed."""
     outcomes: dict[tuple[str, str], list[str]] = {}
     for case in ET.parse(junit).getroot().iter("testcase"):
         props = [(p.get("name"), p.get("value")) for p in case.iter("property")]
         host = dict(props)["host"]
+        skipped = case.find("skipped")
         state = "fail" if case.find("failure") is not None or case.find("error") is not None \
-            else "skip" if case.find("skipped") is not None else "pass"
+            else "pass" if skipped is None \
+            else "n/a" if skipped.get("message", "").startswith(NOT_HERE) else "skip"
         for name, value in props:
             if name == "requirement":
                 outcomes.setdefault((value, host), []).append(state)
-    return {k: next(s for s in ("fail", "pass", "skip") if s in v) if "fail" in v
-            or "pass" in v else "skip" for k, v in outcomes.items()}
+
+    def cell(states: list[str]) -> str:
+        applicable = [s for s in states if s != "n/a"]
+        return "fail" if "fail" in states else "none" if not applicable \
+            else "pass" if all(s == "pass" for s in applicable) else "skip"
+
+    return {k: cell(v) for k, v in outcomes.items()}
 
 
 @pytest.fixture(scope="module")

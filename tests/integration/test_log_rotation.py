@@ -26,6 +26,7 @@ import jinja2
 import pytest
 
 from ark_runtime.trace import expand_hops
+from tests.support.tools import needs_tool
 
 REPO = Path(__file__).resolve().parents[2]
 ROLE_TEMPLATES = REPO / "roles" / "ark_runtime" / "templates"
@@ -33,8 +34,7 @@ LOGROTATE = shutil.which("logrotate") or "/usr/sbin/logrotate"
 AGENTS = ("kyle", "joey", "kenny", "hrm")
 ROTATIONS = 10
 
-pytestmark = pytest.mark.skipif(not Path(LOGROTATE).exists(),
-                                reason="logrotate is not installed (./ops installs it)")
+pytestmark = needs_tool(LOGROTATE, "logrotate")
 
 # A writer: log numbered lines until SIGTERM, then print how many were written.
 AGENT_WRITER = """

@@ -50,13 +50,22 @@ def units_active(host: str | LabHost, *units: str, as_root: bool = True) -> bool
     return out == ["active"] * len(units)
 
 
+def lab_up(hosts: int, user: str = "deploy", topology: str = "all", log=print,
+           release: str | None = None):
+    """The lab in the mode a module needs: `hosts` hosts reached as `user`, laid out as
+    `topology`. A lab up in another mode (the operator's, after `./ops deploy`) is taken
+    down first rather than asking anyone for a manual step."""
+    return lab.up(hosts=hosts, user=user, topology=topology, log=log, release=release,
+                  replace=True)
+
+
 @contextmanager
 def deployed_lab(hosts: int, user: str = "deploy", release: str | None = None,
                  before_deploy: Callable[[], object] | None = None) -> Iterator[list[str]]:
     """`hosts` lab hosts reached as `user` on Debian `release` (e.g. "bookworm,trixie"), ARK
     deployed on all of them (after `before_deploy`, e.g. writing inventory vars); the lab is
     taken down again on the way out."""
-    lab.up(hosts=hosts, user=user, release=release)
+    lab_up(hosts, user, release=release)
     try:
         if before_deploy:
             before_deploy()

@@ -92,7 +92,7 @@ def invoke_surface() -> dict[str, dict[str, bool]]:
             for n in arg.names:
                 dashed = n.replace("_", "-")
                 flags[f"-{dashed}" if len(dashed) == 1 else f"--{dashed}"] = arg.kind is not bool
-                if arg.kind is bool and len(dashed) > 1:
+                if arg.kind is bool and arg.default is True and len(dashed) > 1:
                     flags[f"--no-{dashed}"] = False
         surface[name] = flags
     return surface
@@ -168,3 +168,46 @@ def problems_in(markdown: str) -> tuple[list[Command], list[str]]:
     for cmd in commands:
         problems += check_invoke(cmd, surface) if cmd.program == "invoke" else check_ark(cmd)
     return commands, problems
+
+
+# --- running them ------------------------------------------------------------------------
+
+# Commands safe to run exactly as written on any control node (they only read).
+RUN_AS_WRITTEN = {("invoke", ("lock", "--check")), ("invoke", ("--list",))}
+
+
+def invoke_task(cmd: Command, surface: dict[str, dict[str, bool]]) -> str | None:
+    return next((w for w in cmd.words if w in surface), None)
+
+
+def ark_path(cmd: Command) -> tuple[str, ...]:
+    """The subcommand words of an `ark ...` line (`ark snapshot verify --x` -> snapshot,
+    verify)."""
+    from ark_runtime.cli import build_parser
+
+    parser, path = build_parser(), []
+    for word in cmd.words:
+        subs = _subparsers(parser)
+        if word.startswith("-") or word not in subs:
+            break
+        parser, path = subs[word], [*path, word]
+    return tuple(path)
+
+
+def safe_runs(commands: list[Command]) -> list[tuple[str, ...]]:
+    """What the doc test runs for a document's commands: each safe command as written, and
+    `--help` of every invoke task and `ark` subcommand it names (they parse every option the
+    task or subcommand has, import its module and exit 0 without touching a host)."""
+    surface = invoke_surface()
+    runs: list[tuple[str, ...]] = []
+    for cmd in commands:
+        if (cmd.program, cmd.words) in RUN_AS_WRITTEN:
+            run = (cmd.program, *cmd.words)
+        elif cmd.program == "invoke":
+            task = invoke_task(cmd, surface)
+            run = ("invoke", "--help", task) if task else ("invoke", "--list")
+        else:
+            run = ("ark", *ark_path(cmd), "--help")
+        if run not in runs:
+            runs.append(run)
+    return runs

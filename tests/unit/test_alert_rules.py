@@ -10,13 +10,14 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tests.support.tools import needs_tool
+
 REPO = Path(__file__).resolve().parents[2]
 RULES = REPO / "roles" / "ark_monitoring" / "files" / "ark_alerts.yml"
 RULE_TESTS = REPO / "tests" / "promtool" / "ark_alerts_test.yml"
 HANDBOOK = REPO / "docs" / "OPS_HANDBOOK.md"
 PROMTOOL = shutil.which("promtool")
-needs_promtool = pytest.mark.skipif(
-    PROMTOOL is None, reason="promtool is missing: ./ops installs Debian's prometheus package")
+needs_promtool = needs_tool("promtool", "prometheus")
 
 # What the issue asks alerts for -> the alert that covers it.
 REQUIRED = {"agent down": "ArkAgentDown", "heartbeat stale": "ArkHeartbeatStale",

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import html
 import re
-import shutil
 from pathlib import Path
 
 import pytest
@@ -24,6 +23,7 @@ from ark_ops.lab.inventory import render as render_lab_inventory
 from ark_runtime.agents import AGENTS
 from ark_runtime.bus.registry import PIPELINE, REGISTRY
 from ark_runtime.bus.streams import SIDE_STREAMS, inbox
+from tests.support.tools import needs_tool
 
 REPO = Path(__file__).resolve().parents[2]
 ROLE_TEMPLATES = REPO / "roles" / "ark_runtime" / "templates"
@@ -111,7 +111,7 @@ def test_the_readme_shows_the_picture() -> None:
     assert "](docs/architecture.svg)" in (REPO / "README.md").read_text()
 
 
-@pytest.mark.skipif(shutil.which("dot") is None, reason="graphviz is missing (./ops installs it)")
+@needs_tool("dot", "graphviz")
 @pytest.mark.requirement("DOC_02")
 def test_render_draws_every_node_and_stamps_it(tmp_path: Path) -> None:
     out = architecture.render(out=tmp_path / "a.svg")

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import shutil
 import subprocess
 import sys
 
@@ -14,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ark_ops.paths import REPO_ROOT
+from tests.support.tools import needs_tool
 
 pytestmark = pytest.mark.requirement("DEPLOY_01")
 FILES = REPO_ROOT / "roles" / "ark_baseline" / "files"
@@ -150,7 +150,7 @@ def test_the_rendered_templates_pass_the_validator(tmp_path):
         assert subprocess.run([sys.executable, str(VALIDATE), kind, str(path)]).returncode == 0
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="needs systemd-analyze")
+@needs_tool("systemd-analyze", "systemd")
 def test_the_huge_pages_unit_passes_systemd_analyze_and_a_broken_one_does_not(tmp_path):
     text = (REPO_ROOT / "roles/ark_baseline/templates/ark-thp.service.j2").read_text()
     good = tmp_path / "good"

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
 import jinja2
 import pytest
 
+from tests.support.tools import needs_tool
+
 REPO = Path(__file__).resolve().parents[2]
 ROLE_TEMPLATES = REPO / "roles" / "ark_runtime" / "templates"
 VALIDATE = REPO / "roles" / "ark_runtime" / "files" / "ark-logrotate-validate"
 
-needs_logrotate = pytest.mark.skipif(shutil.which("logrotate") is None,
-                                     reason="logrotate is not installed (./ops installs it)")
+needs_logrotate = needs_tool("logrotate", "logrotate")
 
 
 def render(log_dir: str = "/var/log/ark") -> str:

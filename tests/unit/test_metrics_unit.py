@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
 import jinja2
 import pytest
+
+from tests.support.tools import needs_tool
 
 REPO = Path(__file__).resolve().parents[2]
 ROLE_TEMPLATES = REPO / "roles" / "ark_runtime" / "templates"
@@ -56,7 +57,7 @@ def test_ark_target_wants_the_exporter() -> None:
     assert "Wants=ark-metrics.service" in (ROLE_TEMPLATES / "systemd/ark.target.j2").read_text()
 
 
-@pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze missing")
+@needs_tool("systemd-analyze", "systemd")
 @pytest.mark.requirement("LOG_03")
 def test_exposure_score_is_at_most_1_5(tmp_path: Path) -> None:
     (tmp_path / "ark-metrics.service").write_text(render(["ark_redis"]))

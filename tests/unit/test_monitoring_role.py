@@ -13,6 +13,7 @@ import yaml
 
 from ark_ops.lab import inventory
 from ark_ops.lab.config import LabHost, LabPaths
+from tests.support.tools import needs_tool
 
 REPO = Path(__file__).resolve().parents[2]
 ROLE = REPO / "roles" / "ark_monitoring"
@@ -52,8 +53,7 @@ def test_alerts_go_to_the_alertmanager_on_every_monitoring_host(tmp_path: Path) 
     assert targets == ["10.0.0.1:9093", "10.0.0.2:9193"]
 
 
-@pytest.mark.skipif(shutil.which("promtool") is None,
-                    reason="promtool is missing: ./ops installs Debian's prometheus package")
+@needs_tool("promtool", "prometheus")
 @pytest.mark.requirement("LOG_03")
 def test_rendered_config_passes_promtool_check_config(tmp_path: Path) -> None:
     shutil.copy(ROLE / "files" / "ark_alerts.yml", tmp_path / "ark_alerts.yml")

@@ -16,6 +16,7 @@ import pytest
 
 from ark_runtime.cli import main
 from ark_runtime.host import ports
+from tests.support.tools import needs_tool
 
 pytestmark = pytest.mark.requirement("INFRA_03")
 SCRIPT = Path(ports.__file__)
@@ -125,7 +126,7 @@ def test_only_the_api_server_counts_as_ours_on_the_api_port(cmdline: str, serves
     assert ports.is_ours("api", holder) is serves
 
 
-@pytest.mark.skipif(shutil.which("redis-server") is None, reason="no redis-server")
+@needs_tool("redis-server", "redis-server")
 def test_redis_server_on_redis_port_is_ours_and_foreign_on_api() -> None:
     port = free_port()
     proc = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
