@@ -102,11 +102,13 @@ def lab_ssh(c, host):
                   "and the roll stops (LAUNCH.md, Upgrade)",
         "gate-seconds": "with --serial: how long a batch's pipeline may go without a fresh "
                         "decision before its gate fails (default 60)",
+        "canary": "with --serial: the host to upgrade first, alone (default: the first host "
+                  "of the inventory)",
     }
 )
 @operator_errors
 def deploy(c, inventory: str = "", limit: str = "", check: bool = False, serial: int = 0,
-           gate_seconds: int = 60):
+           gate_seconds: int = 60, canary: str = ""):
     """Deploy ARK: build the wheelhouse from requirements.lock, then run playbooks/site.yml;
     with --serial N, roll it out: one canary host, then N hosts at a time, each batch gated."""
     if serial:
@@ -115,7 +117,7 @@ def deploy(c, inventory: str = "", limit: str = "", check: bool = False, serial:
         if check:
             raise OpsError("--check and --serial do not combine: a dry run has nothing to gate")
         report = roll(inventory=inventory or None, limit=limit or None, serial=serial,
-                      gate_bound_s=gate_seconds)  # audited inside
+                      gate_bound_s=gate_seconds, canary=canary or None)  # audited inside
         if not report.ok:
             raise Exit(f"deploy --serial stopped: {report.why}", code=1)
         return

@@ -24,14 +24,21 @@ from ark_ops.errors import OpsError
 from ark_ops.rollout_gate import DEFAULT_BOUND_S, GateResult
 
 
-def plan_batches(hosts: Sequence[str], serial: int) -> list[list[str]]:
-    """The canary (the first host) alone, then batches of `serial`, order kept."""
+def plan_batches(hosts: Sequence[str], serial: int,
+                 canary: str | None = None) -> list[list[str]]:
+    """The canary (`canary`, else the first host) alone, then batches of `serial`, in the
+    hosts' order."""
     if isinstance(serial, bool) or not isinstance(serial, int) or serial < 1:
         raise OpsError(f"--serial must be a whole number of hosts, 1 or more; got {serial!r}")
     names = list(hosts)
     if len(set(names)) != len(names):
         raise OpsError("a host appears twice in the roll: " + ", ".join(
             sorted({h for h in names if names.count(h) > 1})))
+    if canary is not None:
+        if canary not in names:
+            raise OpsError(f"--canary {canary[:80]!r} is not one of the hosts this roll "
+                           f"deploys: {', '.join(names) or 'none'}")
+        names = [canary] + [h for h in names if h != canary]
     if not names:
         return []
     rest = names[1:]
@@ -172,8 +179,8 @@ def _rollback_one(inventory: str | None, host: str, to: int) -> str:
 
 
 def roll(inventory: str | None = None, limit: str | None = None, serial: int = 1,
-         gate_bound_s: float = DEFAULT_BOUND_S, strategy: str | None = None,
-         log=print) -> RollReport:
+         gate_bound_s: float = DEFAULT_BOUND_S, canary: str | None = None,
+         strategy: str | None = None, log=print) -> RollReport:
     """The whole roll under the inventory's deploy lock, audited as `deploy.roll`."""
     from ark_ops import baseline_report, wheel_platforms, wheelhouse
     from ark_ops.ansible_run import run_playbook
@@ -188,7 +195,7 @@ def roll(inventory: str | None = None, limit: str | None = None, serial: int = 1
     inv = resolve_inventory(inventory, log)
     inv_dir = inv if inv.is_dir() else inv.parent
     hosts = {h.name: h for h in inventory_hosts(inv, limit, group="ark:ark_monitoring")}
-    batches = plan_batches(list(hosts), serial)
+    batches = plan_batches(list(hosts), serial, canary)
     reports = REPO_ROOT / "reports" / "rollout" / time.strftime("%Y%m%dT%H%M%S")
     started = time.monotonic()
     with audit_action("deploy.roll", {"serial": serial, "gate_bound_s": gate_bound_s,

@@ -44,6 +44,12 @@ def test_a_bad_serial_is_refused_naming_the_option(serial) -> None:
         plan_batches(HOSTS, serial)
 
 
+def test_the_named_canary_goes_first_alone() -> None:
+    assert plan_batches(HOSTS, 3, canary="h4") == [["h4"], ["h1", "h2", "h3"], ["h5", "h6"]]
+    with pytest.raises(OpsError, match="--canary 'h9' is not one of the hosts"):
+        plan_batches(HOSTS, 3, canary="h9")
+
+
 def test_a_host_twice_is_refused() -> None:
     with pytest.raises(OpsError, match="twice in the roll: h2"):
         plan_batches(["h1", "h2", "h2"], 2)
