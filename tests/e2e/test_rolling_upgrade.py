@@ -2,9 +2,9 @@
 Prometheus, ark-lab-2 API + Kyle + Kenny, ark-lab-3 Joey + HRM) is deployed from the previous
 release (PREVIOUS_RELEASE, with that commit's own roles and wheel) under a paced synthetic feed;
 then
-1. a release with a planted fault (HRM exits at start) is rolled with ark-lab-3 as the canary:
-   its gate finds no fresh decision, the roll stops there, ark-lab-3 is back on the previous
-   release's venv and config, and the other hosts were never touched;
+1. a release with a planted fault (HRM runs but reads nothing) is rolled with ark-lab-3 as the
+   canary: its gate finds no fresh decision, the roll stops there, ark-lab-3 is back on the
+   previous release's venv and config, and the other hosts were never touched;
 2. HEAD is rolled over the fleet one host at a time: every decision of the feed is made once
    (none lost, none duplicated, against the in-process oracle) and the longest gap between
    decisions during the roll is reported.
@@ -70,10 +70,12 @@ BACKLOG = _BUS + (
     "        n += int(g['pending']) + int(g.get('lag') or 0)\n"
     "c = [int(r.get(k)) for k in r.scan_iter('*kyle:cursor*')]\n"
     "print(json.dumps([n, c]))")
-# The planted fault: HRM leaves at start, before it reads anything (so nothing is consumed,
-# retried or dead-lettered), with an exit status systemd does not restart.
-PLANTED = ("    def setup(self) -> None:\n"
-           "        raise SystemExit(78)  # planted by tests/e2e/test_rolling_upgrade.py\n")
+# The planted fault: an HRM that starts, tells systemd it is ready and keeps its watchdog fed,
+# but reads nothing. The deploy passes (every unit is active); only the gate can see that no
+# decision is made. Nothing is consumed, so nothing is retried or lost.
+ANCHOR = '    accepts = ("trade.plan",)\n'
+PLANTED = ANCHOR + ("\n    def step(self) -> None:  # planted by test_rolling_upgrade.py\n"
+                    "        self.stop_event.wait(0.2)\n")
 
 
 def bus(script: str):
@@ -180,8 +182,8 @@ def test_a_failing_canary_stops_the_roll_and_goes_back(old_fleet, tmp_path):
     bad = release_tree(tmp_path / "bad", None)
     hrm = bad / "ark_runtime" / "agents" / "hrm.py"
     text = hrm.read_text()
-    assert "    def setup(self) -> None:\n" in text
-    hrm.write_text(text.replace("    def setup(self) -> None:\n", PLANTED, 1))
+    assert text.count(ANCHOR) == 1
+    hrm.write_text(text.replace(ANCHOR, PLANTED))
     before = {h: venv_of(h) for h in HOSTS}
     old_fleet["quiet_until_ms"] = int(time.time() * 1000)  # the baseline gap ends here
 
