@@ -1,8 +1,8 @@
 # DEPLOY_02: the ARK runtime image, one image for Redis, the API and the four agents.
 # No registry is reachable: the base is the lab's debootstrap image (Debian 12 with python3,
-# python3-venv, redis-server, curl), imported with `docker import` by `invoke compose.build`
-# (ark_ops/compose_engine.py). Python packages come only from the hash-checked wheelhouse
-# built from requirements.lock (ark_ops/wheelhouse.py): the build needs no network.
+# python3-venv, redis-server, curl), imported with `docker import` by `invoke compose.up`
+# (ark_ops/compose/engine.py). Python packages come only from the hash-checked wheelhouse
+# built from requirements.lock (ark_ops/deploy/wheelhouse.py): the build needs no network.
 ARG BASE_IMAGE=ark-base:bookworm
 FROM ${BASE_IMAGE}
 

@@ -112,7 +112,7 @@ def deploy(c, inventory: str = "", limit: str = "", check: bool = False, serial:
     """Deploy ARK: build the wheelhouse from requirements.lock, then run playbooks/site.yml;
     with --serial N, roll it out: one canary host, then N hosts at a time, each batch gated."""
     if serial:
-        from ark_ops.rollout import roll
+        from ark_ops.rollout.run import roll
 
         if check:
             raise OpsError("--check and --serial do not combine: a dry run has nothing to gate")
@@ -121,7 +121,7 @@ def deploy(c, inventory: str = "", limit: str = "", check: bool = False, serial:
         if not report.ok:
             raise Exit(f"deploy --serial stopped: {report.why}", code=1)
         return
-    from ark_ops.deploy import deploy as run_deploy
+    from ark_ops.deploy.run import deploy as run_deploy
 
     run_deploy(inventory=inventory or None, limit=limit or None, check=check)  # audited inside
 
@@ -137,8 +137,8 @@ def deploy(c, inventory: str = "", limit: str = "", check: bool = False, serial:
 @operator_errors
 def verify(c, inventory: str = "", limit: str = "", disruptive: bool = False, keyword: str = ""):
     """Prove the requirements on the hosts (testinfra); table, JUnit, Markdown, HTML in reports/."""
-    from ark_ops.audit import audit_action, maybe
-    from ark_ops.verify import verify as run_verify
+    from ark_ops.fleet.audit import audit_action, maybe
+    from ark_ops.verify.run import verify as run_verify
 
     # Disruptive checks run on the lab always, elsewhere with --disruptive: both are recorded.
     with maybe(disruptive or not inventory, audit_action, "verify.disruptive",
@@ -172,8 +172,8 @@ def exit_if_any_failed(outcomes, what: str) -> None:
 def panic(c, inventory: str = "", limit: str = ""):
     """Stop every ARK process on every host NOW (SIGKILL, in parallel); nothing restarts
     it until `invoke recover`."""
-    from ark_ops.audit import audit_action
-    from ark_ops.panic import panic as run_panic
+    from ark_ops.fleet.audit import audit_action
+    from ark_ops.fleet.panic import panic as run_panic
 
     with audit_action("panic", {}, inventory or None, limit or None) as rec:
         outcomes, wall = run_panic(inventory=inventory or None, limit=limit or None)
@@ -187,8 +187,8 @@ def panic(c, inventory: str = "", limit: str = ""):
 @operator_errors
 def recover(c, inventory: str = "", limit: str = ""):
     """Clear a panic: run the cold-start checks (ark heal) and start ARK again."""
-    from ark_ops.audit import audit_action
-    from ark_ops.panic import recover as run_recover
+    from ark_ops.fleet.audit import audit_action
+    from ark_ops.fleet.panic import recover as run_recover
 
     with audit_action("recover", {}, inventory or None, limit or None) as rec:
         outcomes = run_recover(inventory=inventory or None, limit=limit or None)
@@ -203,8 +203,8 @@ def dr_bundle(c, inventory: str = "", limit: str = "", out: str = ""):
     units, audit logs, manifest) and fetch them to the control node."""
     from pathlib import Path
 
-    from ark_ops.audit import audit_action
-    from ark_ops.dr import dr_bundle as run_bundle
+    from ark_ops.fleet.audit import audit_action
+    from ark_ops.fleet.dr import dr_bundle as run_bundle
 
     with audit_action("dr-bundle", {"out": out}, inventory or None, limit or None) as rec:
         outcomes = run_bundle(inventory=inventory or None, limit=limit or None,
@@ -224,8 +224,8 @@ def dr_bundle(c, inventory: str = "", limit: str = "", out: str = ""):
 def dr_restore(c, bundle, host, inventory: str = ""):
     """Restore a DR bundle onto a host (deployed first): every member is verified before
     anything is written; ARK restarts through the cold-start checks."""
-    from ark_ops.audit import audit_action
-    from ark_ops.dr import dr_restore as run_restore
+    from ark_ops.fleet.audit import audit_action
+    from ark_ops.fleet.dr import dr_restore as run_restore
 
     with audit_action("dr-restore", {"bundle": bundle}, inventory or None, host) as rec:
         outcome = run_restore(bundle, host, inventory=inventory or None)
@@ -247,8 +247,8 @@ def audit_show(c, inventory: str = "", limit: str = "", last: int = 0, since: st
     """Every host's audit records and the control node's, merged in time order."""
     import argparse
 
-    from ark_ops.audit_view import show
-    from ark_runtime.host.audit_cli import parse_since
+    from ark_ops.fleet.audit_view import show
+    from ark_runtime.host.audit.cli import parse_since
 
     try:
         when = parse_since(since) if since else None
@@ -265,7 +265,7 @@ def audit_show(c, inventory: str = "", limit: str = "", last: int = 0, since: st
 def audit_verify(c, inventory: str = "", limit: str = ""):
     """Check every host's audit chain across rotations, against the head this control node
     kept after the last action (a cut tail or a rewritten file shows), and its own chain."""
-    from ark_ops.audit_view import verify as run_verify
+    from ark_ops.fleet.audit_view import verify as run_verify
 
     if run_verify(inventory or None, limit or None):
         raise Exit("audit chain verification FAILED (see above)", code=1)
@@ -285,7 +285,7 @@ def version_number(text: str, name: str) -> int:
 @operator_errors
 def config_history(c, inventory: str = "", limit: str = "", last: int = 0, json: bool = False):
     """Each host's recorded config versions (who, when, commit, why)."""
-    from ark_ops.config_history import history
+    from ark_ops.fleet.config_history import history
 
     exit_if_any_failed(history(inventory or None, limit or None, last or None, json),
                        "config.history")
@@ -298,7 +298,7 @@ def config_history(c, inventory: str = "", limit: str = "", last: int = 0, json:
 def config_diff(c, a, b, host: str = "", inventory: str = ""):
     """Unified diff between two config versions of a host (secrets masked; env files by
     sha256 only)."""
-    from ark_ops.config_history import diff
+    from ark_ops.fleet.config_history import diff
 
     exit_if_any_failed(diff(version_number(a, "A"), version_number(b, "B"), inventory or None,
                             host or None), "config.diff")
@@ -311,8 +311,8 @@ def config_rollback(c, to, inventory: str = "", limit: str = ""):
     what changed through the cold-start checks; recorded as a new version and audited."""
     import os
 
-    from ark_ops.audit import audit_action
-    from ark_ops.config_history import rollback
+    from ark_ops.fleet.audit import audit_action
+    from ark_ops.fleet.config_history import rollback
 
     n = version_number(to, "--to")
     with audit_action("config.rollback", {"to": n}, inventory or None, limit or None) as rec:
@@ -331,7 +331,7 @@ def lock(c, check: bool = False):
     """Regenerate requirements.lock from requirements.in (pip-compile, with hashes)."""
     from pathlib import Path
 
-    from ark_ops.lockfile import lock_drift
+    from ark_ops.deploy.lockfile import lock_drift
 
     if not check:
         c.run(f"{sys.executable} -m piptools compile --quiet --generate-hashes --allow-unsafe "
@@ -351,8 +351,8 @@ def lock(c, check: bool = False):
     }
 )
 def test(c, fast: bool = False, pytest_args: str = ""):
-    """Run the whole suite: lint (ruff, yamllint, ansible-lint production profile), unit,
-    integration (real Redis), lab end to end."""
+    """Run the whole suite: lint (ruff, the import contracts, yamllint, ansible-lint production
+    profile), unit, integration (real Redis), lab end to end."""
     import os
     from pathlib import Path
 
@@ -360,6 +360,8 @@ def test(c, fast: bool = False, pytest_args: str = ""):
     # ansible-lint runs offline (.ansible-lint) and calls ansible-* from the venv.
     lint_env = {"PATH": venv_bin + os.pathsep + os.environ.get("PATH", "")}
     c.run(f"{sys.executable} -m ruff check .", pty=False)
+    # pyproject.toml [tool.importlinter]: the wings' layering, no import loop.
+    c.run(f"{venv_bin}/lint-imports --no-cache", pty=False)
     c.run(f"{sys.executable} -m yamllint --strict .", pty=False)
     c.run(f"{venv_bin}/ansible-lint", pty=False, env=lint_env)
     # Unit tests share no state (measured: same results, 139 s -> 92 s on 2 cores with
@@ -386,7 +388,7 @@ def load(c, rps: int = 500, duration: str = "60s", host: str = "127.0.0.1",
     reports/load/. Sign-in for the mix: ARK_LOAD_USER / ARK_LOAD_PASSWORD in the environment."""
     from pathlib import Path
 
-    from ark_ops.load import run_load
+    from ark_ops.load.run import run_load
 
     out = run_load(host, rps, duration, Path("reports/load"), api_pid=api_pid or None,
                    machine=machine or None, processes=processes or None)
@@ -409,7 +411,7 @@ def load(c, rps: int = 500, duration: str = "60s", host: str = "127.0.0.1",
 def logs(c, inventory: str = "", limit: str = "", follow: bool = False, agent: str = "",
          level: str = "", grep: str = "", since: str = "", json: bool = False):
     """Every host's ARK logs merged in time order, prefixed with host and agent."""
-    from ark_ops.logs import run as run_logs
+    from ark_ops.fleet.logs import run as run_logs
 
     rc = run_logs(inventory or None, limit or None, follow_mode=follow, agent=agent,
                   level=level, grep=grep, since=since, raw_json=json)
@@ -422,7 +424,7 @@ def logs(c, inventory: str = "", limit: str = "", follow: bool = False, agent: s
 @operator_errors
 def trace(c, id, inventory: str = "", limit: str = "", json: bool = False):  # noqa: A002
     """One message flow across every host: each hop with host, agent, event, time between."""
-    from ark_ops.trace_fleet import run as run_trace
+    from ark_ops.fleet.trace import run as run_trace
 
     rc = run_trace(id, inventory or None, limit or None, as_json=json)
     if rc:
@@ -436,7 +438,7 @@ def trace(c, id, inventory: str = "", limit: str = "", json: bool = False):  # n
 @operator_errors
 def compose_env(c):
     """Write compose/ark.env from the env schema (ark_runtime/env.schema.yaml)."""
-    from ark_ops import compose
+    from ark_ops.compose import files as compose
 
     print(f"wrote {compose.write_env_file()}")
 
@@ -446,7 +448,7 @@ def compose_env(c):
 def compose_check(c):
     """Check docker-compose.yml (Compose Specification schema, ARK's list, docker-compose
     config) and compose/ark.env (the env schema)."""
-    from ark_ops import compose
+    from ark_ops.compose import files as compose
 
     compose.check_compose_file()
     compose.check_env_file()
@@ -459,7 +461,8 @@ def compose_check(c):
 def compose_up(c):
     """Build the image (base from the lab image, wheels from the wheelhouse), make the secrets
     once, bring the stack up and wait for every healthcheck. Starts dockerd if none runs."""
-    from ark_ops import compose, compose_engine
+    from ark_ops.compose import engine as compose_engine
+    from ark_ops.compose import files as compose
 
     with compose_engine.Engine(keep=True):
         compose_engine.build_image()
@@ -473,7 +476,7 @@ def compose_up(c):
 @operator_errors
 def compose_down(c, volumes: bool = False):
     """Stop the stack; stop the dockerd compose.up started, if it did."""
-    from ark_ops import compose_engine
+    from ark_ops.compose import engine as compose_engine
 
     compose_engine.compose("down", *(["-v"] if volumes else []))
     for fixed in compose_engine.stop_kept_engine():

@@ -16,7 +16,7 @@ from pathlib import Path
 import yaml
 
 from ark_ops.errors import OpsError, PreflightError
-from ark_ops.inventories import REPO_ROOT
+from ark_ops.paths import REPO_ROOT
 
 SOURCE = REPO_ROOT / "docs" / "architecture.yaml"
 SVG = REPO_ROOT / "docs" / "architecture.svg"
@@ -154,13 +154,6 @@ def stamped(svg: str, dot: str) -> str:
     comment = f"<!-- {STAMP} {stamp_of(dot)} -->"
     head, sep, rest = svg.partition("?>")
     return f"{head}{sep}\n{comment}{rest}" if sep else f"{comment}\n{svg}"
-
-
-def stamp_in(svg: str) -> str | None:
-    for line in svg.splitlines():
-        if STAMP in line:
-            return line.split(STAMP, 1)[1].strip(" ->")
-    return None
 
 
 def render(source: Path = SOURCE, out: Path = SVG) -> Path:

@@ -1,4 +1,4 @@
-"""Where the checkout is, and which inventory a command acts on.
+"""Which inventory a command acts on.
 
 Shared by every control-side command (deploy, verify, panic, fleet, dr) so that the ones that
 only talk to hosts do not import the deploy and wheelhouse machinery.
@@ -9,8 +9,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from ark_ops.errors import OpsError
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def lab_inventory(log=print, bring_up: bool = True) -> Path:

@@ -114,7 +114,7 @@ def sensitive_names(schema: Path = SCHEMA) -> tuple[set[str], set[str]]:
 
 def env_file_secrets(text: str, schema: Path = SCHEMA) -> list[str]:
     """Values of sensitive variables in an env file as systemd reads it (`NAME=value`,
-    the value possibly JSON-quoted as templates/env/domain.env.j2 writes it)."""
+    the value possibly JSON-quoted as roles/ark_runtime/templates/env/domain.env.j2 writes it)."""
     sensitive, declared = sensitive_names(schema)
     values: list[str] = []
     for line in text.splitlines():

@@ -11,7 +11,12 @@ from ark_runtime.agents import cli as agents_cli
 from ark_runtime.api import cli as api_cli
 from ark_runtime.bus import cli as bus_cli
 from ark_runtime.exitcodes import ArkArgumentParser, ExitCode
-from ark_runtime.host import audit_cli, config_cli, dr_cli, envcheck, heal, ports, snapshot_cli
+from ark_runtime.host import envcheck, ports
+from ark_runtime.host.audit import cli as audit_cli
+from ark_runtime.host.config import cli as config_cli
+from ark_runtime.host.dr import cli as dr_cli
+from ark_runtime.host.heal import healer as heal
+from ark_runtime.host.snapshot import cli as snapshot_cli
 from ark_runtime.metrics import server as metrics_server
 
 
@@ -46,10 +51,10 @@ def _expected_errors() -> list[tuple[type[BaseException], ExitCode]]:
     """The project's own errors, most specific first, with the code each one means. A
     subcommand normally handles these itself; this is the net under all of them."""
     from ark_runtime.host.bootstate import BootStateError
-    from ark_runtime.host.dr import BundleError, BundleUsageError
+    from ark_runtime.host.dr.format import BundleError, BundleUsageError
     from ark_runtime.host.envcheck import EnvSchemaError
-    from ark_runtime.host.manifest import ManifestKeyError
-    from ark_runtime.host.snapshot import PolicyError, SnapshotError, SnapshotKeyError
+    from ark_runtime.host.snapshot.manifest import ManifestKeyError
+    from ark_runtime.host.snapshot.snapshots import PolicyError, SnapshotError, SnapshotKeyError
     from ark_runtime.hrm.ruleset import RulesetError
     from ark_runtime.lock import AlreadyRunning
     from ark_runtime.store import StoreError

@@ -181,9 +181,6 @@ class MemoryStore:
                 problems.append(f"{name} has columns not in the spec: {', '.join(sorted(extra))}")
         return problems
 
-    def integrity_ok(self) -> bool:
-        return self._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-
     # --- content-addressed objects -----------------------------------------------------------
 
     def save(self, kind: str, payload: Any) -> str:
@@ -228,9 +225,6 @@ class MemoryStore:
             is not None
         )
 
-    def object_count(self) -> int:
-        return self._db.execute("SELECT COUNT(*) FROM objects").fetchone()[0]
-
     # --- idempotency -------------------------------------------------------------------------
 
     def mark_processed(self, consumer: str, message_id: str) -> bool:
@@ -246,15 +240,6 @@ class MemoryStore:
                 (consumer, message_id, _now()),
             )
         return cur.rowcount == 1
-
-    def is_processed(self, consumer: str, message_id: str) -> bool:
-        return (
-            self._db.execute(
-                "SELECT 1 FROM processed_messages WHERE consumer = ? AND message_id = ?",
-                (consumer, message_id),
-            ).fetchone()
-            is not None
-        )
 
     # --- decisions and the paper ledger --------------------------------------------------------
 

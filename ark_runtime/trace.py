@@ -112,9 +112,28 @@ def _when(hop: Hop) -> datetime:
     return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
-def _decision_hops(correlation: str, env: dict[str, str]) -> list[Hop]:
-    from ark_runtime.agents.hrm import stored_decisions
+def stored_decisions(correlation_id: str, env: dict[str, str]) -> list[dict[str, Any]]:
+    """Decisions for one flow (read-only use of HRM's store)."""
+    # Imported here: the control side's trace (ark_ops.fleet.trace) reads logs only.
+    from ark_runtime.host.layout import store_path
+    from ark_runtime.store import MemoryStore, StoreError
 
+    path = store_path(env)
+    if not path.exists():
+        return []
+    with MemoryStore(path) as store:
+        out = []
+        for rec in store.decisions(correlation_id):
+            try:
+                rec["symbol"] = store.load(rec["plan_hash"]).get("symbol", "")
+            except (KeyError, StoreError):
+                rec["symbol"] = "?"
+            rec["ts"] = rec["decided_at"]
+            out.append(rec)
+        return out
+
+
+def _decision_hops(correlation: str, env: dict[str, str]) -> list[Hop]:
     hops = []
     for rec in stored_decisions(correlation, env):
         verdict = "approved" if rec["approved"] else "rejected"

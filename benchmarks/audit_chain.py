@@ -31,8 +31,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ark_runtime.host.audit import AuditLog, audited  # noqa: E402
-from ark_runtime.host.audit_chain import (  # noqa: E402
+from ark_runtime.host.audit.chain import (  # noqa: E402
     GENESIS,
     generation_files,
     line_of,
@@ -40,6 +39,7 @@ from ark_runtime.host.audit_chain import (  # noqa: E402
     seal,
     verify_dir,
 )
+from ark_runtime.host.audit.log import AuditLog, audited  # noqa: E402
 
 
 def build(d: Path, records: int, per_file: int) -> None:

@@ -41,7 +41,8 @@ def checkout(ref: str) -> Iterator[Path]:
 _CHILD = """
 import json, sys, time
 sys.path.insert(0, sys.argv[1])
-from ark_ops import deploy, verify
+from ark_ops.deploy import run as deploy
+from ark_ops.verify import run as verify
 kind, inventory = sys.argv[2], sys.argv[3]
 t0 = time.monotonic()
 if kind == "deploy":

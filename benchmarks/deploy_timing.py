@@ -11,7 +11,7 @@ re-deploys with nothing to change (timed), then `lab.up` of 4 hosts from scratch
 --baseline REF also times, in each run, a re-deploy by the code of REF (a `git archive`
 checkout: its roles and ansible.cfg) next to this tree's, on the same host (with
 --baseline-cold also a cold deploy by REF on a fresh host).
-Deploys use the toolkit's default strategy (mitogen_linear, ark_ops.ansible_run); --linear
+Deploys use the toolkit's default strategy (mitogen_linear, ark_ops.deploy.playbook); --linear
 also times, once in each run, this tree's re-deploy with Ansible's plain `linear` strategy
 on the same host (ARK_OPS_ANSIBLE_STRATEGY=linear), and with --fleet the N-host re-deploy.
 --fleet N then, once: `lab.up` of N hosts, a cold deploy onto all of them and a re-deploy,
@@ -43,8 +43,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import baseline_tree  # noqa: E402
 
-from ark_ops import ansible_run  # noqa: E402
-from ark_ops import deploy as deploy_mod  # noqa: E402
+from ark_ops.deploy import playbook as ansible_run  # noqa: E402
+from ark_ops.deploy import run as deploy_mod  # noqa: E402
 from ark_ops.lab import image, lab  # noqa: E402
 from ark_ops.lab.config import LabPaths  # noqa: E402
 

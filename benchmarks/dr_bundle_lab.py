@@ -21,8 +21,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ark_ops import deploy as deploy_mod  # noqa: E402
-from ark_ops.dr import dr_bundle  # noqa: E402
+from ark_ops.deploy import run as deploy_mod  # noqa: E402
+from ark_ops.fleet.dr import dr_bundle  # noqa: E402
 from ark_ops.lab import lab  # noqa: E402
 from ark_ops.lab.config import LabHost, LabPaths  # noqa: E402
 from ark_ops.lab.ssh import ssh_argv  # noqa: E402

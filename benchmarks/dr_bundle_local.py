@@ -30,8 +30,10 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from ark_runtime.host.dr import Sources, create_bundle, verify_bundle  # noqa: E402
-from ark_runtime.host.snapshot import create_snapshot  # noqa: E402
+from ark_runtime.host.dr.bundle import create_bundle  # noqa: E402
+from ark_runtime.host.dr.format import Sources  # noqa: E402
+from ark_runtime.host.dr.restore import verify_bundle  # noqa: E402
+from ark_runtime.host.snapshot.snapshots import create_snapshot  # noqa: E402
 from ark_runtime.store import MemoryStore  # noqa: E402
 
 AGENTS = ("kyle", "joey", "kenny", "hrm")

@@ -26,7 +26,7 @@ import psutil
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ark_ops import deploy as deploy_mod  # noqa: E402
+from ark_ops.deploy import run as deploy_mod  # noqa: E402
 from ark_ops.lab import host as hostmod  # noqa: E402
 from ark_ops.lab import (
     image,  # noqa: E402

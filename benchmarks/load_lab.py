@@ -21,10 +21,10 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from ark_ops import deploy as deploy_mod  # noqa: E402
+from ark_ops.deploy import run as deploy_mod  # noqa: E402
 from ark_ops.lab import lab  # noqa: E402
 from ark_ops.lab.config import LabPaths  # noqa: E402
-from ark_ops.load import run_load  # noqa: E402
+from ark_ops.load.run import run_load  # noqa: E402
 from ark_runtime.api.passwords import hash_password  # noqa: E402
 
 HOST = "ark-lab-1"

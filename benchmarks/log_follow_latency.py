@@ -6,7 +6,7 @@
 Needs a deployed lab of 2+ hosts (`invoke lab.up --hosts 2 && invoke deploy`), run as
 root. On every host at once a writer appends JSON lines stamped with the time of the write
 (the lab hosts share this machine's clock) to /var/log/ark/benchfollow.log at --rate lines/s;
-ark_ops.logs.follow streams every host as `invoke logs --follow` does and the time each
+ark_ops.fleet.logs.follow streams every host as `invoke logs --follow` does and the time each
 line is displayed is taken. Side by side:
 * baseline: reorder window 0, i.e. the SSH hop and `tail -F` alone;
 * ark: the default reorder window (hosts interleaved by time).
@@ -29,8 +29,8 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from ark_ops.fleet import inventory_hosts  # noqa: E402
-from ark_ops.logs import Filters, Printer, Record, follow, ssh_argv  # noqa: E402
+from ark_ops.fleet.logs import Filters, Printer, Record, follow, ssh_argv  # noqa: E402
+from ark_ops.fleet.ssh import inventory_hosts  # noqa: E402
 
 BENCH_LOG = "/var/log/ark/benchfollow.log"
 WRITER = """

@@ -22,11 +22,11 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ark_ops import deploy as deploy_mod  # noqa: E402
+from ark_ops.deploy import run as deploy_mod  # noqa: E402
+from ark_ops.fleet.panic import panic, recover  # noqa: E402
 from ark_ops.lab import lab  # noqa: E402
 from ark_ops.lab.config import LabHost, LabPaths  # noqa: E402
 from ark_ops.lab.ssh import ssh_argv  # noqa: E402
-from ark_ops.panic import panic, recover  # noqa: E402
 
 
 def quiet(*_a, **_k) -> None:

@@ -35,7 +35,7 @@ import yaml
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from ark_ops import deploy as deploy_mod  # noqa: E402
+from ark_ops.deploy import run as deploy_mod  # noqa: E402
 from ark_ops.lab import lab  # noqa: E402
 from ark_ops.lab.config import LabHost, LabPaths  # noqa: E402
 from ark_ops.lab.ssh import ssh_argv  # noqa: E402

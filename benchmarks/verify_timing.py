@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import baseline_tree  # noqa: E402
 
-from ark_ops import deploy as deploy_mod  # noqa: E402
+from ark_ops.deploy import run as deploy_mod  # noqa: E402
 from ark_ops.lab import lab  # noqa: E402
 from ark_ops.lab.config import LabPaths  # noqa: E402
 

@@ -11,7 +11,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from ark_ops.inventories import REPO_ROOT
+from ark_ops.paths import REPO_ROOT
 
 MAX_HOSTS = 32
 

@@ -14,8 +14,8 @@ from ark_ops.lab import host as hostmod
 from ark_ops.lab import inventory, network, operator
 from ark_ops.lab.config import HOST_PREFIX, MAX_HOSTS, LabHost, LabPaths
 from ark_ops.lab.image import ensure_base_image
+from ark_ops.lab.preflight import LAB_TOOLS, require_root, require_tools
 from ark_ops.lab.ssh import lab_user, ssh_argv
-from ark_ops.preflight import LAB_TOOLS, require_root, require_tools
 from ark_ops.proc import run
 
 BOOT_TIMEOUT = 120

@@ -13,7 +13,6 @@ import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
-from typing import Any
 
 from ark_runtime.agents.base import ConfigError
 from ark_runtime.agents.consumer import ConsumerAgent, Output
@@ -132,20 +131,3 @@ class Hrm(ConsumerAgent):
         self.store.close()
         self.log.info("decisions: %d approved, %d rejected this run", self.approved,
                       self.rejected, extra={"event": "summary"})
-
-
-def stored_decisions(correlation_id: str, env: dict[str, str]) -> list[dict[str, Any]]:
-    """Decisions for one flow, for `ark trace` (read-only use of the store)."""
-    path = store_path(env)
-    if not path.exists():
-        return []
-    with MemoryStore(path) as store:
-        out = []
-        for rec in store.decisions(correlation_id):
-            try:
-                rec["symbol"] = store.load(rec["plan_hash"]).get("symbol", "")
-            except (KeyError, StoreError):
-                rec["symbol"] = "?"
-            rec["ts"] = rec["decided_at"]
-            out.append(rec)
-        return out

@@ -3,9 +3,9 @@
 
 A record is one JSON line appended (O_APPEND, mode 0600) to `api.jsonl` in the API's audit
 spool, `$ARK_AUDIT_SPOOL_DIR` (default `/var/lib/ark/audit-spool/`). The API runs as user ark
-and cannot write the root-only, tamper-evident chain (`ark_runtime/host/audit.py`); root's
+and cannot write the root-only, tamper-evident chain (`ark_runtime/host/audit/log.py`); root's
 `ark audit ingest` (started by ark-audit-ingest.path when the spool is not empty) claims the
-file by renaming it and moves its records into the chain (ark_runtime/host/audit_ingest.py).
+file by renaming it and moves its records into the chain (ark_runtime/host/audit/ingest.py).
 A write holds a shared flock and checks the file is still the spool's, so none lands in a
 file the ingester has already claimed.
 """

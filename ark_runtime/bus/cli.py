@@ -16,7 +16,7 @@ from collections.abc import Callable
 import redis
 
 from ark_runtime.exitcodes import ExitCode
-from ark_runtime.host.audit import audited_command
+from ark_runtime.host.audit.log import audited_command
 from ark_runtime.settings import SettingsError
 
 MAX_COUNT = 100_000

@@ -56,7 +56,7 @@ class Problem:
         return f"{self.severity}: {where}{name}{self.message}"
 
 
-# -- compatibility view for host/heal.py and host/dr.py (TODO(lead): use ark_runtime.settings)
+# -- compatibility view for host/heal/ and host/dr/ (TODO(lead): use ark_runtime.settings)
 
 
 class EnvSchemaError(ValueError):

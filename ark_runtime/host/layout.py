@@ -84,7 +84,7 @@ class Layout:
 
     @property
     def snapshot_key(self) -> Path:
-        """Root-only HMAC key for snapshot manifests (see host/manifest.py)."""
+        """Root-only HMAC key for snapshot manifests (see host/snapshot/manifest.py)."""
         return self.config / SNAPSHOT_KEY_NAME
 
     @property
@@ -168,11 +168,6 @@ def store_path(env: Mapping[str, str] | None = None) -> Path:
 
 def snapshot_dir(env: Mapping[str, str] | None = None) -> Path:
     return resolve(env).snapshots
-
-
-def ruleset_path(env: Mapping[str, str] | None = None) -> Path:
-    """The ruleset HRM loads: $ARK_HRM_RULESET (units set it), else <config>/HRM_RULESET.yaml."""
-    return resolve(env).ruleset
 
 
 def panic_flag(env: Mapping[str, str] | None = None) -> Path:

@@ -1,8 +1,8 @@
 """Reading a pip-compile lock file (`--generate-hashes` output): the one lock parser.
 
 Shipped to hosts (heal checks the venv against runtime.lock) and reused by the control side
-(ark_ops/lockfile.py adds `packaging`'s full requirement parsing on top). `packaging` is not in
-the runtime closure, so this stays standard library: the lines a lock holds are
+(ark_ops/deploy/lockfile.py adds `packaging`'s full requirement parsing on top). `packaging` is
+not in the runtime closure, so this stays standard library: the lines a lock holds are
 `name[extras]==version ; marker \\` followed by `--hash=algo:hex` lines and `# via` comments.
 """
 

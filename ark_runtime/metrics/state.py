@@ -15,7 +15,7 @@ from pathlib import Path
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from ark_runtime.host import layout
-from ark_runtime.host.snapshot import list_snapshots, verify_snapshot
+from ark_runtime.host.snapshot.snapshots import list_snapshots, verify_snapshot
 from ark_runtime.metrics.base import Source
 from ark_runtime.metrics.breakers import breaker_metrics
 

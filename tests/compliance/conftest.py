@@ -21,7 +21,7 @@ import time
 import pytest
 
 from ark_ops import placement
-from ark_ops.report import host_of
+from ark_ops.verify.report import host_of
 
 # The units each group runs (what test_placement.py looks for everywhere else). An
 # ark_agents host runs its share of its pipeline's agents: the `agent_instances` fixture.

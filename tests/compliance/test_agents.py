@@ -9,8 +9,8 @@ import pytest
 import testinfra
 from conftest import wait_for
 
-from ark_ops import trace_fleet
-from ark_ops.fleet import inventory_hosts
+from ark_ops.fleet import trace as trace_fleet
+from ark_ops.fleet.ssh import inventory_hosts
 from ark_ops.placement import agent_of
 
 AGENTS = ("kyle", "joey", "kenny", "hrm")

@@ -108,7 +108,7 @@ def _inventory(request) -> str:
 @pytest.mark.requirement("GOV_02")
 @pytest.mark.disruptive
 def test_change_deploy_rollback_is_byte_identical(host, request, tmp_path, groups):
-    from ark_ops.ansible_run import run_playbook
+    from ark_ops.deploy.playbook import run_playbook
 
     inv, name = _inventory(request), host.backend.get_hostname()
     timer, ruleset = "/etc/systemd/system/ark-snapshot.timer", "/etc/ark/HRM_RULESET.yaml"

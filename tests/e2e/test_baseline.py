@@ -12,11 +12,11 @@ import os
 
 import pytest
 
-from ark_ops import deploy as deploy_mod
-from ark_ops.ansible_run import PlaybookFailed
+from ark_ops.deploy import run as deploy_mod
+from ark_ops.deploy.playbook import PlaybookFailed
 from ark_ops.lab import lab
 from ark_ops.lab.config import LabHost, LabPaths
-from ark_ops.verify import verify
+from ark_ops.verify.run import verify
 from tests.support.lab_shell import on
 
 pytestmark = [

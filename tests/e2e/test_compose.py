@@ -22,8 +22,8 @@ from pathlib import Path
 
 import pytest
 
-from ark_ops import compose as stack
-from ark_ops import compose_engine as engine
+from ark_ops.compose import engine
+from ark_ops.compose import files as stack
 from ark_runtime.bus.streams import DECISIONS_STREAM
 
 pytestmark = [

@@ -17,7 +17,7 @@ import time
 import pytest
 import yaml
 
-from ark_ops import deploy as deploy_mod
+from ark_ops.deploy import run as deploy_mod
 from ark_ops.lab import lab
 from ark_ops.lab.config import LabPaths
 from ark_runtime.api.passwords import hash_password

@@ -50,7 +50,7 @@ def host_records(action: str) -> list[dict]:
 
 
 def control_records(action: str) -> list[dict]:
-    from ark_runtime.host.audit_chain import iter_records
+    from ark_runtime.host.audit.chain import iter_records
 
     d = LabPaths.default().inventory / ".state" / "audit"
     return [r for _f, r in iter_records(d) if r["action"] == action]
@@ -108,7 +108,7 @@ def test_compliance_checks_pass_including_rollback(deployed):
 
 @pytest.mark.requirement("GOV_02")
 def test_invoke_config_rollback_after_a_changed_deploy(deployed):
-    from ark_ops.ansible_run import run_playbook
+    from ark_ops.deploy.playbook import run_playbook
 
     timer = "/etc/systemd/system/ark-snapshot.timer"
     before = on("cat", timer)

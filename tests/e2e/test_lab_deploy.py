@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from ark_ops import deploy as deploy_mod
-from ark_ops.deploy_lock import exclusive
-from ark_ops.inventories import REPO_ROOT
+from ark_ops.deploy import run as deploy_mod
+from ark_ops.deploy.lock import exclusive
 from ark_ops.lab import lab
 from ark_ops.lab.config import LabHost, LabPaths
-from ark_ops.verify import verify
+from ark_ops.paths import REPO_ROOT
+from ark_ops.verify.run import verify
 from tests.support.lab_shell import on
 
 pytestmark = [

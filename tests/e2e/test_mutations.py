@@ -25,11 +25,11 @@ from pathlib import Path
 
 import pytest
 
-from ark_ops.deploy import deploy
-from ark_ops.inventories import REPO_ROOT
+from ark_ops.deploy.run import deploy
 from ark_ops.lab import lab
 from ark_ops.lab.config import LabHost
-from ark_ops.verify import verify
+from ark_ops.paths import REPO_ROOT
+from ark_ops.verify.run import verify
 from tests.support.lab_shell import on
 
 pytestmark = [

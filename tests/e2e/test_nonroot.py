@@ -15,14 +15,14 @@ import time
 import pytest
 import yaml
 
-from ark_ops.dr import dr_bundle, dr_restore
-from ark_ops.fleet import inventory_hosts
+from ark_ops.fleet.dr import dr_bundle, dr_restore
+from ark_ops.fleet.logs import Filters, read_host
+from ark_ops.fleet.panic import panic, recover
+from ark_ops.fleet.ssh import inventory_hosts
 from ark_ops.lab import host as hostmod
 from ark_ops.lab import lab
 from ark_ops.lab.config import LabHost, LabPaths
 from ark_ops.lab.operator import SUDOERS
-from ark_ops.logs import Filters, read_host
-from ark_ops.panic import panic, recover
 from tests.support import lab_shell
 from tests.support.lab_shell import deployed_lab, units_active, wait_for
 

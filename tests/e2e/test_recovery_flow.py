@@ -13,12 +13,12 @@ import time
 
 import pytest
 
-from ark_ops import deploy as deploy_mod
-from ark_ops.ansible_run import PlaybookFailed
-from ark_ops.dr import dr_bundle, dr_restore
+from ark_ops.deploy import run as deploy_mod
+from ark_ops.deploy.playbook import PlaybookFailed
+from ark_ops.fleet.dr import dr_bundle, dr_restore
+from ark_ops.fleet.panic import panic, recover
 from ark_ops.lab import lab
 from ark_ops.lab.config import LabHost
-from ark_ops.panic import panic, recover
 from tests.support.lab_shell import deployed_lab, on, units_active, wait_for
 
 pytestmark = [

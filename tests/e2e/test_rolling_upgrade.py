@@ -27,12 +27,12 @@ from pathlib import Path
 
 import pytest
 
-from ark_ops import rollout
-from ark_ops.audit import state_dir
-from ark_ops.inventories import REPO_ROOT
+from ark_ops.fleet.audit import state_dir
 from ark_ops.lab import lab
 from ark_ops.lab.config import LabPaths
-from ark_runtime.host.audit_chain import iter_records
+from ark_ops.paths import REPO_ROOT
+from ark_ops.rollout import run as rollout
+from ark_runtime.host.audit.chain import iter_records
 from ark_runtime.hrm import RuleEngine, load_ruleset
 from ark_runtime.market import SyntheticAdapter
 from ark_runtime.patterns import PatternDetector

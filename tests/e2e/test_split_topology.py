@@ -22,14 +22,14 @@ from pathlib import Path
 
 import pytest
 
-from ark_ops import deploy as deploy_mod
-from ark_ops import trace_fleet
-from ark_ops.inventories import REPO_ROOT
+from ark_ops.deploy import run as deploy_mod
+from ark_ops.fleet import trace as trace_fleet
+from ark_ops.fleet.panic import panic, recover
 from ark_ops.lab import lab
 from ark_ops.lab.config import LabPaths
-from ark_ops.panic import panic, recover
+from ark_ops.paths import REPO_ROOT
 from ark_ops.placement import host_instances
-from ark_ops.verify import verify
+from ark_ops.verify.run import verify
 from tests.support.lab_shell import on, wait_for
 
 pytestmark = [

@@ -13,9 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from ark_runtime.host.audit import AuditLog
-from ark_runtime.host.audit_chain import iter_records, verify_dir
-from ark_runtime.host.audit_ingest import ingest
+from ark_runtime.host.audit.chain import iter_records, verify_dir
+from ark_runtime.host.audit.ingest import ingest
+from ark_runtime.host.audit.log import AuditLog
 
 pytestmark = pytest.mark.requirement("SEC_03")
 REPO = Path(__file__).resolve().parents[2]
@@ -35,8 +35,8 @@ for i in range(n):
 CRASHER = """
 import os, sys
 from pathlib import Path
-from ark_runtime.host import audit_ingest
-from ark_runtime.host.audit import AuditLog
+from ark_runtime.host.audit import ingest as audit_ingest
+from ark_runtime.host.audit.log import AuditLog
 spool, audit, where = Path(sys.argv[1]), Path(sys.argv[2]), sys.argv[3]
 if where == "after-claim":
     audit_ingest.claim(spool)

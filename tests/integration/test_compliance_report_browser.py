@@ -1,6 +1,6 @@
 """The HTML compliance report in a real browser (Debian's chromium through Playwright).
 
-`ark_ops.verify.verify` runs real compliance checks (tests/compliance, read-only ones and
+`ark_ops.verify.run.verify` runs real compliance checks (tests/compliance, read-only ones and
 disruptive ones that skip off the lab) against a fixture inventory of two hosts reached with
 Ansible's local connection: this machine, where ARK is not deployed, so the checks really
 pass, fail and skip. The page it writes is opened in chromium and every matrix cell is
@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 from conftest import REPO
 
-from ark_ops.report import catalogue_titles
-from ark_ops.verify import verify
+from ark_ops.verify.report import catalogue_titles
+from ark_ops.verify.run import verify
 from tests.support.chromium import launched, needs_chromium
 
 SHOT = REPO / "reports" / "compliance-report.png"

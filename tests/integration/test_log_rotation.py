@@ -1,7 +1,7 @@
 """LOG_01: forced rotations under load lose no line.
 
 The real logrotate binary rotates a temp log dir with the config rendered from the real
-template (templates/logrotate/ark.j2) while every agent's logger (logjson.setup, a
+template (roles/ark_runtime/templates/logrotate/ark.j2) while every agent's logger (logjson.setup, a
 WatchedFileHandler) and a heal-style writer (O_APPEND per write) write as fast as they can.
 Afterwards every generation (plain and .gz) is read back: each writer's sequence numbers
 must all be there, exactly once.
@@ -28,6 +28,7 @@ import pytest
 from ark_runtime.trace import expand_hops
 
 REPO = Path(__file__).resolve().parents[2]
+ROLE_TEMPLATES = REPO / "roles" / "ark_runtime" / "templates"
 LOGROTATE = shutil.which("logrotate") or "/usr/sbin/logrotate"
 AGENTS = ("kyle", "joey", "kenny", "hrm")
 ROTATIONS = 10
@@ -72,7 +73,7 @@ print(n)
 
 
 def render_config(log_dir: Path, keep: int = 14) -> str:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(REPO / "templates" / "logrotate"),
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(ROLE_TEMPLATES / "logrotate"),
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     user = pwd.getpwuid(os.getuid()).pw_name
     # heal.log's block names root as owner; a non-root run creates files as itself.

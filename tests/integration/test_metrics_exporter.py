@@ -18,7 +18,7 @@ from helpers import decisions, store_decisions
 from prometheus_client.parser import text_string_to_metric_families
 
 from ark_runtime.bus.streams import DEAD_STREAM
-from ark_runtime.host.snapshot import create_snapshot
+from ark_runtime.host.snapshot.snapshots import create_snapshot
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 

@@ -16,8 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from ark_runtime.host.snapshot import create_snapshot, restore, verify_snapshot
+from ark_runtime.host.snapshot.restore import restore
+from ark_runtime.host.snapshot.snapshots import create_snapshot, verify_snapshot
 from ark_runtime.store import MemoryStore
+from tests.support.store_sql import integrity_ok, object_count
 
 REPO = Path(__file__).resolve().parents[2]
 WRITER = """
@@ -66,4 +68,4 @@ def test_snapshot_consistent_under_concurrent_writer(tmp_path: Path,
     # And the newest consistent copy restores into a store that opens and checks clean.
     restore("latest", store=tmp_path / "restored.db", root=tmp_path / "snaps", config_dir=tmp_path)
     with MemoryStore(tmp_path / "restored.db") as store:
-        assert store.integrity_ok() and store.object_count() == counts[-1]
+        assert integrity_ok(store) and object_count(store) == counts[-1]

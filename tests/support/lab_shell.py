@@ -9,7 +9,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import TypeVar
 
-from ark_ops import deploy as deploy_mod
+from ark_ops.deploy import run as deploy_mod
 from ark_ops.lab import lab
 from ark_ops.lab.config import LabHost, LabPaths
 from ark_ops.lab.ssh import ssh_argv

@@ -6,8 +6,8 @@ import gzip
 import os
 from pathlib import Path
 
-from ark_runtime.host.audit import AuditLog
-from ark_runtime.host.audit_chain import LOG_NAME
+from ark_runtime.host.audit.chain import LOG_NAME
+from ark_runtime.host.audit.log import AuditLog
 
 
 def rotate(audit_dir: Path, compress: bool = True) -> None:

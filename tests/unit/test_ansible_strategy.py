@@ -13,8 +13,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ark_ops import ansible_run
-from ark_ops.ansible_run import STRATEGY_VAR, ansible_env, ansible_strategy
+from ark_ops.deploy import playbook as ansible_run
+from ark_ops.deploy.playbook import STRATEGY_VAR, ansible_env, ansible_strategy
 from ark_ops.errors import OpsError
 
 PLAY = """\

@@ -13,14 +13,14 @@ from audit_helpers import build_chain, load, rotate, store
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ark_runtime.host.audit import AuditLog
-from ark_runtime.host.audit_chain import (
+from ark_runtime.host.audit.chain import (
     HEAD_NAME,
     LOG_NAME,
     read_head,
     seal,
     verify_dir,
 )
+from ark_runtime.host.audit.log import AuditLog
 
 pytestmark = pytest.mark.requirement("GOV_01")
 SIZES = [4, 3, 5, 2]  # four generations: .3.gz, .2.gz, .1 (delaycompress), live

@@ -13,11 +13,11 @@ from hypothesis import strategies as st
 
 from ark_runtime.api import audit_hook
 from ark_runtime.cli import main
-from ark_runtime.host import audit_ingest
-from ark_runtime.host.audit import AuditLog
-from ark_runtime.host.audit_chain import iter_records, verify_dir
-from ark_runtime.host.audit_ingest import QUARANTINE_NAME, claim, ingest
-from ark_runtime.host.audit_spool import SpoolLineError, parse_line
+from ark_runtime.host.audit import ingest as audit_ingest
+from ark_runtime.host.audit.chain import iter_records, verify_dir
+from ark_runtime.host.audit.ingest import QUARANTINE_NAME, claim, ingest
+from ark_runtime.host.audit.log import AuditLog
+from ark_runtime.host.audit.spool import SpoolLineError, parse_line
 
 pytestmark = pytest.mark.requirement("SEC_03")
 

@@ -12,12 +12,13 @@ import jinja2
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+ROLE_TEMPLATES = REPO / "roles" / "ark_runtime" / "templates"
 # Two directives run together: `...arkProtectHome=yes`.
 GLUED = re.compile(r"[a-z0-9/][A-Z][A-Za-z]+=")
 
 
 def render(**env: str) -> str:
-    jenv = jinja2.Environment(loader=jinja2.FileSystemLoader(REPO / "templates" / "systemd"),
+    jenv = jinja2.Environment(loader=jinja2.FileSystemLoader(ROLE_TEMPLATES / "systemd"),
                               undefined=jinja2.StrictUndefined, trim_blocks=True)
     jenv.filters["regex_replace"] = lambda s, a, b: re.sub(a, b, s)
     return jenv.get_template("ark-audit-ingest.service.j2").render(

@@ -13,7 +13,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ark_ops.inventories import REPO_ROOT
+from ark_ops.paths import REPO_ROOT
 
 pytestmark = pytest.mark.requirement("DEPLOY_01")
 FILES = REPO_ROOT / "roles" / "ark_baseline" / "files"

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ark_ops import baseline_report
-from ark_ops.baseline_report import STATUSES, Finding
+from ark_ops.deploy import baseline as baseline_report
+from ark_ops.deploy.baseline import STATUSES, Finding
 from ark_ops.errors import OpsError
 
 pytestmark = pytest.mark.requirement("DEPLOY_01")

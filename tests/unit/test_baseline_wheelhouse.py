@@ -9,11 +9,12 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ark_ops import wheel_platforms, wheelhouse
+from ark_ops.deploy import platforms as wheel_platforms
+from ark_ops.deploy import wheelhouse
+from ark_ops.deploy.lockfile import parse_lock
+from ark_ops.deploy.platforms import WheelPlatform, platform_of, required_platforms
 from ark_ops.errors import OpsError
-from ark_ops.inventories import REPO_ROOT
-from ark_ops.lockfile import parse_lock
-from ark_ops.wheel_platforms import WheelPlatform, platform_of, required_platforms
+from ark_ops.paths import REPO_ROOT
 
 pytestmark = pytest.mark.requirement("DEPLOY_01")
 

@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from ark_runtime.bus.protocol_doc import render
 from ark_runtime.cli import main as ark_main
 from ark_runtime.exitcodes import ExitCode
+from ark_runtime.protocol_doc import render
 
 REPO = Path(__file__).resolve().parents[2]
+ROLE_TEMPLATES = REPO / "roles" / "ark_runtime" / "templates"
 
 
 def closed_port() -> int:
@@ -64,7 +65,7 @@ def test_protocol_doc_prints_the_whole_table() -> None:
 
 
 def test_units_do_not_restart_on_codes_that_would_fail_again() -> None:
-    supervision = (REPO / "templates/systemd/_supervision.j2").read_text()
+    supervision = (ROLE_TEMPLATES / "systemd/_supervision.j2").read_text()
     line = next(ln for ln in supervision.splitlines() if ln.startswith("RestartPreventExit"))
     codes = {int(c) for c in line.split("=", 1)[1].split()}
     assert codes == {ExitCode.USAGE, ExitCode.TEMPFAIL, ExitCode.CONFIG}

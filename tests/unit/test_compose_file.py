@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ark_ops import compose
+from ark_ops.compose import files as compose
 
 pytestmark = pytest.mark.requirement("DEPLOY_02")
 
@@ -163,7 +163,7 @@ def test_a_weak_or_open_secret_file_is_refused_without_showing_it(tmp_path):
 
 
 def test_stopping_a_kept_engine_leaves_a_recycled_pid_alone(tmp_path, monkeypatch):
-    from ark_ops import compose_engine
+    from ark_ops.compose import engine as compose_engine
 
     state = tmp_path / "dockerd.json"
     monkeypatch.setattr(compose_engine, "STATE_FILE", state)
@@ -176,7 +176,7 @@ def test_stopping_a_kept_engine_leaves_a_recycled_pid_alone(tmp_path, monkeypatc
 
 
 def test_netfilter_state_reads_what_the_lab_bridge_depends_on():
-    from ark_ops import compose_engine
+    from ark_ops.compose import engine as compose_engine
 
     state = compose_engine.netfilter_state()
     assert state["ip_forward"] in ("0", "1")

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from ark_runtime.cli import main
-from ark_runtime.host.audit_chain import iter_records
-from ark_runtime.host.config_history import (
+from ark_runtime.host.audit.chain import iter_records
+from ark_runtime.host.config.history import (
     HistoryError,
     Tracked,
     diff_versions,
@@ -18,7 +18,7 @@ from ark_runtime.host.config_history import (
     record_version,
     versions,
 )
-from ark_runtime.host.config_rollback import prune, rollback
+from ark_runtime.host.config.rollback import prune, rollback
 
 pytestmark = pytest.mark.requirement("GOV_02")
 PASSWORD = "s3cret-redis-pass-42"

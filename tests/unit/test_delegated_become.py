@@ -12,7 +12,7 @@ from pathlib import Path
 
 import yaml
 
-from ark_ops.inventories import REPO_ROOT
+from ark_ops.paths import REPO_ROOT
 
 
 def tasks_in(node):

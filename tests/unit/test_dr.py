@@ -18,9 +18,11 @@ from pathlib import Path
 import pytest
 
 from ark_runtime.cli import main
-from ark_runtime.host.dr import BundleError, Sources, create_bundle, restore_bundle, verify_bundle
+from ark_runtime.host.dr.bundle import create_bundle
+from ark_runtime.host.dr.format import BundleError, Sources
+from ark_runtime.host.dr.restore import restore_bundle, verify_bundle
 from ark_runtime.host.layout import Layout
-from ark_runtime.host.snapshot import create_snapshot, list_snapshots
+from ark_runtime.host.snapshot.snapshots import create_snapshot, list_snapshots
 from ark_runtime.store import MemoryStore
 
 pytestmark = pytest.mark.requirement("REC_03")

@@ -12,7 +12,7 @@ import pytest
 from audit_helpers import build_chain, load, store
 from test_dr import _env, populate
 
-from ark_ops.dr_sign import (
+from ark_ops.fleet.dr_sign import (
     KEY_NAME,
     SignatureRefused,
     sign_bundle,
@@ -20,7 +20,7 @@ from ark_ops.dr_sign import (
     verify_bundle_chain,
     verify_signature,
 )
-from ark_runtime.host.dr import create_bundle
+from ark_runtime.host.dr.bundle import create_bundle
 
 pytestmark = [pytest.mark.requirement("REC_03"), pytest.mark.requirement("GOV_01")]
 

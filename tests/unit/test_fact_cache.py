@@ -1,5 +1,5 @@
 """One fact gathering per host and deploy: the facts `invoke deploy` reads first for the
-wheelhouse (ark_ops.wheel_platforms) reach the play through ansible.cfg's fact cache, so
+wheelhouse (ark_ops.deploy.platforms) reach the play through ansible.cfg's fact cache, so
 every role's own `setup` preflight task is skipped. Real Ansible on the control node."""
 
 from __future__ import annotations
@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ark_ops import wheel_platforms
-from ark_ops.ansible_run import ansible_env
-from ark_ops.inventories import REPO_ROOT
+from ark_ops.deploy import platforms as wheel_platforms
+from ark_ops.deploy.playbook import ansible_env
+from ark_ops.paths import REPO_ROOT
 
 pytestmark = pytest.mark.requirement("DEPLOY_01")
 

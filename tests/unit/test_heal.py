@@ -19,9 +19,10 @@ import pytest
 
 from ark_runtime.cli import main
 from ark_runtime.host.bootstate import FILENAME, load_boot_state, write_boot_state
-from ark_runtime.host.heal import Healer, Layout, parse_lock
-from ark_runtime.host.snapshot import create_snapshot, list_snapshots, verify_snapshot
+from ark_runtime.host.heal.healer import Healer, Layout, parse_lock
+from ark_runtime.host.snapshot.snapshots import create_snapshot, list_snapshots, verify_snapshot
 from ark_runtime.store import MemoryStore
+from tests.support.store_sql import integrity_ok, object_count
 
 pytestmark = pytest.mark.requirement("REC_02")
 REPO = Path(__file__).resolve().parents[2]
@@ -203,7 +204,7 @@ def test_corrupt_store_restored_from_snapshot_with_loss_reported(host: Layout) -
     assert f["status"] == "repaired" and f["data"]["snapshot"] == snap.id
     assert 0 <= f["data"]["data_loss_bound_seconds"] < 120
     with MemoryStore(host.store) as store:
-        assert store.integrity_ok() and store.object_count() == 3
+        assert integrity_ok(store) and object_count(store) == 3
     assert host.store.stat().st_uid == 65534  # ark (here: nobody) can still open it
     # SQLite cannot copy this damaged file, so its raw bytes are kept, owned by ark.
     assert "damaged file kept in" in f["data"]["pre_restore"]

@@ -10,7 +10,7 @@ import pytest
 
 from ark_runtime import cli
 from ark_runtime.exitcodes import ExitCode
-from ark_runtime.host.snapshot import SnapshotKeyError
+from ark_runtime.host.snapshot.snapshots import SnapshotKeyError
 from ark_runtime.hrm.ruleset import RulesetError
 from ark_runtime.lock import AlreadyRunning
 from ark_runtime.store import StoreError

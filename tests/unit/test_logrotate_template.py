@@ -10,6 +10,7 @@ import jinja2
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+ROLE_TEMPLATES = REPO / "roles" / "ark_runtime" / "templates"
 VALIDATE = REPO / "roles" / "ark_runtime" / "files" / "ark-logrotate-validate"
 
 needs_logrotate = pytest.mark.skipif(shutil.which("logrotate") is None,
@@ -17,7 +18,7 @@ needs_logrotate = pytest.mark.skipif(shutil.which("logrotate") is None,
 
 
 def render(log_dir: str = "/var/log/ark") -> str:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(REPO / "templates" / "logrotate"),
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(ROLE_TEMPLATES / "logrotate"),
                              undefined=jinja2.StrictUndefined)
     return env.get_template("ark.j2").render(
         ansible_managed="test", ark_runtime_log_dir=log_dir, ark_runtime_user="ark",

@@ -11,11 +11,12 @@ import jinja2
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
+ROLE_TEMPLATES = REPO / "roles" / "ark_runtime" / "templates"
 
 
 def render(groups: list[str], bind: str = "10.213.0.2") -> str:
     # Ansible renders templates with trim_blocks on.
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(REPO / "templates" / "systemd"),
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(ROLE_TEMPLATES / "systemd"),
                              undefined=jinja2.StrictUndefined, trim_blocks=True)
     return env.get_template("ark-metrics.service.j2").render(
         ansible_managed="test", group_names=["ark", *groups], ark_runtime_watchdog_sec=30,
@@ -52,7 +53,7 @@ def test_runs_as_its_own_user_that_panic_does_not_hold_back() -> None:
 
 @pytest.mark.requirement("LOG_03")
 def test_ark_target_wants_the_exporter() -> None:
-    assert "Wants=ark-metrics.service" in (REPO / "templates/systemd/ark.target.j2").read_text()
+    assert "Wants=ark-metrics.service" in (ROLE_TEMPLATES / "systemd/ark.target.j2").read_text()
 
 
 @pytest.mark.skipif(shutil.which("systemd-analyze") is None, reason="systemd-analyze missing")

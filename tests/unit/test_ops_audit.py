@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from ark_ops.audit import actor, audit_action, load_heads, state_dir
-from ark_ops.fleet import HostOutcome
-from ark_runtime.host.audit_chain import iter_records, verify_dir
+from ark_ops.fleet.audit import actor, audit_action, load_heads, state_dir
+from ark_ops.fleet.ssh import HostOutcome
+from ark_runtime.host.audit.chain import iter_records, verify_dir
 
 pytestmark = pytest.mark.requirement("SEC_03")
 
@@ -63,7 +63,7 @@ def test_failure_and_interrupt_are_recorded(inv: str, exc: BaseException, why: s
 
 
 def test_a_failed_playbook_still_names_the_failing_host(inv: str) -> None:
-    from ark_ops.ansible_run import PlaybookFailed, PlaybookResult
+    from ark_ops.deploy.playbook import PlaybookFailed, PlaybookResult
 
     result = PlaybookResult(2, {"a": {"ok": 9, "failed": 0}, "b": {"ok": 3, "failed": 1}})
     with pytest.raises(PlaybookFailed), audit_action("deploy", {}, inv):

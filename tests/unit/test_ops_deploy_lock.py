@@ -9,7 +9,7 @@ import time
 
 import pytest
 
-from ark_ops.deploy_lock import exclusive
+from ark_ops.deploy.lock import exclusive
 from ark_ops.errors import LockedError
 
 pytestmark = pytest.mark.requirement("INFRA_02")
@@ -17,7 +17,7 @@ pytestmark = pytest.mark.requirement("INFRA_02")
 HOLDER = """
 import sys, time
 from pathlib import Path
-from ark_ops.deploy_lock import exclusive
+from ark_ops.deploy.lock import exclusive
 with exclusive(Path(sys.argv[1]), "deploy"):
     print("locked", flush=True)
     time.sleep(60)

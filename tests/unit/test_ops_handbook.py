@@ -21,7 +21,7 @@ from ark_runtime.exitcodes import ExitCode
 REPO = Path(__file__).resolve().parents[2]
 HANDBOOK = REPO / "docs" / "OPS_HANDBOOK.md"
 RULES = REPO / "roles" / "ark_monitoring" / "files" / "ark_alerts.yml"
-HEAL = REPO / "ark_runtime" / "host" / "heal.py"
+HEAL = REPO / "ark_runtime" / "host" / "heal"
 PARTS = ("**What it means.**", "**Confirm.**", "**What to do.**", "**Verify it is fixed.**")
 PROCEDURES = ("panic-and-recover", "dr-drill", "config-rollback",
               "audit-chain-verification-failure")
@@ -57,11 +57,8 @@ def severity_anchors() -> dict[str, str]:
 
 
 def heal_modules() -> list[Path]:
-    """heal.py and every ark_runtime.host module it imports a check from."""
-    tree = ast.parse(HEAL.read_text())
-    names = [a.name for node in ast.walk(tree) if isinstance(node, ast.ImportFrom)
-             and node.module == "ark_runtime.host" for a in node.names]
-    return [HEAL, *(HEAL.parent / f"{n}.py" for n in names)]
+    """The heal run and every check module of its package."""
+    return sorted(HEAL.glob("*.py"))
 
 
 def heal_findings() -> dict[str, set[str]]:

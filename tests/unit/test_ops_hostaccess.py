@@ -1,4 +1,5 @@
-"""How fleet commands log in and become root, derived from inventory vars (ark_ops.hostaccess).
+"""How fleet commands log in and become root, derived from inventory vars
+(ark_ops.fleet.hostaccess).
 
 The same derivation serves panic, recover, DR, audit, config, logs, trace and verify, so these
 tests pin it: Ansible's meaning of each var, a clear error naming a bad var, and a become
@@ -15,14 +16,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ark_ops.errors import OpsError
-from ark_ops.fleet import FleetHost, inventory_hosts, remote_script
-from ark_ops.hostaccess import (
+from ark_ops.fleet.hostaccess import (
     PROMPT,
     Become,
     InventoryVarError,
     access_from_vars,
 )
-from ark_ops.logs import ssh_argv, ssh_input
+from ark_ops.fleet.logs import ssh_argv, ssh_input
+from ark_ops.fleet.ssh import FleetHost, inventory_hosts, remote_script
 
 # panic/recover (and every other fleet command) reach hosts through this derivation.
 pytestmark = pytest.mark.requirement("REC_01")
@@ -133,7 +134,7 @@ def test_inventory_hosts_names_the_bad_var(tmp_path: Path):
 def test_every_remote_script_starts_from_the_shared_prelude():
     for name in ("panic.sh", "recover.sh", "dr_bundle.sh", "dr_restore.sh"):
         body = shlex.split(remote_script(name))[2]
-        assert body.startswith("# Shared start of every script in ark_ops/remote")
+        assert body.startswith("# Shared start of every script in ark_ops/fleet/remote")
         assert "/etc/ark/env/infrastructure.env" not in body.split("ark_env() {")[1][200:]
     panic = shlex.split(remote_script("panic.sh"))[2]
     assert "ark_env\n" not in panic.split("ark_env() {")[1]  # panic needs no venv/env

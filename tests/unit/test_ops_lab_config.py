@@ -63,7 +63,7 @@ def test_plain_lab_inventory_logs_in_as_root_without_become(tmp_path):
 @pytest.mark.requirement("INFRA_01")
 def test_deploy_lab_inventory_logs_in_as_deploy_and_becomes_root(tmp_path):
     """The generated inventory is what every fleet command derives its sudo from."""
-    from ark_ops.fleet import inventory_hosts
+    from ark_ops.fleet.ssh import inventory_hosts
 
     target = inventory.write(_paths(tmp_path), [LabHost(1), LabHost(2)], user="deploy")
     data = yaml.safe_load(target.read_text())

@@ -10,7 +10,7 @@ import psutil
 import pytest
 
 from ark_ops.errors import OpsError
-from ark_ops.load import (
+from ark_ops.load.run import (
     Sampler,
     api_url,
     parse_duration,

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from ark_ops.deploy.lockfile import lock_drift, parse_lock
 from ark_ops.errors import OpsError
-from ark_ops.inventories import REPO_ROOT
-from ark_ops.lockfile import lock_drift, parse_lock
+from ark_ops.paths import REPO_ROOT
 
 pytestmark = pytest.mark.requirement("DEPLOY_03")
 

@@ -18,8 +18,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ark_ops.fleet import FleetHost
-from ark_ops.logs import (
+from ark_ops.fleet.logs import (
     Filters,
     Printer,
     Record,
@@ -30,6 +29,7 @@ from ark_ops.logs import (
     parse_record,
     parse_since,
 )
+from ark_ops.fleet.ssh import FleetHost
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 
@@ -183,7 +183,7 @@ def test_follow_merges_live_hosts_reports_a_dropout_once_and_leaves_no_tail(
 def test_a_since_window_reads_rotated_and_compressed_generations_too(tmp_path: Path) -> None:
     import gzip
 
-    from ark_ops.logs import read_host
+    from ark_ops.fleet.logs import read_host
 
     old, new = NOW - timedelta(hours=3), NOW - timedelta(minutes=1)
     with gzip.open(tmp_path / "joey.log.2.gz", "wt") as fh:

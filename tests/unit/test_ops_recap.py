@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from ark_ops.ansible_run import parse_recap
+from ark_ops.deploy.playbook import parse_recap
 
 OUTPUT = """
 TASK [x] ***

@@ -34,7 +34,7 @@ def test_table_marks_a_requirement_failed_when_any_check_fails(pytester, tmp_pat
     pytester.makeini("[pytest]\nmarkers =\n    requirement(id): proves a requirement\n")
     pytester.makepyfile(SUITE)
     md = tmp_path / "report.md"
-    result = pytester.runpytest("-p", "ark_ops.report", f"--requirements-report={md}",
+    result = pytester.runpytest("-p", "ark_ops.verify.report", f"--requirements-report={md}",
                                 f"--junitxml={tmp_path / 'r.xml'}")
     result.assert_outcomes(passed=3, failed=1)
     # Rows are sorted; an untagged check is shown, not dropped.
@@ -55,7 +55,8 @@ def test_table_is_complete_when_pytest_xdist_workers_run_the_checks(pytester, tm
     pytester.makepyfile(SUITE)
     monkeypatch.setenv("PYTHONPATH", str(Path(__file__).resolve().parents[2]))
     md = tmp_path / "report.md"
-    result = pytester.runpytest_subprocess("-p", "ark_ops.report", f"--requirements-report={md}",
+    result = pytester.runpytest_subprocess("-p", "ark_ops.verify.report",
+                                           f"--requirements-report={md}",
                                            "-n", "2", "--dist", "loadgroup")
     result.assert_outcomes(passed=3, failed=1)
     text = md.read_text()
@@ -68,7 +69,7 @@ def test_every_catalogue_requirement_has_a_row_with_its_title(pytester, tmp_path
     pytester.makeini("[pytest]\nmarkers =\n    requirement(id): proves a requirement\n")
     pytester.makepyfile(SUITE)
     md = tmp_path / "report.md"
-    result = pytester.runpytest("-p", "ark_ops.report", f"--requirements-report={md}")
+    result = pytester.runpytest("-p", "ark_ops.verify.report", f"--requirements-report={md}")
     text = md.read_text()
     # Checked ones keep their cells (title last); unchecked ones are listed, not dropped.
     assert "| INFRA_01 | FAIL | supervision |" in text
@@ -113,7 +114,7 @@ def test_no_secret_reaches_console_junit_or_markdown(pytester, tmp_path):
     pytester.makepyfile(LEAKY.format(secret_file=str(inventory / ".secrets/redis_password")))
     md, xml = tmp_path / "report.md", tmp_path / "r.xml"
     result = pytester.runpytest(
-        "-p", "ark_ops.report", f"--requirements-report={md}", f"--junitxml={xml}",
+        "-p", "ark_ops.verify.report", f"--requirements-report={md}", f"--junitxml={xml}",
         f"--ansible-inventory={inventory / 'hosts.yml'}", "-rA", "-o", "junit_logging=all")
     result.assert_outcomes(failed=1, skipped=1)
     console = result.stdout.str() + result.stderr.str()
@@ -128,7 +129,8 @@ def test_no_secret_reaches_console_junit_or_markdown(pytester, tmp_path):
 
 @pytest.mark.requirement("SEC_01")
 def test_verify_masks_the_inventory_secrets_in_everything_it_prints(tmp_path, monkeypatch):
-    from ark_ops import verify as verify_mod
+    from ark_ops.paths import REPO_ROOT
+    from ark_ops.verify import run as verify_mod
 
     secret = "Pw" + "9dK3m" * 8
     inventory = tmp_path / "inventory"
@@ -143,7 +145,7 @@ def test_verify_masks_the_inventory_secrets_in_everything_it_prints(tmp_path, mo
         f"def pytest_unconfigure(config):\n    print('late output: {secret}')\n")
     (suite / "test_ok.py").write_text("def test_ok():\n    pass\n")
     monkeypatch.setattr(verify_mod, "REPO_ROOT", tmp_path / "repo")
-    monkeypatch.setenv("PYTHONPATH", str(Path(verify_mod.__file__).resolve().parents[1]))
+    monkeypatch.setenv("PYTHONPATH", str(REPO_ROOT))
     lines: list[str] = []
     rc = verify_mod.verify(inventory=str(inventory / "hosts.yml"), reports_dir=tmp_path / "r",
                            echo=lines.append, log=lambda _msg: None)
@@ -154,7 +156,7 @@ def test_verify_masks_the_inventory_secrets_in_everything_it_prints(tmp_path, mo
 
 
 def test_verify_checks_a_fleet_with_one_worker_per_host_unless_it_disrupts(tmp_path):
-    from ark_ops import verify as verify_mod
+    from ark_ops.verify import run as verify_mod
 
     def inventory(n: int, lab: bool = False) -> Path:
         path = tmp_path / f"hosts{n}{lab}.yml"

@@ -13,8 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from ark_ops.fleet import FleetHost
-from ark_ops.trace_fleet import grep_command, reconstruct, render
+from ark_ops.fleet.ssh import FleetHost
+from ark_ops.fleet.trace import grep_command, reconstruct, render
 
 T0 = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from packaging.requirements import Requirement
 
-from ark_ops import wheelhouse
+from ark_ops.deploy import wheelhouse
+from ark_ops.deploy.lockfile import parse_lock
 from ark_ops.errors import OpsError
-from ark_ops.inventories import REPO_ROOT
-from ark_ops.lockfile import parse_lock
+from ark_ops.paths import REPO_ROOT
 
 pytestmark = pytest.mark.requirement("DEPLOY_03")
 
@@ -47,7 +47,7 @@ def test_runtime_wheel_is_reproducible(tmp_path):
 
 
 def _pin_for(wheel_file, name: str, version: str):
-    from ark_ops.lockfile import Pin
+    from ark_ops.deploy.lockfile import Pin
 
     digest = wheelhouse._sha256(wheel_file)
     return Pin(name, version, (f"sha256:{digest}",), f"{name}=={version}")

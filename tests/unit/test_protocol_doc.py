@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from ark_runtime.bus.protocol_doc import main, render
 from ark_runtime.bus.registry import REGISTRY
+from ark_runtime.protocol_doc import main, render
 
 DOC = Path(__file__).resolve().parents[2] / "docs" / "AGENT_PROTOCOL.md"
 
@@ -16,7 +16,7 @@ DOC = Path(__file__).resolve().parents[2] / "docs" / "AGENT_PROTOCOL.md"
 def test_committed_protocol_doc_matches_code() -> None:
     assert DOC.read_text(encoding="utf-8") == render(), (
         "docs/AGENT_PROTOCOL.md is stale: run "
-        "python -m ark_runtime.bus.protocol_doc --write docs/AGENT_PROTOCOL.md"
+        "python -m ark_runtime.protocol_doc --write docs/AGENT_PROTOCOL.md"
     )
 
 

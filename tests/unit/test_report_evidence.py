@@ -9,7 +9,7 @@ import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from ark_ops.report_evidence import MAX_COMMANDS
+from ark_ops.verify.evidence import MAX_COMMANDS
 
 REPO = Path(__file__).resolve().parents[2]
 SECRET = "Zq8-evidence-secret-41"
@@ -39,7 +39,7 @@ def run_checks(tmp_path: Path) -> dict[str, list[str]]:
     (inventory / ".secrets" / "redis_password").write_text(SECRET)
     junit = tmp_path / "junit.xml"
     subprocess.run([sys.executable, "-m", "pytest", str(tmp_path / "test_checks.py"),
-                    "-p", "ark_ops.report", "-p", "no:cacheprovider", "--hosts=local://",
+                    "-p", "ark_ops.verify.report", "-p", "no:cacheprovider", "--hosts=local://",
                     f"--ansible-inventory={inventory / 'hosts.yml'}", f"--junitxml={junit}",
                     "-o", "junit_family=xunit2", "-q", "--rootdir", str(tmp_path)],
                    cwd=REPO, capture_output=True, text=True, check=False)

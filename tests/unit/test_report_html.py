@@ -11,9 +11,9 @@ from pathlib import Path
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from ark_ops import report_html
 from ark_ops.redact import Redactor, forms
-from ark_ops.report_html import Check, matrix, parse_junit, render, update_history
+from ark_ops.verify import html as report_html
+from ark_ops.verify.html import Check, matrix, parse_junit, render, update_history
 
 JUNIT = """<?xml version="1.0" encoding="utf-8"?><testsuites><testsuite name="pytest">
 <testcase classname="tests.compliance.test_files" name="test_a[ansible://h1]" time="0.5">

@@ -18,6 +18,7 @@ from ark_runtime.settings import UNITS
 pytestmark = pytest.mark.requirement("SEC_01")
 
 REPO = Path(__file__).resolve().parents[2]
+ROLE_TEMPLATES = REPO / "roles" / "ark_runtime" / "templates"
 SCHEMA = yaml.safe_load((REPO / "ark_runtime/env.schema.yaml").read_text())
 # What a production inventory gives the role's value map (roles/ark_runtime/vars/main.yml).
 SAMPLE = {
@@ -32,7 +33,7 @@ SAMPLE = {
 
 
 def _env() -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(REPO / "templates"),
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(ROLE_TEMPLATES),
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     env.filters["to_json"] = json.dumps
     return env

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from ark_ops.ansible_run import parse_recap
+from ark_ops.deploy.playbook import parse_recap
 
 REPO = Path(__file__).resolve().parents[2]
 REDIS_PASSWORD = "Zq8pW3nRt6yUe1oI4aSd"
@@ -50,7 +50,6 @@ def runtime_inputs(tmp: Path, **overrides) -> dict:
         "ark_runtime_environment": "production",
         "ark_runtime_env_schema_path": str(REPO / "ark_runtime/env.schema.yaml"),
         "ark_runtime_hrm_ruleset_src": str(REPO / "ark_runtime/hrm/HRM_RULESET.yaml"),
-        "ark_runtime_templates_dir": str(REPO / "templates"),
         "ark_runtime_agents": ["kyle", "joey", "kenny", "hrm"],
         "ark_runtime_user": "ark", "ark_runtime_group": "ark",
     }

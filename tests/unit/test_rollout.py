@@ -13,11 +13,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from ark_ops.audit import audit_action, state_dir
 from ark_ops.errors import OpsError
-from ark_ops.rollout import RollSteps, plan_batches, run_roll
-from ark_ops.rollout_gate import GateResult, entry_key, wait_for_fresh_decision
-from ark_runtime.host.audit_chain import iter_records, verify_dir
+from ark_ops.fleet.audit import audit_action, state_dir
+from ark_ops.rollout.gate import GateResult, entry_key, wait_for_fresh_decision
+from ark_ops.rollout.run import RollSteps, plan_batches, run_roll
+from ark_runtime.host.audit.chain import iter_records, verify_dir
 
 pytestmark = pytest.mark.requirement("GOV_02")
 

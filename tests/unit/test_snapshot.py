@@ -11,23 +11,22 @@ from pathlib import Path
 import pytest
 
 from ark_runtime.cli import main
-from ark_runtime.host import manifest
-from ark_runtime.host import snapshot as snapmod
 from ark_runtime.host.atomic import atomic_write_bytes, atomic_write_text
 from ark_runtime.host.bootstate import BootStateError, load_boot_state, write_boot_state
-from ark_runtime.host.snapshot import (
-    Policy,
+from ark_runtime.host.snapshot import manifest
+from ark_runtime.host.snapshot import snapshots as snapmod
+from ark_runtime.host.snapshot.restore import restore
+from ark_runtime.host.snapshot.retention import Policy, plan_prune, prune
+from ark_runtime.host.snapshot.snapshots import (
     Snapshot,
     SnapshotError,
     create_snapshot,
     list_snapshots,
     newest_verified,
-    plan_prune,
-    prune,
-    restore,
     verify_snapshot,
 )
 from ark_runtime.store import MemoryStore
+from tests.support.store_sql import integrity_ok, object_count
 
 pytestmark = pytest.mark.requirement("MEM_03")
 
@@ -248,7 +247,7 @@ def test_restore_over_corrupt_db_removes_stale_wal(env: dict[str, Path]) -> None
     assert (kept / "memory.db").read_bytes() == b"not a database" * 100
     assert (kept / "memory.db-wal").read_bytes() == b"stale wal"
     with MemoryStore(db) as store:
-        assert store.integrity_ok() and store.object_count() == 2
+        assert integrity_ok(store) and object_count(store) == 2
 
 
 def test_restore_refuses_unverified_and_keeps_db(env: dict[str, Path]) -> None:

@@ -24,18 +24,16 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from ark_runtime.cli import main
-from ark_runtime.host import manifest
-from ark_runtime.host.snapshot import (
+from ark_runtime.host.snapshot import manifest
+from ark_runtime.host.snapshot.restore import restore
+from ark_runtime.host.snapshot.retention import Policy, plan_prune, prune
+from ark_runtime.host.snapshot.snapshots import (
     Snapshot,
     create_snapshot,
     list_snapshots,
     newest_verified,
-    plan_prune,
-    prune,
-    restore,
     verify_snapshot,
 )
-from ark_runtime.host.snapshot_retention import Policy
 from ark_runtime.store import MemoryStore
 
 pytestmark = pytest.mark.requirement("MEM_03")
@@ -127,8 +125,8 @@ def test_one_bad_manifest_is_reported_and_the_others_still_recover(
 
 
 def test_heal_restores_a_corrupt_store_past_a_bad_manifest(env: dict[str, Path]) -> None:
-    from ark_runtime.host.heal import Healer
-    from ark_runtime.host.heal_store import check_store
+    from ark_runtime.host.heal.healer import Healer
+    from ark_runtime.host.heal.store import check_store
     from ark_runtime.host.layout import Layout
 
     good = create_snapshot("interval")

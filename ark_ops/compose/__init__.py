@@ -1,0 +1,1 @@
+"""`invoke compose.*`: the Docker Compose stack's files and the engine that runs it."""

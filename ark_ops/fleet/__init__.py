@@ -1,0 +1,2 @@
+"""Acting on every host at once over SSH: panic, recover, DR, logs, traces, audit and config
+history."""

@@ -1,0 +1,161 @@
+"""REC_03/GOV_01: DR bundles prove who made them — an Ed25519 signature per bundle.
+
+The key is generated once per inventory beside its other secrets
+(`inventory/<name>/.secrets/dr_signing_ed25519`, 0600; the public half in `.pub`). After a
+bundle is fetched the control node signs a statement naming the bundle's sha256 (which
+covers every member and the manifest inside it), size, host and time, written beside it as
+`<bundle>.sig`. `dr-restore` checks, before anything is uploaded or written:
+
+  1. the statement's signature verifies with THIS inventory's public key (a bundle signed by
+     another key, or a statement edited after signing, is refused);
+  2. the bundle's sha256 and size are the signed ones (a member swapped is refused);
+  3. the audit chain carried in the bundle verifies (a bundle with edited history is refused).
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import hashlib
+import json
+import os
+import tarfile
+import tempfile
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric.ed25519 import (
+    Ed25519PrivateKey,
+    Ed25519PublicKey,
+)
+
+from ark_ops.errors import OpsError
+from ark_runtime.host.audit.chain import verify_dir
+
+KEY_NAME = "dr_signing_ed25519"
+
+
+class SignatureRefused(OpsError):
+    """The bundle's signature or audit chain does not check out; nothing was written."""
+
+    exit_code = 65  # bad data
+
+
+def _secrets(inventory_dir: Path) -> Path:
+    d = inventory_dir / ".secrets"
+    d.mkdir(parents=True, exist_ok=True, mode=0o700)
+    return d
+
+
+def signing_key(inventory_dir: Path) -> Ed25519PrivateKey:
+    """This inventory's key, generated on first use (0600, never printed)."""
+    path = _secrets(inventory_dir) / KEY_NAME
+    if not path.exists():
+        key = Ed25519PrivateKey.generate()
+        pem = key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(pem)
+        pub = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
+                                            serialization.PublicFormat.OpenSSH)
+        path.with_suffix(".pub").write_bytes(pub + b"\n")
+    loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
+    if not isinstance(loaded, Ed25519PrivateKey):
+        raise OpsError(f"{path} is not an Ed25519 key: move it away to generate a new one")
+    return loaded
+
+
+def public_key(inventory_dir: Path) -> Ed25519PublicKey:
+    path = inventory_dir / ".secrets" / (KEY_NAME + ".pub")
+    if not path.exists():
+        raise SignatureRefused(f"refused: this inventory has no DR signing key ({path}): "
+                               "bundles made for it would have created one")
+    key = serialization.load_ssh_public_key(path.read_bytes())
+    if not isinstance(key, Ed25519PublicKey):
+        raise SignatureRefused(f"refused: {path} is not an Ed25519 public key")
+    return key
+
+
+def key_id(key: Ed25519PublicKey) -> str:
+    raw = key.public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    return hashlib.sha256(raw).hexdigest()[:16]
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _canonical(statement: dict[str, Any]) -> bytes:
+    return json.dumps(statement, sort_keys=True, separators=(",", ":")).encode()
+
+
+def sign_bundle(bundle: Path, inventory_dir: Path, *, host: str, signer: str) -> Path:
+    key = signing_key(inventory_dir)
+    statement = {
+        "bundle": bundle.name, "sha256": _file_sha256(bundle), "size": bundle.stat().st_size,
+        "host": host, "signer": signer, "key_id": key_id(key.public_key()),
+        "signed_at": datetime.now(UTC).isoformat(timespec="seconds"),
+    }
+    sig = key.sign(_canonical(statement))
+    out = bundle.with_name(bundle.name + ".sig")
+    out.write_text(json.dumps({"statement": statement,
+                               "signature": base64.b64encode(sig).decode()}, indent=2) + "\n")
+    return out
+
+
+def verify_signature(bundle: Path, inventory_dir: Path) -> dict[str, Any]:
+    """The signed statement, or SignatureRefused naming why."""
+    sig_path = bundle.with_name(bundle.name + ".sig")
+    if not sig_path.is_file():
+        raise SignatureRefused(f"refused: {sig_path.name} is missing: an unsigned bundle "
+                               "cannot prove who made it")
+    try:
+        doc = json.loads(sig_path.read_text())
+        statement, sig = doc["statement"], base64.b64decode(doc["signature"], validate=True)
+    except (ValueError, KeyError, TypeError):
+        raise SignatureRefused(f"refused: {sig_path.name} is not a signature file") from None
+    pub = public_key(inventory_dir)
+    try:
+        pub.verify(sig, _canonical(statement))
+    except InvalidSignature:
+        why = "signed by another key" if statement.get("key_id") != key_id(pub) else \
+            "the signed statement was altered"
+        raise SignatureRefused(f"refused: the signature of {bundle.name} does not verify with "
+                               f"this inventory's key ({why})") from None
+    if statement.get("size") != bundle.stat().st_size or \
+            statement.get("sha256") != _file_sha256(bundle):
+        raise SignatureRefused(f"refused: {bundle.name} is not the bundle that was signed "
+                               "(its sha256 differs)")
+    return statement
+
+
+def verify_bundle_chain(bundle: Path) -> str:
+    """Verify the audit chain the bundle carries (logs/audit/...); one line saying so."""
+    with tempfile.TemporaryDirectory(prefix="ark-dr-audit-") as tmp:
+        found = 0
+        try:
+            with tarfile.open(bundle, mode="r:gz") as tar:
+                for m in tar:
+                    name = m.name.removeprefix("logs/audit/")
+                    if m.isreg() and m.name.startswith("logs/audit/") and "/" not in name:
+                        fh = tar.extractfile(m)
+                        if fh is not None:
+                            (Path(tmp) / name).write_bytes(fh.read())
+                            found += 1
+        except (tarfile.TarError, OSError, EOFError, gzip.BadGzipFile) as exc:
+            raise SignatureRefused(f"refused: {bundle.name} does not read: {exc}") from None
+        if not found:
+            return "bundle holds no audit chain"
+        v = verify_dir(Path(tmp))
+        if not v.ok:
+            raise SignatureRefused(f"refused: the audit chain in {bundle.name} is broken at "
+                                   f"{v.problem}")
+        return f"audit chain in the bundle ok ({v.records} records)"

@@ -1,0 +1,1 @@
+"""`invoke load`: the console API under locust."""

@@ -1,0 +1,1 @@
+"""CONF: the config history on a host, its rollback and `ark config`."""

@@ -1,0 +1,1 @@
+"""MEM_03: snapshots of the memory store and `ark snapshot`."""
