@@ -137,16 +137,12 @@ def deploy(c, inventory: str = "", limit: str = "", check: bool = False, serial:
 @operator_errors
 def verify(c, inventory: str = "", limit: str = "", disruptive: bool = False, keyword: str = ""):
     """Prove the requirements on the hosts (testinfra); table, JUnit, Markdown, HTML in reports/."""
-    from ark_ops.fleet.audit import audit_action, maybe
     from ark_ops.verify.run import verify as run_verify
 
-    # Disruptive checks run on the lab always, elsewhere with --disruptive: both are recorded.
-    with maybe(disruptive or not inventory, audit_action, "verify.disruptive",
-               {"keyword": keyword}, inventory or None, limit or None) as rec:
-        rc = run_verify(inventory=inventory or None, limit=limit or None,
-                        disruptive=disruptive, keyword=keyword or None)
-        if rc != 0 and rec:
-            rec.mark_failed(f"compliance checks failed (exit {rc})")
+    # Disruptive checks run on the lab always, elsewhere with --disruptive: both are recorded
+    # (by ark_ops.verify.run).
+    rc = run_verify(inventory=inventory or None, limit=limit or None,
+                    disruptive=disruptive, keyword=keyword or None)
     if rc != 0:
         raise Exit(code=rc)
 
@@ -172,14 +168,11 @@ def exit_if_any_failed(outcomes, what: str) -> None:
 def panic(c, inventory: str = "", limit: str = ""):
     """Stop every ARK process on every host NOW (SIGKILL, in parallel); nothing restarts
     it until `invoke recover`."""
-    from ark_ops.fleet.audit import audit_action
     from ark_ops.fleet.panic import panic as run_panic
 
-    with audit_action("panic", {}, inventory or None, limit or None) as rec:
-        outcomes, wall = run_panic(inventory=inventory or None, limit=limit or None)
-        rec.outcomes(outcomes)
-        stopped = sum(o.ok for o in outcomes)
-        print(f"panic: {stopped}/{len(outcomes)} host(s) stopped in {wall:.2f}s")
+    outcomes, wall = run_panic(inventory=inventory or None, limit=limit or None)  # audited
+    stopped = sum(o.ok for o in outcomes)
+    print(f"panic: {stopped}/{len(outcomes)} host(s) stopped in {wall:.2f}s")
     exit_if_any_failed(outcomes, "panic")
 
 
@@ -187,12 +180,9 @@ def panic(c, inventory: str = "", limit: str = ""):
 @operator_errors
 def recover(c, inventory: str = "", limit: str = ""):
     """Clear a panic: run the cold-start checks (ark heal) and start ARK again."""
-    from ark_ops.fleet.audit import audit_action
     from ark_ops.fleet.panic import recover as run_recover
 
-    with audit_action("recover", {}, inventory or None, limit or None) as rec:
-        outcomes = run_recover(inventory=inventory or None, limit=limit or None)
-        rec.outcomes(outcomes)
+    outcomes = run_recover(inventory=inventory or None, limit=limit or None)  # audited
     exit_if_any_failed(outcomes, "recover")
 
 
@@ -203,13 +193,10 @@ def dr_bundle(c, inventory: str = "", limit: str = "", out: str = ""):
     units, audit logs, manifest) and fetch them to the control node."""
     from pathlib import Path
 
-    from ark_ops.fleet.audit import audit_action
     from ark_ops.fleet.dr import dr_bundle as run_bundle
 
-    with audit_action("dr-bundle", {"out": out}, inventory or None, limit or None) as rec:
-        outcomes = run_bundle(inventory=inventory or None, limit=limit or None,
-                              out_dir=Path(out) if out else None)
-        rec.outcomes(outcomes)
+    outcomes = run_bundle(inventory=inventory or None, limit=limit or None,  # audited
+                          out_dir=Path(out) if out else None)
     exit_if_any_failed(outcomes, "dr-bundle")
 
 
@@ -224,12 +211,9 @@ def dr_bundle(c, inventory: str = "", limit: str = "", out: str = ""):
 def dr_restore(c, bundle, host, inventory: str = ""):
     """Restore a DR bundle onto a host (deployed first): every member is verified before
     anything is written; ARK restarts through the cold-start checks."""
-    from ark_ops.fleet.audit import audit_action
     from ark_ops.fleet.dr import dr_restore as run_restore
 
-    with audit_action("dr-restore", {"bundle": bundle}, inventory or None, host) as rec:
-        outcome = run_restore(bundle, host, inventory=inventory or None)
-        rec.outcomes([outcome])
+    outcome = run_restore(bundle, host, inventory=inventory or None)  # audited
     if not outcome.ok:
         raise Exit(code=1)
 
@@ -309,16 +293,9 @@ def config_diff(c, a, b, host: str = "", inventory: str = ""):
 def config_rollback(c, to, inventory: str = "", limit: str = ""):
     """Put config version N back on the hosts (files, venv), reload systemd and restart
     what changed through the cold-start checks; recorded as a new version and audited."""
-    import os
-
-    from ark_ops.fleet.audit import audit_action
     from ark_ops.fleet.config_history import rollback
 
-    n = version_number(to, "--to")
-    with audit_action("config.rollback", {"to": n}, inventory or None, limit or None) as rec:
-        outcomes = rollback(n, inventory or None, limit or None,
-                            os.environ.get("ARK_CORRELATION_ID"))
-        rec.outcomes(outcomes)
+    outcomes = rollback(version_number(to, "--to"), inventory or None, limit or None)
     exit_if_any_failed(outcomes, "config.rollback")
 
 

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 
-AGENTS = ("kyle", "joey", "kenny", "hrm")
+from ark_runtime import pipeline as declaration
+
+AGENTS = declaration.NAMES
 
 
 class PlacementError(ValueError):
@@ -28,7 +30,7 @@ def instances(shards: int) -> list[str]:
     if not isinstance(shards, int) or isinstance(shards, bool) or not 1 <= shards <= 64:
         raise PlacementError(f"ark_runtime_joey_shards must be a whole number from 1 to 64, "
                              f"got {shards!r}")
-    return ["kyle", "joey", *(f"joey-{k}" for k in range(1, shards)), "kenny", "hrm"]
+    return declaration.instances(shards)
 
 
 def redis_server(host: str, redis_hosts: Iterable[str], override: str | None = None) -> str:

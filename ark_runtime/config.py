@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from urllib.parse import unquote, urlsplit
 
+from ark_runtime.redact import MASK
 from ark_runtime.settings import ArkSettings, default_of, load
 
 
@@ -25,7 +26,7 @@ class RedisSettings:
     ssl: bool = False
 
     def __repr__(self) -> str:  # never show the password
-        shown = "***" if self.password else None
+        shown = MASK if self.password else None
         return (f"RedisSettings(host={self.host!r}, port={self.port}, password={shown}, "
                 f"db={self.db}, username={self.username!r}, ssl={self.ssl})")
 

@@ -134,6 +134,42 @@ def _versions_section() -> list[str]:
     ]
 
 
+def _adding_an_agent() -> list[str]:
+    return [
+        "## Adding an agent",
+        "",
+        "The pipeline is declared once, in `ark_runtime/pipeline.py` (a leaf module both "
+        "`ark_runtime` and `ark_ops` read). Every list of agents derives from it: the bus's "
+        "endpoints and each message type's producers and consumers (below), the agent-name "
+        "validator, the settings' readers and credential domains, the exporter's units, the "
+        "console's log sources, the compose services, the placement over hosts, and the "
+        "Ansible role (`{{ 'agents' | ark_pipeline }}`, plugins/filter/ark_pipeline.py). "
+        "`tests/unit/test_pipeline_declaration.py` fails if another product file spells the "
+        "list out. Adding an agent is three steps:",
+        "",
+        "1. **Its class**: `ark_runtime/agents/<name>.py`, a subclass of "
+        "`ark_runtime.agents.base.Agent` (or `ConsumerAgent` when it reads an inbox) with "
+        "`name = \"<name>\"`. A new payload is a pydantic model in the module that owns "
+        "the concept.",
+        "2. **One declaration entry** in `pipeline.AGENTS`, at its place in flow order: "
+        "`Agent(\"<name>\", \"ark_runtime.agents.<name>:<Class>\", consumes=<type it "
+        "reads>, emits=<type it writes>, domains=(<credential domains>))`, plus a "
+        "`Message(type, \"module:Model\", description)` entry in `pipeline.MESSAGES` if it "
+        "emits a new type. Its unit `ark-agent@<name>`, inbox, consumer group, log file, "
+        "logrotate entry, compose service name and placement follow; the env schema and "
+        "this document are regenerated (`python -m ark_runtime.settings --write`, "
+        "`python -m ark_runtime.bus.protocol_doc --write docs/AGENT_PROTOCOL.md`).",
+        "3. **Its tests**: unit tests for its logic, and the integration pipeline test "
+        "(tests/integration) extended by one hop. The declaration test then checks that "
+        "every derived view names it.",
+        "",
+        "A compose service for it is the one thing written by hand: `docker-compose.yml` "
+        "must define every service in `pipeline.COMPOSE_SERVICES` (`invoke compose.check` "
+        "says which is missing).",
+        "",
+    ]
+
+
 def render() -> str:
     s = streams.BusSettings()
     lines = [
@@ -247,6 +283,7 @@ def render() -> str:
         "`ark errors status` shows pauses, `ark errors clear` lifts them (published as "
         "`control.resume`).",
         "",
+        *_adding_an_agent(),
         "## Agent processes",
         "",
         "`ark agent NAME` runs one agent (`ark-agent@NAME.service`, Type=notify): READY=1 once "

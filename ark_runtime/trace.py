@@ -20,7 +20,7 @@ from typing import Any
 
 from ark_runtime.exitcodes import ExitCode
 from ark_runtime.logjson import log_dir
-from ark_runtime.settings import environ
+from ark_runtime.settings import declared
 from ark_runtime.validators import ValidationError, validate_id
 
 
@@ -176,7 +176,7 @@ def _run(args: argparse.Namespace) -> int:
               file=sys.stderr)
         return ExitCode.FAILURE
     try:
-        store = _decision_hops(correlation, environ())
+        store = _decision_hops(correlation, declared())
     except Exception as exc:  # the logs alone are still a useful trace
         print(f"ark trace: store not readable ({exc}); showing logs only", file=sys.stderr)
         store = []

@@ -18,6 +18,8 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator
 
+from ark_runtime.pipeline import NAMES
+
 __all__ = [
     "AGENT_NAMES",
     "AgentNameError",
@@ -35,8 +37,8 @@ __all__ = [
     "validate_utc",
 ]
 
-# The registry of agent names; the bus and the CLI accept nothing else.
-AGENT_NAMES: tuple[str, ...] = ("kyle", "joey", "kenny", "hrm")
+# The agent names (ark_runtime/pipeline.py); the bus and the CLI accept nothing else.
+AGENT_NAMES: tuple[str, ...] = NAMES
 
 # Ticker root of 1-10 upper-case letters/digits starting with a letter, optionally one
 # class/quote suffix after "." or "-" (BRK.B, BTC-USD, ETH-USDT). No lower case: a

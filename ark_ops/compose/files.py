@@ -26,6 +26,7 @@ import yaml
 
 from ark_ops.errors import OpsError
 from ark_ops.paths import REPO_ROOT
+from ark_runtime import pipeline
 from ark_runtime.settings import check_values
 
 COMPOSE_FILE = REPO_ROOT / "docker-compose.yml"
@@ -51,7 +52,7 @@ CONTAINER_VALUES = {
 }
 # Compose secrets: variable -> the secret's name in docker-compose.yml.
 SECRETS = {"ARK_REDIS_PASSWORD": "redis_password", "ARK_API_SECRET": "api_secret"}
-ARK_SERVICES = ("redis", "api", "kyle", "joey", "kenny", "hrm")
+ARK_SERVICES = pipeline.COMPOSE_SERVICES
 _LINE = re.compile(r"^([A-Za-z_][A-Za-z0-9_]*)=(.*)$")
 
 

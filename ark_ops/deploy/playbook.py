@@ -9,9 +9,13 @@ import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ark_ops.errors import OpsError
 from ark_ops.paths import REPO_ROOT
+
+if TYPE_CHECKING:
+    from ark_ops.fleet.audit import AuditIdentity
 
 RECAP_LINE = re.compile(r"^(?P<host>\S+)\s+:\s+(?P<counts>(?:\w+=\d+\s*)+)$")
 
@@ -71,12 +75,14 @@ def ansible_strategy(requested: str | None = None) -> str:
     return chosen
 
 
-def ansible_env(*, one_task: bool = False, strategy: str | None = None) -> dict[str, str]:
+def ansible_env(*, one_task: bool = False, strategy: str | None = None,
+                identity: AuditIdentity | None = None) -> dict[str, str]:
     """The environment of an Ansible child. `one_task`: an ad-hoc run of a single task per
     host (the deploy's fact gathering, testinfra's per-command calls) uses `linear`, since
     mitogen's per-host bootstrap only pays back over many tasks (one `setup` call measured
     3.0-4.0 s with mitogen against 1.2-2.2 s without). `strategy` overrides
-    ARK_OPS_ANSIBLE_STRATEGY for this child."""
+    ARK_OPS_ANSIBLE_STRATEGY for this child. `identity`: the audited action's operator and
+    correlation id, which the role records with the config version it leaves."""
     venv_bin = str(Path(sys.executable).parent)
     return {
         **os.environ,
@@ -87,12 +93,14 @@ def ansible_env(*, one_task: bool = False, strategy: str | None = None) -> dict[
         "ANSIBLE_FORCE_COLOR": os.environ.get("ANSIBLE_FORCE_COLOR", "0"),
         # testinfra's ansible backend and our tasks call ansible-* from the venv.
         "PATH": venv_bin + os.pathsep + os.environ.get("PATH", ""),
+        **(identity.env() if identity else {}),
     }
 
 
 def run_playbook(playbook: str, inventory: Path, *, limit: str | None = None,
                  check: bool = False, extra_args: list[str] | None = None,
-                 echo: bool = True, strategy: str | None = None) -> PlaybookResult:
+                 echo: bool = True, strategy: str | None = None,
+                 identity: AuditIdentity | None = None) -> PlaybookResult:
     exe = Path(sys.executable).parent / "ansible-playbook"
     cmd = [str(exe), "-i", str(inventory), str(REPO_ROOT / "playbooks" / playbook)]
     if limit:
@@ -102,7 +110,8 @@ def run_playbook(playbook: str, inventory: Path, *, limit: str | None = None,
     cmd += extra_args or []
     # stdin=DEVNULL: ansible-playbook refuses a non-blocking stdin, and an inherited one can
     # be left non-blocking by any other child (ssh sets O_NONBLOCK on the shared descriptor).
-    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=ansible_env(strategy=strategy),
+    env = ansible_env(strategy=strategy, identity=identity)
+    proc = subprocess.Popen(cmd, cwd=REPO_ROOT, env=env,
                             stdin=subprocess.DEVNULL,
                             stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True, bufsize=1)

@@ -44,7 +44,7 @@ def deploy(inventory: str | None = None, limit: str | None = None, check: bool =
         baseline_report.clear(BASELINE_FINDINGS)
         try:
             result = run_playbook("site.yml", inv, limit=limit, check=check, echo=echo,
-                                  strategy=strategy)
+                                  strategy=strategy, identity=rec.identity)
         finally:
             report_baseline(log)  # a refused host's findings matter most when the play failed
         rec.recap(result.recap)

@@ -2,8 +2,13 @@
 and on every target host, tied together by one correlation id.
 
     with audit_action("panic", {"limit": limit}, inventory, limit) as rec:
-        outcomes = run_panic(...)
+        outcomes = run_panic(..., rec.identity)   # who + correlation id, passed explicitly
         rec.outcomes(outcomes)          # per-host ok/failed
+
+The fleet actions themselves open the record (fleet.panic, fleet.dr, deploy.run,
+fleet.config_history, verify.run), so every caller - a task, a benchmark, a test -
+leaves one. The identity (`AuditIdentity`) reaches children as an argument or an explicit
+environment (ansible-playbook's, a remote script's), never through this process's os.environ.
 
 The control node's record is a hash chain of its own (ark_runtime's AuditLog) under
 `inventory/<name>/.state/audit/` (git-ignored): `started` first, then ok / partial / failed
@@ -25,9 +30,9 @@ import socket
 import time
 import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from unittest import mock
 
 from ark_ops.errors import OpsError
 from ark_ops.fleet.ssh import FleetHost, HostOutcome, inventory_hosts, run_as_root, run_everywhere
@@ -43,6 +48,23 @@ def actor() -> str:
     """Who runs this: $ARK_ACTOR, else login user @ control host (panic, DR and config
     history name their operator the same way)."""
     return os.environ.get("ARK_ACTOR") or f"{getpass.getuser()}@{socket.gethostname()}"
+
+
+@dataclass(frozen=True)
+class AuditIdentity:
+    """Who acts, and the control node's id of the action: what each host records with it."""
+
+    who: str
+    correlation_id: str
+
+    @classmethod
+    def new(cls, who: str | None = None) -> AuditIdentity:
+        return cls(who or actor(), uuid.uuid4().hex)
+
+    def env(self) -> dict[str, str]:
+        """For a child's environment (ansible-playbook reads it in config_version.yml; `ark`
+        on a host reads ARK_ACTOR / ARK_CORRELATION_ID)."""
+        return {"ARK_ACTOR": self.who, "ARK_CORRELATION_ID": self.correlation_id}
 
 
 def inventory_dir(inventory: str | None) -> Path:
@@ -128,8 +150,8 @@ class ControlAction:
     def __init__(self, action: str, args: dict[str, Any], inventory: str | None,
                  limit: str | None):
         self.action, self.args, self.inventory, self.limit = action, args, inventory, limit
-        self.who = actor()
-        self.correlation_id = uuid.uuid4().hex
+        self.identity = AuditIdentity.new()
+        self.who, self.correlation_id = self.identity.who, self.identity.correlation_id
         self.hosts: dict[str, str] = {}  # host -> ok | failed
         self.details: dict[str, str] = {}
         self.failure: str | None = None  # set by mark_failed: the action failed as a whole
@@ -162,10 +184,6 @@ class ControlAction:
         if states == {"ok"}:
             return "ok"
         return "failed" if states == {"failed"} else "partial"
-
-    def env(self) -> dict[str, str]:
-        """For the hosts' own records (recover runs `ark heal --clear-panic` there)."""
-        return {"ARK_ACTOR": self.who, "ARK_CORRELATION_ID": self.correlation_id}
 
     def _targets(self) -> list[FleetHost]:
         inv = inventory_file(self.inventory)
@@ -212,9 +230,7 @@ def audit_action(action: str, args: dict[str, Any], inventory: str | None,
                    correlation_id=rec.correlation_id)
     t0 = time.monotonic()
     try:
-        # The children (ansible-playbook, Fabric's shells) inherit the audit identity.
-        with mock.patch.dict(os.environ, rec.env()):
-            yield rec
+        yield rec
     except BaseException as exc:
         why = "interrupted" if isinstance(exc, KeyboardInterrupt) else str(exc)[:300]
         if getattr(exc, "result", None) is not None and hasattr(exc.result, "recap"):

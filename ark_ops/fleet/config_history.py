@@ -10,7 +10,7 @@ import json
 from typing import Any
 
 from ark_ops.errors import OpsError
-from ark_ops.fleet.audit import ARK, REMOTE_TIMEOUT, actor, inventory_file
+from ark_ops.fleet.audit import ARK, REMOTE_TIMEOUT, audit_action, inventory_file
 from ark_ops.fleet.ssh import FleetHost, HostOutcome, inventory_hosts, run_as_root, run_everywhere
 
 
@@ -64,13 +64,14 @@ def diff(a: int, b: int, inventory: str | None = None, host: str | None = None,
 
 
 def rollback(to: int, inventory: str | None = None, limit: str | None = None,
-             correlation_id: str | None = None, log=print) -> list[HostOutcome]:
-    """`ark config rollback N` on every targeted host, in parallel."""
-    env = {"ARK_ACTOR": actor()}
-    if correlation_id:
-        env["ARK_CORRELATION_ID"] = correlation_id
-    argv = [ARK, "config", "rollback", str(to), "--json", "--who", actor()]
-    outcomes = run_everywhere(_hosts(inventory, limit), _run(argv, env, timeout=600))
+             log=print) -> list[HostOutcome]:
+    """`ark config rollback N` on every targeted host, in parallel; audited (SEC_03)
+    whoever calls it, each host's own record under the same correlation id."""
+    with audit_action("config.rollback", {"to": to}, inventory, limit) as rec:
+        argv = [ARK, "config", "rollback", str(to), "--json", "--who", rec.identity.who]
+        outcomes = run_everywhere(_hosts(inventory, limit),
+                                  _run(argv, rec.identity.env(), timeout=600))
+        rec.outcomes(outcomes)
     for o in sorted(outcomes, key=lambda o: o.host):
         if o.ok:
             doc: dict[str, Any] = json.loads(o.value.strip().splitlines()[-1])

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ark_ops.errors import OpsError
-from ark_ops.fleet.audit import actor
+from ark_ops.fleet.audit import AuditIdentity, audit_action
 from ark_ops.fleet.dr_sign import sign_bundle, verify_bundle_chain, verify_signature
 from ark_ops.fleet.ssh import (
     FleetHost,
@@ -34,12 +34,13 @@ class FetchedBundle:
     fetch_seconds: float
 
 
-def _bundle_step(out_dir: Path):
+def _bundle_step(out_dir: Path, identity: AuditIdentity):
     def step(conn, host: FleetHost) -> FetchedBundle:
         # Built as root, handed over to the SSH user in its own directory, fetched as it.
         with user_tempdir(conn) as handover:
-            result = run_as_root(conn, host, remote_script("dr_bundle.sh", handover, host.user),
-                                 timeout=600)
+            result = run_as_root(conn, host, remote_script(
+                "dr_bundle.sh", handover, host.user, identity.who, identity.correlation_id),
+                timeout=600)
             if result.exited != 0:
                 raise OpsError((result.stderr or result.stdout).strip()[-600:])
             info = json.loads(result.stdout.strip().splitlines()[-1])
@@ -58,14 +59,23 @@ def _bundle_step(out_dir: Path):
 
 def dr_bundle(inventory: str | None = None, limit: str | None = None,
               out_dir: Path | None = None, log=print) -> list[HostOutcome]:
+    """A bundle from every host, fetched and signed; audited (SEC_03) whoever calls it."""
+    with audit_action("dr-bundle", {"out": str(out_dir or "")}, inventory, limit) as rec:
+        outcomes = _dr_bundle(inventory, limit, out_dir, log, rec.identity)
+        rec.outcomes(outcomes)
+    return outcomes
+
+
+def _dr_bundle(inventory: str | None, limit: str | None, out_dir: Path | None, log,
+               identity: AuditIdentity) -> list[HostOutcome]:
     inv = resolve_inventory(inventory, log, bring_up=False)
     out = (out_dir or DEFAULT_OUT).resolve()
-    outcomes = run_everywhere(inventory_hosts(inv, limit), _bundle_step(out))
+    outcomes = run_everywhere(inventory_hosts(inv, limit), _bundle_step(out, identity))
     for o in outcomes:
         if o.ok:
             b = o.value
             sign_bundle(b.local, inv if inv.is_dir() else inv.parent, host=o.host,
-                        signer=actor())
+                        signer=identity.who)
             log(f"  {o.host:<16} {b.size / 1e6:8.1f} MB  built {b.host_seconds:.2f}s  "
                 f"fetched {b.fetch_seconds:.2f}s  total {o.seconds:.2f}s  {b.local}")
         else:
@@ -74,6 +84,15 @@ def dr_bundle(inventory: str | None = None, limit: str | None = None,
 
 
 def dr_restore(bundle: str, host: str, inventory: str | None = None, log=print) -> HostOutcome:
+    """Restore a bundle onto one host; audited (SEC_03) whoever calls it."""
+    with audit_action("dr-restore", {"bundle": bundle}, inventory, host) as rec:
+        outcome = _dr_restore(bundle, host, inventory, log, rec.identity)
+        rec.outcomes([outcome])
+    return outcome
+
+
+def _dr_restore(bundle: str, host: str, inventory: str | None, log,
+                identity: AuditIdentity) -> HostOutcome:
     path = Path(bundle)
     if not path.is_file():
         raise OpsError(f"bundle {bundle} does not exist")
@@ -91,7 +110,8 @@ def dr_restore(bundle: str, host: str, inventory: str | None = None, log=print) 
         with user_tempdir(conn) as upload:
             remote = f"{upload}/{path.name}"
             conn.put(str(path), remote)
-            result = run_as_root(conn, target, remote_script("dr_restore.sh", remote),
+            result = run_as_root(conn, target, remote_script(
+                "dr_restore.sh", remote, identity.who, identity.correlation_id),
                                  timeout=600)
         if result.exited != 0:
             raise OpsError((result.stderr or result.stdout).strip()[-800:])

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ark_ops.errors import OpsError
+from ark_runtime.redact import MASK
 
 USER_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 SUDO_METHODS = ("sudo", "ansible.builtin.sudo")
@@ -113,7 +114,7 @@ class Become:
 
     def scrub(self, text: str) -> str:
         """`text` with the password masked (errors and logs never carry it)."""
-        return text.replace(self.password, "***") if self.password else text
+        return text.replace(self.password, MASK) if self.password else text
 
 
 @dataclass(frozen=True)

@@ -41,13 +41,15 @@ CONNECT_TIMEOUT = 5
 RUN_DEFAULTS = {"run": {"hide": True, "warn": True, "in_stream": False}}
 
 
-def remote_script(name: str, *args: str) -> str:
-    """A command running ark_ops/fleet/remote/NAME, after the shared prelude, with arguments. The
-    script travels in the command line rather than on stdin, which Invoke feeds slowly
-    (seconds per script)."""
+def remote_script(name: str, *args: str, body: str | None = None) -> str:
+    """A command running ark_ops/fleet/remote/NAME (or `body`, a script kept elsewhere, such as the
+    host-side panic in ark_runtime), after the shared prelude, with arguments. The script
+    travels in the command line rather than on stdin, which Invoke feeds slowly (seconds per
+    script)."""
     remote = resources.files("ark_ops.fleet.remote")
-    body = remote.joinpath("prelude.sh").read_text() + remote.joinpath(name).read_text()
-    return " ".join(["sh", "-c", shlex.quote(body), name, *map(shlex.quote, args)])
+    text = remote.joinpath("prelude.sh").read_text() + (
+        body if body is not None else remote.joinpath(name).read_text())
+    return " ".join(["sh", "-c", shlex.quote(text), name, *map(shlex.quote, args)])
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from ark_ops.errors import OpsError
-from ark_ops.fleet.audit import ARK, audit_action
+from ark_ops.fleet.audit import ARK, AuditIdentity, audit_action
 from ark_ops.rollout.gate import DEFAULT_BOUND_S, GateResult
 
 
@@ -50,10 +50,12 @@ class RollSteps:
     """What a roll does to hosts. `roll()` wires the real ones (Ansible, testinfra, SSH);
     unit tests replace only these, because they need hosts."""
 
-    deploy: Callable[[list[str]], None]  # raises when the playbook fails on the batch
+    # (batch, the batch's AuditIdentity for the hosts' own records); raises when it fails
+    deploy: Callable[[list[str], AuditIdentity], None]
     gate: Callable[[str], GateResult]
     heads: Callable[[list[str]], dict[str, int | None]]  # newest config version per host
-    rollback: Callable[[str, int], str]  # raises when it fails; returns a one-line summary
+    # raises when it fails; returns a one-line summary. Audited by itself (config.rollback).
+    rollback: Callable[[str, int], str]
 
 
 @dataclass
@@ -104,7 +106,7 @@ def _deploy_and_gate(i: int, batch: list[str], steps: RollSteps, inventory: str 
     """None when the batch is deployed and every host passed its gate; else why not."""
     with audit_action("deploy", {"roll_batch": i + 1}, inventory, ",".join(batch)) as drec:
         try:
-            steps.deploy(batch)
+            steps.deploy(batch, drec.identity)
         except Exception as exc:  # noqa: BLE001 - a failed batch is the roll's to handle
             drec.mark_failed(f"playbook: {exc}"[:300])
             return f"the playbook failed on the batch: {str(exc)[:300]}"
@@ -128,15 +130,10 @@ def _roll_back(batch: list[str], before: dict[str, int | None], steps: RollSteps
                                         "version before this roll (a first deploy)")
             log(f"  rollback {host}: {report.rolled_back[host]}")
             continue
-        with audit_action("config.rollback", {"to": to, "reason": "roll gate failed"},
-                          inventory, host) as rrec:
-            try:
-                report.rolled_back[host] = steps.rollback(host, to)
-                rrec.hosts[host] = "ok"
-            except Exception as exc:  # noqa: BLE001 - every host of the batch is tried
-                report.rolled_back[host] = f"FAILED: {exc}"[:400]
-                rrec.hosts[host] = "failed"
-                rrec.details[host] = report.rolled_back[host]
+        try:
+            report.rolled_back[host] = steps.rollback(host, to)
+        except Exception as exc:  # noqa: BLE001 - every host of the batch is tried
+            report.rolled_back[host] = f"FAILED: {exc}"[:400]
         log(f"  rollback {host} to version {to}: {report.rolled_back[host]}")
 
 
@@ -165,14 +162,10 @@ def _config_heads(inventory: str | None, hosts: list[str]) -> dict[str, int | No
 
 
 def _rollback_one(inventory: str | None, host: str, to: int) -> str:
-    import os
-
     from ark_ops.fleet.config_history import rollback
 
     lines: list[str] = []
-    # The rollback's own audit record (run_roll opens it) ties the host's record to it.
-    [outcome] = rollback(to, inventory, host, os.environ.get("ARK_CORRELATION_ID"),
-                         log=lines.append)
+    [outcome] = rollback(to, inventory, host, log=lines.append)  # its own config.rollback record
     if not outcome.ok:
         raise OpsError(outcome.error or "failed")
     return " ".join(x.strip() for x in lines)
@@ -210,8 +203,8 @@ def roll(inventory: str | None = None, limit: str | None = None, serial: int = 1
                              targets=lambda: list(facts.result().values()))
         baseline_report.clear(BASELINE_FINDINGS)
         steps = RollSteps(
-            deploy=lambda batch: run_playbook("site.yml", inv, limit=",".join(batch),
-                                              strategy=strategy),
+            deploy=lambda batch, identity: run_playbook(
+                "site.yml", inv, limit=",".join(batch), strategy=strategy, identity=identity),
             gate=lambda host: gate(str(inv), hosts[host], gate_bound_s, reports / host, log),
             heads=lambda batch: _config_heads(str(inv), batch),
             rollback=lambda host, to: _rollback_one(str(inv), host, to),

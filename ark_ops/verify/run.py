@@ -10,6 +10,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ark_ops.deploy.playbook import ansible_env
+from ark_ops.fleet.audit import AuditIdentity, audit_action, maybe
 from ark_ops.inventories import resolve_inventory
 from ark_ops.paths import REPO_ROOT
 from ark_ops.redact import Redactor, inventory_secrets
@@ -102,7 +103,21 @@ def verify(inventory: str | None = None, limit: str | None = None, disruptive: b
     The suite's own plugin (ark_ops.verify.report) masks secrets in what it reports; its console
     output also passes through a mask of the inventory's secrets here, line by line, so
     nothing pytest prints outside a test report (an internal error) can carry one either.
+    Disruptive checks (always run on the lab, elsewhere with `disruptive`) are audited
+    (SEC_03) whoever calls this.
     """
+    with maybe(disruptive or not inventory, audit_action, "verify.disruptive",
+               {"keyword": keyword or ""}, inventory, limit) as rec:
+        rc = _verify(inventory, limit, disruptive, keyword, reports_dir, log, echo,
+                     rec.identity if rec else None)
+        if rc != 0 and rec:
+            rec.mark_failed(f"compliance checks failed (exit {rc})")
+    return rc
+
+
+def _verify(inventory: str | None, limit: str | None, disruptive: bool, keyword: str | None,
+            reports_dir: Path, log, echo: Callable[[str], None] | None,
+            identity: AuditIdentity | None) -> int:
     inv = resolve_inventory(inventory, log)
     query, become_env, passwords = testinfra_become(inv, limit)
     echo = echo or _write_stdout
@@ -125,7 +140,8 @@ def verify(inventory: str | None = None, limit: str | None = None, disruptive: b
     SSH_CONTROL_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
     redact = Redactor([*inventory_secrets(Path(inv)), *passwords])
     # testinfra's Ansible calls (force_ansible) are one ad-hoc task each: one_task.
-    with subprocess.Popen(cmd, cwd=REPO_ROOT, env={**ansible_env(one_task=True), **become_env},
+    env = {**ansible_env(one_task=True, identity=identity), **become_env}
+    with subprocess.Popen(cmd, cwd=REPO_ROOT, env=env,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                           errors="replace") as proc:
         for line in proc.stdout:

@@ -1,30 +1,19 @@
-"""The four agents (Kyle -> Joey -> Kenny -> HRM) and the runtime loop they share."""
+"""The agents (declared in ark_runtime/pipeline.py) and the runtime loop they share."""
 
 from __future__ import annotations
 
-AGENTS = ("kyle", "joey", "kenny", "hrm")
+import importlib
+
+from ark_runtime.pipeline import BY_NAME
+from ark_runtime.pipeline import NAMES as AGENTS
 
 
 def agent_class(name: str) -> type:
     """The class for `name` (imported lazily: each process loads only its own agent)."""
     from ark_runtime.validators import validate_agent_name
 
-    name = validate_agent_name(name)
-    if name == "kyle":
-        from ark_runtime.agents.kyle import Kyle
-
-        return Kyle
-    if name == "joey":
-        from ark_runtime.agents.joey import Joey
-
-        return Joey
-    if name == "kenny":
-        from ark_runtime.agents.kenny import Kenny
-
-        return Kenny
-    from ark_runtime.agents.hrm import Hrm
-
-    return Hrm
+    module, _, cls = BY_NAME[validate_agent_name(name)].cls.partition(":")
+    return getattr(importlib.import_module(module), cls)
 
 
 def environment() -> list[tuple[str, str, str, str]]:

@@ -29,7 +29,7 @@ from ark_runtime.bus.streams import BusSettings, connect, with_backoff
 from ark_runtime.config import RedisSettings
 from ark_runtime.exitcodes import ExitCode
 from ark_runtime.lock import AlreadyRunning, ComponentLock, run_dir
-from ark_runtime.settings import ArkSettings, SettingsError, environ, load
+from ark_runtime.settings import ArkSettings, SettingsError, declared, load
 
 # How stale the cached pause check may be (see Agent.paused_cached).
 PAUSE_CHECK_S = 0.25
@@ -49,9 +49,9 @@ class Agent:
     name: ClassVar[str]
 
     def __init__(self, env: Mapping[str, str] | None = None) -> None:
-        # The raw environment is kept for the path helpers (host.layout, lock.run_dir); every
-        # value the agent uses comes typed from `config`.
-        self.env: dict[str, str] = environ() if env is None else dict(env)
+        # The declared variables' raw values are kept for the path helpers (host.layout,
+        # lock.run_dir); every value the agent uses comes typed from `config`.
+        self.env: dict[str, str] = declared() if env is None else dict(env)
         # The process's own name (lock, log file, consumer): the agent's, or a shard's (joey-1).
         self.instance: str = self.name
         self.log = logging.getLogger(f"ark.{self.name}")

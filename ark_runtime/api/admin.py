@@ -7,11 +7,10 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable
-from datetime import UTC, datetime
 from typing import Annotated, Any, Literal
 
 import redis
-from fastapi import APIRouter, Depends, Path, Request
+from fastapi import APIRouter, BackgroundTasks, Depends, Path, Request
 from pydantic import BaseModel, Field
 
 from ark_runtime.api import audit_hook
@@ -22,17 +21,29 @@ from ark_runtime.api.units import UNIT, UnitError
 from ark_runtime.bus.errors import ErrorBus
 from ark_runtime.bus.registry import PIPELINE
 from ark_runtime.bus.streams import DEAD_STREAM, inbox
+from ark_runtime.host import panic as host_panic
 from ark_runtime.host.layout import panic_flag
+from ark_runtime.pipeline import API_UNIT
 
 router = APIRouter(prefix="/api", tags=["admin"])
 Admin = Annotated[Session, Depends(admin)]
 ERRORS = responses(401, 403, 404, 409, 422, 503)
 
 
+class PanicOut(BaseModel):
+    """The host-side panic's report, as `invoke panic` reads it from a host."""
+
+    killed: list[str]
+    remaining: int
+    host_ms: int
+    warnings: list[str]
+
+
 class ActionResult(BaseModel):
     action: str
     result: Literal["ok", "failed", "partial"]
     detail: str = ""
+    panic: PanicOut | None = None
 
 
 class Reason(BaseModel):
@@ -41,6 +52,12 @@ class Reason(BaseModel):
 
 class DeadLetters(BaseModel):
     limit: int = Field(default=100, ge=1, le=10_000)
+
+
+class PanicFailed(UnitError):
+    """Processes of ARK survived the SIGKILL (the report says how many)."""
+
+    status = 503
 
 
 async def _audited(request: Request, session: Session, action: str, args: dict[str, Any],
@@ -75,22 +92,25 @@ async def control_unit(request: Request, session: Admin,
 
 
 @router.post("/admin/panic", response_model=ActionResult, responses=ERRORS)
-async def panic(request: Request, session: Admin, body: Reason) -> ActionResult:
-    async def run() -> str:
-        flag = panic_flag()
-        stamp = datetime.now(UTC).isoformat()
-        flag.write_text(f"panic by {session.user} via console at {stamp}: {body.reason}\n")
-        units = request.app.state.units
-        failed = []
-        for u in await units.status():
-            if u["Id"].startswith("ark-agent@") and u.get("ActiveState") != "inactive":
-                try:
-                    await units.control(u["Id"], "stop")
-                except UnitError:
-                    failed.append(u["Id"])
-        return f"partial: could not stop {', '.join(failed)}" if failed else "agents stopped"
+async def panic(request: Request, session: Admin, body: Reason,
+                after: BackgroundTasks) -> ActionResult:
+    """The same host-side panic as `invoke panic` (ark_runtime/host/panic.py): fsynced flag,
+    SIGKILL of every ARK unit and process. The API's own unit is spared until the answer
+    is sent; then the panic runs again and takes the API with it."""
+    who = f"{session.user} via console"
+    report = host_panic.PanicReport()
 
-    return await _audited(request, session, "panic", {"reason": body.reason}, run)
+    async def run() -> str:
+        nonlocal report
+        report = await asyncio.to_thread(host_panic.panic, who, spare_unit=API_UNIT)
+        if report.remaining != 0:
+            raise PanicFailed(f"{report.remaining} ARK process(es) still running after "
+                              f"SIGKILL: {'; '.join(report.warnings)[-300:]}")
+        return report.summary()
+
+    result = await _audited(request, session, "panic", {"reason": body.reason}, run)
+    after.add_task(host_panic.panic, who)  # the API's own unit, once the answer is out
+    return result.model_copy(update={"panic": PanicOut(**report.as_dict())})
 
 
 @router.post("/admin/recover", response_model=ActionResult, responses=ERRORS)

@@ -22,9 +22,9 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ark_runtime import redact as shared_redact
 from ark_runtime.host import layout
 
-_SECRET_WORDS = ("password", "secret", "token", "csrf", "cookie")
 _lock = threading.Lock()
 
 
@@ -35,9 +35,9 @@ def audit_dir(env: dict[str, str] | None = None) -> Path:
 
 
 def redact(args: dict[str, Any]) -> dict[str, Any]:
-    """Secrets never reach the audit trail: any argument named like one is masked."""
-    return {k: ("***" if any(w in k.lower() for w in _SECRET_WORDS) else v)
-            for k, v in args.items()}
+    """Secrets never reach the audit trail: any argument named like one is masked, and so is
+    a `name=value` secret inside a value (ark_runtime/redact.py)."""
+    return shared_redact.redact(args, max_text=None)
 
 
 def record(who: str, action: str, args: dict[str, Any] | None, result: str, *,

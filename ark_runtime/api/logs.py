@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any
 
 from ark_runtime.logjson import log_dir
+from ark_runtime.pipeline import LOG_SOURCES
 
-SOURCES = ("kyle", "joey", "kenny", "hrm", "api")
+SOURCES = LOG_SOURCES  # the agents of ark_runtime/pipeline.py, then the API
 LEVELS = ("debug", "info", "warning", "error", "critical")
 AGENT = re.compile(r"^[a-z]+$")
 MAX_LINES = 500

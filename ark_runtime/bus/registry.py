@@ -7,19 +7,19 @@ is rendered from this table, so the published protocol cannot drift from the cod
 
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ark_runtime import pipeline
 from ark_runtime.hrm import Decision
-from ark_runtime.market import Bar
-from ark_runtime.patterns import Pattern
 from ark_runtime.planner import TradePlan
 from ark_runtime.validators import Symbol
 
-# Pipeline order: a critical error pauses every agent upstream of the one that failed.
-PIPELINE: tuple[str, ...] = ("kyle", "joey", "kenny", "hrm")
+# Pipeline order (ark_runtime/pipeline.py): a critical error pauses every agent upstream.
+PIPELINE: tuple[str, ...] = pipeline.NAMES
 # Non-agent endpoints: "operator" (CLI/admin) and "bus" (broadcast streams: errors, decisions).
 ENDPOINTS: tuple[str, ...] = (*PIPELINE, "operator", "bus")
 
@@ -102,21 +102,17 @@ def payload_model(name: str) -> type[BaseModel]:
         ) from None
 
 
+def _model(path: str) -> type[BaseModel]:
+    module, _, name = path.partition(":")
+    return getattr(importlib.import_module(module), name)
+
+
 def _register_builtin() -> None:
-    # Domain payloads are the domain modules' own models: one schema, no copies.
-    register("market.bar", Bar, ("kyle",), ("joey",), "One validated OHLCV bar for one symbol.")
-    register(
-        "pattern.detected", Pattern, ("joey",), ("kenny",),
-        "A pattern Joey found in a symbol's rolling window, with its confidence.",
-    )
-    register(
-        "trade.plan", TradePlan, ("kenny",), ("hrm",),
-        "A paper trade plan built from a pattern: entry, ATR stop, target, size.",
-    )
-    register(
-        "hrm.decision", HrmVerdict, ("hrm",), ("bus",),
-        "HRM's verdict on a plan: approved or rejected, with every violated rule.",
-    )
+    # Domain payloads are the domain modules' own models: one schema, no copies. Who produces
+    # and who consumes each follows from the pipeline declaration.
+    for message in pipeline.MESSAGES:
+        register(message.type, _model(message.model), pipeline.producers(message.type),
+                 pipeline.consumers(message.type), message.description)
     register(
         "error.raised", ErrorRaised, (*PIPELINE, "operator"), ("bus",),
         "An error report on the error bus (`ark:stream:errors`).",

@@ -16,8 +16,9 @@ from typing import Any
 import redis
 
 from ark_runtime.bus.streams import inbox
+from ark_runtime.pipeline import SHARDED
 
-SHARDED_AGENT = "joey"
+SHARDED_AGENT = SHARDED[0]  # the one sharded agent of ark_runtime/pipeline.py
 MAX_SHARDS = 64
 _INSTANCE_RE = re.compile(rf"{SHARDED_AGENT}-([1-9][0-9]?)")
 

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from ark_runtime.settings import environ
+from ark_runtime.settings import declared, systemd_var
 
 DEFAULT_STATE_DIR = "/var/lib/ark"
 DEFAULT_LOG_DIR = "/var/log/ark"
@@ -39,7 +39,9 @@ PATH_VARIABLES = (
 def path_settings(env: Mapping[str, str] | None = None) -> dict[str, str]:
     """The path settings that are set (non-empty), from the settings layer's view of the
     process environment; `env` replaces it (tests, a unit's env file)."""
-    source = environ() if env is None else env
+    # systemd's credentials directory is systemd's variable, not a declared one.
+    source = {**declared(), "CREDENTIALS_DIRECTORY": systemd_var("CREDENTIALS_DIRECTORY") or ""} \
+        if env is None else env
     return {k: source[k] for k in PATH_VARIABLES if source.get(k)}
 
 

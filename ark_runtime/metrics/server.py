@@ -16,7 +16,7 @@ from collections.abc import Mapping
 
 from prometheus_client import CollectorRegistry, start_http_server
 
-from ark_runtime import logjson, settings, systemd
+from ark_runtime import logjson, pipeline, settings, systemd
 from ark_runtime.exitcodes import ExitCode
 from ark_runtime.host import layout
 from ark_runtime.metrics.base import Guarded, Source
@@ -25,8 +25,7 @@ from ark_runtime.metrics.host import HostSource
 from ark_runtime.metrics.state import StateSource, StoreSource
 from ark_runtime.metrics.units import UnitsSource
 
-DEFAULT_UNITS = ["ark-api.service"] + [f"ark-agent@{a}.service"
-                                       for a in ("kyle", "joey", "kenny", "hrm")]
+DEFAULT_UNITS = list(pipeline.UNITS)
 
 
 class ListenError(ValueError):
@@ -84,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"ark metrics: {exc}", file=sys.stderr)
         return ExitCode.USAGE
     _log_to_stderr()
-    registry = build_registry(settings.environ(), args.unit or DEFAULT_UNITS, args.bus)
+    registry = build_registry(settings.declared(), args.unit or DEFAULT_UNITS, args.bus)
     try:
         httpd, thread = start_http_server(port, addr=host, registry=registry)
     except OSError as exc:

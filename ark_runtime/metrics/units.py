@@ -24,8 +24,7 @@ PROPERTIES = ("Id", "LoadState", "ActiveState", "SubState", "MainPID", "NRestart
 
 def systemctl_show(units: Sequence[str]) -> str:
     # Not our notify socket: systemd would log every message from a PID that is not main.
-    env = {k: v for k, v in settings.environ().items()
-           if k not in ("NOTIFY_SOCKET", "WATCHDOG_PID", "WATCHDOG_USEC")}
+    env = settings.child_environment(drop=("NOTIFY_SOCKET", "WATCHDOG_PID", "WATCHDOG_USEC"))
     proc = subprocess.run(
         ["systemctl", "show", "--property=" + ",".join(PROPERTIES), "--", *units],
         capture_output=True, text=True, timeout=10, check=False, env=env)

@@ -5,15 +5,21 @@
     cfg = load({"ARK_...": "..."})  # the same checks on any mapping (tests, env files)
 
 Every variable is declared once in `model.ArkSettings`; `catalog.VARIABLES` describes them.
-A bad value raises `SettingsError`, whose message names each variable and why it is wrong and
-never contains a sensitive value. No other module of ark_runtime reads `os.environ` (a unit
-test enforces it); systemd's own protocol variables are read through `systemd_var()`.
+`load()` builds it through pydantic-settings' own sources: the environment and, under systemd,
+the unit's credentials directory ($CREDENTIALS_DIRECTORY, LoadCredential=NAME) as its
+secrets-dir source. A bad value raises `SettingsError`, whose message names each variable and
+why it is wrong and never contains a sensitive value.
+
+Nothing outside this package touches the process environment (a unit test parses every
+module for it): code that needs raw values gets the declared variables that are set
+(`declared()`), systemd's protocol variables (`systemd_var()`), the login name
+(`login_name()`) or an environment for a child process (`child_environment()`).
 """
 
 from __future__ import annotations
 
 import os
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from pydantic import TypeAdapter, ValidationError
@@ -29,9 +35,12 @@ __all__ = [
     "SettingsError",
     "Variable",
     "check_values",
+    "child_environment",
+    "declared",
     "default_of",
-    "environ",
+    "environment_where",
     "get",
+    "login_name",
     "load",
     "spec_for",
     "systemd_var",
@@ -54,9 +63,33 @@ class SettingsError(ValueError):
         super().__init__("; ".join(f"{name}: {why}" for name, why in problems))
 
 
-def environ() -> dict[str, str]:
-    """A copy of this process's environment: what the units gave it."""
-    return dict(os.environ)
+def declared(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The declared variables (and ARK_FEATURE_* flags) set in `env` (default: this process's
+    environment), as raw text: for path helpers and the checks that judge one value alone."""
+    source = os.environ if env is None else env
+    return {k: v for k, v in source.items() if v != "" and spec_for(k) is not None}
+
+
+def environment_where(wanted: Callable[[str], bool]) -> dict[str, str]:
+    """The variables of this process's environment whose name `wanted` accepts (redaction
+    asks for the secret-named ones, declared or not)."""
+    return {k: v for k, v in os.environ.items() if v != "" and wanted(k)}
+
+
+def login_name() -> str | None:
+    """The person behind sudo, else the login name (sudo(8), login(1))."""
+    return next((os.environ[v] for v in LOGIN_VARIABLES if os.environ.get(v)), None)
+
+
+def child_environment(drop: tuple[str, ...] = ()) -> dict[str, str]:
+    """This process's environment for a child it starts (systemctl, ...), without `drop`."""
+    return {k: v for k, v in os.environ.items() if k not in drop}
+
+
+def _credentials_dir() -> str | None:
+    """systemd's credentials directory of this unit, when it has one (LoadCredential=)."""
+    path = systemd_var("CREDENTIALS_DIRECTORY")
+    return path if path and os.path.isdir(path) else None
 
 
 def systemd_var(name: str) -> str | None:
@@ -117,19 +150,26 @@ def _why(reason: str, value: str | None, sensitive: bool) -> str:
     return f"value {_show(value)} {reason}"
 
 
+def _problems(exc: ValidationError, raw: Mapping[str, str]) -> list[tuple[str, str]]:
+    problems = []
+    for error in exc.errors(include_input=False, include_url=False):
+        name = str(error["loc"][0]) if error["loc"] else "(settings)"
+        var = VARIABLES.get(name)
+        problems.append((name, _why(_reason(error, var), raw.get(name),
+                                    var is None or var.sensitive)))
+    return problems
+
+
 def check_values(values: Mapping[str, str]) -> list[tuple[str, str]]:
     """Problems [(variable, why)] with the declared variables set in `values` (empty = unset);
     undeclared names are the caller's concern. The live environment and env files alike."""
     present = {k: v for k, v in values.items() if v != "" and spec_for(k) is not None}
     problems: list[tuple[str, str]] = []
     try:
-        ArkSettings(**{k: v for k, v in present.items() if k in VARIABLES})
+        # The mapping alone, never merged with the process's environment.
+        ArkSettings.of_mapping({k: v for k, v in present.items() if k in VARIABLES})
     except ValidationError as exc:
-        for error in exc.errors(include_input=False, include_url=False):
-            name = str(error["loc"][0]) if error["loc"] else "(settings)"
-            var = VARIABLES.get(name)
-            problems.append((name, _why(_reason(error, var), present.get(name),
-                                        var is None or var.sensitive)))
+        problems += _problems(exc, present)
     for name, value in present.items():
         if name not in VARIABLES:  # an ARK_FEATURE_* flag nobody declared by name
             try:
@@ -145,15 +185,21 @@ def get(name: str, env: Mapping[str, str] | None = None) -> Any:
     declared default when unset. Raises SettingsError naming it when its value is bad, without
     judging the other variables (a host command must not fail on a setting it does not use)."""
     var = VARIABLES[name]
-    values = environ() if env is None else env
+    values = declared(env)
     return getattr(load({name: values.get(name, "")}), var.field)
 
 
 def load(env: Mapping[str, str] | None = None) -> ArkSettings:
-    """Typed settings from `env` (default: this process's environment). An empty value counts
-    as unset. Raises SettingsError naming every bad variable."""
-    values = environ() if env is None else env
-    problems = check_values(values)
+    """Typed settings from `env`, or (default) from this process's environment and its
+    systemd credentials through pydantic-settings' sources. An empty value counts as unset.
+    Raises SettingsError naming every bad variable."""
+    raw = declared(env)
+    problems = check_values(raw)
     if problems:
         raise SettingsError(problems)
-    return ArkSettings(**{k: v for k, v in values.items() if k in VARIABLES and v != ""})
+    if env is not None:
+        return ArkSettings.of_mapping({k: v for k, v in raw.items() if k in VARIABLES})
+    try:
+        return ArkSettings(_secrets_dir=_credentials_dir())
+    except ValidationError as exc:  # a credential file's value (the env was checked above)
+        raise SettingsError(_problems(exc, {})) from None

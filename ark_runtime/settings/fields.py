@@ -17,6 +17,8 @@ from urllib.parse import urlsplit
 
 from pydantic import AfterValidator, Field, SecretStr, StringConstraints
 
+from ark_runtime import pipeline
+
 # Values longer than this are refused for every variable: an env value is a setting, not data.
 MAX_VALUE_LENGTH = 4096
 
@@ -116,8 +118,8 @@ def text(*, pattern: str | None = None, max_length: int = MAX_VALUE_LENGTH) -> A
     return Annotated[str, StringConstraints(max_length=max_length, pattern=pattern)]
 
 
-ALL_AGENTS = ("kyle", "joey", "kenny", "hrm")
-CONSUMERS = ("joey", "kenny", "hrm")
+ALL_AGENTS = pipeline.NAMES
+CONSUMERS = pipeline.CONSUMERS
 
 
 def var(

@@ -3,16 +3,19 @@
 Each field: the variable's name, type, default, credential domain, who reads it and what
 it means; sensitivity follows from the type (a secret is held as SecretStr). From this class
 come the runtime's typed settings, `ark env check`, the env schema the deploy reads
-(`ark_runtime/env.schema.yaml`, `.env.schema`) and the table in docs/AGENT_PROTOCOL.md.
+(`ark_runtime/env.schema.yaml`) and the table in docs/AGENT_PROTOCOL.md.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from contextvars import ContextVar
 from typing import Annotated, Literal
 
 from pydantic import BeforeValidator, SecretStr
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
+from ark_runtime import pipeline
 from ark_runtime.settings.fields import (
     ALL_AGENTS,
     CONSUMERS,
@@ -38,10 +41,7 @@ DOMAINS: dict[str, str] = {
 # Which credential domains each systemd unit loads. Only Kenny gets trading credentials.
 UNITS: dict[str, list[str]] = {
     "api": ["infrastructure", "api", "llm", "telegram", "features"],
-    "kyle": ["infrastructure", "features"],
-    "joey": ["infrastructure", "features"],
-    "kenny": ["infrastructure", "trading", "features"],
-    "hrm": ["infrastructure", "features"],
+    **pipeline.unit_domains(),  # each agent's, from ark_runtime/pipeline.py
     "heal": ["infrastructure"],
     "snapshot": ["infrastructure"],
 }
@@ -52,6 +52,8 @@ UNITS: dict[str, list[str]] = {
 COMMANDS = ("dr", "trace", "ports", "env-check")
 
 FEATURE_PREFIX = "ARK_FEATURE_"
+# Set while a mapping is validated alone (ArkSettings.of_mapping): no source but the mapping.
+_MAPPING_ONLY: ContextVar[bool] = ContextVar("ark_settings_mapping_only", default=False)
 _STAGED = ("staging", "production")
 _REDIS_USERS = (*ALL_AGENTS, "api", "heal")
 _ALL = (*UNITS, *COMMANDS)
@@ -80,9 +82,13 @@ KeyTag = text(pattern=r"^[A-Za-z0-9_.-]{1,32}$", max_length=32)
 class ArkSettings(BaseSettings):
     """The environment of one ARK process. Build it with `ark_runtime.settings.load()`."""
 
+    # `ArkSettings()` reads the process environment (an empty value is unset) and, under
+    # systemd, the unit's credentials directory (`_secrets_dir=`; load() passes it): the
+    # library's own sources. `of_mapping(values)` checks a mapping alone (tests, env files)
+    # with the same rules.
     model_config = SettingsConfigDict(
         case_sensitive=True, extra="ignore", frozen=True, hide_input_in_errors=True,
-        validate_default=True,
+        validate_default=True, env_ignore_empty=True,
     )
 
     @classmethod
@@ -91,9 +97,18 @@ class ArkSettings(BaseSettings):
         env_settings: PydanticBaseSettingsSource, dotenv_settings: PydanticBaseSettingsSource,
         file_secret_settings: PydanticBaseSettingsSource,
     ) -> tuple[PydanticBaseSettingsSource, ...]:
-        # The mapping comes from `load()`, the one reader of the process environment, so a
-        # test or a checked file is validated exactly like the live environment.
-        return (init_settings,)
+        if _MAPPING_ONLY.get():
+            return (init_settings,)
+        return (env_settings, file_secret_settings)
+
+    @classmethod
+    def of_mapping(cls, values: Mapping[str, str]) -> ArkSettings:
+        """The settings a mapping gives, the process's environment left out."""
+        token = _MAPPING_ONLY.set(True)
+        try:
+            return cls(**values)
+        finally:
+            _MAPPING_ONLY.reset(token)
 
     # -- stage -----------------------------------------------------------------------------
     environment: Literal["development", "staging", "production"] = var(

@@ -1,7 +1,10 @@
 """Render the env schema file the deploy reads, from the one declaration.
 
-    python -m ark_runtime.settings --write    # ark_runtime/env.schema.yaml and .env.schema
-    python -m ark_runtime.settings --check    # exit 1 when either is stale (a unit test runs it)
+    python -m ark_runtime.settings --write    # ark_runtime/env.schema.yaml
+    python -m ark_runtime.settings --check    # exit 1 when it is stale (a unit test runs it)
+
+One file, inside the package: the hosts read it from the wheel, the deploy and the control
+node from the checkout.
 
 The Ansible role (roles/ark_runtime) reads `domains`, `units` and each variable's `domain`
 from it to render one env file per domain and each unit's EnvironmentFile= lines.
@@ -20,8 +23,6 @@ from ark_runtime.settings.catalog import FEATURE_FLAG, VARIABLES, Variable
 from ark_runtime.settings.model import DOMAINS, UNITS
 
 PACKAGE_SCHEMA = Path(__file__).resolve().parents[1] / "env.schema.yaml"
-# The seed's file name, kept at the top of the checkout for operators.
-OPERATOR_SCHEMA = Path(__file__).resolve().parents[2] / ".env.schema"
 
 HEADER = """\
 # SEC_01: the typed environment of ARK. GENERATED from ark_runtime/settings/model.py by
@@ -83,12 +84,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = ArkArgumentParser(prog="python -m ark_runtime.settings",
                                description=__doc__.splitlines()[0])
     group = parser.add_mutually_exclusive_group(required=True)
-    group.add_argument("--write", action="store_true", help="regenerate both schema files")
-    group.add_argument("--check", action="store_true", help="exit 1 when a file is stale")
+    group.add_argument("--write", action="store_true", help="regenerate the schema file")
+    group.add_argument("--check", action="store_true", help="exit 1 when it is stale")
     args = parser.parse_args(argv)
     text = render()
     stale = []
-    for path in (PACKAGE_SCHEMA, OPERATOR_SCHEMA):
+    for path in (PACKAGE_SCHEMA,):
         current = path.read_text(encoding="utf-8") if path.exists() else None
         if args.write and current != text:
             path.write_text(text, encoding="utf-8")

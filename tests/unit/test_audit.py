@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 
 from ark_runtime.cli import main
 from ark_runtime.host.audit.chain import LOG_NAME, iter_records, verify_dir
-from ark_runtime.host.audit.log import REDACTED, AuditError, AuditLog, audited, redact
+from ark_runtime.host.audit.log import AuditError, AuditLog, audited, redact
+from ark_runtime.redact import MASK as REDACTED
 
 pytestmark = pytest.mark.requirement("SEC_03")
 

@@ -112,7 +112,7 @@ def test_bundle_contents_and_redaction(host_a: Layout, tmp_path: Path) -> None:
     with tarfile.open(res.path) as tar:
         fh = tar.extractfile("config/env/infrastructure.env.redacted")
         text = fh.read().decode()
-    assert "ARK_REDIS_PASSWORD=<redacted>" in text and "ARK_API_PORT=8101" in text
+    assert "ARK_REDIS_PASSWORD=***" in text and "ARK_API_PORT=8101" in text
     for name, meta in m["members"].items():
         with tarfile.open(res.path) as tar:
             assert hashlib.sha256(tar.extractfile(name).read()).hexdigest() == meta["sha256"]
@@ -330,3 +330,26 @@ def test_bundle_failures_are_one_sentence_and_a_code(host_a: Layout, tmp_path: P
     err = capsys.readouterr().err
     assert says in err and err.count("\n") == 1 and "Traceback" not in err
     assert not (tmp_path / "b.tar.gz").exists()
+
+
+def test_bundle_and_restore_on_a_host_are_audited(host_a: Layout, tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    # Issue #17: `ark dr bundle/restore` run on a host leave records in its audit chain,
+    # under the operator and correlation id the control node passed (ark_ops/remote/dr_*.sh).
+    from ark_runtime.host.audit.chain import iter_records, verify_dir
+
+    audit_dir = Path(os.environ["ARK_AUDIT_DIR"])
+    monkeypatch.setenv("ARK_ACTOR", "dana")
+    monkeypatch.setenv("ARK_CORRELATION_ID", "c0ffee")
+    assert main(["dr", "bundle", "--out", str(tmp_path / "b.tar.gz"), "--json"]) == 0
+    assert main(["dr", "restore", "--dry-run", str(tmp_path / "b.tar.gz")]) == 0
+    assert main(["dr", "restore", str(tmp_path / "missing.tar.gz")]) != 0
+    rows = [(r["action"], r["result"], r["who"], r["correlation_id"])
+            for _f, r in iter_records(audit_dir) if r["action"].startswith("dr.")]
+    assert rows == [("dr.bundle", "started", "dana", "c0ffee"),
+                    ("dr.bundle", "ok", "dana", "c0ffee"),
+                    ("dr.restore", "started", "dana", "c0ffee"),
+                    ("dr.restore", "ok", "dana", "c0ffee"),
+                    ("dr.restore", "started", "dana", "c0ffee"),
+                    ("dr.restore", "failed", "dana", "c0ffee")]
+    assert verify_dir(audit_dir).ok

@@ -49,10 +49,10 @@ def names(problems: list) -> list[str]:
     return [p.variable for p in problems if p.severity == "error"]
 
 
-def test_top_level_env_schema_is_identical_copy() -> None:
-    assert (REPO / ".env.schema").read_bytes() == ENV_SCHEMA.read_bytes(), (
-        "run: python -m ark_runtime.settings --write"
-    )
+def test_the_env_schema_is_one_file_inside_the_package() -> None:
+    # Issue #17: the top-level copy (.env.schema) is gone; hosts read the package's.
+    assert not (REPO / ".env.schema").exists()
+    assert ENV_SCHEMA == REPO / "ark_runtime/env.schema.yaml" and ENV_SCHEMA.is_file()
 
 
 def test_schema_covers_the_required_variables() -> None:

@@ -23,6 +23,7 @@ from ark_ops.fleet.hostaccess import (
     access_from_vars,
 )
 from ark_ops.fleet.logs import ssh_argv, ssh_input
+from ark_ops.fleet.panic import panic_command
 from ark_ops.fleet.ssh import FleetHost, inventory_hosts, remote_script
 
 # panic/recover (and every other fleet command) reach hosts through this derivation.
@@ -90,7 +91,7 @@ def test_a_bad_password_value_is_named_but_never_shown():
                                  "ansible_sudo_pass"])
 def test_a_become_password_is_answered_by_a_watcher_never_on_the_command_line(var):
     a = access_from_vars("h1", {"ansible_user": "deploy", var: SECRET})
-    line = a.become.wrap(remote_script("panic.sh", "me"))
+    line = a.become.wrap(panic_command("me"))
     assert SECRET not in line and shlex.quote(PROMPT) in line and " -S " in line
     [watcher] = a.become.watchers()
     assert watcher.response == SECRET + "\n"
@@ -132,11 +133,12 @@ def test_inventory_hosts_names_the_bad_var(tmp_path: Path):
 
 
 def test_every_remote_script_starts_from_the_shared_prelude():
-    for name in ("panic.sh", "recover.sh", "dr_bundle.sh", "dr_restore.sh"):
-        body = shlex.split(remote_script(name))[2]
+    for command in (panic_command("me"), *(remote_script(name) for name in
+                                           ("recover.sh", "dr_bundle.sh", "dr_restore.sh"))):
+        body = shlex.split(command)[2]
         assert body.startswith("# Shared start of every script in ark_ops/fleet/remote")
         assert "/etc/ark/env/infrastructure.env" not in body.split("ark_env() {")[1][200:]
-    panic = shlex.split(remote_script("panic.sh"))[2]
+    panic = shlex.split(panic_command("me"))[2]
     assert "ark_env\n" not in panic.split("ark_env() {")[1]  # panic needs no venv/env
 
 

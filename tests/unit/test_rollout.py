@@ -69,7 +69,8 @@ class Fleet:
         self.failing_gate, self.failing_deploy = failing_gate, failing_deploy
         self.events: list[tuple] = []
 
-    def deploy(self, batch: list[str]) -> None:
+    def deploy(self, batch: list[str], identity) -> None:
+        assert identity.correlation_id  # the batch's record reaches the hosts' records
         self.events.append(("deploy", tuple(batch)))
         for h in batch:
             self.release[h] = "new"
@@ -137,13 +138,17 @@ def test_a_failed_canary_stops_the_roll_and_is_rolled_back(inv: str) -> None:
     assert fleet.release == dict.fromkeys(HOSTS, "old")
     assert report.untouched == HOSTS[1:]
     assert "no fresh decision" in report.why
+    # (The real rollback step records itself as config.rollback: ark_ops.fleet.config_history.)
     done = [r for r in records(inv) if r["result"] != "started"]
     assert [(r["action"], r["result"]) for r in done] == [
-        ("deploy", "failed"), ("config.rollback", "ok"), ("deploy.roll", "failed")]
-    roll_rec = done[-1]
+        ("deploy", "failed"), ("deploy.roll", "failed")]
+    batch_rec, roll_rec = done
+    assert "h1: failed (gate: no fresh decision within 60s)" in batch_rec["detail"]
     assert "stopped at canary (h1)" in roll_rec["detail"]
+    assert "h1: failed (gate failed: h1: no fresh decision within 60s; rollback: ROLLED BACK)" \
+        in roll_rec["detail"]
     assert "untouched: h2, h3, h4, h5, h6" in roll_rec["detail"]
-    assert len({r["correlation_id"] for r in done}) == 3  # one per action
+    assert batch_rec["correlation_id"] != roll_rec["correlation_id"]
 
 
 def test_a_failed_middle_batch_rolls_back_only_that_batch(inv: str) -> None:
@@ -186,8 +191,8 @@ def test_a_failed_rollback_is_reported_and_audited(inv: str) -> None:
     with audit_action("deploy.roll", {}, inv) as rec:
         report = run_roll(batches, steps, inv, rec, log=lambda *_: None)
     assert report.rolled_back["h1"].startswith("FAILED: the venv of that version is gone")
-    done = [r for r in records(inv) if r["action"] == "config.rollback"]
-    assert done[-1]["result"] == "failed"
+    roll_rec = [r for r in records(inv) if r["action"] == "deploy.roll"][-1]
+    assert "rollback: FAILED: the venv of that version is gone" in roll_rec["detail"]
 
 
 # --- decisions still flowing ----------------------------------------------------------------

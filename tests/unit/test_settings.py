@@ -34,7 +34,7 @@ PASSWORD = "zq-redis-password-0123456789"
 
 def test_committed_schema_files_match_the_declaration() -> None:
     text = schema.render()
-    for path in (REPO / "ark_runtime/env.schema.yaml", REPO / ".env.schema"):
+    for path in (REPO / "ark_runtime/env.schema.yaml",):
         assert path.read_text(encoding="utf-8") == text, (
             f"{path.name} is stale: run python -m ark_runtime.settings --write")
     assert schema.main(["--check"]) == 0
@@ -44,15 +44,14 @@ def test_committed_schema_files_match_the_declaration() -> None:
 
 def test_check_detects_a_stale_file(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
                                     capsys: pytest.CaptureFixture[str]) -> None:
-    package, operator = tmp_path / "env.schema.yaml", tmp_path / ".env.schema"
+    package = tmp_path / "env.schema.yaml"
     monkeypatch.setattr(schema, "PACKAGE_SCHEMA", package)
-    monkeypatch.setattr(schema, "OPERATOR_SCHEMA", operator)
     assert schema.main(["--check"]) == 1  # missing counts as stale
     assert schema.main(["--write"]) == 0
     assert schema.main(["--check"]) == 0
-    operator.write_text(operator.read_text().replace("default: 6379", "default: 6380"))
+    package.write_text(package.read_text().replace("default: 6379", "default: 6380"))
     assert schema.main(["--check"]) == 1
-    assert ".env.schema is stale" in capsys.readouterr().err
+    assert "env.schema.yaml is stale" in capsys.readouterr().err
     with pytest.raises(SystemExit) as usage:
         schema.main(["--frobnicate"])
     assert usage.value.code == 64

@@ -1,7 +1,9 @@
-# REC_03: restore an uploaded DR bundle for `invoke dr-restore` (NAME BUNDLE).
+# REC_03: restore an uploaded DR bundle for `invoke dr-restore` (NAME BUNDLE WHO CORRELATION).
 # ARK is stopped while its store is replaced, then started through the cold-start checks.
 set -eu
 bundle=$1
+# The host's audit record of `ark dr restore` names the operator and the action id.
+export ARK_ACTOR="${2:-unknown}" ARK_CORRELATION_ID="${3:-}"
 ark_env
 "$ARK" dr restore --dry-run "$bundle" >/dev/null
 systemctl stop ark.target 'ark-agent@*.service' ark-api.service ark-snapshot.timer

@@ -20,7 +20,6 @@ import functools
 import json
 import os
 import pwd
-import re
 import socket
 import sys
 import time
@@ -31,6 +30,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ark_runtime import redact as shared_redact
 from ark_runtime import settings
 from ark_runtime.host import layout
 from ark_runtime.host.atomic import atomic_write_text, fsync_dir
@@ -45,14 +45,7 @@ from ark_runtime.host.audit.chain import (
     seal,
 )
 
-REDACTED = "<redacted>"
-# Argument names whose values are secrets wherever they appear (case-insensitive).
-_SECRET_KEY = re.compile(r"pass|secret|token|key|credential|auth|cookie|session|private",
-                         re.IGNORECASE)
-_SECRET_ASSIGN = re.compile(
-    r"(?P<k>[A-Za-z0-9_.-]*(?:pass|secret|token|key|credential|auth|cookie|session)"
-    r"[A-Za-z0-9_.-]*)(?P<sep>\s*[=:]\s*)(?P<v>\S+)", re.IGNORECASE)
-MAX_TEXT = 2000
+MAX_TEXT = shared_redact.MAX_TEXT
 
 
 class AuditError(RuntimeError):
@@ -62,43 +55,30 @@ class AuditError(RuntimeError):
 def actor(env: Mapping[str, str] | None = None) -> str:
     """Who acts: $ARK_ACTOR (the control node's operator), else the person behind sudo,
     else the login name, else the uid's name."""
-    env = settings.environ() if env is None else env
-    for var in ("ARK_ACTOR", *settings.LOGIN_VARIABLES):
-        if env.get(var):
-            return env[var]
+    if env is not None:  # a given environment (tests, a host command's own)
+        for var in ("ARK_ACTOR", *settings.LOGIN_VARIABLES):
+            if env.get(var):
+                return env[var]
+    else:
+        who = settings.declared().get("ARK_ACTOR") or settings.login_name()
+        if who:
+            return who
     try:
         return pwd.getpwuid(os.getuid()).pw_name
     except KeyError:
         return f"uid:{os.getuid()}"
 
 
-def _secret_values(env: Mapping[str, str]) -> list[str]:
-    """Values of secret-named variables in the environment: never copied into a record."""
-    return sorted({v for k, v in env.items() if _SECRET_KEY.search(k) and len(v) >= 6},
-                  key=len, reverse=True)
-
-
-def redact(value: Any, env: Mapping[str, str] | None = None, _key: str = "") -> Any:
-    """The value with secrets replaced by <redacted>: values under secret-named keys,
-    `name=value` pairs with a secret name inside strings, and any string containing the
-    value of a secret-named environment variable."""
-    if _key and _SECRET_KEY.search(_key):
-        return REDACTED
-    if isinstance(value, Mapping):
-        return {str(k): redact(v, env, str(k)) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [redact(v, env) for v in value]
-    if value is None or isinstance(value, bool | int | float):
-        return value
-    text = _SECRET_ASSIGN.sub(lambda m: f"{m['k']}{m['sep']}{REDACTED}", str(value))
-    for secret in _secret_values(settings.environ() if env is None else env):
-        text = text.replace(secret, REDACTED)
-    return text[:MAX_TEXT]
+def redact(value: Any, env: Mapping[str, str] | None = None) -> Any:
+    """The value with secrets masked (ark_runtime/redact.py), the secret variables' values
+    taken from this process's environment unless `env` is given."""
+    return shared_redact.redact(
+        value, settings.environment_where(shared_redact.is_secret_name) if env is None else env)
 
 
 def _env_correlation_id() -> str:
     """The control node's action id (ARK_CORRELATION_ID), else a fresh one."""
-    return settings.environ().get("ARK_CORRELATION_ID") or uuid.uuid4().hex
+    return settings.declared().get("ARK_CORRELATION_ID") or uuid.uuid4().hex
 
 
 def _now() -> str:

@@ -17,7 +17,6 @@ import difflib
 import hashlib
 import json
 import os
-import re
 import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -27,10 +26,7 @@ from typing import Any
 
 from ark_runtime.host import layout
 from ark_runtime.host.atomic import atomic_write_text, fsync_dir, replace
-
-MASK = "<masked>"
-# Redis directives whose argument is a secret (the password comes from the inventory).
-_REDIS_SECRET = re.compile(r"^(\s*(?:requirepass|masterauth|user\s+\S+.*?>)\s*)(\S+)(.*)$")
+from ark_runtime.redact import mask_redis_secrets
 
 
 class HistoryError(RuntimeError):
@@ -93,9 +89,8 @@ def mask_secrets(rel: str, data: bytes) -> bytes:
     """Redis config with the password directives' values masked; other files as they are."""
     if not rel.endswith("redis/ark.conf"):
         return data
-    lines = data.decode("utf-8", "replace").splitlines(keepends=True)
-    return "".join(_REDIS_SECRET.sub(lambda m: f"{m[1]}{MASK}{m[3]}", ln) for ln in lines
-                   ).encode()
+    # The password comes from the inventory; the version keeps only the mask.
+    return mask_redis_secrets(data.decode("utf-8", "replace")).encode()
 
 
 def current_state(t: Tracked) -> dict[str, Any]:

@@ -25,7 +25,6 @@ from pathlib import Path
 
 from ark_runtime.host.atomic import atomic_write_bytes, fsync_dir
 from ark_runtime.host.config.history import (
-    MASK,
     HistoryError,
     Tracked,
     current_state,
@@ -35,6 +34,7 @@ from ark_runtime.host.config.history import (
     sha256_bytes,
     versions,
 )
+from ark_runtime.redact import MASKED_REDIS_DIRECTIVE, has_mask
 
 DEFAULT_KEEP = 20
 _REDIS_LINE = re.compile(r"^\s*(requirepass|masterauth)\s+(\S+)", re.MULTILINE)
@@ -62,8 +62,7 @@ def _unmask_redis(old: bytes, live: bytes) -> bytes:
                                f"{m[1]} to refill (re-deploy instead)")
         return f"{m[1]} {values[m[1]]}"
 
-    return re.sub(rf"^\s*(requirepass|masterauth)\s+{re.escape(MASK)}", fill, text,
-                  flags=re.MULTILINE).encode()
+    return MASKED_REDIS_DIRECTIVE.sub(fill, text).encode()
 
 
 def _systemctl(*args: str) -> None:
@@ -91,9 +90,9 @@ def plan_files(t: Tracked, n: int) -> tuple[dict[str, bytes], list[str]]:
     write = {}
     for rel, data in want.items():
         if now.get(rel) != data:
-            if MASK.encode() in data and live_redis.is_file():
+            if has_mask(data) and live_redis.is_file():
                 data = _unmask_redis(data, live_redis.read_bytes())
-            if MASK.encode() in data:
+            if has_mask(data):
                 raise HistoryError(f"cannot restore {rel}: it holds a masked secret this host "
                                    "cannot refill (re-deploy that commit instead)")
             write[rel] = data

@@ -24,11 +24,11 @@ from ark_runtime.host.dr.format import (
     DEFAULT_LEVEL,
     DEFAULT_SNAPSHOTS,
     MANIFEST,
-    REDACTED,
     BundleUsageError,
     Sources,
 )
 from ark_runtime.host.ownership import chown_like, chown_tree_like
+from ark_runtime.redact import MASK, is_secret_variable
 
 
 class _HashingReader:
@@ -82,9 +82,12 @@ def redact_env(text: str) -> tuple[str, list[str]]:
     hidden = []
     for name, (value, _line) in values.items():
         spec = schema.spec_for(name)
-        if spec is None or spec["sensitive"]:
+        # Not known safe = secret: a declared sensitive variable and any undeclared one.
+        declared = () if spec is None else (name,)
+        if (spec and spec["sensitive"]) or is_secret_variable(name, declared,
+                                                               unknown_is_secret=True):
             hidden.append(name)
-            value = REDACTED
+            value = MASK
         lines.append(f"{name}={value}")
     return "\n".join(lines) + "\n", hidden
 
@@ -230,7 +233,7 @@ def create_bundle(
                 "members": w.members,
                 "links": w.links,
                 "redacted": w.redacted,
-                "secrets": "excluded: sensitive env values are replaced by <redacted>",
+                "secrets": f"excluded: sensitive env values are replaced by {MASK}",
                 "gzip_level": level,
             }
             w.add_bytes(json.dumps(manifest, indent=2, sort_keys=True).encode(), MANIFEST,

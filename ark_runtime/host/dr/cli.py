@@ -12,6 +12,7 @@ from pathlib import Path
 
 from ark_runtime import settings
 from ark_runtime.exitcodes import ExitCode
+from ark_runtime.host.audit.log import audited_command
 from ark_runtime.host.dr.bundle import create_bundle
 from ark_runtime.host.dr.format import (
     DEFAULT_LEVEL,
@@ -43,6 +44,10 @@ def _snapshot_count(args: argparse.Namespace) -> int:
         raise BundleUsageError(str(exc)) from None
 
 
+# SEC_03: both are admin actions on the host, recorded in its audit chain (who and the control
+# node's correlation id come from ARK_ACTOR / ARK_CORRELATION_ID, set by ark_ops.fleet.dr).
+@audited_command("dr.bundle", lambda a: {"out": a.out, "log_dir": a.log_dir,
+                                         "snapshots": a.snapshots, "no_snapshot": a.no_snapshot})
 def _cmd_bundle(args: argparse.Namespace) -> int:
     src = Sources.from_env()
     if args.log_dir:
@@ -67,6 +72,7 @@ def _cmd_bundle(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+@audited_command("dr.restore", lambda a: {"bundle": a.bundle, "dry_run": a.dry_run})
 def _cmd_restore(args: argparse.Namespace) -> int:
     try:
         plan, note = restore_bundle(Path(args.bundle), dry_run=args.dry_run)

@@ -7,7 +7,8 @@ benchmarks/dr_bundle_local.py) holding
   snapshots/<id>/...        the N newest *verified* snapshots (a fresh one is taken first)
   config/HRM_RULESET.yaml   the ruleset as deployed
   config/env/<d>.env.redacted  each env file with every sensitive value replaced by
-                            "<redacted>" (and unknown variables too: not known safe = secret)
+                            the one mask (ark_runtime/redact.py), unknown variables too:
+                            not known safe = secret
   units/...                 /etc/systemd/system/ark* unit files and drop-ins
   manifest.json             sha256 + size per member, host facts, versions, created_at
 
@@ -39,7 +40,6 @@ from ark_runtime.host import layout
 
 MANIFEST = "manifest.json"
 TOPS = ("logs", "snapshots", "config", "units")
-REDACTED = "<redacted>"
 DEFAULT_LEVEL = 1
 DEFAULT_SNAPSHOTS = 3
 
