@@ -17,6 +17,8 @@ from ark_runtime.bus import streams
 from ark_runtime.bus.codec import READ_VERSIONS, VERSION_WHEN_MISSING, WRITE_VERSION
 from ark_runtime.bus.envelope import PROTOCOL_VERSION, Envelope
 from ark_runtime.bus.errors import PAUSE_KEY
+from ark_runtime.bus.protocol_durability import durable_redis
+from ark_runtime.bus.protocol_memory import bounded_memory
 from ark_runtime.bus.registry import ENDPOINTS, PIPELINE, REGISTRY, SEVERITIES
 from ark_runtime.bus.shards import SHARDED_AGENT
 from ark_runtime.exitcodes import ArkArgumentParser, ExitCode
@@ -206,16 +208,18 @@ def render() -> str:
         "",
         "## Delivery rules",
         "",
-        "* Consumers read through their group and ack only after processing. Emitting "
-        "downstream, marking the message done (`ark:done:{ark:stream:<agent>}:<message_id>`, "
-        "kept "
-        f"{s.dedup_ttl_s // 86400} days) and the XACK happen in one Lua script (atomic), so a "
-        "redelivered message has no second effect.",
+        "* Consumers read through their group and ack only after processing. The XACK, "
+        "emitting downstream, the agent's state writes and a recent-work mark "
+        "(`ark:done:{ark:stream:<agent>}:<message_id>`, kept "
+        f"{s.dedup_ttl_s} s, `ARK_BUS_DEDUP_TTL_S`) happen in one Lua script (atomic), and the "
+        "effects run only if that XACK took the entry off the group's pending list: a "
+        "redelivered message has no second effect (see \"Bounded memory\" below).",
         f"* Batches: a consumer reads up to {s.batch} entries (`ARK_BUS_BATCH`), handles them, "
         "then commits the whole batch in one Lua call: each message's emit + state + mark + "
-        "ack is applied in order and all or nothing, a message already marked done is only "
-        "acked. Every key the script touches is passed in KEYS (Redis Cluster declares keys "
-        "that way), and only single-key commands are allowed in it. An agent's own keys "
+        "ack is applied in order and all or nothing, a message no longer pending (settled "
+        "before) is only acked. Every key the script touches is passed in KEYS (Redis "
+        "Cluster declares keys that way), and only single-key commands are allowed in it. "
+        "An agent's own keys "
         "(done marks, `ark:failures:{ark:stream:<agent>}`) carry its inbox's name as hash "
         "tag, so they share the inbox's slot; the downstream streams are in other slots, "
         "which one Redis does not mind (see \"Redis Cluster layout\" for the one-slot "
@@ -259,13 +263,18 @@ def render() -> str:
         f"* A message delivered more than {s.max_deliveries} times (`ARK_BUS_MAX_DELIVERIES`), "
         "a message that is not a valid envelope (unknown type, payload failing its schema), a "
         "misrouted one and an expired one (`timestamp + ttl` in the past) go to "
-        f"`{streams.DEAD_STREAM}` with the reason.",
+        f"`{streams.DEAD_STREAM}` with the reason, in one script with its XACK and only if "
+        "that XACK took it off the pending list (a committed message is never also a dead "
+        "letter). The console's replay moves a dead letter back to its inbox only if its "
+        "own XDEL removed it (one script), so two replays cannot queue it twice.",
         "* Transient Redis errors are retried with exponential backoff (0.1 s doubling, capped "
         "at 5 s); a handler failure leaves the message pending for redelivery.",
         "* Inboxes are trimmed with `XTRIM MINID` up to the oldest entry any group still needs; "
         f"every XADD also carries `MAXLEN ~ {s.maxlen}` (side streams `~ {s.side_maxlen}`) as "
         "a last-resort bound.",
         "",
+        *bounded_memory(s),
+        *durable_redis(),
         *_scaling_out(),
         *_cluster_layout(),
         "## Dead-letter entries",

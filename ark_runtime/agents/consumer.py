@@ -15,7 +15,7 @@ import redis
 from ark_runtime import logjson
 from ark_runtime.agents.base import Agent
 from ark_runtime.bus.envelope import Envelope, EnvelopeError
-from ark_runtime.bus.streams import Delivery, Inbox, default_consumer
+from ark_runtime.bus.streams import Delivery, Inbox, default_consumer, entry_key
 
 Output = tuple[str, Envelope]
 
@@ -41,6 +41,10 @@ def log_hops(log: logging.Logger, sent_at: float, hops: list[dict[str, object]])
 
 class ConsumerAgent(Agent):
     accepts: ClassVar[tuple[str, ...]]
+    # The newest inbox entry this process committed (compared with the group's position
+    # after a Redis error), and whether that comparison is due; set again by setup().
+    _last_committed = "0-0"
+    _check_position = False
 
     def setup(self) -> None:
         assert self.r is not None
@@ -54,6 +58,10 @@ class ConsumerAgent(Agent):
         self._next_claim = 0.0
         self._next_trim = time.monotonic() + 5
         self.processed = 0
+        # The newest inbox entry this process committed, and whether to compare it with
+        # the group's position before the next read (after any Redis error).
+        self._last_committed = "0-0"
+        self._check_position = False
 
     def handle(self, envelope: Envelope) -> list[Output]:
         raise NotImplementedError
@@ -85,9 +93,40 @@ class ConsumerAgent(Agent):
             self.log.error("consumer group missing, recreating it: %s", exc,
                            extra={"event": "group_recreated"})
             self.inbox.ensure_group()
-            self._pending_cursor = "0"
+            self._regressed("the consumer group was gone")
+
+    def _regressed(self, what: str) -> None:
+        """Redis came back with older (or no) state than this process committed: state kept
+        in memory (Joey's windows) is ahead of Redis's. Drop it and rebuild from Redis, and
+        read the inbox again from the group's position, so nothing is decided on a window
+        with a gap; Kyle replays the lost bars (docs/AGENT_PROTOCOL.md, "Durable Redis")."""
+        self.log.error("Redis came back with older state (%s; this process had committed up "
+                       "to %s): rebuilding state from Redis", what, self._last_committed,
+                       extra={"event": "redis_state_regressed",
+                              "last_committed": self._last_committed})
+        self.discard_uncommitted()
+        self._pending_cursor = "0"
+        self._last_committed = "0-0"
+
+    def _check_group_position(self) -> None:
+        self._check_position = False
+        if self._last_committed == "0-0":
+            return
+        try:
+            groups = self.inbox.r.xinfo_groups(self.inbox.stream)
+        except redis.ResponseError as exc:
+            if "no such key" not in str(exc):
+                raise
+            groups = []  # the stream itself is gone: Redis came back empty
+        group = next((g for g in groups if g["name"] == self.inbox.group), None)
+        if group is None:
+            raise redis.ResponseError("NOGROUP the group is gone")  # handled in step()
+        if entry_key(group["last-delivered-id"]) < entry_key(self._last_committed):
+            self._regressed(f"group {self.inbox.group} at {group['last-delivered-id']}")
 
     def _step(self) -> None:
+        if self._check_position:
+            self._check_group_position()
         now = time.monotonic()
         deliveries: list[Delivery] = []
         if self._pending_cursor is not None:
@@ -118,9 +157,11 @@ class ConsumerAgent(Agent):
 
     def recover(self) -> None:
         # Messages of the interrupted batch are still pending for us: take them up again
-        # now rather than waiting for XAUTOCLAIM's idle time.
+        # now rather than waiting for XAUTOCLAIM's idle time. And the error may have been
+        # a Redis restart: check that it kept what we committed.
         self._pending_cursor = "0"
         self._count_pending = False
+        self._check_position = True
 
     def persist(self) -> None:
         if self.r is not None and hasattr(self, "inbox"):
@@ -239,6 +280,13 @@ class ConsumerAgent(Agent):
             # run ahead of what Redis holds, or the redelivery is mistaken for "done".
             self.discard_uncommitted()
             raise
+        if not all(firsts):
+            # An entry settled elsewhere first (a reclaimed copy, a lost reply): its effects
+            # were not applied, so in-memory state built from handling it must go.
+            self.discard_uncommitted()
+        newest = max((item.delivery.entry_id for item in ready), key=entry_key)
+        if entry_key(newest) > entry_key(self._last_committed):
+            self._last_committed = newest
         hops: list[dict[str, object]] = []
         for item, first in zip(ready, firsts, strict=True):
             env = item.envelope
@@ -275,6 +323,10 @@ class ConsumerAgent(Agent):
 
     def _dead(self, delivery: Delivery, reason: str, severity: str) -> None:
         dead_id = self.inbox.dead_letter(delivery, reason)
+        if not dead_id:  # committed or dead-lettered by another consumer meanwhile
+            self.log.info("%s was settled elsewhere; not dead-lettered", delivery.entry_id,
+                          extra={"event": "duplicate", "entry_id": delivery.entry_id})
+            return
         self.log.warning("dead-lettered %s: %s", delivery.entry_id, reason,
                          extra={"event": "dead_lettered", "dead_id": dead_id,
                                 "entry_id": delivery.entry_id})

@@ -33,6 +33,8 @@ from ark_runtime.validators import ValidationError, validate_path, validate_symb
 
 # Paced: the shortest wait between two emits (bars due meanwhile go in one EXEC).
 PACE_TICK_S = 0.005
+# Idle after its feed ended: how often Kyle checks that Redis still holds its cursor.
+CURSOR_CHECK_S = 1.0
 
 
 class Kyle(Agent):
@@ -41,6 +43,11 @@ class Kyle(Agent):
     def setup(self) -> None:
         self.bad_rows: list[BarError] = []
         adapter, feed_key = self._adapter()
+        self.adapter = adapter
+        # A feed that can be read again from any position (a file, the seeded synthetic
+        # walk): when Redis comes back older than what Kyle committed, the lost bars are
+        # emitted again. A live feed sets `replayable = False`: then the gap is critical.
+        self.replayable = bool(getattr(adapter, "replayable", True))
         self.feed_id = hashlib.sha256(feed_key.encode()).hexdigest()[:16]
         self.cursor_key = kyle_cursor_key(self.feed_id)
         # Joey's shards: bar -> targets[crc32(symbol) % N]; one shard is ark:stream:joey.
@@ -55,13 +62,9 @@ class Kyle(Agent):
         start = int(self.r.get(self.cursor_key) or 0)
         # Bad rows before the cursor were reported by the run that passed them.
         self._suppress_bad = start > 0
-        self.position = start
-        self.bars: Iterator[Bar] = iter(adapter)  # type: ignore[call-overload]
-        for _ in range(start):
-            if next(self.bars, None) is None:
-                break
-        self._suppress_bad = False
-        self.exhausted = False
+        self._open_at(start)
+        self._next_cursor_check = 0.0
+        self._gap_reported: tuple[int, int] | None = None
         self.emitted = 0
         self._unsent: tuple[list[Envelope], list[BarError]] | None = None
         self._reconcile_needed = False
@@ -69,6 +72,17 @@ class Kyle(Agent):
         self._backlog = self._longest_inbox()
         self.log.info("feed %s from position %d", feed_key, start,
                       extra={"event": "feed_open", "feed_id": self.feed_id, "position": start})
+
+    def _open_at(self, start: int) -> None:
+        """The feed from position `start` (bad rows before it were reported already)."""
+        self._suppress_bad = start > 0
+        self.position = start
+        self.bars: Iterator[Bar] = iter(self.adapter)  # type: ignore[call-overload]
+        for _ in range(start):
+            if next(self.bars, None) is None:
+                break
+        self._suppress_bad = False
+        self.exhausted = False
 
     def _on_bad_row(self, error: BarError) -> None:
         if not self._suppress_bad:
@@ -107,6 +121,11 @@ class Kyle(Agent):
     def step(self) -> None:
         if self._reconcile_needed:
             self._reconcile()
+        if self.exhausted and time.monotonic() >= self._next_cursor_check:
+            # Idle after the last bar: still look that Redis kept what was emitted (a Redis
+            # that restarted with older state is seen here, or as an error on this GET).
+            self._next_cursor_check = time.monotonic() + CURSOR_CHECK_S
+            self._check_cursor(int(self.r.get(self.cursor_key) or 0))
         if self._unsent is None:
             if self.exhausted or self.paused_cached() or self._backlogged() or \
                     self._orphans_waiting():
@@ -147,17 +166,46 @@ class Kyle(Agent):
         self._reconcile_needed = True
 
     def _reconcile(self) -> None:
-        """After a Redis error: did the held batch's EXEC run before the connection broke?"""
+        """After a Redis error: did the held batch's EXEC run before the connection broke,
+        and does Redis still hold everything committed before it?"""
         self._reconcile_needed = False
-        if self._unsent is None:
-            return
-        envelopes, bad = self._unsent
         cursor = int(self.r.get(self.cursor_key) or 0)
-        if cursor >= self.position + len(envelopes):
-            self.log.info("batch was committed before the connection broke",
-                          extra={"event": "reconciled", "position": cursor})
-            self._unsent = None
-            self._committed(envelopes, bad, time.time())
+        if self._unsent is not None:
+            envelopes, bad = self._unsent
+            if cursor >= self.position + len(envelopes):
+                self.log.info("batch was committed before the connection broke",
+                              extra={"event": "reconciled", "position": cursor})
+                self._unsent = None
+                self._committed(envelopes, bad, time.time())
+                return
+        self._check_cursor(cursor)
+
+    def _check_cursor(self, cursor: int) -> None:
+        """Redis's cursor behind what Kyle committed: Redis came back with older (or no)
+        state, and the bars from `cursor` on are gone from the bus. Emit them again (same
+        message ids: HRM's store refuses any plan it decided already) when the feed can be
+        replayed; otherwise stop the pipeline with a critical error naming the gap."""
+        if cursor >= self.position:
+            return
+        gap = f"bars {cursor}..{self.position - 1} of feed {self.feed_id}"
+        if not self.replayable:
+            if self._gap_reported == (cursor, self.position):
+                return  # reported once; the pause holds Kyle until an operator clears it
+            self._gap_reported = (cursor, self.position)
+            message = (f"Redis came back with older state: {gap} were lost from the bus and "
+                       "this live feed cannot replay them; decisions after the gap would use "
+                       "windows without them")
+            self.log.critical(message, extra={"event": "redis_state_regressed",
+                                              "cursor": cursor, "position": self.position})
+            self._report("critical", "redis_state_regressed", message)
+            return
+        self.log.error("Redis came back with older state: replaying %s", gap,
+                       extra={"event": "redis_state_regressed", "cursor": cursor,
+                              "position": self.position})
+        self._report("error", "redis_state_regressed", f"Redis came back with older state; "
+                     f"replaying {gap} from the feed")
+        self._unsent = None
+        self._open_at(cursor)
 
     def _backlogged(self) -> bool:
         # Backpressure: a stalled Joey must not make Kyle grow the stream without bound. The

@@ -156,21 +156,35 @@ async def resume(request: Request, session: Admin, body: Reason) -> ActionResult
     return await _audited(request, session, "resume", {"reason": body.reason}, run)
 
 
+# Moves one dead letter back into its inbox only if this call removed it from the dead
+# stream: two replays racing (two admins, a double click) cannot both re-queue it, so a dead
+# letter enters the pipeline at most once more (docs/AGENT_PROTOCOL.md, bounded marks).
+# `#!lua`: refused as a whole over maxmemory, so the XDEL never runs without the XADD.
+_REPLAY_LUA = """#!lua
+if redis.call('XDEL', KEYS[1], ARGV[1]) == 1 then
+  return redis.call('XADD', KEYS[2], '*', unpack(ARGV, 2))
+end
+return false
+"""
+
+
 def _replay(r: redis.Redis, limit: int) -> str:
     import json
 
     moved = skipped = 0
+    script = r.register_script(_REPLAY_LUA)
     for entry_id, fields in r.xrange(DEAD_STREAM, count=limit):
         source = fields.get("source_stream", "")
         if source not in {inbox(a) for a in PIPELINE}:
             skipped += 1  # only ever back into a pipeline inbox
             continue
         original = json.loads(fields.get("original") or "{}")
-        pipe = r.pipeline(transaction=True)
-        pipe.xadd(source, original)
-        pipe.xdel(DEAD_STREAM, entry_id)
-        pipe.execute()
-        moved += 1
+        if not original:
+            skipped += 1  # nothing left to replay (an entry trimmed before it was read)
+            continue
+        flat = [x for kv in original.items() for x in kv]
+        if script(keys=[DEAD_STREAM, source], args=[entry_id, *flat]):
+            moved += 1
     return f"{'partial: ' if skipped else ''}replayed {moved}, skipped {skipped}"
 
 

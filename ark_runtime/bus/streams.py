@@ -2,14 +2,18 @@
 
 * Each agent reads `ark:stream:<agent>` in group `<agent>` as consumer `<agent>@<host>`.
 * Effects on the bus are committed atomically with the ack: one Lua script (atomic in Redis,
-  one round trip) checks the idempotency mark `ark:done:<agent>:<message_id>` and, if it is
-  absent, runs the downstream XADDs and the agent's state writes, sets the mark and XACKs. A
-  crash before the script leaves the message pending (redelivered, nothing was emitted); a
-  crash after it leaves nothing to redo; two consumers racing on a reclaimed message cannot
-  both commit. So a redelivered message has no second effect.
+  one round trip) XACKs the entry and, only if the XACK removed it from the group's pending
+  list (it returns 1), runs the downstream XADDs and the agent's state writes and sets a
+  short-lived mark `ark:done:<agent>:<message_id>`. The pending entry itself is the
+  idempotency mark: a crash before the script leaves it pending (redelivered, nothing was
+  emitted); a crash after it leaves nothing to redo; a second commit of the same entry (a
+  reclaimed copy, a lost reply) finds it acked and has no effect, however late it comes. So
+  the marks need not outlive the redelivery window (issue #19, docs/AGENT_PROTOCOL.md).
 * A dead consumer's pending entries are taken over with XAUTOCLAIM after `claim_min_idle_ms`.
 * A message delivered more than `max_deliveries` times, or that is not a valid envelope, or
-  has expired, goes to `ark:stream:dead` with the reason (and is acked in the same EXEC).
+  has expired, goes to `ark:stream:dead` with the reason, in one script with its XACK and
+  only if that XACK removed it from the pending list: a message that was committed is never
+  also a dead letter, so replaying a dead letter cannot do its work twice.
 * Memory stays bounded: inboxes are trimmed with XTRIM MINID up to the oldest entry any group
   still needs (never an unacked one); XADD also caps every stream with MAXLEN ~ as a last
   resort, and the side streams (dead, errors, decisions) with a smaller cap.
@@ -136,26 +140,46 @@ def publish(pipe: Any, stream: str, envelope: Envelope, maxlen: int) -> None:
 # agent's own keys share its inbox's slot (slot_tag); the downstream streams do not yet.
 # ARGV: group, mark ttl, JSON list of messages, each [index of its done mark in KEYS, entry
 # id, commands], a command being [name, index of its key in KEYS, args...]. Messages are
-# applied in order; a message whose done mark exists (committed before, by us or by another
-# consumer) is only acked. The whole script is atomic, so each message's
+# applied in order. The XACK decides: 1 means the entry was still pending for the group
+# (nobody committed or dead-lettered it), so its effects run; 0 means it was settled before
+# (by us through a lost reply, or by another consumer), so it is only acked. The mark is no
+# longer the guard (it expires after the redelivery window); it stays as the fast path of a
+# redelivery and a record of recent work. The whole script is atomic, so each message's
 # emit+state+mark+ack is all or nothing.
-_COMMIT_LUA = """
+# The `#!lua` line (Redis >= 7) makes Redis refuse the whole script up front when it is over
+# maxmemory, instead of failing at the first write inside it: the XACK (not a "denyoom"
+# command) would otherwise succeed and the XADD after it fail, acking a message whose
+# effects were never written.
+_COMMIT_LUA = """#!lua
 local out = {}
 for i, m in ipairs(cjson.decode(ARGV[3])) do
-  local done = KEYS[m[1]]
-  if redis.call('EXISTS', done) == 1 then
-    out[i] = 0
-  else
+  if redis.call('XACK', KEYS[1], ARGV[1], m[2]) == 1 then
     for _, cmd in ipairs(m[3]) do
       redis.call(cmd[1], KEYS[cmd[2]], unpack(cmd, 3))
     end
-    redis.call('SET', done, m[2], 'EX', ARGV[2])
+    redis.call('SET', KEYS[m[1]], m[2], 'EX', ARGV[2])
     out[i] = 1
+  else
+    out[i] = 0
   end
-  redis.call('XACK', KEYS[1], ARGV[1], m[2])
   redis.call('HDEL', KEYS[2], m[2])
 end
 return out
+"""
+
+# Dead-lettering, settled like a commit: KEYS inbox, failures hash, dead stream; ARGV group,
+# entry id, force ("1" for an entry Redis already dropped from the pending list, e.g. trimmed
+# past the MAXLEN cap), then the dead entry's fields. The dead entry is written only when the
+# XACK took the entry off the pending list, so a committed message never becomes a dead
+# letter too. Returns the dead entry's id, or false when it had been settled already. Refused
+# as a whole when Redis is over maxmemory (`#!lua`, as the commit).
+_DEAD_LUA = """#!lua
+local acked = redis.call('XACK', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HDEL', KEYS[2], ARGV[2])
+if acked == 0 and ARGV[3] ~= '1' then
+  return false
+end
+return redis.call('XADD', KEYS[3], 'MAXLEN', '~', ARGV[4], '*', unpack(ARGV, 5))
 """
 
 Commit = tuple["Delivery", Iterable[tuple[str, Envelope]], Iterable[Sequence[str]]]
@@ -184,6 +208,7 @@ class Inbox:
         self.consumer = consumer
         self.settings = settings
         self._commit_script = client.register_script(_COMMIT_LUA)
+        self._dead_script = client.register_script(_DEAD_LUA)
 
     def ensure_group(self) -> None:
         try:
@@ -240,7 +265,8 @@ class Inbox:
             # gone; record the loss where operators look, rather than acking silently.
             self.dead_letter(Delivery(self.stream, entry_id, {}, 0),
                              "entry trimmed before it was processed (stream hit its MAXLEN "
-                             "cap: raise ARK_BUS_MAXLEN or fix the stalled consumer)")
+                             "cap: raise ARK_BUS_MAXLEN or fix the stalled consumer)",
+                             force=True)
         entries = [(eid, f) for eid, f in claimed if f is not None]
         return self._with_counts(entries)
 
@@ -329,17 +355,24 @@ class Inbox:
         # consumer makes the final decision.
         self.r.hset(failures_key(self.owner), delivery.entry_id, reason[:2000])
 
-    def dead_letter(self, delivery: Delivery, reason: str) -> str:
+    def dead_letter(self, delivery: Delivery, reason: str, *, force: bool = False) -> str:
+        """Move a pending entry to the dead-letter stream and ack it, atomically. Returns the
+        dead entry's id, or "" when the entry was no longer pending (committed or
+        dead-lettered by another consumer meanwhile): then nothing is written. `force`
+        records an entry Redis already took off the pending list (trimmed while pending)."""
         last = self.r.hget(failures_key(self.owner), delivery.entry_id)
         if last and last not in reason:
             reason = f"{reason}; last error: {last}"
         entry = dead_entry(self.agent, delivery, reason)
-        with self.r.pipeline(transaction=True) as pipe:
-            pipe.xadd(DEAD_STREAM, entry, maxlen=self.settings.side_maxlen, approximate=True)
-            pipe.xack(self.stream, self.group, delivery.entry_id)
-            pipe.hdel(failures_key(self.owner), delivery.entry_id)
-            dead_id, _, _ = pipe.execute()
-        return dead_id
+        keys = [self.stream, failures_key(self.owner), DEAD_STREAM]
+        args = [self.group, delivery.entry_id, "1" if force else "0",
+                self.settings.side_maxlen, *(x for kv in entry.items() for x in kv)]
+        try:
+            dead_id = self.r.evalsha(self._dead_script.sha, len(keys), *keys, *args)
+        except redis.exceptions.NoScriptError:
+            self._dead_script.sha = self.r.script_load(_DEAD_LUA)
+            dead_id = self.r.evalsha(self._dead_script.sha, len(keys), *keys, *args)
+        return dead_id or ""
 
     def trim(self) -> int:
         """XTRIM MINID to the oldest entry any group still needs. Returns entries removed."""
@@ -353,14 +386,15 @@ class Inbox:
             if summary and summary.get("pending"):
                 candidates.append(summary["min"])
             for c in candidates:
-                if floor is None or _id_key(c) < _id_key(floor):
+                if floor is None or entry_key(c) < entry_key(floor):
                     floor = c
         if floor is None or floor == "0-0":
             return 0
         return int(self.r.xtrim(self.stream, minid=floor, approximate=False))
 
 
-def _id_key(entry_id: str) -> tuple[int, int]:
+def entry_key(entry_id: str) -> tuple[int, int]:
+    """A stream entry id as a sortable pair (ms, seq)."""
     ms, _, seq = entry_id.partition("-")
     return int(ms), int(seq or 0)
 

@@ -34,6 +34,7 @@ class BusSource(Source):
             return
         up.add_metric([], 1.0)
         yield up
+        yield from self._memory()
         yield from self._streams()
         yield from self._tallies()
         paused = GaugeMetricFamily("ark_agent_paused",
@@ -42,6 +43,24 @@ class BusSource(Source):
         for origin in self.r.hkeys(PAUSE_KEY):
             paused.add_metric([origin], 1.0)
         yield paused
+
+    def _memory(self) -> Iterable[Metric]:
+        """What the memory alerts need (issue #19): with `noeviction` a full Redis still
+        answers PING, so `ark_redis_up` alone says nothing about refused writes."""
+        memory = self.r.info("memory")
+        used = GaugeMetricFamily("ark_redis_used_memory_bytes",
+                                 "Redis INFO used_memory: bytes allocated for data")
+        used.add_metric([], float(memory.get("used_memory", 0)))
+        limit = GaugeMetricFamily("ark_redis_maxmemory_bytes",
+                                  "Redis maxmemory (0: no limit)")
+        limit.add_metric([], float(memory.get("maxmemory", 0)))
+        # errorstat_OOM: replies "-OOM command not allowed when used memory > 'maxmemory'"
+        # since the server started (Redis >= 6.2); absent until the first one.
+        oom = self.r.info("errorstats").get("errorstat_OOM", {})
+        refused = CounterMetricFamily("ark_redis_oom_rejected",
+                                      "Commands Redis refused because maxmemory was reached")
+        refused.add_metric([], float(oom.get("count", 0) if isinstance(oom, dict) else 0))
+        yield from (used, limit, refused)
 
     def _streams(self) -> Iterable[Metric]:
         length = GaugeMetricFamily("ark_stream_length", "Entries in the stream",

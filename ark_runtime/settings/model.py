@@ -213,8 +213,12 @@ class ArkSettings(BaseSettings):
     bus_key_tag: KeyTag | None = var(
         "ARK_BUS_KEY_TAG", None, "One hash tag on every bus key (Redis Cluster), e.g. ark",
         read_by=(*ALL_AGENTS, "api"))
-    bus_dedup_ttl_s: int = var("ARK_BUS_DEDUP_TTL_S", 7 * 24 * 3600,
-                               "Lifetime (s) of idempotency marks", read_by=CONSUMERS, gt=0)
+    # Not the exactly-once guard (the pending entry is: docs/AGENT_PROTOCOL.md, "Bounded
+    # memory"): a mark is a record of recent work and the fast path that skips a redelivery,
+    # so its memory is rate x lifetime (225 B a mark: 27 MB per 1,000 bars/s at 120 s).
+    bus_dedup_ttl_s: int = var("ARK_BUS_DEDUP_TTL_S", 120,
+                               "Lifetime (s) of the recent-work marks (not the dedup guard)",
+                               read_by=CONSUMERS, gt=0, le=7 * 24 * 3600)
 
     # -- Kyle's feed -----------------------------------------------------------------------
     feed: Literal["replay", "synthetic", "sample"] | None = var(

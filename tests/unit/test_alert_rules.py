@@ -23,7 +23,9 @@ REQUIRED = {"agent down": "ArkAgentDown", "heartbeat stale": "ArkHeartbeatStale"
             "backlog growing": "ArkBacklogGrowing", "dead letters growing": "ArkDeadLettersGrowing",
             "disk filling": "ArkDiskFilling", "breaker tripped": "ArkBreakerTripped",
             "panic active": "ArkPanicActive", "snapshot too old": "ArkSnapshotTooOld",
-            "heal failed": "ArkHealFailed", "redis down": "ArkRedisDown"}
+            "heal failed": "ArkHealFailed", "redis down": "ArkRedisDown",
+            "redis memory high": "ArkRedisMemoryHigh",
+            "redis refusing writes": "ArkRedisRefusingWrites"}
 
 
 def alerts() -> list[dict]:

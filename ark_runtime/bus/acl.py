@@ -1,0 +1,116 @@
+"""A Redis user per component (issue #19 §3, SEC_01), derived from the pipeline declaration.
+
+`acl_rules(shards)` gives each component its key patterns and commands; `render_acl_file`
+writes them in Redis 7's ACL file format (`aclfile`), one line per user, with the `default`
+user off. Every component gets the data categories it uses minus `@admin` and `@dangerous`
+(FLUSHALL, CONFIG, DEBUG, MODULE, SHUTDOWN, KEYS, ... are all in one of them), plus exactly
+the few dangerous-flagged commands its job needs by name (INFO for the exporter's memory
+figures). Only `admin` (the operators' `redis-cli` user) has everything.
+
+Key patterns follow the default layout (ARK_BUS_KEY_TAG unset): an agent writes its own
+keys (marks, failures, state), the next agent's inbox and the side streams, and reads its
+own inbox. The API reads every ARK key (`%R~`) and writes only what it owns: the pause hash,
+the errors and dead streams, and the inboxes a dead letter is replayed into.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ark_runtime.bus.errors import PAUSE_KEY
+from ark_runtime.bus.keys import DEAD_STREAM, DECISIONS_STREAM, ERRORS_STREAM, inbox, slot_tag
+from ark_runtime.pipeline import AGENTS, BY_NAME
+
+# What every component's connection needs, and what none may have.
+BASE = ("-@all", "+@connection", "-@admin", "-@dangerous")
+DATA = ("+@read", "+@write", "+@stream", "+@hash", "+@string", "+@list", "+@keyspace",
+        "+@scripting", "+@transaction", "-@admin", "-@dangerous")
+# Never granted to a component, whatever its categories: checked by the tests too.
+FORBIDDEN = ("FLUSHALL", "FLUSHDB", "CONFIG", "DEBUG", "MODULE", "SHUTDOWN")
+
+
+@dataclass(frozen=True)
+class AclUser:
+    name: str
+    keys: tuple[str, ...]           # ~pattern (read and write)
+    read_keys: tuple[str, ...] = ()  # %R~pattern (read only)
+    write_keys: tuple[str, ...] = ()  # XADD only (a selector)
+    commands: tuple[str, ...] = DATA
+
+    def rule(self, password_hash: str) -> str:
+        keys = [f"~{k}" for k in self.keys] + [f"%R~{k}" for k in self.read_keys]
+        # A Redis 7 selector: these keys take XADD and nothing else (no DEL, no XTRIM),
+        # directly or from a script (EVALSHA declares them with the dead stream it reads).
+        append_only = ["(" + " ".join([f"~{DEAD_STREAM}", *(f"~{k}" for k in self.write_keys),
+                                       "-@all", "+xadd", "+eval", "+evalsha"]) + ")"] \
+            if self.write_keys else []
+        return " ".join(["user", self.name, "on", f"#{password_hash}", "resetchannels",
+                         *keys, *BASE, *self.commands, *append_only])
+
+
+def instances(shards: int) -> list[tuple[str, str]]:
+    """(instance, agent) for every running agent: a sharded agent once per shard."""
+    out = []
+    for agent in AGENTS:
+        if agent.sharded:
+            out += [(agent.name if k == 0 else f"{agent.name}-{k}", agent.name)
+                    for k in range(shards)]
+        else:
+            out.append((agent.name, agent.name))
+    return out
+
+
+def _downstream(agent: str, shards: int) -> list[str]:
+    names = [a.name for a in AGENTS]
+    nxt = names.index(agent) + 1
+    if nxt >= len(names):
+        return [DECISIONS_STREAM]
+    target = AGENTS[nxt]
+    if target.sharded:
+        return [inbox(i) for i, a in instances(shards) if a == target.name]
+    return [inbox(target.name)]
+
+
+def acl_rules(shards: int = 1) -> list[AclUser]:
+    side = (ERRORS_STREAM, DEAD_STREAM, PAUSE_KEY)
+    users = []
+    for instance, agent in instances(shards):
+        own = [f"ark:*{slot_tag(instance)}*"]  # marks, failures hash, state keys
+        read: list[str] = []
+        if BY_NAME[agent].sharded:
+            own.append(f"ark:state:{slot_tag(agent)}:*")  # per-symbol state, shared by shards
+            read.append(f"ark:state:{agent}:*")  # the untagged names of earlier releases
+        if BY_NAME[agent].consumes is None:
+            own.append(f"ark:{agent}:cursor:*")  # the feed cursor
+            read.append("ark:stream:*")  # backlog and orphaned-shard checks (XLEN, XINFO)
+            stream_in: list[str] = []
+        else:
+            stream_in = [inbox(instance)]
+        users.append(AclUser(instance, keys=(*stream_in, *_downstream(agent, shards), *own,
+                                             *side), read_keys=tuple(read)))
+    pipeline_inboxes = tuple(inbox(i) for i, a in instances(shards)
+                             if BY_NAME[a].consumes is not None)
+    users.append(AclUser("api", keys=(PAUSE_KEY, ERRORS_STREAM, DEAD_STREAM),
+                         read_keys=("ark:*",), write_keys=pipeline_inboxes))
+    users.append(AclUser("exporter", keys=(), read_keys=("ark:*",),
+                         commands=("+@read", "+@stream", "+@hash", "+@keyspace", "-@admin",
+                                   "-@dangerous", "+info")))
+    return users
+
+
+def admin_rule(password_hash: str) -> str:
+    return f"user admin on #{password_hash} ~* &* +@all"
+
+
+def render_acl_file(password_hashes: dict[str, str], shards: int = 1) -> str:
+    """The aclfile: `default` off, one line per component and the admin. `password_hashes`
+    maps each user name to the SHA-256 hex of its password (the file never holds one)."""
+    lines = ["user default off resetkeys resetchannels -@all"]
+    for user in acl_rules(shards):
+        lines.append(user.rule(password_hashes[user.name]))
+    lines.append(admin_rule(password_hashes["admin"]))
+    return "\n".join(lines) + "\n"
+
+
+def user_names(shards: int = 1) -> list[str]:
+    return [u.name for u in acl_rules(shards)] + ["admin"]
