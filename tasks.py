@@ -35,13 +35,17 @@ def operator_errors(fn):
             "topology": "all (every host runs everything, the default) or split (host 1 "
                         "Redis + Prometheus, host 2 API + agents, further hosts agents)",
             "user": "SSH user: root (default), or e.g. deploy: a non-root user with "
-                    "passwordless sudo, root login disabled, inventory with become"})
+                    "passwordless sudo, root login disabled, inventory with become",
+            "release": "Debian release of every host (bookworm or trixie), or one per host "
+                       "in order: bookworm,trixie (default: running hosts keep theirs, new "
+                       "hosts bookworm)"})
 @operator_errors
-def lab_up(c, hosts: int = 1, topology: str = "all", user: str = "root"):
+def lab_up(c, hosts: int = 1, topology: str = "all", user: str = "root",
+           release: str = ""):
     """Boot the local lab: N systemd-nspawn hosts, each in its own network namespace."""
     from ark_ops.lab import lab
 
-    for s in lab.up(hosts=hosts, topology=topology, user=user):
+    for s in lab.up(hosts=hosts, topology=topology, user=user, release=release):
         print(f"  {s.name:<12} {s.address:<15} {s.system_state}")
 
 
@@ -216,6 +220,79 @@ def dr_restore(c, bundle, host, inventory: str = ""):
     outcome = run_restore(bundle, host, inventory=inventory or None)  # audited
     if not outcome.ok:
         raise Exit(code=1)
+
+
+# --- off-host backups (REC_03) ----------------------------------------------------------
+
+
+@task(help={**FLEET_HELP})
+@operator_errors
+def offsite_backup(c, inventory: str = "", limit: str = ""):
+    """DR bundles of every host, signed, into the inventory's off-host restic repository;
+    then forget (keep-daily/keep-weekly) and restic check. The timer runs this."""
+    from ark_ops.fleet.offsite_flow import backup_fleet
+
+    outcomes, _ = backup_fleet(inventory=inventory or None, limit=limit or None)  # audited
+    exit_if_any_failed(outcomes, "offsite.backup")
+
+
+@task(help={"host": "the one host to restore onto (deployed first)",
+            "source": "whose bundle to restore (default: the host itself)",
+            "inventory": "inventory file or directory (default: the local lab)"})
+@operator_errors
+def offsite_restore(c, host, source: str = "", inventory: str = ""):
+    """Restore a host's newest off-host bundle: fetched from restic, verified against the
+    key pinned in the inventory (no .secrets/ signing key needed), then dr-restore."""
+    from ark_ops.fleet.offsite_flow import restore_from_offsite
+
+    outcome = restore_from_offsite(host, source=source or None,  # audited
+                                   inventory=inventory or None)
+    if not outcome.ok:
+        raise Exit(code=1)
+
+
+@task(help={"inventory": "inventory file or directory the timer backs up",
+            "on_calendar": "systemd OnCalendar= of the timer (default daily)",
+            "dest": "where the units go (default /etc/systemd/system)"})
+@operator_errors
+def offsite_timer(c, inventory, on_calendar: str = "daily", dest: str = "/etc/systemd/system"):
+    """Install the control node's systemd timer that runs offsite.backup for an inventory
+    (units checked with systemd-analyze verify first); then `systemctl enable --now` it."""
+    from pathlib import Path
+
+    from ark_ops.fleet.offsite_timer import install
+
+    for path in install(Path(inventory), on_calendar=on_calendar, dest=Path(dest)):
+        print(f"  wrote {path}")
+
+
+# --- alerts (LOG_03) ----------------------------------------------------------------------
+
+
+@task(help={"alert": "alert name to silence, e.g. ArkAgentPaused",
+            "match": "extra label matcher, e.g. host=ark-prod-2 (repeatable)",
+            "duration": "how long, e.g. 30m, 2h, 1d (default 1h)",
+            "comment": "why (required; shown to whoever is paged next)",
+            "inventory": "inventory file or directory (default: the local lab)"},
+      iterable=["match"])
+@operator_errors
+def alerts_silence(c, comment, alert="", match=None, duration="1h", inventory=""):
+    """Silence alerts on every Alertmanager of the ark_monitoring group (amtool); audited."""
+    from ark_ops.fleet.alerts import Silence, silence
+    from ark_ops.fleet.audit import actor
+
+    spec = Silence.build(alert, list(match or []), duration, comment, actor())
+    outcomes = silence(spec, inventory=inventory or None)  # audited
+    exit_if_any_failed(outcomes, "alerts.silence")
+
+
+@task(help={"inventory": "inventory file or directory (default: the local lab)"})
+@operator_errors
+def alerts_list(c, inventory=""):
+    """The alerts each Alertmanager holds now, silenced and inhibited ones included."""
+    from ark_ops.fleet.alerts import firing
+
+    exit_if_any_failed(firing(inventory=inventory or None), "alerts.list")
 
 
 # --- audit (SEC_03, GOV_01) -------------------------------------------------------------
@@ -408,6 +485,18 @@ def trace(c, id, inventory: str = "", limit: str = "", json: bool = False):  # n
         raise Exit(code=rc)
 
 
+@task(help=FLEET_HELP)
+@operator_errors
+def risk(c, inventory: str = "", limit: str = ""):
+    """HRM's risk state (breakers, P&L, streak, exposure) as each ark_agents host reads it
+    from Redis; exit 1 when a breaker is tripped."""
+    from ark_ops.fleet.risk import run as run_risk
+
+    rc = run_risk(inventory or None, limit or None)
+    if rc:
+        raise Exit(code=rc)
+
+
 # --- compose (DEPLOY_02: the single-host Docker Compose stack) ---------------------------
 
 
@@ -488,11 +577,20 @@ config.add_task(config_history, "history")
 config.add_task(config_diff, "diff")
 config.add_task(config_rollback, "rollback")
 
+offsite = Collection("offsite")
+offsite.add_task(offsite_backup, "backup")
+offsite.add_task(offsite_restore, "restore")
+offsite.add_task(offsite_timer, "timer")
+
+alerts = Collection("alerts")
+alerts.add_task(alerts_silence, "silence")
+alerts.add_task(alerts_list, "list")
+
 compose_ns = Collection("compose")
 compose_ns.add_task(compose_env, "env")
 compose_ns.add_task(compose_check, "check")
 compose_ns.add_task(compose_up, "up")
 compose_ns.add_task(compose_down, "down")
 
-ns = Collection(lab, audit, config, compose_ns, deploy, verify, panic, recover, dr_bundle,
-                dr_restore, lock, test, load, logs, trace, docs)
+ns = Collection(lab, audit, config, compose_ns, offsite, alerts, deploy, verify, panic,
+                recover, dr_bundle, dr_restore, lock, test, load, logs, trace, risk, docs)

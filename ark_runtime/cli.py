@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ark_runtime import trace
+from ark_runtime import hrm_cli, trace
 from ark_runtime.agents import cli as agents_cli
 from ark_runtime.api import cli as api_cli
 from ark_runtime.bus import cli as bus_cli
@@ -44,6 +44,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit_cli.register(sub)  # ark audit show|verify|record|head
     config_cli.register(sub)  # ark config record|list|diff|rollback|prune
     metrics_server.register(sub)  # ark metrics --listen ADDR:PORT
+    hrm_cli.register(sub)  # ark hrm risk, ark hrm breaker reset NAME --reason ...
     return parser
 
 

@@ -59,8 +59,10 @@ def redis_settings(env: Mapping[str, str] | None = None) -> RedisSettings:
 class ApiSettings:
     host: str = default_of("ARK_API_HOST")
     port: int = default_of("ARK_API_PORT")
+    trusted_proxies: str = ""
 
 
 def api_settings(env: Mapping[str, str] | None = None) -> ApiSettings:
     cfg = load(env)
-    return ApiSettings(host=cfg.api_host, port=cfg.api_port)
+    return ApiSettings(host=cfg.api_host, port=cfg.api_port,
+                       trusted_proxies=cfg.api_trusted_proxies)

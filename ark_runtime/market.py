@@ -13,9 +13,10 @@ import math
 import random
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, time, timedelta
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
+from zoneinfo import ZoneInfo
 
 from pydantic import BaseModel, ConfigDict, field_validator, model_validator
 
@@ -28,10 +29,19 @@ __all__ = [
     "FeedAdapter",
     "ReplayAdapter",
     "SyntheticAdapter",
+    "session_of",
     "write_jsonl",
 ]
 
 SAMPLE_BARS = Path(__file__).parent / "data" / "sample_bars.jsonl"
+
+
+def session_of(ts: datetime, tz: str = "UTC", reset: time = time(0, 0)) -> str:
+    """The trading session (an ISO date) `ts` belongs to: its local date in `tz`, shifted so
+    that a session starts at `reset` local time. HRM's daily values and the executor's
+    session-end close both use it, on market time (the bars' clock), not the wall clock."""
+    local = ts.astimezone(ZoneInfo(tz))
+    return (local - timedelta(hours=reset.hour, minutes=reset.minute)).date().isoformat()
 
 
 class Bar(BaseModel):

@@ -42,6 +42,10 @@ class Agent:
     emits     the message type it produces (None: it emits nothing downstream)
     domains   the credential domains its unit loads (SEC_01; least privilege)
     sharded   runs as N instances split by symbol (`<name>`, `<name>-1` .. `<name>-<N-1>`)
+    also_consumes  further types its inbox carries besides the flow's (`consumes`): the
+              executor also reads Kyle's bars, HRM the executor's fills and closes
+    also_emits     further types it emits besides the flow's: a broadcast (HRM's verdicts on
+              their side stream) or feedback upstream (the executor's fills and closes)
     """
 
     name: str
@@ -50,6 +54,16 @@ class Agent:
     emits: str | None
     domains: tuple[str, ...] = ("infrastructure", "features")
     sharded: bool = False
+    also_consumes: tuple[str, ...] = ()
+    also_emits: tuple[str, ...] = ()
+
+    @property
+    def inputs(self) -> tuple[str, ...]:
+        return (*((self.consumes,) if self.consumes else ()), *self.also_consumes)
+
+    @property
+    def outputs(self) -> tuple[str, ...]:
+        return (*((self.emits,) if self.emits else ()), *self.also_emits)
 
 
 MESSAGES: tuple[Message, ...] = (
@@ -60,6 +74,13 @@ MESSAGES: tuple[Message, ...] = (
             "A paper trade plan built from a pattern: entry, ATR stop, target, size."),
     Message("hrm.decision", "ark_runtime.bus.registry:HrmVerdict",
             "HRM's verdict on a plan: approved or rejected, with every violated rule."),
+    Message("trade.approved", "ark_runtime.bus.registry:HrmVerdict",
+            "An approved plan for the executor (HRM's verdict, size multiplier included)."),
+    Message("position.filled", "ark_runtime.execution.paper:PositionFilled",
+            "The executor filled an approved plan at the next bar's open (paper)."),
+    Message("position.closed", "ark_runtime.execution.paper:PositionClosed",
+            "The executor closed a position (stop, target, time limit, session end) with "
+            "its P&L net of fees; HRM's breakers count it."),
 )
 
 # Flow order: a critical error pauses every agent upstream of the one that failed.
@@ -69,7 +90,11 @@ AGENTS: tuple[Agent, ...] = (
           emits="pattern.detected", sharded=True),
     Agent("kenny", "ark_runtime.agents.kenny:Kenny", consumes="pattern.detected",
           emits="trade.plan", domains=("infrastructure", "trading", "features")),
-    Agent("hrm", "ark_runtime.agents.hrm:Hrm", consumes="trade.plan", emits="hrm.decision"),
+    Agent("hrm", "ark_runtime.agents.hrm:Hrm", consumes="trade.plan", emits="trade.approved",
+          also_consumes=("position.filled", "position.closed"), also_emits=("hrm.decision",)),
+    Agent("executor", "ark_runtime.agents.executor:Executor", consumes="trade.approved",
+          emits=None, also_consumes=("market.bar",),
+          also_emits=("position.filled", "position.closed")),
 )
 
 # --- derived views (nothing below names an agent) -------------------------------------------
@@ -99,13 +124,13 @@ UNITS: tuple[str, ...] = (API_UNIT, *(unit(n) for n in NAMES))
 
 
 def producers(message_type: str) -> tuple[str, ...]:
-    return tuple(a.name for a in AGENTS if a.emits == message_type)
+    return tuple(a.name for a in AGENTS if message_type in a.outputs)
 
 
 def consumers(message_type: str) -> tuple[str, ...]:
-    """Agents whose inbox carries the type; `("bus",)` for a type nobody reads from an
-    inbox (broadcast on its side stream)."""
-    return tuple(a.name for a in AGENTS if a.consumes == message_type) or ("bus",)
+    """Agents whose inbox carries the type, in flow order; `("bus",)` for a type nobody
+    reads from an inbox (broadcast on its side stream)."""
+    return tuple(a.name for a in AGENTS if message_type in a.inputs) or ("bus",)
 
 
 def downstream(name: str) -> str | None:

@@ -57,6 +57,8 @@ class TradePlan(BaseModel):
     pattern_ts: UtcTime
     catalyst: str = ""
     source: str = "technical"
+    # Time limit: the executor closes the position at the close of its hold_bars-th bar.
+    hold_bars: int = Field(default=20, ge=1, le=100_000)
     paper: Literal[True] = True
 
 

@@ -12,6 +12,7 @@ import json
 import sys
 from pathlib import Path
 
+from ark_runtime import pipeline
 from ark_runtime.agents import environment
 from ark_runtime.bus import streams
 from ark_runtime.bus.codec import READ_VERSIONS, VERSION_WHEN_MISSING, WRITE_VERSION
@@ -136,6 +137,53 @@ def _versions_section() -> list[str]:
     ]
 
 
+def _execution_and_risk() -> list[str]:
+    return [
+        "## Execution and risk (AGENT_04)",
+        "",
+        "* HRM sends each approved plan to the executor (`trade.approved`, the verdict with "
+        "its size multiplier) in the same commit as the verdict. Kyle adds every bar to the "
+        "executor's inbox as well as to Joey's (its own copy, addressed to the executor, same "
+        "EXEC; not counted in Kyle's backlog, so a stopped executor never stalls the feed).",
+        "* The executor (`ark_runtime/execution/paper.py`, pure) fills an approved plan at the "
+        "open of the first bar after the plan's signal bar, moved against the trade by "
+        "`ARK_EXEC_SLIPPAGE_BPS`, with a fee of `ARK_EXEC_FEE_BPS` per side; it closes at the "
+        "stop, the target (a gap exits at the open; both touched in one bar counts as the "
+        "stop), after the plan's `hold_bars` (at that bar's close) or at the session end (the "
+        "close of the session's last bar, in the ruleset's `session_timezone`). It keeps "
+        "`ARK_EXEC_BAR_HISTORY` bars per symbol, so an approval that arrives after its fill "
+        "bar replays them: the same bars give the same result whatever the arrival order. Its "
+        "books (`ark:state:{ark:stream:executor}:books`, a hash per symbol) are written in "
+        "each message's commit; fills and closes go to HRM's inbox and to "
+        "`ark:stream:positions`, with ids derived from the flow, in that same commit.",
+        "* HRM books each fill and close in the ledger and, for a close, its P&L (a fraction "
+        "of the account, net of fees) in the breaker state, in one SQLite transaction with "
+        "the message's idempotency mark. A breaker is tripped while its value is at or past "
+        "its threshold (`daily_loss_limit` on this session's realised loss, "
+        "`loss_streak_limit` on the losing streak), so it trips on the close that reaches it; "
+        "a tripped breaker rejects every plan (`BRK-DAILY-LOSS`, `BRK-LOSS-STREAK`, the "
+        "breaker named in the message). The trip is reported once, as `error.raised` "
+        "(`breaker_tripped:<name>`) at the ruleset's severity, in the commit that acks the "
+        "close; a `critical` one also sets HRM's pause on Kyle, Joey and Kenny in that commit. "
+        "Exposure: an approval books its size as open exposure until the close; a plan that "
+        "would take a symbol or the total past `exposure_limits` is rejected (`EXP-SYMBOL`, "
+        "`EXP-TOTAL`). Sessions and the daily values run on market time (plans' and closes' "
+        "bar times), not the wall clock.",
+        "* `hrm.breaker_reset` (from `ark hrm breaker reset NAME --reason ...` or the "
+        "console's POST `/api/admin/breakers/{name}/reset`, both audited) sets that "
+        "breaker's value back to zero; when no critical breaker is left tripped HRM lifts "
+        "its pause (`control.resume`).",
+        "* HRM publishes its risk state (breakers, P&L, streak, positions, exposure) as JSON "
+        "at `ark:risk:{ark:stream:hrm}` in every commit that changes it, and at start: the "
+        "console, the exporter (`ark_hrm_*`) and `ark hrm risk` read it there, on any host.",
+        "* Paper is the only mode that runs (`ARK_EXEC_MODE=paper`). A broker adapter "
+        "implements `ark_runtime.execution.broker.BrokerAdapter` (submit, cancel, fills); "
+        "none ships, so `live` exits 78, and setting it takes the inventory's explicit "
+        "`ark_runtime_execution_mode: live` and a deploy (audited).",
+        "",
+    ]
+
+
 def _adding_an_agent() -> list[str]:
     return [
         "## Adding an agent",
@@ -155,7 +203,8 @@ def _adding_an_agent() -> list[str]:
         "the concept.",
         "2. **One declaration entry** in `pipeline.AGENTS`, at its place in flow order: "
         "`Agent(\"<name>\", \"ark_runtime.agents.<name>:<Class>\", consumes=<type it "
-        "reads>, emits=<type it writes>, domains=(<credential domains>))`, plus a "
+        "reads>, emits=<type it writes>, domains=(<credential domains>))` (further types "
+        "in `also_consumes` / `also_emits`, as the executor and HRM have), plus a "
         "`Message(type, \"module:Model\", description)` entry in `pipeline.MESSAGES` if it "
         "emits a new type. Its unit `ark-agent@<name>`, inbox, consumer group, log file, "
         "logrotate entry, compose service name and placement follow; the env schema and "
@@ -191,7 +240,9 @@ def render() -> str:
         "|---|---|---|",
     ]
     for agent in PIPELINE[1:]:
-        lines.append(f"| `{streams.inbox(agent)}` | upstream agent | group `{agent}`, consumer "
+        writers = ", ".join(f"{w} (`{t}`)" for t in pipeline.BY_NAME[agent].inputs
+                            for w in (pipeline.producers(t) or ("operator",)))
+        lines.append(f"| `{streams.inbox(agent)}` | {writers} | group `{agent}`, consumer "
                      f"`{agent}@<hostname>` |")
         if agent == SHARDED_AGENT:
             lines.append(f"| `{streams.inbox(SHARDED_AGENT)}-<k>` | kyle, when "
@@ -199,6 +250,8 @@ def render() -> str:
                          "`joey-<k>@<hostname>` |")
     lines += [
         f"| `{streams.DECISIONS_STREAM}` | hrm (`hrm.decision`) | UI, tests, benchmarks |",
+        f"| `{streams.POSITIONS_STREAM}` | executor (`position.filled`, `position.closed`) | "
+        "UI, operators (HRM reads its own copies from its inbox) |",
         f"| `{streams.ERRORS_STREAM}` | every agent, operator (`error.raised`, `control.*`) "
         "| `ark errors`, UI |",
         f"| `{streams.DEAD_STREAM}` | every consumer, kyle (invalid feed rows) | operators |",
@@ -292,6 +345,7 @@ def render() -> str:
         "`ark errors status` shows pauses, `ark errors clear` lifts them (published as "
         "`control.resume`).",
         "",
+        *_execution_and_risk(),
         *_adding_an_agent(),
         "## Agent processes",
         "",

@@ -23,6 +23,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ark_runtime import store_schema
 from ark_runtime.memory_spec import (
     MEMORY_SPEC,
     StoreCorruption,
@@ -70,6 +71,9 @@ class MemoryStore:
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.row_factory = sqlite3.Row
         self._apply_pragmas()
+        new = self._db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] == 0
+        if new:  # takes effect only before the first table: a new store starts incremental
+            self._db.execute("PRAGMA auto_vacuum = INCREMENTAL")
         with self._atomic():
             for name, table in self.spec["tables"].items():
                 self._db.execute(table_ddl(name, table))
@@ -77,6 +81,13 @@ class MemoryStore:
         if problems:
             self.close()
             raise StoreError(f"{self.path} does not match MEMORY_SPEC.yaml: " + "; ".join(problems))
+        try:
+            found = store_schema.migrate(self._db)
+        except sqlite3.DatabaseError as exc:
+            self.close()
+            raise StoreError(f"{self.path}: {exc}") from None
+        # The version an older store was migrated from (None: new, or already current).
+        self.migrated_from = None if new or found == store_schema.SCHEMA_VERSION else found
 
     # --- connection -------------------------------------------------------------------------
 
@@ -360,6 +371,51 @@ class MemoryStore:
                 (exit_price, pnl, _iso(closed_at), ledger_id),
             )
         return pnl
+
+    def fill_position(self, correlation_id: str, fill_price: float,
+                      filled_at: datetime) -> bool:
+        """The executor filled the open entry of flow `correlation_id`: its entry becomes the
+        fill price and its opened_at the fill bar's time. False if no open entry matches."""
+        if not fill_price > 0:
+            raise StoreError("fill_price must be > 0")
+        with self._atomic():
+            cur = self._db.execute(
+                "UPDATE ledger SET entry = ?, opened_at = ? WHERE correlation_id = ? "
+                "AND status = 'open'", (fill_price, _iso(filled_at), correlation_id))
+        return cur.rowcount > 0
+
+    def settle_position(self, correlation_id: str, exit_price: float, pnl: float,
+                        closed_at: datetime) -> bool:
+        """The executor closed flow `correlation_id` at `exit_price` with `pnl` (fraction of
+        the account, net of fees: the executor's figure). False if it is not open here."""
+        if not exit_price > 0:
+            raise StoreError("exit_price must be > 0")
+        with self._atomic():
+            cur = self._db.execute(
+                "UPDATE ledger SET status = 'closed', exit_price = ?, pnl = ?, closed_at = ? "
+                "WHERE correlation_id = ? AND status = 'open'",
+                (exit_price, float(pnl), _iso(closed_at), correlation_id))
+        return cur.rowcount > 0
+
+    def open_exposure(self) -> dict[str, float]:
+        """Open exposure per symbol (sum of position_size of open entries: approved and not
+        yet closed, filled or not), fractions of the account."""
+        rows = self._db.execute(
+            "SELECT symbol, SUM(position_size) AS size FROM ledger WHERE status = 'open' "
+            "GROUP BY symbol").fetchall()
+        return {r["symbol"]: float(r["size"]) for r in rows}
+
+    def open_count(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM ledger WHERE status = 'open'").fetchone()[0]
+
+    def prune(self, retention: store_schema.Retention | None = None,
+              now: datetime | None = None) -> dict[str, int]:
+        """Apply retention (store_schema.py says what stays for audit) as of `now`."""
+        with self._lock:
+            if self._depth:
+                raise StoreError("prune runs outside any transaction (it commits in chunks)")
+            return store_schema.prune(self._db, retention or store_schema.Retention(),
+                                      now or datetime.now(UTC))
 
     def ledger(self, status: str | None = None) -> list[dict[str, Any]]:
         sql, args = "SELECT * FROM ledger", ()

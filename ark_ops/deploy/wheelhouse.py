@@ -30,7 +30,7 @@ from ark_ops.paths import REPO_ROOT
 # architecture. `invoke deploy` passes the pairs it found on the hosts (ark_ops.deploy.platforms).
 TARGET_PYTHON = "3.11"
 DEFAULT_PLATFORM = WheelPlatform(TARGET_PYTHON, platform.machine())
-DEBIAN_PATCH = {"3.11": 2}
+DEBIAN_PATCH = {"3.11": 2, "3.13": 5}  # Debian 12: 3.11.2; Debian 13: 3.13.5
 
 
 def target_markers(target: WheelPlatform = DEFAULT_PLATFORM) -> dict[str, str]:

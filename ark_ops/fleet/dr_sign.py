@@ -10,6 +10,12 @@ covers every member and the manifest inside it), size, host and time, written be
      another key, or a statement edited after signing, is refused);
   2. the bundle's sha256 and size are the signed ones (a member swapped is refused);
   3. the audit chain carried in the bundle verifies (a bundle with edited history is refused).
+
+The public key is pinned in the inventory itself (`group_vars/all/ark_dr_signing_key.yml`:
+the OpenSSH public key and its SHA256 fingerprint, written when the key is made), so a
+control node rebuilt from the inventory alone — no `.secrets/` — still verifies bundles
+restored from the off-host repository. The operator records the fingerprint apart (key
+escrow, LAUNCH.md): a pin whose key does not match its fingerprint is refused.
 """
 
 from __future__ import annotations
@@ -25,6 +31,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import yaml
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import (
@@ -36,6 +43,8 @@ from ark_ops.errors import OpsError
 from ark_runtime.host.audit.chain import verify_dir
 
 KEY_NAME = "dr_signing_ed25519"
+PIN_FILE = Path("group_vars") / "all" / "ark_dr_signing_key.yml"
+PIN_KEY, PIN_FINGERPRINT = "ark_dr_signing_public_key", "ark_dr_signing_key_fingerprint"
 
 
 class SignatureRefused(OpsError):
@@ -66,18 +75,76 @@ def signing_key(inventory_dir: Path) -> Ed25519PrivateKey:
     loaded = serialization.load_pem_private_key(path.read_bytes(), password=None)
     if not isinstance(loaded, Ed25519PrivateKey):
         raise OpsError(f"{path} is not an Ed25519 key: move it away to generate a new one")
+    if not (inventory_dir / PIN_FILE).exists():  # new key, or one made before the pin
+        write_pin(inventory_dir, loaded.public_key().public_bytes(
+            serialization.Encoding.OpenSSH, serialization.PublicFormat.OpenSSH).decode())
     return loaded
 
 
-def public_key(inventory_dir: Path) -> Ed25519PublicKey:
-    path = inventory_dir / ".secrets" / (KEY_NAME + ".pub")
-    if not path.exists():
-        raise SignatureRefused(f"refused: this inventory has no DR signing key ({path}): "
-                               "bundles made for it would have created one")
-    key = serialization.load_ssh_public_key(path.read_bytes())
+def fingerprint(openssh_line: str) -> str:
+    """`SHA256:...` as `ssh-keygen -lf` prints it, of an OpenSSH public key line."""
+    try:
+        blob = base64.b64decode(openssh_line.split()[1], validate=True)
+    except (IndexError, ValueError):
+        raise SignatureRefused("refused: the pinned DR signing key is not an OpenSSH public "
+                               "key line") from None
+    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+
+
+def write_pin(inventory_dir: Path, openssh_line: str) -> Path:
+    """Pin the public key and its fingerprint in the inventory (public, not a secret)."""
+    line = openssh_line.strip()
+    target = inventory_dir / PIN_FILE
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(
+        "---\n# REC_03: the DR signing key's public half, pinned so `dr-restore` verifies bundles\n"
+        "# without .secrets/. Record the fingerprint apart (LAUNCH.md, key escrow).\n"
+        + yaml.safe_dump({PIN_KEY: line, PIN_FINGERPRINT: fingerprint(line)}, width=200))
+    return target
+
+
+def _load_ed25519(line: bytes, where: str) -> Ed25519PublicKey:
+    try:
+        key = serialization.load_ssh_public_key(line.strip())
+    except (ValueError, TypeError):
+        raise SignatureRefused(f"refused: {where} is not an OpenSSH public key") from None
     if not isinstance(key, Ed25519PublicKey):
-        raise SignatureRefused(f"refused: {path} is not an Ed25519 public key")
+        raise SignatureRefused(f"refused: {where} is not an Ed25519 public key")
     return key
+
+
+def pinned_public_key(inventory_dir: Path) -> Ed25519PublicKey | None:
+    """The inventory's pinned key, checked against its fingerprint; None when not pinned."""
+    path = inventory_dir / PIN_FILE
+    if not path.exists():
+        return None
+    try:
+        doc = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError:
+        raise SignatureRefused(f"refused: {path} does not parse as YAML") from None
+    line, recorded = doc.get(PIN_KEY), doc.get(PIN_FINGERPRINT)
+    if not isinstance(line, str) or not isinstance(recorded, str):
+        raise SignatureRefused(f"refused: {path} needs {PIN_KEY} and {PIN_FINGERPRINT}")
+    if fingerprint(line) != recorded.strip():
+        raise SignatureRefused(f"refused: {PIN_KEY} in {path} does not match "
+                               f"{PIN_FINGERPRINT} (the pin was altered)")
+    return _load_ed25519(line.encode(), f"{PIN_KEY} in {path}")
+
+
+def public_key(inventory_dir: Path) -> Ed25519PublicKey:
+    """The key bundles must verify with: the inventory's pin, else `.secrets/`'s public half
+    (inventories made before the pin). Both present and different: refused."""
+    path = inventory_dir / ".secrets" / (KEY_NAME + ".pub")
+    pinned = pinned_public_key(inventory_dir)
+    local = _load_ed25519(path.read_bytes(), str(path)) if path.exists() else None
+    if pinned and local and key_id(pinned) != key_id(local):
+        raise SignatureRefused(f"refused: {path} is not the key pinned in "
+                               f"{inventory_dir / PIN_FILE}: fix the pin or the key")
+    if pinned or local:
+        return pinned or local
+    raise SignatureRefused(f"refused: this inventory has no DR signing key (no pin in "
+                           f"{inventory_dir / PIN_FILE}, no {path}): pin the public key "
+                           "you escrowed (LAUNCH.md)")
 
 
 def key_id(key: Ed25519PublicKey) -> str:

@@ -14,6 +14,7 @@ from pathlib import Path
 from ark_ops.errors import OpsError
 from ark_ops.lab import operator
 from ark_ops.lab.config import HOST_PREFIX, LabHost, LabPaths
+from ark_ops.lab.image import DEFAULT_RELEASE
 from ark_ops.proc import run
 
 
@@ -42,6 +43,10 @@ class HostLayout:
     def console_log(self) -> Path:
         return self.dir / "console.log"
 
+    @property
+    def release_file(self) -> Path:
+        return self.dir / "release"
+
 
 def layout(paths: LabPaths, host: LabHost) -> HostLayout:
     return HostLayout(host, paths.host_dir(host.name))
@@ -59,10 +64,21 @@ def lab_mounts(state: Path) -> list[str]:
         return [line.split()[1] for line in mounts if line.split()[1].startswith(prefix)]
 
 
-def ensure_root(lay: HostLayout, base: Path, authorized_key: str, user: str = "root") -> None:
+def release_of(lay: HostLayout) -> str:
+    """The Debian release the host's root was made from (hosts made before releases were
+    recorded are bookworm)."""
+    try:
+        return lay.release_file.read_text().strip() or DEFAULT_RELEASE
+    except FileNotFoundError:
+        return DEFAULT_RELEASE
+
+
+def ensure_root(lay: HostLayout, base: Path, authorized_key: str, user: str = "root",
+                release: str = DEFAULT_RELEASE) -> None:
     """Mount the overlay and give the host its identity and its SSH operator (`user`)."""
     for d in (lay.upper, lay.work, lay.root):
         d.mkdir(parents=True, exist_ok=True)
+    lay.release_file.write_text(release + "\n")
     if not mounted(lay.root):
         run(["mount", "-t", "overlay", "overlay", "-o",
              f"lowerdir={base},upperdir={lay.upper},workdir={lay.work}", str(lay.root)])

@@ -4,7 +4,8 @@ ark              every ARK host
   ark_redis      hosts running Redis (the first one is the one agents and API use)
   ark_api        hosts running ark-api
   ark_agents     hosts running the four agents
-ark_monitoring   the Prometheus host
+ark_monitoring   the Prometheus and Alertmanager host
+ark_backup_target  the off-host restic repository's host: the last host, with 2 hosts or more
 
 Topologies (`invoke lab.up --topology`):
   all    every host has every role; Prometheus on the first host (the default)
@@ -20,6 +21,7 @@ import yaml
 
 from ark_ops.errors import OpsError
 from ark_ops.lab.config import LabHost, LabPaths
+from ark_ops.lab.image import DEFAULT_RELEASE
 from ark_runtime.exitcodes import ExitCode
 
 GROUPS = ("ark_redis", "ark_api", "ark_agents")
@@ -64,8 +66,9 @@ def login_vars(user: str) -> dict:
 
 
 def render(paths: LabPaths, hosts: list[LabHost], topology: str = "all",
-           user: str = "root") -> dict:
+           user: str = "root", releases: list[str] | None = None) -> dict:
     groups = placement(hosts, topology)
+    releases = releases or [DEFAULT_RELEASE] * len(hosts)
     return {
         "all": {
             "vars": {
@@ -79,22 +82,28 @@ def render(paths: LabPaths, hosts: list[LabHost], topology: str = "all",
             },
             "children": {
                 "ark": {
-                    "hosts": {h.name: {"ansible_host": h.address} for h in hosts},
+                    # DEPLOY_01: each host's Debian release, as the lab built it.
+                    "hosts": {h.name: {"ansible_host": h.address, "ark_lab_release": r}
+                              for h, r in zip(hosts, releases, strict=True)},
                     "children": {group: {"hosts": dict.fromkeys(groups[group])}
                                  for group in GROUPS},
                 },
                 # LOG_03: Prometheus scraping every ARK host (roles/ark_monitoring).
                 "ark_monitoring": {"hosts": dict.fromkeys(groups["ark_monitoring"])},
+                # REC_03: DR bundles leave their host for another one (roles/ark_backup_target).
+                "ark_backup_target": {"hosts": dict.fromkeys(
+                    [hosts[-1].name] if len(hosts) > 1 else [])},
             },
         }
     }
 
 
 def write(paths: LabPaths, hosts: list[LabHost], topology: str = "all",
-          user: str = "root") -> Path:
+          user: str = "root", releases: list[str] | None = None) -> Path:
     paths.inventory.mkdir(parents=True, exist_ok=True)
     target = paths.inventory / "hosts.yml"
-    text = HEADER + yaml.safe_dump(render(paths, hosts, topology, user), sort_keys=False)
+    text = HEADER + yaml.safe_dump(render(paths, hosts, topology, user, releases),
+                                   sort_keys=False)
     tmp = target.with_suffix(".tmp")
     tmp.write_text(text)
     tmp.replace(target)

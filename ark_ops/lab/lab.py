@@ -5,6 +5,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import time
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,7 +14,7 @@ from ark_ops.errors import OpsError
 from ark_ops.lab import host as hostmod
 from ark_ops.lab import inventory, network, operator
 from ark_ops.lab.config import HOST_PREFIX, MAX_HOSTS, LabHost, LabPaths
-from ark_ops.lab.image import ensure_base_image
+from ark_ops.lab.image import DEFAULT_RELEASE, check_release, ensure_base_image
 from ark_ops.lab.preflight import LAB_TOOLS, require_root, require_tools
 from ark_ops.lab.ssh import lab_user, ssh_argv
 from ark_ops.proc import run
@@ -62,39 +63,69 @@ def existing_hosts(paths: LabPaths) -> list[LabHost]:
     return sorted(found, key=lambda h: h.index)
 
 
+def host_releases(hosts: int, release: str | Sequence[str] | None = None,
+                  current: dict[int, str] | None = None) -> list[str]:
+    """One Debian release per host: `trixie` for all, or `bookworm,trixie` host by host.
+    Without one, a running host keeps its release (`current`, by index) and a new host
+    is bookworm, so growing a mixed lab does not rebuild its trixie hosts."""
+    if release is None or release == "":
+        current = current or {}
+        return [current.get(i, DEFAULT_RELEASE) for i in range(1, hosts + 1)]
+    names = [r.strip() for r in release.split(",")] if isinstance(release, str) \
+        else [str(r).strip() for r in release]
+    for name in names:
+        check_release(name)
+    if len(names) == 1:
+        return names * hosts
+    if len(names) != hosts:
+        raise OpsError(f"--release names {len(names)} releases for {hosts} host(s): give one "
+                       "release for every host, or one per host in host order")
+    return names
+
+
 def up(hosts: int = 1, paths: LabPaths | None = None, log=print,
-       topology: str = "all", user: str = "root") -> list[HostStatus]:
+       topology: str = "all", user: str = "root",
+       release: str | Sequence[str] | None = None) -> list[HostStatus]:
     """Bring the lab to exactly `hosts` running hosts, reached as `user` (root, or a
     non-root operator with sudo and root login disabled), with the groups laid out as
-    `topology` says (ark_ops/lab/inventory.py), and write the inventory."""
+    `topology` says (ark_ops/lab/inventory.py), each host on its Debian `release`
+    (`trixie`, or one per host: `bookworm,trixie`; None keeps each existing host's),
+    and write the inventory."""
     _preflight("lab.up")
     if not 1 <= hosts <= MAX_HOSTS:
         raise OpsError(f"--hosts must be between 1 and {MAX_HOSTS}, got {hosts}")
+    paths = paths or LabPaths.default()
+    releases = host_releases(hosts, release, {
+        h.index: hostmod.release_of(hostmod.layout(paths, h)) for h in existing_hosts(paths)})
     inventory.placement([LabHost(i) for i in range(1, hosts + 1)], topology)  # fail early
     operator.check_user_name(user)
-    paths = paths or LabPaths.default()
     running = [h for h in existing_hosts(paths)
                if hostmod.supervisor_pid(hostmod.layout(paths, h))]
     if running and lab_user(paths) != user:
         raise OpsError(f"the lab is up with SSH user {lab_user(paths)}: run `invoke lab.down` "
                        f"first to bring it up with --user {user}")
     started = time.monotonic()
-    base = ensure_base_image(paths.cache, log=log)
+    bases = {r: ensure_base_image(paths.cache, log=log, release=r) for r in sorted(set(releases))}
     pubkey = _ensure_ssh_key(paths)
     wanted = [LabHost(i) for i in range(1, hosts + 1)]
+    by_host = dict(zip(wanted, releases, strict=True))
     for extra in existing_hosts(paths):
         if extra.index > hosts:
             log(f"removing {extra.name} (lab is now {hosts} host(s))")
+            _destroy(paths, extra)
+        elif hostmod.release_of(hostmod.layout(paths, extra)) != by_host[extra]:
+            # A root is an overlay over one release's image: another release is a new host.
+            log(f"recreating {extra.name} on {by_host[extra]}")
             _destroy(paths, extra)
     network.ensure_bridge()
     paths.ssh_user_file.write_text(user + "\n")
     for h in wanted:
         lay = hostmod.layout(paths, h)
         network.ensure_host_network(h)
-        hostmod.ensure_root(lay, base, pubkey, user)
+        hostmod.ensure_root(lay, bases[by_host[h]], pubkey, user, release=by_host[h])
         hostmod.start(lay)
     _write_known_hosts(paths, wanted)
-    inventory.write(paths, wanted, topology, user)
+    inventory.write(paths, wanted, topology, user, releases=releases)
     statuses = boot(paths, wanted, log)
     bad = [s for s in statuses if not s.ok]
     if bad:
@@ -106,7 +137,8 @@ def up(hosts: int = 1, paths: LabPaths | None = None, log=print,
                        f"{paths.state / 'hosts'}/<host>/console.log{tails}")
     if user != "root":
         _check_operator(paths, wanted, user)
-    log(f"lab up: {hosts} host(s) in {time.monotonic() - started:.1f}s; topology {topology}; "
+    log(f"lab up: {hosts} host(s) ({', '.join(releases)}) in "
+        f"{time.monotonic() - started:.1f}s; topology {topology}; "
         f"SSH as {mode_text(user)}; inventory {paths.inventory / 'hosts.yml'}")
     return statuses
 

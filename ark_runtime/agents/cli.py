@@ -6,14 +6,15 @@ import argparse
 import sys
 
 from ark_runtime.exitcodes import ExitCode
+from ark_runtime.pipeline import NAMES
 
 
 def register(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("agent", help="run one agent: kyle, joey, kenny or hrm",
+    p = sub.add_parser("agent", help="run one agent of the pipeline (ark_runtime/pipeline.py)",
                        description="Exit codes: 0 clean stop, 64 bad arguments (unknown agent), "
                        "69 Redis unreachable at start, 75 another instance holds the lock, "
                        "78 bad configuration (env values, feed, ruleset).")
-    p.add_argument("name", help="kyle | joey | kenny | hrm, or a Joey shard: joey-1 .. joey-63")
+    p.add_argument("name", help=f"{' | '.join(NAMES)}, or a Joey shard: joey-1 .. joey-63")
     p.set_defaults(func=_run)
 
 

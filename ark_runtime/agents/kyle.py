@@ -22,10 +22,11 @@ from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 
+from ark_runtime import pipeline
 from ark_runtime.agents.base import Agent, ConfigError
 from ark_runtime.agents.consumer import log_hops
 from ark_runtime.bus.envelope import Envelope, derive_id
-from ark_runtime.bus.shards import orphaned, shard_names, shard_of
+from ark_runtime.bus.shards import SHARDED_AGENT, orphaned, shard_names, shard_of
 from ark_runtime.bus.streams import DEAD_STREAM, inbox, kyle_cursor_key
 from ark_runtime.host.layout import state_dir
 from ark_runtime.market import SAMPLE_BARS, Bar, BarError, ReplayAdapter, SyntheticAdapter
@@ -54,6 +55,11 @@ class Kyle(Agent):
         self.shards = self.config.joey_shards
         self.targets = [inbox(name) for name in shard_names(self.shards)]
         self.target = self.targets[0]
+        # The other readers of bars (the executor fills and closes positions from them):
+        # each gets its own copy, addressed to it, in the same EXEC. Not counted in the
+        # backlog: a stopped executor must not stall the feed (its inbox is capped by MAXLEN).
+        self.side_readers = [name for name in pipeline.consumers("market.bar")
+                             if name not in (SHARDED_AGENT, "bus")]
         self._orphans_checked_at = float("-inf")
         self._orphans: dict[str, int] = {}
         self.max_backlog = self.config.kyle_max_backlog
@@ -257,6 +263,11 @@ class Kyle(Agent):
                     if self.shards > 1 else self.target
                 pipe.xadd(target, env.to_fields(), maxlen=self.settings.maxlen,
                           approximate=True)
+                for reader in self.side_readers:
+                    copy = env.model_copy(update={
+                        "to_agent": reader, "message_id": derive_id(env.message_id, reader)})
+                    pipe.xadd(inbox(reader), copy.to_fields(), maxlen=self.settings.maxlen,
+                              approximate=True)
             for error in bad:
                 pipe.xadd(DEAD_STREAM, _dead_row(error), maxlen=self.settings.side_maxlen,
                           approximate=True)

@@ -27,7 +27,7 @@ from ark_runtime.pipeline import API_UNIT
 
 router = APIRouter(prefix="/api", tags=["admin"])
 Admin = Annotated[Session, Depends(admin)]
-ERRORS = responses(401, 403, 404, 409, 422, 503)
+ERRORS = responses(401, 403, 404, 409, 413, 422, 503)
 
 
 class PanicOut(BaseModel):
@@ -156,6 +156,26 @@ async def resume(request: Request, session: Admin, body: Reason) -> ActionResult
     return await _audited(request, session, "resume", {"reason": body.reason}, run)
 
 
+class UnreplayableLetter(UnitError):
+    status = 409
+
+
+def _original(entry_id: str, raw: str | None) -> dict[str, str]:
+    """The dead letter's original stream fields ({} when there is nothing left to replay), or
+    UnreplayableLetter naming the entry."""
+    import json
+
+    try:
+        original = json.loads(raw or "{}")
+    except ValueError:
+        original = None
+    if not isinstance(original, dict) or \
+            not all(isinstance(k, str) and isinstance(v, str) for k, v in original.items()):
+        raise UnreplayableLetter(f"dead letter {entry_id}: `original` is not a JSON object of "
+                                 "stream fields; nothing was replayed (purge or fix it first)")
+    return original
+
+
 # Moves one dead letter back into its inbox only if this call removed it from the dead
 # stream: two replays racing (two admins, a double click) cannot both re-queue it, so a dead
 # letter enters the pipeline at most once more (docs/AGENT_PROTOCOL.md, bounded marks).
@@ -169,19 +189,23 @@ return false
 
 
 def _replay(r: redis.Redis, limit: int) -> str:
-    import json
-
-    moved = skipped = 0
-    script = r.register_script(_REPLAY_LUA)
+    """All or nothing for bad letters: every letter is checked before any moves (a bad one is
+    a 409 naming it); then each moves atomically, at most once."""
+    inboxes = {inbox(a) for a in PIPELINE}
+    moves, skipped = [], 0
     for entry_id, fields in r.xrange(DEAD_STREAM, count=limit):
         source = fields.get("source_stream", "")
-        if source not in {inbox(a) for a in PIPELINE}:
+        if source not in inboxes:
             skipped += 1  # only ever back into a pipeline inbox
             continue
-        original = json.loads(fields.get("original") or "{}")
+        original = _original(entry_id, fields.get("original"))
         if not original:
             skipped += 1  # nothing left to replay (an entry trimmed before it was read)
             continue
+        moves.append((entry_id, source, original))
+    script = r.register_script(_REPLAY_LUA)
+    moved = 0
+    for entry_id, source, original in moves:
         flat = [x for kv in original.items() for x in kv]
         if script(keys=[DEAD_STREAM, source], args=[entry_id, *flat]):
             moved += 1
@@ -205,3 +229,26 @@ async def purge(request: Request, session: Admin, body: DeadLetters) -> ActionRe
     r = _sync_redis(request)
     return await _audited(request, session, "dead.purge", {"limit": body.limit},
                           lambda: asyncio.to_thread(_purge, r, body.limit))
+
+
+class BreakerResetBody(BaseModel):
+    reason: str = Field(min_length=1, max_length=500)
+
+
+@router.post("/admin/breakers/{breaker}/reset", response_model=ActionResult, responses=ERRORS)
+async def reset_breaker(request: Request, session: Admin,
+                        breaker: Literal["daily_loss", "loss_streak"],
+                        body: BreakerResetBody) -> ActionResult:
+    """Queue `hrm.breaker_reset` in HRM's inbox (AGENT_04): HRM applies it exactly once and
+    publishes the cleared state; the console needs no access to HRM's store."""
+    from ark_runtime.bus.risk import send_reset
+
+    r = _sync_redis(request)
+
+    async def run() -> str:
+        env = await asyncio.to_thread(send_reset, r, breaker, body.reason,
+                                      f"operator:{session.user}")
+        return f"reset of {breaker} queued for HRM (message {env.message_id})"
+
+    return await _audited(request, session, "hrm.breaker_reset",
+                          {"breaker": breaker, "reason": body.reason}, run)

@@ -6,6 +6,7 @@ else needs a signed-in operator (auth.py); admin actions need role admin and the
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -20,14 +21,14 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 
 from ark_runtime import __version__, settings
-from ark_runtime.api import admin, auth, console, errors
+from ark_runtime.api import admin, auth, console, errors, guard
 from ark_runtime.api.chatter import Hub
 from ark_runtime.api.health import CachedPing, health_body
-from ark_runtime.api.operators import Operator, load_operators
+from ark_runtime.api.operators import Operator, load_operators, operators_path
 from ark_runtime.api.pipeline import SharedStatus
 from ark_runtime.api.sessions import SessionManager
 from ark_runtime.api.units import CachedUnits, SystemctlUnits, UnitSource
-from ark_runtime.config import RedisSettings, redis_settings
+from ark_runtime.config import RedisSettings, api_settings, redis_settings
 
 SECURITY_HEADERS = [
     (b"x-content-type-options", b"nosniff"), (b"x-frame-options", b"DENY"),
@@ -35,6 +36,10 @@ SECURITY_HEADERS = [
     (b"content-security-policy",
      b"default-src 'self'; connect-src 'self'; frame-ancestors 'none'; form-action 'self'"),
 ]
+
+
+# Pages and API answers carry operator data: no browser or proxy may keep a copy.
+NO_STORE = [(b"cache-control", b"no-store")]
 
 
 class HealthOut(BaseModel):
@@ -48,32 +53,80 @@ class FastPaths:
     routing and dependency machinery (it is the hottest path), and adds the security headers
     to everything else."""
 
-    def __init__(self, app: FastAPI) -> None:
-        self.app = app
+    def __init__(self, app: FastAPI, allowed_hosts: frozenset[str]) -> None:
+        self.app, self.allowed_hosts = app, allowed_hosts
 
     async def __call__(self, scope: dict, receive: Callable, send: Callable) -> None:
-        if scope["type"] == "http" and scope["path"] == "/health" and scope["method"] == "GET":
+        if scope["type"] in ("http", "websocket") and not self._host_ok(scope):
+            # DNS rebinding: a page on evil.example whose name now points here may not
+            # talk to the console as if it were same-origin.
+            if scope["type"] == "http":
+                await guard.refuse(send, 400, "Host header names no address of this console")
+            else:
+                await send({"type": "websocket.close", "code": 1008})
+            return
+        if scope["type"] == "http" and scope["path"] == "/health" and \
+                scope["method"] in ("GET", "HEAD"):
             status, body = health_body(await self.app.state.ping.get())
             await send({"type": "http.response.start", "status": status, "headers": [
-                (b"content-type", b"application/json"),
+                (b"content-type", b"application/json"), (b"cache-control", b"no-store"),
                 (b"content-length", str(len(body)).encode())]})
-            await send({"type": "http.response.body", "body": body})
+            await send({"type": "http.response.body",
+                        "body": body if scope["method"] == "GET" else b""})
             return
+        if scope["type"] == "websocket":
+            # uvicorn's protocol object is `send`'s owner: its transport lets the chatter
+            # feed abort a client that stops reading (chatter._abort).
+            transport = getattr(getattr(send, "__self__", None), "transport", None)
+            if transport is not None:
+                scope["ark.transport"] = transport
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
 
+        extra = SECURITY_HEADERS if scope["path"].startswith("/static/") else \
+            SECURITY_HEADERS + NO_STORE
+
         async def with_headers(message: dict) -> None:
             if message["type"] == "http.response.start":
-                message["headers"] = list(message.get("headers", [])) + SECURITY_HEADERS
+                headers = [h for h in message.get("headers", []) if h[0] != b"cache-control"]
+                message["headers"] = headers + extra
             await send(message)
 
+        if guard.has_body(scope):  # size limit and sign-in before any byte is read
+            await guard.guard_body(self.app, self.app.state.auth.sessions, scope, receive,
+                                   with_headers)
+            return
         await self.app(scope, receive, with_headers)
+
+    def _host_ok(self, scope: dict) -> bool:
+        host = next((v for k, v in scope.get("headers", ()) if k == b"host"), b"")
+        name = host.decode("latin-1").rsplit(":", 1)[0] if not host.startswith(b"[") \
+            else host.decode("latin-1").split("]", 1)[0] + "]"
+        return name.lower() in self.allowed_hosts
+
+
+async def _housekeeping(state: auth.AuthState, every_s: float = 5.0) -> None:
+    while True:
+        await asyncio.sleep(every_s)
+        state.refresh(every_s=0)
+        state.sessions.sweep()
+
+
+def default_hosts(bind: str) -> frozenset[str]:
+    """The names a browser may use for this console: its bind address, loopback, and this
+    host's own name and FQDN."""
+    import socket
+
+    names = {bind, "127.0.0.1", "localhost", "[::1]", socket.gethostname(), socket.getfqdn()}
+    return frozenset(n.lower() if ":" not in n or n.startswith("[") else f"[{n.lower()}]"
+                     for n in names if n)
 
 
 def create_app(redis_cfg: RedisSettings | None = None, *, secret: str | None = None,
                operators: dict[str, Operator] | None = None,
-               units: UnitSource | None = None, login_limit: int = 10) -> FastPaths:
+               units: UnitSource | None = None, login_limit: int = 10,
+               allowed_hosts: frozenset[str] | None = None) -> FastPaths:
     cfg = redis_cfg or redis_settings()
     if secret is None:
         value = settings.get("ARK_API_SECRET")  # SettingsError names it when malformed
@@ -98,9 +151,14 @@ def create_app(redis_cfg: RedisSettings | None = None, *, secret: str | None = N
         app.state.ping = CachedPing(app.state.redis)
         app.state.pipeline = SharedStatus(app.state.redis)
         app.state.hub.start()
+        # Ends expired and idle sessions (closing their sockets) and picks up a changed
+        # operators.json even while nobody makes a request.
+        housekeeping = asyncio.create_task(_housekeeping(app.state.auth))
         try:
             yield
         finally:
+            housekeeping.cancel()
+            app.state.auth.refusals.flush()
             await app.state.hub.stop()
             await app.state.hub.redis.aclose()
             await app.state.redis.aclose()
@@ -108,9 +166,13 @@ def create_app(redis_cfg: RedisSettings | None = None, *, secret: str | None = N
     app = FastAPI(title="ARK reasoning API and operator console", version=__version__,
                   lifespan=lifespan, docs_url=None, redoc_url=None,
                   openapi_url="/openapi.json")
-    app.state.auth = auth.AuthState(SessionManager(secret), operators if operators is not None
-                                    else load_operators())
-    app.state.auth.per_client.limit = login_limit
+    if operators is None:
+        app.state.auth = auth.AuthState(SessionManager(secret), load_operators(),
+                                        operators_file=operators_path())
+        app.state.auth.refresh(every_s=0)  # remember the file's stamp
+    else:
+        app.state.auth = auth.AuthState(SessionManager(secret), operators)
+    app.state.auth.throttle.set_client_limit(login_limit)
     app.state.units = CachedUnits(units or SystemctlUnits())
     app.state.sync_redis = sync_redis
     errors.install(app)
@@ -130,6 +192,8 @@ def create_app(redis_cfg: RedisSettings | None = None, *, secret: str | None = N
     app.include_router(console.router)
     app.include_router(admin.router)
     app.mount("/static", StaticFiles(directory=Path(__file__).parent / "static"), name="static")
-    front = FastPaths(app)
+    if allowed_hosts is None:
+        allowed_hosts = default_hosts(api_settings().host)
+    front = FastPaths(app, frozenset(h.lower() for h in allowed_hosts))
     front.state = app.state  # tests and the server reach the app's state through the front
     return front

@@ -32,6 +32,13 @@ STREAMS = tuple(inbox(a) for a in PIPELINE) + SIDE_STREAMS
 QUEUE = 256
 MAX_DROPS = 1000  # dropped in a row before a client is cut off
 BATCH = 64  # messages per frame at most, for a client that asked for batches
+SEND_TIMEOUT_S = 5.0  # a frame the client does not take within this: it is aborted
+# Kernel send buffer per chatter socket: a client that stops reading holds at most this
+# (autotuning would let each grow to tcp_wmem's max, megabytes; issue 21 vuln 5).
+SNDBUF = 128 * 1024
+PER_OPERATOR = 8  # chatter sockets per operator
+TOTAL = 256  # chatter sockets in all
+YIELD_EVERY = 50  # fan-out yields to the event loop after this many messages (HTTP first)
 
 
 @dataclass(eq=False)
@@ -39,9 +46,11 @@ class Client:
     agents: frozenset[str]
     types: frozenset[str]
     batch: bool = False
+    user: str = ""
     queue: asyncio.Queue = field(default_factory=lambda: asyncio.Queue(QUEUE))
     dropped: int = 0
     behind: int = 0
+    ended: str = ""  # why the session ended (logout, expiry, revocation): close at once
 
     def wants(self, msg: dict[str, Any]) -> bool:
         if self.agents and not ({msg.get("from"), msg.get("to")} & self.agents):
@@ -65,9 +74,32 @@ def summarise(stream: str, entry_id: str, fields: dict[str, str]) -> dict[str, A
     return msg
 
 
+def _abort(ws: WebSocket) -> None:
+    """Drop the TCP connection at once (RST): a close would wait for the client to read
+    what is queued — forever, for a client that never reads — holding the buffers."""
+    transport = ws.scope.get("ark.transport")
+    if transport is not None:
+        transport.abort()
+
+
+def tune_socket(transport: Any) -> None:
+    """A small fixed kernel send buffer and write-buffer limits for a chatter socket."""
+    import socket
+
+    sock = transport.get_extra_info("socket") if transport is not None else None
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, SNDBUF)
+    with contextlib.suppress(AttributeError, NotImplementedError):
+        transport.set_write_buffer_limits(high=64 * 1024)
+
+
 class Hub:
-    def __init__(self, redis: Any, block_ms: int = 1000) -> None:
+    def __init__(self, redis: Any, block_ms: int = 1000, *, per_operator: int = PER_OPERATOR,
+                 total: int = TOTAL) -> None:
         self.redis, self.block_ms = redis, block_ms
+        self.per_operator, self.total = per_operator, total
+        self.aborted = 0  # clients cut off for being too slow (a counter for tests/metrics)
         self.clients: set[Client] = set()
         self._task: asyncio.Task | None = None
         # Where the reader starts when the first client joins: that client's join time, so
@@ -82,6 +114,14 @@ class Hub:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._task
+
+    def refusal(self, user: str) -> str | None:
+        """Why a new socket for `user` is refused, or None."""
+        if len(self.clients) >= self.total:
+            return "too many chatter clients"
+        if sum(1 for c in self.clients if c.user == user) >= self.per_operator:
+            return f"at most {self.per_operator} chatter sockets per operator"
+        return None
 
     def publish(self, msg: dict[str, Any]) -> None:
         text = None  # serialised once, for every client that wants it
@@ -113,46 +153,82 @@ class Hub:
                 log.warning("chatter reader: %s", type(exc).__name__)
                 await asyncio.sleep(1)
                 continue
+            done = 0
             for stream, entries in reply or []:
                 name = stream.decode() if isinstance(stream, bytes) else stream
                 for entry_id, fields in entries:
                     eid = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
                     ids[name] = eid
                     self.publish(summarise(name, eid, _text(fields)))
+                    done += 1
+                    if done % YIELD_EVERY == 0:  # let HTTP requests in between
+                        await asyncio.sleep(0)
 
-    async def serve(self, ws: WebSocket, session: Session) -> None:
+    async def serve(self, ws: WebSocket, session: Session, sessions: Any = None) -> None:
         agents = frozenset(a for a in ws.query_params.get("agent", "").split(",") if a)
         types = frozenset(t for t in ws.query_params.get("type", "").split(",") if t)
+        refused = self.refusal(session.user)
+        if refused:
+            await ws.close(code=1013, reason=refused)
+            return
+        client = Client(agents, types, batch=ws.query_params.get("batch") == "1",
+                        user=session.user)
+
+        def end(reason: str) -> None:
+            client.ended = reason
+
+        if sessions is not None and not sessions.attach(session, end):
+            await ws.close(code=1008, reason="sign in first")
+            return
         await ws.accept()
-        client = Client(agents, types, batch=ws.query_params.get("batch") == "1")
+        tune_socket(ws.scope.get("ark.transport"))
         if not self.clients:
             self._start_id = f"{int(time.time() * 1000)}-0"
         self.clients.add(client)
+        try:
+            await self._serve(ws, session, client)
+        finally:
+            self.clients.discard(client)
+            if sessions is not None:
+                sessions.detach(session, end)
+
+    async def _serve(self, ws: WebSocket, session: Session, client: Client) -> None:
         await ws.send_json({"type": "hello", "user": session.user, "queue": QUEUE,
                             "batch": client.batch})
         # Read the client side too, so a browser's close ends this within a second.
         receiver = asyncio.create_task(self._until_closed(ws))
         try:
             while not receiver.done():
+                if client.ended:  # logout, expiry or revocation of its session
+                    async with asyncio.timeout(SEND_TIMEOUT_S):
+                        await ws.close(code=1008, reason=client.ended[:100])
+                    _abort(ws)
+                    return
                 text = await _next(client.queue)
                 if text is None:
                     continue
                 if client.batch:
                     text = _batched(text, client.queue)
-                if client.behind > MAX_DROPS:
-                    await ws.close(code=1013, reason="too slow; reconnect")
+                if client.behind > MAX_DROPS:  # reads, but far too slowly
+                    self._cut_off(ws)
                     return
-                if client.dropped:  # tell the page how many it missed, then carry on
-                    await ws.send_json({"type": "dropped", "count": client.dropped})
-                    client.dropped = 0
                 # asyncio.timeout, not wait_for: wait_for makes a Task per message (3.11).
-                async with asyncio.timeout(5):
+                async with asyncio.timeout(SEND_TIMEOUT_S):
+                    if client.dropped:  # tell the page how many it missed, then carry on
+                        await ws.send_json({"type": "dropped", "count": client.dropped})
+                        client.dropped = 0
                     await ws.send_text(text)
-        except (WebSocketDisconnect, TimeoutError, RuntimeError):
+        except TimeoutError:
+            self._cut_off(ws)  # stays behind past the bound: abort, do not wait on it
+        except (WebSocketDisconnect, RuntimeError):
             pass
         finally:
-            self.clients.discard(client)
             receiver.cancel()
+
+    def _cut_off(self, ws: WebSocket) -> None:
+        self.aborted += 1
+        log.warning("chatter client cut off: too slow")
+        _abort(ws)
 
     @staticmethod
     async def _until_closed(ws: WebSocket) -> None:

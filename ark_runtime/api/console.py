@@ -12,7 +12,7 @@ from fastapi.templating import Jinja2Templates
 from pydantic import BaseModel
 
 from ark_runtime.api import logs
-from ark_runtime.api.auth import operator
+from ark_runtime.api.auth import operator, same_origin
 from ark_runtime.api.errors import ApiError, responses
 from ark_runtime.api.sessions import Session
 from ark_runtime.api.units import UnitError
@@ -131,8 +131,8 @@ async def trace(session: Operator, ident: Annotated[str, Path(pattern=UUID)]) ->
 @router.websocket("/ws/chatter")
 async def chatter(ws: WebSocket) -> None:
     session = ws.app.state.auth.sessions.read(ws)
-    origin = ws.headers.get("origin")
-    if session is None or (origin and origin.split("://", 1)[-1] != ws.headers.get("host")):
+    if session is None or not same_origin(ws.headers.get("origin"), ws.url.scheme,
+                                          ws.headers.get("host")):
         await ws.close(code=1008, reason="sign in first")  # cross-site or anonymous
         return
-    await ws.app.state.hub.serve(ws, session)
+    await ws.app.state.hub.serve(ws, session, ws.app.state.auth.sessions)

@@ -9,16 +9,16 @@ dead agent's grows; on Redis 7.0 (Debian 12) it is the time since the last deliv
 from __future__ import annotations
 
 import json
-import sqlite3
 from pathlib import Path
 from typing import Any
 
 from ark_runtime.bus.errors import PAUSE_KEY
+from ark_runtime.bus.keys import risk_state_key
 from ark_runtime.bus.registry import PIPELINE
 from ark_runtime.bus.shards import MAX_SHARDS, SHARDED_AGENT, shard_name
 from ark_runtime.bus.streams import DEAD_STREAM, inbox
-from ark_runtime.host.layout import panic_flag, store_path
-from ark_runtime.store import BREAKER_STATE_KEY
+from ark_runtime.host.layout import panic_flag
+from ark_runtime.hrm.risk import parse_risk_state
 
 
 async def _agent(redis: Any, agent: str, group_name: str | None = None) -> dict[str, Any]:
@@ -47,22 +47,6 @@ def _s(value: Any) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
-def breaker_state(db: Path | None = None) -> dict[str, Any] | None:
-    db = db or store_path()
-    if not db.is_file():
-        return None
-    try:
-        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)
-        try:
-            row = con.execute("SELECT value FROM state WHERE key = ?",
-                              (BREAKER_STATE_KEY,)).fetchone()
-        finally:
-            con.close()
-    except sqlite3.Error as exc:
-        return {"error": f"store unreadable: {type(exc).__name__}"}
-    return json.loads(row[0]) if row else {}
-
-
 def panic_state(flag: Path | None = None) -> dict[str, Any]:
     flag = flag or panic_flag()
     if not flag.exists():
@@ -83,8 +67,11 @@ async def pipeline_status(redis: Any) -> dict[str, Any]:
             break
         agents.insert(at + k - 1, await _agent(redis, shard_name(k), SHARDED_AGENT))
     pauses = {_s(k): json.loads(v) for k, v in (await redis.hgetall(PAUSE_KEY)).items()}
+    # HRM's risk state as it published it in Redis (AGENT_04): the same on every host, an API
+    # host without HRM's store included; null until HRM has run against this Redis.
+    risk = parse_risk_state(await redis.get(risk_state_key()))
     return {"agents": agents, "paused": pauses, "dead_letters": await redis.xlen(DEAD_STREAM),
-            "breakers": breaker_state(), **panic_state()}
+            "breakers": risk, **panic_state()}
 
 
 class SharedStatus:

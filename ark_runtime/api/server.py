@@ -63,6 +63,22 @@ def _socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def server_config(app, host: str, port: int, *, trusted_proxies: str = "",
+                  **overrides) -> uvicorn.Config:
+    """uvicorn as the API runs it. Proxy headers only from ARK_API_TRUSTED_PROXIES (default
+    none): an X-Forwarded-For from any other peer (loopback included: every local process)
+    is a claim, not an address — trusting it let one client rotate addresses past the login
+    throttle."""
+    options = dict(
+        host=host, port=port, log_level="info", access_log=False, lifespan="on",
+        loop="uvloop", http="httptools", ws="websockets-sansio",
+        proxy_headers=bool(trusted_proxies), forwarded_allow_ips=trusted_proxies or "",
+        timeout_graceful_shutdown=10,
+    )
+    options.update(overrides)
+    return uvicorn.Config(app, **options)
+
+
 def serve() -> int:
     try:
         settings = api_settings()
@@ -77,13 +93,8 @@ def serve() -> int:
         print(f"ark api: cannot listen on {settings.host}:{settings.port} ({exc.strerror}); "
               "see `ark ports check`", file=sys.stderr)
         return ExitCode.UNAVAILABLE
-    config = uvicorn.Config(
-        create_app(redis_cfg), host=settings.host, port=settings.port,
-        log_level="info", access_log=False, lifespan="on",
-        loop="uvloop", http="httptools", ws="websockets-sansio",
-        proxy_headers=True, forwarded_allow_ips="127.0.0.1",
-        timeout_graceful_shutdown=10,
-    )
+    config = server_config(create_app(redis_cfg), settings.host, settings.port,
+                           trusted_proxies=settings.trusted_proxies)
     server = NotifyingServer(config)
     server.run(sockets=sockets)
     return ExitCode.OK if server.started else ExitCode.UNAVAILABLE

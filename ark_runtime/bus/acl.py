@@ -18,7 +18,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ark_runtime.bus.errors import PAUSE_KEY
-from ark_runtime.bus.keys import DEAD_STREAM, DECISIONS_STREAM, ERRORS_STREAM, inbox, slot_tag
+from ark_runtime.bus.keys import (
+    DEAD_STREAM,
+    DECISIONS_STREAM,
+    ERRORS_STREAM,
+    POSITIONS_STREAM,
+    inbox,
+    slot_tag,
+)
 from ark_runtime.pipeline import AGENTS, BY_NAME
 
 # What every component's connection needs, and what none may have.
@@ -60,15 +67,23 @@ def instances(shards: int) -> list[tuple[str, str]]:
     return out
 
 
+# Types also broadcast on a side stream for readers outside the pipeline (console, trace).
+BROADCAST = {"hrm.decision": DECISIONS_STREAM, "position.filled": POSITIONS_STREAM,
+             "position.closed": POSITIONS_STREAM}
+
+
 def _downstream(agent: str, shards: int) -> list[str]:
-    names = [a.name for a in AGENTS]
-    nxt = names.index(agent) + 1
-    if nxt >= len(names):
-        return [DECISIONS_STREAM]
-    target = AGENTS[nxt]
-    if target.sharded:
-        return [inbox(i) for i, a in instances(shards) if a == target.name]
-    return [inbox(target.name)]
+    """Every stream `agent` writes what it emits to: the inboxes of the agents that consume
+    each of its outputs (each shard's, for a sharded one) and the broadcast side streams."""
+    out: list[str] = []
+    for message_type in BY_NAME[agent].outputs:
+        for instance, name in instances(shards):
+            if message_type in BY_NAME[name].inputs and inbox(instance) not in out:
+                out.append(inbox(instance))
+        side = BROADCAST.get(message_type)
+        if side and side not in out:
+            out.append(side)
+    return out
 
 
 def acl_rules(shards: int = 1) -> list[AclUser]:

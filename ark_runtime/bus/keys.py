@@ -26,7 +26,6 @@ PREFIX = f"ark:{{{KEY_TAG}}}:stream:" if KEY_TAG else "ark:stream:"
 DEAD_STREAM = f"{PREFIX}dead"
 ERRORS_STREAM = f"{PREFIX}errors"
 DECISIONS_STREAM = f"{PREFIX}decisions"
-SIDE_STREAMS = (DEAD_STREAM, ERRORS_STREAM, DECISIONS_STREAM)
 
 def inbox(agent: str) -> str:
     return f"{PREFIX}{agent}"
@@ -57,3 +56,20 @@ def done_key(agent: str, message_id: str) -> str:
 
 def failures_key(agent: str) -> str:
     return f"ark:failures:{_owned(agent)}"
+
+
+# The executor's fills and closes, broadcast for readers other than HRM (console, trace).
+POSITIONS_STREAM = f"{PREFIX}positions"
+SIDE_STREAMS = (DEAD_STREAM, ERRORS_STREAM, DECISIONS_STREAM, POSITIONS_STREAM)
+
+
+def risk_state_key() -> str:
+    """HRM's published risk state (breakers, P&L, streak, exposure): one JSON string, set in
+    the commit that acks the message that changed it, read by the console, the exporter and
+    `invoke`, so every host sees the one state (tagged like HRM's own keys)."""
+    return f"ark:risk:{_owned('hrm')}"
+
+
+def executor_books_key() -> str:
+    """The executor's books (a hash: symbol -> SymbolBook JSON), written with each ack."""
+    return f"ark:state:{_owned('executor')}:books"

@@ -60,6 +60,14 @@ class ControlResume(_Payload):
     reason: str = Field(default="", max_length=2000)
 
 
+class BreakerReset(_Payload):
+    """An operator clears one of HRM's breakers (`ark hrm breaker reset`, the console)."""
+
+    breaker: Literal["daily_loss", "loss_streak"]
+    reason: str = Field(min_length=1, max_length=2000)
+    by: str = Field(min_length=1, max_length=200, description="operator:<user>")
+
+
 class HrmVerdict(_Payload):
     """HRM's decision together with the plan it judged (the chatter feed shows both)."""
 
@@ -120,6 +128,10 @@ def _register_builtin() -> None:
     register(
         "control.pause", ControlPause, (*PIPELINE, "operator"), ("bus",),
         "A pause was set after a critical error; upstream producers stop emitting.",
+    )
+    register(
+        "hrm.breaker_reset", BreakerReset, ("operator",), ("hrm",),
+        "An operator clears an HRM breaker (audited where it was asked for).",
     )
     register(
         "control.resume", ControlResume, ("operator",), ("bus",),

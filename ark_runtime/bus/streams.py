@@ -39,6 +39,7 @@ from ark_runtime.bus.keys import (  # noqa: F401 - re-exported: the bus's names 
     DECISIONS_STREAM,
     ERRORS_STREAM,
     KEY_TAG,
+    POSITIONS_STREAM,
     PREFIX,
     SIDE_STREAMS,
     done_key,

@@ -1,11 +1,12 @@
 """HRM: the rule engine that arbitrates every trade plan (AGENT_04)."""
 
-from ark_runtime.hrm.breakers import BreakerState
-from ark_runtime.hrm.engine import Decision, RuleEngine, Violation, evaluate_check
+from ark_runtime.hrm.breakers import BREAKERS, BreakerState
+from ark_runtime.hrm.engine import Decision, Exposure, RuleEngine, Violation, evaluate_check
 from ark_runtime.hrm.ruleset import (
     DEFAULT_RULESET,
     BreakerConfig,
     Check,
+    ExposureLimits,
     Rule,
     Ruleset,
     RulesetError,
@@ -15,11 +16,14 @@ from ark_runtime.hrm.ruleset import (
 )
 
 __all__ = [
+    "BREAKERS",
     "DEFAULT_RULESET",
     "BreakerConfig",
     "BreakerState",
     "Check",
     "Decision",
+    "Exposure",
+    "ExposureLimits",
     "Rule",
     "RuleEngine",
     "Ruleset",

@@ -13,14 +13,75 @@ from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ark_runtime.hrm.breakers import BreakerState
-from ark_runtime.hrm.ruleset import BLOCKING, Check, Rule, Ruleset, load_ruleset
+from ark_runtime.hrm.breakers import EPSILON, BreakerState
+from ark_runtime.hrm.ruleset import (
+    BLOCKING,
+    BreakerConfig,
+    Check,
+    ExposureLimits,
+    Rule,
+    Ruleset,
+    load_ruleset,
+)
 from ark_runtime.validators import validate_utc
 
-__all__ = ["Decision", "Outcome", "RuleEngine", "Violation", "evaluate_check"]
+__all__ = ["Decision", "Exposure", "Outcome", "RuleEngine", "Violation", "evaluate_check"]
 
 _MISSING = object()
 BREAKER_DAILY_LOSS = "BRK-DAILY-LOSS"
+BREAKER_LOSS_STREAK = "BRK-LOSS-STREAK"
+BREAKER_RULE_IDS = {"daily_loss": BREAKER_DAILY_LOSS, "loss_streak": BREAKER_LOSS_STREAK}
+EXPOSURE_SYMBOL = "EXP-SYMBOL"
+EXPOSURE_TOTAL = "EXP-TOTAL"
+
+
+class Exposure(NamedTuple):
+    """Open exposure (approved, not yet closed) as fractions of the account."""
+
+    symbol: float  # in the plan's symbol
+    total: float
+
+
+def _breaker_violation(name: str, state: BreakerState, cfg: BreakerConfig,
+                       now: datetime) -> Violation:
+    if name == "daily_loss":
+        return Violation(
+            rule_id=BREAKER_DAILY_LOSS, severity="critical", field="daily_loss",
+            message=f"breaker daily_loss tripped: this session's realised loss reached "
+                    f"{cfg.daily_loss_limit:g} of the account; approvals are suspended until "
+                    f"the next session or `ark hrm breaker reset daily_loss`",
+            actual=state.daily_loss(now, cfg), expected={"lt": cfg.daily_loss_limit})
+    return Violation(
+        rule_id=BREAKER_LOSS_STREAK, severity="critical", field="consecutive_losses",
+        message=f"breaker loss_streak tripped: {state.consecutive_losses} losing trades in a "
+                f"row (limit {cfg.loss_streak_limit}); approvals are suspended until "
+                "`ark hrm breaker reset loss_streak`",
+        actual=state.consecutive_losses, expected={"lt": cfg.loss_streak_limit})
+
+
+def _exposure_violations(plan: Mapping[str, Any], multiplier: float, exposure: Exposure,
+                         limits: ExposureLimits) -> list[Violation]:
+    if limits.per_symbol is None and limits.total is None:
+        return []
+    size = _lookup(plan, "position_size")
+    if not _is_number(size):
+        # Cannot tell what the plan adds: fail closed.
+        return [Violation(rule_id=EXPOSURE_TOTAL, severity="error", field="position_size",
+                          message="position_size is missing or not a number, so the exposure "
+                                  "limits cannot be checked (fails closed)",
+                          actual=None if size is _MISSING else size)]
+    adds = size * multiplier
+    out = []
+    for rule_id, current, limit, what in (
+            (EXPOSURE_SYMBOL, exposure.symbol, limits.per_symbol, "in this symbol"),
+            (EXPOSURE_TOTAL, exposure.total, limits.total, "in total")):
+        if limit is not None and current + adds > limit + EPSILON:
+            out.append(Violation(
+                rule_id=rule_id, severity="error", field="position_size",
+                message=f"open exposure {what} would be {current + adds:.4g} of the account, "
+                        f"past the limit {limit:g}",
+                actual=current + adds, expected={"lte": limit}))
+    return out
 
 
 class Violation(BaseModel):
@@ -162,8 +223,14 @@ class RuleEngine:
         plan: Mapping[str, Any],
         breakers: BreakerState | None = None,
         now: datetime | None = None,
+        exposure: Exposure | None = None,
+        market_time: datetime | None = None,
     ) -> Decision:
+        """`market_time`: the plan's time on the feed's clock (HRM passes its signal bar's),
+        which decides the breakers' session; `now` (the decision's time) when not given.
+        `exposure`: open exposure now; None skips the limits."""
         now = (now or datetime.now(UTC)).astimezone(UTC)
+        market_now = market_time or now
         rs = self.ruleset
         blocking: list[Violation] = []
         warnings: list[Violation] = []
@@ -190,20 +257,14 @@ class RuleEngine:
         suspended = False
         multiplier = 1.0
         if breakers is not None:
-            suspended = breakers.suspended(rs.breakers, now)
-            if suspended:
-                blocking.append(
-                    Violation(
-                        rule_id=BREAKER_DAILY_LOSS,
-                        severity="critical",
-                        message="daily loss limit reached: approvals are suspended until the next "
-                        "UTC day",
-                        field="daily_loss",
-                        actual=breakers.daily_loss(now),
-                        expected={"lt": rs.breakers.daily_loss_limit},
-                    )
-                )
-            multiplier = breakers.size_multiplier(rs.breakers)
+            cfg = rs.breakers
+            tripped = breakers.tripped(cfg, market_now)
+            suspended = "daily_loss" in tripped
+            for name in tripped:
+                blocking.append(_breaker_violation(name, breakers, cfg, market_now))
+            multiplier = breakers.size_multiplier(cfg)
+        if exposure is not None:
+            blocking.extend(_exposure_violations(plan, multiplier, exposure, rs.exposure))
         return Decision(
             approved=not blocking,
             violations=blocking,

@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from datetime import time
 from functools import cache
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from jsonschema import Draft202012Validator
@@ -22,6 +24,7 @@ __all__ = [
     "RULESET_SCHEMA",
     "BreakerConfig",
     "Check",
+    "ExposureLimits",
     "Rule",
     "Ruleset",
     "RulesetError",
@@ -71,8 +74,26 @@ class Rule:
 @dataclass(frozen=True)
 class BreakerConfig:
     daily_loss_limit: float | None = None
-    consecutive_losses: int | None = None
+    consecutive_losses: int | None = None  # streak that shrinks sizes by size_factor
     size_factor: float = 0.5
+    loss_streak_limit: int | None = None  # streak that trips the loss_streak breaker
+    # Error-bus severity raised when each breaker trips (critical pauses upstream).
+    daily_loss_severity: str = "error"
+    loss_streak_severity: str = "warning"
+    session_timezone: str = "UTC"
+    session_reset: time = time(0, 0)
+
+    def severity(self, breaker: str) -> str:
+        return {"daily_loss": self.daily_loss_severity,
+                "loss_streak": self.loss_streak_severity}[breaker]
+
+
+@dataclass(frozen=True)
+class ExposureLimits:
+    """Open exposure, as fractions of the account, no approval may take past (None: none)."""
+
+    per_symbol: float | None = None
+    total: float | None = None
 
 
 @dataclass(frozen=True)
@@ -82,6 +103,7 @@ class Ruleset:
     rules: tuple[Rule, ...]
     breakers: BreakerConfig = field(default_factory=BreakerConfig)
     source: str = "<memory>"
+    exposure: ExposureLimits = field(default_factory=ExposureLimits)
 
     def rule(self, rule_id: str) -> Rule:
         for rule in self.rules:
@@ -186,17 +208,34 @@ def _parse(data: Any, source: str) -> Ruleset:
         else:
             rules.append(Rule(**common, check=_check(item)))
     cb = data.get("circuit_breakers") or {}
+    zone = cb.get("session_timezone", "UTC")
+    try:
+        ZoneInfo(zone)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise RulesetError(source, [f"ruleset: circuit_breakers.session_timezone: unknown time "
+                                    f"zone {zone!r} (use an IANA name such as "
+                                    "America/New_York)"]) from None
+    hour, minute = (int(x) for x in cb.get("session_reset", "00:00").split(":"))
+    severity = cb.get("severity") or {}
     breakers = BreakerConfig(
         daily_loss_limit=cb.get("daily_loss_limit"),
         consecutive_losses=cb.get("consecutive_losses"),
         size_factor=cb.get("size_factor", 0.5),
+        loss_streak_limit=cb.get("loss_streak_limit"),
+        daily_loss_severity=severity.get("daily_loss", "error"),
+        loss_streak_severity=severity.get("loss_streak", "warning"),
+        session_timezone=zone,
+        session_reset=time(hour, minute),
     )
+    limits = data.get("exposure_limits") or {}
+    exposure = ExposureLimits(per_symbol=limits.get("per_symbol"), total=limits.get("total"))
     return Ruleset(
         version=data["version"],
         strict_mode=data["strict_mode"],
         rules=tuple(rules),
         breakers=breakers,
         source=source,
+        exposure=exposure,
     )
 
 

@@ -1,4 +1,5 @@
-"""Redis and the streams: lengths, consumer-group pending and lag, per-agent totals.
+"""Redis and the streams: lengths, consumer-group pending and lag, per-agent totals; and
+HRM's risk state as HRM published it there (metrics/breakers.py).
 
 Reported by the exporter on the Redis host only (one Redis, one report; see the role).
 """
@@ -11,8 +12,10 @@ import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 
 from ark_runtime.bus.errors import PAUSE_KEY
+from ark_runtime.bus.risk import read_risk_state
 from ark_runtime.bus.streams import DEAD_STREAM, ERRORS_STREAM, PREFIX, failures_key
 from ark_runtime.metrics.base import Source
+from ark_runtime.metrics.breakers import risk_metrics
 from ark_runtime.metrics.tally import StreamTally, dead_labels, error_labels
 
 
@@ -43,6 +46,7 @@ class BusSource(Source):
         for origin in self.r.hkeys(PAUSE_KEY):
             paused.add_metric([origin], 1.0)
         yield paused
+        yield from risk_metrics(read_risk_state(self.r))
 
     def _memory(self) -> Iterable[Metric]:
         """What the memory alerts need (issue #19): with `noeviction` a full Redis still

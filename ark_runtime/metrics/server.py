@@ -111,7 +111,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--listen", required=True, metavar="ADDRESS:PORT",
                    help="the host's own address and ARK_METRICS_PORT (never 0.0.0.0)")
     p.add_argument("--unit", action="append", metavar="UNIT",
-                   help="a unit to report (repeatable; default the API and the four agents)")
+                   help="a unit to report (repeatable; default the API and every agent)")
     p.add_argument("--bus", action="store_true",
                    help="also report Redis and the streams (the Redis host's exporter does)")
     p.set_defaults(func=run)

@@ -1,6 +1,6 @@
 """The host's ARK state on disk: panic flag, last heal, newest verified snapshot; and, on
-the host holding HRM's store, the breakers and decisions by verdict (a separate source, so
-a store that cannot be read leaves the rest reported)."""
+the host holding HRM's store, the decisions by verdict (a separate source, so a store that
+cannot be read leaves the rest reported). The breakers come from Redis (metrics/bus.py)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,6 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metri
 from ark_runtime.host import layout
 from ark_runtime.host.snapshot.snapshots import list_snapshots, verify_snapshot
 from ark_runtime.metrics.base import Source
-from ark_runtime.metrics.breakers import breaker_metrics
 
 
 def last_heal(path: Path, tail_bytes: int = 65536) -> tuple[float, bool] | None:
@@ -62,14 +61,12 @@ class SnapshotAge:
         return None
 
 
-def read_store(db: Path) -> tuple[dict[str, int], dict | None]:
-    """(decisions by verdict, breaker state dict) from HRM's store, opened read-only."""
+def read_store(db: Path) -> dict[str, int]:
+    """Decisions by verdict from HRM's store, opened read-only."""
     conn = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=2)
     try:
         rows = conn.execute("SELECT approved, COUNT(*) FROM decisions GROUP BY approved")
-        verdicts = {("approved" if a else "rejected"): n for a, n in rows}
-        row = conn.execute("SELECT value FROM state WHERE key = 'hrm.breakers'").fetchone()
-        return verdicts, (json.loads(row[0]) if row else None)
+        return {("approved" if a else "rejected"): n for a, n in rows}
     finally:
         conn.close()
 
@@ -103,25 +100,22 @@ class StateSource(Source):
 
 
 class StoreSource(Source):
-    """Decisions and breakers, on the host holding HRM's store (nothing elsewhere)."""
+    """Decisions by verdict, on the host holding HRM's store (nothing elsewhere)."""
 
     name = "store"
 
     def __init__(self, env: Mapping[str, str]) -> None:
         self.db = layout.store_path(env)
-        # The ruleset HRM itself loads (ark_runtime.agents.hrm): the unit's, else packaged.
-        self.ruleset = env.get("ARK_HRM_RULESET") or None
 
     def metrics(self) -> Iterable[Metric]:
         if self.db.is_file():
-            yield from store_metrics(self.db, self.ruleset)
+            yield from store_metrics(self.db)
 
 
-def store_metrics(db: Path, ruleset: str | None) -> Iterable[Metric]:
-    verdicts, breakers = read_store(db)
+def store_metrics(db: Path) -> Iterable[Metric]:
+    verdicts = read_store(db)
     decisions = CounterMetricFamily("ark_decisions", "HRM decisions by verdict",
                                     labels=["verdict"])
     for verdict in ("approved", "rejected"):
         decisions.add_metric([verdict], float(verdicts.get(verdict, 0)))
     yield decisions
-    yield from breaker_metrics(breakers, ruleset)

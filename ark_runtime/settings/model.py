@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from contextvars import ContextVar
 from typing import Annotated, Literal
 
-from pydantic import BeforeValidator, SecretStr
+from pydantic import BeforeValidator, SecretStr, StringConstraints
 from pydantic_settings import BaseSettings, PydanticBaseSettingsSource, SettingsConfigDict
 
 from ark_runtime import pipeline
@@ -120,6 +120,11 @@ class ArkSettings(BaseSettings):
                          read_by=("api",))
     api_port: Port = var("ARK_API_PORT", 8101, "TCP port of the reasoning API",
                          read_by=("api", "ports"))
+    api_trusted_proxies: Annotated[str, StringConstraints(
+        max_length=400, pattern=r"^[0-9A-Fa-f.:]+(,[0-9A-Fa-f.:]+)*$|^$")] = var(
+        "ARK_API_TRUSTED_PROXIES", "",
+        "TLS proxies whose X-Forwarded-For/-Proto the API believes (comma-separated)",
+        read_by=("api",))
     metrics_port: Port = var(
         "ARK_METRICS_PORT", 9101,
         "TCP port reserved for Prometheus metrics (checked by the ports preflight)",
@@ -178,7 +183,7 @@ class ArkSettings(BaseSettings):
                                        default_text="$ARK_STATE_DIR/snapshots")
     hrm_ruleset: AbsPath | None = var(
         "ARK_HRM_RULESET", None, "The HRM ruleset file (set by the units)",
-        read_by=("hrm", "heal", "snapshot"),
+        read_by=("hrm", "executor", "heal", "snapshot"),
         default_text="HRM: the packaged ruleset; host commands: "
                      "$ARK_CONFIG_DIR/HRM_RULESET.yaml")
     hrm_synchronous: Literal["FULL", "NORMAL"] = var(
@@ -254,6 +259,43 @@ class ArkSettings(BaseSettings):
                               read_by=("kenny",), gt=0, allow_inf_nan=False)
     risk_per_trade: float = var("ARK_RISK_PER_TRADE", 0.01, "Fraction of the account risked "
                                 "per trade", read_by=("kenny",), gt=0, le=0.1)
+
+    # -- memory.db retention (store_schema.py says what audit needs) -----------------------
+    store_retain_processed_days: float = var(
+        "ARK_STORE_RETAIN_PROCESSED_DAYS", 14.0,
+        "Days HRM keeps idempotency marks (must outlast ARK_BUS_DEDUP_TTL_S)",
+        read_by=("hrm",), ge=1, le=3650, allow_inf_nan=False)
+    store_retain_decisions_days: float = var(
+        "ARK_STORE_RETAIN_DECISIONS_DAYS", 400.0,
+        "Days HRM keeps decisions (audit: at least 365; open positions' always)",
+        read_by=("hrm",), ge=365, le=36500, allow_inf_nan=False)
+    store_retain_ledger_days: float = var(
+        "ARK_STORE_RETAIN_LEDGER_DAYS", 400.0,
+        "Days HRM keeps closed positions (audit: at least 365; open ones always)",
+        read_by=("hrm",), ge=365, le=36500, allow_inf_nan=False)
+    store_retain_objects_days: float = var(
+        "ARK_STORE_RETAIN_OBJECTS_DAYS", 14.0,
+        "Days HRM keeps payloads no kept decision or position refers to",
+        read_by=("hrm",), ge=1, le=36500, allow_inf_nan=False)
+    store_prune_every_s: float = var(
+        "ARK_STORE_PRUNE_EVERY_S", 3600.0, "Seconds between HRM's retention sweeps of memory.db",
+        read_by=("hrm",), ge=10, le=86400, allow_inf_nan=False)
+
+    # -- the executor (AGENT_04) ----------------------------------------------------------
+    exec_mode: Literal["paper", "live"] = var(
+        "ARK_EXEC_MODE", "paper",
+        "paper: fills simulated from the bars; live is refused (no broker adapter ships)",
+        read_by=("executor",))
+    exec_slippage_bps: float = var(
+        "ARK_EXEC_SLIPPAGE_BPS", 2.0, "Paper fills: adverse slippage, basis points of price",
+        read_by=("executor",), ge=0, le=500, allow_inf_nan=False)
+    exec_fee_bps: float = var(
+        "ARK_EXEC_FEE_BPS", 1.0, "Paper fills: fee per side, basis points of notional",
+        read_by=("executor",), ge=0, le=500, allow_inf_nan=False)
+    exec_bar_history: int = var(
+        "ARK_EXEC_BAR_HISTORY", 64,
+        "Bars per symbol the executor keeps for approvals arriving after their fill bar",
+        read_by=("executor",), ge=2, le=10_000)
 
     # -- host operations -------------------------------------------------------------------
     snapshot_keep_last: int = var("ARK_SNAPSHOT_KEEP_LAST", 10, "Snapshots kept: newest N",

@@ -1,4 +1,5 @@
-"""The four agents on the host: supervised, locked, wired Kyle → Joey → Kenny → HRM."""
+"""The agents on the host: supervised, locked, wired Kyle → Joey → Kenny → HRM → executor,
+and HRM's breakers fed by the executor's closed positions (AGENT_04)."""
 
 from __future__ import annotations
 
@@ -12,8 +13,8 @@ from conftest import wait_for
 from ark_ops.fleet import trace as trace_fleet
 from ark_ops.fleet.ssh import inventory_hosts
 from ark_ops.placement import agent_of
+from ark_runtime.pipeline import NAMES as AGENTS  # the one declaration
 
-AGENTS = ("kyle", "joey", "kenny", "hrm")
 STORE = "/var/lib/ark/memory.db"
 ARK = "/opt/ark/venv/bin/ark"
 PYTHON = "/opt/ark/venv/bin/python"
@@ -79,6 +80,36 @@ def test_deployed_ruleset_passes_its_schema(host):
     f = host.file("/etc/ark/HRM_RULESET.yaml")
     assert (f.user, f.group, f.mode) == ("root", "ark", 0o640)
     host.run_test(f"{PYTHON} -m ark_runtime.hrm check %s", f.path)
+
+
+@pytest.mark.requirement("AGENT_04")
+@pytest.mark.runs_agent("hrm")
+def test_a_position_closed_on_the_host_moves_hrms_pnl(host):
+    """The breakers are wired: the executor closed at least one paper position, HRM booked
+    its P&L in the store and published it (the state the breakers trip on). Read-only; red
+    when the executor is disabled or its closes never reach HRM."""
+
+    def published() -> dict | None:
+        out = host.run(WITH_ENV + f"{ARK} hrm risk --json")
+        if out.rc not in (0, 1):  # 1: a breaker is tripped, which is still a state
+            return None
+        state = json.loads(out.stdout)
+        return state if state["positions_closed"] >= 1 else None
+
+    try:
+        state = wait_for(published, timeout=180, what="a closed position in HRM's state")
+    except AssertionError:
+        executor = host.run("systemctl is-active ark-agent@executor.service").stdout.strip()
+        raise AssertionError(
+            "no paper position was ever closed: HRM's P&L cannot move and its breakers cannot "
+            f"trip (ark-agent@executor is {executor or 'unknown'}; see `ark hrm risk`, "
+            "`invoke logs --agent executor`)") from None
+    query = "select count(*), total(pnl) from ledger where status = 'closed'"
+    booked = host.check_output("sqlite3 -readonly %s %s", STORE, query).split("|")
+    assert int(booked[0]) >= 1, "closes reached HRM's state but not its ledger"
+    # The state HRM trips on is the ledger's P&L (taken at one moment: allow a close between).
+    assert state["positions_closed"] <= int(booked[0]) + 5
+    assert state["realised_pnl"] != 0 or float(booked[1]) == 0
 
 
 @pytest.mark.requirement("INFRA_02")

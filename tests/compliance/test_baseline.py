@@ -32,9 +32,9 @@ def redis_host(hostvars) -> bool:
     return "ark_redis" in hostvars.get("group_names", [])
 
 
-def test_os_is_debian_12(host):
+def test_os_is_debian_12_or_13(host):
     assert host.system_info.distribution == "debian"
-    assert host.system_info.release.split(".")[0] == "12"
+    assert host.system_info.release.split(".")[0] in ("12", "13")
 
 
 def test_python_is_3_11_or_newer_with_venv(host):

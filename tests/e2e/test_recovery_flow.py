@@ -1,12 +1,16 @@
-"""Recovery end to end on a multi-host lab: panic (REC_01), DR bundle round trip
-(REC_03) and the deploy's port preflight (INFRA_03).
+"""Recovery end to end on a mixed multi-host lab — host A on Debian 12 (bookworm), host B on
+Debian 13 (trixie): deploy and verify (DEPLOY_01), panic (REC_01), an alert that reaches a
+webhook and resolves (LOG_03), off-host DR bundles restored from a checkout without the
+signing key, and the DR bundle round trip (REC_03), and the deploy's port preflight (INFRA_03).
 
 Needs root and the lab tools; skipped otherwise.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 import subprocess
 import threading
 import time
@@ -16,10 +20,13 @@ import pytest
 from ark_ops.deploy import run as deploy_mod
 from ark_ops.deploy.playbook import PlaybookFailed
 from ark_ops.fleet.dr import dr_bundle, dr_restore
+from ark_ops.fleet.offsite_flow import backup_fleet, restore_from_offsite
 from ark_ops.fleet.panic import panic, recover
 from ark_ops.lab import lab
-from ark_ops.lab.config import LabHost
+from ark_ops.lab.config import LabHost, LabPaths
+from ark_ops.verify.run import verify
 from tests.support.lab_shell import deployed_lab, on, units_active, wait_for
+from tests.support.webhook import webhook_receiver
 
 pytestmark = [
     pytest.mark.lab,
@@ -48,9 +55,49 @@ def pipeline_settled(host: str) -> str:
 
 @pytest.fixture(scope="module")
 def fleet():
-    with deployed_lab(2) as hosts:
-        assert hosts == [A, B]
-        yield hosts
+    """A on bookworm, B on trixie; Alertmanager (on A) routes to a webhook receiver on the
+    lab bridge's address, which exists once the lab is up."""
+    group_vars = LabPaths.default().inventory / "group_vars"
+    alerting = group_vars / "ark_monitoring.yml"
+    with contextlib.ExitStack() as stack:
+
+        def route_alerts_to_a_receiver() -> None:
+            RECEIVER["rcv"] = rcv = stack.enter_context(webhook_receiver())
+            # Written, never deleted (Ansible caches inventory vars in-process): emptied after.
+            group_vars.mkdir(parents=True, exist_ok=True)
+            alerting.write_text(
+                "ark_alerting_receivers:\n"
+                f"  - {{name: e2e-webhook, webhook_url: '{rcv.url}'}}\n"
+                "ark_alerting_group_wait: 5s\nark_alerting_group_interval: 10s\n")
+
+        try:
+            with deployed_lab(2, release="bookworm,trixie",
+                              before_deploy=route_alerts_to_a_receiver) as hosts:
+                assert hosts == [A, B]
+                yield hosts
+        finally:
+            if alerting.exists():
+                alerting.write_text("{}\n")
+
+
+RECEIVER: dict = {}
+
+
+@pytest.fixture(scope="module")
+def receiver(fleet):
+    return RECEIVER["rcv"]
+
+
+@pytest.mark.requirement("DEPLOY_01")
+def test_the_mixed_fleet_runs_debian_12_and_13_and_verifies(fleet, tmp_path):
+    assert on(A, "cat", "/etc/debian_version").stdout.startswith("12.")
+    assert on(B, "cat", "/etc/debian_version").stdout.startswith("13.")
+    assert "Python 3.13" in on(B, "/opt/ark/venv/bin/python", "--version").stdout
+    # The read-only checks on both releases; the disruptive ones run in the modules below
+    # (and on bookworm in test_lab_deploy): the CI budget has no room for them twice.
+    rc = verify(keyword="not disruptive", reports_dir=tmp_path)
+    report = (tmp_path / "compliance-latest.md").read_text()
+    assert rc == 0, report
 
 
 @pytest.mark.requirement("REC_01")
@@ -119,6 +166,47 @@ def test_panic_wins_over_a_running_deploy(fleet):
     assert ark_processes(A) == [], "the deploy restarted ARK after the panic"
     assert all(o.ok for o in recover(limit=A, log=lambda *_: None))
     wait_for(lambda: units_active(A), 60, "A healthy after recover")
+
+
+@pytest.mark.requirement("LOG_03")
+def test_a_stopped_agent_alert_reaches_the_webhook_and_resolves(fleet, receiver):
+    unit = "ark-agent@kyle.service"
+    on(B, "systemctl", "stop", unit, check=True)
+    try:
+        # for: 30s after a 15 s scrape, 15 s evaluation, 5 s group_wait: bounded generously.
+        firing = wait_for(lambda: receiver.alerts("firing", "ArkAgentDown", host=B, unit=unit),
+                          300, f"ArkAgentDown for {B} at the webhook", interval=2)
+    finally:
+        on(B, "systemctl", "start", unit, check=True)
+    assert firing[0]["annotations"]["runbook"] == "docs/OPS_HANDBOOK.md#agent-down"
+    wait_for(lambda: receiver.alerts("resolved", "ArkAgentDown", host=B, unit=unit), 300,
+             f"the resolve of ArkAgentDown for {B} at the webhook", interval=2)
+
+
+@pytest.mark.requirement("REC_03")
+def test_an_off_host_bundle_restores_from_a_checkout_without_the_signing_key(fleet, tmp_path):
+    wait_for(lambda: pipeline_settled(A), 120, "A's pipeline to finish the sample feed")
+    decisions = sqlite(A, DECISIONS)
+    outcomes, result = backup_fleet(limit=A, log=lambda *_: None)
+    assert outcomes[0].ok, outcomes[0].error
+    assert "no errors were found" in result.check
+    # The repository is on B (ark_backup_target), owned by the sftp-only account.
+    assert on(B, "test", "-f", "/srv/ark-restic/repo/config").returncode == 0
+    # A second control node: the inventory and the restic password (plus the repository's
+    # sftp key), no DR signing key.
+    first = LabPaths.default().inventory
+    second = tmp_path / "second-checkout" / "inventory" / "lab"
+    shutil.copytree(first, second, ignore=shutil.ignore_patterns(".secrets", "*.tmp"))
+    (second / ".secrets").mkdir(mode=0o700)
+    for name in ("restic_password", "offsite_ed25519"):
+        shutil.copy(first / ".secrets" / name, second / ".secrets" / name)
+    assert not list((second / ".secrets").glob("dr_signing*"))
+    on(A, "sqlite3", "/var/lib/ark/memory.db", "'delete from decisions'", check=True)
+    assert sqlite(A, DECISIONS) != decisions
+    outcome = restore_from_offsite(A, inventory=str(second / "hosts.yml"), log=lambda *_: None)
+    assert outcome.ok, outcome.error
+    wait_for(lambda: units_active(A), 60, "A to serve after the off-host restore")
+    assert sqlite(A, DECISIONS) == decisions
 
 
 @pytest.mark.requirement("REC_03")

@@ -52,6 +52,7 @@ def make_app(port: int, password: str, env_root: Path, monkeypatch, **kw):
         (env_root / sub).mkdir(parents=True, exist_ok=True)
         monkeypatch.setenv(name, str(env_root / sub))
     units = kw.pop("units", None) or StaticUnits()
+    kw.setdefault("allowed_hosts", frozenset({"testserver", "127.0.0.1", "localhost"}))
     app = create_app(RedisSettings(port=port, password=password), secret=SECRET,
                      operators=OPERATORS, units=units, **kw)
     return app, units

@@ -51,7 +51,7 @@ def browser():
 
 
 def signed_in(browser, served, user):
-    served["app"].state.auth.per_client._hits.clear()  # the limit is low for the 429 test
+    served["app"].state.auth.throttle.reset()  # the limit is low for the 429 test
     page = new_page(browser)
     page.goto(served["base"] + "/login")
     page.fill("#username", user)
@@ -64,14 +64,14 @@ def signed_in(browser, served, user):
 
 @pytest.mark.requirement("SEC_02")
 def test_wrong_password_then_rate_limit(browser, served):
-    served["app"].state.auth.per_client._hits.clear()
+    served["app"].state.auth.throttle.reset()
     page = new_page(browser)
     page.goto(served["base"] + "/")
     assert page.url.endswith("/login")
     message = wrong_password_until_limited(page, "alice", attempts=5)
     assert "too many sign-in attempts" in message
     page.screenshot(path=str(SHOTS / "login-rate-limited.png"))
-    served["app"].state.auth.per_client._hits.clear()
+    served["app"].state.auth.throttle.reset()
 
 
 @pytest.mark.requirement("UI_01")

@@ -9,7 +9,7 @@ import pytest
 from conftest import REPO, Lab, wait_for
 from helpers import decisions, log_lines, pending, store_decisions, store_ledger
 
-from ark_runtime.hrm import RuleEngine, load_ruleset
+from ark_runtime.hrm import Exposure, RuleEngine, load_ruleset
 from ark_runtime.market import SyntheticAdapter
 from ark_runtime.patterns import PatternDetector
 from ark_runtime.planner import AccountConfig, PlanError, plan_trade
@@ -18,9 +18,11 @@ SYMBOLS = ["AAPL", "MSFT", "BTC-USD"]
 
 
 def expected_outcomes(seed: int, bars: int) -> dict[tuple[str, str, str], bool]:
-    """The oracle: the same domain code run in-process. (symbol, pattern, ts) -> approved."""
+    """The oracle: the same domain code run in-process. (symbol, pattern, ts) -> approved.
+    No executor runs here, so nothing closes: each approval's size stays open exposure."""
     detector, account = PatternDetector(), AccountConfig(account_size=100000)
     engine = RuleEngine(load_ruleset())
+    exposure: dict[str, float] = {}
     out = {}
     for bar in SyntheticAdapter(SYMBOLS, seed=seed, bars=bars):
         for pattern in detector.update(bar):
@@ -29,7 +31,11 @@ def expected_outcomes(seed: int, bars: int) -> dict[tuple[str, str, str], bool]:
             except PlanError:
                 continue
             key = (plan.symbol, plan.pattern, plan.pattern_ts.isoformat())
-            out[key] = engine.evaluate(plan.rule_input()).approved
+            decision = engine.evaluate(plan.rule_input(), exposure=Exposure(
+                exposure.get(plan.symbol, 0.0), sum(exposure.values())))
+            if decision.approved:
+                exposure[plan.symbol] = exposure.get(plan.symbol, 0.0) + plan.position_size
+            out[key] = decision.approved
     return out
 
 

@@ -51,11 +51,15 @@ def units_active(host: str | LabHost, *units: str, as_root: bool = True) -> bool
 
 
 @contextmanager
-def deployed_lab(hosts: int, user: str = "deploy") -> Iterator[list[str]]:
-    """`hosts` lab hosts reached as `user`, ARK deployed on all of them; the lab is taken
-    down again on the way out."""
-    lab.up(hosts=hosts, user=user)
+def deployed_lab(hosts: int, user: str = "deploy", release: str | None = None,
+                 before_deploy: Callable[[], object] | None = None) -> Iterator[list[str]]:
+    """`hosts` lab hosts reached as `user` on Debian `release` (e.g. "bookworm,trixie"), ARK
+    deployed on all of them (after `before_deploy`, e.g. writing inventory vars); the lab is
+    taken down again on the way out."""
+    lab.up(hosts=hosts, user=user, release=release)
     try:
+        if before_deploy:
+            before_deploy()
         deploy_mod.deploy(echo=False)
         yield [LabHost(i).name for i in range(1, hosts + 1)]
     finally:

@@ -13,7 +13,6 @@ from hypothesis import strategies as st
 
 from ark_runtime.api.operators import OperatorsError, parse_operators
 from ark_runtime.api.passwords import HashFormatError, hash_password, parse, verify_password
-from ark_runtime.api.ratelimit import SlidingWindow
 from ark_runtime.api.server import bind_addresses
 from ark_runtime.api.units import parse_show, valid_unit
 
@@ -64,16 +63,6 @@ def test_random_operator_lists_never_crash(data):
         parse_operators(data)
     except OperatorsError as exc:
         assert str(exc).startswith("operators")
-
-
-def test_sliding_window_limits_and_recovers():
-    w = SlidingWindow(3, 10)
-    for t in (0, 1, 2):
-        assert w.retry_after("ip", now=t) == 0
-        w.hit("ip", now=t)
-    assert w.retry_after("ip", now=3) == pytest.approx(7)
-    assert w.retry_after("other", now=3) == 0
-    assert w.retry_after("ip", now=10.5) == 0
 
 
 @pytest.mark.requirement("UI_01")

@@ -5,16 +5,25 @@ from __future__ import annotations
 
 import json
 import stat
+import subprocess
 import tarfile
 from pathlib import Path
 
 import pytest
+import yaml
 from audit_helpers import build_chain, load, store
+from hypothesis import given
+from hypothesis import strategies as st
 from test_dr import _env, populate
 
 from ark_ops.fleet.dr_sign import (
     KEY_NAME,
+    PIN_FILE,
+    PIN_FINGERPRINT,
+    PIN_KEY,
     SignatureRefused,
+    fingerprint,
+    public_key,
     sign_bundle,
     signing_key,
     verify_bundle_chain,
@@ -102,3 +111,75 @@ def test_bundle_with_a_broken_chain_is_refused(tmp_path: Path, monkeypatch) -> N
     b = create_bundle(tmp_path / "out").path
     with pytest.raises(SignatureRefused, match="audit chain .* broken at audit.log seq 1"):
         verify_bundle_chain(b)
+
+
+def _copy_without_secrets(inv: Path, tmp_path: Path) -> Path:
+    """A second control node's inventory: everything but .secrets/."""
+    import shutil
+
+    other = tmp_path / "second-checkout" / "inventory" / "prod"
+    shutil.copytree(inv, other, ignore=shutil.ignore_patterns(".secrets"))
+    assert not (other / ".secrets").exists()
+    return other
+
+
+def test_the_pinned_key_verifies_without_secrets(bundle: Path, inv: Path,
+                                                 tmp_path: Path) -> None:
+    sign_bundle(bundle, inv, host="web1", signer="alice")
+    pin = yaml.safe_load((inv / PIN_FILE).read_text())
+    pub = (inv / ".secrets" / (KEY_NAME + ".pub")).read_text()
+    assert pin[PIN_KEY] == pub.strip()
+    # The fingerprint is the one ssh-keygen prints, so the operator can record and compare it.
+    keygen = subprocess.run(["ssh-keygen", "-lf", str(inv / ".secrets" / (KEY_NAME + ".pub"))],
+                            capture_output=True, text=True, check=True).stdout.split()[1]
+    assert pin[PIN_FINGERPRINT] == keygen == fingerprint(pub)
+    assert "PRIVATE" not in (inv / PIN_FILE).read_text()
+    second = _copy_without_secrets(inv, tmp_path)
+    assert verify_signature(bundle, second)["host"] == "web1"
+
+
+def test_a_pin_edited_to_another_key_is_refused(bundle: Path, inv: Path,
+                                                tmp_path: Path) -> None:
+    sign_bundle(bundle, inv, host="web1", signer="alice")
+    second = _copy_without_secrets(inv, tmp_path)
+    mallory = tmp_path / "mallory"
+    mallory.mkdir()
+    signing_key(mallory)
+    doc = yaml.safe_load((second / PIN_FILE).read_text())
+    doc[PIN_KEY] = yaml.safe_load((mallory / PIN_FILE).read_text())[PIN_KEY]
+    (second / PIN_FILE).write_text(yaml.safe_dump(doc))
+    with pytest.raises(SignatureRefused, match="does not match ark_dr_signing_key_fingerprint"):
+        verify_signature(bundle, second)
+    # Both halves swapped consistently: the bundle's signature no longer verifies.
+    (second / PIN_FILE).write_text((mallory / PIN_FILE).read_text())
+    with pytest.raises(SignatureRefused, match="another key"):
+        verify_signature(bundle, second)
+
+
+def test_no_pin_and_no_secrets_is_refused_naming_the_pin(bundle: Path, inv: Path,
+                                                        tmp_path: Path) -> None:
+    sign_bundle(bundle, inv, host="web1", signer="alice")
+    second = _copy_without_secrets(inv, tmp_path)
+    (second / PIN_FILE).unlink()
+    with pytest.raises(SignatureRefused, match="no pin in .*ark_dr_signing_key.yml"):
+        verify_signature(bundle, second)
+
+
+def test_a_key_made_before_the_pin_gets_pinned_on_next_use(bundle: Path, inv: Path) -> None:
+    signing_key(inv)
+    (inv / PIN_FILE).unlink()
+    sign_bundle(bundle, inv, host="web1", signer="alice")
+    assert (inv / PIN_FILE).exists()
+    assert verify_signature(bundle, inv)["signer"] == "alice"
+
+
+@given(st.text(max_size=200))
+def test_a_malformed_pin_is_refused_with_the_field_named(text: str) -> None:
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as d:
+        inv = Path(d)
+        (inv / PIN_FILE).parent.mkdir(parents=True)
+        (inv / PIN_FILE).write_text(yaml.safe_dump({PIN_KEY: text, PIN_FINGERPRINT: "SHA256:x"}))
+        with pytest.raises(SignatureRefused, match="ark_dr_signing|public key"):
+            public_key(inv)

@@ -380,3 +380,26 @@ def test_upgrade_signs_unkeyed_snapshots_once_and_still_restores(host: Layout) -
     code, doc = run_heal()
     assert not by(doc, "snapshot_key")
     assert any("checksum" in p for p in verify_snapshot(list_snapshots(host.snapshots)[0]))
+
+
+@pytest.mark.requirement("REC_02")
+def test_an_older_schema_is_reported_as_older_not_as_corruption(host: Layout) -> None:
+    import sqlite3
+
+    con = sqlite3.connect(host.store)  # what the previous release wrote: no version
+    con.execute("PRAGMA user_version = 0")
+    con.commit()
+    con.close()
+    before = host.store.read_bytes()
+    code, doc = run_heal()
+    assert code == 0
+    [f] = by(doc, "store")
+    assert f["status"] == "ok" and "older schema v1, not corruption" in f["detail"]
+    assert host.store.read_bytes() == before  # heal is read-only; HRM migrates on start
+    con = sqlite3.connect(host.store)
+    con.execute("PRAGMA user_version = 99")
+    con.commit()
+    con.close()
+    code, doc = run_heal()
+    [f] = by(doc, "store")
+    assert f["status"] == "failed" and "newer ARK release" in f["detail"]

@@ -78,6 +78,13 @@ def test_audit_logs_are_root_only_and_kept_52_weeks() -> None:
         assert directive in audit
 
 
+@pytest.mark.requirement("SEC_03")
+def test_the_audit_chains_disk_use_is_capped_by_size() -> None:
+    """Issue 21, vuln 7: a flood of records rotates by size, not only weekly."""
+    audit = blocks(render())["/var/log/ark/audit/*.log"]
+    assert "maxsize 20M" in audit and "rotate 52" in audit
+
+
 @needs_logrotate
 @pytest.mark.requirement("LOG_01")
 def test_the_validator_accepts_the_rendered_config(tmp_path: Path) -> None:

@@ -18,11 +18,13 @@ REPO = Path(__file__).resolve().parents[2]
 ROLE = REPO / "roles" / "ark_monitoring"
 
 
-def render(config_dir: Path, hosts: dict[str, dict]) -> str:
+def render(config_dir: Path, hosts: dict[str, dict], monitoring: list[str] | None = None) -> str:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(ROLE / "templates"),
                              undefined=jinja2.StrictUndefined, trim_blocks=True)
     return env.get_template("prometheus.yml.j2").render(
-        ansible_managed="test", ark_monitoring_scrape_group="ark", groups={"ark": list(hosts)},
+        ansible_managed="test", ark_monitoring_scrape_group="ark",
+        groups={"ark": list(hosts), "ark_monitoring": monitoring or list(hosts)[:1]},
+        ark_monitoring_alertmanager_group="ark_monitoring", ark_monitoring_alertmanager_port=9093,
         hostvars=hosts, ark_monitoring_metrics_port=9101, ark_monitoring_scrape_interval="15s",
         ark_monitoring_evaluation_interval="15s", ark_monitoring_config_dir=str(config_dir),
         ark_monitoring_listen_address="10.213.0.2", ark_monitoring_port=9090)
@@ -39,6 +41,15 @@ def test_every_ark_host_of_the_inventory_is_a_target(tmp_path: Path) -> None:
     assert got == [("ark-1", ["10.0.0.1:9200"]), ("ark-2", ["10.0.0.2:9101"]),
                    ("ark-3", ["192.0.2.3:9101"])]
     assert doc["rule_files"] == [f"{tmp_path}/ark_alerts.yml"]
+
+
+@pytest.mark.requirement("LOG_03")
+def test_alerts_go_to_the_alertmanager_on_every_monitoring_host(tmp_path: Path) -> None:
+    hosts = {"m-2": {"ansible_host": "10.0.0.2", "ark_alerting_port": 9193},
+             "m-1": {"ansible_host": "10.0.0.1"}, "a-3": {"ansible_host": "10.0.0.3"}}
+    doc = yaml.safe_load(render(tmp_path, hosts, monitoring=["m-2", "m-1"]))
+    targets = doc["alerting"]["alertmanagers"][0]["static_configs"][0]["targets"]
+    assert targets == ["10.0.0.1:9093", "10.0.0.2:9193"]
 
 
 @pytest.mark.skipif(shutil.which("promtool") is None,

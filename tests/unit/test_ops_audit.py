@@ -8,7 +8,9 @@ from pathlib import Path
 import pytest
 
 from ark_ops.deploy.playbook import ansible_env
+from ark_ops.errors import OpsError
 from ark_ops.fleet import config_history as fleet_config
+from ark_ops.fleet import dr as fleet_dr
 from ark_ops.fleet import panic as fleet_panic
 from ark_ops.fleet.audit import actor, audit_action, load_heads, state_dir
 from ark_ops.fleet.ssh import HostOutcome
@@ -80,11 +82,18 @@ def _unreachable_inventory(inv: str) -> str:
     (lambda inv: fleet_panic.panic(inventory=inv, log=lambda *_: None), "panic"),
     (lambda inv: fleet_panic.recover(inventory=inv, log=lambda *_: None), "recover"),
     (lambda inv: fleet_config.rollback(1, inventory=inv, log=lambda *_: None), "config.rollback"),
+    (lambda inv: fleet_dr.dr_bundle(inventory=inv, out_dir=Path(inv).parent / "dr",
+                                    log=lambda *_: None), "dr-bundle"),
+    (lambda inv: fleet_dr.dr_restore(str(Path(inv).parent / "none.tar.gz"), "gone1",
+                                     inventory=inv, log=lambda *_: None), "dr-restore"),
 ])
 def test_a_fleet_action_called_directly_leaves_a_record(inv: str, call, action: str) -> None:
     # Issue #17: the record is made in ark_ops, not in tasks.py: a benchmark or a test that
-    # calls the function is audited like `invoke panic`.
-    call(_unreachable_inventory(inv))
+    # calls the function is audited like `invoke panic` (a refused restore too).
+    try:
+        call(_unreachable_inventory(inv))
+    except OpsError as exc:
+        assert action == "dr-restore" and "does not exist" in str(exc)
     started, done = records(inv)
     assert (started["action"], started["result"]) == (action, "started")
     assert (done["action"], done["result"], done["who"]) == (action, "failed", "carol")

@@ -56,10 +56,11 @@ def test_a_host_alone_on_its_own_redis_runs_the_whole_pipeline(fleet):
 
 def test_two_hosts_on_one_redis_split_the_flow():
     server_of = {"b": "a", "c": "a"}
-    assert placement.host_instances("b", ["c", "b"], server_of, 1) == ["kyle", "kenny"]
+    assert placement.host_instances("b", ["c", "b"], server_of, 1) == \
+        ["kyle", "kenny", "executor"]
     assert placement.host_instances("c", ["c", "b"], server_of, 1) == ["joey", "hrm"]
     assert placement.pipeline("c", ["b", "c"], server_of, 2) == {
-        "kyle": "b", "joey": "c", "joey-1": "b", "kenny": "c", "hrm": "b"}
+        "kyle": "b", "joey": "c", "joey-1": "b", "kenny": "c", "hrm": "b", "executor": "c"}
 
 
 def test_a_host_outside_ark_agents_runs_none():
@@ -76,7 +77,7 @@ def test_a_bad_shard_count_is_refused_naming_the_variable(shards):
 
 def test_instance_names_map_back_to_agent_and_shard():
     assert [placement.agent_of(i) for i in placement.instances(3)] == [
-        "kyle", "joey", "joey", "joey", "kenny", "hrm"]
+        "kyle", "joey", "joey", "joey", "kenny", "hrm", "executor"]
     assert [placement.shard_of(i) for i in ("joey", "joey-1", "joey-12")] == [0, 1, 12]
 
 
@@ -105,6 +106,6 @@ def test_the_filter_honours_an_inventorys_redis_server_and_names_bad_shards():
                 "d": {"ark_runtime_redis_server": "z"}}
     ark_agent_placement = _filter()
     assert ark_agent_placement(hostvars, "b", groups, 1) == placement.instances(1)
-    assert ark_agent_placement(hostvars, "c", groups, 1) == ["kyle", "kenny"]
+    assert ark_agent_placement(hostvars, "c", groups, 1) == ["kyle", "kenny", "executor"]
     with pytest.raises(AnsibleFilterError, match="ark_runtime_joey_shards"):
         ark_agent_placement(hostvars, "b", groups, 0)

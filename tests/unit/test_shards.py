@@ -125,6 +125,7 @@ def kyle_with(shards: int, log: list) -> Kyle:
     kyle.settings, kyle.shards = BusSettings(), shards
     kyle.targets = [inbox(n) for n in shard_names(shards)]
     kyle.target, kyle.cursor_key, kyle.position, kyle.emitted = kyle.targets[0], "c", 0, 0
+    kyle.side_readers = []  # the executor's copies are tested in test_kyle_side_readers
     kyle.log = __import__("logging").getLogger("test.kyle")
     return kyle
 

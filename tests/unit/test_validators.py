@@ -65,8 +65,8 @@ def test_agent_name_rejects(name: object) -> None:
         v.validate_agent_name(name)
 
 
-def test_registry_is_the_four_agents() -> None:
-    assert set(v.AGENT_NAMES) == {"kyle", "joey", "kenny", "hrm"}
+def test_registry_is_the_five_agents() -> None:
+    assert set(v.AGENT_NAMES) == {"kyle", "joey", "kenny", "hrm", "executor"}
 
 
 def test_id_accepts_uuid_and_canonicalises() -> None:

@@ -20,6 +20,7 @@ import gzip
 import hashlib
 import json
 import re
+import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,9 @@ FIELDS = ("seq", "prev_hash", "hash", "ts", "who", "action", "args", "where", "r
           "duration", "correlation_id", "detail", "gen_start")
 # audit.log, logrotate's audit.log.1 / audit.log.2.gz, or with dateext audit.log-20261126.gz;
 # not audit.log.restored-* (a DR restore keeps another host's file beside ours).
+# What reading a damaged .gz generation can raise: gzip's own errors (OSError, EOFError) and,
+# for a flipped bit inside the deflate stream, zlib.error.
+UNREADABLE = (OSError, EOFError, zlib.error)
 _GENERATION = re.compile(r"^audit\.log(?:\.\d+|-\d{8,14})?(?:\.gz)?$")
 
 
@@ -101,7 +105,7 @@ def _first_seq(path: Path) -> float:
         for ln in iter_lines(path):
             if ln.record is not None and isinstance(ln.record.get("seq"), int):
                 return ln.record["seq"]
-    except (OSError, EOFError):
+    except UNREADABLE:
         return float("-inf")  # does not decompress: first, so verify names it
     return float("inf")  # an empty live file (fresh after rotation) sorts last
 
@@ -239,7 +243,7 @@ def verify_lines(gens: list[tuple[str, Iterable[Line]]],
                     return bad(name, rec.get("seq"), why)
                 prev = rec
                 v.records += 1
-        except (OSError, EOFError) as exc:  # a .gz generation cut short or garbled
+        except UNREADABLE as exc:  # a .gz generation cut short or garbled
             return bad(name, prev["seq"] + 1 if prev else 0,
                        f"the file does not decompress ({exc})")
     if prev is not None:

@@ -11,7 +11,13 @@ from pathlib import Path
 from typing import Any
 
 from ark_runtime.exitcodes import ArkArgumentParser, ExitCode
-from ark_runtime.host.audit.chain import RESULTS, iter_records, read_head, verify_dir
+from ark_runtime.host.audit.chain import (
+    RESULTS,
+    UNREADABLE,
+    iter_records,
+    read_head,
+    verify_dir,
+)
 from ark_runtime.host.audit.log import AuditError, AuditLog
 from ark_runtime.host.layout import resolve as resolve_layout
 
@@ -55,14 +61,24 @@ def select(records: list[dict[str, Any]], *, since: datetime | None = None,
     return out[-limit:] if limit else out
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
+def printable(text: str) -> str:
+    """Control characters shown escaped (\\x1b), so a record cannot drive the terminal
+    (clear the screen, move the cursor, rewrite earlier lines)."""
+    return _CONTROL.sub(lambda m: f"\\x{ord(m.group()):02x}", text)
+
+
 def format_record(r: dict[str, Any], host_column: bool = False) -> str:
     dur = "" if r.get("duration") is None else f" {r['duration']:.2f}s"
     args = " ".join(f"{k}={v}" for k, v in sorted((r.get("args") or {}).items()))
     where = f"{r.get('where', '?'):<14} " if host_column else ""
     detail = f" ({r['detail']})" if r.get("detail") else ""
-    return (f"{r.get('ts', '?')} {where}{r.get('who', '?'):<20} {r.get('action', '?'):<22} "
-            f"{r.get('result', '?'):<8}{dur} {args}{detail} [{str(r.get('correlation_id'))[:12]}]"
-            ).rstrip()
+    return printable(
+        f"{r.get('ts', '?')} {where}{r.get('who', '?'):<20} {r.get('action', '?'):<22} "
+        f"{r.get('result', '?'):<8}{dur} {args}{detail} [{str(r.get('correlation_id'))[:12]}]"
+    ).rstrip()
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
@@ -91,7 +107,7 @@ def _cmd_verify(args: argparse.Namespace) -> int:
     except PermissionError:
         print(f"ark audit verify: cannot read {log.directory}: run as root", file=sys.stderr)
         return ExitCode.NOPERM
-    except (OSError, EOFError) as exc:  # a .gz generation that does not decompress
+    except UNREADABLE as exc:  # a .gz generation that does not decompress
         print(f"ark audit verify: a generation in {log.directory} is unreadable: {exc}",
               file=sys.stderr)
         return ExitCode.DATAERR

@@ -16,6 +16,20 @@ if TYPE_CHECKING:
     from ark_runtime.host.heal.context import HealContext
 
 
+def store_version(db: Path) -> int | None:
+    """The store's schema version (read-only), None when unreadable."""
+    from ark_runtime.store_schema import schema_version
+
+    try:
+        con = sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=10)
+        try:
+            return schema_version(con)
+        finally:
+            con.close()
+    except sqlite3.DatabaseError:
+        return None
+
+
 def store_problem(db: Path) -> str | None:
     """Why the store cannot be used as it is, or None. Read-only: heal runs as root and must
     not create a root-owned -wal/-shm that HRM (user ark) then cannot open."""
@@ -53,8 +67,21 @@ def check_store(h: HealContext) -> bool:
     from ark_runtime.host.snapshot import snapshots as snap
 
     db = h.layout.store
+    from ark_runtime.store_schema import SCHEMA_VERSION
+
     problem = store_problem(db)
     if problem is None:
+        version = store_version(db) or SCHEMA_VERSION
+        if version > SCHEMA_VERSION:
+            # Not corruption, and not ours to restore over: a newer release wrote it.
+            h.add("store", db, "failed", f"integrity_check ok, but schema v{version} is from "
+                  f"a newer ARK release (this one reads up to v{SCHEMA_VERSION}): deploy that "
+                  "release again, or restore a snapshot this release took")
+            return False
+        if version < SCHEMA_VERSION:
+            h.add("store", db, "ok", f"integrity_check ok; older schema v{version}, not "
+                  f"corruption: HRM migrates it to v{SCHEMA_VERSION} on start")
+            return False
         h.add("store", db, "ok", "integrity_check ok, schema matches MEMORY_SPEC")
         return False
     if problem == "missing" and not any(snap.list_snapshots(h.layout.snapshots)):

@@ -1,0 +1,142 @@
+"""The executor: approved plans become paper positions, filled and closed from Kyle's bars
+(AGENT_04). The fifth member of the pipeline (ark_runtime/pipeline.py).
+
+Its inbox carries two types: `market.bar` (Kyle adds each bar here as well as to Joey's
+inbox) and `trade.approved` (HRM, for each approved plan). The fill and close logic is pure
+(execution/paper.py): the same bars give the same fills whatever order the two types arrive
+in, so a slow or restarted HRM changes nothing in the result.
+
+Exactly once, like every hop: each message's book update (HSET of that symbol's book) and its
+fills and closes (`position.filled` / `position.closed`, to HRM's inbox and to the positions
+stream) commit in the one atomic script that acks it (bus/streams.py). A kill -9 before the
+commit redelivers the message against the book as last committed; after it, the done mark
+makes the redelivery a no-op. On a failed or uncertain commit the books are reloaded from
+Redis before the next message (as Joey reloads its windows).
+
+Paper is the only mode that runs: ARK_EXEC_MODE=live needs a broker adapter
+(execution/broker.py), and none ships.
+"""
+
+from __future__ import annotations
+
+from ark_runtime.agents.base import ConfigError
+from ark_runtime.agents.consumer import ConsumerAgent, Output
+from ark_runtime.bus.envelope import Envelope, derive_id
+from ark_runtime.bus.keys import POSITIONS_STREAM, executor_books_key
+from ark_runtime.bus.registry import HrmVerdict
+from ark_runtime.bus.streams import Delivery, inbox
+from ark_runtime.execution.broker import LiveAdapterRefused, require_paper
+from ark_runtime.execution.paper import (
+    Event,
+    ExecConfig,
+    Order,
+    PositionClosed,
+    SymbolBook,
+)
+from ark_runtime.hrm import RulesetError, load_ruleset
+from ark_runtime.market import Bar
+
+
+def order_of(envelope: Envelope, verdict: HrmVerdict) -> Order:
+    """The order an approval asks for: the plan's side, stop, target and time limit, its
+    size after HRM's multiplier."""
+    plan, multiplier = verdict.plan, verdict.decision.size_multiplier
+    return Order(correlation_id=envelope.correlation_id, symbol=plan.symbol,
+                 direction=plan.direction, stop_loss=plan.stop_loss, target=plan.target,
+                 position_size=plan.position_size * multiplier,
+                 quantity=plan.quantity * multiplier, hold_bars=plan.hold_bars,
+                 signal_ts=plan.pattern_ts)
+
+
+def event_envelopes(event: Event, parent: Envelope) -> list[Output]:
+    """A fill or close as two envelopes: HRM's copy (its inbox) and the broadcast copy (the
+    positions stream). Ids derive from the flow and the event, so a re-run emits the same
+    ids; the correlation id is the plan's flow, whichever message (a bar) caused it."""
+    kind = "position.closed" if isinstance(event, PositionClosed) else "position.filled"
+    out: list[Output] = []
+    for stream, to_agent in ((inbox("hrm"), "hrm"), (POSITIONS_STREAM, "bus")):
+        env = Envelope.new(kind, event, from_agent="executor", to_agent=to_agent,
+                           parent=parent,
+                           message_id=derive_id(event.correlation_id, f"{kind}:{to_agent}"))
+        out.append((stream, env.model_copy(update={"correlation_id": event.correlation_id})))
+    return out
+
+
+class Executor(ConsumerAgent):
+    name = "executor"
+    accepts = ("trade.approved", "market.bar")
+
+    def setup(self) -> None:
+        try:
+            require_paper(self.config.exec_mode)
+        except LiveAdapterRefused as exc:
+            raise ConfigError(f"ARK_EXEC_MODE: {exc}") from None
+        try:
+            session = load_ruleset(self.config.hrm_ruleset).breakers
+        except (RulesetError, TypeError, AttributeError, ValueError) as exc:
+            raise ConfigError(f"ARK_HRM_RULESET (the session the executor flattens at): "
+                              f"{exc}") from None
+        self.exec_config = ExecConfig(
+            slippage_bps=self.config.exec_slippage_bps, fee_bps=self.config.exec_fee_bps,
+            session_timezone=session.session_timezone, session_reset=session.session_reset,
+            bar_history=self.config.exec_bar_history)
+        super().setup()
+        self.books_key = executor_books_key()
+        self._reload = True
+        self._writes: list[list[str]] = []
+        self.filled = self.closed = 0
+
+    # -- state ---------------------------------------------------------------------------
+
+    def _restore(self) -> None:
+        assert self.r is not None
+        self.books: dict[str, SymbolBook] = {
+            symbol: SymbolBook.model_validate_json(raw)
+            for symbol, raw in self.r.hgetall(self.books_key).items()}
+
+    def discard_uncommitted(self) -> None:
+        # handle() advanced a book whose commit failed or is uncertain: Redis holds exactly
+        # the committed books; reload them before the next message.
+        self._reload = True
+
+    def process_batch(self, deliveries: list[Delivery]) -> None:
+        rest = list(deliveries)
+        while rest:
+            if self._reload:
+                self._restore()  # a Redis error here is retried by the loop; the flag stays
+                self._reload = False
+            rest = self._one_batch(rest)
+
+    def state_writes(self, envelope: Envelope) -> list[list[str]]:
+        return self._writes
+
+    # -- messages ------------------------------------------------------------------------
+
+    def handle(self, envelope: Envelope) -> list[Output]:
+        self._writes = []
+        body = envelope.body()
+        if isinstance(body, Bar):
+            book = self.books.get(body.symbol) or SymbolBook(symbol=body.symbol)
+            book, events = book.on_bar(body, self.exec_config)
+        else:
+            assert isinstance(body, HrmVerdict)
+            if not body.decision.approved:  # HRM sends approvals only; stay safe if not
+                return []
+            order = order_of(envelope, body)
+            book = self.books.get(order.symbol) or SymbolBook(symbol=order.symbol)
+            book, events = book.on_order(order, self.exec_config)
+        self.books[book.symbol] = book
+        self._writes = [["HSET", self.books_key, book.symbol, book.model_dump_json()]]
+        outputs: list[Output] = []
+        for event in events:
+            if isinstance(event, PositionClosed):
+                self.closed += 1
+            else:
+                self.filled += 1
+            outputs += event_envelopes(event, envelope)
+        return outputs
+
+    def persist(self) -> None:
+        super().persist()
+        self.log.info("positions: %d filled, %d closed this run", self.filled, self.closed,
+                      extra={"event": "summary"})
