@@ -139,10 +139,29 @@ def lab_ssh(c, host):
         "inventory": "inventory file or directory (default: the local lab, brought up if needed)",
         "limit": "only these hosts or groups (Ansible pattern)",
         "check": "dry run: show what would change, change nothing",
+        "serial": "roll out N hosts at a time after a one-host canary, each batch gated by "
+                  "its compliance checks and fresh decisions; a failed batch is rolled back "
+                  "and the roll stops (LAUNCH.md, Upgrade)",
+        "gate-seconds": "with --serial: how long a batch's pipeline may go without a fresh "
+                        "decision before its gate fails (default 60)",
+        "canary": "with --serial: the host to upgrade first, alone (default: the first host "
+                  "of the inventory)",
     }
 )
-def deploy(c, inventory: str = "", limit: str = "", check: bool = False):
-    """Deploy ARK: build the wheelhouse from requirements.lock, then run playbooks/site.yml."""
+def deploy(c, inventory: str = "", limit: str = "", check: bool = False, serial: int = 0,
+           gate_seconds: int = 60, canary: str = ""):
+    """Deploy ARK: build the wheelhouse from requirements.lock, then run playbooks/site.yml;
+    with --serial N, roll it out: one canary host, then N hosts at a time, each batch gated."""
+    if serial:
+        from ark_ops.rollout.run import roll
+
+        if check:
+            raise OpsError("--check and --serial do not combine: a dry run has nothing to gate")
+        report = roll(inventory=inventory or None, limit=limit or None, serial=serial,
+                      gate_bound_s=gate_seconds, canary=canary or None)  # audited inside
+        if not report.ok:
+            raise Exit(f"deploy --serial stopped: {report.why}", code=1)
+        return
     from ark_ops.deploy.run import deploy as run_deploy
 
     run_deploy(inventory=inventory or None, limit=limit or None, check=check)  # audited inside

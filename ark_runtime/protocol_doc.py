@@ -15,6 +15,7 @@ from pathlib import Path
 from ark_runtime import pipeline
 from ark_runtime.agents import environment
 from ark_runtime.bus import streams
+from ark_runtime.bus.codec import READ_VERSIONS, VERSION_WHEN_MISSING, WRITE_VERSION
 from ark_runtime.bus.envelope import PROTOCOL_VERSION, Envelope
 from ark_runtime.bus.errors import PAUSE_KEY
 from ark_runtime.bus.protocol_durability import durable_redis
@@ -96,6 +97,42 @@ def _cluster_layout() -> list[str]:
         "which buys failover, not write throughput: the pipeline's commits must be atomic "
         "across agents, so they cannot be spread over nodes. The pause hash `ark:pause` keeps its "
         "name: it is only written by single-key commands, which a cluster routes anywhere.",
+        "",
+    ]
+
+
+def _versions_section() -> list[str]:
+    """The compatibility rule every release follows, with this release's numbers."""
+    n = PROTOCOL_VERSION
+    return [
+        "## Schema versions and upgrades",
+        "",
+        "Every envelope carries its schema version in `v` (a JSON integer). During a rolling "
+        "upgrade (`invoke deploy --serial N`, LAUNCH.md \"Upgrade\") agents of two adjacent "
+        "releases share one bus, so the rule is:",
+        "",
+        "* A release with schema version N reads envelopes of versions N-1 and N. Anything "
+        "else is dead-lettered with the reason `unsupported-version: envelope schema version "
+        "<v> is newer than this agent reads (...)` (or `older`), naming the version; a `v` that "
+        "is not an integer is `schema-invalid: v: ...`.",
+        "* A release writes the oldest version the previous release reads. A release that "
+        "changes the envelope or a payload in a way the previous release cannot read bumps "
+        "N, reads N-1 and N, and still writes N-1; only the next release writes N. So both "
+        "releases of any roll read everything the other writes, in either direction.",
+        "* Only adjacent releases interoperate: upgrade one release at a time (a fleet two "
+        "releases behind is re-deployed, not rolled, or its messages are dead-lettered).",
+        f"* An envelope without `v` predates the field and is read as version "
+        f"{VERSION_WHEN_MISSING}: accepted while {VERSION_WHEN_MISSING} is N-1 or N, refused "
+        "as too old after that.",
+        "* Adding a new message type is a version bump too: the previous release dead-letters "
+        "an unregistered type.",
+        "",
+        f"This release: N = {n}, reads {READ_VERSIONS[0]} and {READ_VERSIONS[1]}, writes "
+        f"{WRITE_VERSION}. Version 2 has the same fields as version 1: it opens the window, "
+        "and this release still writes 1 because the release before it reads only 1 (its "
+        "check was `v == 1`). The next release writes 2. Tests: "
+        "`tests/unit/test_envelope_versions.py`, "
+        "`tests/integration/test_envelope_versions_bus.py`.",
         "",
     ]
 
@@ -193,7 +230,8 @@ def render() -> str:
         "docs/AGENT_PROTOCOL.md`; do not edit by hand (a unit test compares it with the code). "
         "-->",
         "",
-        f"Protocol version: **{PROTOCOL_VERSION}**. Pipeline: "
+        f"Envelope schema version: **{PROTOCOL_VERSION}** (reads "
+        f"{READ_VERSIONS[0]} and {READ_VERSIONS[1]}, writes {WRITE_VERSION}). Pipeline: "
         + " → ".join(f"`{a}`" for a in PIPELINE) + ".",
         "",
         "## Streams",
@@ -298,6 +336,7 @@ def render() -> str:
         "`source_id`, `deliveries`, `correlation_id` (when readable), `ts`, and `original` "
         "(the JSON of the untouched original fields).",
         "",
+        *_versions_section(),
         "## Error bus and pauses",
         "",
         f"Severities: {', '.join(f'`{x}`' for x in SEVERITIES)}. A `critical` error from agent "

@@ -26,7 +26,18 @@ import msgspec
 
 from ark_runtime.bus.registry import ENDPOINTS, REGISTRY, payload_model
 
-PROTOCOL_VERSION = 1
+# Envelope schema versions (docs/AGENT_PROTOCOL.md, "Schema versions and upgrades"). A release
+# reads N and N-1, so agents of two adjacent releases share one bus during a rolling upgrade,
+# and writes the oldest version the previous release reads: a release that introduces N still
+# writes N-1 (the previous release reads only up to N-1); the release after it writes N.
+# Version 2 has the same fields as version 1: it opens the N/N-1 window, and this release still
+# writes 1 because the release before it reads only 1.
+PROTOCOL_VERSION = 2  # N: the newest schema version this release reads
+READ_VERSIONS = (PROTOCOL_VERSION - 1, PROTOCOL_VERSION)  # N-1 and N
+WRITE_VERSION = 1  # what this release writes
+# An envelope without `v` predates the field (version 1): read as 1, so it is accepted while
+# 1 is within N-1..N and refused, naming that reading, once it is not.
+VERSION_WHEN_MISSING = 1
 MAX_TTL_S = 7 * 24 * 3600
 
 # Canonical lower-case UUID text, the form validate_id returns unchanged.
@@ -50,7 +61,7 @@ class _Wire(msgspec.Struct, forbid_unknown_fields=True):
     type: str
     payload: dict[str, Any]
     timestamp: str
-    v: int = PROTOCOL_VERSION
+    v: int = VERSION_WHEN_MISSING
     causation_id: str | None = None
     ttl: Annotated[int, msgspec.Meta(ge=1, le=MAX_TTL_S)] = 3600
     priority: Annotated[int, msgspec.Meta(ge=0, le=9)] = 5
@@ -81,7 +92,7 @@ def decode_canonical(raw: str | bytes) -> tuple[dict[str, Any], Any] | None:
         wire = _DECODER.decode(raw)
     except (msgspec.DecodeError, RecursionError):
         return None
-    if (wire.v != PROTOCOL_VERSION or not _ids_canonical(wire)
+    if (wire.v not in READ_VERSIONS or type(wire.v) is not int or not _ids_canonical(wire)
             or wire.from_agent not in _ENDPOINTS or wire.to_agent not in _ENDPOINTS
             or wire.type not in REGISTRY):
         return None
@@ -92,9 +103,23 @@ def decode_canonical(raw: str | bytes) -> tuple[dict[str, Any], Any] | None:
         body = payload_model(wire.type).model_validate(wire.payload)
     except (ValueError, TypeError, ArithmeticError, RecursionError):
         return None  # the reference path words the error
-    fields = {"v": PROTOCOL_VERSION, "message_id": wire.message_id,
+    fields = {"v": wire.v, "message_id": wire.message_id,
               "correlation_id": wire.correlation_id, "causation_id": wire.causation_id,
               "from_agent": wire.from_agent, "to_agent": wire.to_agent, "type": wire.type,
               "payload": body.model_dump(mode="json"), "timestamp": ts, "ttl": wire.ttl,
               "priority": wire.priority}
     return fields, body
+
+
+def version_refusal(version: object) -> str | None:
+    """The dead-letter reason for an envelope whose schema version this release does not
+    read, naming that version; None when it reads it (or `version` is not a whole number:
+    then the field's own validation words the error)."""
+    if type(version) is not int or version in READ_VERSIONS:
+        return None
+    window = f"{READ_VERSIONS[0]} and {READ_VERSIONS[1]}"
+    if version > PROTOCOL_VERSION:
+        return (f"unsupported-version: envelope schema version {version} is newer than this "
+                f"agent reads ({window}): upgrade this agent's host")
+    return (f"unsupported-version: envelope schema version {version} is older than this agent "
+            f"reads ({window}): its writer is more than one release behind")

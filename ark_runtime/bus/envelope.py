@@ -19,12 +19,21 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    StrictInt,
     ValidationError,
     field_validator,
     model_validator,
 )
 
-from ark_runtime.bus.codec import CANONICAL_UUID, MAX_TTL_S, PROTOCOL_VERSION, decode_canonical
+from ark_runtime.bus.codec import (
+    CANONICAL_UUID,
+    MAX_TTL_S,
+    PROTOCOL_VERSION,
+    VERSION_WHEN_MISSING,
+    WRITE_VERSION,
+    decode_canonical,
+    version_refusal,
+)
 from ark_runtime.bus.registry import ENDPOINTS, REGISTRY, payload_model
 from ark_runtime.validators import IdError, UtcTime, validate_id
 
@@ -59,7 +68,10 @@ def _now() -> datetime:
 class Envelope(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    v: int = Field(default=PROTOCOL_VERSION, description="protocol version")
+    # Strict: a version is a JSON integer; `true` or "2" is bad input, not version 1 or 2.
+    v: StrictInt = Field(default=WRITE_VERSION,
+                         description="envelope schema version: readers accept N-1 and N "
+                         f"(N = {PROTOCOL_VERSION}); read as {VERSION_WHEN_MISSING} when absent")
     message_id: str = Field(description="UUID of this message; the idempotency key")
     correlation_id: str = Field(description="UUID shared by every message of one flow (trace id)")
     causation_id: str | None = Field(
@@ -77,8 +89,9 @@ class Envelope(BaseModel):
     @field_validator("v")
     @classmethod
     def _version(cls, value: int) -> int:
-        if value != PROTOCOL_VERSION:
-            raise ValueError(f"unsupported protocol version {value} (expected {PROTOCOL_VERSION})")
+        refusal = version_refusal(value)
+        if refusal:
+            raise ValueError(refusal)
         return value
 
     @field_validator("message_id", "correlation_id", "causation_id")
@@ -161,7 +174,7 @@ class Envelope(BaseModel):
         if _trusted(type, payload, from_agent, to_agent, message_id, ttl, priority):
             # Every value is already known valid (see _trusted): skip re-validating them. The
             # receiving side validates the wire form in full, whoever built it.
-            return cls._trusted_instance({"v": PROTOCOL_VERSION, **fields}, payload)
+            return cls._trusted_instance({"v": WRITE_VERSION, **fields}, payload)
         return cls(**fields)
 
     def body(self) -> BaseModel:
@@ -218,6 +231,12 @@ class Envelope(BaseModel):
             raise EnvelopeError(f"schema-invalid: envelope is not JSON ({exc})") from None
         if not isinstance(data, dict):
             raise EnvelopeError("schema-invalid: envelope is not a JSON object")
+        # A version this release does not read is refused first, naming it: its other fields
+        # may follow a schema this code does not know, so their errors would only mislead.
+        data.setdefault("v", VERSION_WHEN_MISSING)
+        refusal = version_refusal(data["v"])
+        if refusal:
+            raise EnvelopeError(refusal)
         try:
             return cls.model_validate(data)
         except ValidationError as exc:

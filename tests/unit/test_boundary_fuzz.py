@@ -183,6 +183,10 @@ def test_envelope_accepts_or_names_the_field(case: tuple[dict[str, Any], str, bo
     try:
         env = Envelope.from_fields({"envelope": json.dumps(data)})
     except EnvelopeError as exc:
+        if name == "v" and str(exc).startswith("unsupported-version:"):
+            # A whole number outside N-1..N: its own reason, naming the version read.
+            assert f"schema version {data['v']} is" in str(exc), str(exc)
+            return
         assert str(exc).startswith("schema-invalid")
         assert name in str(exc) or (name == "type" and "payload" in str(exc)), str(exc)
         return
