@@ -139,7 +139,9 @@ class Hrm(ConsumerAgent):
 
     def emitted_hop(self, stream: str, out: Envelope, parent: Envelope) -> dict[str, object]:
         hop = super().emitted_hop(stream, out, parent)
-        if "decision" not in out.payload:  # a trip's error report or pause
+        # One "decided" line per plan: the verdict on the decisions stream. The approved
+        # copy for the executor's inbox, a trip's error report or a pause stay "emitted".
+        if stream != DECISIONS_STREAM or "decision" not in out.payload:
             return hop
         verdict = "approved" if out.payload["decision"]["approved"] else "rejected"
         hop.update(event="decided", msg=f"decided {out.payload['symbol']}: {verdict}")

@@ -101,7 +101,7 @@ def _cursor(raw: str) -> dict[str, int]:
 @router.get("/api/logs", response_model=LogsOut, tags=["console"], responses=responses(401, 422))
 async def read_logs(
     session: Operator,
-    agent: Annotated[list[LogSource] | None, Query(max_length=5)] = None,
+    agent: Annotated[list[LogSource] | None, Query(max_length=len(logs.SOURCES))] = None,
     level: Annotated[str | None, Query(pattern="^(debug|info|warning|error|critical)$")] = None,
     lines: Annotated[int, Query(ge=1, le=logs.MAX_LINES)] = 100,
     cursor: Annotated[str, Query(max_length=400, pattern=CURSOR)] = "",

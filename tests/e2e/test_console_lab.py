@@ -14,10 +14,12 @@ import secrets
 import subprocess
 import time
 
+import httpx
 import pytest
 import yaml
 
 from ark_ops.deploy import run as deploy_mod
+from ark_ops.fleet.panic import recover
 from ark_ops.lab import lab
 from ark_ops.lab.config import LabPaths
 from ark_runtime.api.passwords import hash_password
@@ -229,3 +231,41 @@ def test_polkit_grants_the_console_units_and_no_transient_root_unit(console_host
     restart = on(*as_ark, "systemctl", "--no-ask-password", "restart",
                  "ark-agent@joey.service", check=False)
     assert restart.returncode == 0, restart.stdout + restart.stderr
+
+
+def active_units() -> set[str]:
+    out = on("systemctl", "list-units", "--plain", "--no-legend", "--state=active",
+             "ark*.service", check=False).stdout
+    return {line.split()[0] for line in out.splitlines() if line.strip()}
+
+
+@pytest.mark.requirement("REC_01")
+def test_the_console_panic_is_the_hosts_panic(console_host) -> None:
+    """Issue 17: the console's panic is the host-side panic of `invoke panic` (the flag,
+    SIGKILL of every ARK unit, the same report); the API answers first and is gone right
+    after; `invoke recover` brings the host back. Last in this module: it panics the host."""
+    api = console_host
+    wait_for(lambda: {"ark-api.service", "ark-agent@kyle.service"} <= active_units(), 60,
+             "the API and the agents to run")
+    with httpx.Client(base_url=api, timeout=30) as client:
+        resp = client.post("/login", data={"username": "alice", "password": PASSWORDS["alice"]})
+        assert resp.status_code in (200, 303), resp.text
+        csrf = client.get("/api/me").json()["csrf"]
+        panic = client.post("/api/admin/panic", json={"reason": "lab drill"},
+                            headers={"X-CSRF-Token": csrf})
+    assert panic.status_code == 200, panic.text
+    body = panic.json()
+    report = body["panic"]
+    assert body["result"] == "ok" and report["remaining"] == 0
+    # Every agent unit was SIGKILLed by systemd on the API's request; the API spared itself.
+    assert {f"ark-agent@{a}.service" for a in ("kyle", "joey", "kenny", "hrm")} \
+        <= set(report["killed"])
+    assert "ark-api.service" not in report["killed"]
+    assert body["detail"].startswith(f"KILLED {len(report['killed'])} unit(s)")
+    # ...and the API is gone right after answering; nothing of ARK runs or restarts.
+    wait_for(lambda: not active_units(), 30, "every ARK unit to be dead")
+    assert on("cat", "/var/lib/ark/PANIC").stdout.startswith("panic by alice via console")
+    assert on("pgrep", "-u", "ark", check=False).stdout.strip() == ""
+    outcomes = recover(log=lambda *_: None)
+    assert all(o.ok for o in outcomes), outcomes
+    wait_for(lambda: "ark-api.service" in active_units(), 60, "the API back after recover")

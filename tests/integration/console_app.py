@@ -3,8 +3,13 @@ operator accounts and a unit source that stands in for systemd (real units are n
 
 from __future__ import annotations
 
+import contextlib
+import json
 import secrets
+from collections.abc import Iterator
 from pathlib import Path
+
+from fastapi.testclient import TestClient
 
 from ark_runtime.api.app import create_app
 from ark_runtime.api.operators import Operator
@@ -56,3 +61,27 @@ def make_app(port: int, password: str, env_root: Path, monkeypatch, **kw):
     app = create_app(RedisSettings(port=port, password=password), secret=SECRET,
                      operators=OPERATORS, units=units, **kw)
     return app, units
+
+
+@contextlib.contextmanager
+def console_client(redis_server, tmp_path: Path, monkeypatch, **kw) -> Iterator[TestClient]:
+    """A TestClient on the real app (real Redis, static units); `.units` and `.root` are the
+    units double and the env root the app writes its audit spool under."""
+    app, units = make_app(redis_server.port, redis_server.password, tmp_path, monkeypatch, **kw)
+    with TestClient(app, base_url="http://testserver") as client:
+        client.units, client.root = units, tmp_path
+        yield client
+
+
+def sign_in(client: TestClient, user: str) -> str:
+    """Sign `user` in with their password; the CSRF token of the new session."""
+    resp = client.post("/login", data={"username": user, "password": PASSWORDS[user]},
+                       follow_redirects=False)
+    assert resp.status_code == 303, resp.text
+    return client.get("/api/me").json()["csrf"]
+
+
+def audit(root: Path) -> list[dict]:
+    """The console's audit records in its spool, oldest first."""
+    path = root / "audit" / "api.jsonl"
+    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []

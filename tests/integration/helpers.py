@@ -50,6 +50,25 @@ def pending(r: redis.Redis, agent: str) -> int:
     return total
 
 
+def kyle_cursor(r: redis.Redis) -> int:
+    """How far Kyle's feed cursor got (0 when Redis is down or has none)."""
+    try:
+        key = next(r.scan_iter("ark:kyle:cursor:*"), None)
+        return int(r.get(key) or 0) if key else 0
+    except redis.ConnectionError:
+        return 0
+
+
+def drained(r: redis.Redis, bars: int, expected: int) -> bool:
+    """Kyle read all `bars`, nothing waits in Joey's, Kenny's or HRM's group, and at least
+    `expected` decisions are out (False while Redis is down)."""
+    try:
+        idle = all(pending(r, n) == 0 for n in ("joey", "kenny", "hrm"))
+        return kyle_cursor(r) >= bars and idle and r.xlen(DECISIONS_STREAM) >= expected
+    except redis.ConnectionError:
+        return False
+
+
 def store_decisions(state_dir: str) -> list[dict[str, Any]]:
     with MemoryStore(Path(state_dir) / "memory.db") as store:
         return store.decisions()

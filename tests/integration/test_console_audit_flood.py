@@ -3,16 +3,9 @@ record per refusal; refusals are summed per client per minute (real app, real Re
 
 from __future__ import annotations
 
-import json
-
 import pytest
-from console_app import make_app
+from console_app import audit, make_app
 from fastapi.testclient import TestClient
-
-
-def audit(root) -> list[dict]:
-    path = root / "audit" / "api.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
 @pytest.mark.requirement("SEC_03")

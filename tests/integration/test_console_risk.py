@@ -7,9 +7,7 @@ import json
 
 import pytest
 from conftest import wait_for
-from console_app import make_app
-from fastapi.testclient import TestClient
-from test_api_console import audit, sign_in
+from console_app import audit, console_client, sign_in
 
 from ark_runtime.bus.envelope import Envelope
 from ark_runtime.bus.keys import inbox, risk_state_key
@@ -19,10 +17,7 @@ pytestmark = pytest.mark.requirement("AGENT_04")
 
 @pytest.fixture
 def console(redis_server, r, tmp_path, monkeypatch):
-    app, units = make_app(redis_server.port, redis_server.password, tmp_path, monkeypatch,
-                          login_limit=5)
-    with TestClient(app, base_url="http://testserver") as client:
-        client.units, client.root = units, tmp_path
+    with console_client(redis_server, tmp_path, monkeypatch, login_limit=5) as client:
         yield client
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from console_app import PASSWORDS, make_app
+from console_app import PASSWORDS, audit, console_client, make_app, sign_in
 from fastapi.testclient import TestClient
 from starlette.websockets import WebSocketDisconnect
 
@@ -16,23 +16,10 @@ from ark_runtime.bus.streams import DEAD_STREAM, inbox
 
 @pytest.fixture
 def console(redis_server, r, tmp_path, monkeypatch):
-    app, units = make_app(redis_server.port, redis_server.password, tmp_path, monkeypatch,
-                          login_limit=50)
-    with TestClient(app, base_url="http://testserver") as client:
-        client.units, client.root = units, tmp_path
+    with console_client(redis_server, tmp_path, monkeypatch, login_limit=50) as client:
         yield client
 
 
-def sign_in(client: TestClient, user: str) -> str:
-    resp = client.post("/login", data={"username": user, "password": PASSWORDS[user]},
-                       follow_redirects=False)
-    assert resp.status_code == 303, resp.text
-    return client.get("/api/me").json()["csrf"]
-
-
-def audit(root) -> list[dict]:
-    path = root / "audit" / "api.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
 
 
 @pytest.mark.requirement("SEC_02")

@@ -96,7 +96,8 @@ def test_two_shards_deliver_every_bar_once_in_order_per_symbol(lab: Lab, r) -> N
     assert outcomes(r) == expected  # raises on a plan decided twice
     # Visible to operators: the console's pipeline rows and the exporter's per-instance series.
     status = asyncio.run(console_status(lab))
-    assert [a["agent"] for a in status["agents"]] == ["kyle", "joey", "joey-1", "kenny", "hrm"]
+    assert [a["agent"] for a in status["agents"]] == ["kyle", "joey", "joey-1", "kenny", "hrm",
+                                                       "executor"]
     assert all(a["consumers"] == 1 and a["pending"] == 0 for a in status["agents"][1:3])
     processed = {s.labels["agent"]: s.value for m in BusSource(r).metrics()
                  if m.name == "ark_agent_processed" for s in m.samples}

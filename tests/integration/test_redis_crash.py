@@ -16,7 +16,7 @@ import pytest
 import redis
 from conftest import Lab, wait_for
 from deployed_redis import DeployedRedis
-from helpers import dead, pending, store_decisions
+from helpers import dead, drained, kyle_cursor, store_decisions
 from test_pipeline import SYMBOLS, expected_outcomes, outcomes
 
 SEED, BARS = 11, 250
@@ -42,20 +42,6 @@ def deployed(tmp_path) -> Iterator[DeployedRedis]:
         server.stop()
 
 
-def _cursor(r: redis.Redis) -> int:
-    try:
-        key = next(r.scan_iter("ark:kyle:cursor:*"), None)
-        return int(r.get(key) or 0) if key else 0
-    except redis.ConnectionError:
-        return 0
-
-
-def _drained(r: redis.Redis, expected: int) -> bool:
-    try:
-        return _cursor(r) >= TOTAL and all(pending(r, n) == 0 for n in ("joey", "kenny", "hrm")) \
-            and r.xlen("ark:stream:decisions") >= expected
-    except redis.ConnectionError:
-        return False
 
 
 def _crash(deployed: DeployedRedis, r: redis.Redis, when: Callable[[], bool], what: str) -> None:
@@ -77,13 +63,13 @@ def _consumers(lab: Lab) -> None:
 def _paced(lab: Lab, deployed: DeployedRedis, r: redis.Redis) -> None:
     _consumers(lab)
     _kyle(lab, ARK_FEED_RATE="400")
-    _crash(deployed, r, lambda: _cursor(r) >= TOTAL // 3, "a third of the feed")
-    _crash(deployed, r, lambda: _cursor(r) >= 2 * TOTAL // 3, "two thirds of the feed")
+    _crash(deployed, r, lambda: kyle_cursor(r) >= TOTAL // 3, "a third of the feed")
+    _crash(deployed, r, lambda: kyle_cursor(r) >= 2 * TOTAL // 3, "two thirds of the feed")
 
 
 def _backlog(lab: Lab, deployed: DeployedRedis, r: redis.Redis) -> None:
     _kyle(lab)  # the whole feed waits in Joey's inbox before any consumer runs
-    wait_for(lambda: _cursor(r) >= TOTAL, 60, what="the feed in Joey's inbox")
+    wait_for(lambda: kyle_cursor(r) >= TOTAL, 60, what="the feed in Joey's inbox")
     _consumers(lab)
     _crash(deployed, r, lambda: r.xlen("ark:stream:decisions") >= 3, "the backlog draining")
 
@@ -91,7 +77,7 @@ def _backlog(lab: Lab, deployed: DeployedRedis, r: redis.Redis) -> None:
 def _burst(lab: Lab, deployed: DeployedRedis, r: redis.Redis) -> None:
     _consumers(lab)
     _kyle(lab)
-    _crash(deployed, r, lambda: _cursor(r) >= TOTAL // 4, "a quarter of the burst")
+    _crash(deployed, r, lambda: kyle_cursor(r) >= TOTAL // 4, "a quarter of the burst")
     # The first kill came before Redis ever wrote an RDB snapshot: with RDB alone (Debian's
     # default) this restart found an empty database.
     assert not deployed.rdb_saved()
@@ -114,7 +100,7 @@ def test_redis_killed_under_load_loses_and_doubles_no_decision(
         scenario, kills = LOADS[load]
         scenario(lab, deployed, r)
         assert deployed.kills == kills
-        wait_for(lambda: _drained(r, len(expected)), 120, interval=0.2,
+        wait_for(lambda: drained(r, TOTAL, len(expected)), 120, interval=0.2,
                  what=f"the pipeline to drain after {kills} Redis crashes ({load})")
         assert outcomes(r) == expected  # raises on a decision made twice
         assert len(store_decisions(lab.env()["ARK_STATE_DIR"])) == len(expected)

@@ -12,10 +12,9 @@ import json
 from collections.abc import Iterator
 
 import pytest
-import redis
 from conftest import Lab, wait_for
 from deployed_redis import DeployedRedis
-from helpers import dead, log_lines, pending, store_decisions
+from helpers import dead, drained, kyle_cursor, log_lines, store_decisions
 from test_pipeline import SYMBOLS, expected_outcomes, outcomes
 
 from ark_runtime.agents.kyle import Kyle
@@ -39,20 +38,6 @@ def rdb_only(tmp_path) -> Iterator[DeployedRedis]:
         server.stop()
 
 
-def _cursor(r: redis.Redis) -> int:
-    try:
-        key = next(r.scan_iter("ark:kyle:cursor:*"), None)
-        return int(r.get(key) or 0) if key else 0
-    except redis.ConnectionError:
-        return 0
-
-
-def _drained(r: redis.Redis, expected: int) -> bool:
-    try:
-        return _cursor(r) >= TOTAL and all(pending(r, n) == 0 for n in ("joey", "kenny", "hrm")) \
-            and r.xlen("ark:stream:decisions") >= expected
-    except redis.ConnectionError:
-        return False
 
 
 def _regress_events(lab: Lab, agent: str) -> list[dict]:
@@ -75,14 +60,14 @@ def test_redis_back_with_older_state_is_replayed_not_decided_on_a_gap(
         lab.start("kyle", ARK_FEED="synthetic", ARK_FEED_SYMBOLS=",".join(SYMBOLS),
                   ARK_FEED_SEED=str(SEED), ARK_FEED_BARS=str(BARS), ARK_FEED_RATE="400")
         if snapshot:
-            wait_for(lambda: _cursor(r) >= TOTAL // 3, 60, interval=0.01, what="a third")
+            wait_for(lambda: kyle_cursor(r) >= TOTAL // 3, 60, interval=0.01, what="a third")
             r.save()
-        wait_for(lambda: _cursor(r) >= 2 * TOTAL // 3 and r.xlen("ark:stream:decisions") > 3,
+        wait_for(lambda: kyle_cursor(r) >= 2 * TOTAL // 3 and r.xlen("ark:stream:decisions") > 3,
                  60, interval=0.01, what="two thirds of the feed and some decisions")
         rdb_only.kill9()
         rdb_only.start()  # comes back from the snapshot taken a third in, or empty
-        assert _cursor(r) < 2 * TOTAL // 3
-        wait_for(lambda: _drained(r, len(expected)), 120, interval=0.2,
+        assert kyle_cursor(r) < 2 * TOTAL // 3
+        wait_for(lambda: drained(r, TOTAL, len(expected)), 120, interval=0.2,
                  what="the pipeline to replay the lost bars and drain")
         assert outcomes(r) == expected  # raises on a decision made twice
         assert len(store_decisions(lab.env()["ARK_STATE_DIR"])) == len(expected)
