@@ -2,8 +2,9 @@
 `/api/admin/panic` both run `panic.sh` next to this module.
 
 The script is POSIX sh + systemctl, so it works when Redis is down or the venv is broken:
-the flag first, fsynced (every ARK unit has ConditionPathExists=!flag), then SIGKILL of every
-process of every active ARK unit through systemd, then of anything left of the ARK user.
+the flag first, fsynced (every ARK unit has ConditionPathExists=!flag, and those with Restart=
+an ExecCondition= on it), then SIGKILL of every process of every active ARK unit through
+systemd, then of anything left of the ARK user.
 It prints `killed UNIT` lines, `remaining N`, `elapsed_ms N` and `warning:`/`note:` lines,
 which `parse_panic_output` reads into a `PanicReport` (the same for both callers).
 

@@ -14,8 +14,10 @@ flag=$state/PANIC
 now() { date +%s%N; }
 t0=$(now)
 
-# 1. The flag first, durably: every ARK unit has ConditionPathExists=!$flag, so from
-#    here on nothing starts them again - not Restart=, not a timer, not a reboot.
+# 1. The flag first, durably: every ARK unit has ConditionPathExists=!$flag (and those with
+#    Restart= an ExecCondition= on it: systemd >= 254 does not re-check conditions on an
+#    automatic restart), so from here on nothing starts them again - not Restart=, not a
+#    timer, not a reboot.
 mkdir -p "$state"
 printf 'panic by %s at %s\n' "$who" "$(date -u +%Y-%m-%dT%H:%M:%SZ)" > "$flag.tmp"
 sync "$flag.tmp" 2>/dev/null || sync
