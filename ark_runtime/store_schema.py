@@ -101,8 +101,14 @@ def prune(db: sqlite3.Connection, retention: Retention, now: datetime,
     """Delete what retention lets go as of `now` (timezone-aware; the stored times are UTC
     ISO 8601, which sort as text). Returns rows deleted per table."""
 
-    def cutoff(days: float) -> str:
-        return (now - timedelta(days=days)).isoformat()
+    def cutoff(days: float, since: datetime = now) -> str:
+        return (since - timedelta(days=days)).isoformat()
+
+    # A position's times are market time (the bars'): a replayed or historical feed closes
+    # positions years before the wall clock, so the ledger ages from its newest close, never
+    # from a moment later than now.
+    newest = db.execute("SELECT MAX(closed_at) FROM ledger WHERE status = 'closed'").fetchone()[0]
+    ledger_now = min(now, datetime.fromisoformat(newest)) if newest else now
 
     sweeps = {
         "processed_messages": (
@@ -110,7 +116,7 @@ def prune(db: sqlite3.Connection, retention: Retention, now: datetime,
             "processed_messages WHERE processed_at < ? LIMIT ?)", cutoff(retention.processed_days)),
         "ledger": (
             "DELETE FROM ledger WHERE id IN (SELECT id FROM ledger WHERE status = 'closed' "
-            "AND closed_at < ? LIMIT ?)", cutoff(retention.ledger_days)),
+            "AND closed_at < ? LIMIT ?)", cutoff(retention.ledger_days, ledger_now)),
         "decisions": (
             "DELETE FROM decisions WHERE id IN (SELECT d.id FROM decisions d WHERE "
             "d.decided_at < ? AND NOT EXISTS (SELECT 1 FROM ledger l WHERE l.correlation_id = "

@@ -87,6 +87,7 @@ def test_retention_prunes_each_table_and_keeps_what_audit_and_open_exposure_need
         closed_old = decide(store, 101, old, approve=True)
         store.settle_position(closed_old, 96.0, -0.002, old)
         keep = decide(store, 102, recent, approve=True)
+        store.settle_position(keep, 101.0, 0.001, recent)  # the newest close: ages count from it
         # processed_at is the wall clock of the mark: age them like the decisions.
         store._db.execute("UPDATE processed_messages SET processed_at = ? WHERE message_id "
                           "!= ?", (old.isoformat(), keep))
@@ -102,6 +103,20 @@ def test_retention_prunes_each_table_and_keeps_what_audit_and_open_exposure_need
         assert objects == 2 and [m[0] for m in marks] == [keep]
         assert store.prune(now=NOW) == dict.fromkeys(deleted, 0)
         assert store._db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+
+def test_a_historical_feeds_positions_age_in_market_time_not_by_the_wall_clock(
+        tmp_path: Path) -> None:
+    """A replayed feed closes positions years before the wall clock: they age from the
+    newest close, so HRM's sweep does not empty the ledger it has just written."""
+    with MemoryStore(tmp_path / "memory.db") as store:
+        years_ago = NOW - timedelta(days=3 * 365)
+        first = decide(store, 1, NOW, approve=True)
+        store.settle_position(first, 99.0, -0.001, years_ago - timedelta(days=401))
+        last = decide(store, 2, NOW, approve=True)
+        store.settle_position(last, 101.0, 0.001, years_ago)
+        assert store.prune(now=NOW)["ledger"] == 1
+        assert [r["correlation_id"] for r in store.ledger()] == [last]
 
 
 def test_prune_refuses_to_run_inside_a_transaction(tmp_path: Path) -> None:
