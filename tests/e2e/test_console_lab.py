@@ -227,7 +227,11 @@ def test_polkit_grants_the_console_units_and_no_transient_root_unit(console_host
         != "active"
     heal = on(*as_ark, "systemctl", "--no-ask-password", "start", "ark-heal.service",
               check=False)
-    assert heal.returncode != 0 and "denied" in (heal.stderr + heal.stdout).lower(), heal
+    # polkit refuses a caller no rule grants by asking for admin authentication, which a
+    # service has no terminal to give: "Interactive authentication required".
+    refused = (heal.stderr + heal.stdout).lower()
+    assert heal.returncode != 0 and ("denied" in refused
+                                     or "authentication required" in refused), heal
     restart = on(*as_ark, "systemctl", "--no-ask-password", "restart",
                  "ark-agent@joey.service", check=False)
     assert restart.returncode == 0, restart.stdout + restart.stderr
@@ -263,7 +267,9 @@ def test_the_console_panic_is_the_hosts_panic(console_host) -> None:
     assert "ark-api.service" not in report["killed"]
     assert body["detail"].startswith(f"KILLED {len(report['killed'])} unit(s)")
     # ...and the API is gone right after answering; nothing of ARK runs or restarts.
-    wait_for(lambda: not active_units(), 30, "every ARK unit to be dead")
+    # ark-metrics alone comes back by design (it reports the panic: no panic condition).
+    wait_for(lambda: not active_units() - {"ark-metrics.service"}, 30,
+             "every ARK unit but the exporter to be dead")
     assert on("cat", "/var/lib/ark/PANIC").stdout.startswith("panic by alice via console")
     assert on("pgrep", "-u", "ark", check=False).stdout.strip() == ""
     outcomes = recover(log=lambda *_: None)

@@ -4,7 +4,6 @@ the questions systemd asks polkit (action id, unit, verb, subject user)."""
 from __future__ import annotations
 
 import json
-import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -12,6 +11,7 @@ from pathlib import Path
 import jinja2
 import pytest
 import yaml
+from ansible.plugins.filter.core import FilterModule as AnsibleFilters
 
 REPO = Path(__file__).resolve().parents[2]
 ROLE = REPO / "roles" / "ark_runtime"
@@ -21,17 +21,23 @@ needs_node = pytest.mark.skipif(shutil.which("node") is None, reason="node is no
 def jinja() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(ROLE / "templates"),
                              undefined=jinja2.StrictUndefined, trim_blocks=True)
-    env.filters["to_json"] = json.dumps
-    env.filters["regex_replace"] = lambda s, a, b: re.sub(a, b.replace("\\\\", "\\"), s)
+    # Ansible's own filters: a stand-in regex_replace once hid a backreference that
+    # Ansible rendered literally (every agent unit became "ark-agent@\\1.service").
+    env.filters.update(AnsibleFilters().filters())
     return env
 
 
 def console_units(instances: list[str]) -> list[str]:
-    """__ark_runtime_console_units from the role's vars, evaluated."""
+    """__ark_runtime_console_units from the role's vars, templated by Ansible itself (its
+    templar escapes backslashes in expressions: plain Jinja would not show what a host gets)."""
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.template import Templar
+
     expr = yaml.safe_load((ROLE / "vars" / "main.yml").read_text())[
         "__ark_runtime_console_units"]
-    return json.loads(jinja().from_string("{{ (" + expr.strip()[2:-2] + ") | to_json }}")
-                      .render(__ark_runtime_agent_instances=instances))
+    templar = Templar(loader=DataLoader(),
+                      variables={"__ark_runtime_agent_instances": instances})
+    return list(templar.template(expr))
 
 
 def rule(instances: list[str], user: str = "ark") -> str:
