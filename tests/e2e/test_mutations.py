@@ -39,6 +39,7 @@ pytestmark = [
 
 ENV = "/etc/ark/env"
 AUDIT_LOG = "/var/log/ark/audit/audit.log"
+AUDIT_HEAD = "/var/log/ark/audit/head.json"
 BACKUP = "/root/mutation-backup"
 # The Redis password stays on the host: the shell reads it from the root-only env file.
 REDIS_CLI = (f"set -a; . {ENV}/infrastructure.env; set +a; "
@@ -97,10 +98,13 @@ MUTATIONS = [
              _restored("/etc/logrotate.d/ark")),
     # Only the chain's integrity: the newest record's year is changed (19xx), which no
     # content check reads (an edited deploy result would rightly turn SEC_03 red too).
+    # The head file (seq + hash of the newest record) is saved and restored with the log:
+    # the log alone put back behind a head that moved on is a truncated chain, red for good.
     Mutation("audit-record-edited", frozenset({"GOV_01"}),
-             _saved(AUDIT_LOG) + " && sed -E -i '$ s/(\"ts\": *\")20/\\119/' "
+             _saved(AUDIT_LOG) + f" && cp -a {AUDIT_HEAD} {BACKUP}/"
+             " && sed -E -i '$ s/(\"ts\": *\")20/\\119/' "
              f"{AUDIT_LOG} && ! cmp -s {AUDIT_LOG} {BACKUP}/audit.log",
-             _restored(AUDIT_LOG)),
+             _restored(AUDIT_LOG) + " && " + _restored(AUDIT_HEAD)),
     Mutation("audit-log-readable-by-all", frozenset({"SEC_03"}),
              f"chmod 0644 {AUDIT_LOG}", f"chmod 0600 {AUDIT_LOG}"),
     Mutation("ark-user-can-log-in", frozenset({"DEPLOY_01"}),
