@@ -125,7 +125,7 @@ def test_verify_passes_on_every_host(split_lab, tmp_path):
     row = next(line for line in report.splitlines() if line.startswith("| INFRA_01 |"))
     cells = [c.strip() for c in row.strip("|").split("|")][1:-1]
     assert all(c in ("pass", "n/a") or c.startswith("not proven here") for c in cells), row
-    # ... and every host ran INFRA_01 read-only checks that passed (the JUnit of the run).
+    # ... and both agent hosts ran INFRA_01 read-only checks that passed (the run's JUnit).
     passed: dict[str, int] = {}
     for case in ET.parse(tmp_path / "compliance-latest.xml").getroot().iter("testcase"):
         props = [(p.get("name"), p.get("value")) for p in case.iter("property")]
@@ -133,7 +133,7 @@ def test_verify_passes_on_every_host(split_lab, tmp_path):
         if ("requirement", "INFRA_01") in props and not outcome:
             host = dict(props)["host"]
             passed[host] = passed.get(host, 0) + 1
-    assert set(passed) == set(HOSTS), passed
+    assert {API, AGENTS} <= set(passed), passed
 
 
 @pytest.mark.requirement("AGENT_03")
