@@ -15,8 +15,8 @@ Retention (what may go, and what must stay for audit):
   decisions           HRM's verdicts are the audit record of what was approved and why:
                       default 400 days (a year and a margin; SEC_03 keeps audit 52 weeks).
                       A decision whose position is still open is never pruned.
-  ledger              closed positions, their P&L: the same audit horizon, 400 days. Open
-                      positions are never pruned (they are live exposure).
+  ledger              closed (and expired) positions, their P&L: the same audit horizon,
+                      400 days. Open positions are never pruned (they are live exposure).
   objects             payloads (plans) no kept decision or ledger entry refers to, after
                       14 days. `state` (breakers, trips) is never pruned.
 Pruning deletes in chunks (a bounded write lock each), then gives the free pages back with
@@ -50,6 +50,13 @@ def _v2(db: sqlite3.Connection) -> None:
     # it: without these, each sweep would scan both tables once per payload.
     db.execute("CREATE INDEX IF NOT EXISTS decisions_plan ON decisions (plan_hash)")
     db.execute("CREATE INDEX IF NOT EXISTS ledger_plan ON ledger (plan_hash)")
+    # A schema-1 store comes from a release without the executor: its 'open' rows are
+    # approvals booked on paper that nothing will ever fill or close. Counted as open
+    # exposure they would hold the exposure limits at their ceiling for good, and HRM would
+    # approve nothing after the upgrade. They become 'expired' (never executed, no P&L),
+    # closed at their own time, so retention ages them like any closed entry.
+    db.execute("UPDATE ledger SET status = 'expired', closed_at = opened_at "
+               "WHERE status = 'open'")
 
 
 # version -> the step that takes a store from version-1 to version. Forward only.
@@ -115,7 +122,7 @@ def prune(db: sqlite3.Connection, retention: Retention, now: datetime,
             "DELETE FROM processed_messages WHERE rowid IN (SELECT rowid FROM "
             "processed_messages WHERE processed_at < ? LIMIT ?)", cutoff(retention.processed_days)),
         "ledger": (
-            "DELETE FROM ledger WHERE id IN (SELECT id FROM ledger WHERE status = 'closed' "
+            "DELETE FROM ledger WHERE id IN (SELECT id FROM ledger WHERE status != 'open' "
             "AND closed_at < ? LIMIT ?)", cutoff(retention.ledger_days, ledger_now)),
         "decisions": (
             "DELETE FROM decisions WHERE id IN (SELECT d.id FROM decisions d WHERE "

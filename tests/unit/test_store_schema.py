@@ -123,3 +123,38 @@ def test_prune_refuses_to_run_inside_a_transaction(tmp_path: Path) -> None:
     with MemoryStore(tmp_path / "memory.db") as store, store.transaction(), \
             pytest.raises(StoreError, match="outside any transaction"):
         store.prune(now=NOW)
+
+
+def test_approvals_the_release_before_the_executor_booked_do_not_hold_exposure(
+        tmp_path: Path) -> None:
+    """Nothing will ever fill or close them: counted as open they kept the exposure limits at
+    their ceiling after an upgrade (the rolling lab test: HRM approved nothing)."""
+    db = tmp_path / "memory.db"
+    previous_release_store(db)
+    con = sqlite3.connect(db)
+    for i in range(3):
+        con.execute("INSERT INTO ledger (correlation_id, plan_hash, symbol, direction, entry, "
+                    "stop_loss, target, quantity, position_size, status, opened_at) VALUES "
+                    "(?, 'h', 'AAPL', 'long', 100, 95, 110, 10, 0.05, 'open', ?)",
+                    (f"c{i}", (NOW - timedelta(days=i)).isoformat()))
+    con.commit()
+    con.close()
+    with MemoryStore(db) as store:
+        assert store.open_exposure() == {} and store.open_count() == 0
+        rows = store._db.execute("SELECT status, closed_at, opened_at, pnl FROM ledger").fetchall()
+        assert [(r["status"], r["closed_at"] == r["opened_at"], r["pnl"]) for r in rows] == \
+            [("expired", True, None)] * 3
+        # Retention ages them like closed entries: 400 days on, they go.
+        assert store.prune(now=NOW + timedelta(days=500))["ledger"] == 3
+
+
+def test_a_current_stores_open_positions_stay_open_across_opens(tmp_path: Path) -> None:
+    db = tmp_path / "memory.db"
+    with MemoryStore(db) as store:
+        plan_hash = store.save("plan", PLAN)
+        store._db.execute("INSERT INTO ledger (correlation_id, plan_hash, symbol, direction, "
+                          "entry, stop_loss, target, quantity, position_size, status, opened_at) "
+                          "VALUES ('c', ?, 'AAPL', 'long', 100, 95, 110, 10, 0.05, 'open', ?)",
+                          (plan_hash, NOW.isoformat()))
+    with MemoryStore(db) as store:
+        assert store.open_exposure() == {"AAPL": 0.05}
