@@ -203,8 +203,10 @@ def test_a_failed_login_and_an_admin_action_reach_the_root_chain(console_host, b
 # Run as user ark from inside an agent's unit, as a compromised agent would: the shell moves
 # itself into ark-agent@joey.service's cgroup (so journald stamps it joey's), then drops to ark.
 AS_AGENT = """set -e
-cg=$(systemctl show -p ControlGroup --value ark-agent@joey.service)
-echo $$ > "/sys/fs/cgroup$cg/cgroup.procs"
+# Every hierarchy that has the unit's group (one under cgroup v2, several under v1).
+for d in $(find /sys/fs/cgroup -type d -name 'ark-agent@joey.service'); do
+  echo $$ > "$d/cgroup.procs"
+done
 exec setpriv --reuid=ark --regid=ark --clear-groups --inh-caps=-all /bin/sh -s <<'AGENT'
 {agent}
 AGENT
@@ -225,7 +227,7 @@ printf '%s\\n' '{spool_line}' >> /var/lib/ark/audit-spool/api.jsonl
 if rm -f /var/log/journal/*/*.journal /run/log/journal/*/*.journal 2>/dev/null; then
   echo ERASED
 fi
-echo forged as $(id -un) in $(cut -d: -f3 /proc/self/cgroup)
+echo forged as $(id -un) in $(grep -o 'ark-agent@joey.service' /proc/self/cgroup | head -n 1)
 """
 
 
@@ -247,7 +249,7 @@ def test_an_agent_cannot_forge_or_erase_console_audit_records(console_host, brow
     script = AS_AGENT.format(agent=FORGE.format(tag=tag, spool_line=spool_line))
     forged = lab_shell.on(HOST, "sh", "-s", stdin=script)
     assert forged.returncode == 0, forged.stdout + forged.stderr  # journald took the entries
-    assert "forged as ark in /system.slice/system-ark" in forged.stdout, forged.stdout
+    assert "forged as ark in ark-agent@joey.service" in forged.stdout, forged.stdout
     assert "ERASED" not in forged.stdout, "user ark removed journal files"
     # A real admin action after the forgeries.
     admin = signed_in(browser, base=console_host, user="alice")
@@ -267,13 +269,13 @@ def test_an_agent_cannot_forge_or_erase_console_audit_records(console_host, brow
         return [r for r in records() if r["action"] == "console.journal-refused"
                 and r["args"].get("sender_unit") == "ark-agent@joey.service"]
 
-    wait_for(lambda: len(refused_from_joey()) >= 2 and any(
-        r["action"] == "console.snapshot" and r["who"] == "console:alice" for r in records()),
-        30, "alice's snapshot and the two refusals in the root chain")
-    text = json.dumps(records())
-    assert tag not in text  # no forged record, from the journal or the spool
-    assert not [r for r in records() if r["who"] == "console:victor"
-                and r["action"] == "console.unit.stop"]
+    # The real action was sent after the forgeries: once it is in, they have been read.
+    wait_for(lambda: any(r["action"] == "console.snapshot" and r["who"] == "console:alice"
+                         for r in records()), 30, "alice's snapshot in the root chain")
+    forged = [r for r in records() if tag in json.dumps(r)
+              or (r["who"] == "console:victor" and r["action"] == "console.unit.stop")]
+    assert not forged, f"forged records reached the chain: {forged}"
+    wait_for(lambda: len(refused_from_joey()) >= 2, 30, "the two refusals in the root chain")
     assert json.loads(on("/opt/ark/venv/bin/ark", "audit", "verify", "--json").stdout)["ok"]
     shown = on("/opt/ark/venv/bin/ark", "audit", "show", "--action", "console",
                "--since", "30m").stdout
