@@ -137,7 +137,7 @@ def test_a_second_ingester_stands_aside_while_one_follows(tmp_path: Path, journa
 
     audit = tmp_path / "audit"
     audit.mkdir()
-    fd = os.open(audit / "ingest.lock", os.O_RDWR | os.O_CREAT, 0o600)
+    fd = os.open(audit / "journal-ingest.lock", os.O_RDWR | os.O_CREAT, 0o600)
     fcntl.flock(fd, fcntl.LOCK_EX)  # as ark-audit-ingest.service holds it
     try:
         out = ark_ingest(journal)
