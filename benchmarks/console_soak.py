@@ -250,7 +250,10 @@ def main() -> int:
     for sub in ("state", "log", "audit", "etc"):
         (workdir / sub).mkdir()
     env.update(ARK_STATE_DIR=str(workdir / "state"), ARK_LOG_DIR=str(workdir / "log"),
-               ARK_AUDIT_SPOOL_DIR=str(workdir / "audit"), ARK_CONFIG_DIR=str(workdir / "etc"))
+               ARK_CONFIG_DIR=str(workdir / "etc"),
+               # The audit records: stderr (no journald here); a baseline from before the
+               # journal (issue 21, vuln 6) spools them to a file instead.
+               ARK_AUDIT_SINK="stderr", ARK_AUDIT_SPOOL_DIR=str(workdir / "audit"))
     redis = subprocess.Popen(
         ["taskset", "-c", "1", shutil.which("redis-server") or "/usr/bin/redis-server",
          "--port", str(args.redis_port), "--bind", "127.0.0.1", "--requirepass",

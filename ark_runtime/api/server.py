@@ -7,6 +7,7 @@ local TLS reverse proxy and `curl` on the host reach it there). uvloop + httptoo
 from __future__ import annotations
 
 import asyncio
+import ctypes
 import ipaddress
 import socket
 import sys
@@ -18,6 +19,8 @@ from ark_runtime.api.app import create_app
 from ark_runtime.config import api_settings, redis_settings
 from ark_runtime.exitcodes import ExitCode
 from ark_runtime.settings import SettingsError
+
+_PR_SET_DUMPABLE = 4
 
 
 class NotifyingServer(uvicorn.Server):
@@ -79,7 +82,20 @@ def server_config(app, host: str, port: int, *, trusted_proxies: str = "",
     return uvicorn.Config(app, **options)
 
 
+def not_dumpable() -> None:
+    """SEC_03: the API's records are believed because journald says ark-api.service sent
+    them. Agents run as the same user; non-dumpable, this process cannot be ptraced or have
+    its memory written (/proc/PID/mem, process_vm_writev) by them, so they cannot send
+    records from inside it."""
+    if sys.platform != "linux":
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(_PR_SET_DUMPABLE, 0, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE, 0) failed")
+
+
 def serve() -> int:
+    not_dumpable()
     try:
         settings = api_settings()
         redis_cfg = redis_settings()

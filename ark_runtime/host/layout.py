@@ -32,7 +32,7 @@ PATH_VARIABLES = (
     "ARK_ROOT_PREFIX", "ARK_STATE_DIR", "ARK_LOG_DIR", "ARK_CONFIG_DIR", "ARK_STORE_PATH",
     "ARK_SNAPSHOT_DIR", "ARK_VENV", "ARK_RUNTIME_LOCK", "ARK_HRM_RULESET", "ARK_UNIT_DIR",
     "ARK_RUN_DIR", "ARK_USER", "ARK_GROUP", "CREDENTIALS_DIRECTORY", "ARK_AUDIT_DIR",
-    "ARK_CONFIG_HISTORY_DIR", "ARK_AUDIT_SPOOL_DIR",
+    "ARK_CONFIG_HISTORY_DIR", "ARK_AUDIT_JOURNAL_SOCKET",
 )
 
 
@@ -68,7 +68,7 @@ class Layout:
     run_dirs: tuple[Path, ...]
     credentials: Path | None
     audit: Path
-    audit_spool: Path
+    audit_journal_socket: Path
     user: str
     group: str
 
@@ -142,7 +142,8 @@ def resolve(env: Mapping[str, str] | None = None, prefix: str | None = None) -> 
         run_dirs=run_dirs,
         credentials=Path(creds) if creds else None,
         audit=Path(s.get("ARK_AUDIT_DIR") or log / "audit"),
-        audit_spool=Path(s.get("ARK_AUDIT_SPOOL_DIR") or state / "audit-spool"),
+        audit_journal_socket=Path(s.get("ARK_AUDIT_JOURNAL_SOCKET")
+                                  or "/run/systemd/journal/socket"),
         user=s.get("ARK_USER") or "ark",
         group=s.get("ARK_GROUP") or "ark",
     )

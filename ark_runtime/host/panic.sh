@@ -24,10 +24,12 @@ sync "$flag.tmp" 2>/dev/null || sync
 mv -f "$flag.tmp" "$flag"
 sync "$state" 2>/dev/null || sync
 
-# 2. SIGKILL through systemd: every process of every ARK unit, at once.
+# 2. SIGKILL through systemd: every process of every ARK unit, at once. Not root's audit
+#    ingester (SEC_03): it runs no ARK code path an operator stops, and the panic's own
+#    audit records (the console's, after this) must still reach the chain.
 listing=$(systemctl list-units --plain --no-legend \
           --state=active,activating,deactivating,reloading 'ark*.service' 2>/dev/null \
-          | awk -v spare="$spare" 'NF && $1 != spare')
+          | awk -v spare="$spare" 'NF && $1 != spare && $1 != "ark-audit-ingest.service"')
 units=$(echo "$listing" | awk 'NF {print $1}')
 if [ -n "$units" ]; then
   systemctl kill --signal=SIGKILL --kill-who=all $units 2>&1 | sed 's/^/warning: /'

@@ -159,10 +159,14 @@ class ArkSettings(BaseSettings):
                                     "Directory of the tamper-evident admin audit chain",
                                     read_by=("heal", "snapshot", "dr"),
                                     default_text="$ARK_LOG_DIR/audit")
-    audit_spool_dir: AbsPath | None = var(
-        "ARK_AUDIT_SPOOL_DIR", None,
-        "Where the API (user ark) spools its audit records; the chain itself is root-only",
-        read_by=("api",), default_text="$ARK_STATE_DIR/audit-spool")
+    audit_sink: Literal["journal", "stderr"] = var(
+        "ARK_AUDIT_SINK", "journal",
+        "journal (a host: root ingests the API's audit records) or stderr (a container)",
+        read_by=("api",))
+    audit_journal_socket: AbsPath | None = var(
+        "ARK_AUDIT_JOURNAL_SOCKET", None,
+        "journald's native socket, where the API sends its audit records",
+        read_by=("api",), default_text="/run/systemd/journal/socket")
     config_history_dir: AbsPath | None = var(
         "ARK_CONFIG_HISTORY_DIR", None, "Directory of the numbered config versions (GOV_02)",
         read_by=("heal", "dr"), default_text="$ARK_STATE_DIR/config-history")

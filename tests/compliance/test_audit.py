@@ -75,24 +75,33 @@ def test_the_deployed_config_is_a_recorded_version(host):
 
 
 @pytest.mark.requirement("SEC_03")
-def test_console_audit_spool_watcher_is_active(host):
-    path = host.service("ark-audit-ingest.path")
-    assert path.is_enabled and path.is_running, "ark-audit-ingest.path is not active"
-    unit = host.file("/etc/systemd/system/ark-audit-ingest.path").content_string
-    assert "DirectoryNotEmpty=/var/lib/ark/audit-spool" in unit
-    # Nothing waits in the spool (a record written just now gets 5 s): the watcher moves
-    # every record into the chain.
-    left = host.run("for i in $(seq 50); do [ -z \"$(ls -A /var/lib/ark/audit-spool "
-                    "2>/dev/null)\" ] && break; sleep 0.1; done; "
-                    "ls -A /var/lib/ark/audit-spool 2>/dev/null").stdout.split()
-    assert left == [], f"records left in the console's spool: {left}"
+def test_console_audit_ingest_follows_the_journal(host):
+    """Issue 21, vuln 6: the console's records come from the journal, believed only when
+    journald stamped them ark-api.service's; no agent-writable spool is left to forge into."""
+    svc = host.service("ark-audit-ingest.service")
+    assert svc.is_enabled and svc.is_running, "ark-audit-ingest.service is not following"
+    props = svc.systemd_properties
+    assert props["User"] in ("", "root") and props["Restart"] == "always"
+    assert "--follow --api-unit ark-api.service --api-user ark" in props["ExecStart"]
+    assert not host.file("/etc/systemd/system/ark-audit-ingest.path").exists
+    assert not host.file("/var/lib/ark/audit-spool").exists
+    # User ark can neither read nor remove journal files (and so cannot erase a record).
+    groups = host.check_output("id -nG ark").split()
+    assert not {"systemd-journal", "adm"} & set(groups), groups
+    assert host.run("runuser -u ark -- journalctl -q -n 1 -u ark-api.service "
+                    "--no-pager").stdout.strip() == ""
+
+
+@pytest.mark.requirement("SEC_03")
+def test_api_audit_records_are_not_rate_limited_away(host):
+    unit = host.file("/etc/systemd/system/ark-api.service")
+    if not unit.exists:
+        pytest.skip("no API on this host")
+    assert "LogRateLimitIntervalSec=0" in unit.content_string
 
 
 @pytest.mark.requirement("SEC_03")
 def test_console_audit_ingest_is_sandboxed(host):
-    svc = host.service("ark-audit-ingest.service")
-    assert svc.systemd_properties["User"] in ("", "root") and \
-        svc.systemd_properties["Type"] == "oneshot"
     out = host.check_output("systemd-analyze security ark-audit-ingest.service --no-pager")
     exposure = float(re.search(r"Overall exposure level for \S+: ([\d.]+)", out).group(1))
     assert exposure <= 1.5, out.splitlines()[-1]  # issue #10: every ARK unit <= 1.5

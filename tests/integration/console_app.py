@@ -1,10 +1,11 @@
 """Shared pieces for the console tests: a real app on the real test redis-server, with
-operator accounts and a unit source that stands in for systemd (real units are not here)."""
+operator accounts and a unit source that stands in for systemd (real units are not here). The
+API's audit records go over journald's native protocol to a stand-in journald socket
+(tests/support/journal.py): no systemd runs on this machine."""
 
 from __future__ import annotations
 
 import contextlib
-import json
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from ark_runtime.api.operators import Operator
 from ark_runtime.api.passwords import hash_password
 from ark_runtime.api.units import UnitNotFound, valid_unit
 from ark_runtime.config import RedisSettings
+from tests.support.journal import FakeJournald
 
 PASSWORDS = {"alice": "alice-admin-pw", "victor": "victor-viewer-pw"}
 # Cheap scrypt parameters keep the suite fast; production uses passwords.N.
@@ -53,9 +55,18 @@ class StaticUnits:
 
 def make_app(port: int, password: str, env_root: Path, monkeypatch, **kw):
     for name, sub in (("ARK_STATE_DIR", "state"), ("ARK_LOG_DIR", "log"),
-                      ("ARK_AUDIT_SPOOL_DIR", "audit"), ("ARK_CONFIG_DIR", "etc")):
+                      ("ARK_CONFIG_DIR", "etc")):
         (env_root / sub).mkdir(parents=True, exist_ok=True)
         monkeypatch.setenv(name, str(env_root / sub))
+    journal = JOURNALS.get(env_root)
+    if journal is None or not journal.running:
+        journal = JOURNALS[env_root] = FakeJournald()
+        # Not yet running: monkeypatch notes False and puts it back when the test ends, which
+        # stops the reader thread that start() sets going.
+        monkeypatch.setattr(journal, "running", False)
+        journal.start()
+    monkeypatch.setenv("ARK_AUDIT_SINK", "journal")
+    monkeypatch.setenv("ARK_AUDIT_JOURNAL_SOCKET", str(journal.path))
     units = kw.pop("units", None) or StaticUnits()
     kw.setdefault("allowed_hosts", frozenset({"testserver", "127.0.0.1", "localhost"}))
     app = create_app(RedisSettings(port=port, password=password), secret=SECRET,
@@ -66,7 +77,7 @@ def make_app(port: int, password: str, env_root: Path, monkeypatch, **kw):
 @contextlib.contextmanager
 def console_client(redis_server, tmp_path: Path, monkeypatch, **kw) -> Iterator[TestClient]:
     """A TestClient on the real app (real Redis, static units); `.units` and `.root` are the
-    units double and the env root the app writes its audit spool under."""
+    units double and the env root (`audit(root)` gives the records the app sent)."""
     app, units = make_app(redis_server.port, redis_server.password, tmp_path, monkeypatch, **kw)
     with TestClient(app, base_url="http://testserver") as client:
         client.units, client.root = units, tmp_path
@@ -82,6 +93,9 @@ def sign_in(client: TestClient, user: str) -> str:
 
 
 def audit(root: Path) -> list[dict]:
-    """The console's audit records in its spool, oldest first."""
-    path = root / "audit" / "api.jsonl"
-    return [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    """The console's audit records as the journal received them, oldest first."""
+    journal = JOURNALS.get(root)
+    return journal.records() if journal is not None else []
+
+
+JOURNALS: dict[Path, FakeJournald] = {}  # one stand-in journald per test's env root

@@ -23,14 +23,14 @@ def render(**env: str) -> str:
     jenv.filters["regex_replace"] = lambda s, a, b: re.sub(a, b, s)
     return jenv.get_template("ark-audit-ingest.service.j2").render(
         ansible_managed="managed", ark_runtime_env=env, ark_runtime_log_dir="/var/log/ark",
-        ark_runtime_state_dir="/var/lib/ark", ark_runtime_venv_link="/opt/ark/venv")
+        ark_runtime_state_dir="/var/lib/ark", ark_runtime_venv_link="/opt/ark/venv",
+        __ark_runtime_api_user="ark")
 
 
 @pytest.mark.requirement("SEC_03")
 @pytest.mark.parametrize("env,paths", [
-    ({}, "-/var/lib/ark/audit-spool /var/log/ark"),
-    ({"ARK_AUDIT_DIR": "/srv/audit", "ARK_AUDIT_SPOOL_DIR": "/srv/spool"},
-     "-/srv/spool /var/log/ark /srv/audit"),
+    ({}, "/var/log/ark"),
+    ({"ARK_AUDIT_DIR": "/srv/audit"}, "/var/log/ark /srv/audit"),
 ])
 def test_each_directive_is_on_its_own_line(env, paths):
     lines = render(**env).splitlines()
@@ -40,3 +40,12 @@ def test_each_directive_is_on_its_own_line(env, paths):
     assert not glued, glued
     assert f"ReadWritePaths={paths}" in lines
     assert "ProtectHome=yes" in lines
+
+
+@pytest.mark.requirement("SEC_03")
+def test_it_follows_the_journal_and_trusts_only_the_apis_unit_and_user():
+    lines = render().splitlines()
+    assert ("ExecStart=/opt/ark/venv/bin/ark audit ingest --follow --api-unit ark-api.service "
+            "--api-user ark") in lines
+    assert "Restart=always" in lines and "User=root" in lines
+    assert not any("spool" in ln for ln in lines if not ln.startswith("#"))

@@ -1,1 +1,1 @@
-"""SEC_03 on a host: the audit chain, its spool, ingest and `ark audit`."""
+"""SEC_03 on a host: the audit chain, the console records ingested from the journal, `ark audit`."""

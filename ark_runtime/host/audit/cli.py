@@ -7,7 +7,6 @@ import json
 import re
 import sys
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from ark_runtime.exitcodes import ArkArgumentParser, ExitCode
@@ -160,26 +159,44 @@ def _cmd_head(args: argparse.Namespace) -> int:
 
 
 def _cmd_ingest(args: argparse.Namespace) -> int:
-    from ark_runtime.host.audit.ingest import QUARANTINE_NAME, ingest
+    import pwd
+
+    from ark_runtime.host.audit.ingest import (
+        API_UNIT,
+        QUARANTINE_NAME,
+        Trust,
+        ingest_journal,
+    )
 
     log = AuditLog.from_env()
-    spool = args.spool or resolve_layout().audit_spool
+    user = args.api_user or resolve_layout().user
     try:
-        res = ingest(spool, log)
+        trust = Trust(unit=args.api_unit or API_UNIT, uid=pwd.getpwnam(user).pw_uid)
+    except KeyError:
+        print(f"ark audit ingest: no such user {user!r} (--api-user)", file=sys.stderr)
+        return ExitCode.CONFIG
+    try:
+        res = ingest_journal(log, trust, follow=args.follow)
     except PermissionError:
-        print(f"ark audit ingest: cannot move records from {spool} into {log.directory}: "
+        print(f"ark audit ingest: cannot move records from the journal into {log.directory}: "
               "run as root", file=sys.stderr)
         return ExitCode.NOPERM
     except (AuditError, OSError) as exc:
-        print(f"ark audit ingest: stopped, the spool keeps what is left: {exc}", file=sys.stderr)
+        print(f"ark audit ingest: stopped, the journal keeps what is left: {exc}",
+              file=sys.stderr)
         return ExitCode.UNAVAILABLE
+    if res is None:
+        print("ark audit ingest: ark-audit-ingest.service holds the ingest lock and takes "
+              "each console record as it reaches the journal", file=sys.stderr)
+        return ExitCode.OK
     if args.json:
-        print(json.dumps({"ingested": res.ingested, "quarantined": res.quarantined,
-                          "files": res.files, "problems": res.problems}, sort_keys=True))
+        print(json.dumps({"ingested": res.ingested, "refused": res.refused, "gaps": res.gaps,
+                          "problems": res.problems}, sort_keys=True))
     else:
-        kept = (f"; {res.quarantined} bad line(s) kept in {log.directory / QUARANTINE_NAME}"
-                if res.quarantined else "")
-        print(f"ingested {res.ingested} console record(s) from {spool}{kept}")
+        kept = (f"; {res.refused} refused entr(y/ies) kept in {log.directory / QUARANTINE_NAME}"
+                if res.refused else "")
+        gaps = f"; {res.gaps} gap(s) recorded" if res.gaps else ""
+        print(f"ingested {res.ingested} console record(s) from the journal{kept}{gaps}")
     return ExitCode.OK
 
 
@@ -211,8 +228,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     rec.set_defaults(func=_cmd_record)
     head = asub.add_parser("head", help="seq and hash of the newest record (JSON)")
     head.set_defaults(func=_cmd_head)
-    ing = asub.add_parser("ingest", help="move the console's spooled records into the chain "
-                          "(root; run by ark-audit-ingest.path)")
-    ing.add_argument("--spool", type=Path, help="default: $ARK_AUDIT_SPOOL_DIR")
+    ing = asub.add_parser("ingest", help="move the console's records from the journal into "
+                          "the chain (root; ark-audit-ingest.service follows the journal)")
+    ing.add_argument("--follow", action="store_true",
+                     help="keep reading as records arrive (the service)")
+    ing.add_argument("--api-unit", type=_name, help="the API's unit (default ark-api.service)")
+    ing.add_argument("--api-user", type=_name, help="the API's user (default $ARK_USER, ark)")
     ing.add_argument("--json", action="store_true")
     ing.set_defaults(func=_cmd_ingest)

@@ -1,10 +1,12 @@
-"""SEC_03: one line of the console's audit spool, checked before it enters the root chain.
+"""SEC_03: one console audit record, as the API sent it to the journal, checked before it
+enters the root chain.
 
-The API (user ark) appends these lines (ark_runtime/api/audit_hook.py); `ark audit ingest`
-(root) validates each with `SpoolRecord` and turns it into chain-append arguments. What a line
-can claim is limited on purpose: the actor always becomes `console:<name>` and the action
-`console.<action>`, and the host is the ingester's own, so a line in the spool (which user ark
-can write) can never pass for root, a control-node operator or another host.
+The API sends these (ark_runtime/api/audit_hook.py); `ark audit ingest` (root) takes only
+entries journald stamped as the API's (ingest.py), validates each MESSAGE with `ConsoleRecord`
+and turns it into chain-append arguments. What a record can claim is limited all the same: the
+actor always becomes `console:<name>` and the action `console.<action>`, and the host is the
+ingester's own, so even the API (which anyone who breaks into it speaks for) can never pass
+for root, a control-node operator or another host.
 """
 
 from __future__ import annotations
@@ -18,8 +20,8 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationErr
 SOURCE = "api"
 ACTOR_PREFIX = "console:"
 ACTION_PREFIX = "console."
-# Keys the ingester adds to every record's args; a line may not set them itself.
-RESERVED_ARGS = ("source", "spool", "api_ts", "api_result")
+# Keys the ingester adds to every record's args; the API may not set them itself.
+RESERVED_ARGS = ("source", "journal", "api_ts", "api_result", "api_seq", "api_stream")
 # The API's results; `refused` (rate limited) is a failure in the chain's vocabulary.
 _RESULT = {"ok": "ok", "failed": "failed", "partial": "partial", "started": "started",
            "refused": "failed"}
@@ -36,11 +38,11 @@ def _printable(text: str) -> str:
 def _no_reserved(args: dict[str, Scalar]) -> dict[str, Scalar]:
     taken = sorted(set(args) & set(RESERVED_ARGS))
     if taken:
-        raise ValueError(f"{', '.join(taken)} is set by the ingester, not the spool")
+        raise ValueError(f"{', '.join(taken)} is set by the ingester, not the API")
     return args
 
 
-class SpoolRecord(BaseModel):
+class ConsoleRecord(BaseModel):
     """Exactly what audit_hook.record() writes; anything else is refused (extra="forbid")."""
 
     model_config = ConfigDict(extra="forbid", strict=True)
@@ -58,6 +60,8 @@ class SpoolRecord(BaseModel):
     detail: Annotated[str, Field(max_length=500)]
     duration_ms: Annotated[float, Field(ge=0, le=86_400_000)] | None
     correlation_id: Annotated[str, Field(pattern=r"^[A-Za-z0-9_.:@/-]{8,64}$")]
+    # Counts from 1 in each API process: the ingester finds gaps and replays with it.
+    seq: Annotated[int, Field(ge=1, le=2**53)]
 
     def checked_ts(self) -> str:
         when = datetime.fromisoformat(self.ts)
@@ -65,10 +69,12 @@ class SpoolRecord(BaseModel):
             raise ValueError("ts has no time zone")
         return self.ts
 
-    def append_kwargs(self, spool_id: str) -> dict[str, Any]:
-        """Arguments for AuditLog.append: marked as the console's, with where it came from."""
+    def append_kwargs(self, journal_id: str, stream: str) -> dict[str, Any]:
+        """Arguments for AuditLog.append: marked as the console's, with where it came from
+        (the journal entry, the API process and its number for the record)."""
         args: dict[str, Any] = dict(self.args)
-        args.update(source=SOURCE, spool=spool_id, api_ts=self.ts)
+        args.update(source=SOURCE, journal=journal_id, api_ts=self.ts, api_seq=self.seq,
+                    api_stream=stream)
         if _RESULT[self.result] != self.result:  # keep what the API said (refused)
             args["api_result"] = self.result
         return {
@@ -82,34 +88,34 @@ class SpoolRecord(BaseModel):
         }
 
 
-class SpoolLineError(ValueError):
-    """A spool line that cannot be ingested; the message names the field (never its value:
+class RecordError(ValueError):
+    """A record that cannot be ingested; the message names the field (never its value:
     a mistyped password could sit in a field the API did not expect)."""
 
 
-def parse_line(raw: bytes) -> SpoolRecord:
+def parse_message(raw: bytes | str) -> ConsoleRecord:
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError):
-        raise SpoolLineError("the line is not JSON") from None
+        raise RecordError("MESSAGE is not JSON") from None
     if not isinstance(data, dict):
-        raise SpoolLineError(f"the line is a JSON {type(data).__name__}, not an object")
+        raise RecordError(f"MESSAGE is a JSON {type(data).__name__}, not an object")
     try:
-        rec = SpoolRecord.model_validate(data)
+        rec = ConsoleRecord.model_validate(data)
     except ValidationError as exc:
-        raise SpoolLineError("; ".join(_field_error(e) for e in exc.errors()[:5])) from None
+        raise RecordError("; ".join(_field_error(e) for e in exc.errors()[:5])) from None
     try:
         rec.checked_ts()
     except ValueError as exc:
         msg = str(exc) if "zone" in str(exc) else "is not an ISO-8601 time"
-        raise SpoolLineError(f"field ts: {msg.removeprefix('ts ')}") from None
+        raise RecordError(f"field ts: {msg.removeprefix('ts ')}") from None
     return rec
 
 
 def _field_error(err: Any) -> str:
     loc = ".".join(str(p) for p in err.get("loc", ())) or "(record)"
     kind = err.get("type", "")
-    why = {"missing": "is missing", "extra_forbidden": "is not a spool field"}.get(kind)
+    why = {"missing": "is missing", "extra_forbidden": "is not a console record field"}.get(kind)
     # pydantic's own message can quote the input; ours names the field and the rule only.
     why = why or err.get("msg", "is invalid").split(", input_value")[0]
     return f"field {loc}: {why.removeprefix('Value error, ')}"
