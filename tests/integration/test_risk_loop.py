@@ -48,7 +48,7 @@ def plan(i: int) -> TradePlan:
     return TradePlan(symbol="AAPL", direction="long", entry=100, stop_loss=95, target=112.5,
                      position_size=0.1, quantity=100, risk_reward=2.5, max_loss=0.005, atr=2.5,
                      atr_pct=0.025, price=100, avg_volume=1_000_000, confidence=0.8,
-                     pattern="breakout", pattern_ts=T0 + timedelta(minutes=2 * i), hold_bars=10)
+                     pattern="breakout", pattern_ts=T0 + timedelta(minutes=2 * i))
 
 
 def bars(i: int) -> list[Bar]:

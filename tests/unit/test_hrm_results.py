@@ -52,7 +52,7 @@ def plan(symbol: str, size: float, minute: int) -> TradePlan:
     return TradePlan(symbol=symbol, direction="long", entry=100, stop_loss=95, target=110,
                      position_size=size, quantity=size * 1000, risk_reward=2, max_loss=0.01,
                      atr=2, atr_pct=0.02, price=100, avg_volume=1e6, confidence=0.9,
-                     pattern="breakout", pattern_ts=T0 + timedelta(minutes=minute), hold_bars=5)
+                     pattern="breakout", pattern_ts=T0 + timedelta(minutes=minute))
 
 
 def close_of(p: TradePlan, cid: str, path: list[float], minute: int) -> PositionClosed:
