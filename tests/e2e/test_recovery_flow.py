@@ -45,6 +45,45 @@ def sqlite(host: str, query: str) -> str:
     return on(host, "sqlite3", "/var/lib/ark/memory.db", f"'{query}'", check=True).stdout
 
 
+# The host's Redis, as an operator sees it: redis-cli with the host's own settings (the
+# password in REDISCLI_AUTH, read from the env file on the host: never on a command line).
+BUS_SCRIPT = """set -a; . /etc/ark/env/infrastructure.env; set +a
+export REDISCLI_AUTH="$ARK_REDIS_PASSWORD"
+cli() { redis-cli --no-auth-warning -h "$ARK_REDIS_HOST" -p "$ARK_REDIS_PORT" "$@"; }
+for k in $(cli --scan --type stream | sort); do
+  echo "stream $k $(cli XLEN "$k")"
+  cli XINFO GROUPS "$k"
+done
+"""
+
+
+def bus_state(host: str) -> dict[str, tuple[int, dict[str, str]]]:
+    """Each stream's XLEN and its consumer groups' last-delivered ids (XINFO GROUPS). The
+    consumers and their pending entries are checked by the restore itself before the agents
+    start (its output line); once they run, a fresh host's agents join the groups."""
+    lines = iter(on(host, "sh", "-s", stdin=BUS_SCRIPT, check=True).stdout.splitlines())
+    state: dict[str, tuple[int, dict[str, str]]] = {}
+    stream = group = ""
+    # XINFO GROUPS prints field, value, field, value ... per group: walked in pairs.
+    for line in lines:
+        if line.startswith("stream "):
+            _, stream, length = line.split()
+            state[stream] = (int(length), {})
+        elif line == "name":
+            group = next(lines)
+        elif line == "last-delivered-id":
+            state[stream][1][group] = next(lines)
+        else:
+            next(lines, None)
+    return state
+
+
+def bus_settled(host: str) -> dict[str, tuple[int, dict[str, str]]] | None:
+    first = bus_state(host)
+    time.sleep(2)
+    return first if first and first == bus_state(host) else None
+
+
 def pipeline_settled(host: str) -> str:
     """The sample feed is finite: once the decision count stops moving, it is done."""
     first = sqlite(host, "select count(*) from decisions")
@@ -211,6 +250,8 @@ def test_an_off_host_bundle_restores_from_a_checkout_without_the_signing_key(fle
 @pytest.mark.requirement("REC_03")
 def test_dr_bundle_restores_onto_a_fresh_host_with_the_same_state(fleet, tmp_path):
     wait_for(lambda: pipeline_settled(A), 120, "A's pipeline to finish the sample feed")
+    bus = wait_for(lambda: bus_settled(A), 120, "A's bus to stop moving")  # issue #19 §5
+    assert any(k.endswith("stream:hrm") and groups for k, (_, groups) in bus.items()), bus
     outcomes = dr_bundle(limit=A, out_dir=tmp_path, log=lambda *_: None)
     assert outcomes[0].ok, outcomes[0].error
     bundle = outcomes[0].value
@@ -222,10 +263,16 @@ def test_dr_bundle_restores_onto_a_fresh_host_with_the_same_state(fleet, tmp_pat
     fresh = "ark-lab-3"
     deploy_mod.deploy(limit=fresh, echo=False)
     assert sqlite(fresh, DECISIONS) != decisions  # its own run, its own timestamps
-    assert dr_restore(str(bundle.local), fresh, log=lambda *_: None).ok
+    assert bus_state(fresh) != bus
+    restored = dr_restore(str(bundle.local), fresh, log=lambda *_: None)
+    assert restored.ok, restored.error
+    # Checked by the host against the manifest (lengths, groups, consumers, pending) before
+    # the agents started, and again here from outside once they serve.
+    assert f"Redis restored from the bundle's dump ({len(bus)} streams" in restored.value
     wait_for(lambda: units_active(fresh), 60, "the restored host to serve")
     assert sqlite(fresh, DECISIONS) == decisions
     assert sqlite(fresh, LEDGER) == ledger
+    assert bus_state(fresh) == bus
 
 
 @pytest.mark.requirement("INFRA_03")
