@@ -11,8 +11,8 @@ covers every member and the manifest inside it), size, host and time, written be
   2. the bundle's sha256 and size are the signed ones (a member swapped is refused);
   3. the audit chain carried in the bundle verifies (a bundle with edited history is refused).
 
-The public key is pinned in the inventory itself (`group_vars/all/ark_dr_signing_key.yml`:
-the OpenSSH public key and its SHA256 fingerprint, written when the key is made), so a
+The public key is pinned in the inventory itself (`.pins/dr_signing_key.yml`: the OpenSSH
+public key and its SHA256 fingerprint, written when the key is made), so a
 control node rebuilt from the inventory alone — no `.secrets/` — still verifies bundles
 restored from the off-host repository. The operator records the fingerprint apart (key
 escrow, LAUNCH.md): a pin whose key does not match its fingerprint is refused.
@@ -43,7 +43,10 @@ from ark_ops.errors import OpsError
 from ark_runtime.host.audit.chain import verify_dir
 
 KEY_NAME = "dr_signing_ed25519"
-PIN_FILE = Path("group_vars") / "all" / "ark_dr_signing_key.yml"
+# Not under group_vars/: no role reads it, and a `group_vars/all/` directory would make
+# Ansible ignore the operator's `group_vars/all.yml` (a directory wins over the file). A
+# dot-directory is skipped when Ansible reads an inventory directory, and is kept in git.
+PIN_FILE = Path(".pins") / "dr_signing_key.yml"
 PIN_KEY, PIN_FINGERPRINT = "ark_dr_signing_public_key", "ark_dr_signing_key_fingerprint"
 
 

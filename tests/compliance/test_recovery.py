@@ -42,6 +42,18 @@ def all_agents_active(host, instances) -> bool:
     return all(host.service(f"ark-agent@{a}.service").is_running for a in instances)
 
 
+def wait_for_agents(host, instances, what: str) -> None:
+    """Every agent of the host running again; a generous bound (a busy CI machine), and on
+    timeout the units' states and recent journal, so the failure says why."""
+    try:
+        wait_for(lambda: all_agents_active(host, instances), timeout=180, what=what)
+    except AssertionError as exc:
+        units = host.run("systemctl list-units --all --no-pager --plain 'ark*'").stdout
+        journal = host.run("journalctl -n 40 --no-pager -u ark-heal.service "
+                           "-u 'ark-agent@*.service'").stdout
+        raise AssertionError(f"{exc}\n{units}\n{journal[-3000:]}") from None
+
+
 def newest_snapshot(host) -> dict:
     snaps = json.loads(host.check_output(AS_ARK + "snapshot list --json"))
     assert snaps, "no snapshot on the host"
@@ -134,8 +146,7 @@ def test_corrupt_store_comes_back_from_the_last_snapshot(host, api_port, groups,
     host.run_test(f"dd if=/dev/urandom of={STORE} bs=4096 seek=1 count=8 conv=notrunc "
                   "status=none && rm -f {STORE}-wal {STORE}-shm".format(STORE=STORE))
     start_ark(host)
-    wait_for(lambda: all_agents_active(host, agent_instances), timeout=60,
-             what="agents after repair")
+    wait_for_agents(host, agent_instances, "agents after repair")
     assert sql(host, "pragma integrity_check") == "ok"
     assert sql(host, "select count(*) from decisions") == decisions
     log = host.check_output("journalctl -u ark-heal.service -n 50 --no-pager")
@@ -156,8 +167,7 @@ def test_deleted_directory_is_recreated_with_owner_and_mode(host, agent_instance
     stop_ark(host)
     host.run_test("rm -rf /var/log/ark")
     start_ark(host)
-    wait_for(lambda: all_agents_active(host, agent_instances), timeout=60,
-             what="agents after repair")
+    wait_for_agents(host, agent_instances, "agents after repair")
     d = host.file("/var/log/ark")
     assert d.is_directory and (d.user, d.group, d.mode) == ("ark", "ark", 0o750)
     # the audit trail's directory comes back root-only (SEC_03), so a re-deploy changes nothing
@@ -173,8 +183,7 @@ def test_broken_config_falls_back_to_last_known_good(host, agent_instances):
     stop_ark(host)
     host.run_test(f"printf 'rules: [{{id: X, operator: nope}}]\\n' > {RULESET}")
     start_ark(host)
-    wait_for(lambda: all_agents_active(host, agent_instances), timeout=60,
-             what="agents after LKG fallback")
+    wait_for_agents(host, agent_instances, "agents after LKG fallback")
     assert host.file(RULESET).content_string == good
 
 
@@ -196,8 +205,7 @@ def test_broken_config_without_fallback_keeps_agents_down_and_says_why(host, age
         host.run(f"cat > {RULESET} <<'EOF'\n{good}EOF")
         host.run("rm -rf /var/lib/ark/lkg && mv /var/lib/ark/lkg.aside /var/lib/ark/lkg")
         start_ark(host)
-    wait_for(lambda: all_agents_active(host, agent_instances), timeout=60,
-             what="agents after the fix")
+    wait_for_agents(host, agent_instances, "agents after the fix")
 
 
 # --- INFRA_03 -----------------------------------------------------------------------

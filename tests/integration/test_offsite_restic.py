@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from ark_ops.fleet.dr_sign import KEY_NAME, sign_bundle, verify_signature
+from ark_ops.fleet.dr_sign import KEY_NAME, PIN_FILE, sign_bundle, verify_signature
 from ark_ops.fleet.offsite import OffsiteError, backup, fetch_newest_bundle, inventory_repository
 
 pytestmark = [
@@ -64,8 +64,8 @@ def test_bundles_go_off_host_encrypted_deduplicated_and_come_back_verified(tmp_p
 
     # A second control node: the inventory (with the pinned key) and the restic password only.
     second = checkout(tmp_path / "second", repo_dir)
-    shutil.copy(first / "group_vars" / "all" / "ark_dr_signing_key.yml",
-                second / "group_vars" / "all")
+    (second / PIN_FILE).parent.mkdir()
+    shutil.copy(first / PIN_FILE, second / PIN_FILE)
     (second / ".secrets").mkdir(mode=0o700)
     shutil.copy(password, second / ".secrets" / "restic_password")
     assert not (second / ".secrets" / KEY_NAME).exists()

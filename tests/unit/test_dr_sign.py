@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import stat
 import subprocess
+import sys
 import tarfile
 from pathlib import Path
 
@@ -161,7 +162,7 @@ def test_no_pin_and_no_secrets_is_refused_naming_the_pin(bundle: Path, inv: Path
     sign_bundle(bundle, inv, host="web1", signer="alice")
     second = _copy_without_secrets(inv, tmp_path)
     (second / PIN_FILE).unlink()
-    with pytest.raises(SignatureRefused, match="no pin in .*ark_dr_signing_key.yml"):
+    with pytest.raises(SignatureRefused, match="no pin in .*dr_signing_key.yml"):
         verify_signature(bundle, second)
 
 
@@ -183,3 +184,17 @@ def test_a_malformed_pin_is_refused_with_the_field_named(text: str) -> None:
         (inv / PIN_FILE).write_text(yaml.safe_dump({PIN_KEY: text, PIN_FINGERPRINT: "SHA256:x"}))
         with pytest.raises(SignatureRefused, match="ark_dr_signing|public key"):
             public_key(inv)
+
+
+def test_the_pin_leaves_the_operators_group_vars_in_force(inv: Path) -> None:
+    """A `group_vars/all/` directory makes Ansible ignore `group_vars/all.yml` (the directory
+    wins): the pin once lived there and silently dropped an inventory's settings."""
+    (inv / "hosts.yml").write_text("all:\n  hosts:\n    web1: {}\n")
+    (inv / "group_vars").mkdir(exist_ok=True)
+    (inv / "group_vars" / "all.yml").write_text("ark_feed_marker: kept\n")
+    signing_key(inv)
+    assert (inv / PIN_FILE).exists()
+    ansible_inventory = Path(sys.executable).parent / "ansible-inventory"
+    out = subprocess.run([str(ansible_inventory), "-i", str(inv / "hosts.yml"), "--host", "web1"],
+                         capture_output=True, text=True, check=True).stdout
+    assert json.loads(out).get("ark_feed_marker") == "kept"
