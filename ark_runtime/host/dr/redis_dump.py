@@ -199,7 +199,8 @@ def _redis_server() -> str:
 def scratch_server(args: list[str], *, run_as: tuple[int, int] | None = None,
                    auth: RedisSettings | None = None) -> Iterator[redis.Redis]:
     """A redis-server with no TCP port, on a private unix socket, for loading a dump; stopped
-    (SHUTDOWN NOSAVE) on the way out. `run_as` (uid, gid): the owner of the files it writes."""
+    (SIGTERM; with `--save ""` in `args` it writes no RDB) on the way out. `run_as` (uid,
+    gid): the owner of the files it writes."""
     work = Path(tempfile.mkdtemp(prefix="ark-dr-redis-"))
     try:
         if run_as is not None and os.geteuid() == 0:
@@ -229,8 +230,8 @@ def scratch_server(args: list[str], *, run_as: tuple[int, int] | None = None,
         try:
             _wait("the scratch redis-server to load the dump", up)
             yield client
-            with contextlib.suppress(redis.ConnectionError):
-                client.shutdown(nosave=True)
+            client.close()
+            proc.terminate()  # SIGTERM: Redis's own shutdown (AOF fsynced; `--save ""`)
             proc.wait(60)
         finally:
             if proc.poll() is None:
