@@ -100,14 +100,15 @@ def _read_config(path: Path, values: dict[str, str], depth: int) -> dict[str, st
         raise RedisDumpError(f"{path}: Redis config includes nest too deep")
     try:
         text = path.read_text(encoding="utf-8", errors="replace")
-    except OSError as exc:
-        raise RedisDumpError(f"cannot read the Redis config {path}: {exc.strerror}") from None
+    except (OSError, ValueError) as exc:  # ValueError: a NUL in an include's path
+        why = exc.strerror if isinstance(exc, OSError) else "not a file name"
+        raise RedisDumpError(f"cannot read the Redis config {path!r}: {why}") from None
     for line in text.splitlines():
         line = line.strip()
         if not line or line.startswith("#"):
             continue
-        key, _, rest = line.partition(" ")
-        key = key.lower()
+        key, *more = line.split(None, 1)
+        key, rest = key.lower(), more[0] if more else ""
         if key not in _WANTED and key != "include":
             continue
         try:
@@ -342,11 +343,24 @@ def _restore_dump(staged: Path, entry: dict[str, Any], files: RedisFiles,
     if not isinstance(expected, dict):
         raise RedisDumpError("the manifest's redis entry has no stream summary")
     st = files.dir.stat()
+    auth = live_settings(files)  # before anything is stopped: a bad setting stops nothing
     service.stop()
+    try:
+        return _load_and_start(staged, expected, files, service, (st.st_uid, st.st_gid), auth)
+    except (RedisDumpError, redis.RedisError, OSError) as exc:
+        raise RedisDumpError(
+            f"{exc} (Redis may be stopped; its previous data is {files.rdb.name}"
+            f"{PRE_RESTORE_SUFFIX} and {files.appenddirname}{PRE_RESTORE_SUFFIX} in "
+            f"{files.dir})") from None
+
+
+def _load_and_start(staged: Path, expected: dict[str, Any], files: RedisFiles,
+                    service: ServiceControl, owner: tuple[int, int], auth: RedisSettings,
+                    ) -> str:
     _place(staged, files)
     # Loaded with the AOF off (else Redis would ignore the RDB), then the AOF written from it.
     with scratch_server([str(files.config), "--appendonly", "no", "--save", ""],
-                        run_as=(st.st_uid, st.st_gid), auth=live_settings(files)) as scratch:
+                        run_as=owner, auth=auth) as scratch:
         problems = differences(expected, summarize(scratch))
         if problems:
             raise RedisDumpError("the restored dump does not hold what the bundle recorded: "
@@ -356,7 +370,7 @@ def _restore_dump(staged: Path, entry: dict[str, Any], files: RedisFiles,
             _wait("Redis to write the AOF from the restored dump",
                   lambda: _aof_rewritten(scratch))
     service.start()
-    live = _client(live_settings(files))
+    live = _client(auth)
     try:
         _wait("the restarted Redis to load", lambda: _ready(live))
         problems = differences(expected, summarize(live))
