@@ -50,7 +50,8 @@ def sqlite(host: str, query: str) -> str:
 BUS_SCRIPT = """set -a; . /etc/ark/env/infrastructure.env; set +a
 export REDISCLI_AUTH="$ARK_REDIS_PASSWORD"
 cli() { redis-cli --no-auth-warning -h "$ARK_REDIS_HOST" -p "$ARK_REDIS_PORT" "$@"; }
-for k in $(cli --scan --type stream | sort); do
+for k in $(cli --scan --pattern '*:stream:*' | sort); do
+  [ "$(cli TYPE "$k")" = stream ] || continue
   echo "stream $k $(cli XLEN "$k")"
   cli XINFO GROUPS "$k"
 done
