@@ -73,9 +73,9 @@ BACKLOG = _BUS + (
 # The planted fault: an HRM that starts, tells systemd it is ready and keeps its watchdog fed,
 # but reads nothing. The deploy passes (every unit is active); only the gate can see that no
 # decision is made. Nothing is consumed, so nothing is retried or lost.
-ANCHOR = '    accepts = ("trade.plan",)\n'
-PLANTED = ANCHOR + ("\n    def step(self) -> None:  # planted by test_rolling_upgrade.py\n"
-                    "        self.stop_event.wait(0.2)\n")
+# Appended to hrm.py: it replaces whatever step() the class defines, wherever it is.
+PLANTED = ("\n\ndef _planted_step(self) -> None:  # planted by test_rolling_upgrade.py\n"
+           "    self.stop_event.wait(0.2)\n\n\nHrm.step = _planted_step\n")
 
 
 def bus(script: str):
@@ -182,8 +182,8 @@ def test_a_failing_canary_stops_the_roll_and_goes_back(old_fleet, tmp_path):
     bad = release_tree(tmp_path / "bad", None)
     hrm = bad / "ark_runtime" / "agents" / "hrm.py"
     text = hrm.read_text()
-    assert text.count(ANCHOR) == 1
-    hrm.write_text(text.replace(ANCHOR, PLANTED))
+    assert "\nclass Hrm(" in text, "HRM's class was renamed: plant the fault anew"
+    hrm.write_text(text + PLANTED)
     before = {h: venv_of(h) for h in HOSTS}
     old_fleet["quiet_until_ms"] = int(time.time() * 1000)  # the baseline gap ends here
 

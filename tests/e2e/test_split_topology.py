@@ -125,9 +125,6 @@ def test_verify_passes_on_every_host(split_lab, tmp_path):
     assert "pass" in cells and all(c in ("pass", "n/a") for c in cells), row
 
 
-@pytest.mark.xfail(strict=False, reason="open (issue 18 follow-up): since the executor joined "
-                   "the pipeline, the newest decisions' Kyle/Kenny hops on ark-lab-2 were not "
-                   "found by invoke trace in the last lab run; verify's own trace check passed")
 @pytest.mark.requirement("AGENT_03")
 @pytest.mark.requirement("INFRA_01")
 def test_a_flow_is_traced_across_two_hosts(split_lab):
