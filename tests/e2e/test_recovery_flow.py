@@ -261,6 +261,9 @@ def test_dr_bundle_restores_onto_a_fresh_host_with_the_same_state(fleet, tmp_pat
     assert outcomes[0].ok, outcomes[0].error
     bundle = outcomes[0].value
     assert bundle.host_seconds > 0  # the 10 s target is measured by benchmarks/dr_bundle_lab.py
+    # A's bus as the bundle left it: the reference for the restored host.
+    before, bus = bus, bus_state(A)
+    assert set(before) <= set(bus), (before, bus)
     decisions, ledger = sqlite(A, DECISIONS), sqlite(A, LEDGER)
     assert decisions and ledger
     # A newly created host, deployed, then restored from A's bundle.
@@ -274,11 +277,11 @@ def test_dr_bundle_restores_onto_a_fresh_host_with_the_same_state(fleet, tmp_pat
     # Checked by the host against the manifest (lengths, groups, consumers, pending) before
     # the agents started, and again here from outside once they serve.
     assert f"Redis restored from the bundle's dump ({len(bus)} streams" in restored.value, \
-        restored.value
+        (restored.value, before, bus)
     wait_for(lambda: units_active(fresh), 60, "the restored host to serve")
     assert sqlite(fresh, DECISIONS) == decisions
     assert sqlite(fresh, LEDGER) == ledger
-    assert bus_state(fresh) == bus
+    assert bus_state(fresh) == bus, (before, bus)
 
 
 @pytest.mark.requirement("INFRA_03")
