@@ -9,6 +9,7 @@ Needs root and the lab tools; skipped otherwise.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -45,42 +46,27 @@ def sqlite(host: str, query: str) -> str:
     return on(host, "sqlite3", "/var/lib/ark/memory.db", f"'{query}'", check=True).stdout
 
 
-# The host's Redis, as an operator sees it: redis-cli with the host's own settings (the
-# password in REDISCLI_AUTH, read from the env file on the host: never on a command line).
+# The host's Redis, read on the host with its own settings (the password from the env file
+# into the environment: never on a command line) and redis-py from ARK's venv: every key of
+# type stream, its XLEN and XINFO GROUPS.
 BUS_SCRIPT = """set -a; . /etc/ark/env/infrastructure.env; set +a
-export REDISCLI_AUTH="$ARK_REDIS_PASSWORD"
-cli() { redis-cli --no-auth-warning -h "$ARK_REDIS_HOST" -p "$ARK_REDIS_PORT" "$@"; }
-keys=$(mktemp)
-cli --scan | sort > "$keys"
-# redis-cli 7.0 has no `--scan --type`: every key's TYPE, in one pipe, beside its name.
-for k in $(sed 's/^/TYPE /' "$keys" | cli | paste -d ' ' "$keys" - |
-           awk '$2 == "stream" {print $1}'); do
-  echo "stream $k $(cli XLEN "$k")"
-  cli XINFO GROUPS "$k"
-done
-rm -f "$keys"
+exec /opt/ark/venv/bin/python - <<'PY'
+import json, os
+import redis
+r = redis.Redis(host=os.environ["ARK_REDIS_HOST"], port=int(os.environ["ARK_REDIS_PORT"]),
+                password=os.environ["ARK_REDIS_PASSWORD"], decode_responses=True)
+print(json.dumps({k: [r.xlen(k), {g["name"]: g["last-delivered-id"] for g in r.xinfo_groups(k)}]
+                  for k in sorted(r.scan_iter(count=1000, _type="stream"))}))
+PY
 """
 
 
 def bus_state(host: str) -> dict[str, tuple[int, dict[str, str]]]:
-    """Each stream's XLEN and its consumer groups' last-delivered ids (XINFO GROUPS). The
-    consumers and their pending entries are checked by the restore itself before the agents
-    start (its output line); once they run, a fresh host's agents join the groups."""
-    lines = iter(on(host, "sh", "-s", stdin=BUS_SCRIPT, check=True).stdout.splitlines())
-    state: dict[str, tuple[int, dict[str, str]]] = {}
-    stream = group = ""
-    # XINFO GROUPS prints field, value, field, value ... per group: walked in pairs.
-    for line in lines:
-        if line.startswith("stream "):
-            _, stream, length = line.split()
-            state[stream] = (int(length), {})
-        elif line == "name":
-            group = next(lines)
-        elif line == "last-delivered-id":
-            state[stream][1][group] = next(lines)
-        else:
-            next(lines, None)
-    return state
+    """Each stream's XLEN and its consumer groups' last-delivered ids. The consumers and
+    their pending entries are checked by the restore itself before the agents start (its
+    output line); once they run, a fresh host's agents join the groups."""
+    out = on(host, "sh", "-s", stdin=BUS_SCRIPT, check=True).stdout
+    return {k: (n, groups) for k, (n, groups) in json.loads(out.splitlines()[-1]).items()}
 
 
 def bus_settled(host: str) -> dict[str, tuple[int, dict[str, str]]] | None:
@@ -277,7 +263,7 @@ def test_dr_bundle_restores_onto_a_fresh_host_with_the_same_state(fleet, tmp_pat
     # Checked by the host against the manifest (lengths, groups, consumers, pending) before
     # the agents started, and again here from outside once they serve.
     assert f"Redis restored from the bundle's dump ({len(bus)} streams" in restored.value, \
-        (restored.value, before, bus)
+        (restored.value, sorted(before), sorted(bus))
     wait_for(lambda: units_active(fresh), 60, "the restored host to serve")
     assert sqlite(fresh, DECISIONS) == decisions
     assert sqlite(fresh, LEDGER) == ledger
