@@ -128,11 +128,16 @@ def _versions_section() -> list[str]:
         "an unregistered type.",
         "",
         f"This release: N = {n}, reads {READ_VERSIONS[0]} and {READ_VERSIONS[1]}, writes "
-        f"{WRITE_VERSION}. Version 2 has the same fields as version 1: it opens the window, "
-        "and this release still writes 1 because the release before it reads only 1 (its "
-        "check was `v == 1`). The next release writes 2. Tests: "
-        "`tests/unit/test_envelope_versions.py`, "
-        "`tests/integration/test_envelope_versions_bus.py`.",
+        f"{WRITE_VERSION}. Version 2 adds `hold_bars` to `trade.plan` (and to the plan inside "
+        "`hrm.decision`), and the executor's message types; this release still writes 1 "
+        "because the release before it reads only 1 (its check was `v == 1`, its payload "
+        "models forbid unknown fields): a field a later version added is left out of the "
+        "older form (`ADDED_IN_VERSION` in `ark_runtime/bus/codec.py`), its reader gets the "
+        "field's default, and a value other than the default is refused, naming the field. "
+        "The next release writes 2. Tests: `tests/unit/test_envelope_versions.py`, "
+        "`tests/integration/test_envelope_versions_bus.py`, and "
+        "`tests/integration/test_wire_compat_previous_release.py`, which runs the previous "
+        "release's own code (from git) on what this release writes, and the other way round.",
         "",
     ]
 

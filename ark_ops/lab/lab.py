@@ -32,7 +32,8 @@ class HostStatus:
 
     @property
     def ok(self) -> bool:
-        return self.running and self.system_state in ("running", "degraded")
+        # "degraded (failed units: ...)": the state is its first word, the rest is detail.
+        return self.running and self.system_state.split(" ", 1)[0] in ("running", "degraded")
 
 
 def _preflight(job: str) -> None:

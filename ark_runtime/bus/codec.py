@@ -30,7 +30,7 @@ from ark_runtime.bus.registry import ENDPOINTS, REGISTRY, payload_model
 # reads N and N-1, so agents of two adjacent releases share one bus during a rolling upgrade,
 # and writes the oldest version the previous release reads: a release that introduces N still
 # writes N-1 (the previous release reads only up to N-1); the release after it writes N.
-# Version 2 has the same fields as version 1: it opens the N/N-1 window, and this release still
+# Version 2 adds payload fields (ADDED_IN_VERSION) and the executor's types; this release still
 # writes 1 because the release before it reads only 1.
 PROTOCOL_VERSION = 2  # N: the newest schema version this release reads
 READ_VERSIONS = (PROTOCOL_VERSION - 1, PROTOCOL_VERSION)  # N-1 and N
@@ -38,6 +38,13 @@ WRITE_VERSION = 1  # what this release writes
 # An envelope without `v` predates the field (version 1): read as 1, so it is accepted while
 # 1 is within N-1..N and refused, naming that reading, once it is not.
 VERSION_WHEN_MISSING = 1
+# Payload fields a version added to a message type the previous release already reads (its
+# models forbid unknown fields): a writer of an older version leaves them out, and a reader
+# of that older form gets the field's default. Dotted paths reach into nested payloads.
+ADDED_IN_VERSION: dict[str, dict[str, int]] = {
+    "trade.plan": {"hold_bars": 2},  # issue 18: the executor's time limit
+    "hrm.decision": {"plan.hold_bars": 2},  # the verdict carries the plan
+}
 MAX_TTL_S = 7 * 24 * 3600
 
 # Canonical lower-case UUID text, the form validate_id returns unchanged.
@@ -123,3 +130,30 @@ def version_refusal(version: object) -> str | None:
                 f"agent reads ({window}): upgrade this agent's host")
     return (f"unsupported-version: envelope schema version {version} is older than this agent "
             f"reads ({window}): its writer is more than one release behind")
+
+
+def payload_for_version(type_: str, body: dict[str, Any], version: int) -> dict[str, Any]:
+    """`body` as a writer of `version` says it: without the fields later versions added. A
+    value other than the field's default cannot be said that way: ValueError naming it."""
+    later = [path for path, added in ADDED_IN_VERSION.get(type_, {}).items() if added > version]
+    if not later:
+        return body
+    out = dict(body)
+    for path in later:
+        *parents, leaf = path.split(".")
+        holder, model = out, payload_model(type_)
+        for name in parents:
+            model = model.model_fields[name].annotation  # type: ignore[assignment]
+            if not isinstance(holder.get(name), dict):
+                break
+            holder[name] = holder = dict(holder[name])
+        else:
+            if leaf in holder:
+                default = model.model_fields[leaf].get_default(call_default_factory=True)
+                if holder[leaf] != default:
+                    raise ValueError(f"payload.{path}={holder[leaf]!r} cannot be written as "
+                                     f"envelope version {version} (the field came with version "
+                                     f"{ADDED_IN_VERSION[type_][path]}; only its default "
+                                     f"{default!r} can be left out)")
+                del holder[leaf]
+    return out

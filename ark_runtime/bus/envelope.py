@@ -32,6 +32,7 @@ from ark_runtime.bus.codec import (
     VERSION_WHEN_MISSING,
     WRITE_VERSION,
     decode_canonical,
+    payload_for_version,
     version_refusal,
 )
 from ark_runtime.bus.registry import ENDPOINTS, REGISTRY, payload_model
@@ -158,6 +159,8 @@ class Envelope(BaseModel):
     ) -> Envelope:
         """A message; with `parent`, it inherits the correlation id and is caused by it."""
         body = payload.model_dump(mode="json") if isinstance(payload, BaseModel) else payload
+        # Written in the version the previous release reads (fields it does not know left out).
+        body = payload_for_version(type, body, WRITE_VERSION)
         mid = message_id or str(uuid.uuid4())
         fields = dict(
             message_id=mid,

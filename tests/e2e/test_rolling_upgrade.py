@@ -38,6 +38,7 @@ from ark_runtime.market import SyntheticAdapter
 from ark_runtime.patterns import PatternDetector
 from ark_runtime.planner import AccountConfig, PlanError, plan_trade
 from tests.support.lab_shell import on, wait_for
+from tests.support.releases import PREVIOUS_RELEASE
 
 pytestmark = [
     pytest.mark.lab,
@@ -45,7 +46,6 @@ pytestmark = [
 ]
 
 # The release before envelope schema versions and rolling deploys (main when this was built).
-PREVIOUS_RELEASE = "53e9ff08388520e065b198505737b7b2f648ffce"
 REDIS, API, AGENTS = "ark-lab-1", "ark-lab-2", "ark-lab-3"
 HOSTS = (REDIS, API, AGENTS)
 SYMBOLS = ("AAPL", "MSFT", "BTC-USD")

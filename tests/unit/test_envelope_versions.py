@@ -97,3 +97,38 @@ def test_a_missing_version_is_read_as_version_one() -> None:
     fields = without_version()
     assert Envelope.from_fields(fields).v == 1
     assert Envelope.from_fields_reference(fields).v == 1
+
+
+def _plan():
+    from ark_runtime.patterns import PatternDetector
+    from ark_runtime.planner import AccountConfig, PlanError, plan_trade
+
+    detector = PatternDetector()
+    for bar in SyntheticAdapter(["AAPL"], seed=1, bars=3000):
+        for pattern in detector.update(bar):
+            try:
+                return plan_trade(pattern, AccountConfig(account_size=100000))
+            except PlanError:
+                continue
+    raise AssertionError("no plan from the synthetic feed")
+
+
+def test_a_field_a_later_version_added_is_left_out_of_the_older_form() -> None:
+    from ark_runtime.bus.codec import ADDED_IN_VERSION, WRITE_VERSION
+
+    plan = _plan()
+    assert ADDED_IN_VERSION["trade.plan"]["hold_bars"] > WRITE_VERSION
+    sent = json.loads(Envelope.new("trade.plan", plan, from_agent="kenny",
+                                   to_agent="hrm").to_fields()["envelope"])
+    assert "hold_bars" not in sent["payload"] and sent["v"] == WRITE_VERSION
+    read = Envelope.from_fields(Envelope.new("trade.plan", plan, from_agent="kenny",
+                                             to_agent="hrm").to_fields()).body()
+    assert read == plan  # the default comes back on reading: nothing was lost
+
+
+@given(st.integers(min_value=1, max_value=100_000).filter(lambda n: n != 20))
+def test_a_value_the_older_form_cannot_carry_is_refused_naming_the_field(hold) -> None:
+    plan = _plan().model_copy(update={"hold_bars": hold})
+    with pytest.raises(ValueError, match=rf"payload.hold_bars={hold} cannot be written as "
+                                         r"envelope version 1"):
+        Envelope.new("trade.plan", plan, from_agent="kenny", to_agent="hrm")

@@ -55,3 +55,11 @@ def test_a_host_that_is_only_slow_is_not_restarted(tmp_path, monkeypatch):
 def test_console_tail_without_a_log(tmp_path):
     assert hostmod.console_tail(hostmod.layout(paths_in(tmp_path), LabHost(1))) \
         == "(no console.log)"
+
+
+def test_a_degraded_host_with_its_failed_units_named_is_up():
+    """The named failed units are detail: lab.up once refused every degraded host this way."""
+    assert status("ark-lab-1", "degraded (failed units: )").ok
+    assert status("ark-lab-1", "degraded (failed units: foo.service)").ok
+    assert not status("ark-lab-1", "starting").ok
+    assert not status("ark-lab-1", "unreachable (ssh timed out)").ok
