@@ -55,7 +55,7 @@ FEATURE_PREFIX = "ARK_FEATURE_"
 # Set while a mapping is validated alone (ArkSettings.of_mapping): no source but the mapping.
 _MAPPING_ONLY: ContextVar[bool] = ContextVar("ark_settings_mapping_only", default=False)
 _STAGED = ("staging", "production")
-_REDIS_USERS = (*ALL_AGENTS, "api", "heal")
+_REDIS_USERS = (*ALL_AGENTS, "api", "heal", "dr")  # dr: the Redis dump (issue #19 §5)
 _ALL = (*UNITS, *COMMANDS)
 
 LogLevel = Annotated[

@@ -9,6 +9,7 @@ Needs root and the lab tools; skipped otherwise.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import subprocess
@@ -43,6 +44,35 @@ def ark_processes(host: str) -> list[str]:
 
 def sqlite(host: str, query: str) -> str:
     return on(host, "sqlite3", "/var/lib/ark/memory.db", f"'{query}'", check=True).stdout
+
+
+# The host's Redis, read on the host with its own settings (the password from the env file
+# into the environment: never on a command line) and redis-py from ARK's venv: every key of
+# type stream, its XLEN and XINFO GROUPS.
+BUS_SCRIPT = """set -a; . /etc/ark/env/infrastructure.env; set +a
+exec /opt/ark/venv/bin/python - <<'PY'
+import json, os
+import redis
+r = redis.Redis(host=os.environ["ARK_REDIS_HOST"], port=int(os.environ["ARK_REDIS_PORT"]),
+                password=os.environ["ARK_REDIS_PASSWORD"], decode_responses=True)
+print(json.dumps({k: [r.xlen(k), {g["name"]: g["last-delivered-id"] for g in r.xinfo_groups(k)}]
+                  for k in sorted(r.scan_iter(count=1000, _type="stream"))}))
+PY
+"""
+
+
+def bus_state(host: str) -> dict[str, tuple[int, dict[str, str]]]:
+    """Each stream's XLEN and its consumer groups' last-delivered ids. The consumers and
+    their pending entries are checked by the restore itself before the agents start (its
+    output line); once they run, a fresh host's agents join the groups."""
+    out = on(host, "sh", "-s", stdin=BUS_SCRIPT, check=True).stdout
+    return {k: (n, groups) for k, (n, groups) in json.loads(out.splitlines()[-1]).items()}
+
+
+def bus_settled(host: str) -> dict[str, tuple[int, dict[str, str]]] | None:
+    first = bus_state(host)
+    time.sleep(2)
+    return first if first and first == bus_state(host) else None
 
 
 def pipeline_settled(host: str) -> str:
@@ -211,10 +241,15 @@ def test_an_off_host_bundle_restores_from_a_checkout_without_the_signing_key(fle
 @pytest.mark.requirement("REC_03")
 def test_dr_bundle_restores_onto_a_fresh_host_with_the_same_state(fleet, tmp_path):
     wait_for(lambda: pipeline_settled(A), 120, "A's pipeline to finish the sample feed")
+    bus = wait_for(lambda: bus_settled(A), 120, "A's bus to stop moving")  # issue #19 §5
+    assert any(k.endswith("stream:hrm") and groups for k, (_, groups) in bus.items()), bus
     outcomes = dr_bundle(limit=A, out_dir=tmp_path, log=lambda *_: None)
     assert outcomes[0].ok, outcomes[0].error
     bundle = outcomes[0].value
     assert bundle.host_seconds > 0  # the 10 s target is measured by benchmarks/dr_bundle_lab.py
+    # A's bus as the bundle left it: the reference for the restored host.
+    before, bus = bus, bus_state(A)
+    assert set(before) <= set(bus), (before, bus)
     decisions, ledger = sqlite(A, DECISIONS), sqlite(A, LEDGER)
     assert decisions and ledger
     # A newly created host, deployed, then restored from A's bundle.
@@ -222,10 +257,17 @@ def test_dr_bundle_restores_onto_a_fresh_host_with_the_same_state(fleet, tmp_pat
     fresh = "ark-lab-3"
     deploy_mod.deploy(limit=fresh, echo=False)
     assert sqlite(fresh, DECISIONS) != decisions  # its own run, its own timestamps
-    assert dr_restore(str(bundle.local), fresh, log=lambda *_: None).ok
+    assert bus_state(fresh) != bus
+    restored = dr_restore(str(bundle.local), fresh, log=lambda *_: None)
+    assert restored.ok, restored.error
+    # Checked by the host against the manifest (lengths, groups, consumers, pending) before
+    # the agents started, and again here from outside once they serve.
+    assert f"Redis restored from the bundle's dump ({len(bus)} streams" in restored.value, \
+        (restored.value, sorted(before), sorted(bus))
     wait_for(lambda: units_active(fresh), 60, "the restored host to serve")
     assert sqlite(fresh, DECISIONS) == decisions
     assert sqlite(fresh, LEDGER) == ledger
+    assert bus_state(fresh) == bus, (before, bus)
 
 
 @pytest.mark.requirement("INFRA_03")

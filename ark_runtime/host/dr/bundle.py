@@ -12,6 +12,7 @@ import platform
 import secrets
 import socket
 import tarfile
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -27,6 +28,7 @@ from ark_runtime.host.dr.format import (
     BundleUsageError,
     Sources,
 )
+from ark_runtime.host.dr.redis_dump import REDIS_MEMBER, RedisFiles, dump_into
 from ark_runtime.host.ownership import chown_like, chown_tree_like
 from ark_runtime.redact import MASK, is_secret_variable
 
@@ -195,28 +197,28 @@ def _snapshots_to_ship(src: Sources, n_snapshots: int, take_snapshot: bool) -> t
     return fresh, chosen
 
 
-def create_bundle(
-    out: Path | None = None,
-    *,
-    src: Sources | None = None,
-    n_snapshots: int = DEFAULT_SNAPSHOTS,
-    level: int = DEFAULT_LEVEL,
-    take_snapshot: bool = True,
-) -> BundleResult:
+def _redis_dump(src: Sources, work: Path) -> tuple[Path | None, dict[str, Any]]:
+    """(the RDB to ship or None, the manifest's `redis` entry)."""
+    if src.redis_conf is None:
+        return None, {"dump": None, "reason": "not a Redis host (no ARK Redis config here): "
+                      "the bundle of the ark_redis host carries the bus"}
+    dump = work / "dump.rdb"
+    return dump, dump_into(RedisFiles.from_config(src.redis_conf), dump)
+
+
+def _write_archive(tmp: Path, level: int, src: Sources, chosen: list, fresh: Any,
+                   dump: Path | None, redis_entry: dict[str, Any], created: datetime,
+                   ) -> tuple[dict[str, Any], int]:
+    """The archive at `tmp`, fsynced; (its manifest, its member count). Removed on failure."""
     from ark_runtime import __version__
 
-    start = time.monotonic()
-    src = src or Sources.from_env()
-    created = datetime.now(UTC)
-    out = _output_path(out, src, created, level)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fresh, chosen = _snapshots_to_ship(src, n_snapshots, take_snapshot)
-    tmp = out.parent / f".{out.name}.{secrets.token_hex(4)}.tmp"
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     try:
         with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz",
                                                      compresslevel=level) as tar:
             w = _BundleWriter(tar)
+            if dump is not None:
+                w.add_file(dump, REDIS_MEMBER, "redis")
             w.add_tree(src.log, "logs", "logs")
             w.add_tree(src.state / "config-history", "config/history", "config")  # GOV_02
             for s in chosen:
@@ -230,6 +232,7 @@ def create_bundle(
                 "runtime_version": __version__,
                 "snapshots": [s.id for s in chosen],
                 "fresh_snapshot": fresh.id if fresh else None,
+                "redis": redis_entry,
                 "members": w.members,
                 "links": w.links,
                 "redacted": w.redacted,
@@ -240,6 +243,35 @@ def create_bundle(
                         "manifest")
             w.members.pop(MANIFEST)
         fsync_file(tmp)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return manifest, len(w.members)
+
+
+def create_bundle(
+    out: Path | None = None,
+    *,
+    src: Sources | None = None,
+    n_snapshots: int = DEFAULT_SNAPSHOTS,
+    level: int = DEFAULT_LEVEL,
+    take_snapshot: bool = True,
+) -> BundleResult:
+
+    start = time.monotonic()
+    src = src or Sources.from_env()
+    created = datetime.now(UTC)
+    out = _output_path(out, src, created, level)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fresh, chosen = _snapshots_to_ship(src, n_snapshots, take_snapshot)
+    tmp = out.parent / f".{out.name}.{secrets.token_hex(4)}.tmp"
+    with tempfile.TemporaryDirectory(prefix=".redis-", dir=out.parent) as work:
+        # Issue #19 §5: the bus as of now, beside the store as of now.
+        dump, redis_entry = _redis_dump(src, Path(work))
+        manifest, members = _write_archive(tmp, level, src, chosen, fresh, dump, redis_entry,
+                                           created)
+    try:
         replace(tmp, out)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -248,4 +280,4 @@ def create_bundle(
     with out.open("rb") as fh:
         digest = hashlib.file_digest(fh, "sha256").hexdigest()
     return BundleResult(out, out.stat().st_size, digest, time.monotonic() - start,
-                        len(w.members), manifest)
+                        members, manifest)

@@ -21,6 +21,7 @@ from ark_runtime.host.dr.format import (
     BundleUsageError,
     Sources,
 )
+from ark_runtime.host.dr.redis_dump import RedisDumpError
 from ark_runtime.host.dr.restore import restore_bundle
 from ark_runtime.host.snapshot.snapshots import SnapshotError
 
@@ -76,6 +77,9 @@ def _cmd_bundle(args: argparse.Namespace) -> int:
 def _cmd_restore(args: argparse.Namespace) -> int:
     try:
         plan, note = restore_bundle(Path(args.bundle), dry_run=args.dry_run)
+    except RedisDumpError as exc:  # the archive was fine; restoring Redis from it was not
+        print(f"ark dr restore: {exc}", file=sys.stderr)
+        return ExitCode.FAILURE
     except BundleError as exc:
         print(f"ark dr restore: {exc}", file=sys.stderr)
         return ExitCode.DATAERR
@@ -86,7 +90,7 @@ def _cmd_restore(args: argparse.Namespace) -> int:
     host = m.get("host")
     print(f"bundle from {host.get('hostname') if isinstance(host, dict) else None} at "
           f"{m.get('created_at')}: verified {len(m['members'])} files; snapshot {plan.snapshot}, "
-          f"{len(plan.logs)} log files; {note}")
+          f"{len(plan.logs)} log files, Redis dump {plan.redis or 'none'}; {note}")
     return ExitCode.OK
 
 

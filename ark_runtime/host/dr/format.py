@@ -10,6 +10,9 @@ benchmarks/dr_bundle_local.py) holding
                             the one mask (ark_runtime/redact.py), unknown variables too:
                             not known safe = secret
   units/...                 /etc/systemd/system/ark* unit files and drop-ins
+  redis/dump.rdb            on a Redis host only: an RDB saved (BGSAVE) at bundle time; the
+                            manifest's `redis` entry records every stream's length and
+                            consumer groups in it (redis_dump.py), or why there is none
   manifest.json             sha256 + size per member, host facts, versions, created_at
 
 Secrets are EXCLUDED, not encrypted: a bundle travels (to the control node, to whoever
@@ -39,7 +42,7 @@ from pathlib import Path
 from ark_runtime.host import layout
 
 MANIFEST = "manifest.json"
-TOPS = ("logs", "snapshots", "config", "units")
+TOPS = ("logs", "snapshots", "config", "units", "redis")
 DEFAULT_LEVEL = 1
 DEFAULT_SNAPSHOTS = 3
 
@@ -61,10 +64,15 @@ class Sources:
     config: Path
     ruleset: Path
     units: Path
+    # The config redis-server starts with, on a Redis host; None elsewhere (no Redis to dump).
+    redis_conf: Path | None = None
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Sources:
         lay = layout.resolve(env)
+        # The ark_redis role renders ark.conf on Redis hosts only (and removes it elsewhere).
+        redis_dir = lay.prefix / "etc" / "redis"
+        redis_conf = redis_dir / "redis.conf" if (redis_dir / "ark.conf").is_file() else None
         return cls(lay.log, lay.state, lay.snapshots, lay.store, lay.config, lay.ruleset,
-                   lay.units)
+                   lay.units, redis_conf)
 

@@ -1,5 +1,6 @@
 """REC_03: `ark dr restore BUNDLE` — check every member before writing anything, then stage,
-verify the snapshots, restore the newest through the normal snapshot restore, restore logs."""
+restore the Redis dump (redis_dump.py), verify the snapshots, restore the newest through the
+normal snapshot restore, restore logs."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from typing import Any
 
 from ark_runtime.host.atomic import fsync_dir, fsync_file, replace
 from ark_runtime.host.dr.format import MANIFEST, TOPS, BundleError, Sources
+from ark_runtime.host.dr.redis_dump import REDIS_MEMBER, RedisFiles, ServiceControl, restore_dump
 from ark_runtime.host.ownership import chown_tree_like
 
 
@@ -88,6 +90,10 @@ def _against_manifest(seen: dict[str, tuple[str, int]], manifest: dict[str, Any]
             problems.append(f"manifest snapshot id {sid!r} is not a plain name")
         elif f"snapshots/{sid}/memory.db" not in seen:
             problems.append(f"manifest snapshot {sid!r} has no memory.db in the archive")
+    redis_entry = manifest.get("redis")
+    dump = redis_entry.get("dump") if isinstance(redis_entry, dict) else None
+    if dump is not None and (dump != REDIS_MEMBER or dump not in seen):
+        problems.append(f"manifest Redis dump {dump!r} is not {REDIS_MEMBER!r} in the archive")
     return problems
 
 
@@ -116,6 +122,7 @@ class RestorePlan:
     manifest: dict[str, Any]
     snapshot: str | None
     logs: list[str]
+    redis: str | None = None  # the Redis dump member, when the bundle has one
 
 
 def _stage(path: Path, stage: Path, members: dict[str, Any]) -> None:
@@ -189,7 +196,23 @@ def _restore_logs(stage: Path, logs: list[str], src: Sources) -> str:
             + (f" ({kept} renamed: a different file had the name)" if kept else ""))
 
 
+def _restore_redis(stage: Path, plan: RestorePlan, src: Sources,
+                   service: ServiceControl | None) -> str:
+    entry = plan.manifest.get("redis")
+    if plan.redis is None:
+        why = entry.get("reason") if isinstance(entry, dict) else None
+        return f"bundle holds no Redis dump ({why or 'made before Redis was bundled'}): " \
+               "Redis untouched"
+    if src.redis_conf is None:
+        return ("Redis dump NOT restored: this host runs no ARK Redis (not an ark_redis "
+                "host); restore the bundle on the Redis host to bring the bus back")
+    assert isinstance(entry, dict)
+    return restore_dump(stage / plan.redis, entry, RedisFiles.from_config(src.redis_conf),
+                        service or ServiceControl.systemd())
+
+
 def restore_bundle(path: Path, *, src: Sources | None = None, dry_run: bool = False,
+                   redis_service: ServiceControl | None = None,
                    ) -> tuple[RestorePlan, str]:
     """Files written by root (the restore runs through sudo) are handed to the owner of the
     directory they land in, so ark can keep using and pruning them."""
@@ -201,7 +224,9 @@ def restore_bundle(path: Path, *, src: Sources | None = None, dry_run: bool = Fa
     listed_ids = manifest.get("snapshots")
     ids = [i for i in listed_ids if isinstance(i, str)] if isinstance(listed_ids, list) else []
     logs = sorted(n for n in members if n.startswith("logs/"))
-    plan = RestorePlan(manifest, ids[0] if ids else None, logs)
+    redis_entry = manifest.get("redis")
+    plan = RestorePlan(manifest, ids[0] if ids else None, logs,
+                       redis_entry.get("dump") if isinstance(redis_entry, dict) else None)
     if dry_run:
         return plan, "dry run: nothing written"
     src.state.mkdir(parents=True, exist_ok=True)
@@ -209,7 +234,9 @@ def restore_bundle(path: Path, *, src: Sources | None = None, dry_run: bool = Fa
     stage.mkdir(mode=0o700)
     try:
         _stage(path, stage, members)
-        notes = _install_snapshots(stage, ids, src)
+        # The bus first: it is the step that needs Redis stopped, and the agents are stopped.
+        notes = [_restore_redis(stage, plan, src, redis_service)]
+        notes += _install_snapshots(stage, ids, src)
         if plan.snapshot:
             res = snapshot_restore.restore(plan.snapshot, store=src.store, root=src.snapshots,
                                config_dir=src.config)
