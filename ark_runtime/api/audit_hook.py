@@ -27,7 +27,6 @@ same JSON on stderr, one line per record, for whoever collects the container's l
 from __future__ import annotations
 
 import json
-import os
 import socket
 import struct
 import sys
@@ -38,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ark_runtime import redact as shared_redact
+from ark_runtime import settings
 from ark_runtime.host import layout
 
 MARK_FIELD = "ARK_CONSOLE_AUDIT"
@@ -101,7 +101,7 @@ def record(who: str, action: str, args: dict[str, Any] | None, result: str, *,
         "duration_ms": None if duration_ms is None else round(duration_ms, 3),
         "correlation_id": correlation_id or str(uuid.uuid4()),
     }
-    sink = os.environ.get("ARK_AUDIT_SINK", "journal")
+    sink = settings.get("ARK_AUDIT_SINK")
     with _lock:  # one number per record, sent in number order
         _seq += 1
         entry["seq"] = _seq
