@@ -60,6 +60,10 @@ def _iso(value: datetime | None) -> str:
     return value.astimezone(UTC).isoformat()
 
 
+# State key: the newest ledger id this release booked. Rows past it were booked by a release
+# without the executor (before an upgrade, or after a rollback to it).
+LEDGER_MARK = "ledger.booked_through"
+
 class MemoryStore:
     def __init__(self, path: str | Path, *, spec_path: Path = MEMORY_SPEC) -> None:
         self.path = Path(path)
@@ -88,6 +92,20 @@ class MemoryStore:
             raise StoreError(f"{self.path}: {exc}") from None
         # The version an older store was migrated from (None: new, or already current).
         self.migrated_from = None if new or found == store_schema.SCHEMA_VERSION else found
+        self.expired_foreign = self._expire_foreign_open_rows()
+
+    def _expire_foreign_open_rows(self) -> int:
+        """'open' ledger rows this release did not book (ids past the mark every booking
+        moves, LEDGER_MARK): an older release's, from before the upgrade or after a rollback
+        to it. That release had no executor, so nothing will fill or close them; left open
+        they would hold the exposure limits at their ceiling for good and HRM would approve
+        nothing. They become 'expired' (never executed, no P&L), closed at their own time so
+        retention ages them like any closed entry. Returns how many."""
+        with self._atomic():
+            mark = int(self.get_state(LEDGER_MARK, 0))
+            cur = self._db.execute("UPDATE ledger SET status = 'expired', closed_at = opened_at "
+                                   "WHERE status = 'open' AND id > ?", (mark,))
+        return cur.rowcount
 
     # --- connection -------------------------------------------------------------------------
 
@@ -345,6 +363,11 @@ class MemoryStore:
                     _iso(opened_at),
                 ),
             )
+            if cur.rowcount == 1:  # booked by this release: see _expire_foreign_open_rows
+                self._db.execute(
+                    "INSERT INTO state (key, value, updated_at) VALUES (?, ?, ?) "
+                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
+                    "updated_at = excluded.updated_at", (LEDGER_MARK, str(cur.lastrowid), _now()))
         return cur.rowcount == 1
 
     def close_position(

@@ -50,13 +50,6 @@ def _v2(db: sqlite3.Connection) -> None:
     # it: without these, each sweep would scan both tables once per payload.
     db.execute("CREATE INDEX IF NOT EXISTS decisions_plan ON decisions (plan_hash)")
     db.execute("CREATE INDEX IF NOT EXISTS ledger_plan ON ledger (plan_hash)")
-    # A schema-1 store comes from a release without the executor: its 'open' rows are
-    # approvals booked on paper that nothing will ever fill or close. Counted as open
-    # exposure they would hold the exposure limits at their ceiling for good, and HRM would
-    # approve nothing after the upgrade. They become 'expired' (never executed, no P&L),
-    # closed at their own time, so retention ages them like any closed entry.
-    db.execute("UPDATE ledger SET status = 'expired', closed_at = opened_at "
-               "WHERE status = 'open'")
 
 
 # version -> the step that takes a store from version-1 to version. Forward only.

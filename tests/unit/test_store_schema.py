@@ -152,9 +152,27 @@ def test_a_current_stores_open_positions_stay_open_across_opens(tmp_path: Path) 
     db = tmp_path / "memory.db"
     with MemoryStore(db) as store:
         plan_hash = store.save("plan", PLAN)
+        store.record_decision("c", plan_hash, True, [])
+        assert store.open_position("c", plan_hash, opened_at=NOW)
+    with MemoryStore(db) as store:
+        assert store.expired_foreign == 0
+        assert store.open_exposure() == {"AAPL": 0.05}
+
+
+def test_rows_an_older_release_booked_after_a_rollback_expire_on_the_next_open(
+        tmp_path: Path) -> None:
+    """A canary rolled back to the release before the executor keeps booking 'open' rows in
+    the migrated store; the next upgrade expires those, never this release's own."""
+    db = tmp_path / "memory.db"
+    with MemoryStore(db) as store:
+        plan_hash = store.save("plan", PLAN)
+        store.record_decision("mine", plan_hash, True, [])
+        assert store.open_position("mine", plan_hash, opened_at=NOW)
         store._db.execute("INSERT INTO ledger (correlation_id, plan_hash, symbol, direction, "
                           "entry, stop_loss, target, quantity, position_size, status, opened_at) "
-                          "VALUES ('c', ?, 'AAPL', 'long', 100, 95, 110, 10, 0.05, 'open', ?)",
+                          "VALUES ('theirs', ?, 'AAPL', 'long', 100, 95, 110, 10, 0.05, 'open', ?)",
                           (plan_hash, NOW.isoformat()))
     with MemoryStore(db) as store:
-        assert store.open_exposure() == {"AAPL": 0.05}
+        assert store.expired_foreign == 1
+        assert [(r["correlation_id"], r["status"]) for r in store.ledger()] == [
+            ("mine", "open"), ("theirs", "expired")]
