@@ -141,7 +141,9 @@ def _verify(inventory: str | None, limit: str | None, disruptive: bool, keyword:
     redact = Redactor([*inventory_secrets(Path(inv)), *passwords])
     # testinfra's Ansible calls (force_ansible) are one ad-hoc task each: one_task.
     env = {**ansible_env(one_task=True, identity=identity), **become_env}
-    with subprocess.Popen(cmd, cwd=REPO_ROOT, env=env,
+    # stdin=DEVNULL: testinfra's ansible-inventory refuses a non-blocking stdin, and one
+    # inherited from a pipe (a gate inside `deploy --serial`, a CI runner) can be one.
+    with subprocess.Popen(cmd, cwd=REPO_ROOT, env=env, stdin=subprocess.DEVNULL,
                           stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                           errors="replace") as proc:
         for line in proc.stdout:

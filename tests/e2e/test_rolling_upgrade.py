@@ -119,7 +119,8 @@ def invoke_in(tree: Path, *args: str, timeout: float = 900) -> subprocess.Comple
     """`invoke ARGS` run from another release's tree (its tasks, roles and wheel)."""
     env = {**os.environ, "ARK_LAB_INVENTORY": str(INVENTORY.parent), "ARK_ACTOR": "e2e-roll"}
     return subprocess.run([sys.executable, "-m", "invoke", *args, "--inventory", str(INVENTORY)],
-                          cwd=tree, env=env, capture_output=True, text=True, timeout=timeout)
+                          cwd=tree, env=env, capture_output=True, text=True, timeout=timeout,
+                          stdin=subprocess.DEVNULL)  # Ansible refuses a non-blocking stdin
 
 
 def oracle(positions: int) -> dict[tuple[str, str, str], bool]:

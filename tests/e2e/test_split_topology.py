@@ -172,7 +172,7 @@ def test_a_flow_is_traced_across_two_hosts(split_lab):
             assert f"ark-agent@{hop['agent']}.service" in agent_units(hop["host"]), hop
     # The operator's command shows the same flow with both hosts named.
     proc = subprocess.run([*INVOKE, "trace", cid], cwd=REPO_ROOT, capture_output=True,
-                          text=True, timeout=120)
+                          text=True, timeout=120, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert API in proc.stdout and AGENTS in proc.stdout, proc.stdout
 

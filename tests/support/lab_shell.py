@@ -22,8 +22,11 @@ def on(host: str | LabHost, *cmd: str, check: bool = False, stdin: str | None = 
     """Run `cmd` on a lab host over its ssh master. ssh joins its argv into one remote command
     line, so a single string with shell syntax is the clearest way to pass a script."""
     target = host if isinstance(host, LabHost) else LabHost.parse(host)
+    # Never our stdin: ssh makes the stdin it inherits non-blocking and, killed at the
+    # timeout, leaves it so - and Ansible then refuses to start anywhere in this session.
+    feed = {"input": stdin} if stdin is not None else {"stdin": subprocess.DEVNULL}
     proc = subprocess.run(ssh_argv(LabPaths.default(), target, *cmd, as_root=as_root),
-                          capture_output=True, text=True, timeout=timeout, input=stdin)
+                          capture_output=True, text=True, timeout=timeout, **feed)
     if check:
         assert proc.returncode == 0, proc.stdout + proc.stderr
     return proc
