@@ -364,10 +364,7 @@ class MemoryStore:
                 ),
             )
             if cur.rowcount == 1:  # booked by this release: see _expire_foreign_open_rows
-                self._db.execute(
-                    "INSERT INTO state (key, value, updated_at) VALUES (?, ?, ?) "
-                    "ON CONFLICT (key) DO UPDATE SET value = excluded.value, "
-                    "updated_at = excluded.updated_at", (LEDGER_MARK, str(cur.lastrowid), _now()))
+                self.set_state(LEDGER_MARK, cur.lastrowid)  # same transaction
         return cur.rowcount == 1
 
     def close_position(
