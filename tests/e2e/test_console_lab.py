@@ -86,6 +86,14 @@ def signed_in(browser, base: str, user: str):
     return page
 
 
+def post_from_page(page, path: str) -> int:
+    """A POST the page's own script could send (session cookie and CSRF token): its status."""
+    return page.evaluate("""async (path) => {
+        const csrf = document.querySelector('meta[name="csrf-token"]').content;
+        const r = await fetch(path, {method: 'POST', headers: {'X-CSRF-Token': csrf}});
+        return r.status; }""", path)
+
+
 def unit_state(page, unit: str) -> str:
     return page.eval_on_selector(f'#units tr[data-unit="{unit}"]', "r => r.children[1].textContent")
 
@@ -152,11 +160,7 @@ def test_console_on_a_lab_host(console_host, browser):
     viewer = signed_in(browser, base, "victor")
     viewer.keyboard.press("Control+Alt+a")
     assert viewer.eval_on_selector("#overlay", "o => o.hidden && o.childElementCount === 0")
-    status = viewer.evaluate("""async () => {
-        const csrf = document.querySelector('meta[name="csrf-token"]').content;
-        const r = await fetch('/api/units/ark-agent@joey.service/stop', {method: 'POST',
-            headers: {'X-CSRF-Token': csrf}});
-        return r.status; }""")
+    status = post_from_page(viewer, "/api/units/ark-agent@joey.service/stop")
     assert status == 403
     assert on("systemctl", "is-active", "ark-agent@joey.service", check=False).stdout.strip() \
         == "active"
@@ -184,11 +188,7 @@ def test_a_failed_login_and_an_admin_action_reach_the_root_chain(console_host, b
     page.click("#login-submit")
     page.wait_for_function("document.getElementById('login-error').textContent !== ''")
     admin = signed_in(browser, base, "alice")
-    status = admin.evaluate("""async () => {
-        const csrf = document.querySelector('meta[name="csrf-token"]').content;
-        const r = await fetch('/api/admin/snapshot', {method: 'POST',
-            headers: {'X-CSRF-Token': csrf}});
-        return r.status; }""")
+    status = post_from_page(admin, "/api/admin/snapshot")
     assert status == 200
     started = time.monotonic()
     want = {(f"console:{stranger}", "console.login", "failed"),
@@ -253,11 +253,7 @@ def test_an_agent_cannot_forge_or_erase_console_audit_records(console_host, brow
     assert "ERASED" not in forged.stdout, "user ark removed journal files"
     # A real admin action after the forgeries.
     admin = signed_in(browser, base=console_host, user="alice")
-    status = admin.evaluate("""async () => {
-        const csrf = document.querySelector('meta[name="csrf-token"]').content;
-        const r = await fetch('/api/admin/snapshot', {method: 'POST',
-            headers: {'X-CSRF-Token': csrf}});
-        return r.status; }""")
+    status = post_from_page(admin, "/api/admin/snapshot")
     assert status == 200
 
     def records() -> list[dict]:
