@@ -38,7 +38,7 @@ from ark_runtime.market import SyntheticAdapter
 from ark_runtime.patterns import PatternDetector
 from ark_runtime.planner import AccountConfig, PlanError, plan_trade
 from tests.support.lab_shell import on, wait_for
-from tests.support.releases import PREVIOUS_RELEASE
+from tests.support.releases import PREVIOUS_RELEASE, extract
 
 pytestmark = [
     pytest.mark.lab,
@@ -101,9 +101,7 @@ def release_tree(dest: Path, commit: str | None) -> Path:
     """`commit`'s tree (git archive), or the working tree's tracked files; the shared venv."""
     dest.mkdir(parents=True)
     if commit:
-        archive = subprocess.run(["git", "archive", commit], cwd=REPO_ROOT, check=True,
-                                 capture_output=True).stdout
-        subprocess.run(["tar", "-x", "-C", str(dest)], input=archive, check=True)
+        extract(commit, dest)
     else:
         files = subprocess.run(["git", "ls-files", "-z"], cwd=REPO_ROOT, check=True,
                                capture_output=True, text=True).stdout.split("\0")
