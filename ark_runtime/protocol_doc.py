@@ -174,11 +174,21 @@ def _execution_and_risk() -> list[str]:
         "would take a symbol or the total past `exposure_limits` is rejected (`EXP-SYMBOL`, "
         "`EXP-TOTAL`). Sessions and the daily values run on market time (plans' and closes' "
         "bar times), not the wall clock.",
+        "* Open P&L, marked to market: while a symbol has open filled positions, each of its "
+        "bars also sends HRM a `position.marked` (the bar's close, the executor's slippage "
+        "and fee) in that bar's commit (HRM's inbox only). HRM keeps each open fill and each "
+        "symbol's newest mark in its store (state `hrm.open_book`), in the transaction with "
+        "the message's idempotency mark, so a redelivery counts nothing twice. Open P&L is "
+        "what closing every open position at its mark would realise with the executor's own "
+        "costs (exit slippage, both fees): a close at the mark moves exactly that amount from "
+        "open to realised. The breakers count realised P&L only (the ruleset's thresholds "
+        "are on results); open P&L is shown, never tripped on.",
         "* `hrm.breaker_reset` (from `ark hrm breaker reset NAME --reason ...` or the "
         "console's POST `/api/admin/breakers/{name}/reset`, both audited) sets that "
         "breaker's value back to zero; when no critical breaker is left tripped HRM lifts "
         "its pause (`control.resume`).",
-        "* HRM publishes its risk state (breakers, P&L, streak, positions, exposure) as JSON "
+        "* HRM publishes its risk state (breakers, realised, daily and open P&L with "
+        "`marked_at`, streak, positions, exposure) as JSON "
         "at `ark:risk:{ark:stream:hrm}` in every commit that changes it, and at start: the "
         "console, the exporter (`ark_hrm_*`) and `ark hrm risk` read it there, on any host.",
         "* Paper is the only mode that runs (`ARK_EXEC_MODE=paper`). A broker adapter "

@@ -13,6 +13,10 @@ commit redelivers the message against the book as last committed; after it, the 
 makes the redelivery a no-op. On a failed or uncertain commit the books are reloaded from
 Redis before the next message (as Joey reloads its windows).
 
+While a symbol has open positions, each of its bars also sends HRM a `position.marked` (the
+bar's close, in the same commit): HRM's open P&L is marked to market from it (see
+agents/hrm.py for why the mark travels this way).
+
 Paper is the only mode that runs: ARK_EXEC_MODE=live needs a broker adapter
 (execution/broker.py), and none ships.
 """
@@ -31,7 +35,9 @@ from ark_runtime.execution.paper import (
     ExecConfig,
     Order,
     PositionClosed,
+    PositionMarked,
     SymbolBook,
+    mark_of,
 )
 from ark_runtime.hrm import RulesetError, load_ruleset
 from ark_runtime.market import Bar
@@ -60,6 +66,15 @@ def event_envelopes(event: Event, parent: Envelope) -> list[Output]:
                            message_id=derive_id(event.correlation_id, f"{kind}:{to_agent}"))
         out.append((stream, env.model_copy(update={"correlation_id": event.correlation_id})))
     return out
+
+
+def mark_envelope(mark: PositionMarked, parent: Envelope) -> Output:
+    """HRM's copy of a mark (only HRM reads marks; the positions stream keeps fills and
+    closes). The id derives from the message that moved the book: a re-run emits it again
+    with the same id."""
+    return (inbox("hrm"), Envelope.new("position.marked", mark, from_agent="executor",
+                                       to_agent="hrm", parent=parent,
+                                       message_id=derive_id(parent.message_id, "marked")))
 
 
 class Executor(ConsumerAgent):
@@ -116,14 +131,16 @@ class Executor(ConsumerAgent):
         self._writes = []
         body = envelope.body()
         if isinstance(body, Bar):
-            book = self.books.get(body.symbol) or SymbolBook(symbol=body.symbol)
+            before = self.books.get(body.symbol)
+            book = before or SymbolBook(symbol=body.symbol)
             book, events = book.on_bar(body, self.exec_config)
         else:
             assert isinstance(body, HrmVerdict)
             if not body.decision.approved:  # HRM sends approvals only; stay safe if not
                 return []
             order = order_of(envelope, body)
-            book = self.books.get(order.symbol) or SymbolBook(symbol=order.symbol)
+            before = self.books.get(order.symbol)
+            book = before or SymbolBook(symbol=order.symbol)
             book, events = book.on_order(order, self.exec_config)
         self.books[book.symbol] = book
         self._writes = [["HSET", self.books_key, book.symbol, book.model_dump_json()]]
@@ -134,6 +151,12 @@ class Executor(ConsumerAgent):
             else:
                 self.filled += 1
             outputs += event_envelopes(event, envelope)
+        # A new bar moves the mark; an approval only when it filled (it replayed bars). A
+        # replayed or out-of-order bar leaves the book as it was: nothing new to mark.
+        moved = events or (isinstance(body, Bar) and book is not before)
+        mark = mark_of(book, self.exec_config) if moved else None
+        if mark is not None:
+            outputs.append(mark_envelope(mark, envelope))
         return outputs
 
     def persist(self) -> None:
