@@ -5,9 +5,9 @@ same transaction as the idempotency mark of the fill, mark or close that changed
 Open P&L is what closing every open position at its symbol's mark would realise, with the
 executor's own costs (`execution.paper.settle`: adverse slippage on the exit, the entry fee
 already paid and the exit fee): a close at the mark moves exactly that figure from open to
-realised, so realised + open is conserved by it. A position not yet marked (the executor marks it in the
-commit that fills it, so only for the moment in between) counts its entry fee. Pure: no
-store, no clock.
+realised, so realised + open is conserved by it. A position not yet marked (the executor
+marks it in the commit that fills it: only for the moment in between) counts its entry fee.
+Pure: no store, no clock.
 """
 
 from __future__ import annotations
