@@ -229,3 +229,18 @@ def test_the_executor_marks_a_symbol_only_while_it_holds_positions_in_it() -> No
     assert m2.payload["price"] == 100.7
     assert executor.handle(again) == []  # a replayed bar moves nothing: no new mark
     assert executor.handle(bar(3, 100, symbol="MSFT")) == []  # no position in MSFT
+
+
+def test_the_exporter_reports_open_pnl_only_when_hrm_published_it() -> None:
+    from ark_runtime.hrm.breakers import BreakerState
+    from ark_runtime.hrm.risk import risk_state
+    from ark_runtime.metrics.breakers import risk_metrics
+
+    rs = load_ruleset()
+    doc = risk_state(BreakerState(), rs.breakers, rs.exposure, {"AAPL": 0.1}, 1, T0,
+                     rs.version, open_pnl=-0.0042, marked_at=T0.isoformat())
+    gauges = {m.name: m for m in risk_metrics(doc)}
+    assert gauges["ark_hrm_open_pnl"].samples[0].value == -0.0042
+    assert doc["marked_at"] == T0.isoformat()
+    del doc["open_pnl"]  # a document from an HRM older than the figure: no series, not 0
+    assert "ark_hrm_open_pnl" not in {m.name for m in risk_metrics(doc)}
