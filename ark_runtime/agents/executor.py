@@ -15,7 +15,11 @@ Redis before the next message (as Joey reloads its windows).
 
 While a symbol has open positions, each of its bars also sends HRM a `position.marked` (the
 bar's close, in the same commit): HRM's open P&L is marked to market from it (see
-agents/hrm.py for why the mark travels this way).
+agents/hrm.py for why the mark travels this way). The release before this one does not
+register that type, so during a rolling upgrade marks are sent only while HRM advertises that
+it reads them (bus/advert.py). Until then (an HRM of that release: no advertisement) no mark
+is sent, and HRM's open P&L stays at the fills' prices; the newest mark supersedes every
+earlier one, so the skipped marks lose nothing once HRM is upgraded: the next bar marks it.
 
 Paper is the only mode that runs: ARK_EXEC_MODE=live needs a broker adapter
 (execution/broker.py), and none ships.
@@ -25,6 +29,7 @@ from __future__ import annotations
 
 from ark_runtime.agents.base import ConfigError
 from ark_runtime.agents.consumer import ConsumerAgent, Output
+from ark_runtime.bus.advert import ReaderGate, fetch_from
 from ark_runtime.bus.envelope import Envelope, derive_id
 from ark_runtime.bus.keys import POSITIONS_STREAM, executor_books_key
 from ark_runtime.bus.registry import HrmVerdict
@@ -97,6 +102,9 @@ class Executor(ConsumerAgent):
             bar_history=self.config.exec_bar_history)
         super().setup()
         self.books_key = executor_books_key()
+        # HRM's advertisement, re-read every few seconds (not per bar: one GET instead of one
+        # per message; an upgraded HRM is marked a few seconds after it starts at most).
+        self.mark_gate = ReaderGate(fetch_from(self.r))
         self._reload = True
         self._writes: list[list[str]] = []
         self.filled = self.closed = 0
@@ -155,7 +163,7 @@ class Executor(ConsumerAgent):
         # replayed or out-of-order bar leaves the book as it was: nothing new to mark.
         moved = events or (isinstance(body, Bar) and book is not before)
         mark = mark_of(book, self.exec_config) if moved else None
-        if mark is not None:
+        if mark is not None and self.mark_gate.allows("position.marked"):
             outputs.append(mark_envelope(mark, envelope))
         return outputs
 
