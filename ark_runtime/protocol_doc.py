@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ark_runtime import pipeline
 from ark_runtime.agents import environment
-from ark_runtime.bus import streams
+from ark_runtime.bus import advert, streams
 from ark_runtime.bus.codec import READ_VERSIONS, VERSION_WHEN_MISSING, WRITE_VERSION
 from ark_runtime.bus.envelope import PROTOCOL_VERSION, Envelope
 from ark_runtime.bus.errors import PAUSE_KEY
@@ -125,7 +125,17 @@ def _versions_section() -> list[str]:
         f"{VERSION_WHEN_MISSING}: accepted while {VERSION_WHEN_MISSING} is N-1 or N, refused "
         "as too old after that.",
         "* Adding a new message type is a version bump too: the previous release dead-letters "
-        "an unregistered type.",
+        "an unregistered type. So a new type is written only to a reader that advertises it: "
+        "every consuming agent sets `ark:reads:{ark:stream:<instance>}` (a key it owns) at "
+        "start (refreshed every "
+        f"{advert.REFRESH_S:g} s, TTL {advert.TTL_S} s) to the types its inbox carries and "
+        "the versions it reads, and a writer sends a type in `GATED` "
+        "(`ark_runtime/bus/advert.py`: "
+        f"{', '.join(f'`{t}`' for t in sorted(advert.GATED))}) only while every reader of it "
+        "lists it (re-read every few seconds). A reader of the previous release sets no key: "
+        "nothing gated reaches it. A gated type must therefore be one whose newest message "
+        "supersedes the skipped ones (the executor's marks: HRM's open P&L stays at the fills' "
+        "prices until the first mark after HRM's upgrade).",
         "",
         f"This release: N = {n}, reads {READ_VERSIONS[0]} and {READ_VERSIONS[1]}, writes "
         f"{WRITE_VERSION}. Version 2 adds `hold_bars` to `trade.plan` (and to the plan inside "
