@@ -7,6 +7,7 @@ redelivered message (a kill -9 between the store's commit and the ack) counts no
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 from datetime import UTC, datetime, timedelta
@@ -18,6 +19,7 @@ from hypothesis import strategies as st
 
 from ark_runtime.agents.executor import Executor
 from ark_runtime.agents.hrm import Hrm
+from ark_runtime.bus.advert import ReaderGate, advertisement, advertises
 from ark_runtime.bus.envelope import Envelope
 from ark_runtime.bus.registry import HrmVerdict
 from ark_runtime.execution.paper import (
@@ -198,26 +200,37 @@ def test_a_short_gains_when_the_mark_falls() -> None:
     assert book.open_pnl() == pytest.approx(0.2 * 0.1)
 
 
-def test_the_executor_marks_a_symbol_only_while_it_holds_positions_in_it() -> None:
+def make_executor(fetch=advertisement, clock=None) -> Executor:
+    """An executor whose gate reads HRM's advertisement through `fetch` (default: what this
+    release's HRM advertises)."""
     executor = Executor(env={})
     executor.exec_config = ExecConfig(slippage_bps=0, fee_bps=1)
     executor.books, executor._writes, executor.books_key = {}, [], "books"
     executor.filled = executor.closed = 0
+    executor.mark_gate = ReaderGate(fetch, **({"clock": clock} if clock else {}))
+    return executor
+
+
+def approval() -> Envelope:
     plan = TradePlan(symbol="AAPL", direction="long", entry=100, stop_loss=90, target=120,
                      position_size=0.1, quantity=10, risk_reward=2, max_loss=0.01, atr=2,
                      atr_pct=0.02, price=100, avg_volume=1e6, confidence=0.9,
-                     pattern="breakout", pattern_ts=T0, hold_bars=5)
+                     pattern="breakout", pattern_ts=T0, hold_bars=20)
     verdict = HrmVerdict(symbol="AAPL", plan=plan, decision=Decision(
         approved=True, violations=[], ruleset_version="t", evaluated_at=T0))
+    return Envelope.new("trade.approved", verdict, from_agent="hrm", to_agent="executor")
 
-    def bar(minutes: int, close: float, symbol: str = "AAPL") -> Envelope:
-        return Envelope.new("market.bar", Bar(
-            symbol=symbol, ts=T0 + timedelta(minutes=minutes), open=100, high=101, low=99,
-            close=close, volume=1e6), from_agent="kyle", to_agent="executor")
 
+def bar(minutes: int, close: float, symbol: str = "AAPL") -> Envelope:
+    return Envelope.new("market.bar", Bar(
+        symbol=symbol, ts=T0 + timedelta(minutes=minutes), open=100, high=close + 1, low=99,
+        close=close, volume=1e6), from_agent="kyle", to_agent="executor")
+
+
+def test_the_executor_marks_a_symbol_only_while_it_holds_positions_in_it() -> None:
+    executor = make_executor()
     assert executor.handle(bar(0, 100)) == []  # nothing open: no mark
-    assert executor.handle(Envelope.new("trade.approved", verdict, from_agent="hrm",
-                                        to_agent="executor")) == []  # waits for its fill
+    assert executor.handle(approval()) == []  # waits for its fill
     outputs = executor.handle(bar(1, 100.5))
     assert [env.type for _s, env in outputs] == \
         ["position.filled", "position.filled", "position.marked"]
@@ -229,6 +242,44 @@ def test_the_executor_marks_a_symbol_only_while_it_holds_positions_in_it() -> No
     assert m2.payload["price"] == 100.7
     assert executor.handle(again) == []  # a replayed bar moves nothing: no new mark
     assert executor.handle(bar(3, 100, symbol="MSFT")) == []  # no position in MSFT
+
+
+def test_the_executor_marks_only_while_hrm_advertises_marks() -> None:
+    """An HRM of the release before (no advertisement) would dead-letter every mark: none is
+    sent, fills still are; once HRM advertises marks, the next bar (after the gate's cache)
+    marks, and that mark supersedes every skipped one."""
+    now, ad = [0.0], {"hrm": None}
+    executor = make_executor(fetch=lambda agent: ad[agent], clock=lambda: now[0])
+    executor.handle(approval())
+    outputs = executor.handle(bar(1, 100.5))
+    assert [env.type for _s, env in outputs] == ["position.filled", "position.filled"]
+    assert executor.handle(bar(2, 100.7)) == []  # held, but HRM does not read marks
+    ad["hrm"] = advertisement("hrm")  # HRM upgraded: the gate's cache still says no
+    assert executor.handle(bar(3, 100.8)) == []
+    now[0] = 5.0
+    [(_s, marked)] = executor.handle(bar(4, 101.0))
+    assert marked.type == "position.marked" and marked.payload["price"] == 101.0
+    ad["hrm"] = advertisement("executor")  # an advertisement without marks: none again
+    now[0] = 10.0
+    assert executor.handle(bar(5, 101.1)) == []
+
+
+@given(st.one_of(st.none(), st.text(), st.binary(),
+                 st.dictionaries(st.text(), st.lists(st.integers())).map(
+                     lambda types: json.dumps({"types": types}))))
+def test_any_advertisement_is_read_without_error_and_lists_marks_only_when_it_says_so(
+        raw) -> None:
+    listed = advertises(raw, "position.marked")
+    assert listed is False or "position.marked" in str(raw)
+
+
+def test_this_release_hrm_advertises_what_its_inbox_carries() -> None:
+    ad = advertisement("hrm")
+    for message_type in ("trade.plan", "position.filled", "position.closed",
+                         "position.marked"):
+        assert advertises(ad, message_type)
+    assert not advertises(ad, "market.bar")
+    assert not advertises(ad, "position.marked", version=99)
 
 
 def test_the_exporter_reports_open_pnl_only_when_hrm_published_it() -> None:
