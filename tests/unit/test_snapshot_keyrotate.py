@@ -51,7 +51,9 @@ def test_an_old_snapshot_restores_after_rotation_and_a_tampered_one_stays_refuse
     new_key = _key(env["config"])
     assert new_key != old_key
     assert "1 snapshot(s) re-signed" in out and "1 left refused" in out
-    for text in (out, err):
+    audit = (Path(os.environ["ARK_AUDIT_DIR"]) / "audit.log").read_text()
+    assert '"snapshot.rotate-key"' in audit  # who and when, on the host's chain
+    for text in (out, err, audit):
         assert old_key not in text and new_key not in text
     assert verify_snapshot(Snapshot(good.id, good.path)) == []
     assert any("checksum mismatch" in p for p in verify_snapshot(Snapshot(tampered.id,
