@@ -32,7 +32,6 @@ from pathlib import Path
 from ark_runtime.host.atomic import atomic_write_text, fsync_dir, replace
 from ark_runtime.host.snapshot import manifest as mf
 
-LOCK_NAME = ".key.lock"
 KEY_ID_NAME = ".key-id"
 NEW_SUFFIX = ".new"
 
@@ -51,7 +50,9 @@ def key_lock(root: Path, *, exclusive: bool) -> Iterator[None]:
     """Rotation holds it exclusively; snapshot creation shared (they never wait on each
     other, only on a rotation)."""
     root.mkdir(parents=True, exist_ok=True)
-    fd = os.open(root / LOCK_NAME, os.O_RDONLY | os.O_CREAT | os.O_CLOEXEC, 0o644)
+    # The snapshot directory itself is the lock (flock works on a directory's descriptor):
+    # no lock file to leave behind, and the ark user and root can both open it.
+    fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX if exclusive else fcntl.LOCK_SH)
         yield
