@@ -343,7 +343,7 @@ def decommission(c, limit: str = "", inventory: str = "", out: str = ""):
 @fleet_task(help={"kind": "session-secret, operators, snapshot-key, dr-signing-key "
                           "(redis: not yet, issue 19 §3)",
                   "inventory": "inventory file or directory (default: the local lab)",
-                  "limit": "only these hosts (Ansible pattern; not for dr-signing-key)"})
+                  "limit": "only these hosts (Ansible pattern; operators and snapshot-key only)"})
 def secrets_rotate(c, kind, inventory: str = "", limit: str = ""):
     """Rotate one secret without stopping the pipeline; audited, values never printed
     (LAUNCH.md, Rotating secrets)."""

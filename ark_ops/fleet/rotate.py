@@ -24,18 +24,18 @@ import io
 import json
 import re
 import secrets
-import shlex
 import string
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from ark_ops.errors import OpsError
-from ark_ops.fleet.audit import ARK, AuditIdentity, audit_action
+from ark_ops.fleet.audit import AuditIdentity, audit_action
 from ark_ops.fleet.ssh import (
     FleetHost,
     HostOutcome,
     inventory_hosts,
+    remote_script,
     run_as_root,
     run_everywhere,
     user_tempdir,
@@ -45,8 +45,6 @@ from ark_runtime.exitcodes import ExitCode
 
 KINDS = ("session-secret", "operators", "snapshot-key", "dr-signing-key", "redis")
 API_GROUP = "ark_api"
-ENV_DIR = "/etc/ark/env"  # ark_runtime_env_dir's default (the role's)
-OPERATORS_FILE = "/etc/ark/api/operators.json"
 SECRET_VAR, OPERATORS_VAR = "ark_runtime_api_secret", "ark_runtime_api_operators"
 API_SECRET_FILE = "api_secret"
 # As the role's password lookup makes it (roles/ark_runtime/defaults/main.yml).
@@ -132,23 +130,17 @@ def _agent_pids(conn, host: FleetHost) -> dict[str, str]:
     return dict(line.split(None, 1) for line in res.stdout.splitlines() if " " in line)
 
 
-def _ark(identity: AuditIdentity, *argv: str) -> str:
-    env = " ".join(f"{k}={shlex.quote(v)}" for k, v in identity.env().items())
-    return f"env {env} {shlex.join([ARK, *argv])}"
-
-
-def _install_then_restart_api(payload: bytes, name: str, install: Callable[[str], str],
-                              identity: AuditIdentity) -> Callable:
-    """Upload `payload` (a value or a file: never on a command line), install it with
-    `install(remote_path)` as root, restart ark-api alone; the agents must keep their PIDs."""
+def _install_then_restart_api(payload: bytes, kind: str, identity: AuditIdentity) -> Callable:
+    """Upload `payload` (a value or a file: never on a command line), install it as root and
+    restart ark-api alone (remote/rotate.sh); the agents must keep their PIDs."""
 
     def step(conn, host: FleetHost) -> str:
         before = _agent_pids(conn, host)
         with user_tempdir(conn) as upload:
-            remote = f"{upload}/{name}"
+            remote = f"{upload}/{kind}"
             conn.put(io.BytesIO(payload), remote)
-            res = run_as_root(conn, host, f"{install(remote)} && "
-                                          "systemctl restart ark-api.service", timeout=180)
+            res = run_as_root(conn, host, remote_script(
+                "rotate.sh", kind, remote, identity.who, identity.correlation_id), timeout=180)
         if res.exited != 0:
             raise OpsError((res.stderr or res.stdout).strip()[-400:] or f"exit {res.exited}")
         after = _agent_pids(conn, host)
@@ -189,11 +181,8 @@ def rotate_session_secret(inv: Path, limit: str | None, identity: AuditIdentity,
     # the new value from the next deploy instead of the old one coming back.
     _write_secret(_secrets_dir(inv) / API_SECRET_FILE, value)
     log(f"  new session secret in {_secrets_dir(inv) / API_SECRET_FILE}")
-    step = _install_then_restart_api(
-        value.encode() + b"\n", "api_secret",
-        lambda remote: _ark(identity, "env", "set", f"{ENV_DIR}/api.env", "ARK_API_SECRET",
-                            "--value-file", remote), identity)
-    return run_everywhere(hosts, step)
+    return run_everywhere(hosts, _install_then_restart_api(value.encode() + b"\n",
+                                                           "session-secret", identity))
 
 
 def rotate_operators(inv: Path, limit: str | None, identity: AuditIdentity,
@@ -211,10 +200,7 @@ def rotate_operators(inv: Path, limit: str | None, identity: AuditIdentity,
     def step(conn, host: FleetHost) -> str:
         # As the role renders it (to_nice_json + newline): the next deploy changes nothing.
         text = to_nice_json(json.loads(json.dumps(accounts[host.name]))) + "\n"
-        return _install_then_restart_api(
-            text.encode(), "operators.json",
-            lambda remote: _ark(identity, "api", "replace-operators", remote,
-                                "--dest", OPERATORS_FILE), identity)(conn, host)
+        return _install_then_restart_api(text.encode(), "operators", identity)(conn, host)
 
     return run_everywhere(hosts, step)
 
@@ -222,7 +208,8 @@ def rotate_operators(inv: Path, limit: str | None, identity: AuditIdentity,
 def rotate_snapshot_key(inv: Path, limit: str | None, identity: AuditIdentity,
                         log) -> list[HostOutcome]:
     def step(conn, host: FleetHost) -> str:
-        res = run_as_root(conn, host, _ark(identity, "snapshot", "rotate-key"), timeout=600)
+        res = run_as_root(conn, host, remote_script(
+            "rotate.sh", "snapshot-key", "", identity.who, identity.correlation_id), timeout=600)
         if res.exited != 0:
             raise OpsError((res.stderr or res.stdout).strip()[-400:] or f"exit {res.exited}")
         return res.stdout.strip().splitlines()[-1]
@@ -237,6 +224,7 @@ def rotate(kind: str, inventory: str | None = None, limit: str | None = None,
            log=print) -> list[HostOutcome]:
     """Rotate one KIND; audited on the control node (and each host for the host kinds)."""
     kind = parse_kind(kind)
+    refuse_limit(kind, limit)
     inv = resolve_inventory(inventory, log, bring_up=False)
     inv_dir = inv if inv.is_dir() else inv.parent
     if kind == "session-secret":
@@ -257,6 +245,19 @@ def rotate(kind: str, inventory: str | None = None, limit: str | None = None,
         log("  hosts that FAILED keep the old secret until `invoke deploy --limit HOST` renders "
             "the new one from .secrets/ (that deploy restarts their API and agents)")
     return outcomes
+
+
+def refuse_limit(kind: str, limit: str | None) -> None:
+    """--limit only where a part of the fleet can sensibly be rotated on its own."""
+    if not limit:
+        return
+    if kind == "dr-signing-key":
+        raise RotateRefused("--limit does not apply to dr-signing-key: it is the control "
+                            "node's key, one per inventory")
+    if kind == "session-secret":
+        raise RotateRefused("--limit does not apply to session-secret: it is one value for "
+                            "every ark_api host (.secrets/api_secret); a host that failed "
+                            "gets it from `invoke deploy --limit HOST`")
 
 
 def _api_limit(limit: str | None) -> str:

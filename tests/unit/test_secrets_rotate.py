@@ -50,6 +50,14 @@ def test_redis_is_not_available_yet_and_says_why() -> None:
     assert err.value.exit_code == 69
 
 
+@pytest.mark.parametrize("kind", ["dr-signing-key", "session-secret"])
+def test_limit_is_refused_where_the_secret_is_one_for_all(kind: str) -> None:
+    from ark_ops.fleet.rotate import rotate
+
+    with pytest.raises(RotateRefused, match=f"--limit does not apply to {kind}"):
+        rotate(kind, inventory="/nonexistent", limit="web1")
+
+
 def _inventory(tmp_path: Path, extra_vars: str = "") -> Path:
     inv = tmp_path / "inventory" / "prod"
     (inv / "group_vars" / "ark").mkdir(parents=True)
