@@ -84,6 +84,19 @@ def inventory_values(inventory: Path, group: str, name: str, *, template: bool,
                      ) -> dict[str, Any]:
     """host -> the variable as the inventory (group_vars/host_vars, not role defaults) sets it,
     templated (Vault opened) when `template`; hosts that do not set it are absent."""
+    from ansible.errors import AnsibleError
+
+    from ark_ops.fleet import vault
+
+    try:
+        return _inventory_values(inventory, group, name, template=template)
+    except AnsibleError as exc:  # no or a wrong vault password: say which option gives it
+        raise (vault.explain(exc, f"inventory {inventory}")
+               or OpsError(f"inventory {inventory}: {vault.first_line(exc)}")) from None
+
+
+def _inventory_values(inventory: Path, group: str, name: str, *, template: bool,
+                      ) -> dict[str, Any]:
     from ansible.inventory.manager import InventoryManager
     from ansible.template import Templar
     from ansible.vars.manager import VariableManager

@@ -145,3 +145,15 @@ def test_dr_signing_key_rotation_through_the_task_is_audited_without_key_materia
     for private in (old_private, new_private):
         body = "".join(private.splitlines()[1:-1])
         assert body not in everything and "PRIVATE" not in everything
+
+
+def test_without_the_vault_password_the_refusal_says_how_to_give_it(tmp_path: Path) -> None:
+    inv = _inventory(tmp_path, 'ark_runtime_api_secret: "{{ vault_ark_api_secret }}"\n')
+    (inv / "group_vars" / "ark" / "vault.yml").write_text(
+        f"vault_ark_api_secret: {VAULTED_SECRET}\n")
+    encrypt_file(inv / "group_vars" / "ark" / "vault.yml",
+                 password_file(tmp_path / "vault-pass", VAULT_PASSWORD))
+    proc = _invoke("secrets.rotate", "session-secret", "--inventory", str(inv))
+    assert proc.returncode == 78, proc.stderr
+    assert "--vault-password-file" in proc.stderr and "Traceback" not in proc.stderr
+    assert VAULTED_SECRET not in proc.stdout + proc.stderr
