@@ -199,6 +199,8 @@ def test_snapshot_key_rotates_and_old_snapshots_still_verify(api) -> None:
     assert lab_shell.on(HOST, ARK, "snapshot", "verify", good).returncode == 0
     assert lab_shell.on(HOST, ARK, "snapshot", "verify", tampered).returncode == 65
     # The interval timer's next run (the ark user, key as a credential) signs with the new key.
-    on("systemctl", "start", "ark-snapshot.service")
+    started = lab_shell.on(HOST, "systemctl", "start", "ark-snapshot.service")
+    assert started.returncode == 0, lab_shell.on(
+        HOST, "journalctl", "-u", "ark-snapshot.service", "-n", "30", "--no-pager").stdout
     newest = json.loads(on(ARK, "snapshot", "list", "--json"))[0]["id"]
     assert lab_shell.on(HOST, ARK, "snapshot", "verify", newest).returncode == 0

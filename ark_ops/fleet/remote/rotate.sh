@@ -19,5 +19,10 @@ case "$kind" in
     exit 64 ;;
 esac
 rm -f "$file"
+# GOV_02: the rotation is a config version of its own, so the next no-change deploy records
+# none (and `ark config history` shows when the secret changed; values are masked there).
+"$ARK" config record --reason "secrets.rotate $kind" --who "$ARK_ACTOR" \
+  --correlation-id "${ARK_CORRELATION_ID:-none}" >/dev/null \
+  || echo "rotate.sh: the config version was not recorded" >&2
 systemctl restart ark-api.service
 echo "ark-api restarted"
