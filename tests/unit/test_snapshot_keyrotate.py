@@ -132,3 +132,19 @@ def test_a_store_written_while_rotating_is_unaffected(env: dict[str, Path]) -> N
     finally:
         con.close()
     assert os.stat(env["config"] / "snapshot.key").st_mode & 0o777 == 0o600
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="ownership needs root, as the host's rotation runs")
+def test_a_rotation_before_the_first_snapshot_leaves_the_directory_to_the_state_owner(
+        env: dict[str, Path]) -> None:  # noqa: F811
+    """On the lab, `secrets.rotate snapshot-key` on a fresh host made the snapshot directory
+    root's, and ark-snapshot.service (user ark) then failed with Permission denied."""
+    manifest.ensure_key(env["config"] / "snapshot.key")
+    os.chown(env["state"], 65534, 65534)  # the state directory belongs to the service user
+    snapshots = env["state"] / "snapshots"
+    assert not snapshots.exists()
+
+    assert _cli("snapshot", "rotate-key")[0] == 0
+
+    st = snapshots.stat()
+    assert (st.st_uid, st.st_gid) == (65534, 65534)
