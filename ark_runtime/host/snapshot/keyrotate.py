@@ -30,6 +30,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from ark_runtime.host.atomic import atomic_write_text, fsync_dir, replace
+from ark_runtime.host.ownership import make_dir_like_parent
 from ark_runtime.host.snapshot import manifest as mf
 
 KEY_ID_NAME = ".key-id"
@@ -49,13 +50,7 @@ def key_id(key: bytes) -> str:
 def key_lock(root: Path, *, exclusive: bool) -> Iterator[None]:
     """Rotation holds it exclusively; snapshot creation shared (they never wait on each
     other, only on a rotation)."""
-    if not root.is_dir():
-        root.mkdir(parents=True, exist_ok=True)
-        # Made here by root when a rotation comes before the first snapshot: owned like the
-        # state directory that holds it, or the ark user's snapshot runs could not write in it.
-        if os.geteuid() == 0:
-            parent = root.parent.stat()
-            os.chown(root, parent.st_uid, parent.st_gid)
+    make_dir_like_parent(root)  # a rotation before the first snapshot: still ark's to write
     # The snapshot directory itself is the lock (flock works on a directory's descriptor):
     # no lock file to leave behind, and the ark user and root can both open it.
     fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
