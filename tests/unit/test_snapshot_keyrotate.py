@@ -93,7 +93,7 @@ def test_a_process_holding_the_rotated_away_key_is_refused(
 def test_an_interrupted_rotation_is_finished_by_running_it_again(
         env: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     snaps = [create_snapshot("interval") for _ in range(3)]
-    real = keyrotate._rewrite_like
+    real = keyrotate.rewrite_keeping_owner
     calls = {"n": 0}
 
     def crash_on_second(path: Path, text: str) -> None:
@@ -102,10 +102,10 @@ def test_an_interrupted_rotation_is_finished_by_running_it_again(
             raise OSError("power cut")
         real(path, text)
 
-    monkeypatch.setattr(keyrotate, "_rewrite_like", crash_on_second)
+    monkeypatch.setattr(keyrotate, "rewrite_keeping_owner", crash_on_second)
     with pytest.raises(OSError):
         keyrotate.rotate_key(env["state"] / "snapshots", env["config"] / "snapshot.key")
-    monkeypatch.setattr(keyrotate, "_rewrite_like", real)
+    monkeypatch.setattr(keyrotate, "rewrite_keeping_owner", real)
     assert (env["config"] / "snapshot.key.new").exists()
 
     done = keyrotate.rotate_key(env["state"] / "snapshots", env["config"] / "snapshot.key")
