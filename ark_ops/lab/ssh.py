@@ -8,8 +8,11 @@ through `sudo -n`, as the whole command line the remote shell would have run (so
 from __future__ import annotations
 
 import shlex
+import subprocess
+from collections.abc import Iterable
 
 from ark_ops.lab.config import LabHost, LabPaths
+from ark_ops.paths import ANSIBLE_CONTROL_DIR
 
 
 def lab_user(paths: LabPaths) -> str:
@@ -35,3 +38,18 @@ def ssh_argv(paths: LabPaths, host: LabHost, *command: str, batch: bool = True,
     if command and as_root and user != "root":
         command = ("sudo", "-n", "--", "sh", "-c", shlex.quote(" ".join(command)))
     return argv + [f"{user}@{host.address}", *command]
+
+
+def master_exit_argv(paths: LabPaths, host: LabHost) -> list[str]:
+    """`ssh -O exit` for the master Ansible keeps to `host` (the same %C: user, address, port)."""
+    return ["ssh", "-O", "exit", "-o", f"ControlPath={ANSIBLE_CONTROL_DIR}/%C",
+            "-o", "LogLevel=QUIET", f"{lab_user(paths)}@{host.address}"]
+
+
+def close_masters(paths: LabPaths, hosts: Iterable[LabHost]) -> None:
+    """Close the ssh masters to hosts about to go away. A master outlives its host by
+    ControlPersist; a host re-created at the same address within that time would be reached
+    through the old host's master, whose peer is gone, and hang. No master: nothing to do."""
+    for host in hosts:
+        subprocess.run(master_exit_argv(paths, host), capture_output=True, timeout=10,
+                       check=False)

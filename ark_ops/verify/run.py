@@ -12,7 +12,7 @@ from pathlib import Path
 from ark_ops.deploy.playbook import ansible_env
 from ark_ops.fleet.audit import AuditIdentity, audit_action, maybe
 from ark_ops.inventories import resolve_inventory
-from ark_ops.paths import REPO_ROOT
+from ark_ops.paths import ANSIBLE_CONTROL_DIR, REPO_ROOT
 from ark_ops.redact import Redactor, inventory_secrets
 from ark_ops.verify.html import write_report
 
@@ -20,9 +20,8 @@ REPORTS = REPO_ROOT / "reports"
 # Workers are mostly waiting on ssh, so one per host pays off even on 2 cores; past this
 # many the control node's CPU, not the hosts, sets the pace.
 MAX_WORKERS = 8
-# Where Ansible's and testinfra's ssh masters live (ansible.cfg: control_path); testinfra
-# only uses the ControlPath when this directory exists.
-SSH_CONTROL_DIR = Path("~/.ansible/cp").expanduser()
+# testinfra only uses the ControlPath when this directory exists.
+SSH_CONTROL_DIR = ANSIBLE_CONTROL_DIR
 HISTORY_NAME = "compliance-history.json"  # the trend: one entry per run, newest last
 
 

@@ -101,3 +101,25 @@ def test_lab_up_user_must_be_a_user_name(user):
 
     with pytest.raises(OpsError, match="--user"):
         check_user_name(user)
+
+
+def test_lab_down_closes_the_ssh_master_ansible_keeps_to_each_host(tmp_path):
+    """The master's ControlPath is the one ansible.cfg gives Ansible and testinfra: a lab host
+    re-created at the same address must not be reached through its predecessor's master."""
+    import configparser
+
+    from ark_ops.lab.ssh import master_exit_argv
+    from ark_ops.paths import ANSIBLE_CONTROL_DIR, REPO_ROOT
+
+    cfg = configparser.ConfigParser(interpolation=None)
+    cfg.read(REPO_ROOT / "ansible.cfg")
+    assert cfg["ssh_connection"]["control_path"] == "%(directory)s/%%C"
+    assert "control_path_dir" not in cfg["ssh_connection"]  # so Ansible's default, below
+    paths = _paths(tmp_path)
+    paths.state.mkdir(parents=True)
+    paths.ssh_user_file.write_text("deploy\n")
+    argv = master_exit_argv(paths, LabHost(2))
+    assert argv[:3] == ["ssh", "-O", "exit"]
+    assert f"ControlPath={ANSIBLE_CONTROL_DIR}/%C" in argv
+    assert Path("~/.ansible/cp").expanduser() == ANSIBLE_CONTROL_DIR  # Ansible's default dir
+    assert argv[-1] == f"deploy@{LabHost(2).address}"
