@@ -1,20 +1,30 @@
-"""SEC_01: Redis listens only on the host's addresses and requires its password.
+"""SEC_01: Redis listens only on the host's addresses and requires its password; each
+component logs in as its own Redis user (issue #19 §3) and none can FLUSHALL or CONFIG SET.
 
-The password never crosses the command line and never reaches Python: the host's shell
-reads it from the root-only env file and hands it to redis-cli through its environment
-(REDISCLI_AUTH), so a failing check cannot print it.
+The passwords never cross the command line and never reach Python: the host's shell reads
+them from the root-only env files and hands them to redis-cli through its environment
+(REDISCLI_AUTH), so a failing check cannot print one.
 """
 
 from __future__ import annotations
 
+import re
+import shlex
+
 import pytest
+
+from ark_runtime.bus.acl import render_acl_file, user_names
 
 pytestmark = [pytest.mark.requirement("SEC_01"), pytest.mark.runs_on("ark_redis")]
 
 ENV_FILE = "/etc/ark/env/infrastructure.env"
+USERS_DIR = "/etc/ark/env/redis"
 # Expanded on the host: the command line holds the variable's name, not its value.
+# infrastructure.env logs in as the root tools' user (admin).
 WITH_PASSWORD = (f"set -a; . {ENV_FILE}; set +a; "
                  'REDISCLI_AUTH="$ARK_REDIS_PASSWORD" ')
+AS_ADMIN = WITH_PASSWORD + 'redis-cli --user "$ARK_REDIS_USERNAME" '
+HASH = re.compile(r"#[0-9a-f]{64}")
 
 
 @pytest.fixture(scope="module")
@@ -50,5 +60,53 @@ def test_deployed_password_is_long(host):
 
 def test_redis_accepts_the_deployed_password(host, redis_addr):
     addr, port = redis_addr
-    out = host.run(WITH_PASSWORD + "redis-cli -h %s -p %s ping", addr, str(port))
+    out = host.run(AS_ADMIN + "-h %s -p %s ping", addr, str(port))
     assert out.stdout.strip() == "PONG", f"redis-cli ping answered {out.stdout + out.stderr!r}"
+
+
+def _acl_list_of(host, acl_text: str) -> list[str]:
+    """ACL LIST of a scratch redis-server (unix socket only) loading `acl_text`: the same
+    build on the same host writes the declaration's rules the way it writes the deployed."""
+    script = f"""set -eu
+d=$(mktemp -d); trap 'kill "$(cat "$d/pid")" 2>/dev/null || :; rm -rf "$d"' EXIT
+printf '%s' {shlex.quote(acl_text)} > "$d/users.acl"
+redis-server --port 0 --unixsocket "$d/s" --aclfile "$d/users.acl" --save '' --appendonly no \
+  --dir "$d" --daemonize yes --logfile "$d/log" --pidfile "$d/pid"
+i=0; while [ ! -S "$d/s" ] && [ $i -lt 100 ]; do sleep 0.1; i=$((i+1)); done
+REDISCLI_AUTH=probe-password-not-a-secret redis-cli -s "$d/s" --user probe ACL LIST
+"""
+    out = host.run("sh -c %s", script)
+    assert out.rc == 0, out.stderr[-2000:]
+    return [line for line in out.stdout.splitlines() if not line.startswith("user probe ")]
+
+
+def test_acl_list_matches_the_declaration(host, hostvars, redis_addr):
+    _addr, port = redis_addr
+    shards = int(hostvars.get("ark_runtime_joey_shards", 1))
+    hashes = {n: f"{i:064x}" for i, n in enumerate(user_names(shards))}
+    probe = "user probe on >probe-password-not-a-secret ~* &* +@all\n"
+    expected = _acl_list_of(host, render_acl_file(hashes, shards) + probe)
+    deployed = host.run(AS_ADMIN + "-p %s ACL LIST", str(port))
+    assert deployed.rc == 0, deployed.stderr[-500:]
+    got = sorted(HASH.sub("#HASH", line) for line in deployed.stdout.splitlines())
+    assert got == sorted(HASH.sub("#HASH", line) for line in expected)
+    assert any(line.startswith("user default off ") for line in got), got
+
+
+@pytest.mark.runs_on("ark")
+def test_each_component_logs_in_as_itself_and_cannot_flush_or_reconfigure(host):
+    users = host.check_output(f"ls {USERS_DIR}").split()
+    assert "exporter.env" in users, users
+    for name in users:
+        path = f"{USERS_DIR}/{name}"
+        assert host.file(path).user == "root" and host.file(path).mode == 0o600, path
+        # The unit's own user over infrastructure.env, as systemd loads them.
+        as_it = (f"set -a; . {ENV_FILE}; . {path}; set +a; "
+                 'REDISCLI_AUTH="$ARK_REDIS_PASSWORD" redis-cli -h "$ARK_REDIS_HOST" '
+                 '-p "$ARK_REDIS_PORT" --user "$ARK_REDIS_USERNAME" ')
+        # Logged in, as itself (a refusal below must not be a failed login).
+        who = host.run(as_it + "CLIENT INFO")
+        assert f" user={name.removesuffix('.env')} " in who.stdout, (name, who.stdout[-300:])
+        for command in ("FLUSHALL", "CONFIG SET dir /tmp", "DEBUG SLEEP 0"):
+            out = host.run(as_it + command)
+            assert "NOPERM" in out.stdout + out.stderr, (name, command, out.stdout)

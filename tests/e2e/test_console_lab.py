@@ -144,7 +144,8 @@ def test_console_on_a_lab_host(console_host, browser):
     # --- the chatter feed shows a message emitted after the page opened
     admin.wait_for_function("document.body.dataset.chatter === 'open'")
     emit = ("set -a; . /etc/ark/env/infrastructure.env; "
-            "REDISCLI_AUTH=$ARK_REDIS_PASSWORD redis-cli -p $ARK_REDIS_PORT XADD "
+            "REDISCLI_AUTH=$ARK_REDIS_PASSWORD redis-cli -p $ARK_REDIS_PORT "
+            "--user $ARK_REDIS_USERNAME XADD "
             "ark:stream:errors '*' type console.e2e correlation_id " + marker)
     on("bash", "-c", '"' + emit.replace("$", "\\$") + '"')  # expanded on the host only
     admin.wait_for_function(

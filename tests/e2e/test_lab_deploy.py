@@ -85,24 +85,25 @@ def test_verify_fails_and_names_the_requirement_when_a_service_is_down(first_dep
 # crosses the command line (see tests/compliance/conftest.py).
 WITH_REDIS_PASSWORD = ("set -a; . /etc/ark/env/infrastructure.env; set +a; "
                        'REDISCLI_AUTH="$ARK_REDIS_PASSWORD" ')
+AS_ADMIN = 'redis-cli --user "$ARK_REDIS_USERNAME" '  # infrastructure.env's: the admin user
 
 
 @pytest.mark.requirement("SEC_01")
 def test_a_failing_redis_check_leaves_no_password_in_any_report(first_deploy, tmp_path):
     password = (LabPaths.default().inventory / ".secrets" / "redis_password").read_text().strip()
     assert len(password) >= 32
-    # Redis now wants another password than the deployed one, so the check that logs in
-    # fails. The new one has the deployed one inside it: neither may show anywhere.
-    change = on(LabHost(1), WITH_REDIS_PASSWORD + "redis-cli CONFIG SET requirepass "
-                     '"${ARK_REDIS_PASSWORD}-changed"')
+    # Redis now wants another admin password than the deployed one, so the check that logs
+    # in fails. The new one has the deployed one inside it: neither may show anywhere.
+    change = on(LabHost(1), WITH_REDIS_PASSWORD + AS_ADMIN + "ACL SETUSER admin resetpass "
+                     '">${ARK_REDIS_PASSWORD}-changed"')
     assert change.returncode == 0 and "OK" in change.stdout, change.stdout + change.stderr
     console: list[str] = []
     try:
         rc = verify(keyword="test_redis", reports_dir=tmp_path, echo=console.append)
     finally:
         restore = on(LabHost(1), "set -a; . /etc/ark/env/infrastructure.env; set +a; "
-                          'REDISCLI_AUTH="${ARK_REDIS_PASSWORD}-changed" redis-cli '
-                          'CONFIG SET requirepass "$ARK_REDIS_PASSWORD"')
+                          'REDISCLI_AUTH="${ARK_REDIS_PASSWORD}-changed" ' + AS_ADMIN
+                          + 'ACL SETUSER admin resetpass ">$ARK_REDIS_PASSWORD"')
     assert restore.returncode == 0 and "OK" in restore.stdout, restore.stdout + restore.stderr
     assert rc != 0
     markdown = (tmp_path / "compliance-latest.md").read_text()

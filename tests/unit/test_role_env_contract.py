@@ -25,7 +25,7 @@ SAMPLE = {
     "ARK_ENVIRONMENT": "production", "ARK_API_HOST": "0.0.0.0", "ARK_API_PORT": 8101,
     "ARK_API_SECRET": "A" * 48, "ARK_METRICS_PORT": 9101, "ARK_REDIS_HOST": "127.0.0.1",
     "ARK_API_TRUSTED_PROXIES": "127.0.0.1",
-    "ARK_REDIS_PORT": 6379, "ARK_REDIS_PASSWORD": "b" * 32,
+    "ARK_REDIS_PORT": 6379, "ARK_REDIS_USERNAME": "admin", "ARK_REDIS_PASSWORD": "b" * 32,
     "ARK_REDIS_URL": "redis://10.213.0.2:6379/0", "ARK_STATE_DIR": "/var/lib/ark",
     "ARK_LOG_DIR": "/var/log/ark", "TRADING_PAPER_ONLY": "true", "ARK_JOEY_SHARDS": "2",
     # operator extras (ark_runtime_env)
