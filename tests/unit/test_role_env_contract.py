@@ -60,6 +60,17 @@ def test_rendered_domain_file_passes_env_check(domain: str, tmp_path: Path) -> N
 def test_agent_drop_in_loads_its_domains(agent: str) -> None:
     text = _env().get_template("systemd/ark-agent-credentials.conf.j2").render(
         item=agent, ansible_managed="managed", __ark_runtime_env_schema=SCHEMA,
-        ark_runtime_env_dir="/etc/ark/env")
+        ark_runtime_env_dir="/etc/ark/env", __ark_runtime_redis_acl_ready=True)
     files = re.findall(r"^EnvironmentFile=/etc/ark/env/(\w+)\.env$", text, re.M)
     assert files == UNITS[agent.split("-")[0]]  # a Joey shard loads Joey's domains
+    # ... and then its own Redis user (issue 19 §3), last so it wins over infrastructure.env.
+    last = re.findall(r"^EnvironmentFile=(.*)$", text, re.M)[-1]
+    assert last == f"/etc/ark/env/redis/{agent}.env"
+
+
+def test_before_the_redis_host_has_users_an_agent_keeps_the_shared_password() -> None:
+    # Mid-roll, this release ahead of the Redis host's: no per-unit user file is loaded.
+    text = _env().get_template("systemd/ark-agent-credentials.conf.j2").render(
+        item="hrm", ansible_managed="managed", __ark_runtime_env_schema=SCHEMA,
+        ark_runtime_env_dir="/etc/ark/env", __ark_runtime_redis_acl_ready=False)
+    assert "/redis/" not in text
