@@ -20,6 +20,8 @@ pytestmark = [pytest.mark.requirement("SEC_01"), pytest.mark.runs_on("ark_redis"
 
 ENV_FILE = "/etc/ark/env/infrastructure.env"
 USERS_DIR = "/etc/ark/env/redis"
+# roles/ark_redis: the hosts that still log in with the shared password, mid-upgrade only.
+LEGACY_NOTE = "/etc/redis/ark-users.acl.legacy-hosts"
 # Expanded on the host: the command line holds the variable's name, not its value.
 # infrastructure.env logs in as the root tools' user (admin).
 WITH_PASSWORD = (f"set -a; . {ENV_FILE}; set +a; "
@@ -104,9 +106,17 @@ def test_acl_list_matches_the_declaration(host, hostvars, redis_addr):
     got = _rules(deployed.stdout.splitlines())
     want = _rules(expected)
     assert sorted(got) == sorted(want)  # the same users
-    differ = sorted(user for user in want if got[user] != want[user])
+    differ = sorted(user for user in want if user != "default" and got[user] != want[user])
     assert differ == [], f"ACL rules differ from the declaration for {differ}"
-    assert "off" in got["default"][0], "the default user is on"
+    if "off" in got["default"][0]:
+        assert got["default"] == want["default"]
+        return
+    # On only during a rolling upgrade from a one-password release, and then named.
+    note = host.file(LEGACY_NOTE)
+    assert note.exists, "the default user is on, and no upgrade is under way"
+    pytest.xfail("mid-upgrade: `default` keeps the shared password for "
+                 + ", ".join(note.content_string.split()) + "; deploy again once all are on "
+                 "this release")
 
 
 # Runs with the venv's redis-py (an agents-only host need not have redis-cli), logging in
@@ -128,6 +138,13 @@ print(json.dumps(out))"""
 
 @pytest.mark.runs_on("ark")
 def test_each_component_logs_in_as_itself_and_cannot_flush_or_reconfigure(host):
+    if not host.file(USERS_DIR).exists:
+        # Deployed while the Redis host had no users yet (mid-upgrade): the role then writes
+        # no ARK_REDIS_USERNAME either. Anything else without the users is a failure.
+        username = host.run(f"grep -c '^ARK_REDIS_USERNAME=' {ENV_FILE}").stdout.strip()
+        assert username == "0", f"{USERS_DIR} is missing"
+        pytest.xfail("mid-upgrade: the Redis host has no per-component users yet; this "
+                     "host's units use the shared password until the next deploy")
     users = host.check_output(f"ls {USERS_DIR}").split()
     assert "exporter.env" in users, users
     for name in users:
