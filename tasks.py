@@ -337,6 +337,22 @@ def decommission(c, limit: str = "", inventory: str = "", out: str = ""):
     exit_if_any_failed(removed, "decommission")
 
 
+# --- secrets (issue 22 §3) -----------------------------------------------------------------
+
+
+@fleet_task(help={"kind": "session-secret, operators, snapshot-key, dr-signing-key "
+                          "(redis: not yet, issue 19 §3)",
+                  "inventory": "inventory file or directory (default: the local lab)",
+                  "limit": "only these hosts (Ansible pattern; operators and snapshot-key only)"})
+def secrets_rotate(c, kind, inventory: str = "", limit: str = ""):
+    """Rotate one secret without stopping the pipeline; audited, values never printed
+    (LAUNCH.md, Rotating secrets)."""
+    from ark_ops.fleet.rotate import rotate
+
+    outcomes = rotate(kind, inventory=inventory or None, limit=limit or None)  # audited
+    exit_if_any_failed(outcomes, f"secrets.rotate {kind}")
+
+
 # --- audit (SEC_03, GOV_01) -------------------------------------------------------------
 
 
@@ -643,6 +659,8 @@ offsite.add_task(offsite_timer, "timer")
 
 redis_ns = Collection("redis")
 redis_ns.add_task(redis_cli, "cli")
+secrets_ns = Collection("secrets")
+secrets_ns.add_task(secrets_rotate, "rotate")
 
 alerts = Collection("alerts")
 alerts.add_task(alerts_silence, "silence")
@@ -654,6 +672,7 @@ compose_ns.add_task(compose_check, "check")
 compose_ns.add_task(compose_up, "up")
 compose_ns.add_task(compose_down, "down")
 
-ns = Collection(lab, audit, config, compose_ns, offsite, alerts, redis_ns, deploy, verify, panic,
+ns = Collection(lab, audit, config, compose_ns, offsite, alerts, redis_ns, secrets_ns, deploy,
+                verify, panic,
                 recover, dr_bundle, dr_restore, decommission, lock, test, load, logs, trace, risk,
                 docs, role_vars)

@@ -52,10 +52,17 @@ def _risk(args: argparse.Namespace) -> int:
             print(f"breaker {name:<12} {'TRIPPED' if b['tripped'] else 'ok':<8} "
                   f"value {b['value']:.6g} limit {b['limit']} severity {b['severity']}")
         print(f"session {state['session']} ({state['session_timezone']}): daily P&L "
-              f"{state['daily_pnl']:+.6f}; realised {state['realised_pnl']:+.6f}; loss streak "
+              f"{state['daily_pnl']:+.6f}; realised {state['realised_pnl']:+.6f}; open "
+              f"{_signed(state.get('open_pnl'))} (marked {state.get('marked_at') or '-'}); "
+              f"loss streak "
               f"{state['loss_streak']}; positions open {state['positions_open']}, closed "
               f"{state['positions_closed']}; exposure {state['exposure']['total']:.4f}")
     return ExitCode.FAILURE if tripped else ExitCode.OK
+
+
+def _signed(value: float | None) -> str:
+    """A P&L figure, or "unknown" when the publishing HRM predates it."""
+    return "unknown" if value is None else f"{value:+.6f}"
 
 
 @_operator_errors

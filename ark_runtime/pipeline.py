@@ -43,7 +43,7 @@ class Agent:
     domains   the credential domains its unit loads (SEC_01; least privilege)
     sharded   runs as N instances split by symbol (`<name>`, `<name>-1` .. `<name>-<N-1>`)
     also_consumes  further types its inbox carries besides the flow's (`consumes`): the
-              executor also reads Kyle's bars, HRM the executor's fills and closes
+              executor also reads Kyle's bars, HRM the executor's fills, closes and marks
     also_emits     further types it emits besides the flow's: a broadcast (HRM's verdicts on
               their side stream) or feedback upstream (the executor's fills and closes)
     """
@@ -81,6 +81,9 @@ MESSAGES: tuple[Message, ...] = (
     Message("position.closed", "ark_runtime.execution.paper:PositionClosed",
             "The executor closed a position (stop, target, time limit, session end) with "
             "its P&L net of fees; HRM's breakers count it."),
+    Message("position.marked", "ark_runtime.execution.paper:PositionMarked",
+            "A symbol's latest bar close while the executor holds open positions in it (with "
+            "its costs): HRM marks its open P&L to it."),
 )
 
 # Flow order: a critical error pauses every agent upstream of the one that failed.
@@ -91,10 +94,11 @@ AGENTS: tuple[Agent, ...] = (
     Agent("kenny", "ark_runtime.agents.kenny:Kenny", consumes="pattern.detected",
           emits="trade.plan", domains=("infrastructure", "trading", "features")),
     Agent("hrm", "ark_runtime.agents.hrm:Hrm", consumes="trade.plan", emits="trade.approved",
-          also_consumes=("position.filled", "position.closed"), also_emits=("hrm.decision",)),
+          also_consumes=("position.filled", "position.closed", "position.marked"),
+          also_emits=("hrm.decision",)),
     Agent("executor", "ark_runtime.agents.executor:Executor", consumes="trade.approved",
           emits=None, also_consumes=("market.bar",),
-          also_emits=("position.filled", "position.closed")),
+          also_emits=("position.filled", "position.closed", "position.marked")),
 )
 
 # --- derived views (nothing below names an agent) -------------------------------------------

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from ark_runtime import pipeline
 from ark_runtime.agents import environment
-from ark_runtime.bus import streams
+from ark_runtime.bus import advert, streams
 from ark_runtime.bus.codec import READ_VERSIONS, VERSION_WHEN_MISSING, WRITE_VERSION
 from ark_runtime.bus.envelope import PROTOCOL_VERSION, Envelope
 from ark_runtime.bus.errors import PAUSE_KEY
@@ -125,7 +125,17 @@ def _versions_section() -> list[str]:
         f"{VERSION_WHEN_MISSING}: accepted while {VERSION_WHEN_MISSING} is N-1 or N, refused "
         "as too old after that.",
         "* Adding a new message type is a version bump too: the previous release dead-letters "
-        "an unregistered type.",
+        "an unregistered type. So a new type is written only to a reader that advertises it: "
+        "every consuming agent sets `ark:reads:{ark:stream:<instance>}` (a key it owns) at "
+        "start (refreshed every "
+        f"{advert.REFRESH_S:g} s, TTL {advert.TTL_S} s) to the types its inbox carries and "
+        "the versions it reads, and a writer sends a type in `GATED` "
+        "(`ark_runtime/bus/advert.py`: "
+        f"{', '.join(f'`{t}`' for t in sorted(advert.GATED))}) only while every reader of it "
+        "lists it (re-read every few seconds). A reader of the previous release sets no key: "
+        "nothing gated reaches it. A gated type must therefore be one whose newest message "
+        "supersedes the skipped ones (the executor's marks: HRM's open P&L stays at the fills' "
+        "prices until the first mark after HRM's upgrade).",
         "",
         f"This release: N = {n}, reads {READ_VERSIONS[0]} and {READ_VERSIONS[1]}, writes "
         f"{WRITE_VERSION}. Version 2 adds `hold_bars` to `trade.plan` (and to the plan inside "
@@ -174,11 +184,21 @@ def _execution_and_risk() -> list[str]:
         "would take a symbol or the total past `exposure_limits` is rejected (`EXP-SYMBOL`, "
         "`EXP-TOTAL`). Sessions and the daily values run on market time (plans' and closes' "
         "bar times), not the wall clock.",
+        "* Open P&L, marked to market: while a symbol has open filled positions, each of its "
+        "bars also sends HRM a `position.marked` (the bar's close, the executor's slippage "
+        "and fee) in that bar's commit (HRM's inbox only). HRM keeps each open fill and each "
+        "symbol's newest mark in its store (state `hrm.open_book`), in the transaction with "
+        "the message's idempotency mark, so a redelivery counts nothing twice. Open P&L is "
+        "what closing every open position at its mark would realise with the executor's own "
+        "costs (exit slippage, both fees): a close at the mark moves exactly that amount from "
+        "open to realised. The breakers count realised P&L only (the ruleset's thresholds "
+        "are on results); open P&L is shown, never tripped on.",
         "* `hrm.breaker_reset` (from `ark hrm breaker reset NAME --reason ...` or the "
         "console's POST `/api/admin/breakers/{name}/reset`, both audited) sets that "
         "breaker's value back to zero; when no critical breaker is left tripped HRM lifts "
         "its pause (`control.resume`).",
-        "* HRM publishes its risk state (breakers, P&L, streak, positions, exposure) as JSON "
+        "* HRM publishes its risk state (breakers, realised, daily and open P&L with "
+        "`marked_at`, streak, positions, exposure) as JSON "
         "at `ark:risk:{ark:stream:hrm}` in every commit that changes it, and at start: the "
         "console, the exporter (`ark_hrm_*`) and `ark hrm risk` read it there, on any host.",
         "* Paper is the only mode that runs (`ARK_EXEC_MODE=paper`). A broker adapter "

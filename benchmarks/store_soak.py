@@ -7,14 +7,15 @@ by side with the same run without it (AGENT_04, MEM_01).
 In one process, on this tree's code: a synthetic feed (hourly bars by default, so 1 M bars
 over 8 symbols span ~14 years of market time), Joey's detector, Kenny's planner, HRM's rule
 engine with its breakers and exposure limits, the paper executor; and the store writes HRM
-makes for each plan (payload, idempotency mark, decision, ledger entry) and for each fill
-and close. Two stores get the identical writes: one swept with the default retention
-(`store_schema.Retention`) once per simulated day on market time, the other never. The
-timestamps are market time, so retention acts as it would over those years. Store size =
-the database file after a WAL checkpoint (what a snapshot copies). Agents' Redis state is
-not part of this (the executor's books are bounded by ARK_EXEC_BAR_HISTORY per symbol).
-The loss-streak breaker latches until an operator resets it; the soak resets it once per
-simulated day, as an operator would, so plans keep flowing.
+makes for each plan (payload, idempotency mark, decision, ledger entry) and for each fill,
+close and mark (`position.marked`, one per bar of a symbol with open positions: its
+idempotency mark and HRM's open book, hrm/open_pnl.py). Two stores get the identical writes:
+one swept with the default retention (`store_schema.Retention`) once per simulated day on
+market time, the other never. The timestamps are market time, so retention acts as it would
+over those years. Store size = the database file after a WAL checkpoint (what a snapshot
+copies). Agents' Redis state is not part of this (the executor's books are bounded by
+ARK_EXEC_BAR_HISTORY per symbol). The loss-streak breaker latches until an operator resets
+it; the soak resets it once per simulated day, as an operator would, so plans keep flowing.
 """
 
 from __future__ import annotations
@@ -28,8 +29,15 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from ark_runtime.execution.paper import ExecConfig, Order, PositionClosed, SymbolBook  # noqa: E402
+from ark_runtime.execution.paper import (  # noqa: E402
+    ExecConfig,
+    Order,
+    PositionClosed,
+    SymbolBook,
+    mark_of,
+)
 from ark_runtime.hrm import BreakerState, Exposure, RuleEngine  # noqa: E402
+from ark_runtime.hrm.open_pnl import OPEN_BOOK_KEY, OpenBook  # noqa: E402
 from ark_runtime.market import SyntheticAdapter  # noqa: E402
 from ark_runtime.patterns import PatternDetector  # noqa: E402
 from ark_runtime.planner import AccountConfig, PlanError, plan_trade  # noqa: E402
@@ -37,6 +45,10 @@ from ark_runtime.store import MemoryStore  # noqa: E402
 from ark_runtime.store_schema import Retention  # noqa: E402
 
 SYMBOLS = ("AAPL", "MSFT", "NVDA", "AMZN", "GOOG", "META", "TSLA", "BTC-USD")
+
+
+def save_book(store: MemoryStore, book: OpenBook) -> None:
+    store.set_state(OPEN_BOOK_KEY, {**book.model_dump(mode="json"), "open_pnl": book.open_pnl()})
 
 
 def size_of(store: MemoryStore) -> int:
@@ -61,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     account, cfg = AccountConfig(account_size=100_000), ExecConfig()
     retention = Retention()
     breakers = BreakerState()
+    open_book = OpenBook()
     books: dict[str, SymbolBook] = {}
     hashes: dict[str, str] = {}
     # On tmpfs when there is one: the figure is the file's size, not the disk's speed.
@@ -71,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
         for store in (kept, base):
             store.tune_for_writer("NORMAL", 10_000)
         stores = (kept, base)
-        counts = {"plans": 0, "approved": 0, "closed": 0}
+        counts = {"plans": 0, "approved": 0, "closed": 0, "marks": 0}
         next_prune = None
         started = time.perf_counter()
         print(f"{'bars':>9} {'market time':>20} {'plans':>7} {'approved':>8} {'closed':>7} "
@@ -86,18 +99,30 @@ def main(argv: list[str] | None = None) -> int:
                     breakers = breakers.record_result(event.pnl, event.closed_at,
                                                       engine.ruleset.breakers)
                     counts["closed"] += 1
+                    open_book = open_book.on_close(event)
                     for store in stores:
                         with store.transaction():
                             store.mark_processed("hrm", f"close-{event.correlation_id}")
                             store.settle_position(event.correlation_id, event.exit_price,
                                                   event.pnl, event.closed_at)
                             store.set_breaker_state(breakers.model_dump(mode="json"))
+                            save_book(store, open_book)
                 else:
+                    open_book = open_book.on_fill(event)
                     for store in stores:
                         with store.transaction():
                             store.mark_processed("hrm", f"fill-{event.correlation_id}")
                             store.fill_position(event.correlation_id, event.fill_price,
                                                 event.filled_at)
+                            save_book(store, open_book)
+            mark = mark_of(book, cfg)
+            if mark is not None:
+                counts["marks"] += 1
+                open_book = open_book.on_mark(mark)
+                for store in stores:
+                    with store.transaction():
+                        store.mark_processed("hrm", f"mark-{i}")
+                        save_book(store, open_book)
             for pattern in detector.update(bar):
                 try:
                     plan = plan_trade(pattern, account)
@@ -148,7 +173,8 @@ def main(argv: list[str] | None = None) -> int:
                       f"{size_of(kept) / 1e6:>12.2f} MB {size_of(base) / 1e6:>9.2f} MB",
                       flush=True)
         elapsed = time.perf_counter() - started
-        print(f"done: {i} bars in {elapsed:.0f} s; final store with retention "
+        print(f"done: {i} bars ({counts['marks']} marks) in {elapsed:.0f} s; final store with "
+              f"retention "
               f"{size_of(kept) / 1e6:.2f} MB, without {size_of(base) / 1e6:.2f} MB")
         kept.close()
         base.close()

@@ -44,6 +44,11 @@ def read(hosts: list[FleetHost], run: Runner = subprocess.run) -> dict[str, dict
         return dict(pool.map(one, hosts))
 
 
+def _signed(value: float | None) -> str:
+    """Open P&L, or "unknown" from an HRM older than the figure."""
+    return "unknown" if value is None else f"{value:+.5f}"
+
+
 def render(states: dict[str, dict[str, Any] | str], out: TextIO) -> bool:
     """Print each host's view; True when a breaker is tripped on any."""
     tripped_anywhere = False
@@ -55,7 +60,8 @@ def render(states: dict[str, dict[str, Any] | str], out: TextIO) -> bool:
         tripped_anywhere |= bool(tripped)
         print(f"{name:<16} {'TRIPPED ' + ','.join(tripped) if tripped else 'ok':<24} "
               f"session {state['session']} daily {state['daily_pnl']:+.5f} realised "
-              f"{state['realised_pnl']:+.5f} streak {state['loss_streak']} open "
+              f"{state['realised_pnl']:+.5f} open pnl {_signed(state.get('open_pnl'))} "
+              f"streak {state['loss_streak']} open "
               f"{state['positions_open']} closed {state['positions_closed']} exposure "
               f"{state['exposure']['total']:.3f}", file=out)
     return tripped_anywhere

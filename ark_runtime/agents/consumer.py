@@ -14,7 +14,9 @@ import redis
 
 from ark_runtime import logjson
 from ark_runtime.agents.base import Agent
+from ark_runtime.bus import advert
 from ark_runtime.bus.envelope import Envelope, EnvelopeError
+from ark_runtime.bus.keys import reads_key
 from ark_runtime.bus.streams import Delivery, Inbox, default_consumer, entry_key
 
 Output = tuple[str, Envelope]
@@ -51,6 +53,7 @@ class ConsumerAgent(Agent):
         self.consumer = default_consumer(self.instance, self.config.consumer_name)
         self.inbox = Inbox(self.r, self.name, self.consumer, self.settings, self.instance)
         self.inbox.ensure_group()
+        self.advertise()
         self._pending_cursor: str | None = "0"  # first, whatever we held before a restart
         # A restart re-reads its pending entries as a new delivery (a message that kills the
         # process must reach max_deliveries); a Redis error inside a running process does not.
@@ -62,6 +65,25 @@ class ConsumerAgent(Agent):
         # the group's position before the next read (after any Redis error).
         self._last_committed = "0-0"
         self._check_position = False
+
+    def advertise(self) -> None:
+        """Set what this agent reads (bus/advert.py) under its own key, with a TTL the loop
+        keeps refreshing: writers send a new message type only to readers that list it."""
+        assert self.r is not None
+        self.r.set(reads_key(self.instance), advert.advertisement(self.name), ex=advert.TTL_S)
+        self._next_advert = time.monotonic() + advert.REFRESH_S
+
+    def _refresh_advert(self) -> None:
+        if time.monotonic() < getattr(self, "_next_advert", 0.0):
+            return
+        try:
+            self.advertise()
+        except redis.OutOfMemoryError as exc:
+            # A full Redis must not stop the inbox from draining: the key keeps its TTL,
+            # and the next refresh tries again.
+            self._next_advert = time.monotonic() + advert.REFRESH_S
+            self.log.warning("could not refresh what this agent reads: %s", exc,
+                             extra={"event": "redis_full"})
 
     def handle(self, envelope: Envelope) -> list[Output]:
         raise NotImplementedError
@@ -81,6 +103,7 @@ class ConsumerAgent(Agent):
         return "error"
 
     def step(self) -> None:
+        self._refresh_advert()  # a paused agent still reads its inbox once resumed
         if self.paused_cached():
             self.stop_event.wait(0.2)
             return

@@ -13,6 +13,14 @@ commit redelivers the message against the book as last committed; after it, the 
 makes the redelivery a no-op. On a failed or uncertain commit the books are reloaded from
 Redis before the next message (as Joey reloads its windows).
 
+While a symbol has open positions, each of its bars also sends HRM a `position.marked` (the
+bar's close, in the same commit): HRM's open P&L is marked to market from it (see
+agents/hrm.py for why the mark travels this way). The release before this one does not
+register that type, so during a rolling upgrade marks are sent only while HRM advertises that
+it reads them (bus/advert.py). Until then (an HRM of that release: no advertisement) no mark
+is sent, and HRM's open P&L stays at the fills' prices; the newest mark supersedes every
+earlier one, so the skipped marks lose nothing once HRM is upgraded: the next bar marks it.
+
 Paper is the only mode that runs: ARK_EXEC_MODE=live needs a broker adapter
 (execution/broker.py), and none ships.
 """
@@ -21,6 +29,7 @@ from __future__ import annotations
 
 from ark_runtime.agents.base import ConfigError
 from ark_runtime.agents.consumer import ConsumerAgent, Output
+from ark_runtime.bus.advert import ReaderGate, fetch_from
 from ark_runtime.bus.envelope import Envelope, derive_id
 from ark_runtime.bus.keys import POSITIONS_STREAM, executor_books_key
 from ark_runtime.bus.registry import HrmVerdict
@@ -31,7 +40,9 @@ from ark_runtime.execution.paper import (
     ExecConfig,
     Order,
     PositionClosed,
+    PositionMarked,
     SymbolBook,
+    mark_of,
 )
 from ark_runtime.hrm import RulesetError, load_ruleset
 from ark_runtime.market import Bar
@@ -62,6 +73,15 @@ def event_envelopes(event: Event, parent: Envelope) -> list[Output]:
     return out
 
 
+def mark_envelope(mark: PositionMarked, parent: Envelope) -> Output:
+    """HRM's copy of a mark (only HRM reads marks; the positions stream keeps fills and
+    closes). The id derives from the message that moved the book: a re-run emits it again
+    with the same id."""
+    return (inbox("hrm"), Envelope.new("position.marked", mark, from_agent="executor",
+                                       to_agent="hrm", parent=parent,
+                                       message_id=derive_id(parent.message_id, "marked")))
+
+
 class Executor(ConsumerAgent):
     name = "executor"
     accepts = ("trade.approved", "market.bar")
@@ -82,6 +102,9 @@ class Executor(ConsumerAgent):
             bar_history=self.config.exec_bar_history)
         super().setup()
         self.books_key = executor_books_key()
+        # HRM's advertisement, re-read every few seconds (not per bar: one GET instead of one
+        # per message; an upgraded HRM is marked a few seconds after it starts at most).
+        self.mark_gate = ReaderGate(fetch_from(self.r))
         self._reload = True
         self._writes: list[list[str]] = []
         self.filled = self.closed = 0
@@ -116,14 +139,16 @@ class Executor(ConsumerAgent):
         self._writes = []
         body = envelope.body()
         if isinstance(body, Bar):
-            book = self.books.get(body.symbol) or SymbolBook(symbol=body.symbol)
+            before = self.books.get(body.symbol)
+            book = before or SymbolBook(symbol=body.symbol)
             book, events = book.on_bar(body, self.exec_config)
         else:
             assert isinstance(body, HrmVerdict)
             if not body.decision.approved:  # HRM sends approvals only; stay safe if not
                 return []
             order = order_of(envelope, body)
-            book = self.books.get(order.symbol) or SymbolBook(symbol=order.symbol)
+            before = self.books.get(order.symbol)
+            book = before or SymbolBook(symbol=order.symbol)
             book, events = book.on_order(order, self.exec_config)
         self.books[book.symbol] = book
         self._writes = [["HSET", self.books_key, book.symbol, book.model_dump_json()]]
@@ -134,6 +159,12 @@ class Executor(ConsumerAgent):
             else:
                 self.filled += 1
             outputs += event_envelopes(event, envelope)
+        # A new bar moves the mark; an approval only when it filled (it replayed bars). A
+        # replayed or out-of-order bar leaves the book as it was: nothing new to mark.
+        moved = events or (isinstance(body, Bar) and book is not before)
+        mark = mark_of(book, self.exec_config) if moved else None
+        if mark is not None and self.mark_gate.allows("position.marked"):
+            outputs.append(mark_envelope(mark, envelope))
         return outputs
 
     def persist(self) -> None:

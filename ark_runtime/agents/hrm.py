@@ -4,7 +4,18 @@ approved plan to the executor (`trade.approved`).
 
 It also consumes results (AGENT_04): the executor's `position.filled` and `position.closed`
 update the ledger, the realised P&L, the loss streak and the open exposure, in the same
-SQLite transaction as the message's idempotency mark. A close that trips a breaker emits an
+SQLite transaction as the message's idempotency mark; its `position.marked` marks the open
+positions to market (hrm/open_pnl.py, stored the same way).
+
+Why marks come from the executor: HRM's inbox carries no bars (Kyle sends them to Joey and
+the executor), and marks carried only on fills and closes would leave a position marked at
+its fill until something else happened in its symbol, stale exactly while it runs against
+us. Reading bars or the executor's books from Redis outside a message would make the figure
+depend on timing, not on the messages committed (a replay could store another value). So the
+executor, which already commits each bar against its books, adds one `position.marked` to
+HRM's inbox per bar of a symbol it holds open positions in (none for the others), in that
+bar's commit: exactly once like every hop, and the stored open P&L is a function of the
+messages HRM committed. A close that trips a breaker emits an
 `error.raised` at the ruleset's severity (a critical one also sets the pause on the agents
 upstream, AGENT_02) in the same Redis commit that acks it; an operator's `hrm.breaker_reset`
 clears one. After every change the risk state is set in Redis in that same commit
@@ -38,7 +49,7 @@ from ark_runtime.bus.registry import (
     HrmVerdict,
 )
 from ark_runtime.bus.streams import DECISIONS_STREAM, ERRORS_STREAM, inbox
-from ark_runtime.execution.paper import PositionClosed, PositionFilled
+from ark_runtime.execution.paper import PositionClosed, PositionFilled, PositionMarked
 from ark_runtime.host.layout import store_path
 from ark_runtime.hrm import (
     BreakerState,
@@ -48,6 +59,7 @@ from ark_runtime.hrm import (
     RulesetError,
     load_ruleset,
 )
+from ark_runtime.hrm.open_pnl import OPEN_BOOK_KEY, OpenBook
 from ark_runtime.hrm.risk import risk_state
 from ark_runtime.hrm.wal import BACKSTOP_PAGES, Checkpointer
 from ark_runtime.planner import TradePlan
@@ -60,7 +72,8 @@ TRIPS_KEPT = 500
 
 class Hrm(ConsumerAgent):
     name = "hrm"
-    accepts = ("trade.plan", "position.filled", "position.closed", "hrm.breaker_reset")
+    accepts = ("trade.plan", "position.filled", "position.closed", "position.marked",
+               "hrm.breaker_reset")
     # Per-batch caches (see batch_scope); class defaults so a bare instance works too.
     _batch_exposure: dict[str, float] | None = None
     _batch_open: int | None = None
@@ -158,11 +171,23 @@ class Hrm(ConsumerAgent):
     def _open(self) -> int:
         return self.store.open_count() if self._batch_open is None else self._batch_open
 
+    def _open_book(self) -> OpenBook:
+        raw = dict(self.store.get_state(OPEN_BOOK_KEY) or {})
+        raw.pop("open_pnl", None)  # stored beside the book for readers of the store
+        return OpenBook.model_validate(raw)
+
+    def _save_open_book(self, book: OpenBook) -> None:
+        """In the caller's transaction (the one holding the message's idempotency mark)."""
+        self.store.set_state(OPEN_BOOK_KEY, {**book.model_dump(mode="json"),
+                                             "open_pnl": book.open_pnl()})
+
     def _publish(self, breakers: BreakerState) -> list[str]:
         """The SET of the risk state, for this message's commit."""
         rs = self.engine.ruleset
+        book = self._open_book()
         doc = risk_state(breakers, rs.breakers, rs.exposure, self._exposure(), self._open(),
-                         self._market_time, rs.version)
+                         self._market_time, rs.version, open_pnl=book.open_pnl(),
+                         marked_at=book.marked_at())
         return ["SET", risk_state_key(), json.dumps(doc, sort_keys=True)]
 
     def handle(self, envelope: Envelope) -> list[Output]:
@@ -172,6 +197,8 @@ class Hrm(ConsumerAgent):
             return self._on_fill(envelope, body)
         if isinstance(body, PositionClosed):
             return self._on_close(envelope, body)
+        if isinstance(body, PositionMarked):
+            return self._on_mark(envelope, body)
         if isinstance(body, BreakerReset):
             return self._on_reset(envelope, body)
         return self._on_plan(envelope, body)
@@ -238,6 +265,19 @@ class Hrm(ConsumerAgent):
         with self.store.transaction():
             if self.store.mark_processed(self.name, envelope.message_id):
                 self.store.fill_position(fill.correlation_id, fill.fill_price, fill.filled_at)
+                # Open P&L counts every position the executor filled, booked here or not
+                # (as a close counts in the breakers either way).
+                self._save_open_book(self._open_book().on_fill(fill))
+        self._writes = [self._publish(self._batch_breakers or self._breakers())]
+        return []
+
+    def _on_mark(self, envelope: Envelope, mark: PositionMarked) -> list[Output]:
+        with self.store.transaction():
+            if self.store.mark_processed(self.name, envelope.message_id):
+                self._save_open_book(self._open_book().on_mark(mark))
+        stamp = mark.marked_at.astimezone(UTC)
+        self._market_time = max(filter(None, (self._market_time, stamp)))
+        self._writes = [self._publish(self._batch_breakers or self._breakers())]
         return []
 
     def _on_close(self, envelope: Envelope, close: PositionClosed) -> list[Output]:
@@ -249,6 +289,7 @@ class Hrm(ConsumerAgent):
             if first:
                 settled = self.store.settle_position(close.correlation_id, close.exit_price,
                                                      close.pnl, close.closed_at)
+                self._save_open_book(self._open_book().on_close(close))
                 if not settled:
                     # Not booked here (e.g. a store restored from an older snapshot): the
                     # result still counts in the breakers, which is what protects.

@@ -66,3 +66,34 @@ def load_operators(path: Path | None = None) -> dict[str, Operator]:
     except ValueError as exc:
         raise OperatorsError(f"{path}: not valid JSON ({exc.msg})") from None
     return parse_operators(data)
+
+
+def unchanged_passwords(new: dict[str, Operator], current: dict[str, Operator]) -> list[str]:
+    """The operators whose password hash is the one deployed now (issue 22 §3: rotating the
+    operators means every one of them signs in with a new password)."""
+    return sorted(name for name, op in new.items()
+                  if name in current and current[name].password_hash == op.password_hash)
+
+
+def install_operators(text: str, dest: Path) -> None:
+    """Write the accounts file atomically with the mode and owner the role gives it (root,
+    the API's group, 0640): the API re-reads it on change."""
+    import os
+    import tempfile
+
+    from ark_runtime.host.atomic import replace
+
+    st = dest.stat()
+    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
+    try:
+        os.fchmod(fd, st.st_mode & 0o7777)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if os.geteuid() == 0:
+            os.chown(tmp, st.st_uid, st.st_gid)
+        replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from ark_runtime.bus.advert import GATED
 from ark_runtime.bus.errors import PAUSE_KEY
 from ark_runtime.bus.keys import (
     DEAD_STREAM,
@@ -24,9 +25,10 @@ from ark_runtime.bus.keys import (
     ERRORS_STREAM,
     POSITIONS_STREAM,
     inbox,
+    reads_key,
     slot_tag,
 )
-from ark_runtime.pipeline import AGENTS, BY_NAME
+from ark_runtime.pipeline import AGENTS, BY_NAME, consumers
 
 # What every component's connection needs, and what none may have.
 BASE = ("-@all", "+@connection", "-@admin", "-@dangerous")
@@ -95,6 +97,9 @@ def acl_rules(shards: int = 1) -> list[AclUser]:
         if BY_NAME[agent].sharded:
             own.append(f"ark:state:{slot_tag(agent)}:*")  # per-symbol state, shared by shards
             read.append(f"ark:state:{agent}:*")  # the untagged names of earlier releases
+        # A writer of a type readers must advertise first reads their advertisements.
+        read += [reads_key(reader) for t in BY_NAME[agent].outputs if t in GATED
+                 for reader in consumers(t)]
         if BY_NAME[agent].consumes is None:
             own.append(f"ark:{agent}:cursor:*")  # the feed cursor
             read.append("ark:stream:*")  # backlog and orphaned-shard checks (XLEN, XINFO)

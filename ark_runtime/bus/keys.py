@@ -70,6 +70,12 @@ def risk_state_key() -> str:
     return f"ark:risk:{_owned('hrm')}"
 
 
+def reads_key(agent: str) -> str:
+    """What an agent reads (message types and envelope versions, bus/advert.py), set by the
+    agent itself at start and refreshed: a writer sends a new type only to readers listing it."""
+    return f"ark:reads:{_owned(agent)}"
+
+
 def executor_books_key() -> str:
     """The executor's books (a hash: symbol -> SymbolBook JSON), written with each ack."""
     return f"ark:state:{_owned('executor')}:books"

@@ -27,7 +27,7 @@ from ark_runtime.market import Bar, session_of
 from ark_runtime.validators import Symbol, UtcTime
 
 __all__ = ["Event", "ExecConfig", "ExitReason", "Order", "Position", "PositionClosed",
-           "PositionFilled", "SymbolBook", "session_of"]
+           "PositionFilled", "PositionMarked", "SymbolBook", "mark_of", "session_of", "settle"]
 
 ExitReason = Literal["stop", "target", "time_limit", "session_end"]
 
@@ -95,6 +95,22 @@ class PositionClosed(_Frozen):
     pnl: float
     filled_at: UtcTime
     closed_at: UtcTime
+    paper: Literal[True] = True
+
+
+class PositionMarked(_Frozen):
+    """A symbol's mark while the executor holds open positions in it: the `position.marked`
+    payload, one per bar of such a symbol. HRM marks its open positions to `price` (open P&L
+    is what closing them at this price would realise, with the executor's costs, `settle`);
+    the costs come with the mark so HRM's figure is the executor's, whatever HRM's own
+    host is configured with."""
+
+    symbol: Symbol
+    price: float = Field(gt=0, description="the close of the bar marked at")
+    marked_at: UtcTime = Field(description="timestamp of that bar")
+    slippage_bps: float = Field(ge=0, le=500)
+    fee_bps: float = Field(ge=0, le=500)
+    open_positions: int = Field(ge=1, description="filled positions open in the symbol")
     paper: Literal[True] = True
 
 
@@ -241,16 +257,35 @@ class SymbolBook(_Frozen):
         return pos.model_copy(update={"bars_held": held}), None
 
 
+def mark_of(book: SymbolBook, cfg: ExecConfig) -> PositionMarked | None:
+    """The mark of `book`'s filled open positions at its latest bar; None with none open."""
+    if not book.positions or not book.bars:
+        return None
+    bar = book.bars[-1]
+    return PositionMarked(symbol=book.symbol, price=bar.close, marked_at=bar.ts,
+                          slippage_bps=cfg.slippage_bps, fee_bps=cfg.fee_bps,
+                          open_positions=len(book.positions))
+
+
+def settle(direction: str, fill_price: float, position_size: float, entry_fee: float,
+           level: float, slippage_bps: float, fee_bps: float) -> tuple[float, float, float]:
+    """(exit price, fees, P&L net of both fees) of closing a position at `level`: the one
+    definition behind every close here and HRM's open P&L (a close at the mark)."""
+    side = 1 if direction == "long" else -1
+    exit_price = _adverse(level, -side, slippage_bps)  # the exit trades the other way
+    gross = position_size * side * (exit_price - fill_price) / fill_price
+    exit_fee = position_size * (exit_price / fill_price) * fee_bps / 10_000
+    fees = entry_fee + exit_fee
+    return exit_price, fees, gross - fees
+
+
 def _close(pos: Position, level: float, reason: ExitReason, at: datetime, cfg: ExecConfig,
            held: int | None = None) -> PositionClosed:
     order = pos.order
-    side = 1 if order.direction == "long" else -1
-    exit_price = _adverse(level, -side, cfg.slippage_bps)  # the exit trades the other way
-    gross = order.position_size * side * (exit_price - pos.fill_price) / pos.fill_price
-    exit_fee = order.position_size * (exit_price / pos.fill_price) * cfg.fee_bps / 10_000
-    fees = pos.entry_fee + exit_fee
+    exit_price, fees, pnl = settle(order.direction, pos.fill_price, order.position_size,
+                                   pos.entry_fee, level, cfg.slippage_bps, cfg.fee_bps)
     return PositionClosed(correlation_id=order.correlation_id, symbol=order.symbol,
                           direction=order.direction, fill_price=pos.fill_price,
                           exit_price=exit_price, position_size=order.position_size,
                           reason=reason, bars_held=pos.bars_held if held is None else held,
-                          fees=fees, pnl=gross - fees, filled_at=pos.filled_at, closed_at=at)
+                          fees=fees, pnl=pnl, filled_at=pos.filled_at, closed_at=at)

@@ -262,6 +262,38 @@ def _cmd_domains(args: argparse.Namespace) -> int:
     return ExitCode.OK
 
 
+def _cmd_set(args: argparse.Namespace) -> int:
+    """Issue 22 §3: one variable set in place from a file (never argv), checked as the role's
+    `validate:` checks the whole file, for the file's own domain (api.env -> api)."""
+    from ark_runtime.host.envfile import EnvFileError, set_variable
+
+    path = Path(args.path)
+    domain = path.name.removesuffix(".env")
+    if domain not in DOMAINS or not path.is_file():
+        print(f"ark env set: {path} is not an env file of a credential domain "
+              f"({', '.join(d + '.env' for d in DOMAINS)})", file=sys.stderr)
+        return ExitCode.USAGE
+    spec = spec_for(args.name)
+    if spec is None or spec.domain != domain:
+        print(f"ark env set: {args.name[:60]!r} is not a variable of the {domain} domain",
+              file=sys.stderr)
+        return ExitCode.USAGE
+    try:
+        value = Path(args.value_file).read_text(encoding="utf-8").rstrip("\n")
+        set_variable(path, args.name, value, lambda tmp: [
+            str(p) for p in check_env_file(tmp, domains=[domain], check_mode=False)
+            if p.severity == "error"])
+    except (OSError, UnicodeDecodeError) as exc:
+        print(f"ark env set: {getattr(exc, 'filename', None) or args.value_file}: cannot read "
+              "the value", file=sys.stderr)
+        return ExitCode.DATAERR
+    except EnvFileError as exc:
+        print(f"ark env set: {exc}", file=sys.stderr)
+        return ExitCode.DATAERR
+    print(f"{path}: {args.name} set")
+    return ExitCode.OK
+
+
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     env = sub.add_parser("env", help="check env files against the typed settings (SEC_01)")
     env_sub = env.add_subparsers(dest="env_command", required=True, metavar="ACTION",
@@ -278,6 +310,12 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                        help="a file loaded over the domain files (a unit's Redis user): check "
                             "its values, not the required variables it leaves out")
     check.set_defaults(func=_cmd_check)
+    setter = env_sub.add_parser("set", help="set one variable in a rendered env file, its "
+                                             "value read from a file (never the command line)")
+    setter.add_argument("path")
+    setter.add_argument("name")
+    setter.add_argument("--value-file", required=True, help="file holding the value (one line)")
+    setter.set_defaults(func=_cmd_set)
     domains = env_sub.add_parser("domains", help="print the credential domains of a unit")
     domains.add_argument("unit")
     domains.set_defaults(func=_cmd_domains)

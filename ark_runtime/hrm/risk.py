@@ -27,9 +27,12 @@ def _limit(cfg: BreakerConfig, name: str) -> float | None:
 
 def risk_state(state: BreakerState, cfg: BreakerConfig, limits: ExposureLimits,
                exposure: Mapping[str, float], positions_open: int,
-               market_time: datetime | None, ruleset_version: str) -> dict[str, Any]:
+               market_time: datetime | None, ruleset_version: str, *,
+               open_pnl: float = 0.0, marked_at: str | None = None) -> dict[str, Any]:
     """The published document. `market_time`: the latest market time HRM has seen (the
-    session the daily values are shown for); None: the state's own session."""
+    session the daily values are shown for); None: the state's own session. `open_pnl`: the
+    open positions marked to market (hrm/open_pnl.py), `marked_at` the newest mark's time.
+    Readers of an older HRM's document find no `open_pnl` and show it as unknown."""
     current = state.at(market_time, cfg)
     tripped = set(current.tripped(cfg))
     values = {"daily_loss": current.daily_loss(), "loss_streak": float(current.consecutive_losses)}
@@ -43,6 +46,8 @@ def risk_state(state: BreakerState, cfg: BreakerConfig, limits: ExposureLimits,
                      for name in BREAKERS},
         "daily_pnl": current.daily_pnl,
         "realised_pnl": current.realised_pnl,
+        "open_pnl": open_pnl,
+        "marked_at": marked_at,
         "loss_streak": current.consecutive_losses,
         "size_multiplier": current.size_multiplier(cfg),
         "positions_open": positions_open,

@@ -50,6 +50,12 @@ def risk_metrics(doc: Mapping[str, Any] | None) -> Iterable[Metric]:
                               "the account")
     total.add_metric([], float(doc["exposure"]["total"]))
     yield total
+    if doc.get("open_pnl") is not None:  # absent from an HRM older than the figure
+        open_pnl = GaugeMetricFamily("ark_hrm_open_pnl", "Open paper P&L, the open positions "
+                                     "marked to their symbol's last bar close, net of the "
+                                     "executor's costs, fraction of the account")
+        open_pnl.add_metric([], float(doc["open_pnl"]))
+        yield open_pnl
     closed = CounterMetricFamily("ark_hrm_positions_closed", "Paper positions closed")
     closed.add_metric([], float(doc["positions_closed"]))
     yield closed

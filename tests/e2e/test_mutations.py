@@ -7,7 +7,8 @@ record edited, the metrics exporter down ...). Three hosts (each with everything
 its own Redis) take one mutation each per round; one `invoke verify` of the read-only
 checks (a worker per host) then gives each host's set of requirements with a failing
 check, which must be exactly its mutation's. The hosts are restored before the next
-round, and a last run proves them green again, so no mutation leaks into the next.
+round, and a last run proves them green again, so no mutation leaks into the next (nor was
+any host red from the start).
 
 Where one change legitimately breaks two requirements, the mutation says so and why:
 a recorded config file edited on the host is also config drift, which GOV_02's check
@@ -35,6 +36,9 @@ from tests.support.lab_shell import lab_up, on
 pytestmark = [
     pytest.mark.lab,
     pytest.mark.skipif(os.geteuid() != 0, reason="the lab needs root"),
+    # The module's fixture (a deploy and six verify runs over three hosts) counts toward its
+    # first test: 409 s in CI, over 900 s on a machine loaded by other jobs.
+    pytest.mark.timeout(2400),
 ]
 
 ENV = "/etc/ark/env"
@@ -179,8 +183,9 @@ def outcomes(request, tmp_path_factory) -> dict[str, tuple[set[str], list[str]]]
         result = deploy(echo=False)
         assert all(c["failed"] == 0 for c in result.recap.values()), result.recap
         tmp = tmp_path_factory.mktemp("mutations")
-        before = run_checks(tmp, "before")
-        assert not before, f"the lab is not green before any mutation: {before}"
+        # No verify run before the first round: a host that was red from the start stays red
+        # in the last run, which test_every_mutation_was_restored holds to none (one verify
+        # run, ~45 s, saved).
         found: dict[str, tuple[set[str], list[str]]] = {}
         for n, batch in enumerate(rounds(chosen)):
             for host, mutation in batch:
@@ -211,7 +216,9 @@ def test_a_mutation_turns_exactly_its_requirement_red(outcomes, mutation):
 
 
 def test_every_mutation_was_restored(outcomes):
-    assert not outcomes["(after)"][0], f"a mutation leaked: {sorted(outcomes['(after)'][0])}"
+    assert not outcomes["(after)"][0], (
+        f"red after every mutation was restored (a mutation leaked, or the lab was never "
+        f"green): {sorted(outcomes['(after)'][0])}")
 
 
 def test_mutations_cover_every_requirement_with_a_compliance_check():

@@ -1,8 +1,10 @@
 """Split topology end to end (INFRA_01, issue #11): three lab hosts, each running only
 what its inventory groups say (ark-lab-1 Redis + Prometheus, ark-lab-2 API + agents,
 ark-lab-3 agents), the one pipeline's agents dealt out over the two agent hosts, each run
-once (ark_ops/placement.py), deployed, verified, a flow traced across the two hosts, a Redis
-where it does not belong caught by verify, and the fleet panicked and recovered.
+once (ark_ops/placement.py), deployed, verified, a flow traced across the two hosts, a
+scripted losing feed tripping HRM's daily-loss breaker (alert in Prometheus, console reset
+from the API host, audited), a Redis where it does not belong caught by verify, and the
+fleet panicked and recovered.
 
 One lab for the whole module. `invoke verify` runs its read-only checks here (the
 disruptive ones are proven on the single-host lab by the other e2e modules): the
@@ -13,24 +15,34 @@ Needs root and the lab tools; skipped otherwise.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
+import secrets
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import httpx
 import pytest
+import yaml
 
 from ark_ops.deploy import run as deploy_mod
 from ark_ops.fleet import trace as trace_fleet
 from ark_ops.fleet.panic import panic, recover
 from ark_ops.lab import lab
-from ark_ops.lab.config import LabPaths
+from ark_ops.lab.config import LabHost, LabPaths
 from ark_ops.paths import REPO_ROOT
 from ark_ops.placement import host_instances
 from ark_ops.verify.run import verify
+from ark_runtime.api.passwords import hash_password
+from ark_runtime.execution.paper import ExecConfig
+from ark_runtime.hrm.ruleset import DEFAULT_RULESET
+from ark_runtime.planner import AccountConfig
+from ark_runtime.settings.model import ArkSettings
+from tests.support import losing_feed
 from tests.support.lab_shell import lab_up, on, wait_for
 
 pytestmark = [
@@ -76,17 +88,49 @@ def recent_decisions(host: str, limit: int = 30) -> list[str]:
     return out.split()
 
 
+# A paced synthetic feed, so bars keep coming while every agent host is up (the lab's
+# 800-bar sample is gone in a second, before the second agent host's agents are ready).
+SYNTHETIC_FEED = {"ARK_FEED": "synthetic", "ARK_FEED_BARS": "100000", "ARK_FEED_RATE": "30"}
+ADMIN, ADMIN_PASSWORD = "alice", secrets.token_urlsafe(12)
+
+
+def lab_ruleset(path: Path) -> Path:
+    """The shipped ruleset, with what the synthetic feed's own trades could do before the
+    breaker test taken out of its way: open exposure (its three symbols may hold 0.30, the
+    shipped total) and the loss streak (a synthetic losing run would halve or reject the
+    scripted plan). The daily-loss breaker under test keeps its shipped limit and severity."""
+    rules = yaml.safe_load(DEFAULT_RULESET.read_text())
+    rules["exposure_limits"]["total"] = 1.0
+    rules["circuit_breakers"].update(loss_streak_limit=1_000_000,
+                                     consecutive_losses=1_000_000)
+    path.write_text(yaml.safe_dump(rules, sort_keys=False))
+    return path
+
+
+@functools.cache
+def admin_hash() -> str:
+    return hash_password(ADMIN_PASSWORD)  # once: the same operators file on every deploy
+
+
+def write_lab_vars(ruleset: Path, feed: dict[str, str]) -> None:
+    # Written, never deleted: Ansible caches inventory vars in-process.
+    (LabPaths.default().inventory / "group_vars" / "all.yml").write_text(yaml.safe_dump({
+        "ark_lab": False, "ark_runtime_env": feed, "ark_runtime_hrm_ruleset_src": str(ruleset),
+        "ark_runtime_api_operators": [{"name": ADMIN, "role": "admin",
+                                       "password_hash": admin_hash()}]}))
+
+
 @pytest.fixture(scope="module")
-def split_lab():
+def ruleset(tmp_path_factory) -> Path:
+    return lab_ruleset(tmp_path_factory.mktemp("split") / "HRM_RULESET.yaml")
+
+
+@pytest.fixture(scope="module")
+def split_lab(ruleset):
     lab_up(3, topology="split", log=lambda *_: None)
     group_vars = LabPaths.default().inventory / "group_vars"
     group_vars.mkdir(exist_ok=True)
-    # Written, never deleted: Ansible caches inventory vars in-process.
-    # A paced synthetic feed, so bars keep coming while every agent host is up (the lab's
-    # 800-bar sample is gone in a second, before the second agent host's agents are ready).
-    (group_vars / "all.yml").write_text(
-        "ark_lab: false\nark_runtime_env:\n  ARK_FEED: synthetic\n"
-        "  ARK_FEED_BARS: '100000'\n  ARK_FEED_RATE: '30'\n")
+    write_lab_vars(ruleset, SYNTHETIC_FEED)
     try:
         yield deploy_mod.deploy(echo=True)  # the whole play in the test's output
     finally:
@@ -175,6 +219,127 @@ def test_a_flow_is_traced_across_two_hosts(split_lab):
                           text=True, timeout=120, stdin=subprocess.DEVNULL)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert API in proc.stdout and AGENTS in proc.stdout, proc.stdout
+
+
+FEED_DIR = "/var/lib/ark/feeds"  # ARK_FEED_DIR's default: $ARK_STATE_DIR/feeds
+FEED_FILE = f"{FEED_DIR}/{losing_feed.SYMBOL.lower()}.jsonl"
+BREAKER_FIRING = ('ALERTS{alertname="ArkBreakerTripped",alertstate="firing",'
+                  'breaker="daily_loss"}')
+
+
+def prometheus(query: str) -> list[dict]:
+    """An instant query against ark-lab-1's Prometheus HTTP API: the result vector."""
+    resp = httpx.get(f"http://{LabHost.parse(REDIS).address}:9090/api/v1/query",
+                     params={"query": query}, timeout=10)
+    resp.raise_for_status()
+    return resp.json()["data"]["result"]
+
+
+def signed_in_console() -> tuple[httpx.Client, str] | None:
+    """The admin's session on the API host's console (cookie jar + CSRF token), once the
+    API answers after its restart; None until then."""
+    client = httpx.Client(base_url=f"http://{LabHost.parse(API).address}:8101", timeout=30)
+    try:
+        resp = client.post("/login", data={"username": ADMIN, "password": ADMIN_PASSWORD})
+    except httpx.TransportError:
+        client.close()
+        return None
+    assert resp.status_code == 303, resp.text
+    return client, client.get("/api/me").json()["csrf"]
+
+
+def expected_loss() -> float:
+    """The scripted stop-out's P&L through the pure logic, with the deployed defaults (the
+    lab sets none of these)."""
+    field = ArkSettings.model_fields
+    _, _, close = losing_feed.expected_trade(
+        ExecConfig(slippage_bps=field["exec_slippage_bps"].default,
+                   fee_bps=field["exec_fee_bps"].default),
+        AccountConfig(account_size=field["account_size"].default,
+                      risk_per_trade=field["risk_per_trade"].default))
+    return close.pnl
+
+
+def reset_records(reason: str) -> list[dict]:
+    out = on(API, "/opt/ark/venv/bin/ark audit show --json --action console").stdout
+    return [r for r in map(json.loads, out.splitlines())
+            if r.get("action") == "console.hrm.breaker_reset"
+            and r.get("args", {}).get("reason") == reason]
+
+
+@pytest.mark.requirement("AGENT_04")
+def test_a_losing_feed_trips_the_breaker_and_the_console_resets_it(split_lab, ruleset):
+    """The deployed pipeline replays a scripted losing feed: one approved long, stopped out
+    through a gap. HRM's daily-loss breaker trips on that close, ArkBreakerTripped fires in
+    Prometheus, the console on the API host (no HRM there) shows it from Redis and resets
+    it as an audited admin action; the state and the metric are clear again.
+
+    The feed is switched the operator's way, the inventory's ark_runtime_env and a deploy of
+    Kyle's host, and switched back the same way: the synthetic feed resumes at its cursor
+    (the daily-loss severity is `error`, so nothing was paused), for the tests after."""
+    kyle_host = next(h for h in (API, AGENTS) if "ark-agent@kyle.service" in agent_units(h))
+    assert "ark-agent@hrm.service" not in agent_units(API)  # the console reads Redis only
+    loss = expected_loss()
+    rules = yaml.safe_load(ruleset.read_text())["circuit_breakers"]
+    assert -loss >= rules["daily_loss_limit"]  # the script: its one stop-out trips it
+    on(kyle_host, f"install -d -o ark -g ark -m 0750 {FEED_DIR} && cat > {FEED_FILE} && "
+                  f"chown ark:ark {FEED_FILE}", stdin=losing_feed.jsonl(), check=True)
+    write_lab_vars(ruleset, {**SYNTHETIC_FEED, "ARK_FEED": "replay", "ARK_FEED_PATH": FEED_FILE})
+    try:
+        deploy_mod.deploy(limit=kyle_host, echo=False)
+        console, csrf = wait_for(signed_in_console, 90, "the API host's console")
+
+        def risk() -> dict:
+            return console.get("/api/status").json()["pipeline"]["breakers"] or {}
+
+        def scripted_session(tripped: bool) -> dict | None:
+            doc = risk()
+            daily = doc.get("breakers", {}).get("daily_loss", {})
+            ok = doc.get("session") == losing_feed.SESSION and daily.get("tripped") is tripped
+            return doc if ok else None
+
+        doc = wait_for(lambda: scripted_session(True), 120,
+                       "the console to show the scripted session's daily-loss trip")
+        daily = doc["breakers"]["daily_loss"]
+        # Tripped exactly by the scripted close, at the shipped limit and severity.
+        assert daily["value"] == pytest.approx(-loss, abs=1e-12), doc
+        assert doc["daily_pnl"] == pytest.approx(loss, abs=1e-12), doc
+        assert (daily["limit"], daily["severity"]) == (rules["daily_loss_limit"],
+                                                       rules["severity"]["daily_loss"])
+        assert losing_feed.SYMBOL not in doc["exposure"]["per_symbol"], doc  # closed
+        # The deployed HRM publishes open P&L too (marked to market; its value is checked
+        # against an independent recomputation in tests/unit/test_open_pnl.py).
+        assert isinstance(doc.get("open_pnl"), int | float), doc
+        firing = wait_for(lambda: prometheus(BREAKER_FIRING), 180,
+                          "ArkBreakerTripped{breaker=daily_loss} firing in Prometheus")
+        assert firing[0]["metric"]["severity"] == "critical", firing
+
+        reason = f"e2e {secrets.token_hex(4)}: scripted losing feed, reviewed"
+        assert console.post("/api/admin/breakers/daily_loss/reset",
+                            json={"reason": reason}).status_code == 403  # no CSRF token
+        resp = console.post("/api/admin/breakers/daily_loss/reset", json={"reason": reason},
+                            headers={"X-CSRF-Token": csrf})
+        assert resp.status_code == 200 and resp.json()["result"] == "ok", resp.text
+        cleared = wait_for(lambda: scripted_session(False), 60,
+                           "the console to show the daily-loss breaker clear")
+        assert cleared["breakers"]["daily_loss"]["value"] == 0, cleared
+        [record] = wait_for(lambda: reset_records(reason), 60,
+                            "the console's reset in the API host's audit chain")
+        assert (record["who"], record["result"]) == (f"console:{ADMIN}", "ok"), record
+        assert record["args"]["breaker"] == "daily_loss", record
+        wait_for(lambda: prometheus('ark_hrm_breaker_tripped{breaker="daily_loss"} == 0'),
+                 120, "Prometheus to scrape ark_hrm_breaker_tripped{breaker=daily_loss} 0")
+        wait_for(lambda: not prometheus(BREAKER_FIRING), 60, "ArkBreakerTripped resolved")
+        console.close()
+    finally:
+        write_lab_vars(ruleset, SYNTHETIC_FEED)
+        deploy_mod.deploy(limit=kyle_host, echo=False)
+        on(kyle_host, f"rm -f {FEED_FILE}")
+    # The pipeline flows again on the synthetic feed, with the breaker clear.
+    hrm_host = API if "ark-agent@hrm.service" in agent_units(API) else AGENTS
+    newest = recent_decisions(hrm_host, 1)
+    wait_for(lambda: recent_decisions(hrm_host, 1) != newest, 90,
+             "a new decision on the synthetic feed")
 
 
 @pytest.mark.requirement("INFRA_01")

@@ -115,6 +115,7 @@ def test_exporter_reports_the_pipeline_the_store_and_the_host(pipeline: Lab, r) 
         # HRM publishes its risk state in Redis from its start; the exporter reads it there.
         assert value(s, "ark_hrm_breaker_tripped", breaker="daily_loss") == 0
         assert value(s, "ark_hrm_breaker_tripped", breaker="loss_streak") == 0
+        assert value(s, "ark_hrm_open_pnl") == 0  # nothing open yet
         assert value(s, "ark_host_memory_bytes", kind="total") > 0
         assert value(s, "ark_tree_bytes", tree="log") > 0
         assert value(s, "ark_build_info", version=__import__("ark_runtime").__version__,

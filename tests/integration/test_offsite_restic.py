@@ -83,3 +83,37 @@ def test_a_wrong_password_is_refused_and_not_echoed(tmp_path: Path):
     with pytest.raises(OffsiteError) as err:
         fetch_newest_bundle(inventory_repository(first), HOST, tmp_path / "out")
     assert "wrong-password-xyz" not in str(err.value)
+
+
+def test_a_bundle_backed_up_before_a_key_rotation_restores_from_an_inventory_only_checkout(
+        tmp_path: Path):
+    """Issue 22 §3: the off-host restore path after `secrets.rotate dr-signing-key`."""
+    from ark_ops.errors import OpsError
+    from ark_ops.fleet.dr_sign import SignatureRefused, rotate_signing_key, signing_key
+
+    repo_dir = tmp_path / "offsite-repo"
+    first = checkout(tmp_path / "first", repo_dir)
+    repo = inventory_repository(first / "hosts.yml")
+    bundle = staged_bundle(tmp_path / "run1", first, os.urandom(1 << 16))
+    backup(repo, tmp_path / "run1", log=lambda *_: None)
+
+    rotate_signing_key(first)
+
+    second = checkout(tmp_path / "second", repo_dir)
+    (second / PIN_FILE).parent.mkdir()
+    shutil.copy(first / PIN_FILE, second / PIN_FILE)  # the committed pin, after the rotation
+    (second / ".secrets").mkdir(mode=0o700)
+    shutil.copy(first / ".secrets" / "restic_password", second / ".secrets" / "restic_password")
+    fetched = fetch_newest_bundle(inventory_repository(second), HOST, tmp_path / "restore")
+    assert fetched.read_bytes() == bundle.read_bytes()
+    assert verify_signature(fetched, second)["signer"] == "alice@ctl"
+    # A bundle signed by a key the pin does not list is refused on the same path.
+    mallory = tmp_path / "mallory"
+    mallory.mkdir()
+    signing_key(mallory)
+    sign_bundle(fetched, mallory, host=HOST, signer="mallory")
+    with pytest.raises(SignatureRefused, match="another key"):
+        verify_signature(fetched, second)
+    # Rotating needs the signing checkout: the inventory-only one cannot.
+    with pytest.raises(OpsError, match="no DR signing key"):
+        rotate_signing_key(second)

@@ -19,6 +19,8 @@ from test_pipeline import SYMBOLS, expected_outcomes, outcomes
 
 from ark_runtime.api.admin import _replay
 from ark_runtime.bus.acl import instances, render_acl_file, user_names
+from ark_runtime.bus.advert import ReaderGate, advertisement, fetch_from
+from ark_runtime.bus.keys import reads_key
 
 SHARDS = 2
 
@@ -146,5 +148,16 @@ def test_the_pipeline_runs_with_a_user_per_agent(acl_redis: AclRedis, tmp_path) 
         for agent in lab.procs:
             assert agent.proc.poll() is None, f"{agent.name}: {agent.stderr()[-2000:]}"
             assert "NOPERM" not in agent.stderr()
+        # Each consumer advertised what it reads as its own user; the executor's user reads
+        # HRM's (its marks are gated on it) but cannot forge it, and a user without the grant
+        # reads "not advertised" rather than failing.
+        for instance, agent in instances(SHARDS):
+            if agent not in ("kyle", "executor"):
+                assert admin.get(reads_key(instance)) == advertisement(agent)
+        executor = acl_redis.client("executor")
+        assert ReaderGate(fetch_from(executor)).allows("position.marked")
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            executor.set(reads_key("hrm"), advertisement("hrm"))
+        assert not ReaderGate(fetch_from(acl_redis.client("kenny"))).allows("position.marked")
     finally:
         lab.close()

@@ -142,6 +142,7 @@ def test_a_losing_path_trips_the_daily_loss_breaker_at_its_threshold(
         assert "breaker daily_loss tripped" in rejected["violations"][0]["message"]
     assert state["positions_closed"] == 3 and state["positions_open"] == 0
     assert state["realised_pnl"] == pytest.approx(sum(pnls), abs=1e-12)
+    assert state["open_pnl"] == 0  # every fill closed: nothing left marked
     assert state["breakers"]["daily_loss"]["tripped"] is True
     assert state["breakers"]["daily_loss"]["value"] == pytest.approx(-sum(pnls), abs=1e-12)
     # Exactly one trip report, at the ruleset's severity; exactly 3 fills and 3 closes.
@@ -203,3 +204,38 @@ def test_a_critical_trip_pauses_upstream_and_an_audited_reset_clears_it(
     status = subprocess.run([sys.executable, "-m", "ark_runtime.cli", "hrm", "risk"],
                             env=cli_env, capture_output=True, text=True, timeout=60)
     assert status.returncode == 0 and "daily_loss   ok" in status.stdout, status.stdout
+    assert "open +0.000000" in status.stdout, status.stdout
+    _open_pnl_follows_the_marks(r, env.correlation_id)
+
+
+def _open_pnl_follows_the_marks(r: redis.Redis, correlation_id: str) -> None:
+    """Plan 3 (approved) fills and stays open while the price rises: HRM's open P&L follows
+    each bar's close (the executor's marks); the stop-out moves it to realised."""
+    path = [(6, 100, 100.5, 99.5, 100), (7, 100, 101.2, 99.8, 101), (8, 101, 102.4, 100.6, 102),
+            (9, 102, 102.1, 94, 95)]  # signal bar, fill bar, a rising bar, the stop-out
+    cfg = ExecConfig(slippage_bps=0, fee_bps=1)
+    book, _ = SymbolBook(symbol="AAPL").on_order(Order(
+        correlation_id=correlation_id, symbol="AAPL", direction="long", stop_loss=95,
+        target=112.5, position_size=0.1, quantity=100, hold_bars=20,
+        signal_ts=T0 + timedelta(minutes=6)), cfg)
+    realised = risk(r)["realised_pnl"]
+    for minute, o, h, low, c in path:
+        bar = Bar(symbol="AAPL", ts=T0 + timedelta(minutes=minute), open=o, high=h, low=low,
+                  close=c, volume=1e6)
+        book, events = book.on_bar(bar, cfg)
+        env = Envelope.new("market.bar", bar, from_agent="kyle", to_agent="executor",
+                           message_id=derive_id("risk-loop-mark", str(minute)))
+        r.xadd(inbox("executor"), env.to_fields())
+        if book.positions:  # the reference mark: closing at this close, with the costs
+            [pos] = book.positions
+            exit_fee = 0.1 * (c / pos.fill_price) * 1e-4
+            expected = 0.1 * (c - pos.fill_price) / pos.fill_price - pos.entry_fee - exit_fee
+            state = wait_for(lambda bar=bar: (s := risk(r)).get("marked_at") ==
+                             bar.ts.isoformat() and s, 30, what=f"the mark of {bar.ts}")
+            assert state["positions_open"] == 1
+            assert state["open_pnl"] == pytest.approx(expected, abs=1e-12)
+    [close] = [e for e in events if isinstance(e, PositionClosed)]
+    state = wait_for(lambda: (s := risk(r))["positions_open"] == 0 and s, 30,
+                     what="HRM to count the stop-out")
+    assert state["open_pnl"] == 0 and state["marked_at"] is None
+    assert state["realised_pnl"] == pytest.approx(realised + close.pnl, abs=1e-12)

@@ -13,6 +13,10 @@ from pathlib import Path
 from ark_ops.paths import REPO_ROOT
 
 PREVIOUS_RELEASE = "53e9ff08388520e065b198505737b7b2f648ffce"
+# The releases the wire-compatibility test checks this one against: the lab's rolling-upgrade
+# start above, and the last one that landed (it has the executor, not `position.marked`).
+LAST_LANDED_RELEASE = "1c9fc3ab61c64eeff000435f277a415b8351e907"
+RELEASES = (PREVIOUS_RELEASE, LAST_LANDED_RELEASE)
 
 
 def extract(commit: str, dest: Path, *paths: str) -> Path:

@@ -198,3 +198,99 @@ def test_the_pin_leaves_the_operators_group_vars_in_force(inv: Path) -> None:
     out = subprocess.run([str(ansible_inventory), "-i", str(inv / "hosts.yml"), "--host", "web1"],
                          capture_output=True, text=True, check=True).stdout
     assert json.loads(out).get("ark_feed_marker") == "kept"
+
+
+# --- rotation (issue 22 §3) -------------------------------------------------------------------
+
+
+def _sign_copy(bundle: Path, inv: Path, name: str, signer: str) -> Path:
+    import shutil
+
+    copy = bundle.with_name(name)
+    shutil.copy(bundle, copy)
+    sign_bundle(copy, inv, host="web1", signer=signer)
+    return copy
+
+
+def test_a_bundle_signed_before_rotation_verifies_from_a_checkout_with_only_the_inventory(
+        bundle: Path, inv: Path, tmp_path: Path) -> None:
+    from ark_ops.fleet.dr_sign import PIN_PREVIOUS, rotate_signing_key
+
+    before = _sign_copy(bundle, inv, "before.tar.gz", "alice")
+    old_private = (inv / ".secrets" / KEY_NAME).read_bytes()
+    old_fp, new_fp = rotate_signing_key(inv)
+    assert old_fp != new_fp
+    assert (inv / ".secrets" / KEY_NAME).read_bytes() != old_private  # the old one is gone
+    assert not list((inv / ".secrets").glob("*.new*"))
+    pin = yaml.safe_load((inv / PIN_FILE).read_text())
+    assert pin[PIN_FINGERPRINT] == new_fp and pin[PIN_PREVIOUS][0]["fingerprint"] == old_fp
+    assert "PRIVATE" not in (inv / PIN_FILE).read_text()
+    after = _sign_copy(bundle, inv, "after.tar.gz", "bob")
+    second = _copy_without_secrets(inv, tmp_path)  # the off-site restore path
+    assert verify_signature(before, second)["signer"] == "alice"
+    assert verify_signature(after, second)["signer"] == "bob"
+    # Rotated twice: both earlier keys are still accepted, newest first.
+    rotate_signing_key(inv)
+    pin = yaml.safe_load((inv / PIN_FILE).read_text())
+    assert [e["fingerprint"] for e in pin[PIN_PREVIOUS]][1] == old_fp
+    assert verify_signature(before, inv)["signer"] == "alice"
+
+
+def test_after_rotation_a_bundle_signed_by_an_unpinned_key_is_refused(
+        bundle: Path, inv: Path, tmp_path: Path) -> None:
+    from ark_ops.fleet.dr_sign import rotate_signing_key
+
+    signing_key(inv)
+    rotate_signing_key(inv)
+    mallory = tmp_path / "mallory"
+    mallory.mkdir()
+    forged = _sign_copy(bundle, mallory, "forged.tar.gz", "mallory")
+    with pytest.raises(SignatureRefused, match="another key"):
+        verify_signature(forged, _copy_without_secrets(inv, tmp_path))
+
+
+def test_a_previous_key_edited_in_the_pin_is_refused_naming_it(
+        bundle: Path, inv: Path, tmp_path: Path) -> None:
+    from ark_ops.fleet.dr_sign import PIN_PREVIOUS, rotate_signing_key
+
+    before = _sign_copy(bundle, inv, "before.tar.gz", "alice")
+    rotate_signing_key(inv)
+    mallory = tmp_path / "mallory"
+    mallory.mkdir()
+    signing_key(mallory)
+    doc = yaml.safe_load((inv / PIN_FILE).read_text())
+    doc[PIN_PREVIOUS][0]["public_key"] = yaml.safe_load((mallory / PIN_FILE).read_text())[PIN_KEY]
+    (inv / PIN_FILE).write_text(yaml.safe_dump(doc))
+    with pytest.raises(SignatureRefused, match=r"ark_dr_signing_previous_keys\[0\] .* does not "
+                                               "match its fingerprint"):
+        verify_signature(before, inv)
+
+
+def test_an_interrupted_key_rotation_finishes_on_rerun(bundle: Path, inv: Path,
+                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from ark_ops.fleet import dr_sign
+
+    before = _sign_copy(bundle, inv, "before.tar.gz", "alice")
+    real = os.replace
+    monkeypatch.setattr(dr_sign.os, "replace",
+                        lambda a, b: (_ for _ in ()).throw(OSError("power cut"))
+                        if str(a).endswith(KEY_NAME + ".new") else real(a, b))
+    with pytest.raises(OSError):
+        dr_sign.rotate_signing_key(inv)  # the pin names the new key; .secrets has the old
+    monkeypatch.setattr(dr_sign.os, "replace", real)
+    _old, new_fp = dr_sign.rotate_signing_key(inv)
+    assert yaml.safe_load((inv / PIN_FILE).read_text())[PIN_FINGERPRINT] == new_fp
+    assert verify_signature(before, inv)["signer"] == "alice"
+    after = _sign_copy(bundle, inv, "after.tar.gz", "bob")
+    assert verify_signature(after, inv)["signer"] == "bob"
+
+
+def test_rotation_needs_the_signing_checkout(inv: Path, tmp_path: Path) -> None:
+    from ark_ops.errors import OpsError
+    from ark_ops.fleet.dr_sign import rotate_signing_key
+
+    signing_key(inv)
+    with pytest.raises(OpsError, match="has no DR signing key .* rotate it on the control node"):
+        rotate_signing_key(_copy_without_secrets(inv, tmp_path))

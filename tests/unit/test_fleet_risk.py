@@ -23,6 +23,7 @@ class Host:
 
 def state(tripped: bool) -> dict:
     return {"session": "2026-03-02", "daily_pnl": -0.031, "realised_pnl": -0.031,
+            "open_pnl": -0.00425,
             "loss_streak": 3, "positions_open": 0, "positions_closed": 3,
             "exposure": {"total": 0.0, "per_symbol": {}},
             "breakers": {"daily_loss": {"tripped": tripped}, "loss_streak": {"tripped": False}}}
@@ -43,4 +44,10 @@ def test_each_host_is_shown_and_a_trip_anywhere_exits_1(monkeypatch) -> None:
     text = out.getvalue()
     assert "TRIPPED daily_loss" in text and "closed 3" in text
     assert "b                unknown: redis *** refused" in text  # scrubbed, still shown
+    assert "realised -0.03100 open pnl -0.00425" in text
     assert risk.render({"a": state(False)}, io.StringIO()) is False
+    older = state(False)
+    del older["open_pnl"]  # published by an HRM from before the figure
+    out = io.StringIO()
+    risk.render({"a": older}, out)
+    assert "open pnl unknown" in out.getvalue()

@@ -56,6 +56,10 @@ async function refreshStatus() {
     agents.append(tr);
   }
   document.getElementById("dead").textContent = s.pipeline.dead_letters;
+  const risk = s.pipeline.breakers;
+  const pnl = (v) => (typeof v === "number" ? (v >= 0 ? "+" : "") + v.toFixed(5) : "–");
+  document.getElementById("pnl-realised").textContent = pnl(risk && risk.realised_pnl);
+  document.getElementById("pnl-open").textContent = pnl(risk && risk.open_pnl);
   document.getElementById("breakers").textContent = JSON.stringify(s.pipeline.breakers);
   document.getElementById("panic-badge").hidden = !s.pipeline.panic;
   document.getElementById("pause-badge").hidden = Object.keys(s.pipeline.paused).length === 0;

@@ -154,6 +154,26 @@ def _add_policy_flags(p: argparse.ArgumentParser) -> None:
                    help="env ARK_SNAPSHOT_KEEP_DAILY (default 7)")
 
 
+@audited_command("snapshot.rotate-key")
+def _cmd_rotate_key(args: argparse.Namespace) -> int:
+    """Issue 22 §3: a new key; what verified before verifies after (keyrotate.py)."""
+    from ark_runtime.host.snapshot.keyrotate import KeyRotationError, rotate_key
+
+    try:
+        done = rotate_key(layout.snapshot_dir(), layout.resolve().snapshot_key)
+    except KeyRotationError as exc:
+        print(f"ark snapshot rotate-key: {exc}", file=sys.stderr)
+        return ExitCode.FAILURE
+    except PermissionError as exc:
+        print(f"ark snapshot rotate-key: {exc.filename}: only root may rotate the key",
+              file=sys.stderr)
+        return ExitCode.NOPERM
+    print(f"snapshot key rotated (key id {done.key_id}): {len(done.resigned)} snapshot(s) "
+          f"re-signed, {len(done.already_new)} already under the new key, "
+          f"{len(done.refused)} left refused (they did not verify before)")
+    return ExitCode.OK
+
+
 def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     snap = sub.add_parser("snapshot", help="snapshots of the memory store (MEM_03)")
     ssub = snap.add_subparsers(dest="snapshot_command", required=True, metavar="ACTION")
@@ -179,3 +199,6 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     _add_policy_flags(prn)
     prn.add_argument("--dry-run", action="store_true")
     prn.set_defaults(func=_cmd_prune)
+    rot = ssub.add_parser("rotate-key", help="new snapshot key; re-sign every snapshot that "
+                                             "verifies (root; issue 22)")
+    rot.set_defaults(func=_cmd_rotate_key)

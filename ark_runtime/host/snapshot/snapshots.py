@@ -30,6 +30,7 @@ from typing import Any
 
 from ark_runtime.host import layout
 from ark_runtime.host.atomic import atomic_write_text, fsync_dir, fsync_file, replace
+from ark_runtime.host.snapshot import keyrotate
 from ark_runtime.host.snapshot import manifest as mf
 
 __all__ = [
@@ -187,7 +188,14 @@ def create_snapshot(
         }
         atomic_write_text(tmp / MANIFEST, mf.render(payload, key), mode=0o640)
         fsync_dir(tmp)
-        replace(tmp, root / snap_id)  # the snapshot appears complete, or not at all
+        # A rotation (keyrotate.py) must not run between signing and the rename, nor may a
+        # key it replaced sign anything.
+        with keyrotate.key_lock(root, exclusive=False):
+            try:
+                keyrotate.check_current(root, key, layout.resolve().snapshot_key)
+            except keyrotate.KeyRotationError as exc:
+                raise SnapshotKeyError(str(exc)) from None
+            replace(tmp, root / snap_id)  # the snapshot appears complete, or not at all
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
