@@ -27,15 +27,24 @@ class RedisCliError(OpsError):
     exit_code = 64  # EX_USAGE
 
 
+def as_root_tools(env_file: str = ENV_FILE, password: str = "$ARK_REDIS_PASSWORD") -> str:
+    """The start of a host-side `redis-cli` line that logs in as the host's root tools (`ark`)
+    do: the env file's user, admin - or, on a host deployed while its Redis had no users yet
+    (a rolling upgrade), none: the password alone. `password` is a shell expression that root's
+    shell expands into redis-cli's environment (REDISCLI_AUTH): the line never holds a value.
+    The `default` user is off on a deployed host, so a login without the user is refused."""
+    return (f"set -a; . {shlex.quote(env_file)}; set +a; "
+            f'REDISCLI_AUTH="{password}" redis-cli --no-auth-warning '
+            '${ARK_REDIS_USERNAME:+--user "$ARK_REDIS_USERNAME"} ')
+
+
 def remote_command(args: list[str], env_file: str = ENV_FILE) -> str:
     """The host-side shell line: the env file's names, never its values, plus the words."""
     if not args:
         raise RedisCliError("give redis-cli's arguments after --, e.g. "
                             "invoke redis.cli -- INFO memory")
-    return (f"set -a; . {shlex.quote(env_file)}; set +a; "
-            'REDISCLI_AUTH="$ARK_REDIS_PASSWORD"; export REDISCLI_AUTH; unset ARK_REDIS_PASSWORD; '
-            'exec redis-cli --no-auth-warning -h "${ARK_REDIS_HOST:-127.0.0.1}" '
-            '-p "${ARK_REDIS_PORT:-6379}" --user "${ARK_REDIS_USERNAME:-admin}" '
+    return (as_root_tools(env_file)
+            + '-h "${ARK_REDIS_HOST:-127.0.0.1}" -p "${ARK_REDIS_PORT:-6379}" '
             + " ".join(shlex.quote(a) for a in args))
 
 
