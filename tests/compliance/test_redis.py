@@ -14,6 +14,7 @@ import shlex
 
 import pytest
 
+from ark_ops.fleet.redis_cli import as_root_tools
 from ark_runtime.bus.acl import render_acl_file, user_names
 
 pytestmark = [pytest.mark.requirement("SEC_01"), pytest.mark.runs_on("ark_redis")]
@@ -24,9 +25,7 @@ USERS_DIR = "/etc/ark/env/redis"
 LEGACY_NOTE = "/etc/redis/ark-users.acl.legacy-hosts"
 # Expanded on the host: the command line holds the variable's name, not its value.
 # infrastructure.env logs in as the root tools' user (admin).
-WITH_PASSWORD = (f"set -a; . {ENV_FILE}; set +a; "
-                 'REDISCLI_AUTH="$ARK_REDIS_PASSWORD" ')
-AS_ADMIN = WITH_PASSWORD + 'redis-cli --user "$ARK_REDIS_USERNAME" '
+AS_ADMIN = as_root_tools(ENV_FILE)
 HASH = re.compile(r"#[0-9a-f]{64}")
 SELECTOR = re.compile(r"\(([^)]*)\)")
 

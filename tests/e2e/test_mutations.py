@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from ark_ops.deploy.run import deploy
+from ark_ops.fleet.redis_cli import as_root_tools
 from ark_ops.lab import lab
 from ark_ops.lab.config import LabHost
 from ark_ops.paths import REPO_ROOT
@@ -47,9 +48,7 @@ AUDIT_HEAD = "/var/log/ark/audit/head.json"
 BACKUP = "/root/mutation-backup"
 # The Redis password stays on the host: the shell reads it from the root-only env file.
 # infrastructure.env logs in as the root tools' Redis user (admin).
-REDIS_CLI = (f"set -a; . {ENV}/infrastructure.env; set +a; "
-             'REDISCLI_AUTH="$ARK_REDIS_PASSWORD" redis-cli -p "${ARK_REDIS_PORT:-6379}" '
-             '--user "$ARK_REDIS_USERNAME" ')
+REDIS_CLI = as_root_tools(f"{ENV}/infrastructure.env") + '-p "${ARK_REDIS_PORT:-6379}" '
 
 
 @dataclass(frozen=True)
