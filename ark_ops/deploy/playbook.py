@@ -39,6 +39,22 @@ class PlaybookFailed(OpsError):
         self.result = result
 
 
+FAILURE_LINE = re.compile(r"^(fatal|failed): \[|^\S+ \| FAILED")
+
+
+def failed_tasks(output: str, *, limit: int = 2000) -> str:
+    """Each failing task's header and its `fatal:`/`failed:` lines, for an error raised when the
+    output was not echoed (a test's log otherwise keeps only the recap, not which task failed)."""
+    found: list[str] = []
+    task = ""
+    for line in output.splitlines():
+        if line.startswith(("TASK [", "RUNNING HANDLER [")):
+            task = line.rstrip(" *")
+        elif FAILURE_LINE.match(line):
+            found.append(f"{task}\n{line[:limit]}" if task else line[:limit])
+    return "\n".join(found)
+
+
 def parse_recap(output: str) -> dict[str, dict[str, int]]:
     recap: dict[str, dict[str, int]] = {}
     in_recap = False
@@ -131,6 +147,7 @@ def run_playbook(playbook: str, inventory: Path, *, limit: str | None = None,
     output = "".join(lines)
     result = PlaybookResult(rc, parse_recap(output), output)
     if rc != 0:
-        where = "the failing task is shown above" if echo else output[-3000:]
+        where = ("the failing task is shown above" if echo
+                 else (failed_tasks(output) or output[-3000:]) + "\n" + output[-1500:])
         raise PlaybookFailed(f"{playbook} failed (ansible-playbook exit {rc}): {where}", result)
     return result

@@ -78,22 +78,6 @@ def unchanged_passwords(new: dict[str, Operator], current: dict[str, Operator]) 
 def install_operators(text: str, dest: Path) -> None:
     """Write the accounts file atomically with the mode and owner the role gives it (root,
     the API's group, 0640): the API re-reads it on change."""
-    import os
-    import tempfile
+    from ark_runtime.host.atomic import rewrite_keeping_owner
 
-    from ark_runtime.host.atomic import replace
-
-    st = dest.stat()
-    fd, tmp = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".tmp", dir=dest.parent)
-    try:
-        os.fchmod(fd, st.st_mode & 0o7777)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if os.geteuid() == 0:
-            os.chown(tmp, st.st_uid, st.st_gid)
-        replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    rewrite_keeping_owner(dest, text)

@@ -11,9 +11,11 @@ from __future__ import annotations
 import contextlib
 import os
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
-__all__ = ["atomic_write_bytes", "atomic_write_text", "fsync_dir", "fsync_file", "replace"]
+__all__ = ["atomic_write_bytes", "atomic_write_text", "fsync_dir", "fsync_file", "replace",
+           "rewrite_keeping_owner"]
 
 
 def fsync_dir(path: str | Path) -> None:
@@ -61,3 +63,28 @@ def atomic_write_bytes(path: str | Path, data: bytes, *, mode: int = 0o644) -> N
 
 def atomic_write_text(path: str | Path, text: str, *, mode: int = 0o644) -> None:
     atomic_write_bytes(path, text.encode("utf-8"), mode=mode)
+
+
+def rewrite_keeping_owner(path: str | Path, text: str,
+                          check: Callable[[Path], None] | None = None) -> None:
+    """Replace an existing file atomically with `text`, keeping its mode and (as root) its
+    owner: root rewriting a file ark or the API reads. `check(temp file)` may raise to refuse
+    the new content; the target is then untouched."""
+    path = Path(path)
+    st = path.stat()
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        os.fchmod(fd, st.st_mode & 0o7777)
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        if os.geteuid() == 0:
+            os.chown(tmp, st.st_uid, st.st_gid)
+        if check is not None:
+            check(Path(tmp))
+        replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise

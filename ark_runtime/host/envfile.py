@@ -9,13 +9,11 @@ from a file, never from the command line; it is never printed.
 from __future__ import annotations
 
 import json
-import os
 import re
-import tempfile
 from collections.abc import Callable
 from pathlib import Path
 
-from ark_runtime.host.atomic import replace
+from ark_runtime.host.atomic import rewrite_keeping_owner
 
 _NAME = re.compile(r"[A-Z][A-Z0-9_]*")
 
@@ -55,22 +53,12 @@ def set_variable(path: Path, name: str, value: str,
                  problems_of: Callable[[Path], list[str]]) -> None:
     """Rewrite `path` with NAME=value, atomically, keeping its mode and owner; refused (the
     file untouched) when `problems_of(the new file)` names any problem."""
-    st = path.stat()
     text = with_variable(path.read_text(encoding="utf-8"), name, value)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, st.st_mode & 0o7777)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        if os.geteuid() == 0:
-            os.chown(tmp, st.st_uid, st.st_gid)
-        problems = problems_of(Path(tmp))
+
+    def refuse_invalid(candidate: Path) -> None:
+        problems = problems_of(candidate)
         if problems:
             raise EnvFileError(f"{path}: not changed, the result would be invalid: "
                                + "; ".join(problems))
-        replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+
+    rewrite_keeping_owner(path, text, check=refuse_invalid)

@@ -22,6 +22,15 @@ def chown_like(path: Path, ref: Path) -> None:
     os.chown(path, st.st_uid, st.st_gid, follow_symlinks=False)
 
 
+def make_dir_like_parent(path: Path) -> None:
+    """`mkdir -p path`; made by root, it belongs to its parent's owner (the first snapshot
+    taken by hand, or a key rotation before any, must leave ark a directory it can write)."""
+    if path.is_dir():
+        return
+    path.mkdir(parents=True, exist_ok=True)
+    chown_like(path, path.parent)
+
+
 def chown_tree_like(top: Path, ref: Path) -> None:
     chown_like(top, ref)
     for p in top.rglob("*"):

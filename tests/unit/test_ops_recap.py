@@ -28,3 +28,20 @@ def test_recap_counts_per_host():
 
 def test_no_recap_means_no_hosts():
     assert parse_recap("ERROR! the playbook could not be found\n") == {}
+
+
+def test_failed_tasks_names_each_failing_task_and_its_message():
+    from ark_ops.deploy.playbook import failed_tasks
+
+    output = (
+        "TASK [ark_runtime : Wheels are copied] ****\n"
+        "ok: [ark-lab-1]\n"
+        "TASK [ark_redis : SEC_01 | Redis starts] ****\n"
+        "ok: [ark-lab-1]\n"
+        'fatal: [ark-lab-2]: FAILED! => {"msg": "unit failed"}\n'
+        "PLAY RECAP ****\n"
+        "ark-lab-2 : ok=44 changed=15 unreachable=0 failed=1\n")
+    found = failed_tasks(output)
+    assert found.splitlines() == ["TASK [ark_redis : SEC_01 | Redis starts]",
+                                  'fatal: [ark-lab-2]: FAILED! => {"msg": "unit failed"}']
+    assert failed_tasks("TASK [x] ***\nok: [h]\n") == ""

@@ -93,7 +93,7 @@ def test_a_process_holding_the_rotated_away_key_is_refused(
 def test_an_interrupted_rotation_is_finished_by_running_it_again(
         env: dict[str, Path], monkeypatch: pytest.MonkeyPatch) -> None:  # noqa: F811
     snaps = [create_snapshot("interval") for _ in range(3)]
-    real = keyrotate._rewrite_like
+    real = keyrotate.rewrite_keeping_owner
     calls = {"n": 0}
 
     def crash_on_second(path: Path, text: str) -> None:
@@ -102,10 +102,10 @@ def test_an_interrupted_rotation_is_finished_by_running_it_again(
             raise OSError("power cut")
         real(path, text)
 
-    monkeypatch.setattr(keyrotate, "_rewrite_like", crash_on_second)
+    monkeypatch.setattr(keyrotate, "rewrite_keeping_owner", crash_on_second)
     with pytest.raises(OSError):
         keyrotate.rotate_key(env["state"] / "snapshots", env["config"] / "snapshot.key")
-    monkeypatch.setattr(keyrotate, "_rewrite_like", real)
+    monkeypatch.setattr(keyrotate, "rewrite_keeping_owner", real)
     assert (env["config"] / "snapshot.key.new").exists()
 
     done = keyrotate.rotate_key(env["state"] / "snapshots", env["config"] / "snapshot.key")
@@ -132,3 +132,31 @@ def test_a_store_written_while_rotating_is_unaffected(env: dict[str, Path]) -> N
     finally:
         con.close()
     assert os.stat(env["config"] / "snapshot.key").st_mode & 0o777 == 0o600
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="ownership needs root, as the host's rotation runs")
+def test_a_rotation_before_the_first_snapshot_leaves_the_directory_to_the_state_owner(
+        env: dict[str, Path]) -> None:  # noqa: F811
+    """On the lab, `secrets.rotate snapshot-key` on a fresh host made the snapshot directory
+    root's, and ark-snapshot.service (user ark) then failed with Permission denied."""
+    manifest.ensure_key(env["config"] / "snapshot.key")
+    os.chown(env["state"], 65534, 65534)  # the state directory belongs to the service user
+    snapshots = env["state"] / "snapshots"
+    assert not snapshots.exists()
+
+    assert _cli("snapshot", "rotate-key")[0] == 0
+
+    st = snapshots.stat()
+    assert (st.st_uid, st.st_gid) == (65534, 65534)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="ownership needs root, as `ark snapshot` by hand")
+def test_a_first_snapshot_taken_by_root_leaves_everything_to_the_state_owner(
+        env: dict[str, Path]) -> None:  # noqa: F811
+    """The lab's rotation test took its snapshots by hand as root on a fresh host: the
+    directory was root's, and the interval unit (user ark) failed with Permission denied."""
+    os.chown(env["state"], 65534, 65534)
+    snap = create_snapshot("manual")
+    for path in (snap.path.parent, snap.path, *snap.path.rglob("*")):
+        st = path.stat()
+        assert (st.st_uid, st.st_gid) == (65534, 65534), path

@@ -24,12 +24,17 @@ import fcntl
 import hashlib
 import hmac
 import os
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ark_runtime.host.atomic import atomic_write_text, fsync_dir, replace
+from ark_runtime.host.atomic import (
+    atomic_write_text,
+    fsync_dir,
+    replace,
+    rewrite_keeping_owner,
+)
+from ark_runtime.host.ownership import make_dir_like_parent
 from ark_runtime.host.snapshot import manifest as mf
 
 KEY_ID_NAME = ".key-id"
@@ -49,7 +54,7 @@ def key_id(key: bytes) -> str:
 def key_lock(root: Path, *, exclusive: bool) -> Iterator[None]:
     """Rotation holds it exclusively; snapshot creation shared (they never wait on each
     other, only on a rotation)."""
-    root.mkdir(parents=True, exist_ok=True)
+    make_dir_like_parent(root)  # a rotation before the first snapshot: still ark's to write
     # The snapshot directory itself is the lock (flock works on a directory's descriptor):
     # no lock file to leave behind, and the ark user and root can both open it.
     fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -85,25 +90,6 @@ def check_current(root: Path, key: bytes, key_file: Path) -> None:
         "unfinished: run `ark snapshot rotate-key` again); the next run uses the new key")
 
 
-def _rewrite_like(path: Path, text: str) -> None:
-    """Replace `path` atomically keeping its owner and mode (manifests belong to ark)."""
-    st = path.stat()
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.chmod(tmp, st.st_mode & 0o7777)
-        if os.geteuid() == 0:
-            os.chown(tmp, st.st_uid, st.st_gid)
-        replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-
-
 @dataclass
 class Rotation:
     resigned: list[str] = field(default_factory=list)
@@ -131,7 +117,7 @@ def rotate_key(root: Path, key_file: Path) -> Rotation:
                 continue
             if not mf.read_manifest(entry, old).problems:
                 read = mf.read_manifest(entry, None, check_signature=False)
-                _rewrite_like(entry / mf.MANIFEST, mf.render(read.payload, new))
+                rewrite_keeping_owner(entry / mf.MANIFEST, mf.render(read.payload, new))
                 out.resigned.append(entry.name)
             elif not mf.read_manifest(entry, new).problems:
                 out.already_new.append(entry.name)

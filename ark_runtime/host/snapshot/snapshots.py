@@ -30,6 +30,7 @@ from typing import Any
 
 from ark_runtime.host import layout
 from ark_runtime.host.atomic import atomic_write_text, fsync_dir, fsync_file, replace
+from ark_runtime.host.ownership import chown_tree_like, make_dir_like_parent
 from ark_runtime.host.snapshot import keyrotate
 from ark_runtime.host.snapshot import manifest as mf
 
@@ -166,7 +167,7 @@ def create_snapshot(
     store = store or layout.store_path()
     root = root or layout.snapshot_dir()
     config_dir = config_dir or layout.config_dir()
-    root.mkdir(parents=True, exist_ok=True)
+    make_dir_like_parent(root)
     now = datetime.now(UTC)
     # Microseconds in the id keep two snapshots in the same second in order by name.
     snap_id = f"{now.strftime('%Y%m%dT%H%M%S%fZ')}-{secrets.token_hex(3)}"
@@ -188,6 +189,7 @@ def create_snapshot(
         }
         atomic_write_text(tmp / MANIFEST, mf.render(payload, key), mode=0o640)
         fsync_dir(tmp)
+        chown_tree_like(tmp, root)  # taken by root by hand: ark's retention prunes it later
         # A rotation (keyrotate.py) must not run between signing and the rename, nor may a
         # key it replaced sign anything.
         with keyrotate.key_lock(root, exclusive=False):
