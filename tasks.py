@@ -549,6 +549,19 @@ def risk(c, inventory: str = "", limit: str = ""):
         raise Exit(code=rc)
 
 
+@fleet_task(help={"inventory": FLEET_HELP["inventory"],
+                  "host": "the ark_redis host (default: the first)"})
+def redis_cli(c, inventory: str = "", host: str = ""):
+    """redis-cli on the Redis host as the admin user: invoke redis.cli -- ARGS (SEC_01). The
+    password stays on the host (REDISCLI_AUTH from its root-only env file)."""
+    from ark_ops.fleet import redis_cli as rcli
+
+    args = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else []
+    rc = rcli.run(inventory or None, host or None, args)
+    if rc:
+        raise Exit(code=rc)
+
+
 # --- compose (DEPLOY_02: the single-host Docker Compose stack) ---------------------------
 
 
@@ -644,6 +657,8 @@ offsite.add_task(offsite_backup, "backup")
 offsite.add_task(offsite_restore, "restore")
 offsite.add_task(offsite_timer, "timer")
 
+redis_ns = Collection("redis")
+redis_ns.add_task(redis_cli, "cli")
 secrets_ns = Collection("secrets")
 secrets_ns.add_task(secrets_rotate, "rotate")
 
@@ -657,6 +672,7 @@ compose_ns.add_task(compose_check, "check")
 compose_ns.add_task(compose_up, "up")
 compose_ns.add_task(compose_down, "down")
 
-ns = Collection(lab, audit, config, compose_ns, offsite, alerts, secrets_ns, deploy, verify, panic,
+ns = Collection(lab, audit, config, compose_ns, offsite, alerts, redis_ns, secrets_ns, deploy,
+                verify, panic,
                 recover, dr_bundle, dr_restore, decommission, lock, test, load, logs, trace, risk,
                 docs, role_vars)

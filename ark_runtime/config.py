@@ -33,7 +33,8 @@ class RedisSettings:
     @classmethod
     def from_settings(cls, cfg: ArkSettings) -> RedisSettings:
         base = cls(host=cfg.redis_host, port=cfg.redis_port,
-                   password=cfg.secret_value("redis_password"), db=cfg.redis_db)
+                   password=cfg.secret_value("redis_password"), db=cfg.redis_db,
+                   username=cfg.redis_username)
         url = cfg.secret_value("redis_url")
         return base if not url else base.with_url(url)
 

@@ -151,8 +151,10 @@ class SecretMasking:
             env_dir = host.ansible.get_variables().get("ark_runtime_env_dir", ENV_DIR)
         except Exception:  # noqa: BLE001 - not an Ansible host: the default place
             env_dir = ENV_DIR
-        # The output is parsed here and never logged; the command holds no secret.
-        result = host.run("cat %s/*.env", env_dir)
+        # The output is parsed here and never logged; the command holds no secret. The units'
+        # own Redis users (issue 19 §3) are under redis/ (absent before that release).
+        result = host.run("cat %s/*.env && { cat %s/redis/*.env 2>/dev/null || true; }",
+                          env_dir, env_dir)
         if result.rc != 0:
             raise OSError(f"cannot read {env_dir}/*.env")  # reported as unread, no value
         return env_file_secrets(result.stdout)

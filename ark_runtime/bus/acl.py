@@ -122,15 +122,30 @@ def admin_rule(password_hash: str) -> str:
     return f"user admin on #{password_hash} ~* &* +@all"
 
 
-def render_acl_file(password_hashes: dict[str, str], shards: int = 1) -> str:
+def legacy_default_rule(password_hash: str) -> str:
+    """`default` as `requirepass` made it: everything, with the one shared password. Only
+    while a host of the inventory still runs a release from before the per-component users
+    (a rolling upgrade): its units log in with the password alone."""
+    return f"user default on #{password_hash} ~* &* +@all"
+
+
+def render_acl_file(password_hashes: dict[str, str], shards: int = 1,
+                    legacy_default_hash: str | None = None) -> str:
     """The aclfile: `default` off, one line per component and the admin. `password_hashes`
-    maps each user name to the SHA-256 hex of its password (the file never holds one)."""
-    lines = ["user default off resetkeys resetchannels -@all"]
+    maps each user name to the SHA-256 hex of its password (the file never holds one).
+    `legacy_default_hash` turns `default` on as requirepass did (legacy_default_rule)."""
+    lines = [legacy_default_rule(legacy_default_hash) if legacy_default_hash
+             else "user default off resetkeys resetchannels -@all"]
     for user in acl_rules(shards):
         lines.append(user.rule(password_hashes[user.name]))
     lines.append(admin_rule(password_hashes["admin"]))
     return "\n".join(lines) + "\n"
 
 
+def component_names(shards: int = 1) -> list[str]:
+    """Every Redis user a component logs in as (not the operators' admin)."""
+    return [u.name for u in acl_rules(shards)]
+
+
 def user_names(shards: int = 1) -> list[str]:
-    return [u.name for u in acl_rules(shards)] + ["admin"]
+    return [*component_names(shards), "admin"]

@@ -167,6 +167,7 @@ def check_env(
     *,
     domains: list[str] | None = None,
     environment: str | None = None,
+    overlay: bool = False,
 ) -> list[Problem]:
     """Check parsed values. `domains` limits the file to those credential domains (a variable
     of another domain is an error: each unit must only get its own secrets). `environment`
@@ -187,7 +188,9 @@ def check_env(
             allowed[name] = value
     problems += [Problem(name, why, "error", items[name][1])
                  for name, why in check_values(allowed)]
-    return problems + _missing(items, domains, env)
+    # An overlay (a unit's Redis user file, loaded after its domain files) holds a few
+    # values only: each is checked, what it leaves out is the domain files' business.
+    return problems + ([] if overlay else _missing(items, domains, env))
 
 
 def check_env_file(
@@ -197,6 +200,7 @@ def check_env_file(
     domains: list[str] | None = None,
     environment: str | None = None,
     check_mode: bool = True,
+    overlay: bool = False,
 ) -> list[Problem]:
     """All problems with an env file; errors make it invalid, warnings do not."""
     path = Path(path)
@@ -207,7 +211,7 @@ def check_env_file(
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else "not UTF-8 text"
         return [Problem("", f"cannot read {path}: {reason}")]
     values, problems = parse_env_file(text)
-    problems += check_env(values, domains=domains, environment=environment)
+    problems += check_env(values, domains=domains, environment=environment, overlay=overlay)
     has_secret = any(
         (spec := spec_for(n)) is not None and spec.sensitive and v
         for n, (v, _) in values.items()
@@ -234,6 +238,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
             domains=domains,
             environment=args.environment,
             check_mode=not args.no_mode_check,
+            overlay=args.overlay,
         )
     except KeyError as exc:
         print(f"ark env check: {exc.args[0] if exc.args else exc}", file=sys.stderr)
@@ -301,6 +306,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     check.add_argument("--environment", choices=VARIABLES["ARK_ENVIRONMENT"].rules["values"],
                        help="override ARK_ENVIRONMENT for required_in checks")
     check.add_argument("--no-mode-check", action="store_true", help="skip the 0600 check")
+    check.add_argument("--overlay", action="store_true",
+                       help="a file loaded over the domain files (a unit's Redis user): check "
+                            "its values, not the required variables it leaves out")
     check.set_defaults(func=_cmd_check)
     setter = env_sub.add_parser("set", help="set one variable in a rendered env file, its "
                                              "value read from a file (never the command line)")

@@ -72,6 +72,8 @@ TelegramToken = secret(pattern=r"^[0-9]{5,12}:[A-Za-z0-9_-]{30,}$")
 ChatId = text(pattern=r"^(-?[0-9]{1,20}|@[A-Za-z][A-Za-z0-9_]{4,31})$")
 ModelName = text(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,99}$")
 UnixName = text(pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
+# A Redis ACL user name as ark_runtime/bus/acl.py makes them (kyle, joey-1, api, admin).
+RedisUser = text(pattern=r"^[a-z][a-z0-9_-]{0,63}$")
 ShortText = text(max_length=200)
 SymbolList = text(max_length=1000)
 AnyText = text()
@@ -141,8 +143,13 @@ class ArkSettings(BaseSettings):
                            read_by=(*_REDIS_USERS, "ports"))
     redis_db: int = var("ARK_REDIS_DB", 0, "Redis logical database number",
                         read_by=_REDIS_USERS, ge=0, le=15)
+    redis_username: RedisUser | None = var(
+        "ARK_REDIS_USERNAME", None,
+        "Redis ACL user to log in as (unset: the password alone, as requirepass)",
+        read_by=_REDIS_USERS)
     redis_password: RedisPassword | None = var(
-        "ARK_REDIS_PASSWORD", None, "Redis requirepass password (at least 16 characters)",
+        "ARK_REDIS_PASSWORD", None,
+        "Password of ARK_REDIS_USERNAME, else requirepass (at least 16 characters)",
         read_by=_REDIS_USERS, required_in=_STAGED)
     redis_url: RedisUrl | None = var(
         "ARK_REDIS_URL", None, "Redis URL (redis:// or rediss://); overrides ARK_REDIS_HOST/PORT/"

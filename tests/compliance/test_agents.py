@@ -68,6 +68,15 @@ def test_env_files_are_0600_and_pass_the_schema(host):
     assert "infrastructure.env" in files and "trading.env" in files
     for name in files:
         f = host.file(f"/etc/ark/env/{name}")
+        if name == "redis" and f.is_directory:  # each unit's own Redis user (issue 19 §3)
+            assert (f.user, f.group, f.mode) == ("root", "root", 0o700), name
+            for user in host.check_output("ls /etc/ark/env/redis").split():
+                u = host.file(f"/etc/ark/env/redis/{user}")
+                assert (u.user, u.group, u.mode) == ("root", "root", 0o600), user
+                result = host.run(f"{ARK} env check /etc/ark/env/redis/{user} "
+                                  "--domain infrastructure --overlay")
+                assert result.rc == 0, result.stdout + result.stderr
+            continue
         assert (f.user, f.group, f.mode) == ("root", "root", 0o600), name
         domain = name.removesuffix(".env")
         result = host.run(f"{ARK} env check /etc/ark/env/{name} --domain {domain} "

@@ -20,6 +20,7 @@ import yaml
 
 from ark_ops.deploy import run as deploy_mod
 from ark_ops.fleet.panic import recover
+from ark_ops.fleet.redis_cli import as_root_tools
 from ark_ops.lab import lab
 from ark_ops.lab.config import LabPaths
 from ark_runtime.api.passwords import hash_password
@@ -145,10 +146,8 @@ def test_console_on_a_lab_host(console_host, browser):
 
     # --- the chatter feed shows a message emitted after the page opened
     admin.wait_for_function("document.body.dataset.chatter === 'open'")
-    emit = ("set -a; . /etc/ark/env/infrastructure.env; "
-            "REDISCLI_AUTH=$ARK_REDIS_PASSWORD redis-cli -p $ARK_REDIS_PORT XADD "
-            "ark:stream:errors '*' type console.e2e correlation_id " + marker)
-    on("bash", "-c", '"' + emit.replace("$", "\\$") + '"')  # expanded on the host only
+    on(as_root_tools() + '-p "$ARK_REDIS_PORT" XADD ark:stream:errors "*" '
+       "type console.e2e correlation_id " + marker)  # expanded on the host only
     admin.wait_for_function(
         f"document.getElementById('chatter').textContent.includes('{marker}')", timeout=15000)
     admin.screenshot(path=str(SHOTS / "lab-chatter.png"), full_page=True)

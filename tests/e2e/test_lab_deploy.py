@@ -17,6 +17,7 @@ import pytest
 
 from ark_ops.deploy import run as deploy_mod
 from ark_ops.deploy.lock import exclusive
+from ark_ops.fleet.redis_cli import as_root_tools
 from ark_ops.lab import lab
 from ark_ops.lab.config import LabHost, LabPaths
 from ark_ops.paths import REPO_ROOT
@@ -81,28 +82,26 @@ def test_verify_fails_and_names_the_requirement_when_a_service_is_down(first_dep
     assert "| INFRA_01 | FAIL |" in report
 
 
-# Runs on the host: the password is read there from the root-only env file and never
-# crosses the command line (see tests/compliance/conftest.py).
-WITH_REDIS_PASSWORD = ("set -a; . /etc/ark/env/infrastructure.env; set +a; "
-                       'REDISCLI_AUTH="$ARK_REDIS_PASSWORD" ')
+# Runs on the host as infrastructure.env's admin user: the password is read there from the
+# root-only env file and never crosses the command line (see tests/compliance/conftest.py).
+AS_ADMIN = as_root_tools()
 
 
 @pytest.mark.requirement("SEC_01")
 def test_a_failing_redis_check_leaves_no_password_in_any_report(first_deploy, tmp_path):
     password = (LabPaths.default().inventory / ".secrets" / "redis_password").read_text().strip()
     assert len(password) >= 32
-    # Redis now wants another password than the deployed one, so the check that logs in
-    # fails. The new one has the deployed one inside it: neither may show anywhere.
-    change = on(LabHost(1), WITH_REDIS_PASSWORD + "redis-cli CONFIG SET requirepass "
-                     '"${ARK_REDIS_PASSWORD}-changed"')
+    # Redis now wants another admin password than the deployed one, so the check that logs
+    # in fails. The new one has the deployed one inside it: neither may show anywhere.
+    change = on(LabHost(1), AS_ADMIN + "ACL SETUSER admin resetpass "
+                     '">${ARK_REDIS_PASSWORD}-changed"')
     assert change.returncode == 0 and "OK" in change.stdout, change.stdout + change.stderr
     console: list[str] = []
     try:
         rc = verify(keyword="test_redis", reports_dir=tmp_path, echo=console.append)
     finally:
-        restore = on(LabHost(1), "set -a; . /etc/ark/env/infrastructure.env; set +a; "
-                          'REDISCLI_AUTH="${ARK_REDIS_PASSWORD}-changed" redis-cli '
-                          'CONFIG SET requirepass "$ARK_REDIS_PASSWORD"')
+        restore = on(LabHost(1), as_root_tools(password="${ARK_REDIS_PASSWORD}-changed")
+                     + 'ACL SETUSER admin resetpass ">$ARK_REDIS_PASSWORD"')
     assert restore.returncode == 0 and "OK" in restore.stdout, restore.stdout + restore.stderr
     assert rc != 0
     markdown = (tmp_path / "compliance-latest.md").read_text()

@@ -27,6 +27,7 @@ from pathlib import Path
 import pytest
 
 from ark_ops.deploy.run import deploy
+from ark_ops.fleet.redis_cli import as_root_tools
 from ark_ops.lab import lab
 from ark_ops.lab.config import LabHost
 from ark_ops.paths import REPO_ROOT
@@ -46,8 +47,8 @@ AUDIT_LOG = "/var/log/ark/audit/audit.log"
 AUDIT_HEAD = "/var/log/ark/audit/head.json"
 BACKUP = "/root/mutation-backup"
 # The Redis password stays on the host: the shell reads it from the root-only env file.
-REDIS_CLI = (f"set -a; . {ENV}/infrastructure.env; set +a; "
-             'REDISCLI_AUTH="$ARK_REDIS_PASSWORD" redis-cli -p "${ARK_REDIS_PORT:-6379}" ')
+# infrastructure.env logs in as the root tools' Redis user (admin).
+REDIS_CLI = as_root_tools(f"{ENV}/infrastructure.env") + '-p "${ARK_REDIS_PORT:-6379}" '
 
 
 @dataclass(frozen=True)
@@ -86,13 +87,11 @@ MUTATIONS = [
              _dropin("ark-api.service", "Restart=no"), _undropin("ark-api.service")),
     Mutation("env-file-world-readable", frozenset({"SEC_01"}),
              f"chmod 0644 {ENV}/trading.env", f"chmod 0600 {ENV}/trading.env"),
-    # nopass lets anyone in (and still accepts the real password, so nothing else breaks);
-    # the restore hands the password to Redis on stdin, never on a command line.
+    # `default` on with nopass lets anyone in with every right (each component keeps its own
+    # user, so nothing else breaks); the restore puts it back as the ACL file has it: off.
     Mutation("redis-without-password", frozenset({"SEC_01"}),
-             REDIS_CLI + "ACL SETUSER default nopass",
-             f"set -a; . {ENV}/infrastructure.env; set +a; "
-             "printf 'ACL SETUSER default resetpass >%s\\n' \"$ARK_REDIS_PASSWORD\" "
-             '| redis-cli -p "${ARK_REDIS_PORT:-6379}"'),
+             REDIS_CLI + "ACL SETUSER default on nopass '~*' '&*' +@all",
+             REDIS_CLI + "ACL SETUSER default reset"),
     Mutation("log-file-world-readable", frozenset({"LOG_01"}),
              "chmod 0644 /var/log/ark/kyle.log", "chmod 0640 /var/log/ark/kyle.log"),
     # /etc/logrotate.d/ark is a recorded config file: editing it is drift too (GOV_02).

@@ -46,15 +46,14 @@ def sqlite(host: str, query: str) -> str:
     return on(host, "sqlite3", "/var/lib/ark/memory.db", f"'{query}'", check=True).stdout
 
 
-# The host's Redis, read on the host with its own settings (the password from the env file
-# into the environment: never on a command line) and redis-py from ARK's venv: every key of
-# type stream, its XLEN and XINFO GROUPS.
+# The host's Redis, read on the host with its own settings (the env file's admin user, the
+# password from the env file into the environment: never on a command line) and ARK's venv:
+# every key of type stream, its XLEN and XINFO GROUPS.
 BUS_SCRIPT = """set -a; . /etc/ark/env/infrastructure.env; set +a
 exec /opt/ark/venv/bin/python - <<'PY'
-import json, os
-import redis
-r = redis.Redis(host=os.environ["ARK_REDIS_HOST"], port=int(os.environ["ARK_REDIS_PORT"]),
-                password=os.environ["ARK_REDIS_PASSWORD"], decode_responses=True)
+import json
+from ark_runtime.bus.streams import connect
+r = connect()
 print(json.dumps({k: [r.xlen(k), {g["name"]: g["last-delivered-id"] for g in r.xinfo_groups(k)}]
                   for k in sorted(r.scan_iter(count=1000, _type="stream"))}))
 PY

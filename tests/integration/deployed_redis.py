@@ -5,6 +5,7 @@ deployed host. It can be SIGKILLed and restarted on the same port and directory.
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 import signal
 import subprocess
@@ -16,6 +17,8 @@ import redis
 import yaml
 from conftest import REDIS_SERVER, REPO, RedisServer, free_port
 
+from ark_runtime.bus.acl import component_names, render_acl_file
+
 ROLE = REPO / "roles" / "ark_redis"
 
 
@@ -23,6 +26,15 @@ def role_defaults(**overrides: object) -> dict[str, object]:
     values = yaml.safe_load((ROLE / "defaults" / "main.yml").read_text())
     values.update(overrides)
     return values
+
+
+def render_acl(password: str) -> str:
+    """The role's ACL file, with `default` holding `password` as during an upgrade from a
+    requirepass release (the clients here log in with the password alone)."""
+    digest = hashlib.sha256(password.encode()).hexdigest()
+    hashes = {n: hashlib.sha256(secrets.token_bytes(16)).hexdigest()
+              for n in [*component_names(), "admin"]}
+    return render_acl_file(hashes, legacy_default_hash=digest)
 
 
 def render_role_conf(port: int, password: str, **overrides: object) -> str:
@@ -40,8 +52,9 @@ class DeployedRedis:
         self.dir = workdir
         self.dir.mkdir(parents=True, exist_ok=True)
         self.port, self.password = free_port(), secrets.token_hex(16)
-        (self.dir / "ark.conf").write_text(render_role_conf(self.port, self.password,
-                                                            **overrides))
+        (self.dir / "ark.conf").write_text(render_role_conf(
+            self.port, self.password,
+            **{"ark_redis_aclfile_path": str(self.dir / "users.acl"), **overrides}))
         # Debian's redis.conf as far as persistence goes, then ARK's file, included last.
         (self.dir / "redis.conf").write_text(
             f"dir {self.dir}\ndbfilename dump.rdb\nappendfilename appendonly.aof\n"
@@ -51,6 +64,8 @@ class DeployedRedis:
         self.kills = 0
 
     def start(self) -> RedisServer:
+        # Written at each start: a test may hand this server another's password.
+        (self.dir / "users.acl").write_text(render_acl(self.password))
         self.proc = subprocess.Popen([REDIS_SERVER, str(self.dir / "redis.conf")],
                                      stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = self.server.client()

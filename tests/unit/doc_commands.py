@@ -107,6 +107,8 @@ def check_invoke(cmd: Command, surface: dict[str, dict[str, bool]]) -> list[str]
         if value_next or word in INVOKE_CORE:
             value_next = False
             continue
+        if word == "--":  # invoke's remainder: the words a task passes on (redis.cli)
+            break
         if word.startswith("-"):
             flag = _flag_name(word)
             if task is None:

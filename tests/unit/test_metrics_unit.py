@@ -25,7 +25,8 @@ def render(groups: list[str], bind: str = "10.213.0.2") -> str:
         ark_runtime_env_dir="/etc/ark/env", ark_runtime_hrm_ruleset="/etc/ark/HRM_RULESET.yaml",
         ark_runtime_venv_link="/opt/ark/venv", ark_runtime_metrics_bind=bind,
         ark_runtime_metrics_user="ark-metrics",
-        __ark_runtime_metrics_units=["ark-api.service", "ark-agent@kyle.service"])
+        __ark_runtime_metrics_units=["ark-api.service", "ark-agent@kyle.service"],
+        __ark_runtime_redis_acl_ready=True)
 
 
 def exec_start(unit: str) -> list[str]:

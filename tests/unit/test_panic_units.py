@@ -16,7 +16,8 @@ VALUES = dict(
     ark_runtime_state_dir="/srv/ark-state", ark_runtime_log_dir="/var/log/ark",
     ark_runtime_venv_link="/opt/ark/venv", ark_runtime_api_memory_max_mb=512,
     ark_runtime_hrm_ruleset="/etc/ark/HRM_RULESET.yaml", ark_runtime_execution_mode="paper",
-    __ark_runtime_env_schema={"units": {"api": ["infrastructure"]}})
+    __ark_runtime_env_schema={"units": {"api": ["infrastructure"]}},
+    __ark_runtime_redis_acl_ready=True)
 
 
 def render(template: str) -> list[str]:

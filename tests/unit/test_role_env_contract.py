@@ -25,7 +25,7 @@ SAMPLE = {
     "ARK_ENVIRONMENT": "production", "ARK_API_HOST": "0.0.0.0", "ARK_API_PORT": 8101,
     "ARK_API_SECRET": "A" * 48, "ARK_METRICS_PORT": 9101, "ARK_REDIS_HOST": "127.0.0.1",
     "ARK_API_TRUSTED_PROXIES": "127.0.0.1",
-    "ARK_REDIS_PORT": 6379, "ARK_REDIS_PASSWORD": "b" * 32,
+    "ARK_REDIS_PORT": 6379, "ARK_REDIS_USERNAME": "admin", "ARK_REDIS_PASSWORD": "b" * 32,
     "ARK_REDIS_URL": "redis://10.213.0.2:6379/0", "ARK_STATE_DIR": "/var/lib/ark",
     "ARK_LOG_DIR": "/var/log/ark", "TRADING_PAPER_ONLY": "true", "ARK_JOEY_SHARDS": "2",
     # operator extras (ark_runtime_env)
@@ -60,6 +60,17 @@ def test_rendered_domain_file_passes_env_check(domain: str, tmp_path: Path) -> N
 def test_agent_drop_in_loads_its_domains(agent: str) -> None:
     text = _env().get_template("systemd/ark-agent-credentials.conf.j2").render(
         item=agent, ansible_managed="managed", __ark_runtime_env_schema=SCHEMA,
-        ark_runtime_env_dir="/etc/ark/env")
+        ark_runtime_env_dir="/etc/ark/env", __ark_runtime_redis_acl_ready=True)
     files = re.findall(r"^EnvironmentFile=/etc/ark/env/(\w+)\.env$", text, re.M)
     assert files == UNITS[agent.split("-")[0]]  # a Joey shard loads Joey's domains
+    # ... and then its own Redis user (issue 19 §3), last so it wins over infrastructure.env.
+    last = re.findall(r"^EnvironmentFile=(.*)$", text, re.M)[-1]
+    assert last == f"/etc/ark/env/redis/{agent}.env"
+
+
+def test_before_the_redis_host_has_users_an_agent_keeps_the_shared_password() -> None:
+    # Mid-roll, this release ahead of the Redis host's: no per-unit user file is loaded.
+    text = _env().get_template("systemd/ark-agent-credentials.conf.j2").render(
+        item="hrm", ansible_managed="managed", __ark_runtime_env_schema=SCHEMA,
+        ark_runtime_env_dir="/etc/ark/env", __ark_runtime_redis_acl_ready=False)
+    assert "/redis/" not in text

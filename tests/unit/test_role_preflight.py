@@ -19,9 +19,12 @@ import pytest
 import yaml
 
 from ark_ops.deploy.playbook import parse_recap
+from ark_runtime.bus.acl import component_names
 
 REPO = Path(__file__).resolve().parents[2]
 REDIS_PASSWORD = "Zq8pW3nRt6yUe1oI4aSd"
+# One per Redis user of a pipeline of up to 4 Joey shards (ark_runtime/bus/acl.py).
+USER_PASSWORDS = {u: f"Zq8pW3nRt6yUe1oI-{u}" for u in component_names(4)}
 API_SECRET = "k" * 40
 LEAKY_PASSWORD = "short pw"
 LEAKY_SECRET = "tooShortSecret42"
@@ -46,6 +49,7 @@ def runtime_inputs(tmp: Path, **overrides) -> dict:
         "ark_runtime_api_port": 8101, "ark_runtime_metrics_port": 9101,
         "ark_runtime_redis_port": 6379, "ark_runtime_redis_host": "127.0.0.1",
         "ark_runtime_redis_password": REDIS_PASSWORD,
+        "ark_runtime_redis_user_passwords": USER_PASSWORDS,
         "ark_runtime_api_secret": API_SECRET,
         "ark_runtime_environment": "production",
         "ark_runtime_env_schema_path": str(REPO / "ark_runtime/env.schema.yaml"),
@@ -57,7 +61,8 @@ def runtime_inputs(tmp: Path, **overrides) -> dict:
 
 
 def redis_inputs(**overrides) -> dict:
-    return {"ark_redis_password": REDIS_PASSWORD, "ark_redis_port": 6379,
+    return {"ark_redis_password": REDIS_PASSWORD, "ark_redis_user_passwords": USER_PASSWORDS,
+            "ark_redis_joey_shards": 1, "ark_redis_port": 6379,
             "ark_redis_bind_addresses": ["127.0.0.1", "10.213.0.2"], **overrides}
 
 
@@ -91,6 +96,11 @@ def cases(tmp: Path) -> dict[str, tuple[str, dict, dict, list[str] | None]]:
         "redis_good": ("ark_redis", redis_inputs(), {}, None),
         "redis_space_in_password": ("ark_redis", redis_inputs(
             ark_redis_password=LEAKY_PASSWORD + " and more"), {}, ["ark_redis_password"]),
+        "redis_weak_user_password": ("ark_redis", redis_inputs(
+            ark_redis_user_passwords={**USER_PASSWORDS, "hrm": "short"}), {},
+            ["ark_redis_user_passwords", "hrm"]),
+        "redis_user_password_missing": ("ark_redis", redis_inputs(
+            ark_redis_joey_shards=5), {}, ["ark_redis_user_passwords", "joey-4"]),
         "redis_port_out_of_range": ("ark_redis", redis_inputs(ark_redis_port=70000), {},
                                     ["ark_redis_port", "70000"]),
         "redis_hostname_bind": ("ark_redis", redis_inputs(
@@ -101,6 +111,10 @@ def cases(tmp: Path) -> dict[str, tuple[str, dict, dict, list[str] | None]]:
         "redis_no_systemd": ("ark_redis", redis_inputs(), {"service_mgr": "sysvinit"},
                              ["systemd", "sysvinit"]),
         "runtime_good": ("ark_runtime", runtime_inputs(tmp), {}, None),
+        "runtime_no_user_password": ("ark_runtime", runtime_inputs(
+            tmp, ark_runtime_redis_user_passwords={
+                k: v for k, v in USER_PASSWORDS.items() if k != "kenny"}), {},
+            ["ark_runtime_redis_user_passwords", "kenny"]),
         "runtime_no_wheelhouse": ("ark_runtime", runtime_inputs(
             tmp, ark_runtime_wheelhouse_src=str(tmp / "nowhere")), {},
             ["runtime.lock", "invoke deploy"]),
