@@ -149,9 +149,13 @@ def test_invoke_logs_reads_and_follows_the_hosts_logs(first_deploy):
     assert records and {r.get("agent") for r in records} == {"kyle"}
 
     marker = f"e2e-follow-{uuid.uuid4().hex}"
+    # A suite started in the background of a non-interactive shell (`./ops test &`) passes
+    # SIGINT down ignored, and Python then installs no KeyboardInterrupt handler: the Ctrl+C
+    # this test plays would be lost. A terminal's Ctrl+C always finds SIGINT at its default.
     follow = subprocess.Popen([*INVOKE, "logs", "--follow", "--grep", marker],
                               stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                              stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT)
+                              stderr=subprocess.PIPE, text=True, cwd=REPO_ROOT,
+                              preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         # a current timestamp: the merge holds records in a short reorder window by time
         line = json.dumps({"ts": datetime.now(UTC).isoformat(), "agent": "kyle",
