@@ -88,10 +88,12 @@ MUTATIONS = [
     Mutation("env-file-world-readable", frozenset({"SEC_01"}),
              f"chmod 0644 {ENV}/trading.env", f"chmod 0600 {ENV}/trading.env"),
     # `default` on with nopass lets anyone in with every right (each component keeps its own
-    # user, so nothing else breaks); the restore puts it back as the ACL file has it: off.
+    # user, so nothing else breaks); the restore reloads the ACL file: `default` off exactly
+    # as the file has it (`ACL SETUSER default reset` leaves `sanitize-payload`, which the
+    # file's rule has not, and SEC_01 stayed red). ACL LOAD drops the clients; they reconnect.
     Mutation("redis-without-password", frozenset({"SEC_01"}),
              REDIS_CLI + "ACL SETUSER default on nopass '~*' '&*' +@all",
-             REDIS_CLI + "ACL SETUSER default reset"),
+             REDIS_CLI + "ACL LOAD"),
     Mutation("log-file-world-readable", frozenset({"LOG_01"}),
              "chmod 0644 /var/log/ark/kyle.log", "chmod 0640 /var/log/ark/kyle.log"),
     # /etc/logrotate.d/ark is a recorded config file: editing it is drift too (GOV_02).
