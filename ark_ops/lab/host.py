@@ -13,7 +13,7 @@ from pathlib import Path
 
 from ark_ops.errors import OpsError
 from ark_ops.lab import operator
-from ark_ops.lab.config import HOST_PREFIX, LabHost, LabPaths
+from ark_ops.lab.config import HOST_PREFIX, LabHost, LabPaths, gateway_address
 from ark_ops.lab.image import DEFAULT_RELEASE
 from ark_ops.proc import run
 
@@ -93,6 +93,7 @@ def ensure_root(lay: HostLayout, base: Path, authorized_key: str, user: str = "r
         operator.make_root_operator(root, authorized_key)
     else:
         operator.make_operator(root, user, authorized_key)
+    operator.exempt_control_node(root, gateway_address())
 
 
 def host_public_key(lay: HostLayout) -> str:

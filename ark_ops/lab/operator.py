@@ -19,6 +19,7 @@ from ark_ops.proc import run
 USER_NAME = re.compile(r"^[a-z_][a-z0-9_-]{0,31}$")
 SUDOERS = Path("etc/sudoers.d/ark-lab-operator")
 SSHD_DROP_IN = Path("etc/ssh/sshd_config.d/ark-lab-no-root.conf")
+PENALTY_DROP_IN = Path("etc/ssh/sshd_config.d/ark-lab-control-node.conf")
 
 
 def check_user_name(user: str) -> str:
@@ -75,6 +76,20 @@ def make_operator(root: Path, user: str, authorized_key: str) -> None:
              "PermitRootLogin no\n", 0o644, ["/usr/sbin/sshd", "-t"])
     # Nothing left for root to log in with either.
     (root / "root" / ".ssh" / "authorized_keys").unlink(missing_ok=True)
+
+
+def exempt_control_node(root: Path, address: str) -> None:
+    """OpenSSH 9.8+ (Debian 13's 10.0) refuses a source address for a while after it makes
+    connections that fail or close before logging in (PerSourcePenalties): every lab ssh comes
+    from the bridge's address, and a trixie host then went "not reachable over ssh" for minutes
+    in the middle of a test. The lab's control node is exempt; an older sshd has no penalties
+    (and no such option)."""
+    sshd = root / "usr" / "sbin" / "sshd"
+    if b"persourcepenaltyexemptlist" not in sshd.read_bytes().lower():
+        return
+    (root / "run" / "sshd").mkdir(parents=True, exist_ok=True)
+    _checked(root, PENALTY_DROP_IN, "# lab.up: the control node is never penalised\n"
+             f"PerSourcePenaltyExemptList {address}\n", 0o644, ["/usr/sbin/sshd", "-t"])
 
 
 def make_root_operator(root: Path, authorized_key: str) -> None:
