@@ -123,3 +123,14 @@ def test_lab_down_closes_the_ssh_master_ansible_keeps_to_each_host(tmp_path):
     assert f"ControlPath={ANSIBLE_CONTROL_DIR}/%C" in argv
     assert Path("~/.ansible/cp").expanduser() == ANSIBLE_CONTROL_DIR  # Ansible's default dir
     assert argv[-1] == f"deploy@{LabHost(2).address}"
+
+
+def test_an_sshd_without_source_penalties_gets_no_exemption_file(tmp_path):
+    """Debian 12's sshd has no PerSourcePenaltyExemptList: writing it would fail `sshd -t`."""
+    from ark_ops.lab import operator
+
+    sbin = tmp_path / "usr" / "sbin"
+    sbin.mkdir(parents=True)
+    (sbin / "sshd").write_bytes(b"\x7fELF permitrootlogin maxstartups")
+    operator.exempt_control_node(tmp_path, "10.213.0.1")
+    assert not (tmp_path / operator.PENALTY_DROP_IN).exists()
