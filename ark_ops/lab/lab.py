@@ -16,7 +16,7 @@ from ark_ops.lab import inventory, network, operator
 from ark_ops.lab.config import HOST_PREFIX, MAX_HOSTS, LabHost, LabPaths
 from ark_ops.lab.image import DEFAULT_RELEASE, check_release, ensure_base_image
 from ark_ops.lab.preflight import LAB_TOOLS, require_root, require_tools
-from ark_ops.lab.ssh import close_masters, lab_user, ssh_argv
+from ark_ops.lab.ssh import close_master, lab_user, ssh_argv
 from ark_ops.proc import run
 
 BOOT_TIMEOUT = 120
@@ -255,7 +255,7 @@ def status(paths: LabPaths | None = None) -> list[HostStatus]:
 
 
 def _destroy(paths: LabPaths, h: LabHost) -> None:
-    close_masters(paths, [h])
+    close_master(paths, h)
     lay = hostmod.layout(paths, h)
     hostmod.stop(lay)
     hostmod.unmount(lay.root)

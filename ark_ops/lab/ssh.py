@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import shlex
 import subprocess
-from collections.abc import Iterable
 
 from ark_ops.lab.config import LabHost, LabPaths
 from ark_ops.paths import ANSIBLE_CONTROL_DIR
@@ -47,12 +46,11 @@ def master_exit_argv(paths: LabPaths, host: LabHost) -> list[str]:
             "-o", "LogLevel=QUIET", f"{lab_user(paths)}@{host.address}"]
 
 
-def close_masters(paths: LabPaths, hosts: Iterable[LabHost]) -> None:
-    """Close the ssh masters to hosts about to go away. A master outlives its host by
+def close_master(paths: LabPaths, host: LabHost) -> None:
+    """Close the ssh master to a host about to go away. A master outlives its host by
     ControlPersist; a host re-created at the same address within that time would be reached
     through the old host's master, whose peer is gone, and hang. No master: nothing to do."""
-    for host in hosts:
-        # A master too wedged to answer in 10 s is left to its keepalives (inventory.py).
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            subprocess.run(master_exit_argv(paths, host), capture_output=True, timeout=10,
-                           check=False)
+    # A master too wedged to answer in 10 s is left to its keepalives (inventory.py).
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        subprocess.run(master_exit_argv(paths, host), capture_output=True, timeout=10,
+                       check=False)

@@ -20,8 +20,6 @@ REPORTS = REPO_ROOT / "reports"
 # Workers are mostly waiting on ssh, so one per host pays off even on 2 cores; past this
 # many the control node's CPU, not the hosts, sets the pace.
 MAX_WORKERS = 8
-# testinfra only uses the ControlPath when this directory exists.
-SSH_CONTROL_DIR = ANSIBLE_CONTROL_DIR
 HISTORY_NAME = "compliance-history.json"  # the trend: one entry per run, newest last
 
 
@@ -136,7 +134,8 @@ def _verify(inventory: str | None, limit: str | None, disruptive: bool, keyword:
     if keyword:
         cmd += ["-k", keyword]
     cmd += parallel_args(Path(inv), limit, disruptive, keyword)
-    SSH_CONTROL_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
+    # testinfra only uses the ControlPath when this directory exists.
+    ANSIBLE_CONTROL_DIR.mkdir(mode=0o700, parents=True, exist_ok=True)
     redact = Redactor([*inventory_secrets(Path(inv)), *passwords])
     # testinfra's Ansible calls (force_ansible) are one ad-hoc task each: one_task.
     env = {**ansible_env(one_task=True, identity=identity), **become_env}
