@@ -20,6 +20,7 @@ from ark_ops.lab.ssh import close_master, lab_user, ssh_argv
 from ark_ops.proc import run
 
 BOOT_TIMEOUT = 120
+OPERATOR_CHECK_TIMEOUT = 180
 NSPAWN_EXITED = "nspawn exited"
 
 
@@ -162,15 +163,37 @@ def root_login_refused(paths: LabPaths, h: LabHost) -> bool:
     argv = ["ssh", "-i", str(paths.ssh_key), "-o", f"UserKnownHostsFile={paths.known_hosts}",
             "-o", "StrictHostKeyChecking=yes", "-o", "BatchMode=yes", "-o", "ConnectTimeout=3",
             "-o", "LogLevel=ERROR", f"root@{h.address}", "true"]
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=30)
+    proc = _ssh_answer(h, argv)
     return proc.returncode == 255 and "Permission denied" in proc.stderr
+
+
+def _ssh_answer(h: LabHost, argv: list[str]) -> subprocess.CompletedProcess:
+    """The host's answer to one ssh command, asked again while it does not come. A just-booted
+    host's first logins start its user manager; on a busy machine one such login took more
+    than 30 s (CI), so one slow answer is waited for, within a generous bound, not failed."""
+    deadline = time.monotonic() + OPERATOR_CHECK_TIMEOUT
+    while True:
+        left = deadline - time.monotonic()
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True,
+                                  stdin=subprocess.DEVNULL, timeout=max(5.0, min(60.0, left)))
+        except subprocess.TimeoutExpired:
+            proc = None
+        unreachable = proc is None or (proc.returncode == 255
+                                       and "Permission denied" not in proc.stderr)
+        if not unreachable:
+            return proc
+        if time.monotonic() >= deadline:
+            why = "no answer" if proc is None else proc.stderr.strip()[-200:]
+            raise OpsError(f"{h.name}: ssh did not answer within {OPERATOR_CHECK_TIMEOUT}s "
+                           f"({why})")
+        time.sleep(1)
 
 
 def _check_operator(paths: LabPaths, hosts: list[LabHost], user: str) -> None:
     """The operator becomes root with sudo and nobody logs in as root: checked, not assumed."""
     for h in hosts:
-        whoami = subprocess.run(ssh_argv(paths, h, "id", "-un"), capture_output=True,
-                                text=True, timeout=30)
+        whoami = _ssh_answer(h, ssh_argv(paths, h, "id", "-un"))
         if whoami.stdout.strip() != "root":
             raise OpsError(f"{h.name}: {user} cannot become root with `sudo -n`: "
                            + (whoami.stderr.strip()[-200:] or whoami.stdout.strip()))

@@ -63,3 +63,48 @@ def test_a_degraded_host_with_its_failed_units_named_is_up():
     assert status("ark-lab-1", "degraded (failed units: foo.service)").ok
     assert not status("ark-lab-1", "starting").ok
     assert not status("ark-lab-1", "unreachable (ssh timed out)").ok
+
+
+def _answers(monkeypatch, *answers):
+    """subprocess.run in lab.py gives these in turn: a CompletedProcess, or None for a
+    command that timed out."""
+    calls = []
+
+    def run(argv, **kwargs):
+        calls.append(kwargs["timeout"])
+        answer = answers[len(calls) - 1]
+        if answer is None:
+            raise lab.subprocess.TimeoutExpired(argv, kwargs["timeout"])
+        return answer
+    monkeypatch.setattr(lab.subprocess, "run", run)
+    monkeypatch.setattr(lab.time, "sleep", lambda s: None)
+    return calls
+
+
+def done(rc: int, out: str = "", err: str = ""):
+    return lab.subprocess.CompletedProcess([], rc, out, err)
+
+
+def test_a_slow_first_login_is_asked_again_not_failed(monkeypatch):
+    # CI: a just-booted host's `sudo -n id -un` over ssh took more than 30 s once.
+    calls = _answers(monkeypatch, None, done(255, err="Connection refused"), done(0, "root\n"))
+    assert lab._ssh_answer(LabHost(3), ["ssh"]).stdout == "root\n"
+    assert len(calls) == 3
+
+
+def test_a_refused_root_login_is_an_answer_not_a_retry(monkeypatch):
+    calls = _answers(monkeypatch, done(255, err="root@x: Permission denied (publickey)."))
+    assert lab._ssh_answer(LabHost(1), ["ssh"]).returncode == 255
+    assert len(calls) == 1
+
+
+def test_a_host_that_never_answers_is_named_within_the_bound(monkeypatch):
+    clock = iter(range(0, 10_000, 70))
+    monkeypatch.setattr(lab.time, "monotonic", lambda: next(clock))
+    _answers(monkeypatch, *[None] * 10)
+    try:
+        lab._ssh_answer(LabHost(3), ["ssh"])
+    except lab.OpsError as e:
+        assert str(e).startswith("ark-lab-3: ssh did not answer within 180s")
+    else:
+        raise AssertionError("no error")
