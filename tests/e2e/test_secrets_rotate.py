@@ -133,7 +133,7 @@ def test_session_secret_rotates_with_only_the_api_restarted(api) -> None:
     assert agent_pids() == pids  # the pipeline never stopped
     assert on("systemctl", "show", "-p", "MainPID", "--value", "ark-api.service").strip() \
         != api_pid
-    wait_for(lambda: httpx.get(base + "/health", timeout=5).status_code == 200, 60,
+    wait_for(lambda: httpx.get(base + "/health", timeout=5).status_code == 200, 180,
              "the API to answer")
     assert client.get("/api/me").status_code == 401  # the old session is gone
     client.close()
@@ -166,7 +166,7 @@ def test_operators_rotate_only_with_new_passwords(api) -> None:
 
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert agent_pids() == pids
-    wait_for(lambda: httpx.get(base + "/health", timeout=5).status_code == 200, 60,
+    wait_for(lambda: httpx.get(base + "/health", timeout=5).status_code == 200, 180,
              "the API to answer")
     with httpx.Client(base_url=base, timeout=30) as client:
         old = client.post("/login", data={"username": "alice", "password": PASSWORDS["alice"]})
