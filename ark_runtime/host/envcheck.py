@@ -41,6 +41,7 @@ __all__ = [
 # The generated schema file (the deploy reads it); kept here for callers that hash it.
 ENV_SCHEMA = PACKAGE_SCHEMA
 _NAME_RE = re.compile(r"[A-Z][A-Z0-9_]*")
+REDIS_USER_DIR = "redis"  # <env dir>/redis/<user>.env: each unit's own Redis user (SEC_01)
 
 
 @dataclass(frozen=True)
@@ -268,10 +269,14 @@ def _cmd_set(args: argparse.Namespace) -> int:
     from ark_runtime.host.envfile import EnvFileError, set_variable
 
     path = Path(args.path)
-    domain = path.name.removesuffix(".env")
-    if domain not in DOMAINS or not path.is_file():
+    # A unit's own Redis user file (redis/<user>.env) is an overlay of the infrastructure
+    # domain: `secrets.rotate redis` sets its password in place.
+    overlay = path.parent.name == REDIS_USER_DIR
+    domain = "infrastructure" if overlay else path.name.removesuffix(".env")
+    if domain not in DOMAINS or not path.is_file() or path.suffix != ".env":
         print(f"ark env set: {path} is not an env file of a credential domain "
-              f"({', '.join(d + '.env' for d in DOMAINS)})", file=sys.stderr)
+              f"({', '.join(d + '.env' for d in DOMAINS)}) or a unit's Redis user "
+              f"({REDIS_USER_DIR}/USER.env)", file=sys.stderr)
         return ExitCode.USAGE
     spec = spec_for(args.name)
     if spec is None or spec.domain != domain:
@@ -281,7 +286,8 @@ def _cmd_set(args: argparse.Namespace) -> int:
     try:
         value = Path(args.value_file).read_text(encoding="utf-8").rstrip("\n")
         set_variable(path, args.name, value, lambda tmp: [
-            str(p) for p in check_env_file(tmp, domains=[domain], check_mode=False)
+            str(p) for p in check_env_file(tmp, domains=[domain], check_mode=False,
+                                           overlay=overlay)
             if p.severity == "error"])
     except (OSError, UnicodeDecodeError) as exc:
         print(f"ark env set: {getattr(exc, 'filename', None) or args.value_file}: cannot read "

@@ -85,3 +85,34 @@ def test_any_value_round_trips_or_is_refused_by_name(value: str) -> None:
         return
     values, _ = parse_env_file(text)
     assert values["X_A"][0] == "1" and "ARK_API_SECRET" in values
+
+
+def _render_redis_user(user: str, password: str) -> str:
+    return _env().get_template("env/redis-user.env.j2").render(
+        item=user, ansible_managed="managed",
+        ark_runtime_redis_user_passwords={user: password})
+
+
+def test_a_units_redis_user_file_takes_its_new_password_as_the_role_renders_it(
+        tmp_path: Path) -> None:
+    # secrets.rotate redis (issue 22 §3): the overlay file, checked as an overlay.
+    (tmp_path / "redis").mkdir()
+    path = tmp_path / "redis" / "joey-1.env"
+    old, new = "0ld" * 14, "N3w" * 14
+    path.write_text(_render_redis_user("joey-1", old))
+    os.chmod(path, 0o600)
+    (tmp_path / "value").write_text(new + "\n")
+    code, out, err = _cli("env", "set", str(path), "ARK_REDIS_PASSWORD",
+                          "--value-file", str(tmp_path / "value"))
+    assert code == 0, err
+    assert path.read_text() == _render_redis_user("joey-1", new)
+    assert old not in out + err and new not in out + err
+
+
+def test_a_file_outside_the_domains_and_the_redis_users_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "redis.conf"
+    path.write_text("ARK_REDIS_PASSWORD=\"x\"\n")
+    (tmp_path / "value").write_text("y" * 40)
+    code, _out, err = _cli("env", "set", str(path), "ARK_REDIS_PASSWORD",
+                           "--value-file", str(tmp_path / "value"))
+    assert code == 64 and "a unit's Redis user" in err
