@@ -17,3 +17,9 @@ class LockedError(OpsError):
     """Another operation holds the lock for this target."""
 
     exit_code = 75  # EX_TEMPFAIL: try again when the other run has finished
+
+
+class RefusedError(OpsError):
+    """The command cannot run as asked; nothing was changed."""
+
+    exit_code = 64  # EX_USAGE

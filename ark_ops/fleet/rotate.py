@@ -12,8 +12,10 @@ audited (who, kind, when, per-host result; never a value).
                     verified still verify; tampered ones stay refused.
     dr-signing-key  the control node's DR signing key (dr_sign.rotate_signing_key): the old
                     public half stays pinned, so older bundles still verify.
-    redis           not available yet (issue 19 §3: per-component ACL users, two passwords
-                    per user during the roll).
+    redis           every Redis user's password (each component's and the root tools'
+                    admin): two passwords per user overlap while each unit restarts alone
+                    with its new one (ark_ops/fleet/rotate_redis.py). Refused when the
+                    inventory sets ark_redis_password / ark_redis_user_passwords (Vault).
 
 Values travel as files (SFTP into the SSH user's 0700 temp dir), never on a command line.
 """
@@ -29,7 +31,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from ark_ops.errors import OpsError
+from ark_ops.errors import OpsError, RefusedError
 from ark_ops.fleet.audit import AuditIdentity, audit_action
 from ark_ops.fleet.ssh import (
     FleetHost,
@@ -41,7 +43,6 @@ from ark_ops.fleet.ssh import (
     user_tempdir,
 )
 from ark_ops.inventories import resolve_inventory
-from ark_runtime.exitcodes import ExitCode
 
 KINDS = ("session-secret", "operators", "snapshot-key", "dr-signing-key", "redis")
 API_GROUP = "ark_api"
@@ -52,14 +53,8 @@ _SECRET_CHARS, _SECRET_LENGTH = string.ascii_letters + string.digits, 48
 _VAULT_REF = re.compile(r"\{\{\s*([A-Za-z_][A-Za-z0-9_]*)")
 
 
-class RotateRefused(OpsError):
+class RotateRefused(RefusedError):
     """The rotation cannot start as asked; nothing was changed."""
-
-    exit_code = ExitCode.USAGE
-
-
-class NotAvailable(OpsError):
-    exit_code = ExitCode.UNAVAILABLE
 
 
 def parse_kind(text: object) -> str:
@@ -68,12 +63,6 @@ def parse_kind(text: object) -> str:
     if kind not in KINDS:
         shown = repr(text)[:40] if isinstance(text, str) else type(text).__name__
         raise RotateRefused(f"KIND must be one of {', '.join(KINDS)}; got {shown}")
-    if kind == "redis":
-        raise NotAvailable(
-            "secrets.rotate redis is not available yet: it waits for the per-component Redis "
-            "ACL users (issue 19 §3), whose two-password overlap lets the pipeline keep "
-            "running during the roll; until then rotate the Redis password with a deploy "
-            "(LAUNCH.md, Rotating secrets)")
     return kind
 
 
@@ -113,6 +102,18 @@ def _inventory_values(inventory: Path, group: str, name: str, *, template: bool,
             out[h.name] = Templar(loader=loader, variables=v).template(v[name]) if template \
                 else v[name]
     return out
+
+
+def refuse_if_inventory_sets_redis(inventory: Path) -> None:
+    """The Redis passwords live in the operator's vars: a value made here would be undone."""
+    from ark_ops.fleet.rotate_redis import INVENTORY_VARS
+
+    named = [v for v in INVENTORY_VARS if inventory_values(inventory, "ark", v, template=False)]
+    if named:
+        raise RotateRefused(
+            f"{' and '.join(named)} {'are' if len(named) > 1 else 'is'} set in the inventory, "
+            "so the Redis passwords are yours to change: put new values there (ansible-vault "
+            "edit), then `invoke deploy` (LAUNCH.md, Rotating secrets)")
 
 
 def refuse_if_inventory_sets_secret(inventory: Path) -> None:
@@ -230,6 +231,13 @@ def rotate_snapshot_key(inv: Path, limit: str | None, identity: AuditIdentity,
     return run_everywhere(inventory_hosts(inv, limit), step)
 
 
+def rotate_redis_users(inv: Path, limit: str | None, identity: AuditIdentity,
+                       log) -> list[HostOutcome]:
+    from ark_ops.fleet.rotate_redis import rotate_redis
+
+    return rotate_redis(inv, _secrets_dir(inv), identity, log, _write_secret)
+
+
 SESSIONS_END = "every console session ended: operators sign in again"
 
 
@@ -244,15 +252,18 @@ def rotate(kind: str, inventory: str | None = None, limit: str | None = None,
         refuse_if_inventory_sets_secret(inv)
     if kind == "dr-signing-key":
         return [_rotate_dr_key(inv_dir, inventory, log)]
+    if kind == "redis":
+        refuse_if_inventory_sets_redis(inv)
     runners = {"session-secret": rotate_session_secret, "operators": rotate_operators,
-               "snapshot-key": rotate_snapshot_key}
-    host_limit = limit if kind == "snapshot-key" else _api_limit(limit)
+               "snapshot-key": rotate_snapshot_key, "redis": rotate_redis_users}
+    host_limit = {"snapshot-key": limit, "redis": None}.get(kind, _api_limit(limit))
     with audit_action("secrets.rotate", {"kind": kind}, inventory, host_limit) as rec:
         outcomes = runners[kind](inv, limit, rec.identity, log)
         rec.outcomes(outcomes)
     for o in outcomes:
         log(f"  {o.host:<16} " + (o.value if o.ok else f"FAILED: {o.error}"))
-    if kind in ("session-secret", "operators") and any(o.ok for o in outcomes):
+    # The API restarts in each (redis: with its new password), and sessions live in its memory.
+    if kind in ("session-secret", "operators", "redis") and any(o.ok for o in outcomes):
         log(f"  {SESSIONS_END}")
     if kind == "session-secret" and not all(o.ok for o in outcomes):
         log("  hosts that FAILED keep the old secret until `invoke deploy --limit HOST` renders "
@@ -267,6 +278,9 @@ def refuse_limit(kind: str, limit: str | None) -> None:
     if kind == "dr-signing-key":
         raise RotateRefused("--limit does not apply to dr-signing-key: it is the control "
                             "node's key, one per inventory")
+    if kind == "redis":
+        raise RotateRefused("--limit does not apply to redis: each Redis user has one password "
+                            "for the whole inventory (.secrets/redis_password_<user>)")
     if kind == "session-secret":
         raise RotateRefused("--limit does not apply to session-secret: it is one value for "
                             "every ark_api host (.secrets/api_secret); a host that failed "

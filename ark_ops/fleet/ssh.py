@@ -115,6 +115,8 @@ def user_tempdir(conn: Connection) -> Iterator[str]:
         conn.run(f"rm -rf -- {shlex.quote(path)}", timeout=60)
 
 
+# The inventory vars fleet commands read besides the login (role defaults apply when unset).
+HOST_VARS = ("ark_lab", "ark_api_port", "ark_redis_port", "ark_redis_aclfile_path")
 # The vars a become password can hide behind a template ("{{ vault_sudo }}").
 _TEMPLATED = ("ansible_become", "ansible_become_user", "ansible_become_method",
               "ansible_become_password", "ansible_become_pass", "ansible_sudo_pass",
@@ -162,7 +164,7 @@ def _inventory_hosts(inventory: Path, limit: str | None, group: str) -> list[Fle
                 v[key] = str(v[key])  # a plain string, never Ansible's unsafe/vault wrapper
         hosts.append(FleetHost.from_access(
             h.name, access_from_vars(h.name, v),
-            {k: v[k] for k in ("ark_lab", "ark_api_port") if k in v}))
+            {k: v[k] for k in HOST_VARS if k in v}))
     return hosts
 
 

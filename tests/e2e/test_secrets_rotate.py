@@ -204,3 +204,70 @@ def test_snapshot_key_rotates_and_old_snapshots_still_verify(api) -> None:
         HOST, "journalctl", "-u", "ark-snapshot.service", "-n", "30", "--no-pager").stdout
     newest = json.loads(on(ARK, "snapshot", "list", "--json"))[0]["id"]
     assert lab_shell.on(HOST, ARK, "snapshot", "verify", newest).returncode == 0
+
+
+# On the host, from the venv: which of each user's passwords log in, and the users of the
+# clients Redis has now (as admin, with the new password). The passwords reach the host on
+# ssh's stdin, never a command line.
+LOGINS = """exec /opt/ark/venv/bin/python - <<'PY'
+import json, redis
+pairs = json.loads('''{pairs}''')
+def logs_in(user, password):
+    try:
+        return bool(redis.Redis(port=6379, username=user, password=password).ping())
+    except redis.AuthenticationError:
+        return False
+out = {{u: [logs_in(u, old), logs_in(u, new)] for u, (old, new) in pairs.items()}}
+admin = redis.Redis(port=6379, username="admin", password=pairs["admin"][1])
+print(json.dumps({{"logins": out, "clients": sorted({{c["user"] for c in admin.client_list()}})}}))
+PY
+"""
+
+
+def redis_passwords() -> dict[str, str]:
+    d = LabPaths.default().inventory / ".secrets"
+    out = {p.name.removeprefix("redis_password_"): p.read_text().strip()
+           for p in d.glob("redis_password_*")}
+    return {**out, "admin": (d / "redis_password").read_text().strip()}
+
+
+@pytest.mark.requirement("SEC_01")
+def test_redis_passwords_rotate_with_each_unit_restarted_alone(api) -> None:
+    base, _gv = api
+    wait_for(all_running, 120, "the agents to run")
+    old = redis_passwords()
+    assert {"kyle", "hrm", "api", "exporter", "admin"} <= set(old)
+    pids = agent_pids()
+
+    proc = invoke("secrets.rotate", "redis")
+
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    new = redis_passwords()
+    assert set(new) == set(old) and all(new[u] != old[u] for u in old)
+    for text in (proc.stdout, proc.stderr):
+        assert not any(v in text for v in [*old.values(), *new.values()])
+    assert "finish: only the new passwords log in" in proc.stdout
+    after = agent_pids()
+    assert set(after) == set(pids) and all(after[u] != pids[u] for u in pids)  # each restarted
+    pairs = json.dumps({u: [old[u], new[u]] for u in old})
+    state = json.loads(lab_shell.on(HOST, "sh", "-s", stdin=LOGINS.format(pairs=pairs),
+                                    check=True).stdout.splitlines()[-1])
+    assert state["logins"] == {u: [False, True] for u in old}  # the old ones are gone
+    # Every agent, the API and the exporter came back as its own user, with the new password.
+    wait_for(all_running, 120, "the agents to run again")
+    wait_for(lambda: httpx.get(base + "/health", timeout=5).status_code == 200, 180,
+             "the API to answer")
+    clients = lambda: set(json.loads(lab_shell.on(  # noqa: E731
+        HOST, "sh", "-s", stdin=LOGINS.format(pairs=pairs), check=True
+    ).stdout.splitlines()[-1])["clients"])
+    wait_for(lambda: {*AGENTS, "api", "exporter"} <= clients(), 120,
+             "each component logged in as its own user")
+    done = control_records()[-1]
+    assert (done["who"], done["args"]["kind"], done["result"]) == (OPERATOR, "redis", "ok")
+    # The files are what the roles render from .secrets/: the next deploy changes nothing
+    # (no Redis restart, no unit restart).
+    pids = agent_pids()
+    out = invoke("deploy")
+    assert out.returncode == 0, out.stdout[-3000:]
+    assert f"{HOST} changed=0" in out.stdout
+    assert agent_pids() == pids

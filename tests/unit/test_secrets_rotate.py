@@ -16,9 +16,10 @@ import yaml
 from hypothesis import given
 from hypothesis import strategies as st
 
+from ark_ops.errors import RefusedError
 from ark_ops.fleet import vault
 from ark_ops.fleet.dr_sign import KEY_NAME, PIN_FILE, PIN_FINGERPRINT, signing_key
-from ark_ops.fleet.rotate import KINDS, NotAvailable, RotateRefused, parse_kind
+from ark_ops.fleet.rotate import KINDS, RotateRefused, parse_kind
 from tests.support.vault_files import encrypt_file, password_file
 
 pytestmark = pytest.mark.requirement("SEC_01")
@@ -39,18 +40,12 @@ def test_any_other_kind_is_refused_naming_the_argument(text: str) -> None:
     assert err.value.exit_code == 64
 
 
-@pytest.mark.parametrize("kind", [k for k in KINDS if k != "redis"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_each_kind_parses(kind: str) -> None:
     assert parse_kind(f"  {kind.upper()} ") == kind
 
 
-def test_redis_is_not_available_yet_and_says_why() -> None:
-    with pytest.raises(NotAvailable, match=r"not available yet: .*issue 19 §3") as err:
-        parse_kind("redis")
-    assert err.value.exit_code == 69
-
-
-@pytest.mark.parametrize("kind", ["dr-signing-key", "session-secret"])
+@pytest.mark.parametrize("kind", ["dr-signing-key", "session-secret", "redis"])
 def test_limit_is_refused_where_the_secret_is_one_for_all(kind: str) -> None:
     from ark_ops.fleet.rotate import rotate
 
@@ -65,7 +60,8 @@ def _inventory(tmp_path: Path, extra_vars: str = "") -> Path:
     (inv / "hosts.yml").write_text(
         "all:\n  children:\n    ark:\n      hosts:\n"
         "        a1: {ansible_host: 127.0.0.1, ansible_port: 1}\n"
-        "    ark_api:\n      hosts:\n        a1: {}\n")
+        "    ark_api:\n      hosts:\n        a1: {}\n"
+        "    ark_redis:\n      hosts:\n        a1: {}\n")
     if extra_vars:
         (inv / "group_vars" / "ark" / "main.yml").write_text(extra_vars)
     return inv
@@ -79,7 +75,7 @@ def _invoke(*args: str, cwd: Path = REPO) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.parametrize(("kind", "code", "says"), [
-    ("redis", 69, "issue 19 §3"),
+    ("redis", 64, "has no Redis passwords (redis_password, redis_password_<user>): deploy"),
     ("snapshot_keys", 64, "KIND must be one of"),
 ])
 def test_the_task_refuses_in_one_sentence(tmp_path: Path, kind: str, code: int,
@@ -88,6 +84,14 @@ def test_the_task_refuses_in_one_sentence(tmp_path: Path, kind: str, code: int,
     assert proc.returncode == code, proc.stderr
     assert proc.stderr.startswith("error: ") and says in proc.stderr
     assert "Traceback" not in proc.stderr + proc.stdout
+
+
+def test_redis_passwords_set_in_the_inventory_are_refused_naming_them(tmp_path: Path) -> None:
+    inv = _inventory(tmp_path, 'ark_redis_user_passwords: "{{ vault_users }}"\n')
+    proc = _invoke("secrets.rotate", "redis", "--inventory", str(inv))
+    assert proc.returncode == 64, proc.stderr
+    assert "ark_redis_user_passwords is set in the inventory" in proc.stderr
+    assert not (inv / ".secrets").exists() or not list((inv / ".secrets").iterdir())
 
 
 def test_a_vaulted_session_secret_is_refused_naming_the_variable(tmp_path: Path) -> None:
@@ -157,3 +161,34 @@ def test_without_the_vault_password_the_refusal_says_how_to_give_it(tmp_path: Pa
     assert proc.returncode == 78, proc.stderr
     assert "--vault-password-file" in proc.stderr and "Traceback" not in proc.stderr
     assert VAULTED_SECRET not in proc.stdout + proc.stderr
+
+
+@given(st.one_of(st.text(max_size=30), st.integers(-10, 70000)))
+def test_a_redis_hosts_port_is_a_port_or_refused_naming_the_variable(port) -> None:
+    from ark_ops.fleet.rotate_redis import redis_target
+    from ark_ops.fleet.ssh import FleetHost
+
+    host = FleetHost("r1", "10.0.0.1", vars={"ark_redis_port": port})
+    try:
+        aclfile, shown = redis_target(host)
+    except RefusedError as err:
+        assert str(err).startswith("r1: ark_redis_port ") and err.exit_code == 64
+        return
+    assert 1 <= int(shown) <= 65535 and aclfile == "/etc/redis/ark-users.acl"
+
+
+def test_only_hashes_reach_a_redis_host(tmp_path: Path) -> None:
+    from ark_ops.fleet.rotate_redis import current_passwords, hash_map, new_password
+
+    secrets_dir = tmp_path / ".secrets"
+    secrets_dir.mkdir()
+    for name in ("redis_password", "redis_password_kyle", "redis_password_joey-1"):
+        (secrets_dir / name).write_text(new_password() + "\n")
+    old = current_passwords(secrets_dir)
+    assert sorted(old) == ["admin", "joey-1", "kyle"]
+    new = {u: new_password() for u in old}
+    text = hash_map(old, new).decode()
+    assert [line.split()[0] for line in text.splitlines()] == ["admin", "joey-1", "kyle"]
+    assert all(len(h) == 64 for line in text.splitlines() for h in line.split()[1:])
+    assert not any(v in text for v in [*old.values(), *new.values()])
+    assert all(len(v) == 40 and v.isalnum() for v in new.values())
