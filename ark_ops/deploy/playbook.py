@@ -45,14 +45,19 @@ FAILURE_LINE = re.compile(r"^(fatal|failed): \[|^\S+ \| FAILED")
 def failed_tasks(output: str, *, limit: int = 2000) -> str:
     """Each failing task's header and its `fatal:`/`failed:` lines, for an error raised when the
     output was not echoed (a test's log otherwise keeps only the recap, not which task failed)."""
-    found: list[str] = []
-    task = ""
+    found: list[list[str]] = []
+    task, body = "", None
     for line in output.splitlines():
+        if body is not None and line.startswith(" ") and len(body) < 40:
+            body.append(line[:limit])  # the result's indented YAML (callback_result_format)
+            continue
+        body = None
         if line.startswith(("TASK [", "RUNNING HANDLER [")):
             task = line.rstrip(" *")
         elif FAILURE_LINE.match(line):
-            found.append(f"{task}\n{line[:limit]}" if task else line[:limit])
-    return "\n".join(found)
+            body = [f"{task}\n{line[:limit]}" if task else line[:limit]]
+            found.append(body)
+    return "\n".join("\n".join(b) for b in found)
 
 
 def parse_recap(output: str) -> dict[str, dict[str, int]]:

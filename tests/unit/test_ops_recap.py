@@ -45,3 +45,25 @@ def test_failed_tasks_names_each_failing_task_and_its_message():
     assert found.splitlines() == ["TASK [ark_redis : SEC_01 | Redis starts]",
                                   'fatal: [ark-lab-2]: FAILED! => {"msg": "unit failed"}']
     assert failed_tasks("TASK [x] ***\nok: [h]\n") == ""
+
+
+def test_failed_tasks_keeps_the_results_yaml_under_the_fatal_line():
+    # ansible.cfg: callback_result_format = yaml puts the message on the lines below "=>"
+    # (CI's failed handler showed "fatal: [ark-lab-1]: FAILED! => " and nothing else).
+    from ark_ops.deploy.playbook import failed_tasks
+
+    output = (
+        "RUNNING HANDLER [ark_redis : Restart redis] ****\n"
+        "fatal: [ark-lab-1]: FAILED! => \n"
+        "    changed: false\n"
+        "    msg: |-\n"
+        "        Unable to restart service redis-server.service: Job failed.\n"
+        "\n"
+        "TASK [next] ****\n"
+        "ok: [ark-lab-2]\n")
+    assert failed_tasks(output).splitlines() == [
+        "RUNNING HANDLER [ark_redis : Restart redis]",
+        "fatal: [ark-lab-1]: FAILED! => ",
+        "    changed: false",
+        "    msg: |-",
+        "        Unable to restart service redis-server.service: Job failed."]
