@@ -214,8 +214,11 @@ def _write_known_hosts(paths: LabPaths, hosts: list[LabHost]) -> None:
 def _system_state(paths: LabPaths, h: LabHost, wait: bool) -> str:
     cmd = ["systemctl", "is-system-running"] + (["--wait"] if wait else [])
     try:
+        # Never our stdin: ssh sets O_NONBLOCK on the descriptor it inherits, and Ansible,
+        # started later in the same process tree, refuses a non-blocking stdin.
         proc = subprocess.run(ssh_argv(paths, h, *cmd, as_root=False), capture_output=True,
-                              text=True, timeout=BOOT_TIMEOUT if wait else 10)
+                              text=True, stdin=subprocess.DEVNULL,
+                              timeout=BOOT_TIMEOUT if wait else 10)
     except subprocess.TimeoutExpired:
         return "unreachable (ssh timed out)"
     if proc.returncode == 255:
@@ -238,7 +241,7 @@ def _wait_one(paths: LabPaths, h: LabHost) -> HostStatus:
         failed = subprocess.run(
             ssh_argv(paths, h, "systemctl", "--failed", "--no-legend", "--plain",
                      as_root=False),
-            capture_output=True, text=True, timeout=10,
+            capture_output=True, text=True, timeout=10, stdin=subprocess.DEVNULL,
         ).stdout.split()
         state = f"degraded (failed units: {', '.join(u for u in failed if '.' in u)})"
     return HostStatus(h.name, h.address, True, state)

@@ -53,4 +53,4 @@ def close_master(paths: LabPaths, host: LabHost) -> None:
     # A master too wedged to answer in 10 s is left to its keepalives (inventory.py).
     with contextlib.suppress(subprocess.TimeoutExpired):
         subprocess.run(master_exit_argv(paths, host), capture_output=True, timeout=10,
-                       check=False)
+                       check=False, stdin=subprocess.DEVNULL)
