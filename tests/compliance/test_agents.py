@@ -193,9 +193,12 @@ def _check_the_flow_across_the_pipelines_hosts(request, pipeline: dict[str, str]
             path = [(h.source.partition("/")[0], agent_of(h.source.rpartition("/")[2]),
                      h.event) for h in hops]
             looked[cid] = path
-            firsts = {a: next((i for i, (_, agent, _) in enumerate(path) if agent == a), None)
+            # HRM's step of the flow is its decision: it may receive a fill from the executor
+            # for the same bar (filled at that bar's open) before Kenny's plan reaches it.
+            firsts = {a: next((i for i, (_, agent, event) in enumerate(path)
+                               if agent == a and (a != "hrm" or event == "decided")), None)
                       for a in FLOW}
-            if None not in firsts.values() and ("hrm", "decided") in [p[1:] for p in path]:
+            if None not in firsts.values():
                 return cid, path, firsts
         return None
 
