@@ -4,8 +4,9 @@
         [--modes bounded,baseline] [--sample-s 5] [--warmup-s 240] [--maxmemory 256mb]
         [--side-maxlen N] [--json PATH]
 
-The four agents run as real processes (`python -m ark_runtime.cli agent NAME`, as the units
-run them) on a real redis-server configured like the ark_redis role (maxmemory, noeviction).
+Every agent of the pipeline declaration runs as a real process (`python -m ark_runtime.cli
+agent NAME`, as the units run them) on a real redis-server configured like the ark_redis
+role (maxmemory, noeviction).
 Kyle replays --bars synthetic bars (--bars / --symbols per symbol) at --rate bars/s. Every
 --sample-s the script samples INFO `used_memory`, Kyle's cursor and the decisions count.
 After --warmup-s (default: two mark lifetimes) it fits a least-squares line to used_memory
@@ -41,9 +42,12 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from redis_proc import RedisProc  # noqa: E402
 
+from ark_runtime import pipeline  # noqa: E402
 from ark_runtime.bus.streams import DECISIONS_STREAM, inbox  # noqa: E402
 
-CONSUMERS = ("hrm", "kenny", "joey")
+# Every consumer of the pipeline declaration (the executor too: it reads every bar, so an
+# executor left out kept an untrimmed inbox that filled maxmemory at 1,500 bars/s).
+CONSUMERS = pipeline.CONSUMERS
 BASELINE_TTL_S = 7 * 24 * 3600
 
 
