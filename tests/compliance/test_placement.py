@@ -84,8 +84,9 @@ def test_redis_listens_only_on_ark_redis_hosts(host, hostvars, groups):
     if "ark_redis" in groups:
         assert any(found.values()), f"{name} is in ark_redis but nothing listens on {list(found)}"
     else:
-        assert not any(found.values()), \
-            f"{name} has a Redis listening ({found}) but is not in ark_redis"
+        taken = {port: who for port, who in found.items() if who}
+        assert not taken, (f"{name} has a Redis listening on {', '.join(map(str, taken))} but "
+                           f"is not in ark_redis: {taken}")
 
 
 def test_api_listens_only_on_ark_api_hosts(host, hostvars, groups):
