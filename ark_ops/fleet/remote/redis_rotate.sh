@@ -18,7 +18,7 @@ rm -f "$auth"
 
 fail() { echo "$*" >&2; exit 65; }
 # Issue #19 §4: a Redis on TLS answers on its tls-port only, to this host's certificate.
-tls_port=$(sed -n 's/^tls-port \([0-9][0-9]*\)$/\1/p' /etc/redis/ark.conf 2>/dev/null)
+tls_port=$(sed -n 's/^tls-port \([0-9][0-9]*\)$/\1/p' /etc/redis/ark.conf 2>/dev/null || :)
 tls=/etc/redis/tls
 if [ -n "$tls_port" ] && [ "$tls_port" != 0 ]; then
   rcli() { redis-cli --no-auth-warning --tls --cacert "$tls/ca.crt" --cert "$tls/redis.crt" \
