@@ -42,6 +42,12 @@ def redis_server(host: str, redis_hosts: Iterable[str], override: str | None = N
     return host if host in redis_hosts else (redis_hosts[0] if redis_hosts else "")
 
 
+def remote_clients(server: str, hosts: Iterable[str], server_of: Mapping[str, str]) -> list[str]:
+    """The hosts that reach `server`'s Redis over the network (issue #19 §4: TLS is on for a
+    Redis with any): every ARK host whose Redis it is, other than the server itself."""
+    return sorted(h for h in hosts if h != server and server_of.get(h, "") == server)
+
+
 def peers(host: str, agent_hosts: Iterable[str], server_of: Mapping[str, str]) -> list[str]:
     """The ark_agents hosts (sorted by name) that share `host`'s Redis, `host` among them."""
     mine = server_of.get(host, "")

@@ -8,12 +8,35 @@ its own variable.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import Any
 from urllib.parse import unquote, urlsplit
 
 from ark_runtime.redact import MASK
-from ark_runtime.settings import ArkSettings, default_of, load
+from ark_runtime.settings import ArkSettings, credentials_dir, default_of, load
+
+# Issue #19 §4: a unit gets its host's TLS files as credentials (LoadCredential=NAME:PATH),
+# so the key is never readable by its user; root tools read ARK_REDIS_TLS_DIR's files.
+TLS_CREDENTIALS = {"ca": "redis-tls-ca", "cert": "redis-tls-cert", "key": "redis-tls-key"}
+TLS_FILES = {"ca": "ca.crt", "cert": "host.crt", "key": "host.key"}
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    ca: str
+    cert: str
+    key: str
+
+    @classmethod
+    def find(cls, tls_dir: str | None, creds: str | None) -> TlsFiles | None:
+        """The unit's credentials when it has them, else the directory's files; None: off."""
+        if creds and all(os.path.exists(os.path.join(creds, n)) for n in TLS_CREDENTIALS.values()):
+            return cls(**{k: os.path.join(creds, n) for k, n in TLS_CREDENTIALS.items()})
+        if tls_dir:
+            return cls(**{k: os.path.join(tls_dir, n) for k, n in TLS_FILES.items()})
+        return None
 
 
 @dataclass(frozen=True)
@@ -24,6 +47,7 @@ class RedisSettings:
     db: int = default_of("ARK_REDIS_DB")
     username: str | None = None
     ssl: bool = False
+    tls: TlsFiles | None = None  # the CA and this host's certificate and key (ssl=True)
 
     def __repr__(self) -> str:  # never show the password
         shown = MASK if self.password else None
@@ -32,11 +56,26 @@ class RedisSettings:
 
     @classmethod
     def from_settings(cls, cfg: ArkSettings) -> RedisSettings:
+        tls = TlsFiles.find(str(cfg.redis_tls_dir) if cfg.redis_tls_dir else None,
+                            credentials_dir())
         base = cls(host=cfg.redis_host, port=cfg.redis_port,
                    password=cfg.secret_value("redis_password"), db=cfg.redis_db,
                    username=cfg.redis_username)
         url = cfg.secret_value("redis_url")
-        return base if not url else base.with_url(url)
+        base = base if not url else base.with_url(url)
+        return replace(base, ssl=True, tls=tls) if tls else base
+
+    def client_kwargs(self) -> dict[str, Any]:
+        """The connection arguments of redis-py's Redis (sync and asyncio alike)."""
+        kw: dict[str, Any] = {"host": self.host, "port": self.port, "password": self.password,
+                              "db": self.db, "username": self.username, "ssl": self.ssl}
+        if self.ssl and self.tls:
+            # The server's certificate must come from the fleet's CA and name the address
+            # dialled; ours proves this host to Redis (tls-auth-clients yes).
+            kw |= {"ssl_ca_certs": self.tls.ca, "ssl_certfile": self.tls.cert,
+                   "ssl_keyfile": self.tls.key, "ssl_cert_reqs": "required",
+                   "ssl_check_hostname": True}
+        return kw
 
     def with_url(self, url: str) -> RedisSettings:
         """This, overridden by each part `url` gives (validated by the settings layer)."""

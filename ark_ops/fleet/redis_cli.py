@@ -32,10 +32,17 @@ def as_root_tools(env_file: str = ENV_FILE, password: str = "$ARK_REDIS_PASSWORD
     do: the env file's user, admin - or, on a host deployed while its Redis had no users yet
     (a rolling upgrade), none: the password alone. `password` is a shell expression that root's
     shell expands into redis-cli's environment (REDISCLI_AUTH): the line never holds a value.
-    The `default` user is off on a deployed host, so a login without the user is refused."""
+    The `default` user is off on a deployed host, so a login without the user is refused.
+    With TLS on (ARK_REDIS_TLS_DIR in the env file) it logs in over TLS with the host's
+    certificate; the port to give is then the env file's ARK_REDIS_PORT (the TLS port)."""
     return (f"set -a; . {shlex.quote(env_file)}; set +a; "
             f'REDISCLI_AUTH="{password}" redis-cli --no-auth-warning '
-            '${ARK_REDIS_USERNAME:+--user "$ARK_REDIS_USERNAME"} ')
+            '${ARK_REDIS_USERNAME:+--user "$ARK_REDIS_USERNAME"} ' + TLS_FLAGS)
+
+
+# Issue #19 §4: with TLS on, the env file names the host's TLS directory (root's files).
+TLS_FLAGS = ('${ARK_REDIS_TLS_DIR:+--tls --cacert "$ARK_REDIS_TLS_DIR/ca.crt" '
+             '--cert "$ARK_REDIS_TLS_DIR/host.crt" --key "$ARK_REDIS_TLS_DIR/host.key"} ')
 
 
 def remote_command(args: list[str], env_file: str = ENV_FILE) -> str:

@@ -133,21 +133,17 @@ def create_app(redis_cfg: RedisSettings | None = None, *, secret: str | None = N
         secret = value.get_secret_value() if value is not None else ""
 
     def sync_redis() -> redis.Redis:
-        return redis.Redis(host=cfg.host, port=cfg.port, password=cfg.password, db=cfg.db,
-                           username=cfg.username, ssl=cfg.ssl,
-                           socket_connect_timeout=2, socket_timeout=5, decode_responses=True)
+        return redis.Redis(**cfg.client_kwargs(), socket_connect_timeout=2, socket_timeout=5,
+                           decode_responses=True)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         app.state.redis = aioredis.Redis(
-            host=cfg.host, port=cfg.port, password=cfg.password, db=cfg.db,
-            username=cfg.username, ssl=cfg.ssl,
-            socket_connect_timeout=2, socket_timeout=5, decode_responses=True)
+            **cfg.client_kwargs(), socket_connect_timeout=2, socket_timeout=5,
+            decode_responses=True)
         # The chatter reader blocks on XREAD: its own connection so it never holds up others.
         app.state.hub = Hub(aioredis.Redis(
-            host=cfg.host, port=cfg.port, password=cfg.password, db=cfg.db,
-            username=cfg.username, ssl=cfg.ssl,
-            socket_connect_timeout=2, decode_responses=True))
+            **cfg.client_kwargs(), socket_connect_timeout=2, decode_responses=True))
         app.state.ping = CachedPing(app.state.redis)
         app.state.pipeline = SharedStatus(app.state.redis)
         app.state.hub.start()

@@ -97,8 +97,7 @@ class BusSettings:
 def connect(settings: RedisSettings | None = None, *, block_ms: int = 500) -> redis.Redis:
     s = settings or redis_settings()
     return redis.Redis(
-        host=s.host, port=s.port, password=s.password, db=s.db,
-        username=s.username, ssl=s.ssl, decode_responses=True,
+        **s.client_kwargs(), decode_responses=True,
         # A blocking XREADGROUP must not be mistaken for a dead socket.
         socket_timeout=block_ms / 1000 + 10, socket_connect_timeout=5,
         health_check_interval=30,

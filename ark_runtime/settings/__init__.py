@@ -36,6 +36,7 @@ __all__ = [
     "Variable",
     "check_values",
     "child_environment",
+    "credentials_dir",
     "declared",
     "default_of",
     "environment_where",
@@ -86,7 +87,7 @@ def child_environment(drop: tuple[str, ...] = ()) -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if k not in drop}
 
 
-def _credentials_dir() -> str | None:
+def credentials_dir() -> str | None:
     """systemd's credentials directory of this unit, when it has one (LoadCredential=)."""
     path = systemd_var("CREDENTIALS_DIRECTORY")
     return path if path and os.path.isdir(path) else None
@@ -200,6 +201,6 @@ def load(env: Mapping[str, str] | None = None) -> ArkSettings:
     if env is not None:
         return ArkSettings.of_mapping({k: v for k, v in raw.items() if k in VARIABLES})
     try:
-        return ArkSettings(_secrets_dir=_credentials_dir())
+        return ArkSettings(_secrets_dir=credentials_dir())
     except ValidationError as exc:  # a credential file's value (the env was checked above)
         raise SettingsError(_problems(exc, {})) from None

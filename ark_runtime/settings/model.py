@@ -154,6 +154,10 @@ class ArkSettings(BaseSettings):
     redis_url: RedisUrl | None = var(
         "ARK_REDIS_URL", None, "Redis URL (redis:// or rediss://); overrides ARK_REDIS_HOST/PORT/"
         "PASSWORD/DB", read_by=_REDIS_USERS)
+    redis_tls_dir: AbsPath | None = var(
+        "ARK_REDIS_TLS_DIR", None,
+        "Redis TLS files (ca.crt, host.crt, host.key); set: TLS on. Units: LoadCredential=",
+        read_by=_REDIS_USERS)
 
     # -- directories and files (resolved by ark_runtime.host.layout) -------------------------
     state_dir: AbsPath = var("ARK_STATE_DIR", "/var/lib/ark",

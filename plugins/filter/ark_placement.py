@@ -34,6 +34,17 @@ def ark_agent_placement(hostvars, host: str, groups, shards) -> list[str]:
         raise AnsibleFilterError(f"ark_agent_placement: {exc}") from None
 
 
+def ark_redis_remote_clients(hostvars, server: str, groups) -> list[str]:
+    """The ARK hosts that use `server`'s Redis over the network (TLS when any, issue #19 §4)."""
+    hosts = list(groups.get("ark", []))
+    redis_hosts = list(groups.get("ark_redis", []))
+    server_of = {h: placement.redis_server(h, redis_hosts,
+                                           hostvars[h].get("ark_runtime_redis_server"))
+                 for h in hosts}
+    return placement.remote_clients(server, hosts, server_of)
+
+
 class FilterModule:
     def filters(self):
-        return {"ark_agent_placement": ark_agent_placement}
+        return {"ark_agent_placement": ark_agent_placement,
+                "ark_redis_remote_clients": ark_redis_remote_clients}

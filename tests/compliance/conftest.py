@@ -104,6 +104,18 @@ def pipeline(host, hostvars) -> dict[str, str]:
 
 
 @pytest.fixture(scope="module")
+def redis_remote_clients(host, hostvars) -> list[str]:
+    """The ARK hosts that use this host's Redis over the network (TLS is on for any, issue
+    #19 §4), as the roles work it out (ark_ops/placement.py)."""
+    groups = hostvars.get("groups", {})
+    hosts, redis_hosts = groups.get("ark", []), groups.get("ark_redis", [])
+    runner = host.backend.ansible_runner
+    server_of = {h: placement.redis_server(
+        h, redis_hosts, runner.get_variables(h).get("ark_runtime_redis_server")) for h in hosts}
+    return placement.remote_clients(hostvars["inventory_hostname"], hosts, server_of)
+
+
+@pytest.fixture(scope="module")
 def agent_instances(hostvars, pipeline) -> list[str]:
     """The agent instances this host runs: all four where it has a Redis of its own."""
     return [i for i, where in pipeline.items() if where == hostvars["inventory_hostname"]]

@@ -73,13 +73,20 @@ def test_runs_its_share_of_the_pipeline_and_no_other_agent(host, hostvars, agent
             assert not enabled, f"{name} starts {instance} at boot but should not run it"
 
 
+def redis_ports(hostvars) -> tuple[int, int]:
+    """Redis's plaintext port and its TLS port (issue #19 §4: the one clients use with TLS on)."""
+    return int(hostvars.get("ark_redis_port", 6379)), int(hostvars.get("ark_redis_tls_port", 6380))
+
+
 def test_redis_listens_only_on_ark_redis_hosts(host, hostvars, groups):
-    name, port = hostvars["inventory_hostname"], int(hostvars.get("ark_redis_port", 6379))
-    found = listening(host, port)
+    name = hostvars["inventory_hostname"]
+    found = {port: listening(host, port) for port in redis_ports(hostvars)}
     if "ark_redis" in groups:
-        assert found, f"{name} is in ark_redis but nothing listens on {port}"
+        assert any(found.values()), f"{name} is in ark_redis but nothing listens on {list(found)}"
     else:
-        assert not found, f"{name} has a Redis listening on {port} but is not in ark_redis: {found}"
+        taken = {port: who for port, who in found.items() if who}
+        assert not taken, (f"{name} has a Redis listening on {', '.join(map(str, taken))} but "
+                           f"is not in ark_redis: {taken}")
 
 
 def test_api_listens_only_on_ark_api_hosts(host, hostvars, groups):
@@ -114,8 +121,8 @@ def redis_address(request, hostvars) -> str:
 
 
 def test_the_runtime_uses_its_groups_redis(host, hostvars, redis_address):
-    port = int(hostvars.get("ark_redis_port", 6379))
-    assert host.check_output(URL_ADDRESS) == f"{redis_address}:{port}"
+    url = host.check_output(URL_ADDRESS)
+    assert url in {f"{redis_address}:{port}" for port in redis_ports(hostvars)}, url
     result = host.run(ENV + PING)
     assert result.stdout.strip() == "True", result.stdout + result.stderr
 
@@ -125,6 +132,6 @@ def test_agents_hold_connections_to_the_remote_redis(host, hostvars, groups, red
         pytest.skip(NOT_HERE + "only agent hosts without a Redis of their own reach it over "
                     "the network")
     address = redis_address
-    port = int(hostvars.get("ark_redis_port", 6379))
+    port = redis_ports(hostvars)[1]  # TLS (issue #19 §4): every such host is a remote client
     conns = host.check_output("ss -Htnp state established dst %s:%s", address, str(port))
     assert "python" in conns or "ark" in conns, f"no agent connection to {address}:{port}"

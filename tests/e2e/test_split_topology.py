@@ -20,6 +20,7 @@ import io
 import json
 import os
 import secrets
+import shlex
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -155,6 +156,42 @@ def test_each_host_runs_what_its_groups_say(split_lab):
     # The API's /health makes a round trip to Redis on another host.
     health = on(API, "curl -fsS http://127.0.0.1:8101/health")
     assert json.loads(health.stdout)["redis"]["ok"] is True, health.stdout + health.stderr
+
+
+# From an agent host, with the root tools' settings: each port spoken to in plaintext, then
+# the runtime's own TLS connection (the host's certificate from the control node's CA).
+_PLAIN_THEN_TLS = """import json, redis
+from ark_runtime.config import redis_settings
+from ark_runtime.bus.streams import connect
+s = redis_settings()
+out = {}
+for port in (6379, 6380):
+    try:
+        redis.Redis(host=s.host, port=port, password=s.password, username=s.username,
+                    socket_connect_timeout=5, socket_timeout=5).ping()
+        out[port] = "answered"
+    except redis.exceptions.ConnectionError:
+        out[port] = "refused"
+out["tls"] = [s.host, s.port, connect().acl_whoami()]
+print(json.dumps(out))"""
+
+
+@pytest.mark.requirement("SEC_01")
+def test_redis_takes_other_hosts_only_over_tls(split_lab):
+    """Issue #19 §4: the Redis host's clients are on other hosts, so its plaintext port is
+    closed and TLS (tls-auth-clients) takes only certificates of the inventory's CA."""
+    conf = on(REDIS, "cat /etc/redis/ark.conf", check=True).stdout
+    assert "\nport 0\n" in conf and "\ntls-port 6380\n" in conf, conf
+    assert "tls-auth-clients yes" in conf
+    out = on(AGENTS, "set -a; . /etc/ark/env/infrastructure.env; set +a; "
+                     "/opt/ark/venv/bin/python -c " + shlex.quote(_PLAIN_THEN_TLS), check=True)
+    got = json.loads(out.stdout.strip().splitlines()[-1])
+    assert got["6379"] == got["6380"] == "refused", got
+    assert got["tls"][1:] == [6380, "admin"], got
+    # The control node's CA signed it; its key never left the control node.
+    secrets_dir = LabPaths.default().inventory / ".secrets" / "tls"
+    assert (secrets_dir / "ca.key").stat().st_mode & 0o077 == 0
+    on(AGENTS, "test ! -e /etc/ark/tls/ca.key", check=True)
 
 
 @pytest.mark.requirement("INFRA_01")

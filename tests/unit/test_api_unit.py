@@ -21,7 +21,8 @@ def render(**overrides) -> str:
         ark_runtime_state_dir="/var/lib/ark", ark_runtime_log_dir="/var/log/ark",
         ark_runtime_venv_link="/opt/ark/venv", ark_runtime_api_memory_max_mb=512,
         __ark_runtime_env_schema={"units": {"api": ["infrastructure"]}},
-        __ark_runtime_redis_acl_ready=True)
+        __ark_runtime_redis_acl_ready=True,
+        __ark_runtime_redis_tls=False, ark_runtime_tls_dir="/etc/ark/tls")
     values.update(overrides)
     return env.get_template("ark-api.service.j2").render(**values)
 

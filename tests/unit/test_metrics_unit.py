@@ -15,7 +15,7 @@ REPO = Path(__file__).resolve().parents[2]
 ROLE_TEMPLATES = REPO / "roles" / "ark_runtime" / "templates"
 
 
-def render(groups: list[str], bind: str = "10.213.0.2") -> str:
+def render(groups: list[str], bind: str = "10.213.0.2", tls: bool = False) -> str:
     # Ansible renders templates with trim_blocks on.
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(ROLE_TEMPLATES / "systemd"),
                              undefined=jinja2.StrictUndefined, trim_blocks=True)
@@ -26,7 +26,8 @@ def render(groups: list[str], bind: str = "10.213.0.2") -> str:
         ark_runtime_venv_link="/opt/ark/venv", ark_runtime_metrics_bind=bind,
         ark_runtime_metrics_user="ark-metrics",
         __ark_runtime_metrics_units=["ark-api.service", "ark-agent@kyle.service"],
-        __ark_runtime_redis_acl_ready=True)
+        __ark_runtime_redis_acl_ready=True,
+        __ark_runtime_redis_tls=tls, ark_runtime_tls_dir="/etc/ark/tls")
 
 
 def exec_start(unit: str) -> list[str]:
@@ -68,3 +69,14 @@ def test_exposure_score_is_at_most_1_5(tmp_path: Path) -> None:
     if match is None:
         pytest.skip(f"systemd-analyze cannot score offline here: {proc.stderr.strip()[:200]}")
     assert float(match.group(1)) <= 1.5, proc.stdout
+
+
+def test_with_tls_on_the_exporter_gets_the_tls_files_as_credentials():
+    """Issue #19 §4: its bus collector reaches a remote Redis over TLS; the key via systemd."""
+    from ark_runtime.config import TLS_CREDENTIALS
+
+    creds = dict(re.findall(r"^LoadCredential=([\w-]+):(\S+)$", render(["ark_agents"], tls=True),
+                            re.M))
+    assert set(creds) == set(TLS_CREDENTIALS.values())
+    assert creds[TLS_CREDENTIALS["key"]] == "/etc/ark/tls/host.key"
+    assert "LoadCredential=redis-tls" not in render(["ark_agents"])

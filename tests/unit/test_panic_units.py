@@ -17,7 +17,8 @@ VALUES = dict(
     ark_runtime_venv_link="/opt/ark/venv", ark_runtime_api_memory_max_mb=512,
     ark_runtime_hrm_ruleset="/etc/ark/HRM_RULESET.yaml", ark_runtime_execution_mode="paper",
     __ark_runtime_env_schema={"units": {"api": ["infrastructure"]}},
-    __ark_runtime_redis_acl_ready=True)
+    __ark_runtime_redis_acl_ready=True,
+        __ark_runtime_redis_tls=False, ark_runtime_tls_dir="/etc/ark/tls")
 
 
 def render(template: str) -> list[str]:

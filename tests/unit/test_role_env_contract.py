@@ -28,13 +28,16 @@ SAMPLE = {
     "ARK_REDIS_PORT": 6379, "ARK_REDIS_USERNAME": "admin", "ARK_REDIS_PASSWORD": "b" * 32,
     "ARK_REDIS_URL": "redis://10.213.0.2:6379/0", "ARK_STATE_DIR": "/var/lib/ark",
     "ARK_LOG_DIR": "/var/log/ark", "TRADING_PAPER_ONLY": "true", "ARK_JOEY_SHARDS": "2",
+    "ARK_REDIS_TLS_DIR": "/etc/ark/tls",
     # operator extras (ark_runtime_env)
     "TELEGRAM_CHAT_ID": "@ark_alerts", "LLM_PROVIDER": "none", "ARK_FEATURE_BETA": "off",
 }
 
 
 def _env() -> jinja2.Environment:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(ROLE_TEMPLATES),
+    # Ansible also searches a template's own directory for what it includes (systemd/_*.j2).
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader([ROLE_TEMPLATES,
+                                                             ROLE_TEMPLATES / "systemd"]),
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     env.filters["to_json"] = json.dumps
     return env
@@ -60,7 +63,8 @@ def test_rendered_domain_file_passes_env_check(domain: str, tmp_path: Path) -> N
 def test_agent_drop_in_loads_its_domains(agent: str) -> None:
     text = _env().get_template("systemd/ark-agent-credentials.conf.j2").render(
         item=agent, ansible_managed="managed", __ark_runtime_env_schema=SCHEMA,
-        ark_runtime_env_dir="/etc/ark/env", __ark_runtime_redis_acl_ready=True)
+        ark_runtime_env_dir="/etc/ark/env", __ark_runtime_redis_acl_ready=True,
+        __ark_runtime_redis_tls=False, ark_runtime_tls_dir="/etc/ark/tls")
     files = re.findall(r"^EnvironmentFile=/etc/ark/env/(\w+)\.env$", text, re.M)
     assert files == UNITS[agent.split("-")[0]]  # a Joey shard loads Joey's domains
     # ... and then its own Redis user (issue 19 §3), last so it wins over infrastructure.env.
@@ -72,5 +76,34 @@ def test_before_the_redis_host_has_users_an_agent_keeps_the_shared_password() ->
     # Mid-roll, this release ahead of the Redis host's: no per-unit user file is loaded.
     text = _env().get_template("systemd/ark-agent-credentials.conf.j2").render(
         item="hrm", ansible_managed="managed", __ark_runtime_env_schema=SCHEMA,
-        ark_runtime_env_dir="/etc/ark/env", __ark_runtime_redis_acl_ready=False)
+        ark_runtime_env_dir="/etc/ark/env", __ark_runtime_redis_acl_ready=False,
+        __ark_runtime_redis_tls=False, ark_runtime_tls_dir="/etc/ark/tls")
     assert "/redis/" not in text
+
+
+@pytest.mark.parametrize("template,extra", [
+    ("systemd/ark-agent-credentials.conf.j2", {"item": "joey-1"}),
+    ("systemd/ark-api.service.j2", {}),
+])
+def test_with_tls_on_each_redis_client_unit_gets_the_tls_files_as_credentials(template, extra):
+    """Issue #19 §4: the key reaches the unit through systemd, never as a path its user reads;
+    ark_runtime.config looks for exactly these credential names."""
+    from ark_runtime.config import TLS_CREDENTIALS
+
+    def render(tls: bool) -> str:
+        return _env().get_template(template).render(
+            ansible_managed="managed", __ark_runtime_env_schema=SCHEMA, group_names=["ark"],
+            ark_runtime_env_dir="/etc/ark/env", __ark_runtime_redis_acl_ready=True,
+            __ark_runtime_redis_tls=tls, ark_runtime_tls_dir="/etc/ark/tls",
+            ark_runtime_user="ark", ark_runtime_group="ark", ark_runtime_metrics_user="m",
+            ark_runtime_watchdog_sec=30, ark_runtime_restart_sec=2,
+            ark_runtime_stop_timeout_sec=20, ark_runtime_state_dir="/var/lib/ark",
+            ark_runtime_log_dir="/var/log/ark", ark_runtime_venv_link="/opt/ark/venv",
+            ark_runtime_api_memory_max_mb=512, ark_runtime_hrm_ruleset="/etc/ark/r.yaml",
+            **extra)
+
+    creds = dict(re.findall(r"^LoadCredential=([\w-]+):(\S+)$", render(True), re.M))
+    assert creds == {TLS_CREDENTIALS["ca"]: "/etc/ark/tls/ca.crt",
+                     TLS_CREDENTIALS["cert"]: "/etc/ark/tls/host.crt",
+                     TLS_CREDENTIALS["key"]: "/etc/ark/tls/host.key"}
+    assert "redis-tls" not in render(False)

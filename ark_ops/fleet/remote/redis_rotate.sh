@@ -17,7 +17,15 @@ export REDISCLI_AUTH
 rm -f "$auth"
 
 fail() { echo "$*" >&2; exit 65; }
-rcli() { redis-cli --no-auth-warning --user admin -h 127.0.0.1 -p "$port" "$@"; }
+# Issue #19 §4: a Redis on TLS answers on its tls-port only, to this host's certificate.
+tls_port=$(sed -n 's/^tls-port \([0-9][0-9]*\)$/\1/p' /etc/redis/ark.conf 2>/dev/null || :)
+tls=/etc/redis/tls
+if [ -n "$tls_port" ] && [ "$tls_port" != 0 ]; then
+  rcli() { redis-cli --no-auth-warning --tls --cacert "$tls/ca.crt" --cert "$tls/redis.crt" \
+           --key "$tls/redis.key" --user admin -h 127.0.0.1 -p "$tls_port" "$@"; }
+else
+  rcli() { redis-cli --no-auth-warning --user admin -h 127.0.0.1 -p "$port" "$@"; }
+fi
 has_user() { grep -q "^user $1 " "$aclfile"; }
 
 # The new file beside the old (same directory: the rename is atomic), checked by Redis itself

@@ -65,6 +65,7 @@ class RedisFiles:
     appenddirname: str
     appendonly: bool
     port: int
+    tls_port: int = 0  # issue #19 §4: TLS on (the plaintext port is 0, or kept mid-upgrade)
 
     @property
     def rdb(self) -> Path:
@@ -81,16 +82,19 @@ class RedisFiles:
         if not directory.is_absolute():
             raise RedisDumpError(f"{config}: Redis 'dir' must be an absolute path, "
                                  f"found {values.get('dir')!r}")
-        try:
-            port = int(values.get("port", "6379"))
-        except ValueError:
-            raise RedisDumpError(f"{config}: Redis 'port' is not a number") from None
+        ports = {}
+        for name, default in (("port", "6379"), ("tls-port", "0")):
+            try:
+                ports[name] = int(values.get(name, default))
+            except ValueError:
+                raise RedisDumpError(f"{config}: Redis {name!r} is not a number") from None
         return cls(config, directory, values.get("dbfilename", "dump.rdb"),
                    values.get("appenddirname", "appendonlydir"),
-                   values.get("appendonly", "no").lower() == "yes", port)
+                   values.get("appendonly", "no").lower() == "yes", ports["port"],
+                   ports["tls-port"])
 
 
-_WANTED = ("dir", "dbfilename", "appenddirname", "appendonly", "port")
+_WANTED = ("dir", "dbfilename", "appenddirname", "appendonly", "port", "tls-port")
 
 
 def _read_config(path: Path, values: dict[str, str], depth: int) -> dict[str, str]:
@@ -129,13 +133,14 @@ def live_settings(files: RedisFiles) -> RedisSettings:
         settings = redis_settings()
     except SettingsError as exc:
         raise RedisDumpError(f"the host's Redis settings do not load: {exc}") from None
-    return replace(settings, host="127.0.0.1", port=files.port, ssl=False)
+    if files.tls_port and settings.tls:  # TLS on: the host's own certificate, over loopback
+        return replace(settings, host="127.0.0.1", port=files.tls_port, ssl=True)
+    return replace(settings, host="127.0.0.1", port=files.port, ssl=False, tls=None)
 
 
 def _client(s: RedisSettings, **kw: Any) -> redis.Redis:
-    return redis.Redis(host=s.host, port=s.port, password=s.password, username=s.username,
-                       db=s.db, decode_responses=True, socket_timeout=30,
-                       socket_connect_timeout=5, **kw)
+    return redis.Redis(**(s.client_kwargs() | kw), decode_responses=True, socket_timeout=30,
+                       socket_connect_timeout=5)
 
 
 def _wait(what: str, check: Callable[[], bool], timeout: float = WAIT_S) -> None:
