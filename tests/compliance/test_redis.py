@@ -105,7 +105,8 @@ def test_plaintext_is_closed_while_tls_is_on(host, hostvars, redis_addr, redis_r
     if not redis_addr.tls_port:
         assert hostvars.get("ark_redis_tls", "auto") == "false" or not redis_remote_clients, \
             f"{redis_remote_clients} use this Redis over the network, and TLS is off"
-        pytest.skip("TLS is off: no other host uses this Redis (ark_redis_tls: auto)")
+        # Not a check left undone: with no client elsewhere there is nothing to encrypt.
+        pytest.skip(f"{NOT_HERE}TLS is off: no other host uses this Redis (ark_redis_tls: auto)")
     out = host.run("REDISCLI_AUTH=x redis-cli -h %s -p %s ping", redis_addr.addr,
                    str(redis_addr.tls_port))
     assert "PONG" not in out.stdout and "NOAUTH" not in out.stdout + out.stderr \
@@ -242,7 +243,7 @@ def root_tools_env(host) -> dict[str, str]:
 def test_a_redis_on_another_host_takes_tls_only(host, hostvars):
     env = root_tools_env(host)
     if re.match(r"(127\.|::1$|localhost$)", env["host"]):
-        pytest.skip("this host's Redis is its own, over loopback")
+        pytest.skip(f"{NOT_HERE}this host's Redis is its own, over loopback")
     assert env["tls_dir"], f"Redis is on another host ({env['host']}), and {ENV_FILE} has no TLS"
     out = host.run(f"set -a; . {ENV_FILE}; set +a; /opt/ark/venv/bin/python -c %s %s",
                    PLAIN_AND_TLS, str(hostvars.get("ark_redis_port", 6379)))
@@ -260,8 +261,9 @@ def test_a_redis_on_another_host_takes_tls_only(host, hostvars):
 
 @pytest.mark.runs_on("ark")
 def test_the_tls_certificate_comes_from_the_fleet_ca_with_days_left(host):
-    if not host.file(f"{TLS_DIR}/host.crt").exists:
-        pytest.skip("TLS is off for this host's Redis")
+    if not root_tools_env(host)["tls_dir"]:
+        pytest.skip(f"{NOT_HERE}TLS is off for this host's Redis (it has no client elsewhere)")
+    assert host.file(f"{TLS_DIR}/host.crt").exists, f"TLS is on and {TLS_DIR}/host.crt is missing"
     key = host.file(f"{TLS_DIR}/host.key")
     assert (key.user, key.mode) == ("root", 0o600), (key.user, oct(key.mode))
     verified = host.run(f"openssl verify -CAfile {TLS_DIR}/ca.crt {TLS_DIR}/host.crt")
