@@ -15,7 +15,6 @@ from __future__ import annotations
 import datetime as dt
 import fcntl
 import ipaddress
-import os
 import re
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -29,6 +28,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
 from ark_ops.errors import OpsError
+from ark_runtime.host.atomic import atomic_write_bytes
 
 CA_DAYS = 3650
 HOST_DAYS = 397  # what public CAs may issue at most: a yearly renewal is routine
@@ -55,14 +55,6 @@ class Issued:
 
 def _now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "wb") as out:
-        out.write(data)
-    os.replace(tmp, path)
 
 
 def _new_key() -> ec.EllipticCurvePrivateKey:
@@ -149,8 +141,8 @@ class CertificateAuthority:
                 .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()),
                                critical=False)
                 .sign(key, hashes.SHA256()))
-        _write_private(self.ca_key_path, _key_pem(key))
-        self.ca_cert_path.write_bytes(_cert_pem(cert))
+        atomic_write_bytes(self.ca_key_path, _key_pem(key), mode=0o600)
+        atomic_write_bytes(self.ca_cert_path, _cert_pem(cert))
         return key, cert
 
     def _current(self, host: str, ca: x509.Certificate, wanted: set[str],
@@ -202,8 +194,8 @@ class CertificateAuthority:
                         ca_key.public_key()), critical=False)
                     .sign(ca_key, hashes.SHA256()))
             key_pem = _key_pem(key)
-            _write_private(self.dir / f"{host}.key", key_pem)
-            (self.dir / f"{host}.crt").write_bytes(_cert_pem(cert))
+            atomic_write_bytes(self.dir / f"{host}.key", key_pem, mode=0o600)
+            atomic_write_bytes(self.dir / f"{host}.crt", _cert_pem(cert))
             return Issued(_cert_pem(cert).decode(), key_pem.decode(), ca_pem,
                           cert.not_valid_after_utc, changed=True)
 
