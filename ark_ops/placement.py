@@ -48,6 +48,16 @@ def remote_clients(server: str, hosts: Iterable[str], server_of: Mapping[str, st
     return sorted(h for h in hosts if h != server and server_of.get(h, "") == server)
 
 
+def redis_tls_on(setting: object, remote: Iterable[str]) -> bool:
+    """Issue #19 §4, the one rule: TLS when asked (true), never (false), or - auto - when
+    any host reaches this Redis over the network (`remote`, from remote_clients)."""
+    value = str(setting).strip().lower()
+    if value not in ("auto", "true", "false"):
+        raise PlacementError("ark_redis_tls must be auto, true or false; "
+                             f"got {str(setting)[:40]!r}")
+    return value == "true" or (value == "auto" and bool(list(remote)))
+
+
 def peers(host: str, agent_hosts: Iterable[str], server_of: Mapping[str, str]) -> list[str]:
     """The ark_agents hosts (sorted by name) that share `host`'s Redis, `host` among them."""
     mine = server_of.get(host, "")

@@ -44,7 +44,18 @@ def ark_redis_remote_clients(hostvars, server: str, groups) -> list[str]:
     return placement.remote_clients(server, hosts, server_of)
 
 
+def ark_redis_tls_on(hostvars, server: str, groups, setting) -> bool:
+    """Whether `server`'s Redis speaks TLS (ark_redis_tls: auto, true or false)."""
+    if not server:
+        return False
+    try:
+        return placement.redis_tls_on(setting, ark_redis_remote_clients(hostvars, server, groups))
+    except placement.PlacementError as exc:
+        raise AnsibleFilterError(f"ark_redis_tls_on: {exc}") from None
+
+
 class FilterModule:
     def filters(self):
         return {"ark_agent_placement": ark_agent_placement,
-                "ark_redis_remote_clients": ark_redis_remote_clients}
+                "ark_redis_remote_clients": ark_redis_remote_clients,
+                "ark_redis_tls_on": ark_redis_tls_on}

@@ -109,3 +109,28 @@ def test_the_filter_honours_an_inventorys_redis_server_and_names_bad_shards():
     assert ark_agent_placement(hostvars, "c", groups, 1) == ["kyle", "kenny", "executor"]
     with pytest.raises(AnsibleFilterError, match="ark_runtime_joey_shards"):
         ark_agent_placement(hostvars, "b", groups, 0)
+
+
+@pytest.mark.parametrize("setting,remote,on", [
+    ("auto", [], False), ("auto", ["ark-2"], True), ("true", [], True), (True, [], True),
+    ("false", ["ark-2"], False), (False, ["ark-2"], False), ("AUTO", ["ark-2"], True),
+])
+def test_redis_tls_follows_the_setting_and_the_remote_clients(setting, remote, on):
+    """Issue #19 §4: both roles ask this one rule (plugins/filter/ark_placement.py)."""
+    assert placement.redis_tls_on(setting, remote) is on
+
+
+def test_a_bad_tls_setting_is_refused_naming_the_variable():
+    with pytest.raises(placement.PlacementError, match="ark_redis_tls"):
+        placement.redis_tls_on("sometimes", [])
+
+
+def test_the_filter_turns_tls_on_for_a_split_fleet_only():
+    from plugins.filter.ark_placement import ark_redis_tls_on
+
+    split = {"ark": ["r", "a"], "ark_redis": ["r"], "ark_agents": ["a"]}
+    alone = {"ark": ["r"], "ark_redis": ["r"], "ark_agents": ["r"]}
+    hostvars = {"r": {}, "a": {}}
+    assert ark_redis_tls_on(hostvars, "r", split, "auto") is True
+    assert ark_redis_tls_on(hostvars, "r", alone, "auto") is False
+    assert ark_redis_tls_on(hostvars, "", split, "true") is False  # no Redis at all
