@@ -9,6 +9,7 @@ tools' redis-cli line (as_root_tools) logs in over TLS.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -24,6 +25,11 @@ from ark_ops.fleet.redis_cli import as_root_tools
 from ark_ops.pki import CertificateAuthority
 from ark_runtime.bus.streams import connect
 from ark_runtime.config import TLS_CREDENTIALS, TLS_FILES, RedisSettings, TlsFiles, redis_settings
+from ark_runtime.host.dr.bundle import create_bundle
+from ark_runtime.host.dr.format import Sources
+from ark_runtime.host.dr.redis_dump import REDIS_MEMBER, summarize
+from ark_runtime.host.dr.restore import verify_bundle
+from tests.unit.test_dr import populate
 
 pytestmark = [pytest.mark.requirement("SEC_01"),
               pytest.mark.skipif(shutil.which("redis-cli") is None, reason="needs redis-cli")]
@@ -132,3 +138,23 @@ def test_the_root_tools_redis_cli_line_logs_in_over_tls(tls_redis, tmp_path):
                          capture_output=True, text=True, timeout=30)
     assert out.stdout.strip() == "PONG", out.stdout + out.stderr
     assert tls_redis["password"] not in out.stdout + out.stderr
+
+
+@pytest.mark.requirement("REC_03")
+def test_a_dr_bundle_on_a_tls_redis_host_carries_its_dump(tls_redis, tmp_path, monkeypatch):
+    """Issue #19 §5 on a Redis host with TLS on (its plaintext port 0): the bundle's dump step
+    reaches it over TLS on loopback with the host's own certificate, as `ark dr bundle` does
+    with infrastructure.env's settings."""
+    r = connect(tls_redis["settings"])
+    r.xadd("ark:stream:tls-dr", {"n": "1"})
+    r.xadd("ark:stream:tls-dr", {"n": "2"})
+    r.xgroup_create("ark:stream:tls-dr", "joey", id="0")
+    populate(tmp_path / "host")
+    monkeypatch.setenv("ARK_ROOT_PREFIX", str(tmp_path / "host"))
+    monkeypatch.setenv("ARK_REDIS_PASSWORD", tls_redis["password"])
+    monkeypatch.setenv("ARK_REDIS_TLS_DIR", str(tls_redis["client_dir"]))
+    src = dataclasses.replace(Sources.from_env(), redis_conf=tls_redis["root"] / "redis.conf")
+    manifest = verify_bundle(create_bundle(tmp_path / "host.tar.gz", src=src).path)
+    assert manifest["redis"]["dump"] == REDIS_MEMBER
+    assert manifest["redis"]["streams"] == summarize(r)
+    assert manifest["redis"]["streams"]["ark:stream:tls-dr"]["length"] == 2
