@@ -28,6 +28,7 @@ from conftest import REDIS_SERVER, free_port, wait_for
 
 from ark_ops.fleet.remote import __file__ as _remote_init
 from ark_ops.fleet.rotate_redis import hash_map
+from ark_ops.pki import CertificateAuthority
 from ark_runtime.bus.acl import render_acl_file, user_names
 
 pytestmark = [
@@ -46,9 +47,13 @@ def _hashes(passwords: dict[str, str]) -> dict[str, str]:
 
 
 class RotatingRedis:
-    def __init__(self, workdir: Path) -> None:
+    """A Redis loading the role's ACL file; with `tls`, as a Redis host whose clients are on
+    other hosts (issue #19 §4): plaintext port 0, TLS with the fleet CA's certificates."""
+
+    def __init__(self, workdir: Path, tls: bool = False) -> None:
         self.dir = workdir
         self.port = free_port()
+        self.tls_dir = self._certificates() if tls else None
         self.old = {u: secrets.token_hex(20) for u in USERS}
         self.new = {u: secrets.token_hex(20) for u in USERS}
         self.aclfile = workdir / "ark-users.acl"
@@ -56,9 +61,26 @@ class RotatingRedis:
         self.proc: subprocess.Popen | None = None
         self.start()
 
+    def _certificates(self) -> Path:
+        tls = self.dir / "tls"
+        tls.mkdir()
+        issued = CertificateAuthority(self.dir / "ca").issue("redis-host", ["127.0.0.1"])
+        for name, text in (("ca.crt", issued.ca_pem), ("redis.crt", issued.cert_pem),
+                           ("redis.key", issued.key_pem)):
+            (tls / name).write_text(text)
+        # The role's ark.conf says where TLS listens; the script reads it from there.
+        (self.dir / "ark.conf").write_text(f"port 0\ntls-port {self.port}\n")
+        return tls
+
     def start(self) -> None:
+        listen = ["--port", str(self.port)]
+        if self.tls_dir is not None:
+            t = self.tls_dir
+            listen = ["--port", "0", "--tls-port", str(self.port), "--tls-auth-clients", "yes",
+                      "--tls-cert-file", str(t / "redis.crt"), "--tls-key-file",
+                      str(t / "redis.key"), "--tls-ca-cert-file", str(t / "ca.crt")]
         self.proc = subprocess.Popen(
-            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1", "--aclfile",
+            [REDIS_SERVER, *listen, "--bind", "127.0.0.1", "--aclfile",
              str(self.aclfile), "--save", "", "--appendonly", "no", "--dir", str(self.dir),
              "--daemonize", "no", "--loglevel", "warning"],
             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
@@ -70,9 +92,18 @@ class RotatingRedis:
         self.proc.terminate()
         self.proc.wait(10)
 
+    def client(self, user: str, password: str) -> redis.Redis:
+        tls = {}
+        if self.tls_dir is not None:
+            t = self.tls_dir
+            tls = {"ssl": True, "ssl_ca_certs": str(t / "ca.crt"),
+                   "ssl_certfile": str(t / "redis.crt"), "ssl_keyfile": str(t / "redis.key")}
+        return redis.Redis(host="127.0.0.1", port=self.port, username=user, password=password,
+                           **tls)
+
     def logs_in(self, user: str, password: str) -> bool:
         try:
-            return bool(redis.Redis(port=self.port, username=user, password=password).ping())
+            return bool(self.client(user, password).ping())
         except (redis.AuthenticationError, redis.ResponseError):
             return False
         except redis.ConnectionError:
@@ -86,20 +117,26 @@ class RotatingRedis:
         auth = self.dir / "auth"
         auth.write_text(admin + "\n")
         text = (REMOTE / "prelude.sh").read_text() + (REMOTE / "redis_rotate.sh").read_text()
+        env = {**os.environ, "ARK_REDIS_VALIDATE": str(VALIDATE),
+               "ARK_REDIS_ARK_CONF": str(self.dir / "ark.conf")}
+        # Under TLS the control node still passes the inventory's plaintext port (closed).
+        port = self.port
+        if self.tls_dir is not None:
+            env["ARK_REDIS_SERVER_TLS_DIR"] = str(self.tls_dir)
+            port = free_port()
         return subprocess.run(
             ["sh", "-c", text, "redis_rotate.sh", phase, str(self.dir / "map"), str(auth),
-             str(self.aclfile), str(self.port)],
-            capture_output=True, text=True, timeout=120,
-            env={**os.environ, "ARK_REDIS_VALIDATE": str(VALIDATE)})
+             str(self.aclfile), str(port)],
+            capture_output=True, text=True, timeout=120, env=env)
 
 
 @pytest.fixture
-def rotating(tmp_path: Path) -> Iterator[RotatingRedis]:
+def rotating(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[RotatingRedis]:
     try:
         grp.getgrnam("redis")
     except KeyError:
         pytest.fail("no `redis` group: redis-server is installed by ./ops (APT_PACKAGES)")
-    server = RotatingRedis(tmp_path)
+    server = RotatingRedis(tmp_path, tls=getattr(request, "param", "plain") == "tls")
     yield server
     server.stop()
 
@@ -134,9 +171,10 @@ def test_check_refuses_a_redis_mid_upgrade(rotating: RotatingRedis) -> None:
     assert "hosts mid-upgrade (ark-lab-2 )" in refused.stderr
 
 
+@pytest.mark.parametrize("rotating", ["plain", "tls"], indirect=True)
 def test_overlap_then_finish_moves_every_user_to_its_new_password(
         rotating: RotatingRedis) -> None:
-    before_roll = redis.Redis(port=rotating.port, username="hrm", password=rotating.old["hrm"])
+    before_roll = rotating.client("hrm", rotating.old["hrm"])
     assert before_roll.ping()
 
     for _ in range(2):  # a second run changes nothing

@@ -11,15 +11,17 @@
 #   finish   only the NEW hashes: the file is then what a deploy renders from .secrets/
 set -eu
 phase=$1 map=$2 auth=$3 aclfile=$4 port=$5
+# Where the role puts them (tests point these at a scratch Redis).
 validate=${ARK_REDIS_VALIDATE:-/usr/local/sbin/ark-redis-validate}
+conf=${ARK_REDIS_ARK_CONF:-/etc/redis/ark.conf}
+tls=${ARK_REDIS_SERVER_TLS_DIR:-/etc/redis/tls}
 REDISCLI_AUTH=$(cat "$auth")
 export REDISCLI_AUTH
 rm -f "$auth"
 
 fail() { echo "$*" >&2; exit 65; }
 # Issue #19 §4: a Redis on TLS answers on its tls-port only, to this host's certificate.
-tls_port=$(sed -n 's/^tls-port \([0-9][0-9]*\)$/\1/p' /etc/redis/ark.conf 2>/dev/null || :)
-tls=/etc/redis/tls
+tls_port=$(sed -n 's/^tls-port \([0-9][0-9]*\)$/\1/p' "$conf" 2>/dev/null || :)
 if [ -n "$tls_port" ] && [ "$tls_port" != 0 ]; then
   rcli() { redis-cli --no-auth-warning --tls --cacert "$tls/ca.crt" --cert "$tls/redis.crt" \
            --key "$tls/redis.key" --user admin -h 127.0.0.1 -p "$tls_port" "$@"; }
