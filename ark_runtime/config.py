@@ -48,11 +48,15 @@ class RedisSettings:
     username: str | None = None
     ssl: bool = False
     tls: TlsFiles | None = None  # the CA and this host's certificate and key (ssl=True)
+    # Issue #20: with Sentinels, host/port are not used: the primary is asked of them.
+    sentinels: tuple[tuple[str, int], ...] = ()
+    sentinel_master: str = default_of("ARK_REDIS_SENTINEL_MASTER")
 
     def __repr__(self) -> str:  # never show the password
         shown = MASK if self.password else None
         return (f"RedisSettings(host={self.host!r}, port={self.port}, password={shown}, "
-                f"db={self.db}, username={self.username!r}, ssl={self.ssl})")
+                f"db={self.db}, username={self.username!r}, ssl={self.ssl}, "
+                f"sentinels={self.sentinels!r}, sentinel_master={self.sentinel_master!r})")
 
     @classmethod
     def from_settings(cls, cfg: ArkSettings) -> RedisSettings:
@@ -63,6 +67,8 @@ class RedisSettings:
                    username=cfg.redis_username)
         url = cfg.secret_value("redis_url")
         base = base if not url else base.with_url(url)
+        base = replace(base, sentinels=parse_sentinels(cfg.redis_sentinels),
+                       sentinel_master=cfg.redis_sentinel_master)
         return replace(base, ssl=True, tls=tls) if tls else base
 
     def client_kwargs(self) -> dict[str, Any]:
@@ -89,6 +95,15 @@ class RedisSettings:
             username=unquote(parts.username) if parts.username else self.username,
             ssl=parts.scheme == "rediss",
         )
+
+
+def parse_sentinels(text: str) -> tuple[tuple[str, int], ...]:
+    """"h1:26379,[::1]:26379" (checked by the settings layer) as (host, port) pairs."""
+    pairs = []
+    for item in filter(None, text.split(",")):
+        host, _, port = item.rpartition(":")
+        pairs.append((host.strip("[]"), int(port)))
+    return tuple(pairs)
 
 
 def redis_settings(env: Mapping[str, str] | None = None) -> RedisSettings:

@@ -13,7 +13,6 @@ from pathlib import Path
 from typing import Any
 
 import redis
-import redis.asyncio as aioredis
 from fastapi import FastAPI
 from fastapi.responses import Response
 from fastapi.staticfiles import StaticFiles
@@ -28,6 +27,7 @@ from ark_runtime.api.operators import Operator, load_operators, operators_path
 from ark_runtime.api.pipeline import SharedStatus
 from ark_runtime.api.sessions import SessionManager
 from ark_runtime.api.units import CachedUnits, SystemctlUnits, UnitSource
+from ark_runtime.bus.clients import async_redis_client, redis_client
 from ark_runtime.config import RedisSettings, api_settings, redis_settings
 
 SECURITY_HEADERS = [
@@ -133,17 +133,16 @@ def create_app(redis_cfg: RedisSettings | None = None, *, secret: str | None = N
         secret = value.get_secret_value() if value is not None else ""
 
     def sync_redis() -> redis.Redis:
-        return redis.Redis(**cfg.client_kwargs(), socket_connect_timeout=2, socket_timeout=5,
-                           decode_responses=True)
+        return redis_client(cfg, socket_connect_timeout=2, socket_timeout=5,
+                            decode_responses=True)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        app.state.redis = aioredis.Redis(
-            **cfg.client_kwargs(), socket_connect_timeout=2, socket_timeout=5,
-            decode_responses=True)
+        app.state.redis = async_redis_client(cfg, socket_connect_timeout=2, socket_timeout=5,
+                                             decode_responses=True)
         # The chatter reader blocks on XREAD: its own connection so it never holds up others.
-        app.state.hub = Hub(aioredis.Redis(
-            **cfg.client_kwargs(), socket_connect_timeout=2, decode_responses=True))
+        app.state.hub = Hub(async_redis_client(cfg, socket_connect_timeout=2,
+                                               decode_responses=True))
         app.state.ping = CachedPing(app.state.redis)
         app.state.pipeline = SharedStatus(app.state.redis)
         app.state.hub.start()

@@ -33,6 +33,7 @@ import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
+from ark_runtime.bus.clients import redis_client
 from ark_runtime.bus.envelope import Envelope
 from ark_runtime.bus.keys import (  # noqa: F401 - re-exported: the bus's names live here too
     DEAD_STREAM,
@@ -96,8 +97,8 @@ class BusSettings:
 
 def connect(settings: RedisSettings | None = None, *, block_ms: int = 500) -> redis.Redis:
     s = settings or redis_settings()
-    return redis.Redis(
-        **s.client_kwargs(), decode_responses=True,
+    return redis_client(
+        s, decode_responses=True,
         # A blocking XREADGROUP must not be mistaken for a dead socket.
         socket_timeout=block_ms / 1000 + 10, socket_connect_timeout=5,
         health_check_interval=30,

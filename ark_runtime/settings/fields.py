@@ -114,6 +114,25 @@ def secret(*, min_length: int = 1, pattern: str | None = None) -> Any:
     ]
 
 
+def _sentinels(value: str) -> str:
+    """Issue #20: "host:port,host:port" (an IPv6 address in brackets); empty: no Sentinel."""
+    for n, item in enumerate(value.split(",") if value else [], 1):
+        host, sep, port = item.rpartition(":")
+        if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
+            raise ValueError(f"has no host:port (port 1-65535) at item {n}")
+        if host.startswith("["):
+            try:
+                ipaddress.IPv6Address(host.removeprefix("[").removesuffix("]"))
+            except ValueError:
+                raise ValueError(f"has no IPv6 address between brackets at item {n}") from None
+        else:
+            _host(host)
+    return value
+
+
+SentinelList = Annotated[str, StringConstraints(max_length=1000), AfterValidator(_sentinels)]
+
+
 def text(*, pattern: str | None = None, max_length: int = MAX_VALUE_LENGTH) -> Any:
     return Annotated[str, StringConstraints(max_length=max_length, pattern=pattern)]
 

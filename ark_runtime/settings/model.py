@@ -23,6 +23,7 @@ from ark_runtime.settings.fields import (
     Host,
     Port,
     RedisUrl,
+    SentinelList,
     TrueOnly,
     secret,
     text,
@@ -74,6 +75,7 @@ ModelName = text(pattern=r"^[A-Za-z0-9][A-Za-z0-9._:/-]{0,99}$")
 UnixName = text(pattern=r"^[a-z_][a-z0-9_-]{0,31}$")
 # A Redis ACL user name as ark_runtime/bus/acl.py makes them (kyle, joey-1, api, admin).
 RedisUser = text(pattern=r"^[a-z][a-z0-9_-]{0,63}$")
+SentinelMaster = text(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 ShortText = text(max_length=200)
 SymbolList = text(max_length=1000)
 AnyText = text()
@@ -158,6 +160,13 @@ class ArkSettings(BaseSettings):
         "ARK_REDIS_TLS_DIR", None,
         "Redis TLS files (ca.crt, host.crt, host.key); set: TLS on. Units: LoadCredential=",
         read_by=_REDIS_USERS)
+    redis_sentinels: SentinelList = var(
+        "ARK_REDIS_SENTINELS", "",
+        "Redis Sentinels, host:port,... (set: they name the primary, not ARK_REDIS_HOST)",
+        read_by=_REDIS_USERS)
+    redis_sentinel_master: SentinelMaster = var(
+        "ARK_REDIS_SENTINEL_MASTER", "ark",
+        "The name the Sentinels monitor this pipeline's primary under", read_by=_REDIS_USERS)
 
     # -- directories and files (resolved by ark_runtime.host.layout) -------------------------
     state_dir: AbsPath = var("ARK_STATE_DIR", "/var/lib/ark",

@@ -1,0 +1,53 @@
+"""Every redis-py client of ARK is made here, from one RedisSettings (issue #20).
+
+Without Sentinels a client dials ARK_REDIS_HOST/PORT. With ARK_REDIS_SENTINELS it is redis-py's
+Sentinel-managed client: each new connection asks the Sentinels which server is the primary of
+ARK_REDIS_SENTINEL_MASTER, and a connection that finds a demoted primary (READONLY) or a dead
+one is dropped, so the caller's next attempt reaches the new primary by itself. The Sentinels
+are logged in to with the component's own user and password, over TLS when the bus is.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import redis
+import redis.asyncio as aioredis
+import redis.asyncio.sentinel as aiosentinel
+import redis.sentinel
+
+from ark_runtime.config import RedisSettings
+
+# How long asking a Sentinel may take before the next one is asked.
+SENTINEL_TIMEOUT_S = 2.0
+
+
+def _split(s: RedisSettings, kw: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(the data connections' arguments, the Sentinel connections' arguments)."""
+    data = s.client_kwargs() | kw
+    data.pop("host")
+    data.pop("port")
+    sentinel = {k: v for k, v in data.items() if k in {
+        "username", "password", "ssl", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile",
+        "ssl_cert_reqs", "ssl_check_hostname"}}
+    sentinel |= {"socket_timeout": SENTINEL_TIMEOUT_S,
+                 "socket_connect_timeout": SENTINEL_TIMEOUT_S}
+    return data, sentinel
+
+
+def redis_client(s: RedisSettings, **kw: Any) -> redis.Redis:
+    """A client of the pipeline's Redis (its primary, when Sentinels say which it is)."""
+    if not s.sentinels:
+        return redis.Redis(**(s.client_kwargs() | kw))
+    data, sentinel = _split(s, kw)
+    return redis.sentinel.Sentinel(list(s.sentinels), sentinel_kwargs=sentinel).master_for(
+        s.sentinel_master, redis_class=redis.Redis, **data)
+
+
+def async_redis_client(s: RedisSettings, **kw: Any) -> aioredis.Redis:
+    """The asyncio twin of redis_client (the API)."""
+    if not s.sentinels:
+        return aioredis.Redis(**(s.client_kwargs() | kw))
+    data, sentinel = _split(s, kw)
+    return aiosentinel.Sentinel(list(s.sentinels), sentinel_kwargs=sentinel).master_for(
+        s.sentinel_master, redis_class=aioredis.Redis, **data)
