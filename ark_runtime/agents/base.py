@@ -62,6 +62,7 @@ class Agent:
         self._paused_by: list[str] = []
         self._pause_checked_at = float("-inf")
         self._paused_now = False
+        self._unreplicated = False  # the last commit did not reach ARK_BUS_WAIT_REPLICAS
 
     @cached_property
     def config(self) -> ArkSettings:
@@ -241,6 +242,23 @@ class Agent:
             self._paused_now = self.paused()
             self._pause_checked_at = now
         return self._paused_now
+
+    def _replication(self, acked: int | None) -> None:
+        """Issue #20: say when commits stop reaching the replicas WAIT asks for, and when
+        they reach them again (once each, not per commit)."""
+        if acked is None:
+            return
+        wanted = self.settings.wait_replicas
+        short = acked < wanted
+        if short and not self._unreplicated:
+            self.log.warning(
+                "commits reach %d of %d replica(s) within %d ms: a failover now could take "
+                "back the newest of them", acked, wanted, self.settings.wait_timeout_ms,
+                extra={"event": "commit_not_replicated", "acked": acked, "wanted": wanted})
+        elif not short and self._unreplicated:
+            self.log.info("commits reach their replicas again",
+                          extra={"event": "commit_replicated", "acked": acked})
+        self._unreplicated = short
 
     def _report(self, severity: str, error: str, message: str, related=None) -> None:
         if self.errors is None:

@@ -17,7 +17,7 @@ from ark_runtime.agents.base import Agent
 from ark_runtime.bus import advert
 from ark_runtime.bus.envelope import Envelope, EnvelopeError
 from ark_runtime.bus.keys import reads_key
-from ark_runtime.bus.streams import Delivery, Inbox, default_consumer, entry_key
+from ark_runtime.bus.streams import Delivery, Inbox, default_consumer, entry_key, replicated
 
 Output = tuple[str, Envelope]
 
@@ -298,6 +298,7 @@ class ConsumerAgent(Agent):
         try:
             firsts = self.inbox.commit_many(
                 [(item.delivery, item.outputs, item.state) for item in ready])
+            self._replication(replicated(self.r, self.settings))
         except BaseException:
             # A commit may or may not have run (a lost reply): in-memory state must not
             # run ahead of what Redis holds, or the redelivery is mistaken for "done".

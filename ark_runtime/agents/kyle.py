@@ -27,7 +27,7 @@ from ark_runtime.agents.base import Agent, ConfigError
 from ark_runtime.agents.consumer import log_hops
 from ark_runtime.bus.envelope import Envelope, derive_id
 from ark_runtime.bus.shards import SHARDED_AGENT, orphaned, shard_names, shard_of
-from ark_runtime.bus.streams import DEAD_STREAM, inbox, kyle_cursor_key
+from ark_runtime.bus.streams import DEAD_STREAM, inbox, kyle_cursor_key, replicated
 from ark_runtime.host.layout import state_dir
 from ark_runtime.market import SAMPLE_BARS, Bar, BarError, ReplayAdapter, SyntheticAdapter
 from ark_runtime.validators import ValidationError, validate_path, validate_symbol
@@ -275,6 +275,8 @@ class Kyle(Agent):
             for target in self.targets:
                 pipe.xlen(target)
             self._backlog = max(int(n) for n in pipe.execute()[-len(self.targets):])
+        # The cursor moved: a live feed is told nothing more until a replica has it too.
+        self._replication(replicated(self.r, self.settings))
         self._committed(envelopes, bad, sent_at)
 
     def _committed(self, envelopes: list[Envelope], bad: list[BarError], sent_at: float) -> None:

@@ -80,6 +80,8 @@ class BusSettings:
     maxlen: int = default_of("ARK_BUS_MAXLEN")
     side_maxlen: int = default_of("ARK_BUS_SIDE_MAXLEN")
     dedup_ttl_s: int = default_of("ARK_BUS_DEDUP_TTL_S")
+    wait_replicas: int = default_of("ARK_BUS_WAIT_REPLICAS")
+    wait_timeout_ms: int = default_of("ARK_BUS_WAIT_TIMEOUT_MS")
 
     @classmethod
     def from_settings(cls, cfg: ArkSettings) -> BusSettings:
@@ -87,7 +89,8 @@ class BusSettings:
                    claim_min_idle_ms=cfg.bus_claim_min_idle_ms,
                    claim_every_s=cfg.bus_claim_every_s, block_ms=cfg.bus_block_ms,
                    batch=cfg.bus_batch, maxlen=cfg.bus_maxlen, side_maxlen=cfg.bus_side_maxlen,
-                   dedup_ttl_s=cfg.bus_dedup_ttl_s)
+                   dedup_ttl_s=cfg.bus_dedup_ttl_s, wait_replicas=cfg.bus_wait_replicas,
+                   wait_timeout_ms=cfg.bus_wait_timeout_ms)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> BusSettings:
@@ -107,6 +110,17 @@ def connect(settings: RedisSettings | None = None, *, block_ms: int = 500) -> re
         # backs off and then reconciles (re-reads its own pending entries, checks its cursor).
         retry=Retry(NoBackoff(), 0),
     )
+
+
+def replicated(client: redis.Redis, settings: BusSettings) -> int | None:
+    """Issue #20: after a commit, WAIT until `wait_replicas` replicas have it (or the
+    timeout). The commit stands either way (Redis has applied it); the agent goes on only
+    once it is on a replica, so a failover right after cannot take back what this agent
+    already told the world (Kyle's feed position, HRM's verdict, the executor's orders).
+    Returns how many replicas acknowledged, or None when waiting is off."""
+    if settings.wait_replicas <= 0:
+        return None
+    return int(client.wait(settings.wait_replicas, settings.wait_timeout_ms))
 
 
 def with_backoff(fn: Callable[[], T], *, attempts: int = 6, base: float = 0.1,

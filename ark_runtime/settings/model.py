@@ -248,6 +248,15 @@ class ArkSettings(BaseSettings):
     bus_dedup_ttl_s: int = var("ARK_BUS_DEDUP_TTL_S", 120,
                                "Lifetime (s) of the recent-work marks (not the dedup guard)",
                                read_by=CONSUMERS, gt=0, le=7 * 24 * 3600)
+    # Issue #20: after each commit, WAIT for this many replicas before going on (0: do not).
+    bus_wait_replicas: int = var(
+        "ARK_BUS_WAIT_REPLICAS", 0,
+        "Replicas each commit waits for before the agent goes on (WAIT; 0: off)",
+        read_by=ALL_AGENTS, ge=0, le=5)
+    bus_wait_timeout_ms: int = var(
+        "ARK_BUS_WAIT_TIMEOUT_MS", 1000,
+        "How long a commit waits for its replicas (ms) before it is logged as not replicated",
+        read_by=ALL_AGENTS, gt=0, le=60_000)
 
     # -- Kyle's feed -----------------------------------------------------------------------
     feed: Literal["replay", "synthetic", "sample"] | None = var(

@@ -12,7 +12,8 @@ from collections.abc import Iterator
 
 import pytest
 from conftest import Lab, wait_for
-from helpers import dead, drained, kyle_cursor, store_decisions
+from deployed_redis import DeployedRedis
+from helpers import dead, drained, kyle_cursor, log_lines, store_decisions
 from sentinel_redis import MASTER, SentinelRedis
 from test_pipeline import SYMBOLS, expected_outcomes, outcomes
 
@@ -52,6 +53,8 @@ def test_a_killed_primary_fails_over_and_the_pipeline_loses_and_doubles_nothing(
                      socket_timeout=5)
     sentinel_env = {"ARK_REDIS_SENTINELS": replicated.addresses,
                     "ARK_REDIS_SENTINEL_MASTER": MASTER,
+                    # What an HA inventory sets: each commit waits for the replica.
+                    "ARK_BUS_WAIT_REPLICAS": "1",
                     # Dialled by nothing: a client that ignored the Sentinels fails at once.
                     "ARK_REDIS_HOST": "127.0.0.1", "ARK_REDIS_PORT": "1"}
     lab = Lab(first.server, tmp_path / "world")
@@ -83,3 +86,42 @@ def test_a_killed_primary_fails_over_and_the_pipeline_loses_and_doubles_nothing(
         print(f"replica promoted {promoted_after:.1f} s after the kill")
     finally:
         lab.close()
+
+
+def _events(lab: Lab, agent: str) -> list[str]:
+    return [x.get("event", "") for x in log_lines(lab.env()["ARK_LOG_DIR"], agent)]
+
+
+def test_commits_that_reach_no_replica_are_said_once_and_again_when_one_catches_up(
+        tmp_path) -> None:
+    """ARK_BUS_WAIT_REPLICAS=1 on a Redis with no replica: the pipeline still flows, each
+    agent says once that its commits reach no replica; when a replica attaches, it says
+    they reach it again."""
+    primary = DeployedRedis(tmp_path / "primary")
+    replica = DeployedRedis(tmp_path / "replica")
+    lab = Lab(primary.start(), tmp_path / "world")
+    try:
+        waits = {"ARK_BUS_WAIT_REPLICAS": "1", "ARK_BUS_WAIT_TIMEOUT_MS": "50"}
+        lab.start("joey", **waits)
+        lab.start("kyle", ARK_FEED="synthetic", ARK_FEED_SYMBOLS=",".join(SYMBOLS),
+                  ARK_FEED_SEED=str(SEED), ARK_FEED_BARS="100000", ARK_FEED_RATE="200",
+                  **waits)
+        r = primary.server.client()
+        for agent in ("kyle", "joey"):
+            wait_for(lambda a=agent: "commit_not_replicated" in _events(lab, a), 60,
+                     interval=0.2, what=f"{agent} to say its commits reach no replica")
+        before = kyle_cursor(r)
+        wait_for(lambda: kyle_cursor(r) > before + 50, 60, interval=0.2,
+                 what="Kyle to go on feeding meanwhile")
+        replica.password = primary.password
+        with (replica.dir / "redis.conf").open("a") as conf:
+            conf.write(f"masterauth {primary.password}\nreplicaof 127.0.0.1 {primary.port}\n")
+        replica.start()
+        for agent in ("kyle", "joey"):
+            wait_for(lambda a=agent: "commit_replicated" in _events(lab, a), 60, interval=0.2,
+                     what=f"{agent} to say its commits reach the replica again")
+            assert _events(lab, agent).count("commit_not_replicated") == 1, agent
+    finally:
+        lab.close()
+        replica.stop()
+        primary.stop()
