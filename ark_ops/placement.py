@@ -33,13 +33,70 @@ def instances(shards: int) -> list[str]:
     return declaration.instances(shards)
 
 
-def redis_server(host: str, redis_hosts: Iterable[str], override: str | None = None) -> str:
+def redis_server(host: str, redis_hosts: Iterable[str], override: str | None = None,
+                 replica_of: Mapping[str, str] | None = None) -> str:
     """The ark_redis host whose Redis `host` uses (the role's ark_runtime_redis_server):
-    its own when it is one, else the first ark_redis host; '' when there is none."""
+    its own when it is a primary, else the first primary of ark_redis; '' when there is
+    none. A replica (issue #20: `ark_redis_replica_of`) is never a pipeline's server: its
+    pipeline is its primary's, found through the Sentinels."""
     if override:
         return override
+    replica_of = replica_of or {}
+    primaries = [h for h in redis_hosts if not replica_of.get(h)]
+    return host if host in primaries else (primaries[0] if primaries else "")
+
+
+def redis_sets(redis_hosts: Iterable[str], replica_of: Mapping[str, str]) -> dict[str, list[str]]:
+    """Issue #20: {primary: its replicas (sorted)} of the ark_redis hosts; a replica names
+    its primary in `ark_redis_replica_of`. Refused, naming the host: a primary that is not
+    an ark_redis host, is the replica itself, or is another replica (no chains)."""
     redis_hosts = list(redis_hosts)
-    return host if host in redis_hosts else (redis_hosts[0] if redis_hosts else "")
+    sets: dict[str, list[str]] = {h: [] for h in redis_hosts if not replica_of.get(h)}
+    for host in sorted(h for h in redis_hosts if replica_of.get(h)):
+        primary = str(replica_of[host])
+        if primary == host:
+            raise PlacementError(f"ark_redis_replica_of on {host} names {host} itself")
+        if primary not in redis_hosts:
+            raise PlacementError(f"ark_redis_replica_of on {host} names {primary[:60]!r}, "
+                                 "which is not in the ark_redis group")
+        if primary not in sets:
+            raise PlacementError(f"ark_redis_replica_of on {host} names {primary}, itself a "
+                                 "replica: replicas follow a primary directly")
+        sets[primary].append(host)
+    return sets
+
+
+def sentinel_master(primary: str) -> str:
+    """The name the Sentinels monitor `primary`'s Redis set under (ARK_REDIS_SENTINEL_MASTER):
+    one per pipeline, so several pipelines can share the Sentinels."""
+    return "ark-" + "".join(c if c.isalnum() or c in "-_." else "-" for c in primary)[:60]
+
+
+def failover_problem(primary: str, replicas: Iterable[str], sentinels: Iterable[str],
+                     address_of: Mapping[str, str]) -> str | None:
+    """Issue #20's preflight: None when `primary`'s set can fail over by itself, else the one
+    sentence that says why not. A set with no replica needs no Sentinel."""
+    replicas, sentinels = list(replicas), list(sentinels)
+    if not replicas:
+        return None
+    places = {address_of.get(s, s) for s in sentinels}
+    if len(sentinels) < 3:
+        return (f"{primary}'s Redis has replicas but {len(sentinels)} sentinel(s) in "
+                "ark_sentinel: a failover needs at least 3 (quorum 2) so that one lost host "
+                "still leaves a majority")
+    if len(places) < 3:
+        return (f"{primary}'s sentinels ({', '.join(sorted(sentinels))}) run on "
+                f"{len(places)} machine(s): losing one could take the majority with it; "
+                "put them on at least 3")
+    if len({address_of.get(h, h) for h in [primary, *replicas]}) < 2:
+        return (f"{primary}'s replicas run on the same machine as it: a lost machine takes "
+                "every copy")
+    return None
+
+
+def sentinel_quorum(sentinels: int) -> int:
+    """The Sentinels that must agree a primary is down: a majority of them."""
+    return sentinels // 2 + 1
 
 
 def remote_clients(server: str, hosts: Iterable[str], server_of: Mapping[str, str]) -> list[str]:

@@ -1,0 +1,93 @@
+"""Issue #20: which ark_redis hosts are primaries and which replicas (`ark_redis_replica_of`),
+where a pipeline's clients point, and the preflight that refuses a Redis set that cannot
+fail over by itself, in one sentence."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from ark_ops import placement
+from ark_ops.placement import PlacementError
+from ark_runtime.settings import load
+
+names = st.from_regex(r"[a-z][a-z0-9-]{0,14}", fullmatch=True)
+
+
+@st.composite
+def fleets(draw):
+    """ark_redis hosts, some replicas of a primary, plus agent-only hosts."""
+    hosts = draw(st.lists(names, min_size=1, max_size=8, unique=True))
+    primaries = hosts[: draw(st.integers(1, len(hosts)))]
+    replica_of = {h: draw(st.sampled_from(primaries)) for h in hosts if h not in primaries}
+    agents = draw(st.lists(names.filter(lambda n: n not in hosts), max_size=4, unique=True))
+    return hosts, primaries, replica_of, agents
+
+
+@given(fleets())
+def test_every_replica_is_under_its_primary_and_no_client_points_at_a_replica(fleet) -> None:
+    hosts, primaries, replica_of, agents = fleet
+    sets = placement.redis_sets(hosts, replica_of)
+    assert sorted(sets) == sorted(primaries)
+    assert sorted(r for rs in sets.values() for r in rs) == sorted(replica_of)
+    for replica, primary in replica_of.items():
+        assert replica in sets[primary]
+    for host in [*hosts, *agents]:
+        server = placement.redis_server(host, hosts, None, replica_of)
+        assert server in primaries
+        assert server == (host if host in primaries else primaries[0])
+
+
+@given(st.lists(names, min_size=3, max_size=8, unique=True),
+       st.sampled_from(["self", "unknown", "chain"]))
+def test_a_replica_of_nothing_itself_or_another_replica_is_refused_naming_it(hosts, how) -> None:
+    primary, other, victim = hosts[0], hosts[1], hosts[2]
+    replica_of = dict.fromkeys(hosts[1:], primary)
+    replica_of[victim] = {"self": victim, "unknown": "not-in-the-group", "chain": other}[how]
+    with pytest.raises(PlacementError, match=f"ark_redis_replica_of on {re.escape(victim)} "):
+        placement.redis_sets(hosts, replica_of)
+
+
+def test_without_replicas_the_old_rule_holds() -> None:
+    assert placement.redis_server("b", ["a", "c"]) == "a"
+    assert placement.redis_server("c", ["a", "c"]) == "c"
+    assert placement.redis_server("x", []) == ""
+    assert placement.redis_server("x", ["a"], "c") == "c"
+
+
+ADDR = {"h1": "10.0.0.1", "h2": "10.0.0.2", "h3": "10.0.0.3", "h4": "10.0.0.3"}
+
+
+@pytest.mark.parametrize(("replicas", "sentinels", "why"), [
+    ([], [], None),
+    (["h2"], ["h1", "h2", "h3"], None),
+    (["h2"], ["h1", "h2"], "2 sentinel(s) in ark_sentinel: a failover needs at least 3"),
+    (["h2"], ["h1", "h3", "h4"], "run on 2 machine(s)"),
+    (["h5"], ["h1", "h2", "h3"], None),
+])
+def test_a_set_that_cannot_fail_over_is_refused_in_one_sentence(replicas, sentinels, why) -> None:
+    got = placement.failover_problem("h1", replicas, sentinels, ADDR)
+    if why is None:
+        assert got is None
+    else:
+        assert why in got and got.count(". ") == 0, got
+
+
+def test_replicas_on_the_primarys_own_machine_are_refused() -> None:
+    got = placement.failover_problem("h3", ["h4"], ["h1", "h2", "h3"], ADDR)
+    assert got is not None and "same machine" in got
+
+
+@given(names)
+def test_each_primary_has_a_master_name_the_runtime_accepts(primary) -> None:
+    name = placement.sentinel_master(primary)
+    assert load({"ARK_REDIS_SENTINEL_MASTER": name}).redis_sentinel_master == name
+
+
+@given(st.integers(1, 99))
+def test_the_quorum_is_a_majority(n) -> None:
+    q = placement.sentinel_quorum(n)
+    assert q > n / 2 and q - 1 <= n / 2
