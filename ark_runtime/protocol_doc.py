@@ -19,6 +19,7 @@ from ark_runtime.bus.codec import READ_VERSIONS, VERSION_WHEN_MISSING, WRITE_VER
 from ark_runtime.bus.envelope import PROTOCOL_VERSION, Envelope
 from ark_runtime.bus.errors import PAUSE_KEY
 from ark_runtime.bus.protocol_durability import durable_redis
+from ark_runtime.bus.protocol_failover import failover
 from ark_runtime.bus.protocol_memory import bounded_memory
 from ark_runtime.bus.registry import ENDPOINTS, PIPELINE, REGISTRY, SEVERITIES
 from ark_runtime.bus.shards import SHARDED_AGENT
@@ -353,6 +354,7 @@ def render() -> str:
         "",
         *bounded_memory(s),
         *durable_redis(),
+        *failover(),
         *_scaling_out(),
         *_cluster_layout(),
         "## Dead-letter entries",

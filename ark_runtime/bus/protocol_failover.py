@@ -1,0 +1,41 @@
+"""The "Failover to a replica" section of docs/AGENT_PROTOCOL.md (issue #20 §1): how the agents
+follow a promoted replica, why a commit the replica never got is safe, and what WAIT adds."""
+
+from __future__ import annotations
+
+
+def failover() -> list[str]:
+    return [
+        "## Failover to a replica",
+        "",
+        "With `ARK_REDIS_SENTINELS` set (host:port, comma-separated) every client of ARK "
+        "(agents, the exporter, the API, `ark` commands) is redis-py's Sentinel-managed "
+        "client (`ark_runtime/bus/clients.py`): each new connection asks the Sentinels for "
+        "the primary of `ARK_REDIS_SENTINEL_MASTER`, logging in to them as the component "
+        "itself (and over TLS when the bus is). When the primary dies, commands fail as in "
+        "any Redis outage: the agent backs off, reconnects, and the Sentinels name the "
+        "promoted replica; a connection that lands on a demoted primary gets `READONLY` and "
+        "is dropped the same way. `ARK_REDIS_HOST`/`PORT` are not used then.",
+        "",
+        "Replication is asynchronous, so the promoted replica may lack the newest commits. "
+        "Each commit is one script (replicated whole), so the replica holds a consistent "
+        "prefix: the case \"Redis came back with older state\" above, and the same recovery "
+        "covers it (Kyle emits the lost bars again from its feed, consumers re-read from "
+        "their group's position and rebuild in-memory state, HRM re-publishes a stored "
+        "verdict). What that recovery cannot undo is what an agent told the world outside "
+        "Redis after a commit the replica never got: a live feed's acknowledgement, an "
+        "order. `ARK_BUS_WAIT_REPLICAS=N` closes that: after each commit (a consumer's "
+        "batch, Kyle's EXEC) the agent runs `WAIT N ARK_BUS_WAIT_TIMEOUT_MS` before it goes "
+        "on. A commit that reaches fewer replicas in time stands (Redis applied it); the "
+        "agent logs `commit_not_replicated` once, and `commit_replicated` once they reach "
+        "them again. The runtime's default is 0 (a Redis without replicas would wait out "
+        "the timeout on every commit); a Redis set with replicas sets 1.",
+        "",
+        "`tests/integration/test_redis_failover.py` runs the pipeline against a primary and "
+        "a replica (the ark_redis role's config) behind three Sentinels (quorum 2) with "
+        "`ARK_BUS_WAIT_REPLICAS=1`, SIGKILLs the primary under a paced and a burst feed, "
+        "and checks every decision of the fault-free run comes out exactly once and the old "
+        "primary rejoins as a replica; and that commits reaching no replica are reported "
+        "once while the pipeline flows on.",
+        "",
+    ]
