@@ -562,6 +562,17 @@ def redis_cli(c, inventory: str = "", host: str = ""):
         raise Exit(code=rc)
 
 
+@fleet_task(help={"inventory": FLEET_HELP["inventory"]})
+def redis_status(c, inventory: str = ""):
+    """Each ark_redis host's Redis: primary or replica, replicas with state and lag, and the
+    ARK hosts using it; exit 1 when one does not answer (issue #20)."""
+    from ark_ops.fleet import redis_status as status
+
+    rc = status.run(inventory or None)
+    if rc:
+        raise Exit(code=rc)
+
+
 # --- compose (DEPLOY_02: the single-host Docker Compose stack) ---------------------------
 
 
@@ -659,6 +670,7 @@ offsite.add_task(offsite_timer, "timer")
 
 redis_ns = Collection("redis")
 redis_ns.add_task(redis_cli, "cli")
+redis_ns.add_task(redis_status, "status")
 secrets_ns = Collection("secrets")
 secrets_ns.add_task(secrets_rotate, "rotate")
 

@@ -195,6 +195,18 @@ def test_redis_takes_other_hosts_only_over_tls(split_lab):
 
 
 @pytest.mark.requirement("INFRA_01")
+def test_redis_status_names_the_primary_and_the_hosts_using_it(split_lab):
+    """Issue #20: `invoke redis.status` reaches the Redis host's TLS-only Redis with the root
+    tools' login and says which ARK hosts use it."""
+    proc = subprocess.run([*INVOKE, "redis.status"], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    row = next(line for line in proc.stdout.splitlines() if line.startswith(REDIS + " "))
+    assert " primary " in row and "no replicas" in row, proc.stdout
+    assert row.rstrip().endswith(", ".join(sorted({API, AGENTS, REDIS}))), proc.stdout
+
+
+@pytest.mark.requirement("INFRA_01")
 def test_verify_passes_on_every_host(split_lab, tmp_path):
     console: list[str] = []
     rc = verify(reports_dir=tmp_path, echo=console.append)

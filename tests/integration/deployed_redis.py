@@ -105,3 +105,13 @@ class DeployedRedis:
         if self.proc is not None and self.proc.poll() is None:
             self.proc.terminate()
             self.proc.wait(15)
+
+    def close(self) -> None:
+        """Teardown: stop, or kill when Redis refuses to exit (a replica still writing its
+        first AOF after a sync answers SIGTERM with "Writing initial AOF, can't exit")."""
+        try:
+            self.stop()
+        except subprocess.TimeoutExpired:
+            assert self.proc is not None
+            self.proc.kill()
+            self.proc.wait(10)

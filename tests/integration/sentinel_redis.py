@@ -114,5 +114,4 @@ class SentinelRedis:
             except subprocess.TimeoutExpired:
                 proc.kill()
         for server in self.servers:
-            if server.proc is not None and server.proc.poll() is None:
-                server.stop()
+            server.close()

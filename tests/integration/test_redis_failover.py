@@ -123,5 +123,5 @@ def test_commits_that_reach_no_replica_are_said_once_and_again_when_one_catches_
             assert _events(lab, agent).count("commit_not_replicated") == 1, agent
     finally:
         lab.close()
-        replica.stop()
-        primary.stop()
+        replica.close()
+        primary.close()
