@@ -1,6 +1,6 @@
 """One deploy per host at a time, whichever checkout or operator starts it (INFRA_02).
 
-The control node's lock (ark_ops/deploy/lock.py) lives in one checkout's inventory dir: a
+The control node's lock (ark_ops/inventories.py) lives in one checkout's inventory dir: a
 second clone, or a colleague's laptop, never sees it. So a deploy also holds a kernel lock on
 every target host for as long as it runs: one ssh session per host runs, as root,
 `flock -n /run/lock/ark-deploy.lock` around a shell that waits on its stdin. Closing that

@@ -10,10 +10,9 @@ from ark_ops.deploy import baseline as baseline_report
 from ark_ops.deploy import platforms as wheel_platforms
 from ark_ops.deploy import wheelhouse
 from ark_ops.deploy.host_lock import held_on_hosts
-from ark_ops.deploy.lock import exclusive
 from ark_ops.deploy.playbook import PlaybookResult, ansible_strategy, run_playbook
 from ark_ops.errors import OpsError
-from ark_ops.inventories import resolve_inventory
+from ark_ops.inventories import held, resolve_inventory
 from ark_ops.paths import REPO_ROOT
 
 WHEELHOUSE = REPO_ROOT / "build" / "wheelhouse"
@@ -36,7 +35,7 @@ def deploy(inventory: str | None = None, limit: str | None = None, check: bool =
         ansible_strategy(strategy)  # an unknown name is refused before anything runs
     strategy = strategy or strategy_for_become_passwords(inv, limit, log)
     with audit_action("deploy.check" if check else "deploy", {"check": check},
-                      inventory, limit) as rec, exclusive(inv_dir / ".deploy.lock", "deploy"), \
+                      inventory, limit) as rec, held(inv_dir, "deploy"), \
             held_on_hosts(inv, limit, log):  # another checkout's deploy is refused too
         # DEPLOY_01: the hosts' (Python, architecture) pairs are read while the local wheel
         # builds; an unsupported pair is refused before pip runs and before any host changes.

@@ -42,7 +42,7 @@ from ark_ops.fleet.ssh import (
     run_everywhere,
     user_tempdir,
 )
-from ark_ops.inventories import resolve_inventory
+from ark_ops.inventories import held, resolve_inventory
 
 KINDS = ("session-secret", "operators", "snapshot-key", "dr-signing-key", "redis")
 API_GROUP = "ark_api"
@@ -248,6 +248,13 @@ def rotate(kind: str, inventory: str | None = None, limit: str | None = None,
     refuse_limit(kind, limit)
     inv = resolve_inventory(inventory, log, bring_up=False)
     inv_dir = inv if inv.is_dir() else inv.parent
+    # Never beside a deploy of the same inventory: it renders these very secrets.
+    with held(inv_dir, "secrets.rotate"):
+        return _rotate(kind, inv, inv_dir, inventory, limit, log)
+
+
+def _rotate(kind: str, inv: Path, inv_dir: Path, inventory: str | None, limit: str | None,
+            log) -> list[HostOutcome]:
     if kind == "session-secret":
         refuse_if_inventory_sets_secret(inv)
     if kind == "dr-signing-key":

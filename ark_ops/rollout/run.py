@@ -178,11 +178,10 @@ def roll(inventory: str | None = None, limit: str | None = None, serial: int = 1
     from ark_ops.deploy import baseline as baseline_report
     from ark_ops.deploy import platforms as wheel_platforms
     from ark_ops.deploy import wheelhouse
-    from ark_ops.deploy.lock import exclusive
     from ark_ops.deploy.playbook import run_playbook
     from ark_ops.deploy.run import BASELINE_FINDINGS, WHEELHOUSE, report_baseline
     from ark_ops.fleet.ssh import inventory_hosts
-    from ark_ops.inventories import resolve_inventory
+    from ark_ops.inventories import held, resolve_inventory
     from ark_ops.paths import REPO_ROOT
     from ark_ops.rollout.gate import gate
 
@@ -196,7 +195,7 @@ def roll(inventory: str | None = None, limit: str | None = None, serial: int = 1
     started = time.monotonic()
     with audit_action("deploy.roll", {"serial": serial, "gate_bound_s": gate_bound_s,
                                       "batches": [",".join(b) for b in batches]},
-                      str(inv), limit) as rec, exclusive(inv_dir / ".deploy.lock", "deploy"):
+                      str(inv), limit) as rec, held(inv_dir, "deploy"):
         with ThreadPoolExecutor(max_workers=1) as pool:
             facts = pool.submit(wheel_platforms.gather, inv, limit)
             wheelhouse.build(REPO_ROOT / "requirements.lock", WHEELHOUSE, log=log,

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 from ark_ops.deploy import run as deploy_mod
-from ark_ops.deploy.lock import exclusive
 from ark_ops.fleet.redis_cli import as_root_tools
+from ark_ops.inventories import exclusive
 from ark_ops.lab import lab
 from ark_ops.lab.config import LabHost, LabPaths
 from ark_ops.paths import REPO_ROOT
