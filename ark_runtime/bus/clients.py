@@ -9,14 +9,15 @@ are logged in to with the component's own user and password, over TLS when the b
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
-import redis.asyncio as aioredis
-import redis.asyncio.sentinel as aiosentinel
 import redis.sentinel
 
 from ark_runtime.config import RedisSettings
+
+if TYPE_CHECKING:
+    import redis.asyncio as aioredis
 
 # How long asking a Sentinel may take before the next one is asked.
 SENTINEL_TIMEOUT_S = 2.0
@@ -45,7 +46,10 @@ def redis_client(s: RedisSettings, **kw: Any) -> redis.Redis:
 
 
 def async_redis_client(s: RedisSettings, **kw: Any) -> aioredis.Redis:
-    """The asyncio twin of redis_client (the API)."""
+    """The asyncio twin of redis_client (the API; imported here so agents never load it)."""
+    import redis.asyncio as aioredis
+    import redis.asyncio.sentinel as aiosentinel
+
     if not s.sentinels:
         return aioredis.Redis(**(s.client_kwargs() | kw))
     data, sentinel = _split(s, kw)
