@@ -275,7 +275,7 @@ class Kyle(Agent):
             for target in self.targets:
                 pipe.xlen(target)
             self._backlog = max(int(n) for n in pipe.execute()[-len(self.targets):])
-        # The cursor moved: a live feed is told nothing more until a replica has it too.
+        # The cursor moved: read on from the feed once a replica has it too (issue #20).
         self._replication(replicated(self.r, self.settings))
         self._committed(envelopes, bad, sent_at)
 

@@ -113,11 +113,12 @@ def connect(settings: RedisSettings | None = None, *, block_ms: int = 500) -> re
 
 
 def replicated(client: redis.Redis, settings: BusSettings) -> int | None:
-    """Issue #20: after a commit, WAIT until `wait_replicas` replicas have it (or the
-    timeout). The commit stands either way (Redis has applied it); the agent goes on only
-    once it is on a replica, so a failover right after cannot take back what this agent
-    already told the world (Kyle's feed position, HRM's verdict, the executor's orders).
-    Returns how many replicas acknowledged, or None when waiting is off."""
+    """Issue #20: after a commit, WAIT until `wait_replicas` replicas have it, at most
+    `wait_timeout_ms`. The commit stands either way (Redis has applied it); the agent goes
+    on once a replica has it, so while one is attached a failover cannot take back a commit
+    the agent acted on afterwards (HRM's verdict, the executor's orders). Past the timeout
+    it goes on regardless, and says so (Agent._replication). Returns how many replicas
+    acknowledged, or None when waiting is off."""
     if settings.wait_replicas <= 0:
         return None
     return int(client.wait(settings.wait_replicas, settings.wait_timeout_ms))
