@@ -102,8 +102,8 @@ def run(inventory: str | None, out: TextIO = sys.stdout, runner=subprocess.run) 
             res = runner(ssh_argv(host, command), capture_output=True, text=True,
                          input=ssh_input(host), timeout=60)
             if res.returncode != 0:
-                row.error = host.become.scrub(res.stderr.strip().splitlines()[-1:][0]
-                                              if res.stderr.strip() else f"exit {res.returncode}")
+                said = res.stderr.strip().splitlines()
+                row.error = host.become.scrub(said[-1] if said else f"exit {res.returncode}")
             else:
                 row.replication = parse_info(res.stdout)
         except (OSError, subprocess.TimeoutExpired, OpsError) as exc:
