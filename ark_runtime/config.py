@@ -110,14 +110,40 @@ def redis_settings(env: Mapping[str, str] | None = None) -> RedisSettings:
     return RedisSettings.from_settings(load(env))
 
 
+# Issue #21: ark-api.service gets the host's certificate and key as credentials, so the
+# key is never readable by its user; without them, ARK_API_TLS_DIR's files.
+API_TLS_CREDENTIALS = {"cert": "api-tls-cert", "key": "api-tls-key"}
+
+
+@dataclass(frozen=True)
+class ApiTls:
+    cert: str
+    key: str
+
+    @classmethod
+    def find(cls, tls_dir: str | None, creds: str | None) -> ApiTls | None:
+        """The unit's credentials when it has them, else the directory's; None: plain HTTP."""
+        if creds and all(os.path.exists(os.path.join(creds, n))
+                         for n in API_TLS_CREDENTIALS.values()):
+            return cls(**{k: os.path.join(creds, n) for k, n in API_TLS_CREDENTIALS.items()})
+        if tls_dir:
+            return cls(cert=os.path.join(tls_dir, TLS_FILES["cert"]),
+                       key=os.path.join(tls_dir, TLS_FILES["key"]))
+        return None
+
+
 @dataclass(frozen=True)
 class ApiSettings:
     host: str = default_of("ARK_API_HOST")
     port: int = default_of("ARK_API_PORT")
     trusted_proxies: str = ""
+    tls: ApiTls | None = None  # set: the console speaks HTTPS only
+    redirect_port: int = 0  # with tls: a plain-HTTP listener that only redirects (0: none)
 
 
 def api_settings(env: Mapping[str, str] | None = None) -> ApiSettings:
     cfg = load(env)
+    tls = ApiTls.find(str(cfg.api_tls_dir) if cfg.api_tls_dir else None, credentials_dir())
     return ApiSettings(host=cfg.api_host, port=cfg.api_port,
-                       trusted_proxies=cfg.api_trusted_proxies)
+                       trusted_proxies=cfg.api_trusted_proxies, tls=tls,
+                       redirect_port=cfg.api_redirect_port if tls else 0)

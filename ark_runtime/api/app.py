@@ -25,6 +25,7 @@ from ark_runtime.api.chatter import Hub
 from ark_runtime.api.health import CachedPing, health_body
 from ark_runtime.api.operators import Operator, load_operators, operators_path
 from ark_runtime.api.pipeline import SharedStatus
+from ark_runtime.api.redirect import host_name
 from ark_runtime.api.sessions import SessionManager
 from ark_runtime.api.units import CachedUnits, SystemctlUnits, UnitSource
 from ark_runtime.bus.clients import async_redis_client, redis_client
@@ -70,7 +71,7 @@ class FastPaths:
             status, body = health_body(await self.app.state.ping.get())
             await send({"type": "http.response.start", "status": status, "headers": [
                 (b"content-type", b"application/json"), (b"cache-control", b"no-store"),
-                (b"content-length", str(len(body)).encode())]})
+                (b"content-length", str(len(body)).encode()), *_hsts(scope)]})
             await send({"type": "http.response.body",
                         "body": body if scope["method"] == "GET" else b""})
             return
@@ -86,6 +87,7 @@ class FastPaths:
 
         extra = SECURITY_HEADERS if scope["path"].startswith("/static/") else \
             SECURITY_HEADERS + NO_STORE
+        extra = extra + _hsts(scope)
 
         async def with_headers(message: dict) -> None:
             if message["type"] == "http.response.start":
@@ -100,10 +102,15 @@ class FastPaths:
         await self.app(scope, receive, with_headers)
 
     def _host_ok(self, scope: dict) -> bool:
-        host = next((v for k, v in scope.get("headers", ()) if k == b"host"), b"")
-        name = host.decode("latin-1").rsplit(":", 1)[0] if not host.startswith(b"[") \
-            else host.decode("latin-1").split("]", 1)[0] + "]"
-        return name.lower() in self.allowed_hosts
+        return host_name(scope) in self.allowed_hosts
+
+
+# Issue #21: over HTTPS, browsers are told to come back only over HTTPS (two years).
+HSTS = [(b"strict-transport-security", b"max-age=63072000")]
+
+
+def _hsts(scope: dict) -> list[tuple[bytes, bytes]]:
+    return HSTS if scope.get("scheme") in ("https", "wss") else []
 
 
 async def _housekeeping(state: auth.AuthState, every_s: float = 5.0) -> None:

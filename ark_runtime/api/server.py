@@ -2,6 +2,8 @@
 
 Binds ARK_API_HOST and, unless that already is loopback or a wildcard, 127.0.0.1 too (a
 local TLS reverse proxy and `curl` on the host reach it there). uvloop + httptools.
+With a certificate (ARK_API_TLS_DIR or the unit's credentials, issue #21) uvicorn serves
+HTTPS itself, and ARK_API_REDIRECT_PORT, when set, answers plain HTTP with a redirect only.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import uvicorn
 
 from ark_runtime import systemd
 from ark_runtime.api.app import create_app
+from ark_runtime.api.redirect import RedirectServer, redirect_app
 from ark_runtime.config import api_settings, redis_settings
 from ark_runtime.exitcodes import ExitCode
 from ark_runtime.settings import SettingsError
@@ -24,10 +27,20 @@ _PR_SET_DUMPABLE = 4
 
 
 class NotifyingServer(uvicorn.Server):
-    """uvicorn binds its sockets in startup(); only after that are we ready."""
+    """uvicorn binds its sockets in startup(); only after that are we ready. With a redirect
+    server (the plain-HTTP port of an HTTPS console), that one runs in the same loop."""
+
+    def __init__(self, config: uvicorn.Config,
+                 redirect: tuple[uvicorn.Server, list[socket.socket]] | None = None) -> None:
+        super().__init__(config)
+        self._redirect = redirect
+        self._redirect_task: asyncio.Task | None = None
 
     async def startup(self, sockets=None) -> None:
         await super().startup(sockets=sockets)
+        if self.started and self._redirect is not None:
+            server, redirect_sockets = self._redirect
+            self._redirect_task = asyncio.create_task(server.serve(sockets=redirect_sockets))
         if self.started:
             systemd.notify("READY=1")
             interval = systemd.watchdog_interval()
@@ -43,6 +56,9 @@ class NotifyingServer(uvicorn.Server):
 
     async def shutdown(self, sockets=None) -> None:
         systemd.notify("STOPPING=1")
+        if self._redirect is not None and self._redirect_task is not None:
+            self._redirect[0].should_exit = True
+            await self._redirect_task
         await super().shutdown(sockets=sockets)
 
 
@@ -109,8 +125,22 @@ def serve() -> int:
         print(f"ark api: cannot listen on {settings.host}:{settings.port} ({exc.strerror}); "
               "see `ark ports check`", file=sys.stderr)
         return ExitCode.UNAVAILABLE
-    config = server_config(create_app(redis_cfg), settings.host, settings.port,
-                           trusted_proxies=settings.trusted_proxies)
-    server = NotifyingServer(config)
+    app = create_app(redis_cfg)
+    tls = {"ssl_certfile": settings.tls.cert, "ssl_keyfile": settings.tls.key} \
+        if settings.tls else {}
+    config = server_config(app, settings.host, settings.port,
+                           trusted_proxies=settings.trusted_proxies, **tls)
+    redirect = None
+    if settings.tls and settings.redirect_port:
+        try:
+            plain = [_socket(h, settings.redirect_port) for h in bind_addresses(settings.host)]
+        except OSError as exc:
+            print(f"ark api: cannot listen on {settings.host}:{settings.redirect_port} "
+                  f"({exc.strerror}); see `ark ports check`", file=sys.stderr)
+            return ExitCode.UNAVAILABLE
+        redirect = (RedirectServer(uvicorn.Config(
+            redirect_app(settings.port, app.allowed_hosts), lifespan="off", access_log=False,
+            log_level="warning", loop="uvloop", http="httptools")), plain)
+    server = NotifyingServer(config, redirect)
     server.run(sockets=sockets)
     return ExitCode.OK if server.started else ExitCode.UNAVAILABLE

@@ -129,6 +129,15 @@ class ArkSettings(BaseSettings):
         "ARK_API_TRUSTED_PROXIES", "",
         "TLS proxies whose X-Forwarded-For/-Proto the API believes (comma-separated)",
         read_by=("api",))
+    # Issue #21: the console over HTTPS, served by uvicorn itself with the host's certificate.
+    api_tls_dir: AbsPath | None = var(
+        "ARK_API_TLS_DIR", None,
+        "Console certificate and key (host.crt, host.key); set: HTTPS (LoadCredential=)",
+        read_by=("api",))
+    api_redirect_port: int = var(
+        "ARK_API_REDIRECT_PORT", 0,
+        "A plain-HTTP port that only redirects to the console's HTTPS (0: none)",
+        read_by=("api",), ge=0, le=65535)
     metrics_port: Port = var(
         "ARK_METRICS_PORT", 9101,
         "TCP port reserved for Prometheus metrics (checked by the ports preflight)",
