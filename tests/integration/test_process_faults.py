@@ -26,10 +26,10 @@ from ark_runtime.market import Bar, SyntheticAdapter
 from ark_runtime.patterns import PatternDetector
 
 
-def fill_kenny_inbox(r, bars: int) -> list[Envelope]:
+def fill_kenny_inbox(r, bars: int, seed: int = 3) -> list[Envelope]:
     """What Joey would emit for this feed, written straight into Kenny's inbox."""
     detector, sent = PatternDetector(), []
-    for bar in SyntheticAdapter(SYMBOLS, seed=3, bars=bars):
+    for bar in SyntheticAdapter(SYMBOLS, seed=seed, bars=bars):
         for pattern in detector.update(bar):
             env = Envelope.new("pattern.detected", pattern, from_agent="joey", to_agent="kenny")
             r.xadd(inbox("kenny"), env.to_fields())
@@ -50,14 +50,21 @@ def test_sigkilled_consumer_messages_reclaimed_exactly_once(lab: Lab, r) -> None
     sent = fill_kenny_inbox(r, bars=600)
     assert len(sent) > 100
     a = lab.start("kenny", host="host-a", ARK_CONSUMER_NAME="kenny@host-a", ARK_BUS_BATCH="16")
-    # Freeze A the moment it holds unacked messages, then kill it: it dies mid-batch.
+    # Freeze A the moment it holds unacked messages, then kill it: it dies mid-batch. On a
+    # busy machine A can finish the whole inbox between two looks (this loop then spun
+    # until the suite's timeout): it gets more work, until it is caught holding some.
+    deadline, seed = time.monotonic() + 120, 3
     while True:
         if consumer_pending(r, "kenny", "kenny@host-a") > 0:
             os.kill(a.proc.pid, signal.SIGSTOP)
             if consumer_pending(r, "kenny", "kenny@host-a") > 0:
                 break
             os.kill(a.proc.pid, signal.SIGCONT)
+        elif pending(r, "kenny") == 0:
+            seed += 1
+            sent += fill_kenny_inbox(r, bars=600, seed=seed)
         assert a.proc.poll() is None
+        assert time.monotonic() < deadline, "A was never caught holding unacked messages"
     held = consumer_pending(r, "kenny", "kenny@host-a")
     a.proc.kill()
     assert a.proc.wait(5) == -signal.SIGKILL
@@ -234,7 +241,9 @@ def test_sigkilled_stateful_joey_resumes_with_identical_output(lab: Lab, r) -> N
               ARK_FEED_SEED="9", ARK_FEED_BARS="400")
     joey = lab.start("joey", ARK_BUS_BATCH="16")
     consumer = joey.env.get("ARK_CONSUMER_NAME") or f"joey@{os.uname().nodename}"
+    deadline = time.monotonic() + 60  # a miss fails this test, not the whole session
     while True:  # kill it while it holds unacked bars, part way through the feed
+        assert time.monotonic() < deadline, "never caught Joey holding unacked bars"
         if consumer_pending(r, "joey", consumer) > 0 and r.xlen(inbox("kenny")) > 10:
             os.kill(joey.proc.pid, signal.SIGSTOP)
             if consumer_pending(r, "joey", consumer) > 0:
