@@ -18,7 +18,10 @@ pytestmark = pytest.mark.requirement("AGENT_02")
 
 
 def test_a_primary_its_replica_and_a_redis_alone_as_the_status_shows_them(tmp_path) -> None:
-    primary, replica = DeployedRedis(tmp_path / "p"), DeployedRedis(tmp_path / "r")
+    # The replica without an AOF: one still writing its first AOF after the sync refuses
+    # SIGTERM ("Writing initial AOF, can't exit") and the teardown would wait it out.
+    primary = DeployedRedis(tmp_path / "p")
+    replica = DeployedRedis(tmp_path / "r", ark_redis_appendonly=False)
     alone = DeployedRedis(tmp_path / "alone")
     primary.start()
     alone.start()
