@@ -52,6 +52,7 @@ def test_first_deploy_succeeds_on_every_host(first_deploy):
 
 
 @pytest.mark.requirement("INFRA_01")
+@pytest.mark.requirement("INFRA_04")
 def test_verify_passes_on_the_deployed_lab(first_deploy, tmp_path):
     rc = verify(reports_dir=tmp_path)
     report = (tmp_path / "compliance-latest.md").read_text()
