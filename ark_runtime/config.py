@@ -16,6 +16,7 @@ from urllib.parse import unquote, urlsplit
 
 from ark_runtime.redact import MASK
 from ark_runtime.settings import ArkSettings, credentials_dir, default_of, load
+from ark_runtime.settings.fields import sentinel_addresses
 
 # Issue #19 §4: a unit gets its host's TLS files as credentials (LoadCredential=NAME:PATH),
 # so the key is never readable by its user; root tools read ARK_REDIS_TLS_DIR's files.
@@ -98,12 +99,8 @@ class RedisSettings:
 
 
 def parse_sentinels(text: str) -> tuple[tuple[str, int], ...]:
-    """"h1:26379,[::1]:26379" (checked by the settings layer) as (host, port) pairs."""
-    pairs = []
-    for item in filter(None, text.split(",")):
-        host, _, port = item.rpartition(":")
-        pairs.append((host.strip("[]"), int(port)))
-    return tuple(pairs)
+    """ARK_REDIS_SENTINELS as (host, port) pairs, by the settings layer's own reading."""
+    return tuple(sentinel_addresses(text))
 
 
 def redis_settings(env: Mapping[str, str] | None = None) -> RedisSettings:

@@ -114,19 +114,28 @@ def secret(*, min_length: int = 1, pattern: str | None = None) -> Any:
     ]
 
 
-def _sentinels(value: str) -> str:
-    """Issue #20: "host:port,host:port" (an IPv6 address in brackets); empty: no Sentinel."""
+def sentinel_addresses(value: str) -> list[tuple[str, int]]:
+    """Issue #20: "host:port,host:port" (an IPv6 address in brackets) as (host, port) pairs;
+    empty: no Sentinel. ValueError names the item that is not an address."""
+    pairs = []
     for n, item in enumerate(value.split(",") if value else [], 1):
         host, sep, port = item.rpartition(":")
         if not sep or not port.isdigit() or not 1 <= int(port) <= 65535:
             raise ValueError(f"has no host:port (port 1-65535) at item {n}")
         if host.startswith("["):
+            host = host.removeprefix("[").removesuffix("]")
             try:
-                ipaddress.IPv6Address(host.removeprefix("[").removesuffix("]"))
+                ipaddress.IPv6Address(host)
             except ValueError:
                 raise ValueError(f"has no IPv6 address between brackets at item {n}") from None
         else:
             _host(host)
+        pairs.append((host, int(port)))
+    return pairs
+
+
+def _sentinels(value: str) -> str:
+    sentinel_addresses(value)
     return value
 
 
