@@ -283,17 +283,29 @@ def offsite_restore(c, host, source: str = "", inventory: str = ""):
 
 @task(help={"inventory": "inventory file or directory the timer backs up",
             "on_calendar": "systemd OnCalendar= of the timer (default daily)",
+            "randomized_delay": "RandomizedDelaySec= of the timer (default 15min)",
             "dest": "where the units go (default /etc/systemd/system)"})
 @operator_errors
-def offsite_timer(c, inventory, on_calendar: str = "daily", dest: str = "/etc/systemd/system"):
+def offsite_timer(c, inventory, on_calendar: str = "daily", randomized_delay: str = "15min",
+                  dest: str = "/etc/systemd/system"):
     """Install the control node's systemd timer that runs offsite.backup for an inventory
-    (units checked with systemd-analyze verify first); then `systemctl enable --now` it."""
+    (units checked with systemd-analyze verify first) and, when systemd runs this machine and
+    the units go to /etc/systemd/system, enable and start it."""
     from pathlib import Path
 
-    from ark_ops.fleet.offsite_timer import install
+    from ark_ops.fleet.offsite_timer import SYSTEM_UNITS, activate, install, systemd_runs_here
 
-    for path in install(Path(inventory), on_calendar=on_calendar, dest=Path(dest)):
+    written = install(Path(inventory), on_calendar=on_calendar, dest=Path(dest),
+                      randomized_delay=randomized_delay)
+    for path in written:
         print(f"  wrote {path}")
+    timer = next(p.name for p in written if p.suffix == ".timer")
+    if Path(dest) == SYSTEM_UNITS and systemd_runs_here():
+        activate(timer)
+        print(f"  enabled and started {timer} (see `systemctl list-timers {timer}`)")
+    else:
+        print(f"  to start it: sudo systemctl daemon-reload && "
+              f"sudo systemctl enable --now {timer}")
 
 
 # --- alerts (LOG_03) ----------------------------------------------------------------------

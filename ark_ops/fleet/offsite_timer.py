@@ -2,7 +2,9 @@
 
 The signing key and the restic password live on the control node, so the schedule does too:
 `ark-offsite-backup@<inventory>.timer` runs `invoke offsite.backup --inventory <dir>` from this
-checkout. The units are checked with `systemd-analyze verify` before they are written.
+checkout. The units are checked with `systemd-analyze verify` before they are written; on a
+control node run by systemd they are then enabled and started, otherwise the commands to do so
+are printed.
 """
 
 from __future__ import annotations
@@ -18,6 +20,8 @@ from ark_ops.errors import OpsError
 from ark_ops.paths import REPO_ROOT
 
 _CALENDAR = re.compile(r"[A-Za-z0-9 :*/,.~-]{1,64}")
+_TIMESPAN = re.compile(r"[0-9][0-9a-z ]{0,31}")  # systemd.time(7): 0, 15min, 1h 30min
+SYSTEM_UNITS = Path("/etc/systemd/system")
 
 SERVICE = """\
 [Unit]
@@ -43,7 +47,7 @@ Description=Daily ARK off-host DR backup of {inventory} (REC_03)
 
 [Timer]
 OnCalendar={on_calendar}
-RandomizedDelaySec=15min
+RandomizedDelaySec={randomized_delay}
 Persistent=true
 
 [Install]
@@ -59,9 +63,12 @@ def unit_name(inventory: Path) -> str:
 
 
 def render(inventory: Path, on_calendar: str = "daily", user: str | None = None,
-           repo: Path = REPO_ROOT) -> dict[str, str]:
+           repo: Path = REPO_ROOT, randomized_delay: str = "15min") -> dict[str, str]:
     if not _CALENDAR.fullmatch(on_calendar):
         raise OpsError(f"--on-calendar is not a systemd calendar expression: {on_calendar!r:.60}")
+    if not _TIMESPAN.fullmatch(randomized_delay):
+        raise OpsError("--randomized-delay is not a systemd time span (e.g. 0, 15min, 1h): "
+                       f"{randomized_delay!r:.60}")
     inventory = inventory.resolve()
     if not inventory.exists():
         raise OpsError(f"inventory {inventory} does not exist")
@@ -69,7 +76,7 @@ def render(inventory: Path, on_calendar: str = "daily", user: str | None = None,
         raise OpsError("the inventory and checkout paths must not hold spaces, quotes, % or $ "
                        "(they go into a unit's ExecStart=)")
     fields = {"inventory": inventory, "repo": repo, "user": user or getpass.getuser(),
-              "on_calendar": on_calendar}
+              "on_calendar": on_calendar, "randomized_delay": randomized_delay}
     name = unit_name(inventory)
     return {f"{name}.service": SERVICE.format(**fields), f"{name}.timer": TIMER.format(**fields)}
 
@@ -89,9 +96,9 @@ def verify_units(units: dict[str, str]) -> None:
         raise OpsError("the timer units do not verify:\n" + "\n".join(problems[-10:]))
 
 
-def install(inventory: Path, on_calendar: str = "daily", dest: Path = Path("/etc/systemd/system"),
-            user: str | None = None) -> list[Path]:
-    units = render(inventory, on_calendar, user)
+def install(inventory: Path, on_calendar: str = "daily", dest: Path = SYSTEM_UNITS,
+            user: str | None = None, randomized_delay: str = "15min") -> list[Path]:
+    units = render(inventory, on_calendar, user, randomized_delay=randomized_delay)
     verify_units(units)
     dest.mkdir(parents=True, exist_ok=True)
     written = []
@@ -99,3 +106,17 @@ def install(inventory: Path, on_calendar: str = "daily", dest: Path = Path("/etc
         (dest / name).write_text(text)
         written.append(dest / name)
     return written
+
+
+def systemd_runs_here() -> bool:
+    """sd_booted(3): systemd is PID 1 on this machine."""
+    return Path("/run/systemd/system").is_dir()
+
+
+def activate(timer: str) -> None:
+    """daemon-reload, then enable the timer and start it now."""
+    for argv in (["systemctl", "daemon-reload"], ["systemctl", "enable", "--now", timer]):
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+        if proc.returncode != 0:
+            raise OpsError(f"`{' '.join(argv)}` failed (exit {proc.returncode}): "
+                           + proc.stderr.strip()[-400:])

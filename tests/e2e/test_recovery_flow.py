@@ -1,7 +1,8 @@
 """Recovery end to end on a mixed multi-host lab — host A on Debian 12 (bookworm), host B on
 Debian 13 (trixie): deploy and verify (DEPLOY_01), panic (REC_01), an alert that reaches a
 webhook and resolves (LOG_03), off-host DR bundles restored from a checkout without the
-signing key, and the DR bundle round trip (REC_03), and the deploy's port preflight (INFRA_03).
+signing key, the control node's daily timer run by a real systemd, and the DR bundle round
+trip (REC_03), and the deploy's port preflight (INFRA_03).
 
 Needs root and the lab tools; skipped otherwise.
 """
@@ -21,10 +22,13 @@ import pytest
 from ark_ops.deploy import run as deploy_mod
 from ark_ops.deploy.playbook import PlaybookFailed
 from ark_ops.fleet.dr import dr_bundle, dr_restore
+from ark_ops.fleet.offsite import TAG, initialised, inventory_repository, restic
 from ark_ops.fleet.offsite_flow import backup_fleet, restore_from_offsite
+from ark_ops.fleet.offsite_timer import unit_name
 from ark_ops.fleet.panic import panic, recover
 from ark_ops.lab.config import LabHost, LabPaths
 from ark_ops.verify.run import verify
+from tests.support.control_node import control_node
 from tests.support.lab_shell import deployed_lab, lab_up, on, units_active, wait_for
 from tests.support.webhook import webhook_receiver
 
@@ -235,6 +239,63 @@ def test_an_off_host_bundle_restores_from_a_checkout_without_the_signing_key(fle
     assert outcome.ok, outcome.error
     wait_for(lambda: units_active(A), 180, "A to serve after the off-host restore")
     assert sqlite(A, DECISIONS) == decisions
+
+
+def snapshots() -> dict[str, dict]:
+    repo = inventory_repository(LabPaths.default().inventory)
+    if not repo.password_file.exists() or not initialised(repo):
+        return {}  # the timer's run makes both
+    return {s["id"]: s for s in json.loads(restic(repo, "snapshots", "--json", "--tag", TAG))}
+
+
+def backup_records(host: str) -> list[dict]:
+    out = on(host, "/opt/ark/venv/bin/ark", "audit", "show", "--json", "--action",
+             "offsite.backup", check=True).stdout
+    return [json.loads(x) for x in out.splitlines() if x.strip()]
+
+
+@pytest.mark.requirement("REC_03")
+def test_the_control_nodes_timer_backs_the_fleet_up_under_systemd(fleet, tmp_path):
+    """issue #22 §5: `offsite.timer` on a control node run by systemd installs, verifies and
+    starts the timer; at its calendar time the timer (not a person) runs offsite.backup as
+    the service, and a new snapshot with every host's bundle lands off-host."""
+    inventory = LabPaths.default().inventory
+    before = snapshots()
+    name = unit_name(inventory)
+    with control_node(tmp_path / "control") as node:
+        # One firing, a minute from now: the run is over before the node shuts down, so no
+        # restic lock is left in the repository.
+        at = time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(time.time() + 60))
+        out = node.run(".venv/bin/invoke", "offsite.timer", "--inventory", str(inventory),
+                       "--on-calendar", at, "--randomized-delay", "0").stdout
+        assert f"enabled and started {name}.timer" in out, out
+        timer = node.show(f"{name}.timer", "UnitFileState", "NextElapseUSecRealtime")
+        assert timer["UnitFileState"] == "enabled"
+        assert timer["NextElapseUSecRealtime"] not in ("", "0", "n/a"), \
+            f"{at} had passed before the timer started: {timer}"
+
+        def ran() -> dict[str, str] | None:
+            svc = node.show(f"{name}.service", "ActiveState", "Result", "ExecMainStatus",
+                            "ExecMainExitTimestampMonotonic")
+            done = svc["ExecMainExitTimestampMonotonic"] not in ("", "0") \
+                and svc["ActiveState"] in ("inactive", "failed")
+            return svc if done else None
+
+        svc = wait_for(ran, 900, f"{name}.service to run once from its timer", interval=3)
+        journal = node.run("journalctl", "--no-pager", "-o", "cat", "-u",
+                           f"{name}.service").stdout
+        assert (svc["Result"], svc["ExecMainStatus"]) == ("success", "0"), journal[-3000:]
+        fired = node.show(f"{name}.timer", "LastTriggerUSec")["LastTriggerUSec"]
+        assert fired not in ("", "0", "n/a"), "the service ran, but not from its timer"
+        node.run("systemctl", "disable", "--now", f"{name}.timer")
+    new = [s for sid, s in snapshots().items() if sid not in before]
+    assert len(new) == 1, new
+    files = restic(inventory_repository(inventory), "ls", new[0]["id"]).splitlines()
+    for host in (A, B):  # a signed bundle of every host
+        assert any(f"/{host}/" in f and f.endswith(".tar.gz") for f in files), files
+        assert any(f"/{host}/" in f and f.endswith(".tar.gz.sig") for f in files), files
+    # Audited on the hosts as the timer's run, not a person's.
+    assert any(r["who"] == "timer:root" for r in backup_records(A)), backup_records(A)
 
 
 @pytest.mark.requirement("REC_03")

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from ark_ops.errors import OpsError
 from ark_ops.fleet.offsite import OffsiteError, repository_from_vars
-from ark_ops.fleet.offsite_timer import render, verify_units
+from ark_ops.fleet.offsite_timer import render, unit_name, verify_units
 
 pytestmark = pytest.mark.requirement("REC_03")
 TARGET = {"ansible_host": "10.213.0.12", "inventory_hostname": "ark-lab-2",
@@ -98,3 +98,21 @@ def test_a_broken_unit_does_not_verify(tmp_path: Path) -> None:
 def test_a_calendar_with_shell_or_newlines_is_refused(tmp_path: Path) -> None:
     with pytest.raises(OpsError, match="--on-calendar"):
         render(tmp_path, on_calendar="daily\nExecStartPre=/bin/sh")
+
+
+@given(st.text(max_size=40))
+def test_any_randomized_delay_renders_one_line_or_is_refused_by_name(delay: str) -> None:
+    inv = Path(__file__).parent  # any existing directory
+    try:
+        units = render(inv, randomized_delay=delay)
+    except OpsError as exc:
+        assert "--randomized-delay" in str(exc) and "\n" not in str(exc)
+        return
+    timer = next(text for name, text in units.items() if name.endswith(".timer"))
+    assert f"\nRandomizedDelaySec={delay}\n" in timer and delay.strip() and "\n" not in delay
+
+
+def test_the_timer_fires_without_spread_when_asked(tmp_path: Path) -> None:
+    units = render(tmp_path, on_calendar="*:*:0/20", randomized_delay="0")
+    assert "RandomizedDelaySec=0\n" in units[f"{unit_name(tmp_path)}.timer"]
+    verify_units(units)
