@@ -91,7 +91,10 @@ def control_node(workdir: Path, boot_timeout: float = 180) -> Iterator[ControlNo
             link = root / "etc" / "systemd" / "system" / unit
             link.unlink(missing_ok=True)
             link.symlink_to("/dev/null")
-        binds = [REPO_ROOT, Path(sys.base_prefix), paths.state / "ssh"]
+        binds = [REPO_ROOT, paths.state / "ssh"]
+        interpreter = Path(sys.base_prefix)  # the venv's base, unless it is Debian's own
+        if not interpreter.is_relative_to("/usr"):
+            binds.append(interpreter)
         log = open(workdir / "console.log", "wb")  # noqa: SIM115 - closed below
         nspawn = subprocess.Popen(
             ["systemd-nspawn", f"--directory={root}", f"--machine={NAME}",
