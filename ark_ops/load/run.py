@@ -140,11 +140,12 @@ def summarise(stats_csv: Path) -> dict:
 
 
 def api_url(host: str) -> str:
-    """A URL as given; `HOST` or `HOST:PORT` (port 8101 when none) otherwise."""
+    """A URL as given; `HOST` or `HOST:PORT` (port 8101 when none) otherwise, over HTTPS as
+    the role deploys the console (issue #21; plain HTTP only as an explicit http:// URL)."""
     if "://" in host:
         return host
     has_port = ":" in host.rsplit("]", 1)[-1] and host.count(":") == 1 or "]:" in host
-    return f"http://{host}" if has_port else f"http://{host}:8101"
+    return f"https://{host}" if has_port else f"https://{host}:8101"
 
 
 def steady_rps(history_csv: Path, users: int) -> float | None:

@@ -157,6 +157,17 @@ def api_port(hostvars):
     return int(hostvars.get("ark_api_port", 8101))
 
 
+def api_tls(hostvars) -> bool:
+    """Issue #21: the console is HTTPS unless the inventory turned it off."""
+    return str(hostvars.get("ark_runtime_api_tls", True)).lower() not in ("false", "no", "0")
+
+
+@pytest.fixture(scope="module")
+def api_url(hostvars, api_port) -> str:
+    """The console as the host itself reaches it (loopback; its certificate names it)."""
+    return f"{'https' if api_tls(hostvars) else 'http'}://127.0.0.1:{api_port}"
+
+
 def wait_for(predicate, timeout: float, interval: float = 0.5, what: str = "condition"):
     deadline = time.monotonic() + timeout
     last = None
@@ -168,12 +179,19 @@ def wait_for(predicate, timeout: float, interval: float = 0.5, what: str = "cond
     raise AssertionError(f"timed out after {timeout}s waiting for {what} (last: {last!r})")
 
 
+# The fleet CA as the role installs it on every host (roles/ark_runtime/tasks/tls.yml).
+HOST_CA = "/etc/ark/tls/ca.crt"
+
+
 def http_get_json(host, url: str) -> tuple[int, dict]:
-    """GET from the host itself (python3 is always there: Ansible needs it)."""
+    """GET from the host itself (python3 is always there: Ansible needs it); an https URL is
+    verified against the fleet CA on the host."""
     script = (
-        "import json,sys,urllib.request,urllib.error\n"
+        "import json,ssl,sys,urllib.request,urllib.error\n"
+        f"ctx=ssl.create_default_context(cafile={HOST_CA!r}) if {url!r}.startswith('https')"
+        " else None\n"
         "try:\n"
-        f"    r=urllib.request.urlopen({url!r}, timeout=5)\n"
+        f"    r=urllib.request.urlopen({url!r}, timeout=5, context=ctx)\n"
         "    print(r.status); print(r.read().decode())\n"
         "except urllib.error.HTTPError as e:\n"
         "    print(e.code); print(e.read().decode())\n"
@@ -181,6 +199,29 @@ def http_get_json(host, url: str) -> tuple[int, dict]:
     out = host.check_output("python3 -c %s", script)
     status, _, body = out.partition("\n")
     return int(status), json.loads(body)
+
+
+def http_get(host, url: str) -> tuple[int, dict[str, str], str]:
+    """GET from the host itself without following redirects: status, headers (lower-case
+    names) and body; status 0 and the error when no HTTP answer came (e.g. plain HTTP to a
+    TLS port). https is verified against the fleet CA on the host."""
+    script = (
+        "import json,ssl,urllib.request,urllib.error\n"
+        "class NoRedirect(urllib.request.HTTPRedirectHandler):\n"
+        "    def redirect_request(self, *a, **k): return None\n"
+        f"ctx=ssl.create_default_context(cafile={HOST_CA!r})\n"
+        "opener=urllib.request.build_opener(NoRedirect, urllib.request.HTTPSHandler(context=ctx))\n"
+        "try:\n"
+        f"    r=opener.open({url!r}, timeout=5); out=(r.status, dict(r.headers), r.read())\n"
+        "except urllib.error.HTTPError as e:\n"
+        "    out=(e.code, dict(e.headers), e.read())\n"
+        "except Exception as e:\n"
+        "    out=(0, {}, repr(e).encode())\n"
+        "print(json.dumps([out[0], {k.lower(): v for k, v in out[1].items()},"
+        " out[2].decode('utf-8', 'replace')]))\n"
+    )
+    status, headers, body = json.loads(host.check_output("python3 -c %s", script))
+    return status, headers, body
 
 
 def reachable_and(host, command: str) -> bool:

@@ -8,8 +8,8 @@ from conftest import http_get_json
 pytestmark = [pytest.mark.requirement("INFRA_01"), pytest.mark.runs_on("ark_api")]
 
 
-def test_health_reports_redis_round_trip(host, api_port):
-    status, body = http_get_json(host, f"http://127.0.0.1:{api_port}/health")
+def test_health_reports_redis_round_trip(host, api_url):
+    status, body = http_get_json(host, f"{api_url}/health")
     assert status == 200, body
     assert body["status"] == "ok"
     assert body["redis"]["ok"] is True

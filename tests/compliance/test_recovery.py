@@ -135,7 +135,7 @@ def test_heal_runs_before_every_ark_service(host, groups, agent_instances):
 @pytest.mark.requirement("REC_02")
 @pytest.mark.disruptive
 @pytest.mark.runs_agent("hrm")  # the store's owner
-def test_corrupt_store_comes_back_from_the_last_snapshot(host, api_port, groups,
+def test_corrupt_store_comes_back_from_the_last_snapshot(host, api_url, groups,
                                                          agent_instances):
     stop_ark(host)
     # A clean stop of the store's owner leaves a shutdown snapshot: the newest one.
@@ -156,7 +156,7 @@ def test_corrupt_store_comes_back_from_the_last_snapshot(host, api_port, groups,
     assert re.search(r"changes made in the \d+ s before it was taken and after are lost",
                      repaired[-1]), repaired[-1]
     if "ark_api" in groups:
-        status, _ = http_get_json(host, f"http://127.0.0.1:{api_port}/health")
+        status, _ = http_get_json(host, f"{api_url}/health")
         assert status == 200
 
 

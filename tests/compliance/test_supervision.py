@@ -73,7 +73,7 @@ def _main_pid(host) -> int:
 
 @pytest.mark.disruptive
 @pytest.mark.runs_on("ark_api")
-def test_sigkill_of_api_is_restarted_by_systemd(host, api_port):
+def test_sigkill_of_api_is_restarted_by_systemd(host, api_url):
     before = _main_pid(host)
     assert before > 0
     host.run_test("kill -KILL %s", str(before))
@@ -84,7 +84,7 @@ def test_sigkill_of_api_is_restarted_by_systemd(host, api_port):
     )
     assert after != before
     status, body = wait_for(
-        lambda: (r := http_get_json(host, f"http://127.0.0.1:{api_port}/health"))[0] == 200
+        lambda: (r := http_get_json(host, f"{api_url}/health"))[0] == 200
         and r, timeout=30, what="/health after restart",
     )
     assert body["status"] == "ok"
@@ -92,7 +92,7 @@ def test_sigkill_of_api_is_restarted_by_systemd(host, api_port):
 
 @pytest.mark.disruptive
 @pytest.mark.reboot
-def test_everything_is_active_after_reboot(host, api_port, groups, agent_instances):
+def test_everything_is_active_after_reboot(host, api_url, groups, agent_instances):
     # /run is a tmpfs: the marker disappears only if the host really rebooted.
     host.run_test("touch /run/ark-compliance-before-reboot")
     host.run("systemd-run --on-active=1 --timer-property=AccuracySec=100ms systemctl reboot")
@@ -106,7 +106,7 @@ def test_everything_is_active_after_reboot(host, api_port, groups, agent_instanc
     if "ark_api" not in groups:
         return
     status, body = wait_for(
-        lambda: (r := http_get_json(host, f"http://127.0.0.1:{api_port}/health"))[0] == 200
+        lambda: (r := http_get_json(host, f"{api_url}/health"))[0] == 200
         and r, timeout=30, what="/health after reboot",
     )
     assert body["redis"]["ok"] is True

@@ -14,7 +14,6 @@ import secrets
 import subprocess
 import time
 
-import httpx
 import pytest
 import yaml
 
@@ -24,7 +23,7 @@ from ark_ops.fleet.redis_cli import as_root_tools
 from ark_ops.lab import lab
 from ark_ops.lab.config import LabPaths
 from ark_runtime.api.passwords import hash_password
-from tests.support import lab_shell
+from tests.support import console, lab_shell
 from tests.support.chromium import (
     SHOTS,
     launched,
@@ -32,6 +31,7 @@ from tests.support.chromium import (
     new_page,
     wrong_password_until_limited,
 )
+from tests.support.console import console_url, host_cert
 from tests.support.lab_shell import lab_up, wait_for
 
 HOST = "ark-lab-1"
@@ -63,7 +63,7 @@ def console_host():
     try:
         deploy_mod.deploy(echo=False)
         address = next(s.address for s in statuses if s.name == HOST)
-        yield f"http://{address}:8101"
+        yield console_url(address)
     finally:
         # Emptied, not deleted: Ansible's vars plugin caches the file list for the rest of
         # this process (the audit hook reads the inventory in-process), and a vanished file
@@ -73,8 +73,9 @@ def console_host():
 
 
 @pytest.fixture(scope="module")
-def browser():
-    with launched() as b:
+def browser(console_host):
+    """Trusts exactly the console host's certificate (its key), over HTTPS."""
+    with launched(trust=[host_cert(HOST)]) as b:
         yield b
 
 
@@ -326,7 +327,7 @@ def test_the_console_panic_is_the_hosts_panic(console_host) -> None:
     api = console_host
     wait_for(lambda: {"ark-api.service", "ark-agent@kyle.service"} <= active_units(), 60,
              "the API and the agents to run")
-    with httpx.Client(base_url=api, timeout=30) as client:
+    with console.client(api, timeout=30) as client:
         resp = client.post("/login", data={"username": "alice", "password": PASSWORDS["alice"]})
         assert resp.status_code in (200, 303), resp.text
         csrf = client.get("/api/me").json()["csrf"]

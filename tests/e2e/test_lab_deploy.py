@@ -57,8 +57,9 @@ def test_verify_passes_on_the_deployed_lab(first_deploy, tmp_path):
     rc = verify(reports_dir=tmp_path)
     report = (tmp_path / "compliance-latest.md").read_text()
     assert rc == 0, report
-    # INFRA_04's only check is disruptive: it runs here (a lab host), and must pass.
-    for req in ("INFRA_01", "INFRA_04", "SEC_01", "DEPLOY_01"):
+    # INFRA_04's only check is disruptive: it runs here (a lab host), and must pass; UI_01
+    # covers the HTTPS console (issue #21), which must not be skipped.
+    for req in ("INFRA_01", "INFRA_04", "SEC_01", "DEPLOY_01", "UI_01"):
         assert f"| {req} | pass |" in report
     # Titles are printed, and a requirement with no check on the lab is listed, not dropped.
     assert "| INFRA_01 | pass | supervision |" in report

@@ -30,7 +30,8 @@ from ark_ops.deploy import run as deploy_mod
 from ark_ops.lab import lab
 from ark_ops.lab.config import LabPaths
 from ark_runtime.api.passwords import hash_password
-from tests.support import lab_shell
+from tests.support import console, lab_shell
+from tests.support.console import console_url
 from tests.support.lab_shell import lab_up, wait_for
 
 pytestmark = [
@@ -91,14 +92,14 @@ def api():
     try:
         deploy_mod.deploy(echo=False)
         address = next(s.address for s in statuses if s.name == HOST)
-        yield f"http://{address}:8101", group_vars
+        yield console_url(address), group_vars
     finally:
         (group_vars / "console.yml").write_text("---\n{}\n")  # emptied: see test_console_lab
         lab.down()
 
 
 def sign_in(base: str, password: str) -> httpx.Client:
-    client = httpx.Client(base_url=base, timeout=30)
+    client = console.client(base, timeout=30)
     resp = client.post("/login", data={"username": "alice", "password": password})
     assert resp.status_code in (200, 303), resp.text
     assert client.get("/api/me").status_code == 200
@@ -133,7 +134,7 @@ def test_session_secret_rotates_with_only_the_api_restarted(api) -> None:
     assert agent_pids() == pids  # the pipeline never stopped
     assert on("systemctl", "show", "-p", "MainPID", "--value", "ark-api.service").strip() \
         != api_pid
-    wait_for(lambda: httpx.get(base + "/health", timeout=5).status_code == 200, 180,
+    wait_for(lambda: console.get(base + "/health", timeout=5).status_code == 200, 180,
              "the API to answer")
     assert client.get("/api/me").status_code == 401  # the old session is gone
     client.close()
@@ -166,9 +167,9 @@ def test_operators_rotate_only_with_new_passwords(api) -> None:
 
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert agent_pids() == pids
-    wait_for(lambda: httpx.get(base + "/health", timeout=5).status_code == 200, 180,
+    wait_for(lambda: console.get(base + "/health", timeout=5).status_code == 200, 180,
              "the API to answer")
-    with httpx.Client(base_url=base, timeout=30) as client:
+    with console.client(base, timeout=30) as client:
         old = client.post("/login", data={"username": "alice", "password": PASSWORDS["alice"]})
         assert old.status_code == 401
     sign_in(base, new_password).close()
@@ -255,7 +256,7 @@ def test_redis_passwords_rotate_with_each_unit_restarted_alone(api) -> None:
     assert state["logins"] == {u: [False, True] for u in old}  # the old ones are gone
     # Every agent, the API and the exporter came back as its own user, with the new password.
     wait_for(all_running, 120, "the agents to run again")
-    wait_for(lambda: httpx.get(base + "/health", timeout=5).status_code == 200, 180,
+    wait_for(lambda: console.get(base + "/health", timeout=5).status_code == 200, 180,
              "the API to answer")
     clients = lambda: set(json.loads(lab_shell.on(  # noqa: E731
         HOST, "sh", "-s", stdin=LOGINS.format(pairs=pairs), check=True

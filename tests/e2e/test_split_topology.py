@@ -43,7 +43,8 @@ from ark_runtime.execution.paper import ExecConfig
 from ark_runtime.hrm.ruleset import DEFAULT_RULESET
 from ark_runtime.planner import AccountConfig
 from ark_runtime.settings.model import ArkSettings
-from tests.support import losing_feed
+from tests.support import console, losing_feed
+from tests.support.console import console_url
 from tests.support.lab_shell import lab_up, on, wait_for
 
 pytestmark = [
@@ -154,7 +155,7 @@ def test_each_host_runs_what_its_groups_say(split_lab):
     assert active(AGENTS, *agent_units(AGENTS)) == [True] * len(agent_units(AGENTS))
     assert not any(active(AGENTS, "redis-server", "prometheus", "ark-api", *elsewhere(AGENTS)))
     # The API's /health makes a round trip to Redis on another host.
-    health = on(API, "curl -fsS http://127.0.0.1:8101/health")
+    health = on(API, "curl -fsS --cacert /etc/ark/tls/ca.crt https://127.0.0.1:8101/health")
     assert json.loads(health.stdout)["redis"]["ok"] is True, health.stdout + health.stderr
 
 
@@ -287,7 +288,7 @@ def prometheus(query: str) -> list[dict]:
 def signed_in_console() -> tuple[httpx.Client, str] | None:
     """The admin's session on the API host's console (cookie jar + CSRF token), once the
     API answers after its restart; None until then."""
-    client = httpx.Client(base_url=f"http://{LabHost.parse(API).address}:8101", timeout=30)
+    client = console.client(console_url(LabHost.parse(API).address), timeout=30)
     try:
         resp = client.post("/login", data={"username": ADMIN, "password": ADMIN_PASSWORD})
     except httpx.TransportError:

@@ -1,6 +1,8 @@
 """UI_01/UI_02/UI_03 in a real browser: Debian's chromium driven by Playwright against the
-console served on loopback by this test (uvicorn, real redis-server). Real units are not
-here, so unit status comes from the injected StaticUnits. Screenshots: reports/ui/."""
+console served on loopback by this test over HTTPS, as deployed (uvicorn with a certificate
+from ark_ops.pki's CA, which the browser trusts by its key only; real redis-server). Real
+units are not here, so unit status comes from the injected StaticUnits. Screenshots:
+reports/ui/."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import uvicorn
 from conftest import free_port, wait_for
 from console_app import PASSWORDS, make_app
 
+from ark_ops.pki import CertificateAuthority
 from ark_runtime.bus.envelope import Envelope
 from ark_runtime.bus.registry import ControlResume
 from tests.support.chromium import (
@@ -31,22 +34,27 @@ def served(redis_server, tmp_path_factory):
     root = tmp_path_factory.mktemp("ui")
     app, units = make_app(redis_server.port, redis_server.password, root, mp, login_limit=4)
     port = free_port()
+    tls = tmp_path_factory.mktemp("tls")
+    CertificateAuthority(tls).issue("console", ["127.0.0.1", "localhost"])
     server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error",
                                            loop="uvloop", http="httptools",
                                            ws="websockets-sansio", lifespan="on",
-                                           timeout_graceful_shutdown=2))
+                                           timeout_graceful_shutdown=2,
+                                           ssl_certfile=str(tls / "console.crt"),
+                                           ssl_keyfile=str(tls / "console.key")))
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     wait_for(lambda: server.started, 15, what="uvicorn to listen")
-    yield {"app": app, "units": units, "root": root, "base": f"http://127.0.0.1:{port}"}
+    yield {"app": app, "units": units, "root": root, "base": f"https://127.0.0.1:{port}",
+           "cert": tls / "console.crt"}
     server.should_exit = True
     thread.join(10)
     mp.undo()
 
 
 @pytest.fixture(scope="module")
-def browser():
-    with launched() as b:
+def browser(served):
+    with launched(trust=[served["cert"]]) as b:
         yield b
 
 

@@ -3,9 +3,14 @@ here). One place for the flags, so every browser test runs the same browser the 
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import base64
+import hashlib
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
 
 from tests.support.tools import needs_tool
 
@@ -18,14 +23,25 @@ SHOTS = REPO / "reports" / "ui"
 needs_chromium = needs_tool(str(CHROMIUM), "chromium")
 
 
+def spki_pin(cert: Path) -> str:
+    """base64(sha256(SubjectPublicKeyInfo)), as chromium's SPKI allow-list takes it."""
+    key = x509.load_pem_x509_certificate(cert.read_bytes()).public_key()
+    der = key.public_bytes(serialization.Encoding.DER,
+                           serialization.PublicFormat.SubjectPublicKeyInfo)
+    return base64.b64encode(hashlib.sha256(der).digest()).decode()
+
+
 @contextmanager
-def launched() -> Iterator[object]:
-    """A headless chromium browser, closed on the way out."""
+def launched(trust: Iterable[Path] = ()) -> Iterator[object]:
+    """A headless chromium browser, closed on the way out. `trust`: server certificates it
+    accepts by their exact key (the lab's own CA is in no system store), and only those."""
     from playwright.sync_api import sync_playwright
 
     SHOTS.mkdir(parents=True, exist_ok=True)
+    pins = [spki_pin(c) for c in trust]
+    args = ARGS + ([f"--ignore-certificate-errors-spki-list={','.join(pins)}"] if pins else [])
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=ARGS, headless=True)
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=args, headless=True)
         try:
             yield browser
         finally:

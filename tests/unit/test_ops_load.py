@@ -93,7 +93,8 @@ def test_generator_sampler_counts_the_whole_process_tree():
 
 
 def test_api_url_keeps_a_given_port():
-    assert api_url("10.0.0.1") == "http://10.0.0.1:8101"
-    assert api_url("127.0.0.1:9000") == "http://127.0.0.1:9000"
-    assert api_url("[::1]") == "http://[::1]:8101" and api_url("[::1]:9") == "http://[::1]:9"
+    assert api_url("10.0.0.1") == "https://10.0.0.1:8101"
+    assert api_url("127.0.0.1:9000") == "https://127.0.0.1:9000"
+    assert api_url("[::1]") == "https://[::1]:8101" and api_url("[::1]:9") == "https://[::1]:9"
+    assert api_url("http://127.0.0.1:8101") == "http://127.0.0.1:8101"
     assert api_url("https://ark.example.org") == "https://ark.example.org"

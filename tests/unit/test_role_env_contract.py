@@ -24,7 +24,7 @@ SCHEMA = yaml.safe_load((REPO / "ark_runtime/env.schema.yaml").read_text())
 SAMPLE = {
     "ARK_ENVIRONMENT": "production", "ARK_API_HOST": "0.0.0.0", "ARK_API_PORT": 8101,
     "ARK_API_SECRET": "A" * 48, "ARK_METRICS_PORT": 9101, "ARK_REDIS_HOST": "127.0.0.1",
-    "ARK_API_TRUSTED_PROXIES": "127.0.0.1",
+    "ARK_API_TRUSTED_PROXIES": "127.0.0.1", "ARK_API_REDIRECT_PORT": 8100,
     "ARK_REDIS_PORT": 6379, "ARK_REDIS_USERNAME": "admin", "ARK_REDIS_PASSWORD": "b" * 32,
     "ARK_REDIS_URL": "redis://10.213.0.2:6379/0", "ARK_STATE_DIR": "/var/lib/ark",
     "ARK_LOG_DIR": "/var/log/ark", "TRADING_PAPER_ONLY": "true", "ARK_JOEY_SHARDS": "2",
@@ -40,6 +40,7 @@ def _env() -> jinja2.Environment:
                                                              ROLE_TEMPLATES / "systemd"]),
                              undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     env.filters["to_json"] = json.dumps
+    env.filters["bool"] = lambda v: str(v).lower() in ("true", "yes", "1", "on")
     return env
 
 
@@ -100,10 +101,43 @@ def test_with_tls_on_each_redis_client_unit_gets_the_tls_files_as_credentials(te
             ark_runtime_stop_timeout_sec=20, ark_runtime_state_dir="/var/lib/ark",
             ark_runtime_log_dir="/var/log/ark", ark_runtime_venv_link="/opt/ark/venv",
             ark_runtime_api_memory_max_mb=512, ark_runtime_hrm_ruleset="/etc/ark/r.yaml",
-            **extra)
+            __ark_runtime_api_https=False, __ark_runtime_api_redirect_port=0, **extra)
 
     creds = dict(re.findall(r"^LoadCredential=([\w-]+):(\S+)$", render(True), re.M))
     assert creds == {TLS_CREDENTIALS["ca"]: "/etc/ark/tls/ca.crt",
                      TLS_CREDENTIALS["cert"]: "/etc/ark/tls/host.crt",
                      TLS_CREDENTIALS["key"]: "/etc/ark/tls/host.key"}
     assert "redis-tls" not in render(False)
+
+
+def _api_unit(https: bool, redirect: int) -> str:
+    return _env().get_template("systemd/ark-api.service.j2").render(
+        ansible_managed="managed", __ark_runtime_env_schema=SCHEMA, group_names=["ark"],
+        ark_runtime_env_dir="/etc/ark/env", __ark_runtime_redis_acl_ready=True,
+        __ark_runtime_redis_tls=False, ark_runtime_tls_dir="/etc/ark/tls",
+        ark_runtime_user="ark", ark_runtime_group="ark", ark_runtime_venv_link="/opt/ark/venv",
+        ark_runtime_watchdog_sec=30, ark_runtime_restart_sec=2, ark_runtime_stop_timeout_sec=20,
+        ark_runtime_state_dir="/var/lib/ark", ark_runtime_log_dir="/var/log/ark",
+        ark_runtime_api_memory_max_mb=512, __ark_runtime_api_https=https,
+        __ark_runtime_api_redirect_port=redirect)
+
+
+@pytest.mark.requirement("UI_01")
+def test_the_https_console_gets_the_hosts_certificate_as_credentials_and_checks_both_ports():
+    """Issue #21: the names ark_runtime.config looks for; the key never as a readable path."""
+    from ark_runtime.config import API_TLS_CREDENTIALS
+
+    text = _api_unit(True, 8100)
+    creds = dict(re.findall(r"^LoadCredential=(api-[\w-]+):(\S+)$", text, re.M))
+    assert creds == {API_TLS_CREDENTIALS["cert"]: "/etc/ark/tls/host.crt",
+                     API_TLS_CREDENTIALS["key"]: "/etc/ark/tls/host.key"}
+    pre = re.findall(r"^ExecStartPre=(.*)$", text, re.M)
+    assert any(line.endswith("--ports api=${ARK_API_PORT},redirect=${ARK_API_REDIRECT_PORT}")
+               for line in pre), pre
+    assert re.search(r"^ExecStart=/opt/ark/venv/bin/ark api$", text, re.M)
+
+
+def test_a_plain_http_console_has_no_certificate_and_no_redirect_port():
+    text = _api_unit(False, 0)
+    assert "api-tls" not in text and "redirect=" not in text
+    assert re.search(r"^ExecStart=/opt/ark/venv/bin/ark api$", text, re.M)
