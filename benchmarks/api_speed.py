@@ -79,11 +79,11 @@ def serve(variant: str, port: int, redis_port: int, password: str) -> None:
                 loop="uvloop", http="httptools", log_level="error", access_log=False)
 
 
-def wait_up(url: str, timeout: float = 15) -> None:
+def wait_up(url: str, timeout: float = 15, context=None) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(url, timeout=1) as r:
+            with urllib.request.urlopen(url, timeout=1, context=context) as r:
                 if r.status == 200:
                     return
         except OSError:

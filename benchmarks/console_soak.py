@@ -3,7 +3,7 @@ polled — its latency and the API's memory, baseline and current side by side.
 
     .venv/bin/python benchmarks/console_soak.py [--clients 200] [--stalled 10] [--rate 200]
                                                 [--duration 20] [--runs 2]
-                                                [--baseline-ref 53e9ff0]
+                                                [--baseline-ref 53e9ff0] [--tls]
 
 A real redis-server and the real API (uvicorn, uvloop + httptools, the settings `ark api`
 uses, pinned to CPU 0). --clients WebSockets on /ws/chatter (batch=1, as the console page
@@ -12,6 +12,9 @@ handshake and then never read, with a 4 KiB receive buffer. Envelopes of ~1 KiB 
 Joey's inbox at --rate/s. /health is asked every 20 ms over one keep-alive connection.
 Reported per run: /health p50/p99/max, the API's peak RSS, and how many stalled clients'
 connections the server still held open at the end. Goal: /health p99 < 50 ms, peak RSS < 300 MB.
+
+--tls serves both variants over HTTPS as the role deploys the console (uvicorn, a certificate
+from ark_ops.pki's CA; every client verifies it, the stalled ones too).
 
 The baseline is the whole ark_runtime package as it was at --baseline-ref (exported with
 git archive and put first on the server's PYTHONPATH); current is the working tree. Runs
@@ -28,6 +31,7 @@ import os
 import secrets
 import shutil
 import socket
+import ssl
 import statistics
 import subprocess
 import sys
@@ -50,6 +54,12 @@ PASSWORD = "soak-" + secrets.token_hex(8)
 PER_OPERATOR = 8
 
 
+def tls_context() -> ssl.SSLContext | None:
+    """The clients' verifying context under --tls (the CA in $SOAK_TLS_DIR), else None."""
+    tls_dir = os.environ.get("SOAK_TLS_DIR")
+    return ssl.create_default_context(cafile=f"{tls_dir}/ca.crt") if tls_dir else None
+
+
 def serve(port: int, redis_port: int, operators: int) -> None:
     import uvicorn
 
@@ -61,15 +71,18 @@ def serve(port: int, redis_port: int, operators: int) -> None:
     ops = {f"op{i}": Operator(f"op{i}", "viewer", hashed) for i in range(operators)}
     app = create_app(RedisSettings(port=redis_port, password=os.environ["SOAK_REDIS_PASSWORD"]),
                      secret=secrets.token_urlsafe(40), operators=ops, login_limit=1000)
+    tls_dir = os.environ.get("SOAK_TLS_DIR")
+    tls = {"ssl_certfile": f"{tls_dir}/soak.crt", "ssl_keyfile": f"{tls_dir}/soak.key"} \
+        if tls_dir else {}
     try:
         from ark_runtime.api.server import server_config
     except ImportError:  # the baseline had no server_config: its arguments, inline
         config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="error",
                                 loop="uvloop", http="httptools", ws="websockets-sansio",
-                                lifespan="on", timeout_graceful_shutdown=3)
+                                lifespan="on", timeout_graceful_shutdown=3, **tls)
     else:
         config = server_config(app, "127.0.0.1", port, log_level="error",
-                               timeout_graceful_shutdown=3)
+                               timeout_graceful_shutdown=3, **tls)
     uvicorn.Server(config).run()
 
 
@@ -77,7 +90,7 @@ def login(base: str, user: str) -> str:
     import httpx
 
     resp = httpx.post(base + "/login", data={"username": user, "password": PASSWORD},
-                      timeout=30)
+                      timeout=30, verify=tls_context() or True)
     if resp.status_code != 303:
         raise SystemExit(f"sign-in as {user}: {resp.status_code} {resp.text[:200]}")
     return resp.cookies["ark_session"]
@@ -88,6 +101,8 @@ def stalled_socket(port: int, cookie: str) -> socket.socket:
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
     sock.settimeout(30)
     sock.connect(("127.0.0.1", port))
+    if (ctx := tls_context()) is not None:
+        sock = ctx.wrap_socket(sock, server_hostname="127.0.0.1")
     key = base64.b64encode(os.urandom(16)).decode()
     sock.sendall((f"GET /ws/chatter?batch=1 HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
                   "Upgrade: websocket\r\nConnection: Upgrade\r\n"
@@ -120,7 +135,7 @@ async def run_clients(base: str, port: int, cookies: list[str], args,
     ws_url = base.replace("http", "ws") + "/ws/chatter?batch=1"
     readers = []
     for i in range(args.clients - args.stalled):
-        c = await websockets.connect(ws_url, max_queue=None, open_timeout=30,
+        c = await websockets.connect(ws_url, max_queue=None, open_timeout=30, ssl=tls_context(),
                                      additional_headers={"Cookie": f"ark_session="
                                                          f"{cookies[i // PER_OPERATOR]}"})
         readers.append(c)
@@ -155,7 +170,8 @@ async def run_clients(base: str, port: int, cookies: list[str], args,
     health: list[float] = []
 
     async def poll() -> None:
-        async with httpx.AsyncClient(base_url=base, timeout=30) as http:
+        async with httpx.AsyncClient(base_url=base, timeout=30,
+                                     verify=tls_context() or True) as http:
             while not stop.is_set():
                 t0 = time.perf_counter()
                 await http.get("/health")
@@ -200,8 +216,8 @@ def measure(port: int, env: dict, args, pythonpath: str) -> dict:
 
     sampler = threading.Thread(target=sample, daemon=True)
     try:
-        base = f"http://127.0.0.1:{port}"
-        wait_up(f"{base}/health")
+        base = f"{'https' if tls_context() else 'http'}://127.0.0.1:{port}"
+        wait_up(f"{base}/health", context=tls_context())
         sampler.start()
         cookies = [login(base, f"op{i}") for i in range(operators)]
         result = asyncio.run(run_clients(base, port, cookies, args, server.pid))
@@ -230,6 +246,7 @@ def main() -> int:
     p.add_argument("--duration", type=float, default=20)
     p.add_argument("--runs", type=int, default=2)
     p.add_argument("--json", type=Path)
+    p.add_argument("--tls", action="store_true", help="serve and connect over HTTPS")
     p.add_argument("--baseline-ref", default="53e9ff0",
                    help="git ref whose ark_runtime is the baseline ('' for current only)")
     p.add_argument("--serve", action="store_true", help=argparse.SUPPRESS)
@@ -249,6 +266,11 @@ def main() -> int:
            "SOAK_OPERATOR_HASH": hash_password(PASSWORD, n=2**12)}
     for sub in ("state", "log", "audit", "etc"):
         (workdir / sub).mkdir()
+    if args.tls:
+        from ark_ops.pki import CertificateAuthority
+
+        CertificateAuthority(workdir / "tls").issue("soak", ["127.0.0.1", "localhost"])
+        env["SOAK_TLS_DIR"] = os.environ["SOAK_TLS_DIR"] = str(workdir / "tls")
     env.update(ARK_STATE_DIR=str(workdir / "state"), ARK_LOG_DIR=str(workdir / "log"),
                ARK_CONFIG_DIR=str(workdir / "etc"),
                # The audit records: stderr (no journald here); a baseline from before the
@@ -276,6 +298,7 @@ def main() -> int:
         redis.wait(10)
         shutil.rmtree(workdir, ignore_errors=True)
     report = {"clients": args.clients, "stalled": args.stalled, "rate": args.rate,
+              "tls": args.tls,
               "duration_s": args.duration, "baseline_ref": args.baseline_ref or None,
               "goal": {"health_p99_ms": 50, "api_peak_rss_mb": 300},
               **{v: {key: statistics.median(r[key] for r in rs)
