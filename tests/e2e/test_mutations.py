@@ -134,6 +134,15 @@ MUTATIONS = [
              "systemctl stop ark-snapshot.timer", "systemctl start ark-snapshot.timer"),
     Mutation("metrics-target-down", frozenset({"LOG_03"}),
              "systemctl stop ark-metrics.service", "systemctl start ark-metrics.service"),
+    # The HTTPS console's redirect moved off its port (a later EnvironmentFile= wins over the
+    # role's): HTTPS itself still answers, so nothing but UI_01's redirect check goes red.
+    Mutation("console-redirect-moved", frozenset({"UI_01"}),
+             "install -m 0600 /dev/null /run/ark-mutation.env"
+             " && echo ARK_API_REDIRECT_PORT=8109 > /run/ark-mutation.env && "
+             + _dropin("ark-api.service", "EnvironmentFile=/run/ark-mutation.env")
+             + " && systemctl restart ark-api.service",
+             _undropin("ark-api.service")
+             + " && rm -f /run/ark-mutation.env && systemctl restart ark-api.service"),
 ]
 
 
