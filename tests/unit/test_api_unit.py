@@ -4,16 +4,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import jinja2
 import pytest
+
+from tests.support.role_templates import environment
 
 REPO = Path(__file__).resolve().parents[2]
 UNITS = REPO / "roles" / "ark_runtime" / "templates" / "systemd"
 
 
 def render(**overrides) -> str:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(UNITS),
-                             undefined=jinja2.StrictUndefined, trim_blocks=True)
+    env = environment(UNITS, trim_blocks=True)
     values = dict(
         ansible_managed="test", group_names=["ark", "ark_api"], ark_runtime_watchdog_sec=30,
         ark_runtime_restart_sec=2, ark_runtime_stop_timeout_sec=20, ark_runtime_user="ark",
@@ -22,7 +22,8 @@ def render(**overrides) -> str:
         ark_runtime_venv_link="/opt/ark/venv", ark_runtime_api_memory_max_mb=512,
         __ark_runtime_env_schema={"units": {"api": ["infrastructure"]}},
         __ark_runtime_redis_acl_ready=True,
-        __ark_runtime_redis_tls=False, ark_runtime_tls_dir="/etc/ark/tls")
+        __ark_runtime_redis_tls=False, ark_runtime_tls_dir="/etc/ark/tls",
+        __ark_runtime_api_https=True, __ark_runtime_api_redirect_port=8100)
     values.update(overrides)
     return env.get_template("ark-api.service.j2").render(**values)
 

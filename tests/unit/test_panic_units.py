@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import jinja2
 import pytest
+
+from tests.support.role_templates import environment
 
 REPO = Path(__file__).resolve().parents[2]
 UNITS = REPO / "roles" / "ark_runtime" / "templates" / "systemd"
@@ -18,12 +19,12 @@ VALUES = dict(
     ark_runtime_hrm_ruleset="/etc/ark/HRM_RULESET.yaml", ark_runtime_execution_mode="paper",
     __ark_runtime_env_schema={"units": {"api": ["infrastructure"]}},
     __ark_runtime_redis_acl_ready=True,
-        __ark_runtime_redis_tls=False, ark_runtime_tls_dir="/etc/ark/tls")
+        __ark_runtime_redis_tls=False, ark_runtime_tls_dir="/etc/ark/tls",
+    __ark_runtime_api_https=True, __ark_runtime_api_redirect_port=8100)
 
 
 def render(template: str) -> list[str]:
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader(UNITS),
-                             undefined=jinja2.StrictUndefined, trim_blocks=True)
+    env = environment(UNITS, trim_blocks=True)
     return env.get_template(template).render(**VALUES).splitlines()
 
 

@@ -3,17 +3,16 @@
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from pathlib import Path
 
-import jinja2
 import pytest
 import yaml
 
 from ark_runtime.host.envcheck import check_env_file
 from ark_runtime.settings import UNITS
+from tests.support.role_templates import environment
 
 pytestmark = pytest.mark.requirement("SEC_01")
 
@@ -34,14 +33,9 @@ SAMPLE = {
 }
 
 
-def _env() -> jinja2.Environment:
+def _env():
     # Ansible also searches a template's own directory for what it includes (systemd/_*.j2).
-    env = jinja2.Environment(loader=jinja2.FileSystemLoader([ROLE_TEMPLATES,
-                                                             ROLE_TEMPLATES / "systemd"]),
-                             undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
-    env.filters["to_json"] = json.dumps
-    env.filters["bool"] = lambda v: str(v).lower() in ("true", "yes", "1", "on")
-    return env
+    return environment(ROLE_TEMPLATES, ROLE_TEMPLATES / "systemd", keep_trailing_newline=True)
 
 
 def test_the_role_sets_only_values_the_sample_covers() -> None:
