@@ -1,7 +1,7 @@
 """The control node's systemd timer for off-host DR backups (REC_03).
 
 The signing key and the restic password live on the control node, so the schedule does too:
-`ark-offsite-backup@<inventory>.timer` runs `invoke offsite.backup --inventory <dir>` from this
+`ark-offsite-backup-<inventory>.timer` runs `invoke offsite.backup --inventory <dir>` from this
 checkout. The units are checked with `systemd-analyze verify` before they are written; on a
 control node run by systemd they are then enabled and started, otherwise the commands to do so
 are printed.
