@@ -32,8 +32,12 @@ def test_a_primary_its_replica_and_a_redis_alone_as_the_status_shows_them(tmp_pa
     try:
         p, r = primary.server.client(), replica.server.client()
         p.set("k", "v")
+        # Both ends: the replica says "link up" a moment before the primary moves its entry
+        # from wait_bgsave to online (CI caught the gap on a busy machine).
         wait_for(lambda: r.info("replication").get("master_link_status") == "up"
-                 and r.get("k") == "v", 30, what="the replica to sync")
+                 and r.get("k") == "v"
+                 and p.info("replication").get("slave0", {}).get("state") == "online",
+                 60, what="the replica to sync, as both ends see it")
         info = {name: parse_info(_raw(server))
                 for name, server in (("p", primary), ("r", replica), ("alone", alone))}
         assert info["p"].role == "primary" and len(info["p"].replicas) == 1
