@@ -108,7 +108,9 @@ class Layout:
             DirSpec(self.prefix / "opt/ark", "root", "root", 0o755),
             DirSpec(self.config, "root", g, 0o750),
             DirSpec(self.config / "env", "root", "root", 0o700),
-            DirSpec(self.state, u, g, 0o750),
+            # Group-writable: the API runs as its own user in group ark and writes the
+            # panic flag here (issue 21); the exporter, also in the group, has it read-only.
+            DirSpec(self.state, u, g, 0o770),
             DirSpec(self.log, u, g, 0o750),
             # SEC_03: root-only, so the services (user ark) cannot rewrite their own audit trail
             DirSpec(self.audit, "root", "root", 0o700),

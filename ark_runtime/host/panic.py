@@ -71,8 +71,10 @@ def parse_panic_output(text: str) -> PanicReport:
 def panic(who: str, *, spare_unit: str | None = None, state_dir: Path | None = None,
           user: str | None = None, timeout: float = TIMEOUT) -> PanicReport:
     """Run the panic on this host: flag `state_dir`/PANIC (fsynced), SIGKILL every ARK unit
-    (but `spare_unit`) and every process of `user` (default: the one running this, which is
-    the ARK user for the API; root is never a target)."""
+    (but `spare_unit`) and every process of `user` (default: the one running this; for the
+    console that is the API's own user, which can signal no agent's process: the agents
+    die through systemd, and a stray process of user ark only `invoke panic`, as root,
+    reaches; root is never a target)."""
     state = state_dir or layout.resolve().state
     user = user or pwd.getpwuid(os.geteuid()).pw_name
     env = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "ARK_STATE": str(state), "ARK_USER": user,

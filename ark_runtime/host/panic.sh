@@ -1,6 +1,6 @@
 # REC_01 panic (NAME WHO): the one host-side panic, for `invoke panic` (over SSH, as root,
-# after ark_ops/remote/prelude.sh) and the console's /api/admin/panic (as the ARK user,
-# ark_runtime/host/panic.py). Pure POSIX sh + systemctl: works when Redis is down or the
+# after ark_ops/remote/prelude.sh) and the console's /api/admin/panic (as the API's own
+# user, ark_runtime/host/panic.py). Pure POSIX sh + systemctl: works when Redis is down or the
 # venv is broken (it never calls ark_env or $ARK).
 #   ARK_STATE        the state dir (the flag lives there)
 #   ARK_USER         whose leftover processes are killed (default ark; never root)

@@ -82,14 +82,31 @@ def test_console_audit_ingest_follows_the_journal(host):
     assert svc.is_enabled and svc.is_running, "ark-audit-ingest.service is not following"
     props = svc.systemd_properties
     assert props["User"] in ("", "root") and props["Restart"] == "always"
-    assert "--follow --api-unit ark-api.service --api-user ark" in props["ExecStart"]
+    assert "--follow --api-unit ark-api.service --api-user ark-api " in props["ExecStart"] + " "
     assert not host.file("/etc/systemd/system/ark-audit-ingest.path").exists
     assert not host.file("/var/lib/ark/audit-spool").exists
-    # User ark can neither read nor remove journal files (and so cannot erase a record).
-    groups = host.check_output("id -nG ark").split()
-    assert not {"systemd-journal", "adm"} & set(groups), groups
-    assert host.run("runuser -u ark -- journalctl -q -n 1 -u ark-api.service "
-                    "--no-pager").stdout.strip() == ""
+    # Neither the agents' user nor the API's can read or remove journal files (and so
+    # erase a record).
+    for user in ("ark", "ark-api"):
+        groups = host.check_output(f"id -nG {user}").split()
+        assert not {"systemd-journal", "adm"} & set(groups), (user, groups)
+        assert host.run(f"runuser -u {user} -- journalctl -q -n 1 -u ark-api.service "
+                        "--no-pager").stdout.strip() == ""
+
+
+@pytest.mark.requirement("UI_01")
+def test_the_api_runs_as_its_own_user_not_the_agents(host):
+    """Issue 21, vulns 1 and 6: the console's API is the only process with the polkit grant
+    and the only one whose journal entries count as console records, so it is not user ark,
+    which every agent runs as."""
+    unit = host.file("/etc/systemd/system/ark-api.service")
+    if not unit.exists:
+        pytest.skip("no API on this host")
+    api = host.service("ark-api.service").systemd_properties
+    assert api["User"] == "ark-api", api["User"]
+    main_pid = api["MainPID"]
+    assert main_pid != "0", "ark-api.service has no main process"
+    assert host.check_output(f"ps -o user= -p {main_pid}").strip() == "ark-api"
 
 
 @pytest.mark.requirement("SEC_03")

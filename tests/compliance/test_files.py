@@ -13,7 +13,7 @@ EXPECTED = [
     ("/etc/ark", "root", "ark", 0o750),
     ("/etc/ark/env", "root", "root", 0o700),
     ("/etc/ark/env/infrastructure.env", "root", "root", 0o600),
-    ("/var/lib/ark", "ark", "ark", 0o750),
+    ("/var/lib/ark", "ark", "ark", 0o770),
     ("/var/log/ark", "ark", "ark", 0o750),
     pytest.param("/etc/systemd/system/ark-api.service", "root", "root", 0o644,
                  marks=pytest.mark.runs_on("ark_api")),

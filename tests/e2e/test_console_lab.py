@@ -1,7 +1,8 @@
 """The operator console on a deployed lab host, in Debian's chromium (Playwright): sign-in
 refused and rate-limited, the status table matches systemctl, stop/start a unit from the
-page (polkit lets `ark` do it), the log viewer follows, Ctrl+Alt+A for admin only, a viewer's
-forged admin request 403, the chatter feed shows a message emitted after the page opened.
+page (polkit lets the API's own user, ark-api, do it), the log viewer follows, Ctrl+Alt+A for
+admin only, a viewer's forged admin request 403, the chatter feed shows a message emitted
+after the page opened.
 Screenshots: reports/ui/lab-*.png. Needs root, the lab and /usr/bin/chromium.
 """
 
@@ -289,26 +290,32 @@ def test_api_unit_stays_hardened(console_host):
 
 @pytest.mark.requirement("UI_01")
 def test_polkit_grants_the_console_units_and_no_transient_root_unit(console_host):
-    """Issue 21, vuln 1: as the API's user (still `ark`), systemd-run of a transient unit
-    named like ARK's with User=root is refused, and so is starting a root oneshot; the
-    console's own control of an agent is allowed (the browser test above stops and starts
-    joey through the page)."""
-    as_ark = ["runuser", "-u", "ark", "--"]
-    transient = on(*as_ark, "systemd-run", "--no-ask-password", "--unit=ark-x",
-                   "-p", "User=root", "id", check=False)
-    assert transient.returncode != 0, transient.stdout + transient.stderr
-    assert on("systemctl", "is-active", "ark-x.service", check=False).stdout.strip() \
-        != "active"
-    heal = on(*as_ark, "systemctl", "--no-ask-password", "start", "ark-heal.service",
-              check=False)
-    # polkit refuses a caller no rule grants by asking for admin authentication, which a
-    # service has no terminal to give: "Interactive authentication required".
-    refused = (heal.stderr + heal.stdout).lower()
-    assert heal.returncode != 0 and ("denied" in refused
-                                     or "authentication required" in refused), heal
-    restart = on(*as_ark, "systemctl", "--no-ask-password", "restart",
-                 "ark-agent@joey.service", check=False)
+    """Issue 21, vuln 1: neither an agent (user ark) nor the API's own user (ark-api) can
+    systemd-run a transient unit named like ARK's with User=root, nor start a root oneshot;
+    an agent cannot restart another agent; the API's user can (the browser test above stops
+    and starts joey through the page)."""
+    for user in ("ark", "ark-api"):
+        as_user = ["runuser", "-u", user, "--"]
+        transient = on(*as_user, "systemd-run", "--no-ask-password", "--unit=ark-x",
+                       "-p", "User=root", "id", check=False)
+        assert transient.returncode != 0, (user, transient.stdout + transient.stderr)
+        assert on("systemctl", "is-active", "ark-x.service", check=False).stdout.strip() \
+            != "active"
+        assert_refused(on(*as_user, "systemctl", "--no-ask-password", "start",
+                          "ark-heal.service", check=False))
+    assert_refused(on("runuser", "-u", "ark", "--", "systemctl", "--no-ask-password",
+                      "restart", "ark-agent@joey.service", check=False))
+    restart = on("runuser", "-u", "ark-api", "--", "systemctl", "--no-ask-password",
+                 "restart", "ark-agent@joey.service", check=False)
     assert restart.returncode == 0, restart.stdout + restart.stderr
+
+
+def assert_refused(result: subprocess.CompletedProcess) -> None:
+    """polkit refuses a caller no rule grants by asking for admin authentication, which a
+    service has no terminal to give: "Interactive authentication required"."""
+    refused = (result.stderr + result.stdout).lower()
+    assert result.returncode != 0 and ("denied" in refused
+                                       or "authentication required" in refused), result
 
 
 def active_units() -> set[str]:

@@ -17,7 +17,7 @@ def render(**overrides) -> str:
     values = dict(
         ansible_managed="test", group_names=["ark", "ark_api"], ark_runtime_watchdog_sec=30,
         ark_runtime_restart_sec=2, ark_runtime_stop_timeout_sec=20, ark_runtime_user="ark",
-        ark_runtime_group="ark", ark_runtime_env_dir="/etc/ark/env",
+        ark_runtime_api_user="ark-api", ark_runtime_group="ark", ark_runtime_env_dir="/etc/ark/env",
         ark_runtime_state_dir="/var/lib/ark", ark_runtime_log_dir="/var/log/ark",
         ark_runtime_venv_link="/opt/ark/venv", ark_runtime_api_memory_max_mb=512,
         __ark_runtime_env_schema={"units": {"api": ["infrastructure"]}},

@@ -24,7 +24,7 @@ def render(**env: str) -> str:
     return jenv.get_template("ark-audit-ingest.service.j2").render(
         ansible_managed="managed", ark_runtime_env=env, ark_runtime_log_dir="/var/log/ark",
         ark_runtime_state_dir="/var/lib/ark", ark_runtime_venv_link="/opt/ark/venv",
-        __ark_runtime_api_user="ark")
+        ark_runtime_api_user="ark-api")
 
 
 @pytest.mark.requirement("SEC_03")
@@ -46,6 +46,6 @@ def test_each_directive_is_on_its_own_line(env, paths):
 def test_it_follows_the_journal_and_trusts_only_the_apis_unit_and_user():
     lines = render().splitlines()
     assert ("ExecStart=/opt/ark/venv/bin/ark audit ingest --follow --api-unit ark-api.service "
-            "--api-user ark") in lines
+            "--api-user ark-api") in lines
     assert "Restart=always" in lines and "User=root" in lines
     assert not any("spool" in ln for ln in lines if not ln.startswith("#"))

@@ -122,7 +122,7 @@ def test_healthy_host(host: Layout) -> None:
     assert {f["check"] for f in doc["findings"]} == {"dirs", "config", "venv", "store",
                                                      "boot_state"}
     st = host.state.stat()
-    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (65534, 0o750)
+    assert (st.st_uid, stat.S_IMODE(st.st_mode)) == (65534, 0o770)
     assert stat.S_IMODE((host.config / "env").stat().st_mode) == 0o700
     lkg = host.lkg / "env/infrastructure.env"
     assert lkg.read_text() == INFRA_ENV and stat.S_IMODE(lkg.stat().st_mode) == 0o600
@@ -144,7 +144,7 @@ def test_missing_and_wrong_directories_are_repaired(host: Layout) -> None:
     assert "mode 0777" in fixed[str(host.state)]
     assert "owner root:root" in fixed[str(host.config)]
     for path, uid, gid, mode in ((host.log, 65534, 65534, 0o750),
-                                 (host.state, 65534, 65534, 0o750),
+                                 (host.state, 65534, 65534, 0o770),
                                  (host.config, 0, 65534, 0o750)):
         st = path.stat()
         assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (uid, gid, mode), path

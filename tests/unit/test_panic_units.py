@@ -13,7 +13,8 @@ UNITS = REPO / "roles" / "ark_runtime" / "templates" / "systemd"
 VALUES = dict(
     ansible_managed="test", group_names=["ark", "ark_api", "ark_agents"],
     ark_runtime_watchdog_sec=30, ark_runtime_restart_sec=2, ark_runtime_stop_timeout_sec=20,
-    ark_runtime_user="ark", ark_runtime_group="ark", ark_runtime_env_dir="/etc/ark/env",
+    ark_runtime_user="ark", ark_runtime_api_user="ark-api", ark_runtime_group="ark",
+    ark_runtime_env_dir="/etc/ark/env",
     ark_runtime_state_dir="/srv/ark-state", ark_runtime_log_dir="/var/log/ark",
     ark_runtime_venv_link="/opt/ark/venv", ark_runtime_api_memory_max_mb=512,
     ark_runtime_hrm_ruleset="/etc/ark/HRM_RULESET.yaml", ark_runtime_execution_mode="paper",

@@ -42,7 +42,7 @@ def console_units(instances: list[str]) -> list[str]:
 
 def rule(instances: list[str], user: str = "ark") -> str:
     return jinja().get_template("50-ark-units.rules.j2").render(
-        ansible_managed="test", __ark_runtime_api_user=user,
+        ansible_managed="test", ark_runtime_api_user=user,
         __ark_runtime_console_units=console_units(instances))
 
 

@@ -120,6 +120,9 @@ def cases(tmp: Path) -> dict[str, tuple[str, dict, dict, list[str] | None]]:
             ["runtime.lock", "invoke deploy"]),
         "runtime_same_ports": ("ark_runtime", runtime_inputs(
             tmp, ark_runtime_metrics_port=8101), {}, ["ark_runtime_metrics_port"]),
+        # UI_01 (issue 21): the API's user must not be the agents' (polkit, audit _UID).
+        "runtime_api_user_is_ark": ("ark_runtime", runtime_inputs(
+            tmp, ark_runtime_api_user="ark"), {}, ["ark_runtime_api_user", "agents'"]),
         "runtime_redis_port_taken": ("ark_runtime", runtime_inputs(
             tmp, ark_runtime_redis_port=8101), {}, ["ark_runtime_redis_port"]),
         # Redis on another host may use the same port number as this host's API.
