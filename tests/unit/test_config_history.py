@@ -22,6 +22,7 @@ from ark_runtime.host.config.rollback import prune, rollback
 
 pytestmark = pytest.mark.requirement("GOV_02")
 PASSWORD = "s3cret-redis-pass-42"
+POLKIT_RULE = "etc/polkit-1/rules.d/50-ark-units.rules"
 
 
 def write(path: Path, text: str, mode: int = 0o644) -> None:
@@ -57,6 +58,7 @@ def host(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Tracked:
     (units / "ark.target.wants/ark-api.service").symlink_to(units / "ark-api.service")
     write(root / "etc/ark/HRM_RULESET.yaml", "rules:\n  max_risk: 0.02\n", 0o640)
     write(root / "etc/redis/ark.conf", f"port 6379\nrequirepass {PASSWORD}\n", 0o640)
+    write(root / POLKIT_RULE, 'var user = "ark-api";\n', 0o644)
     write(root / "etc/ark/env/infrastructure.env", f"ARK_REDIS_PASSWORD={PASSWORD}\n", 0o600)
     write(root / "opt/ark/wheelhouse/runtime.lock", "a==1 --hash=sha256:" + "a" * 64 + "\n")
     point_venv(root, make_venv(root, "aaaa"))
@@ -78,7 +80,8 @@ def test_unchanged_config_records_nothing_new(host: Tracked) -> None:
         "etc/systemd/system/ark-api.service",
         "etc/systemd/system/ark-agent@hrm.service.d/credentials.conf",
         "etc/systemd/system/ark-snapshot.timer",
-        "etc/ark/HRM_RULESET.yaml", "etc/redis/ark.conf", "opt/ark/wheelhouse/runtime.lock"}
+        "etc/ark/HRM_RULESET.yaml", "etc/redis/ark.conf", POLKIT_RULE,
+        "opt/ark/wheelhouse/runtime.lock"}
     assert list(meta["env_sha256"]) == ["infrastructure.env"]
     assert (host.history.stat().st_mode & 0o777) == 0o700
 
@@ -104,6 +107,8 @@ def test_rollback_puts_files_and_venv_back_byte_identical(host: Tracked) -> None
     write(host.prefix / "etc/systemd/system/ark-new.service", "[Service]\n")
     write(host.prefix / "etc/systemd/system/ark-snapshot.timer", "[Timer]\nOnCalendar=hourly\n")
     write(host.prefix / "etc/redis/ark.conf", f"port 6380\nrequirepass {PASSWORD}\n", 0o640)
+    # The unit-control grant goes back with the units it names (issue 21: the API's user).
+    write(host.prefix / POLKIT_RULE, 'var user = "ark";\n', 0o644)
     point_venv(host.prefix, make_venv(host.prefix, "bbbb"))
     assert record(host) == (2, True)
     calls: list[tuple[str, ...]] = []

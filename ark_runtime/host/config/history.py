@@ -5,7 +5,7 @@
                        runtime.lock sha256, env files' sha256 (never their values), file hashes
         files/...      the tracked files, by their path on the host: units and drop-ins,
                        HRM ruleset, Redis config (secret directives masked), logrotate config,
-                       runtime.lock
+                       the console's polkit rule, runtime.lock
 
 A version is recorded only when the fingerprint (file hashes, env hashes, venv) differs from
 the newest one, so a deploy that changed nothing records nothing.
@@ -71,8 +71,10 @@ class Tracked:
                 elif entry.is_dir() and entry.name.endswith(".d"):
                     found += sorted(p for p in entry.glob("*.conf")
                                     if p.is_file() and not p.is_symlink())
+        # The polkit rule names the API's user and this host's units: it rolls back with them.
         for p in (self.config / "HRM_RULESET.yaml", self.prefix / "etc/redis/ark.conf",
-                  self.prefix / "etc/logrotate.d/ark", self.runtime_lock):
+                  self.prefix / "etc/logrotate.d/ark",
+                  self.prefix / "etc/polkit-1/rules.d/50-ark-units.rules", self.runtime_lock):
             if p.is_file():
                 found.append(p)
         return [p.relative_to(self.prefix).as_posix() for p in found]
