@@ -126,6 +126,20 @@ def test_rollback_puts_files_and_venv_back_byte_identical(host: Tracked) -> None
     assert load_meta(host, 3)["fingerprint"] == load_meta(host, 1)["fingerprint"]
 
 
+def test_rollback_to_a_version_from_before_the_polkit_rule_keeps_it(host: Tracked) -> None:
+    """A version recorded before the rule was tracked says nothing about it: rolling back
+    there must not take the console's unit control away."""
+    rule = host.prefix / POLKIT_RULE
+    rule.unlink()
+    assert record(host) == (1, True)
+    write(rule, 'var user = "ark-api";\n', 0o644)
+    write(host.prefix / "etc/systemd/system/ark-new.service", "[Service]\n")
+    assert record(host) == (2, True)
+    res = rollback(host, 1, who="bob", correlation_id="y", systemctl=lambda *a: None)
+    assert res.removed == ["etc/systemd/system/ark-new.service"]
+    assert rule.read_text() == 'var user = "ark-api";\n'
+
+
 def test_rollback_refuses_a_damaged_version_before_writing(host: Tracked) -> None:
     record(host)
     write(host.prefix / "etc/ark/HRM_RULESET.yaml", "rules: {}\n", 0o640)

@@ -71,16 +71,22 @@ class Tracked:
                 elif entry.is_dir() and entry.name.endswith(".d"):
                     found += sorted(p for p in entry.glob("*.conf")
                                     if p.is_file() and not p.is_symlink())
-        # The polkit rule names the API's user and this host's units: it rolls back with them.
         for p in (self.config / "HRM_RULESET.yaml", self.prefix / "etc/redis/ark.conf",
-                  self.prefix / "etc/logrotate.d/ark",
-                  self.prefix / "etc/polkit-1/rules.d/50-ark-units.rules", self.runtime_lock):
+                  self.prefix / "etc/logrotate.d/ark", self.prefix / POLKIT_RULE,
+                  self.runtime_lock):
             if p.is_file():
                 found.append(p)
         return [p.relative_to(self.prefix).as_posix() for p in found]
 
     def env_files(self) -> list[Path]:
         return sorted((self.config / "env").glob("*.env"))
+
+
+# The console's unit-control grant names the API's user and this host's units, so it rolls
+# back with them. Tracked since issue 21: a version without it predates that and says nothing
+# about it, so a rollback restores it when the version has it and never removes it.
+POLKIT_RULE = "etc/polkit-1/rules.d/50-ark-units.rules"
+UNTRACKED_BEFORE = frozenset({POLKIT_RULE})
 
 
 def sha256_bytes(data: bytes) -> str:

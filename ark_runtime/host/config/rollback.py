@@ -25,6 +25,7 @@ from pathlib import Path
 
 from ark_runtime.host.atomic import atomic_write_bytes, fsync_dir
 from ark_runtime.host.config.history import (
+    UNTRACKED_BEFORE,
     HistoryError,
     Tracked,
     current_state,
@@ -96,7 +97,7 @@ def plan_files(t: Tracked, n: int) -> tuple[dict[str, bytes], list[str]]:
                 raise HistoryError(f"cannot restore {rel}: it holds a masked secret this host "
                                    "cannot refill (re-deploy that commit instead)")
             write[rel] = data
-    remove = sorted(set(now) - set(want))
+    remove = sorted(set(now) - set(want) - UNTRACKED_BEFORE)
     return write, remove
 
 
