@@ -33,7 +33,7 @@ def test_api_supervision_properties(host):
     assert props["KillSignal"] == "15"  # SIGTERM
     assert props["WatchdogUSec"] not in ("0", "infinity", "")
     assert props["TimeoutStopUSec"] not in ("infinity", "")
-    assert props["User"] == "ark"
+    assert props["User"] == "ark-api"  # its own user, not the agents' (issue 21)
     assert "ark.target" in props["WantedBy"]
 
 

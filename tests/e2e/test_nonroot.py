@@ -236,7 +236,7 @@ def test_decommission_bundles_first_then_leaves_no_ark_behind(fleet, tmp_path):
     assert "decommissioned" in proc.stdout
     left = on(B, "sh -c 'systemctl list-unit-files --no-legend \"ark*\"; ls -d /opt/ark "
                  "/etc/ark /var/lib/ark /var/log/ark /usr/local/bin/ark 2>/dev/null; "
-                 "getent passwd ark ark-metrics; pgrep -u ark'", check=False).stdout
+                 "getent passwd ark ark-metrics ark-api; pgrep -u ark'", check=False).stdout
     assert left.strip() == ""
     audit = LabPaths.default().inventory / ".state" / "audit"
     done = [r for _f, r in iter_records(audit) if r.get("action") == "decommission"]

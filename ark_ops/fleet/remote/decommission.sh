@@ -17,7 +17,7 @@ fi
 if [ "$with_monitoring" = yes ]; then
   systemctl disable --now prometheus.service >/dev/null 2>&1 && echo "removed: prometheus (stopped, disabled)"
 fi
-pkill -KILL -u ark 2>/dev/null; pkill -KILL -u ark-metrics 2>/dev/null
+for user in ark ark-metrics ark-api; do pkill -KILL -u "$user" 2>/dev/null; done
 for path in /etc/systemd/system/ark* /etc/systemd/system/*.d/ark*.conf \
             /etc/systemd/system/*.service.d/*ark* /etc/ark /opt/ark /var/lib/ark /var/log/ark \
             /usr/local/bin/ark /usr/local/sbin/ark-* /etc/logrotate.d/ark \
@@ -27,7 +27,8 @@ for path in /etc/systemd/system/ark* /etc/systemd/system/*.d/ark*.conf \
 done
 systemctl daemon-reload
 systemctl reset-failed 'ark*' >/dev/null 2>&1
-for user in ark-metrics ark; do
+# ark last: the others have ark as their primary group, which groupdel needs unused.
+for user in ark-metrics ark-api ark; do
   id -u "$user" >/dev/null 2>&1 && userdel "$user" && echo "removed: user $user"
 done
 getent group ark >/dev/null && groupdel ark && echo "removed: group ark"
@@ -36,8 +37,10 @@ left=""
 for path in /etc/ark /opt/ark /var/lib/ark /var/log/ark /usr/local/bin/ark; do
   [ -e "$path" ] && left="$left $path"
 done
-id -u ark >/dev/null 2>&1 && left="$left user:ark"
-pgrep -u ark >/dev/null 2>&1 && left="$left processes"
+for user in ark ark-metrics ark-api; do
+  id -u "$user" >/dev/null 2>&1 && left="$left user:$user"
+  pgrep -u "$user" >/dev/null 2>&1 && left="$left processes:$user"
+done
 if [ -n "$left" ]; then
   echo "left:$left"
   exit 1
