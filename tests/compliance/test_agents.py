@@ -136,6 +136,15 @@ def test_second_instance_of_an_agent_is_refused_by_the_lock(host, agent, here):
     assert host.service(f"ark-agent@{agent}.service").is_running
 
 
+@pytest.mark.requirement("INFRA_02")
+def test_the_lock_directory_is_the_agents(host):
+    """The agents' flock files live in /run/ark, which must stay user ark's: were another
+    user's unit to start with it (systemd hands a RuntimeDirectory to each starting unit's
+    user), a second agent would lock under /var/lib/ark/locks instead and not be refused."""
+    run = host.file("/run/ark")
+    assert run.is_directory and (run.user, run.group) == ("ark", "ark"), (run.user, run.group)
+
+
 STEPS = (("kyle", "emitted"), ("joey", "received"), ("kenny", "received"),
          ("hrm", "decided"), ("decisions", "decision"))
 

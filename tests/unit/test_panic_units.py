@@ -41,3 +41,15 @@ def test_a_restarted_unit_rechecks_the_panic_flag(template: str) -> None:
     # In [Service], where systemd reads it (in [Unit] it would be ignored with a warning).
     service = lines.index("[Service]")
     assert all(i > service for i, line in enumerate(lines) if line.startswith("ExecCondition="))
+
+
+@pytest.mark.requirement("INFRA_02")
+def test_only_the_agents_units_own_the_lock_directory() -> None:
+    """systemd hands a unit's RuntimeDirectory= to that unit's user on each start: the API
+    (its own user since issue 21) restarting with RuntimeDirectory=ark took /run/ark from the
+    agents, and a second agent instance then locked under /var/lib/ark/locks and ran (caught
+    on the lab by the compliance lock check)."""
+    agent, api = render("ark-agent@.service.j2"), render("ark-api.service.j2")
+    assert "RuntimeDirectory=ark" in agent and "User=ark" in agent
+    assert not any(line.startswith("RuntimeDirectory") for line in api), api
+    assert "User=ark-api" in api
