@@ -94,6 +94,32 @@ def failover_problem(primary: str, replicas: Iterable[str], sentinels: Iterable[
     return None
 
 
+def live_primary(primary: str, named: Iterable[str], sentinels: int,
+                 address_of: Mapping[str, str], members: Iterable[str]) -> str:
+    """Issue #20: the member of `primary`'s set that the Sentinels name primary now, from the
+    addresses each answering Sentinel gave ('' for none). No answer at all (a first deploy,
+    before any Sentinel runs): the inventory's `primary`. Refused, in one sentence, when the
+    answers have no majority of the Sentinels or name an address outside the set: a deploy
+    must never demote the primary the clients use."""
+    answers = [a for a in named if a]
+    if not answers:
+        return primary
+    top, count = max(((a, answers.count(a)) for a in set(answers)), key=lambda x: x[1])
+    if count < sentinel_quorum(sentinels):
+        return _refuse(f"the Sentinels do not agree on {primary}'s primary "
+                       f"({', '.join(sorted(set(answers)))}; {count} of {sentinels} name "
+                       f"{top}): run `invoke redis.status`, and deploy again once they agree")
+    for member in members:
+        if address_of.get(member) == top:
+            return member
+    return _refuse(f"the Sentinels name {top} primary of {primary}'s set, which is no "
+                   "member's address (ark_listen_address) in the inventory")
+
+
+def _refuse(sentence: str) -> str:
+    raise PlacementError(sentence)
+
+
 def sentinel_quorum(sentinels: int) -> int:
     """The Sentinels that must agree a primary is down: a majority of them."""
     return sentinels // 2 + 1

@@ -29,13 +29,15 @@ PACKAGES = (
     "openssh-server", "openssh-sftp-server", "iproute2", "procps",
     "sudo",  # non-root operators (lab.up --user deploy) escalate through sudo
     "python3", "python3-apt", "python3-venv",
-    "redis-server", "redis-tools", "logrotate", "sqlite3", "ca-certificates", "curl",
+    "redis-server", "redis-tools",
+    "redis-sentinel",  # issue #20: the ark_sentinel hosts' failover (roles/ark_redis)
+    "logrotate", "sqlite3", "ca-certificates", "curl",
     "prometheus",  # LOG_03: the ark_monitoring role's Prometheus (lab hosts have no network)
     "prometheus-alertmanager",  # LOG_03: alerts routed to receivers (roles/ark_monitoring)
     "restic",  # REC_03: off-host DR bundles (roles/ark_backup)
 )
 # Units the packages enable that must stay off until a role has configured them.
-DISABLED_UNITS = ("redis-server.service", "prometheus.service",
+DISABLED_UNITS = ("redis-server.service", "redis-sentinel.service", "prometheus.service",
                   "prometheus-alertmanager.service")
 
 

@@ -4,6 +4,7 @@ ark              every ARK host
   ark_redis      hosts running Redis (the first one is the one agents and API use)
   ark_api        hosts running ark-api
   ark_agents     hosts running the four agents
+  ark_sentinel   hosts running Redis Sentinel (issue #20: the ha topology)
 ark_monitoring   the Prometheus and Alertmanager host
 ark_backup_target  the off-host restic repository's host: the last host, with 2 hosts or more
 
@@ -11,6 +12,8 @@ Topologies (`invoke lab.up --topology`):
   all    every host has every role; Prometheus on the first host (the default)
   split  host 1 = ark_redis + ark_monitoring, host 2 = ark_api + ark_agents,
          every further host = ark_agents (needs 2 hosts or more)
+  ha     split, plus a Redis replica of host 1's on every other host and a Sentinel on
+         every host (issue #20; needs 3 hosts or more: quorum 2 of 3 machines)
 """
 
 from __future__ import annotations
@@ -24,8 +27,8 @@ from ark_ops.lab.config import LabHost, LabPaths
 from ark_ops.lab.image import DEFAULT_RELEASE
 from ark_runtime.exitcodes import ExitCode
 
-GROUPS = ("ark_redis", "ark_api", "ark_agents")
-TOPOLOGIES = ("all", "split")
+GROUPS = ("ark_redis", "ark_api", "ark_agents", "ark_sentinel")
+TOPOLOGIES = ("all", "split", "ha")
 
 
 class TopologyError(OpsError):
@@ -52,12 +55,25 @@ def placement(hosts: list[LabHost], topology: str = "all") -> dict[str, list[str
     if topology not in TOPOLOGIES:
         raise TopologyError(f"--topology must be one of {', '.join(TOPOLOGIES)}, got {topology!r}")
     if topology == "all":
-        return {**{group: list(names) for group in GROUPS}, "ark_monitoring": names[:1]}
+        return {**{group: list(names) for group in GROUPS if group != "ark_sentinel"},
+                "ark_sentinel": [], "ark_monitoring": names[:1]}
+    if topology == "ha" and len(names) < 3:
+        raise TopologyError(f"--topology ha needs --hosts 3 or more (three Sentinels on three "
+                            f"machines, quorum 2), got {len(names)}")
     if len(names) < 2:
         raise TopologyError(f"--topology split needs --hosts 2 or more (Redis and monitoring on "
                        f"the first host, API and agents on the others), got {len(names)}")
-    return {"ark_redis": names[:1], "ark_api": names[1:2], "ark_agents": names[1:],
+    ha = topology == "ha"
+    return {"ark_redis": names if ha else names[:1], "ark_api": names[1:2],
+            "ark_agents": names[1:], "ark_sentinel": names if ha else [],
             "ark_monitoring": names[:1]}
+
+
+def replica_of(hosts: list[LabHost], topology: str) -> dict[str, str]:
+    """Issue #20: {replica: its primary}: in `ha`, every host's Redis copies host 1's."""
+    if topology != "ha":
+        return {}
+    return {h.name: hosts[0].name for h in hosts[1:]}
 
 
 def login_vars(user: str) -> dict:
@@ -70,6 +86,7 @@ def login_vars(user: str) -> dict:
 def render(paths: LabPaths, hosts: list[LabHost], topology: str = "all",
            user: str = "root", releases: list[str] | None = None) -> dict:
     groups = placement(hosts, topology)
+    replicas = replica_of(hosts, topology)
     releases = releases or [DEFAULT_RELEASE] * len(hosts)
     return {
         "all": {
@@ -85,7 +102,9 @@ def render(paths: LabPaths, hosts: list[LabHost], topology: str = "all",
             "children": {
                 "ark": {
                     # DEPLOY_01: each host's Debian release, as the lab built it.
-                    "hosts": {h.name: {"ansible_host": h.address, "ark_lab_release": r}
+                    "hosts": {h.name: {"ansible_host": h.address, "ark_lab_release": r,
+                                       **({"ark_redis_replica_of": replicas[h.name]}
+                                          if h.name in replicas else {})}
                               for h, r in zip(hosts, releases, strict=True)},
                     "children": {group: {"hosts": dict.fromkeys(groups[group])}
                                  for group in GROUPS},

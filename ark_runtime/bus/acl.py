@@ -118,6 +118,39 @@ def acl_rules(shards: int = 1) -> list[AclUser]:
     return users
 
 
+# Issue #20: the Redis set's own links, each with its own user. A replica syncs from its
+# primary as `replication`; a Sentinel watches, promotes and reconfigures as `sentinel` (the
+# commands Redis's Sentinel documentation lists for it, and every channel for its hellos).
+LINK_RULES = {
+    "replication": "resetchannels -@all +psync +replconf +ping",
+    "sentinel": ("allchannels -@all +multi +exec +slaveof +replicaof +ping +subscribe "
+                 "+config|rewrite +role +publish +info +client|setname +client|kill "
+                 "+script|kill"),
+}
+LINK_USERS = tuple(LINK_RULES)
+
+
+def link_rule(name: str, password_hash: str) -> str:
+    return f"user {name} on #{password_hash} {LINK_RULES[name]}"
+
+
+# On a Sentinel: a component may only ask where the primary is (redis-py's Sentinel client
+# asks MASTERS, SLAVES/REPLICAS and SENTINELS); peer Sentinels and the admin may do anything.
+SENTINEL_READER = ("-@all +@connection +sentinel|get-master-addr-by-name +sentinel|masters "
+                   "+sentinel|master +sentinel|slaves +sentinel|replicas +sentinel|sentinels")
+
+
+def sentinel_users(password_hashes: dict[str, str], shards: int = 1) -> str:
+    """The `user` lines of a Sentinel's config: `default` off, each component a reader, and
+    `sentinel` (the peers) and `admin` with everything. Hashes only, as in the aclfile."""
+    lines = ["user default off resetkeys resetchannels -@all"]
+    lines += [f"user {name} on #{password_hashes[name]} resetchannels {SENTINEL_READER}"
+              for name in component_names(shards)]
+    lines += [f"user {name} on #{password_hashes[name]} allchannels +@all"
+              for name in ("sentinel", "admin")]
+    return "\n".join(lines) + "\n"
+
+
 def admin_rule(password_hash: str) -> str:
     return f"user admin on #{password_hash} ~* &* +@all"
 
@@ -138,6 +171,8 @@ def render_acl_file(password_hashes: dict[str, str], shards: int = 1,
              else "user default off resetkeys resetchannels -@all"]
     for user in acl_rules(shards):
         lines.append(user.rule(password_hashes[user.name]))
+    # The set's link users only where the inventory gave them a password (a set with replicas).
+    lines += [link_rule(n, password_hashes[n]) for n in LINK_USERS if password_hashes.get(n)]
     lines.append(admin_rule(password_hashes["admin"]))
     return "\n".join(lines) + "\n"
 

@@ -3,6 +3,8 @@
     {{ ark_runtime_joey_shards | ark_redis_users }}      -> [kyle, joey, kenny, hrm, ...]
     {{ passwords | ark_redis_aclfile(admin_password, shards, legacy_password) }}
                                                          -> the aclfile's text
+    {{ passwords | ark_sentinel_users(admin_password, shards) }}
+                                                         -> a Sentinel's `user` lines
 
 The names and each user's rules come from ark_runtime/bus/acl.py; the aclfile holds SHA-256
 hashes only. `legacy_password` (empty: none) keeps `default` on with the old shared password
@@ -53,10 +55,23 @@ def ark_redis_aclfile(passwords: dict, admin_password: str, shards: object,
         raise AnsibleFilterError("ark_redis_aclfile: no password for the Redis user(s) "
                                  + ", ".join(missing))
     hashes = {u: _sha256(passwords[u]) for u in acl.component_names(n)}
+    hashes |= {u: _sha256(passwords[u]) for u in acl.LINK_USERS if passwords.get(u)}
     hashes["admin"] = _sha256(admin_password)
     return acl.render_acl_file(hashes, n, _sha256(legacy_password) if legacy_password else None)
 
 
+def ark_sentinel_users(passwords: dict, admin_password: str, shards: object) -> str:
+    """A Sentinel's `user` lines (issue #20): the same users and passwords as Redis's."""
+    n = _shards(shards)
+    missing = [u for u in [*acl.component_names(n), "sentinel"] if not passwords.get(u)]
+    if missing:
+        raise AnsibleFilterError("ark_sentinel_users: no password for the Redis user(s) "
+                                 + ", ".join(missing))
+    hashes = {u: _sha256(passwords[u]) for u in [*acl.component_names(n), "sentinel"]}
+    return acl.sentinel_users(hashes | {"admin": _sha256(admin_password)}, n)
+
+
 class FilterModule:
     def filters(self):
-        return {"ark_redis_users": ark_redis_users, "ark_redis_aclfile": ark_redis_aclfile}
+        return {"ark_redis_users": ark_redis_users, "ark_redis_aclfile": ark_redis_aclfile,
+                "ark_sentinel_users": ark_sentinel_users}

@@ -96,9 +96,7 @@ def pipeline(host, hostvars) -> dict[str, str]:
     groups = hostvars.get("groups", {})
     agent_hosts, redis_hosts = groups.get("ark_agents", []), groups.get("ark_redis", [])
     runner = host.backend.ansible_runner  # the other hosts' inventory variables
-    server_of = {h: placement.redis_server(
-        h, redis_hosts, runner.get_variables(h).get("ark_runtime_redis_server"))
-        for h in agent_hosts}
+    server_of = _server_of(runner, agent_hosts, redis_hosts)
     shards = int(hostvars.get("ark_runtime_joey_shards", 1))
     return placement.pipeline(hostvars["inventory_hostname"], agent_hosts, server_of, shards)
 
@@ -109,10 +107,30 @@ def redis_remote_clients(host, hostvars) -> list[str]:
     #19 §4), as the roles work it out (ark_ops/placement.py)."""
     groups = hostvars.get("groups", {})
     hosts, redis_hosts = groups.get("ark", []), groups.get("ark_redis", [])
-    runner = host.backend.ansible_runner
-    server_of = {h: placement.redis_server(
-        h, redis_hosts, runner.get_variables(h).get("ark_runtime_redis_server")) for h in hosts}
+    server_of = _server_of(host.backend.ansible_runner, hosts, redis_hosts)
     return placement.remote_clients(hostvars["inventory_hostname"], hosts, server_of)
+
+
+@pytest.fixture(scope="module")
+def redis_set(host, hostvars) -> list[str]:
+    """Issue #20: the members of this host's Redis set (its primary first), from the
+    inventory's ark_redis_replica_of; [this host] alone for a Redis with no replica."""
+    redis_hosts = hostvars.get("groups", {}).get("ark_redis", [])
+    runner = host.backend.ansible_runner
+    replica_of = {h: runner.get_variables(h).get("ark_redis_replica_of") for h in redis_hosts}
+    me = hostvars["inventory_hostname"]
+    sets = placement.redis_sets(redis_hosts, replica_of)
+    primary = replica_of.get(me) or me
+    return [primary, *sets.get(primary, [])]
+
+
+def _server_of(runner, hosts: list[str], redis_hosts: list[str]) -> dict[str, str]:
+    """{host: the ark_redis host whose Redis it uses}: the override, else the role's rule (a
+    replica, issue #20's ark_redis_replica_of, belongs to its primary's pipeline)."""
+    replica_of = {h: runner.get_variables(h).get("ark_redis_replica_of") for h in redis_hosts}
+    return {h: placement.redis_server(h, redis_hosts,
+                                      runner.get_variables(h).get("ark_runtime_redis_server"),
+                                      replica_of) for h in hosts}
 
 
 @pytest.fixture(scope="module")

@@ -17,7 +17,7 @@ import pytest
 
 from ark_ops.fleet.redis_cli import as_root_tools
 from ark_ops.verify.report import NOT_HERE
-from ark_runtime.bus.acl import render_acl_file, user_names
+from ark_runtime.bus.acl import LINK_USERS, render_acl_file, user_names
 
 pytestmark = [pytest.mark.requirement("SEC_01"), pytest.mark.runs_on("ark_redis")]
 
@@ -98,13 +98,16 @@ def test_redis_refuses_a_wrong_password(host, redis_addr):
     assert "WRONGPASS" in out.stdout + out.stderr or "invalid" in (out.stdout + out.stderr)
 
 
-def test_plaintext_is_closed_while_tls_is_on(host, hostvars, redis_addr, redis_remote_clients):
+def test_plaintext_is_closed_while_tls_is_on(host, hostvars, redis_addr, redis_remote_clients,
+                                            redis_set):
     """Issue #19 §4: with another host using this Redis, only TLS reaches it: the plaintext
     port is closed (open only while the role's note names a host of an older release), and
     plain words sent to the TLS port get no answer from Redis."""
     if not redis_addr.tls_port:
         assert hostvars.get("ark_redis_tls", "auto") == "false" or not redis_remote_clients, \
             f"{redis_remote_clients} use this Redis over the network, and TLS is off"
+        assert hostvars.get("ark_redis_tls", "auto") == "false" or len(redis_set) == 1, \
+            f"this Redis replicates with {redis_set} over the network, and TLS is off"
         # Not a check left undone: with no client elsewhere there is nothing to encrypt.
         pytest.skip(f"{NOT_HERE}TLS is off: no other host uses this Redis (ark_redis_tls: auto)")
     out = host.run("REDISCLI_AUTH=x redis-cli -h %s -p %s ping", redis_addr.addr,
@@ -146,9 +149,11 @@ REDISCLI_AUTH=probe-password-not-a-secret redis-cli -s "$d/s" --user probe ACL L
     return [line for line in out.stdout.splitlines() if not line.startswith("user probe ")]
 
 
-def test_acl_list_matches_the_declaration(host, hostvars):
+def test_acl_list_matches_the_declaration(host, hostvars, redis_set):
     shards = int(hostvars.get("ark_runtime_joey_shards", 1))
-    hashes = {n: f"{i:064x}" for i, n in enumerate(user_names(shards))}
+    # Issue #20: a set with replicas has its link users too (replication, sentinel).
+    names = [*user_names(shards), *(LINK_USERS if len(redis_set) > 1 else ())]
+    hashes = {n: f"{i:064x}" for i, n in enumerate(names)}
     probe = "user probe on >probe-password-not-a-secret ~* &* +@all\n"
     expected = _acl_list_of(host, render_acl_file(hashes, shards) + probe)
     deployed = host.run(AS_ADMIN + '-p "$ARK_REDIS_PORT" ACL LIST')

@@ -11,7 +11,12 @@ then
 3. the rolled fleet's Redis is SIGKILLed five times under the same feed (issue 19 §2, the
    lab half of the five-crash test): again every decision once, and the seconds without a
    decision around each kill reported. It shares this module's fleet and feed rather than
-   deploying its own.
+   deploying its own;
+4. the same fleet is deployed as the `ha` topology (issue 20 §1: replicas of ark-lab-1's Redis
+   on the other two hosts, a Sentinel on each) and drilled under the same feed: ark-lab-1
+   powered off, then the primary's redis-server SIGKILLed and kept down; each time a replica
+   is promoted, the pipeline flows again by itself, nothing is lost or made twice, and the
+   old primary rejoins as a replica; `invoke verify` is green afterwards.
 
 One lab for the module, under the lab lock; test 1 first (it is the cheaper one). Needs root
 and the lab tools; skipped otherwise.
@@ -32,11 +37,15 @@ from pathlib import Path
 
 import pytest
 
+from ark_ops import placement
+from ark_ops.deploy import run as deploy_mod
 from ark_ops.fleet.audit import state_dir
+from ark_ops.lab import host as hostmod
 from ark_ops.lab import lab
-from ark_ops.lab.config import LabPaths
+from ark_ops.lab.config import LabHost, LabPaths
 from ark_ops.paths import REPO_ROOT
 from ark_ops.rollout import run as rollout
+from ark_ops.verify.run import verify
 from ark_runtime.host.audit.chain import iter_records
 from ark_runtime.hrm import RuleEngine, load_ruleset
 from ark_runtime.market import SyntheticAdapter
@@ -94,7 +103,8 @@ PLANTED = ("\n\ndef _planted_step(self) -> None:  # planted by test_rolling_upgr
 
 
 def bus(script: str):
-    proc = on(REDIS, ENV + PY + shlex.quote(script), timeout=120)
+    # From the API host: it stays up in every drill, and its clients follow the Sentinels.
+    proc = on(API, ENV + PY + shlex.quote(script), timeout=120)
     assert proc.returncode == 0, proc.stdout + proc.stderr
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
@@ -356,3 +366,119 @@ def test_five_kills_of_the_deployed_redis_lose_and_duplicate_nothing(old_fleet, 
               f"kill {', '.join(f'{g:.2f}' for g in gaps)} (median "
               f"{sorted(gaps)[2]:.2f}, max {max(gaps):.2f})")
     held.assert_exactly_once()
+
+
+# Issue #20 §1: the same fleet becomes the `ha` topology (ark-lab-2 and -3 also hold replicas of
+# ark-lab-1's Redis; a Sentinel on each host) with one deploy, under the same feed and oracle.
+MASTER = placement.sentinel_master(REDIS)
+# Run on the API host, which stays up in every drill: its clients follow the Sentinels.
+WHERE = ENV + ("s=${ARK_REDIS_SENTINELS%%,*}; REDISCLI_AUTH=\"$ARK_REDIS_PASSWORD\" redis-cli "
+               "--no-auth-warning --user admin --tls --cacert \"$ARK_REDIS_TLS_DIR/ca.crt\" "
+               "--cert \"$ARK_REDIS_TLS_DIR/host.crt\" --key \"$ARK_REDIS_TLS_DIR/host.key\" "
+               f"-h \"${{s%:*}}\" -p \"${{s##*:}}\" SENTINEL GET-MASTER-ADDR-BY-NAME {MASTER}")
+ROLE = ("set -a; . /etc/ark/env/infrastructure.env; set +a; REDISCLI_AUTH=\"$ARK_REDIS_PASSWORD\" "
+        "redis-cli --no-auth-warning --user admin --tls --cacert /etc/redis/tls/ca.crt "
+        "--cert /etc/redis/tls/redis.crt --key /etc/redis/tls/redis.key -p 6380 "
+        "INFO replication")
+DRILLS = int(os.environ.get("ARK_FAILOVER_DRILLS", "2"))  # SIGKILL drills; 5 for the figures
+
+
+def address(host: str) -> str:
+    return LabHost.parse(host).address
+
+
+def primary_now() -> str | None:
+    """The lab host the Sentinels name primary (asked from the API host), else None."""
+    out = on(API, WHERE).stdout.split()
+    return next((h for h in HOSTS if out and out[0] == address(h)), None)
+
+
+def replica_linked(host: str, primary: str) -> bool:
+    info = dict(line.split(":", 1) for line in on(host, ROLE).stdout.splitlines()
+                if ":" in line)
+    return (info.get("role") == "slave" and info.get("master_host") == address(primary)
+            and info.get("master_link_status") == "up")
+
+
+def set_settled(primary: str) -> bool:
+    return primary_now() == primary and all(replica_linked(h, primary)
+                                            for h in HOSTS if h != primary)
+
+
+def gap_around(ids: list[str], at_ms: int) -> float:
+    times = sorted(int(i.split("-")[0]) for i in ids)
+    return (min(t for t in times if t > at_ms)
+            - max((t for t in times if t <= at_ms), default=at_ms)) / 1000
+
+
+@pytest.fixture(scope="module")
+def ha_fleet(old_fleet):
+    if not old_fleet.get("rolled"):
+        pytest.skip("the fleet is not on HEAD: the roll's own failure says why")
+    lab.up(hosts=3, topology="ha", log=lambda *_: None)  # the same hosts, a new inventory
+    deploy_mod.deploy(inventory=str(INVENTORY), echo=False, log=lambda *_: None)  # raises
+    wait_for(lambda: set_settled(REDIS), 120, "the replicas to sync and the Sentinels to agree")
+    on(API, "systemctl start ark-agent@kyle.service", check=True)
+    resumed_ms = int(time.time() * 1000)
+    wait_for(lambda: fresh_decision_after(resumed_ms), 120, "decisions through the Sentinels")
+    return {"drills": []}
+
+
+def _after_failover(ha_fleet: dict, kind: str, old: str, at_ms: int) -> str:
+    new = wait_for(lambda: (lambda p: p if p not in (None, old) else None)(primary_now()), 120,
+                   f"the Sentinels to promote a replica after the {kind}")
+    wait_for(lambda: fresh_decision_after(at_ms), 180, f"a decision after the {kind}")
+    ha_fleet["drills"].append((kind, at_ms, old, new))
+    return new
+
+
+@pytest.mark.timeout(1500)
+@pytest.mark.requirement("AGENT_02")
+@pytest.mark.requirement("INFRA_01")
+def test_failover_drills_lose_and_duplicate_nothing(ha_fleet, capsys):
+    """Issue #20 §1's drill, under the paced feed: (1) ark-lab-1 - the primary's host, which runs
+    no agent - is powered off (its nspawn machine SIGKILLed); (2) then, DRILLS times, the
+    primary's redis-server is SIGKILLed and kept down (a Redis that cannot come back: a restart
+    within the Sentinels' 3 s would need no failover, as the five-kill test shows). Each time
+    the Sentinels promote a replica, the agents follow by themselves, and the old primary,
+    brought back, rejoins as a replica. Once the feed stops and drains, every decision of the
+    feed was made once: none lost, none duplicated, none unexpected."""
+    paths = LabPaths.default()
+    # (1) Power off the primary's host, then boot it again.
+    at_ms = int(time.time() * 1000)
+    hostmod.stop(hostmod.layout(paths, LabHost.parse(REDIS)), timeout=0)
+    new = _after_failover(ha_fleet, "power-off", REDIS, at_ms)
+    lab.up(hosts=3, topology="ha", log=lambda *_: None)  # boots ark-lab-1 again
+    wait_for(lambda: set_settled(new), 180, f"{REDIS} to rejoin as {new}'s replica")
+    # (2) SIGKILL the primary's redis-server and keep it down until the replica took over.
+    for n in range(1, DRILLS + 1):
+        old = primary_now()
+        at_ms = int(time.time() * 1000)
+        on(old, "systemctl kill --signal=KILL redis-server.service; "
+                "systemctl stop redis-server.service", check=True)
+        new = _after_failover(ha_fleet, f"SIGKILL {n}", old, at_ms)
+        on(old, "systemctl start redis-server.service", check=True)
+        wait_for(lambda new=new: set_settled(new), 180, f"{old} to rejoin as {new}'s replica")
+
+    held = drained_against_oracle()
+    gaps = [(kind, gap_around(held.ids, at), old, new)
+            for kind, at, old, new in ha_fleet["drills"]]
+    kills = sorted(g for kind, g, *_ in gaps if kind.startswith("SIGKILL"))
+    with capsys.disabled():
+        print(f"\nfailover drills: {held}")
+        for kind, gap, old, new in gaps:
+            print(f"  {kind}: {old} -> {new}, {gap:.2f} s without a decision")
+        print(f"  SIGKILL drills: median {kills[len(kills) // 2]:.2f} s, max {max(kills):.2f} s")
+    held.assert_exactly_once()
+    ha_fleet["drilled"] = True
+
+
+@pytest.mark.requirement("INFRA_01")
+def test_verify_is_green_after_the_drills(ha_fleet):
+    """`invoke verify` on the drilled fleet: every replica linked to the primary the Sentinels
+    name (the old primaries among them), the Sentinels seeing the set and each other."""
+    if not ha_fleet.get("drilled"):
+        pytest.skip("the drills did not finish: their own failure says why")
+    lines: list[str] = []
+    rc = verify(inventory=str(INVENTORY), log=lines.append, echo=lines.append)
+    assert rc == 0, "\n".join(lines[-80:])
