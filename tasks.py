@@ -585,6 +585,21 @@ def redis_status(c, inventory: str = ""):
         raise Exit(code=rc)
 
 
+@fleet_task(help={"inventory": FLEET_HELP["inventory"],
+                  "pipeline": "the Redis set to fail over, named by its primary's inventory host "
+                              "(default: the only set with replicas)",
+                  "timeout": "seconds to wait for the Sentinels to name the new primary "
+                             "(default 60)"})
+def redis_failover(c, inventory: str = "", pipeline: str = "", timeout: int = 60):
+    """The Sentinels promote a replica of the set now (a planned switch-over, issue #20):
+    prints old -> new primary; audited; exit 1 when no new primary is named in time."""
+    from ark_ops.fleet import redis_failover as failover
+
+    rc = failover.run(inventory or None, pipeline or None, timeout=timeout)
+    if rc:
+        raise Exit(code=rc)
+
+
 # --- compose (DEPLOY_02: the single-host Docker Compose stack) ---------------------------
 
 
@@ -683,6 +698,7 @@ offsite.add_task(offsite_timer, "timer")
 redis_ns = Collection("redis")
 redis_ns.add_task(redis_cli, "cli")
 redis_ns.add_task(redis_status, "status")
+redis_ns.add_task(redis_failover, "failover")
 secrets_ns = Collection("secrets")
 secrets_ns.add_task(secrets_rotate, "rotate")
 

@@ -27,16 +27,19 @@ class RedisCliError(OpsError):
     exit_code = 64  # EX_USAGE
 
 
-def as_root_tools(env_file: str = ENV_FILE, password: str = "$ARK_REDIS_PASSWORD") -> str:
+def as_root_tools(env_file: str = ENV_FILE, password: str = "$ARK_REDIS_PASSWORD",
+                  cli: str = "redis-cli") -> str:
     """The start of a host-side `redis-cli` line that logs in as the host's root tools (`ark`)
     do: the env file's user, admin - or, on a host deployed while its Redis had no users yet
     (a rolling upgrade), none: the password alone. `password` is a shell expression that root's
     shell expands into redis-cli's environment (REDISCLI_AUTH): the line never holds a value.
     The `default` user is off on a deployed host, so a login without the user is refused.
     With TLS on (ARK_REDIS_TLS_DIR in the env file) it logs in over TLS with the host's
-    certificate; the port to give is then the env file's ARK_REDIS_PORT (the TLS port)."""
+    certificate; the port to give is then the env file's ARK_REDIS_PORT (the TLS port).
+    `cli` may put a wrapper before redis-cli (`timeout 10 redis-cli`: redis-cli 7.0 has no
+    connect timeout of its own)."""
     return (f"set -a; . {shlex.quote(env_file)}; set +a; "
-            f'REDISCLI_AUTH="{password}" redis-cli --no-auth-warning '
+            f'REDISCLI_AUTH="{password}" {cli} --no-auth-warning '
             '${ARK_REDIS_USERNAME:+--user "$ARK_REDIS_USERNAME"} ' + TLS_FLAGS)
 
 

@@ -4,7 +4,10 @@ primary, and which ARK hosts use it (the placement's pipelines).
 
 Each host answers `INFO replication` through the root tools' login (redis_cli.as_root_tools:
 the admin user, password and TLS from the host's root-only env file, never on a command line).
-Exit 0 when every Redis answered, 1 otherwise (the table still lists every host).
+A set with replicas also gets a SENTINELS section: the primary each of its Sentinels names,
+with its quorum, asked from a host of the set (redis_sentinel.masters_command).
+Exit 0 when every Redis and Sentinel answered and each set's Sentinels name one primary, 1
+otherwise (the table still lists every host).
 """
 
 from __future__ import annotations
@@ -19,6 +22,13 @@ from ark_ops import placement
 from ark_ops.errors import OpsError
 from ark_ops.fleet.logs import ssh_argv, ssh_input
 from ark_ops.fleet.redis_cli import remote_command
+from ark_ops.fleet.redis_sentinel import (
+    agreement,
+    masters_command,
+    parse_masters,
+    redis_sets,
+    run_on,
+)
 from ark_ops.fleet.ssh import FleetHost
 
 _REPLICA_LINE = re.compile(r"slave\d+")
@@ -110,4 +120,54 @@ def run(inventory: str | None, out: TextIO = sys.stdout, runner=subprocess.run) 
             row.error = host.become.scrub(str(exc))[:200]
         rows.append(row)
     out.write(render(rows) + "\n")
-    return 0 if all(r.replication is not None for r in rows) else 1
+    sentinels_ok = _sentinels(redis_hosts, out, runner)
+    return 0 if all(r.replication is not None for r in rows) and sentinels_ok else 1
+
+
+def _sentinels(redis_hosts: list[FleetHost], out: TextIO, runner) -> bool:
+    """A SENTINELS section per set with replicas (none for a set alone: its output is as it
+    was); True when each set's Sentinels all answered and agree."""
+    try:
+        sets = redis_sets(redis_hosts)
+    except OpsError as exc:
+        out.write(f"\nSENTINELS not asked: {exc}\n")
+        return False
+    by_name = {h.name: h for h in redis_hosts}
+    ok = True
+    for primary, replicas in sorted(sets.items()):
+        if replicas:
+            text, healthy = sentinel_section(primary, [by_name[n] for n in [primary, *replicas]],
+                                             runner)
+            out.write("\n" + text + "\n")
+            ok = ok and healthy
+    return ok
+
+
+def sentinel_section(primary: str, hosts: list[FleetHost], runner) -> tuple[str, bool]:
+    """Asked from the first host of the set that answers; (the section, healthy)."""
+    expected = placement.sentinel_master(primary)
+    errors = []
+    for host in hosts:
+        answer = run_on(host, masters_command(expected), runner, 60)
+        if answer.returncode == 0:
+            try:
+                master, views = parse_masters(answer.stdout)
+                break
+            except OpsError as exc:
+                answer.error = host.become.scrub(str(exc))
+        errors.append(f"{host.name}: {answer.error}")
+    else:
+        return (f"SENTINELS of {primary}'s Redis set (master {expected}): not asked: "
+                + "; ".join(errors)), False
+    lines = [f"SENTINELS of {primary}'s Redis set (master {master}, asked from {host.name})",
+             f"  {'SENTINEL':<24} {'NAMES PRIMARY':<24} {'FLAGS':<16} {'QUORUM':>6}  "
+             "OTHER SENTINELS"]
+    for v in views:
+        if v.error:
+            lines.append(f"  {v.address:<24} no answer: {v.error}")
+        else:
+            lines.append(f"  {v.address:<24} {v.primary:<24} {v.flags:<16} {v.quorum:>6}  "
+                         f"{v.others}")
+    healthy, summary = agreement(views)
+    lines.append("  " + summary)
+    return "\n".join(lines), healthy
