@@ -70,8 +70,10 @@ def fleet_task(*args, help=None, **kwargs):  # noqa: A002 - invoke's own keyword
 
 
 @task(help={"hosts": "how many hosts the lab should have (default 1)",
-            "topology": "all (every host runs everything, the default) or split (host 1 "
-                        "Redis + Prometheus, host 2 API + agents, further hosts agents)",
+            "topology": "all (every host runs everything, the default), split (host 1 "
+                        "Redis + Prometheus, host 2 API + agents, further hosts agents) or "
+                        "ha (split, plus replicas of host 1's Redis and a Sentinel on every "
+                        "host; 3 hosts or more)",
             "user": "SSH user: root (default), or e.g. deploy: a non-root user with "
                     "passwordless sudo, root login disabled, inventory with become",
             "release": "Debian release of every host (bookworm or trixie), or one per host "

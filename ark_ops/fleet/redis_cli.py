@@ -49,12 +49,13 @@ TLS_FLAGS = ('${ARK_REDIS_TLS_DIR:+--tls --cacert "$ARK_REDIS_TLS_DIR/ca.crt" '
 
 
 def remote_command(args: list[str], env_file: str = ENV_FILE) -> str:
-    """The host-side shell line: the env file's names, never its values, plus the words."""
+    """The host-side shell line: the env file's names, never its values, plus the words. It
+    asks the Redis host's own server, over loopback: on a replica's host (issue #20) the env
+    file names the set's primary, and `redis.status` must hear each member for itself."""
     if not args:
         raise RedisCliError("give redis-cli's arguments after --, e.g. "
                             "invoke redis.cli -- INFO memory")
-    return (as_root_tools(env_file)
-            + '-h "${ARK_REDIS_HOST:-127.0.0.1}" -p "${ARK_REDIS_PORT:-6379}" '
+    return (as_root_tools(env_file) + '-h 127.0.0.1 -p "${ARK_REDIS_PORT:-6379}" '
             + " ".join(shlex.quote(a) for a in args))
 
 

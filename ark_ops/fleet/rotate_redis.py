@@ -34,6 +34,7 @@ from pathlib import Path
 
 from ark_ops.errors import OpsError, RefusedError
 from ark_ops.fleet.audit import AuditIdentity
+from ark_runtime.bus.acl import LINK_USERS
 from ark_ops.fleet.ssh import (
     FleetHost,
     HostOutcome,
@@ -66,10 +67,13 @@ def new_password() -> str:
 
 
 def current_passwords(secrets_dir: Path) -> dict[str, str]:
-    """user -> its password in .secrets/ (admin from redis_password)."""
+    """user -> its password in .secrets/ (admin from redis_password). Not the Redis sets' link
+    users (issue #20: replication, sentinel): their passwords also live in ark.conf's
+    masterauth and the Sentinels' auth-pass, which this roll does not change."""
     out = {}
     for path in sorted(secrets_dir.glob(USER_FILE_PREFIX + "*")):
-        if path.name.startswith(".") or path.name.endswith(".tmp"):
+        if path.name.startswith(".") or path.name.endswith(".tmp") \
+                or path.name.removeprefix(USER_FILE_PREFIX) in LINK_USERS:
             continue
         out[path.name.removeprefix(USER_FILE_PREFIX)] = _read(path)
     admin = secrets_dir / ADMIN_FILE

@@ -116,7 +116,8 @@ def user_tempdir(conn: Connection) -> Iterator[str]:
 
 
 # The inventory vars fleet commands read besides the login (role defaults apply when unset).
-HOST_VARS = ("ark_lab", "ark_api_port", "ark_redis_port", "ark_redis_aclfile_path")
+HOST_VARS = ("ark_lab", "ark_api_port", "ark_redis_port", "ark_redis_aclfile_path",
+             "ark_redis_replica_of")
 # The vars a become password can hide behind a template ("{{ vault_sudo }}").
 _TEMPLATED = ("ansible_become", "ansible_become_user", "ansible_become_method",
               "ansible_become_password", "ansible_become_pass", "ansible_sudo_pass",

@@ -124,6 +124,27 @@ def redis_set(host, hostvars) -> list[str]:
     return [primary, *sets.get(primary, [])]
 
 
+# Issue #20: the address the Sentinels name primary of this host's Redis set (any Sentinel
+# answers; the first of infrastructure.env's that does), as the root tools log in. Empty when
+# the host's pipeline has no Sentinels.
+SENTINEL_PRIMARY = (
+    "set -a; . /etc/ark/env/infrastructure.env; set +a; "
+    '[ -n "${ARK_REDIS_SENTINELS:-}" ] || exit 0; '
+    'for s in $(echo "$ARK_REDIS_SENTINELS" | tr , " "); do '
+    'REDISCLI_AUTH="$ARK_REDIS_PASSWORD" timeout 10 redis-cli --no-auth-warning '
+    '--user "$ARK_REDIS_USERNAME" ${ARK_REDIS_TLS_DIR:+--tls --cacert "$ARK_REDIS_TLS_DIR/ca.crt" '
+    '--cert "$ARK_REDIS_TLS_DIR/host.crt" --key "$ARK_REDIS_TLS_DIR/host.key"} '
+    '-h "${s%:*}" -p "${s##*:}" SENTINEL GET-MASTER-ADDR-BY-NAME "$ARK_REDIS_SENTINEL_MASTER" '
+    "| head -1 | grep . && exit 0; done; exit 1")
+
+
+def sentinel_primary(host) -> str | None:
+    """The primary's address the Sentinels give this host, None without Sentinels."""
+    out = host.run(SENTINEL_PRIMARY)
+    assert out.rc == 0, f"no Sentinel answered: {out.stderr[-300:]}"
+    return out.stdout.strip() or None
+
+
 def _server_of(runner, hosts: list[str], redis_hosts: list[str]) -> dict[str, str]:
     """{host: the ark_redis host whose Redis it uses}: the override, else the role's rule (a
     replica, issue #20's ark_redis_replica_of, belongs to its primary's pipeline)."""

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import pytest
 import testinfra
-from conftest import AGENTS, GROUP_UNITS, agent_unit
+from conftest import AGENTS, GROUP_UNITS, agent_unit, sentinel_primary
 
+from ark_ops import placement
 from ark_ops.verify.report import NOT_HERE
 
 pytestmark = pytest.mark.requirement("INFRA_01")
@@ -107,12 +108,19 @@ def test_agent_processes_only_on_ark_agents_hosts(host, hostvars, groups, agent_
 
 
 @pytest.fixture(scope="module")
-def redis_address(request, hostvars) -> str:
-    """Where this host's runtime must find Redis: its own over loopback on an ark_redis
-    host, the first ark_redis host's address everywhere else (as roles/ark_runtime renders
-    it)."""
-    server = hostvars["groups"]["ark_redis"][0]
-    if hostvars["inventory_hostname"] in hostvars["groups"]["ark_redis"]:
+def redis_address(request, host, hostvars) -> str:
+    """Where this host's runtime must find Redis: its own over loopback on a primary's host,
+    its set's primary's address everywhere else - a replica's host too (issue #20) - as
+    roles/ark_runtime renders it."""
+    groups = hostvars["groups"]
+    runner = host.backend.ansible_runner
+    replica_of = {h: runner.get_variables(h).get("ark_redis_replica_of")
+                  for h in groups["ark_redis"]}
+    me = hostvars["inventory_hostname"]
+    server = placement.redis_server(me, groups["ark_redis"],
+                                    runner.get_variables(me).get("ark_runtime_redis_server"),
+                                    replica_of)
+    if server == me:
         return "127.0.0.1"
     inventory = request.config.getoption("ansible_inventory")
     svars = testinfra.get_host(f"ansible://{server}",
@@ -131,7 +139,8 @@ def test_agents_hold_connections_to_the_remote_redis(host, hostvars, groups, red
     if "ark_agents" not in groups or redis_address == "127.0.0.1":
         pytest.skip(NOT_HERE + "only agent hosts without a Redis of their own reach it over "
                     "the network")
-    address = redis_address
+    # With Sentinels (issue #20) the agents reach whichever member is the primary now.
+    address = sentinel_primary(host) or redis_address
     port = redis_ports(hostvars)[1]  # TLS (issue #19 §4): every such host is a remote client
     conns = host.check_output("ss -Htnp state established dst %s:%s", address, str(port))
     assert "python" in conns or "ark" in conns, f"no agent connection to {address}:{port}"

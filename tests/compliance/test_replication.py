@@ -125,7 +125,7 @@ def test_a_component_may_ask_a_sentinel_where_the_primary_is_and_nothing_more(
 @pytest.mark.runs_on("ark")
 def test_the_pipeline_finds_its_primary_through_the_sentinels_and_waits_for_a_replica(
         host, hostvars):
-    env = dict(re.findall(r"^(ARK_[A-Z_]+)=(.*)$", host.file(ENV_FILE).content_string,
+    env = dict(re.findall(r'^(ARK_[A-Z_]+)="?(.*?)"?$', host.file(ENV_FILE).content_string,
                           re.MULTILINE))
     runner = host.backend.ansible_runner
     server = runner.get_variables(hostvars["inventory_hostname"]).get("ark_runtime_redis_server")

@@ -371,30 +371,44 @@ def test_five_kills_of_the_deployed_redis_lose_and_duplicate_nothing(old_fleet, 
 # Issue #20 §1: the same fleet becomes the `ha` topology (ark-lab-2 and -3 also hold replicas of
 # ark-lab-1's Redis; a Sentinel on each host) with one deploy, under the same feed and oracle.
 MASTER = placement.sentinel_master(REDIS)
-# Run on the API host, which stays up in every drill: its clients follow the Sentinels.
-WHERE = ENV + ("s=${ARK_REDIS_SENTINELS%%,*}; REDISCLI_AUTH=\"$ARK_REDIS_PASSWORD\" redis-cli "
-               "--no-auth-warning --user admin --tls --cacert \"$ARK_REDIS_TLS_DIR/ca.crt\" "
-               "--cert \"$ARK_REDIS_TLS_DIR/host.crt\" --key \"$ARK_REDIS_TLS_DIR/host.key\" "
-               f"-h \"${{s%:*}}\" -p \"${{s##*:}}\" SENTINEL GET-MASTER-ADDR-BY-NAME {MASTER}")
+# Run on the API host, which stays up in every drill: the first Sentinel that answers (the
+# powered-off host's does not), logged in as the root tools.
+WHERE = ENV + (
+    'for s in $(echo "$ARK_REDIS_SENTINELS" | tr , " "); do '
+    'out=$(REDISCLI_AUTH="$ARK_REDIS_PASSWORD" timeout 5 redis-cli --no-auth-warning '
+    '--user admin --tls --cacert "$ARK_REDIS_TLS_DIR/ca.crt" '
+    '--cert "$ARK_REDIS_TLS_DIR/host.crt" --key "$ARK_REDIS_TLS_DIR/host.key" '
+    f'-h "${{s%:*}}" -p "${{s##*:}}" SENTINEL GET-MASTER-ADDR-BY-NAME {MASTER}) '
+    '&& [ -n "$out" ] && { echo "$out"; break; }; done')
 ROLE = ("set -a; . /etc/ark/env/infrastructure.env; set +a; REDISCLI_AUTH=\"$ARK_REDIS_PASSWORD\" "
-        "redis-cli --no-auth-warning --user admin --tls --cacert /etc/redis/tls/ca.crt "
+        "timeout 10 redis-cli --no-auth-warning --user admin --tls --cacert /etc/redis/tls/ca.crt "
         "--cert /etc/redis/tls/redis.crt --key /etc/redis/tls/redis.key -p 6380 "
         "INFO replication")
 DRILLS = int(os.environ.get("ARK_FAILOVER_DRILLS", "2"))  # SIGKILL drills; 5 for the figures
+INVOKE = [sys.executable, "-m", "invoke"]
 
 
 def address(host: str) -> str:
     return LabHost.parse(host).address
 
 
+def asked(host: str, command: str) -> str:
+    """`command`'s output on `host`, '' when it gives none in time: polled in wait_for, one
+    slow login (a host's logind once stalled an SSH session for minutes) is one miss."""
+    try:
+        return on(host, command, timeout=30).stdout
+    except subprocess.TimeoutExpired:
+        return ""
+
+
 def primary_now() -> str | None:
     """The lab host the Sentinels name primary (asked from the API host), else None."""
-    out = on(API, WHERE).stdout.split()
+    out = asked(API, WHERE).split()
     return next((h for h in HOSTS if out and out[0] == address(h)), None)
 
 
 def replica_linked(host: str, primary: str) -> bool:
-    info = dict(line.split(":", 1) for line in on(host, ROLE).stdout.splitlines()
+    info = dict(line.split(":", 1) for line in asked(host, ROLE).splitlines()
                 if ":" in line)
     return (info.get("role") == "slave" and info.get("master_host") == address(primary)
             and info.get("master_link_status") == "up")
@@ -442,7 +456,8 @@ def test_failover_drills_lose_and_duplicate_nothing(ha_fleet, capsys):
     within the Sentinels' 3 s would need no failover, as the five-kill test shows). Each time
     the Sentinels promote a replica, the agents follow by themselves, and the old primary,
     brought back, rejoins as a replica. Once the feed stops and drains, every decision of the
-    feed was made once: none lost, none duplicated, none unexpected."""
+    feed was made once: none lost, none duplicated, none unexpected. (3) Last, `invoke
+    redis.failover` moves the primary on purpose, audited."""
     paths = LabPaths.default()
     # (1) Power off the primary's host, then boot it again.
     at_ms = int(time.time() * 1000)
@@ -459,6 +474,19 @@ def test_failover_drills_lose_and_duplicate_nothing(ha_fleet, capsys):
         new = _after_failover(ha_fleet, f"SIGKILL {n}", old, at_ms)
         on(old, "systemctl start redis-server.service", check=True)
         wait_for(lambda new=new: set_settled(new), 180, f"{old} to rejoin as {new}'s replica")
+
+    # (3) A planned switch-over, as an operator does before patching the primary's host.
+    old, at_ms = primary_now(), int(time.time() * 1000)
+    proc = subprocess.run(INVOKE + ["redis.failover", "--inventory", str(INVENTORY)],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert f"{address(old)}:6380 -> " in proc.stdout, proc.stdout
+    new = _after_failover(ha_fleet, "redis.failover", old, at_ms)
+    wait_for(lambda new=new: set_settled(new), 180, f"{old} to follow {new} as a replica")
+    records = [r for _f, r in iter_records(state_dir(str(INVENTORY)))]
+    done = [r for r in records if r["action"] == "redis.failover" and r["result"] != "started"]
+    assert done and done[-1]["result"] == "ok", done[-1:]
 
     held = drained_against_oracle()
     gaps = [(kind, gap_around(held.ids, at), old, new)

@@ -42,8 +42,9 @@ def render_role_conf(port: int, password: str, **overrides: object) -> str:
     env = jinja2.Environment(undefined=jinja2.StrictUndefined, keep_trailing_newline=True)
     template = env.from_string((ROLE / "templates" / "ark.conf.j2").read_text())
     # TLS off unless asked (the split topology's case; the role works it out from the fleet).
+    # No replicas (issue #20) unless asked: tests/integration/sentinel_redis.py adds its own.
     overrides = {"__ark_redis_tls_on": False, "__ark_redis_plaintext_hosts": [],
-                 "ark_redis_tls_port": 0, **overrides}
+                 "ark_redis_tls_port": 0, "__ark_redis_replicated": False, **overrides}
     values = role_defaults(ark_redis_port=port, ark_redis_password=password,
                            ark_redis_bind_addresses=["127.0.0.1"], **overrides)
     return template.render(ansible_managed="rendered by tests/integration/deployed_redis.py",

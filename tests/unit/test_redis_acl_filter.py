@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from ark_runtime import pipeline
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "plugins" / "filter"))
-from ark_redis_acl import ark_redis_aclfile, ark_redis_users  # noqa: E402
+from ark_redis_acl import ark_redis_aclfile, ark_redis_users, ark_sentinel_users  # noqa: E402
 
 
 @pytest.mark.parametrize("shards", [1, 2, 4])
@@ -71,3 +71,41 @@ def test_a_bad_shard_count_is_refused_naming_it(value) -> None:
         return
     with pytest.raises(AnsibleFilterError, match="shard count"):
         ark_redis_users(value)
+
+
+LINKS = {"replication": "pw-replication-0123456789", "sentinel": "pw-sentinel-0123456789ab"}
+
+
+@pytest.mark.requirement("SEC_01")
+def test_a_replicated_set_has_its_link_users_with_only_their_commands() -> None:
+    """Issue #20: `replication` may only sync, `sentinel` only what Sentinel sends; neither
+    reads or writes a key. Without their passwords (no replicas) neither exists."""
+    assert "replication" not in ark_redis_aclfile(passwords(1), "admin-password-0123456789", 1)
+    text = ark_redis_aclfile(passwords(1) | LINKS, "admin-password-0123456789", 1)
+    rules = {line.split()[1]: line.split()[2:] for line in text.splitlines()}
+    assert list(rules)[-3:] == ["replication", "sentinel", "admin"]
+    assert [w for w in rules["replication"] if w.startswith("+")] == \
+        ["+psync", "+replconf", "+ping"]
+    for name in LINKS:
+        assert not any(w.startswith(("~", "%", "+@")) for w in rules[name]), rules[name]
+        assert LINKS[name] not in text
+        assert f"#{hashlib.sha256(LINKS[name].encode()).hexdigest()}" in rules[name]
+
+
+@pytest.mark.requirement("SEC_01")
+def test_on_a_sentinel_a_component_may_only_ask_where_the_primary_is() -> None:
+    text = ark_sentinel_users(passwords(2) | LINKS, "admin-password-0123456789", 2)
+    rules = {line.split()[1]: line.split()[2:] for line in text.splitlines()}
+    assert rules["default"][0] == "off"
+    assert set(rules) == {"default", *ark_redis_users(2), "sentinel", "admin"}
+    for user in ark_redis_users(2):
+        granted = {w for w in rules[user] if w.startswith("+")}
+        assert granted == {"+@connection", "+sentinel|get-master-addr-by-name",
+                           "+sentinel|masters", "+sentinel|master", "+sentinel|slaves",
+                           "+sentinel|replicas", "+sentinel|sentinels"}, user
+    assert "pw-" not in text and "admin-password" not in text
+
+
+def test_a_sentinel_without_the_sentinel_password_is_refused_naming_it() -> None:
+    with pytest.raises(AnsibleFilterError, match="no password for the Redis user.*sentinel"):
+        ark_sentinel_users(passwords(1), "admin-password-0123456789", 1)

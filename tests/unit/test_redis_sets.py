@@ -91,3 +91,30 @@ def test_each_primary_has_a_master_name_the_runtime_accepts(primary) -> None:
 def test_the_quorum_is_a_majority(n) -> None:
     q = placement.sentinel_quorum(n)
     assert q > n / 2 and q - 1 <= n / 2
+
+
+MEMBERS = ["h1", "h2", "h3"]
+AT = {"h1": "10.0.0.1", "h2": "10.0.0.2", "h3": "10.0.0.3"}
+
+
+@given(st.lists(st.sampled_from(["", "10.0.0.1", "10.0.0.2", "10.0.0.3"]), min_size=3,
+                max_size=3))
+def test_a_deploy_follows_the_sentinels_majority_or_refuses(answers) -> None:
+    """Issue #20: the primary a deploy configures is the one a majority of the 3 Sentinels
+    names; with no answer at all (a first deploy) the inventory's; otherwise refused, in one
+    sentence: a deploy never demotes the primary the clients use."""
+    named = [a for a in answers if a]
+    top = max(set(named), key=named.count) if named else None
+    if not named:
+        assert placement.live_primary("h1", answers, 3, AT, MEMBERS) == "h1"
+    elif named.count(top) >= 2:
+        got = placement.live_primary("h1", answers, 3, AT, MEMBERS)
+        assert AT[got] == top
+    else:
+        with pytest.raises(PlacementError, match="do not agree on h1's primary"):
+            placement.live_primary("h1", answers, 3, AT, MEMBERS)
+
+
+def test_a_primary_outside_the_set_is_refused() -> None:
+    with pytest.raises(PlacementError, match="no member's address"):
+        placement.live_primary("h1", ["10.9.9.9", "10.9.9.9", ""], 3, AT, MEMBERS)
