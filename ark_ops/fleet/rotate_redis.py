@@ -34,7 +34,6 @@ from pathlib import Path
 
 from ark_ops.errors import OpsError, RefusedError
 from ark_ops.fleet.audit import AuditIdentity
-from ark_runtime.bus.acl import LINK_USERS
 from ark_ops.fleet.ssh import (
     FleetHost,
     HostOutcome,
@@ -44,6 +43,7 @@ from ark_ops.fleet.ssh import (
     run_everywhere,
     user_tempdir,
 )
+from ark_runtime.bus.acl import LINK_USERS
 
 REDIS_GROUP = "ark_redis"
 ADMIN = "admin"

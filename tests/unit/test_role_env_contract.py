@@ -28,6 +28,9 @@ SAMPLE = {
     "ARK_REDIS_URL": "redis://10.213.0.2:6379/0", "ARK_STATE_DIR": "/var/lib/ark",
     "ARK_LOG_DIR": "/var/log/ark", "TRADING_PAPER_ONLY": "true", "ARK_JOEY_SHARDS": "2",
     "ARK_REDIS_TLS_DIR": "/etc/ark/tls",
+    # issue #20: a pipeline whose Redis set has replicas
+    "ARK_REDIS_SENTINELS": "10.213.0.11:26379,10.213.0.12:26379,10.213.0.13:26379",
+    "ARK_REDIS_SENTINEL_MASTER": "ark-ark-lab-1", "ARK_BUS_WAIT_REPLICAS": "1",
     # operator extras (ark_runtime_env)
     "TELEGRAM_CHAT_ID": "@ark_alerts", "LLM_PROVIDER": "none", "ARK_FEATURE_BETA": "off",
 }
