@@ -55,3 +55,21 @@ def async_redis_client(s: RedisSettings, **kw: Any) -> aioredis.Redis:
     data, sentinel = _split(s, kw)
     return aiosentinel.Sentinel(list(s.sentinels), sentinel_kwargs=sentinel).master_for(
         s.sentinel_master, redis_class=aioredis.Redis, **data)
+
+
+def sentinel_replicas(s: RedisSettings) -> list[dict[str, Any]] | None:
+    """Issue #20: the replicas the Sentinels know for ARK_REDIS_SENTINEL_MASTER, each with
+    redis-py's parsed state (`is_sdown`, `is_odown`, `is_disconnected`, `master-link-status`),
+    from the first Sentinel that answers; a replica that is down stays on the list. None
+    without Sentinels; raises redis.RedisError when none answers."""
+    if not s.sentinels:
+        return None
+    _, sentinel = _split(s, {"decode_responses": True})
+    failure: redis.RedisError | None = None
+    for host, port in s.sentinels:
+        try:
+            with redis.Redis(host=host, port=port, **sentinel) as client:
+                return list(client.sentinel_slaves(s.sentinel_master))
+        except redis.RedisError as exc:
+            failure = exc
+    raise failure or redis.ConnectionError("no Sentinel answered")

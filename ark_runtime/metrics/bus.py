@@ -1,12 +1,14 @@
 """Redis and the streams: lengths, consumer-group pending and lag, per-agent totals; and
 HRM's risk state as HRM published it there (metrics/breakers.py).
 
-Reported by the exporter on the Redis host only (one Redis, one report; see the role).
+Reported by the exporter on the Redis hosts only (see the role). With Sentinels (issue #20)
+also how many replicas the set has and how many of them are down.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Any
 
 import redis
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -22,8 +24,10 @@ from ark_runtime.metrics.tally import StreamTally, dead_labels, error_labels
 class BusSource(Source):
     name = "bus"
 
-    def __init__(self, client: redis.Redis) -> None:
+    def __init__(self, client: redis.Redis,
+                 replicas: Callable[[], list[dict[str, Any]] | None] = lambda: None) -> None:
         self.r = client
+        self.replicas = replicas  # clients.sentinel_replicas, bound to the settings
         self.dead = StreamTally(DEAD_STREAM, dead_labels)
         self.errors = StreamTally(ERRORS_STREAM, error_labels)
 
@@ -47,6 +51,32 @@ class BusSource(Source):
             paused.add_metric([origin], 1.0)
         yield paused
         yield from risk_metrics(read_risk_state(self.r))
+        yield from self._replication()
+
+    def _replication(self) -> Iterable[Metric]:
+        """Issue #20: a replica down leaves the set one failure from losing the pipeline
+        (and, with WAIT on, commits waiting); the Sentinels remember it while it is away."""
+        up = GaugeMetricFamily("ark_redis_sentinel_up",
+                               "1 when a Sentinel of this pipeline's Redis set answered")
+        try:
+            known = self.replicas()
+        except redis.RedisError:
+            up.add_metric([], 0.0)  # no Sentinel: nothing can fail over now
+            yield up
+            return
+        if known is None:
+            return
+        up.add_metric([], 1.0)
+        yield up
+        down = [r for r in known if r.get("is_sdown") or r.get("is_odown")
+                or r.get("is_disconnected") or r.get("master-link-status") == "err"]
+        total = GaugeMetricFamily("ark_redis_replicas",
+                                  "Replicas the Sentinels know for this pipeline's Redis set")
+        total.add_metric([], float(len(known)))
+        missing = GaugeMetricFamily("ark_redis_replicas_down",
+                                    "Of those, replicas that are down or not linked")
+        missing.add_metric([], float(len(down)))
+        yield from (total, missing)
 
     def _memory(self) -> Iterable[Metric]:
         """What the memory alerts need (issue #19): with `noeviction` a full Redis still

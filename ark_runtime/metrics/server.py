@@ -57,10 +57,14 @@ def build_registry(env: Mapping[str, str], units: list[str], bus: bool) -> Colle
         StoreSource(env),
     ]
     if bus:
+        from ark_runtime.bus.clients import sentinel_replicas
         from ark_runtime.bus.streams import connect
+        from ark_runtime.config import redis_settings
         from ark_runtime.metrics.bus import BusSource
 
-        sources.append(BusSource(connect(block_ms=0)))
+        settings = redis_settings()
+        sources.append(BusSource(connect(settings, block_ms=0),
+                                 lambda: sentinel_replicas(settings)))
     registry = CollectorRegistry(auto_describe=False)
     registry.register(Guarded(sources))
     return registry

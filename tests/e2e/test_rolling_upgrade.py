@@ -35,6 +35,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 
 from ark_ops import placement
@@ -419,6 +420,15 @@ def set_settled(primary: str) -> bool:
                                             for h in HOSTS if h != primary)
 
 
+def replica_down_alert() -> bool:
+    """ArkRedisReplicaDown firing in ark-lab-1's Prometheus (an exporter of the set saw a
+    replica down through the Sentinels for 30 s)."""
+    resp = httpx.get(f"http://{address(REDIS)}:9090/api/v1/query", timeout=10, params={
+        "query": 'ALERTS{alertname="ArkRedisReplicaDown",alertstate="firing"}'})
+    resp.raise_for_status()
+    return bool(resp.json()["data"]["result"])
+
+
 def gap_around(ids: list[str], at_ms: int) -> float:
     times = sorted(int(i.split("-")[0]) for i in ids)
     return (min(t for t in times if t > at_ms)
@@ -453,7 +463,9 @@ def test_failover_drills_lose_and_duplicate_nothing(ha_fleet, capsys):
     """Issue #20 §1's drill, under the paced feed: (1) ark-lab-1 - the primary's host, which runs
     no agent - is powered off (its nspawn machine SIGKILLed); (2) then, DRILLS times, the
     primary's redis-server is SIGKILLed and kept down (a Redis that cannot come back: a restart
-    within the Sentinels' 3 s would need no failover, as the five-kill test shows). Each time
+    within the Sentinels' 3 s would need no failover, as the five-kill test shows; the first
+    time it stays down until ArkRedisReplicaDown fires, and the alert resolves once it is
+    back). Each time
     the Sentinels promote a replica, the agents follow by themselves, and the old primary,
     brought back, rejoins as a replica. Once the feed stops and drains, every decision of the
     feed was made once: none lost, none duplicated, none unexpected. (3) Last, `invoke
@@ -472,8 +484,12 @@ def test_failover_drills_lose_and_duplicate_nothing(ha_fleet, capsys):
         on(old, "systemctl kill --signal=KILL redis-server.service; "
                 "systemctl stop redis-server.service", check=True)
         new = _after_failover(ha_fleet, f"SIGKILL {n}", old, at_ms)
+        if n == 1:  # the old primary, now a replica down: the alert fires, then resolves
+            wait_for(lambda: replica_down_alert(), 240, "ArkRedisReplicaDown to fire")
         on(old, "systemctl start redis-server.service", check=True)
         wait_for(lambda new=new: set_settled(new), 180, f"{old} to rejoin as {new}'s replica")
+        if n == 1:
+            wait_for(lambda: not replica_down_alert(), 240, "ArkRedisReplicaDown to resolve")
 
     # (3) A planned switch-over, as an operator does before patching the primary's host.
     old, at_ms = primary_now(), int(time.time() * 1000)

@@ -125,3 +125,39 @@ def test_commits_that_reach_no_replica_are_said_once_and_again_when_one_catches_
         lab.close()
         replica.close()
         primary.close()
+
+
+def _replica_gauges(source) -> dict[str, float]:
+    return {m.name: m.samples[0].value for m in source.metrics()
+            if m.name in ("ark_redis_replicas", "ark_redis_replicas_down",
+                          "ark_redis_sentinel_up")}
+
+
+@pytest.mark.requirement("LOG_03")
+def test_the_exporter_counts_a_replica_down_while_the_sentinels_see_it_down(
+        replicated: SentinelRedis) -> None:
+    """ArkRedisReplicaDown's figures (issue #20): the bus collector asks the Sentinels for
+    the set's replicas; a SIGKILLed replica is counted down once they call it down, and up
+    again when it is back. With no Sentinel answering, `ark_redis_sentinel_up` is 0."""
+    from ark_runtime.bus.clients import sentinel_replicas
+    from ark_runtime.metrics.bus import BusSource
+
+    settings = RedisSettings(password=replicated.password,
+                             sentinels=parse_sentinels(replicated.addresses),
+                             sentinel_master=MASTER)
+    source = BusSource(redis_client(settings, decode_responses=True),
+                       lambda: sentinel_replicas(settings))
+    assert _replica_gauges(source) == {"ark_redis_sentinel_up": 1.0, "ark_redis_replicas": 1.0,
+                                       "ark_redis_replicas_down": 0.0}
+    replica = replicated.servers[1]
+    replica.kill9()
+    wait_for(lambda: _replica_gauges(source).get("ark_redis_replicas_down") == 1.0, 60,
+             interval=0.2, what="the Sentinels to call the replica down")
+    replica.start()
+    wait_for(lambda: _replica_gauges(source).get("ark_redis_replicas_down") == 0.0, 60,
+             interval=0.2, what="the replica to be back")
+    nobody = RedisSettings(password=replicated.password,
+                           sentinels=parse_sentinels("127.0.0.1:1"), sentinel_master=MASTER)
+    gauges = _replica_gauges(BusSource(redis_client(settings, decode_responses=True),
+                                       lambda: sentinel_replicas(nobody)))
+    assert gauges == {"ark_redis_sentinel_up": 0.0}
