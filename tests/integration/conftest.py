@@ -251,3 +251,16 @@ def durable_redis(tmp_path: Path) -> Iterator[tuple[RedisServer, Callable[[], No
     yield server, down, up
     server.proc.kill()
     server.proc.wait(5)
+
+
+@pytest.fixture
+def replicated(tmp_path):
+    """Issue #20: a primary and a replica behind three Sentinels (sentinel_redis.py)."""
+    from sentinel_redis import SentinelRedis  # it imports this module
+
+    world = SentinelRedis(tmp_path / "redis")
+    try:
+        world.start()
+        yield world
+    finally:
+        world.stop()

@@ -8,7 +8,6 @@ primary, started again, rejoins as the new primary's replica."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 
 import pytest
 from conftest import Lab, wait_for
@@ -24,16 +23,6 @@ pytestmark = [pytest.mark.requirement("AGENT_02"), pytest.mark.requirement("TEST
 
 SEED, BARS = 11, 250
 TOTAL = BARS * len(SYMBOLS)
-
-
-@pytest.fixture
-def replicated(tmp_path) -> Iterator[SentinelRedis]:
-    world = SentinelRedis(tmp_path / "redis")
-    try:
-        world.start()
-        yield world
-    finally:
-        world.stop()
 
 
 # paced: Kyle at 300 bars/s; burst: as fast as it can, so the kill lands on writes the

@@ -8,7 +8,6 @@ line come out empty. The SSH, sudo and audit around the lines are tests/unit's."
 from __future__ import annotations
 
 import subprocess
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -23,16 +22,6 @@ from ark_ops.fleet.redis_sentinel import (
 )
 
 pytestmark = pytest.mark.requirement("AGENT_02")
-
-
-@pytest.fixture
-def replicated(tmp_path) -> Iterator[SentinelRedis]:
-    world = SentinelRedis(tmp_path / "redis")
-    try:
-        world.start()
-        yield world
-    finally:
-        world.stop()
 
 
 def _env_file(tmp_path: Path, sentinels: str) -> str:
