@@ -118,3 +118,31 @@ def test_a_deploy_follows_the_sentinels_majority_or_refuses(answers) -> None:
 def test_a_primary_outside_the_set_is_refused() -> None:
     with pytest.raises(PlacementError, match="no member's address"):
         placement.live_primary("h1", ["10.9.9.9", "10.9.9.9", ""], 3, AT, MEMBERS)
+
+
+def _filters():
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "plugins" / "filter"))
+    import ark_placement
+    return ark_placement
+
+
+@pytest.mark.requirement("INFRA_01")
+@pytest.mark.parametrize(("sentinels", "why"), [
+    (["a", "b", "c"], None),
+    (["a", "b"], "2 sentinel(s) in ark_sentinel"),
+    ([], "0 sentinel(s) in ark_sentinel"),
+])
+def test_the_role_preflight_refuses_a_set_that_cannot_fail_over(sentinels, why) -> None:
+    """What roles/ark_redis/tasks/preflight.yml asserts, from the inventory's own shape."""
+    f = _filters()
+    hostvars = {"a": {"ansible_host": "10.0.0.1"},
+                "b": {"ansible_host": "10.0.0.2", "ark_redis_replica_of": "a"},
+                "c": {"ansible_host": "10.0.0.3", "ark_redis_replica_of": "a"}}
+    groups = {"ark": ["a", "b", "c"], "ark_redis": ["a", "b", "c"], "ark_sentinel": sentinels}
+    problems = f.ark_redis_failover_problems(hostvars, groups)
+    assert problems == [] if why is None else (len(problems) == 1 and why in problems[0])
+    # A fleet without replicas needs no Sentinel at all.
+    alone = {h: {"ansible_host": v["ansible_host"]} for h, v in hostvars.items()}
+    assert f.ark_redis_failover_problems(alone, {**groups, "ark_sentinel": []}) == []
