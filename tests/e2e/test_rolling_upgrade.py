@@ -29,6 +29,7 @@ import json
 import os
 import shlex
 import shutil
+import statistics
 import subprocess
 import sys
 import time
@@ -381,11 +382,22 @@ WHERE = ENV + (
     '--cert "$ARK_REDIS_TLS_DIR/host.crt" --key "$ARK_REDIS_TLS_DIR/host.key" '
     f'-h "${{s%:*}}" -p "${{s##*:}}" SENTINEL GET-MASTER-ADDR-BY-NAME {MASTER}) '
     '&& [ -n "$out" ] && { echo "$out"; break; }; done')
-ROLE = ("set -a; . /etc/ark/env/infrastructure.env; set +a; REDISCLI_AUTH=\"$ARK_REDIS_PASSWORD\" "
-        "timeout 10 redis-cli --no-auth-warning --user admin --tls --cacert /etc/redis/tls/ca.crt "
-        "--cert /etc/redis/tls/redis.crt --key /etc/redis/tls/redis.key -p 6380 "
-        "INFO replication")
-DRILLS = int(os.environ.get("ARK_FAILOVER_DRILLS", "2"))  # SIGKILL drills; 5 for the figures
+# This host's own Redis, as the root tools log in.
+OWN_REDIS = ("set -a; . /etc/ark/env/infrastructure.env; set +a; "
+             "REDISCLI_AUTH=\"$ARK_REDIS_PASSWORD\" timeout 10 redis-cli --no-auth-warning "
+             "--user admin --tls --cacert /etc/redis/tls/ca.crt --cert /etc/redis/tls/redis.crt "
+             "--key /etc/redis/tls/redis.key -p 6380 ")
+ROLE = OWN_REDIS + "INFO replication"
+# What the Sentinel asked by `redis.failover` (the first of the env file's) knows of each
+# replica's priority: {ip: replica-priority}.
+PRIORITIES = ENV + PY + shlex.quote(
+    "import json; from ark_runtime.config import redis_settings; "
+    "from ark_runtime.bus.clients import sentinel_replicas; "
+    "print(json.dumps({r['ip']: r['slave-priority'] "
+    "for r in sentinel_replicas(redis_settings())}))")
+# Drills of each kind: 1 power-off and 2 SIGKILLs in the suite; 5 each for the figures.
+POWER_OFFS = int(os.environ.get("ARK_FAILOVER_POWER_OFFS", "1"))
+DRILLS = int(os.environ.get("ARK_FAILOVER_DRILLS", "2"))
 INVOKE = [sys.executable, "-m", "invoke"]
 
 
@@ -456,7 +468,30 @@ def _after_failover(ha_fleet: dict, kind: str, old: str, at_ms: int) -> str:
     return new
 
 
-@pytest.mark.timeout(1500)
+def planned_failover(ha_fleet: dict, to: str | None = None) -> str:
+    """`invoke redis.failover` (audited), settled; `to`: the replica the Sentinels should
+    promote, made the preferred one first (replica-priority 1, the others the default)."""
+    old, at_ms = primary_now(), int(time.time() * 1000)
+    if to:
+        for host in HOSTS:
+            if host != old:
+                on(host, OWN_REDIS + f"CONFIG SET replica-priority {1 if host == to else 100}",
+                   check=True)
+        # The Sentinel that fails over reads priorities from each replica's INFO (every 10 s).
+        wait_for(lambda: json.loads(on(API, PRIORITIES, check=True).stdout.splitlines()[-1])
+                 .get(address(to)) == 1, 60, f"the Sentinel to see {to} preferred")
+    proc = subprocess.run(INVOKE + ["redis.failover", "--inventory", str(INVENTORY)],
+                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
+                          stdin=subprocess.DEVNULL)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert f"{address(old)}:6380 -> " in proc.stdout, proc.stdout
+    new = _after_failover(ha_fleet, "redis.failover", old, at_ms)
+    assert to in (None, new), f"the Sentinels promoted {new}, not {to}"
+    wait_for(lambda: set_settled(new), 180, f"{old} to follow {new} as a replica")
+    return new
+
+
+@pytest.mark.timeout(3000)
 @pytest.mark.requirement("AGENT_02")
 @pytest.mark.requirement("INFRA_01")
 def test_failover_drills_lose_and_duplicate_nothing(ha_fleet, capsys):
@@ -469,14 +504,19 @@ def test_failover_drills_lose_and_duplicate_nothing(ha_fleet, capsys):
     the Sentinels promote a replica, the agents follow by themselves, and the old primary,
     brought back, rejoins as a replica. Once the feed stops and drains, every decision of the
     feed was made once: none lost, none duplicated, none unexpected. (3) Last, `invoke
-    redis.failover` moves the primary on purpose, audited."""
+    redis.failover` moves the primary on purpose, audited (as it does before each further
+    power-off, to make ark-lab-1 primary again). ARK_FAILOVER_POWER_OFFS and
+    ARK_FAILOVER_DRILLS (default 1 and 2) give the figures' 5 and 5."""
     paths = LabPaths.default()
-    # (1) Power off the primary's host, then boot it again.
-    at_ms = int(time.time() * 1000)
-    hostmod.stop(hostmod.layout(paths, LabHost.parse(REDIS)), timeout=0)
-    new = _after_failover(ha_fleet, "power-off", REDIS, at_ms)
-    lab.up(hosts=3, topology="ha", log=lambda *_: None)  # boots ark-lab-1 again
-    wait_for(lambda: set_settled(new), 180, f"{REDIS} to rejoin as {new}'s replica")
+    # (1) Power off the primary's host (ark-lab-1, which runs no agent), then boot it again.
+    for n in range(1, POWER_OFFS + 1):
+        if primary_now() != REDIS:
+            planned_failover(ha_fleet, to=REDIS)  # the lab's Redis-only host primary again
+        at_ms = int(time.time() * 1000)
+        hostmod.stop(hostmod.layout(paths, LabHost.parse(REDIS)), timeout=0)
+        new = _after_failover(ha_fleet, f"power-off {n}", REDIS, at_ms)
+        lab.up(hosts=3, topology="ha", log=lambda *_: None)  # boots ark-lab-1 again
+        wait_for(lambda new=new: set_settled(new), 180, f"{REDIS} to rejoin as {new}'s replica")
     # (2) SIGKILL the primary's redis-server and keep it down until the replica took over.
     for n in range(1, DRILLS + 1):
         old = primary_now()
@@ -490,39 +530,37 @@ def test_failover_drills_lose_and_duplicate_nothing(ha_fleet, capsys):
         wait_for(lambda new=new: set_settled(new), 180, f"{old} to rejoin as {new}'s replica")
         if n == 1:
             wait_for(lambda: not replica_down_alert(), 240, "ArkRedisReplicaDown to resolve")
-
     # (3) A planned switch-over, as an operator does before patching the primary's host.
-    old, at_ms = primary_now(), int(time.time() * 1000)
-    proc = subprocess.run(INVOKE + ["redis.failover", "--inventory", str(INVENTORY)],
-                          cwd=REPO_ROOT, capture_output=True, text=True, timeout=300,
-                          stdin=subprocess.DEVNULL)
-    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert f"{address(old)}:6380 -> " in proc.stdout, proc.stdout
-    new = _after_failover(ha_fleet, "redis.failover", old, at_ms)
-    wait_for(lambda new=new: set_settled(new), 180, f"{old} to follow {new} as a replica")
+    planned_failover(ha_fleet)
     records = [r for _f, r in iter_records(state_dir(str(INVENTORY)))]
     done = [r for r in records if r["action"] == "redis.failover" and r["result"] != "started"]
-    assert done and done[-1]["result"] == "ok", done[-1:]
+    assert done and all(r["result"] == "ok" for r in done), done
 
     held = drained_against_oracle()
     gaps = [(kind, gap_around(held.ids, at), old, new)
             for kind, at, old, new in ha_fleet["drills"]]
-    kills = sorted(g for kind, g, *_ in gaps if kind.startswith("SIGKILL"))
     with capsys.disabled():
         print(f"\nfailover drills: {held}")
         for kind, gap, old, new in gaps:
             print(f"  {kind}: {old} -> {new}, {gap:.2f} s without a decision")
-        print(f"  SIGKILL drills: median {kills[len(kills) // 2]:.2f} s, max {max(kills):.2f} s")
+        for name in ("power-off", "SIGKILL", "redis.failover"):
+            seen = sorted(g for kind, g, *_ in gaps if kind.startswith(name))
+            print(f"  {name}: {len(seen)} drill(s), seconds without a decision: median "
+                  f"{statistics.median(seen):.2f}, max {max(seen):.2f}")
     held.assert_exactly_once()
     ha_fleet["drilled"] = True
 
 
 @pytest.mark.requirement("INFRA_01")
 def test_verify_is_green_after_the_drills(ha_fleet):
-    """`invoke verify` on the drilled fleet: every replica linked to the primary the Sentinels
-    name (the old primaries among them), the Sentinels seeing the set and each other."""
+    """`invoke verify` on the drilled fleet, its Redis, replication and placement checks:
+    every replica linked to the primary the Sentinels name (the old primaries among them),
+    the Sentinels seeing the set and each other, the agents connected to the new primary."""
     if not ha_fleet.get("drilled"):
         pytest.skip("the drills did not finish: their own failure says why")
+    on(API, "systemctl start ark-agent@kyle.service", check=True)  # stopped by the drain
     lines: list[str] = []
-    rc = verify(inventory=str(INVENTORY), log=lines.append, echo=lines.append)
+    # The checks a failover can break (the whole suite ran on this fleet before the roll).
+    rc = verify(inventory=str(INVENTORY), keyword="replication or redis or placement",
+                log=lines.append, echo=lines.append)
     assert rc == 0, "\n".join(lines[-80:])

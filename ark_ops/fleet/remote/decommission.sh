@@ -14,6 +14,10 @@ done
 if [ "$with_redis" = yes ]; then
   systemctl disable --now redis-server.service >/dev/null 2>&1 && echo "removed: redis-server (stopped, disabled)"
 fi
+# Issue #20: a Sentinel ARK ran (its config names ARK's sets) stops with the host's ARK.
+if grep -q '^sentinel monitor ark-' /etc/redis/sentinel.conf 2>/dev/null; then
+  systemctl disable --now redis-sentinel.service >/dev/null 2>&1 && echo "removed: redis-sentinel (stopped, disabled)"
+fi
 if [ "$with_monitoring" = yes ]; then
   systemctl disable --now prometheus.service >/dev/null 2>&1 && echo "removed: prometheus (stopped, disabled)"
 fi
