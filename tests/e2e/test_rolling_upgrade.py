@@ -441,6 +441,18 @@ def replica_down_alert() -> bool:
     return bool(resp.json()["data"]["result"])
 
 
+def replication_seen() -> str:
+    """What each exporter reports of the set, and the flags the Sentinels give each replica."""
+    figures = {h: asked(h, f"curl -s -m 5 http://{address(h)}:9101/metrics | "
+                           "grep -E '^ark_redis_(replica|sentinel)'").split() for h in HOSTS}
+    flags = asked(API, ENV + PY + shlex.quote(
+        "import json; from ark_runtime.config import redis_settings; "
+        "from ark_runtime.bus.clients import sentinel_replicas; "
+        "print(json.dumps([[r['ip'], r['flags'], r.get('master-link-status')] "
+        "for r in sentinel_replicas(redis_settings())]))"))
+    return f"exporters {figures}; Sentinel's replicas {flags.strip()[-600:]}"
+
+
 def gap_around(ids: list[str], at_ms: int) -> float:
     times = sorted(int(i.split("-")[0]) for i in ids)
     return (min(t for t in times if t > at_ms)
@@ -529,7 +541,10 @@ def test_failover_drills_lose_and_duplicate_nothing(ha_fleet, capsys):
         on(old, "systemctl start redis-server.service", check=True)
         wait_for(lambda new=new: set_settled(new), 180, f"{old} to rejoin as {new}'s replica")
         if n == 1:
-            wait_for(lambda: not replica_down_alert(), 240, "ArkRedisReplicaDown to resolve")
+            try:
+                wait_for(lambda: not replica_down_alert(), 420, "ArkRedisReplicaDown to resolve")
+            except AssertionError as exc:  # say what the Sentinels and exporters still see
+                raise AssertionError(f"{exc}: {replication_seen()}") from None
     # (3) A planned switch-over, as an operator does before patching the primary's host.
     planned_failover(ha_fleet)
     records = [r for _f, r in iter_records(state_dir(str(INVENTORY)))]
