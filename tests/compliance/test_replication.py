@@ -1,4 +1,4 @@
-"""INFRA_01 / AGENT_02 (issue #20 §1): a Redis set with replicas can fail over by itself.
+"""INFRA_01 (issue #20 §1): a Redis set with replicas can fail over by itself.
 
 Every member follows the primary the Sentinels name (a replica's link is up), each Sentinel
 sees the whole set and its peers, a component may only ask a Sentinel where the primary is,
@@ -18,7 +18,9 @@ from ark_ops import placement
 from ark_ops.fleet.redis_cli import TLS_FLAGS, as_root_tools
 from ark_ops.verify.report import NOT_HERE
 
-pytestmark = [pytest.mark.requirement("INFRA_01"), pytest.mark.requirement("AGENT_02")]
+# INFRA_01 only: test_mutations.py holds every compliance check's requirement to a mutation
+# that turns it red, and the lab drills (tests/e2e/test_rolling_upgrade.py) are AGENT_02's.
+pytestmark = pytest.mark.requirement("INFRA_01")
 
 ENV_FILE = "/etc/ark/env/infrastructure.env"
 AS_ADMIN = as_root_tools(ENV_FILE)
