@@ -453,10 +453,13 @@ def replication_seen() -> str:
     return f"exporters {figures}; Sentinel's replicas {flags.strip()[-600:]}"
 
 
-def gap_around(ids: list[str], at_ms: int) -> float:
+def drill_gap(ids: list[str], at_ms: int, promoted_ms: int) -> float:
+    """Seconds without a decision over a drill: the longest stretch from the last decision
+    before the fault to the first one made after the Sentinels named the new primary."""
     times = sorted(int(i.split("-")[0]) for i in ids)
-    return (min(t for t in times if t > at_ms)
-            - max((t for t in times if t <= at_ms), default=at_ms)) / 1000
+    start = max((t for t in times if t <= at_ms), default=at_ms)
+    end = min(t for t in times if t > promoted_ms)
+    return longest_gap_s(ids, start, end)
 
 
 @pytest.fixture(scope="module")
@@ -475,8 +478,10 @@ def ha_fleet(old_fleet):
 def _after_failover(ha_fleet: dict, kind: str, old: str, at_ms: int) -> str:
     new = wait_for(lambda: (lambda p: p if p not in (None, old) else None)(primary_now()), 120,
                    f"the Sentinels to promote a replica after the {kind}")
-    wait_for(lambda: fresh_decision_after(at_ms), 180, f"a decision after the {kind}")
-    ha_fleet["drills"].append((kind, at_ms, old, new))
+    promoted_ms = int(time.time() * 1000)
+    wait_for(lambda: fresh_decision_after(promoted_ms), 180,
+             f"a decision on the new primary after the {kind}")
+    ha_fleet["drills"].append((kind, at_ms, promoted_ms, old, new))
     return new
 
 
@@ -552,8 +557,8 @@ def test_failover_drills_lose_and_duplicate_nothing(ha_fleet, capsys):
     assert done and all(r["result"] == "ok" for r in done), done
 
     held = drained_against_oracle()
-    gaps = [(kind, gap_around(held.ids, at), old, new)
-            for kind, at, old, new in ha_fleet["drills"]]
+    gaps = [(kind, drill_gap(held.ids, at, promoted), old, new)
+            for kind, at, promoted, old, new in ha_fleet["drills"]]
     with capsys.disabled():
         print(f"\nfailover drills: {held}")
         for kind, gap, old, new in gaps:

@@ -30,6 +30,7 @@ from ark_ops.deploy import run as deploy_mod
 from ark_ops.lab import lab
 from ark_ops.lab.config import LabPaths
 from ark_runtime.api.passwords import hash_password
+from ark_runtime.bus.acl import LINK_USERS
 from tests.support import console, lab_shell
 from tests.support.console import console_url
 from tests.support.lab_shell import lab_up, wait_for
@@ -226,9 +227,12 @@ PY
 
 
 def redis_passwords() -> dict[str, str]:
+    """The passwords `secrets.rotate redis` rolls: not a Redis set's link users (issue #20:
+    replication, sentinel; no replicas here, so no such users in Redis either)."""
     d = LabPaths.default().inventory / ".secrets"
     out = {p.name.removeprefix("redis_password_"): p.read_text().strip()
-           for p in d.glob("redis_password_*")}
+           for p in d.glob("redis_password_*")
+           if p.name.removeprefix("redis_password_") not in LINK_USERS}
     return {**out, "admin": (d / "redis_password").read_text().strip()}
 
 
