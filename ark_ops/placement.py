@@ -14,6 +14,7 @@ both ask this module, so the hosts and the checks of them agree.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Mapping
 
 from ark_runtime import pipeline as declaration
@@ -101,23 +102,20 @@ def live_primary(primary: str, named: Iterable[str], sentinels: int,
     before any Sentinel runs): the inventory's `primary`. Refused, in one sentence, when the
     answers have no majority of the Sentinels or name an address outside the set: a deploy
     must never demote the primary the clients use."""
-    answers = [a for a in named if a]
+    answers = Counter(a for a in named if a)
     if not answers:
         return primary
-    top, count = max(((a, answers.count(a)) for a in set(answers)), key=lambda x: x[1])
+    [(top, count)] = answers.most_common(1)
     if count < sentinel_quorum(sentinels):
-        return _refuse(f"the Sentinels do not agree on {primary}'s primary "
-                       f"({', '.join(sorted(set(answers)))}; {count} of {sentinels} name "
-                       f"{top}): run `invoke redis.status`, and deploy again once they agree")
+        raise PlacementError(f"the Sentinels do not agree on {primary}'s primary "
+                             f"({', '.join(sorted(answers))}; {count} of {sentinels} name "
+                             f"{top}): run `invoke redis.status`, and deploy again once they "
+                             "agree")
     for member in members:
         if address_of.get(member) == top:
             return member
-    return _refuse(f"the Sentinels name {top} primary of {primary}'s set, which is no "
-                   "member's address (ark_listen_address) in the inventory")
-
-
-def _refuse(sentence: str) -> str:
-    raise PlacementError(sentence)
+    raise PlacementError(f"the Sentinels name {top} primary of {primary}'s set, which is no "
+                         "member's address (ark_listen_address) in the inventory")
 
 
 def sentinel_quorum(sentinels: int) -> int:

@@ -115,8 +115,7 @@ def ark_redis_tls_on(hostvars, server: str, groups, setting) -> bool:
     # clients after a failover), so under `auto` the whole set speaks TLS.
     sets = ark_redis_sets(hostvars, groups)
     primary = _replica_of(hostvars, groups).get(server) or server
-    members = [primary, *sets.get(primary, [])]
-    remote = [h for h in members if h != server] if len(members) > 1 else []
+    remote = [h for h in [primary, *sets.get(primary, [])] if h != server]
     try:
         return placement.redis_tls_on(
             setting, [*ark_redis_remote_clients(hostvars, primary, groups), *remote])
