@@ -495,26 +495,45 @@ def test(c, fast: bool = False, pytest_args: str = ""):
 
 @task(
     help={
-        "rps": "requests per second to offer (default 500)",
+        "rps": "requests per second to offer (locust: default 500; wrk: default unpaced, as "
+               "fast as the API answers)",
         "duration": "how long, e.g. 60s or 2m (default 60s)",
         "host": "API to drive: lab host address or URL (default 127.0.0.1)",
         "api_pid": "PID of the API process to sample (found automatically when possible)",
         "machine": "lab host name whose `ark api` process to sample (e.g. ark-lab-1)",
         "processes": "locust worker processes (default: one per CPU above 250 RPS)",
+        "generator": "locust (health, status, log tail, login) or wrk (the signed-in console "
+                     "read mix of ark_ops/load/mix.py, built from the API's OpenAPI document)",
+        "connections": "wrk: open connections (default 50)",
+        "threads": "wrk: threads (default 1; its report shows how busy they were)",
+        "chatter": "wrk: WebSocket chatter listeners held open during the run (default 0)",
     }
 )
 @operator_errors
-def load(c, rps: int = 500, duration: str = "60s", host: str = "127.0.0.1",
-         api_pid: int = 0, machine: str = "", processes: int = 0):
-    """TEST_03: drive the API with locust (health, status, log tail, login); report under
-    reports/load/. Sign-in for the mix: ARK_LOAD_USER / ARK_LOAD_PASSWORD in the environment."""
+def load(c, rps: int = -1, duration: str = "60s", host: str = "127.0.0.1",
+         api_pid: int = 0, machine: str = "", processes: int = 0, generator: str = "locust",
+         connections: int = 50, threads: int = 1, chatter: int = 0):
+    """TEST_03: drive the API with locust or wrk; report under reports/load/. Sign-in for the
+    mix: ARK_LOAD_USER / ARK_LOAD_PASSWORD in the environment (ARK_LOAD_CA: the fleet's CA
+    for HTTPS). With --generator wrk, --rps paces the mix (unpaced when not given)."""
     from pathlib import Path
 
-    from ark_ops.load.run import run_load
+    from ark_ops.errors import OpsError
+    from ark_ops.load.run import run_load, run_load_wrk
 
-    out = run_load(host, rps, duration, Path("reports/load"), api_pid=api_pid or None,
-                   machine=machine or None, processes=processes or None)
+    if generator == "wrk":
+        out = run_load_wrk(host, duration, Path("reports/load"), connections=connections,
+                           threads=threads, rate=max(rps, 0), chatter=chatter,
+                           api_pid=api_pid or None, machine=machine or None)
+    elif generator == "locust":
+        out = run_load(host, 500 if rps < 0 else rps, duration, Path("reports/load"),
+                       api_pid=api_pid or None,
+                       machine=machine or None, processes=processes or None)
+    else:
+        raise OpsError(f"--generator: {generator!r} is neither locust nor wrk")
     print((out / "report.md").read_text())
+
+
 # --- observability (LOG_02, AGENT_03) -------------------------------------------------
 
 

@@ -236,3 +236,36 @@ def render(r: dict) -> str:
               f"Load generator (locust, all processes): {json.dumps(r.get('load_generator'))}",
               ""]
     return "\n".join(lines)
+
+
+def run_load_wrk(host: str, duration: str, out_root: Path, *, connections: int = 50,
+                 threads: int = 1, rate: int = 0, chatter: int = 0,
+                 api_pid: int | None = None, machine: str | None = None) -> Path:
+    """`invoke load --generator wrk`: the signed-in read mix of mix.py, driven by wrk."""
+    from ark_ops.load import wrk
+
+    seconds = parse_duration(duration)
+    if connections < 1 or threads < 1 or threads > connections:
+        raise OpsError("--connections and --threads: at least 1, threads <= connections")
+    url = api_url(host).rstrip("/")
+    parsed = urlparse(url)
+    user, password = wrk.credentials()
+    pid = api_pid or find_api_pid(parsed.hostname or "", parsed.port or 80, machine)
+    out = out_root / datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    out.mkdir(parents=True, exist_ok=True)
+    session, doc = wrk.sign_in(url, user, password)
+    del password
+    started = time.time()
+    try:
+        result = wrk.measure(url, session, doc, seconds=seconds, connections=connections,
+                             threads=threads, rate=rate, api_pid=pid, chatter=chatter)
+    finally:
+        wrk.sign_out(url, session)
+    report = {"host": url, "generator": "wrk", "user": user,
+              "started": datetime.fromtimestamp(started, UTC).isoformat(),
+              "load_average": [round(x, 2) for x in os.getloadavg()], **result}
+    if report["api"] is None:
+        report["api_error"] = "API process not found; pass --api-pid"
+    (out / "report.json").write_text(json.dumps(report, indent=2) + "\n")
+    (out / "report.md").write_text(wrk.render(report))
+    return out
