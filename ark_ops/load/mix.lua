@@ -6,7 +6,10 @@
 --   cookie ark_session=...
 --   csrf TOKEN
 --   request WEIGHT PATH NAME WITH SPACES
--- ARK_WRK_DELAY_MS, when set, paces each connection (one request per that many ms).
+-- ARK_WRK_RATE_PER_THREAD, when set, paces each thread to that many requests a second: each
+-- request takes the thread's next free slot on a wall-clock schedule (so the rate does not
+-- depend on how long answers take, as long as a connection is free; when the API falls
+-- behind, the slots are in the past and wrk sends as fast as it is answered).
 -- done() prints one line "ARK-WRK-JSON {...}" that the runner parses.
 
 local names, paths, weights = {}, {}, {}
@@ -37,7 +40,7 @@ function setup(thread)
   thread:set("thread_id", #threads)
 end
 
-local cycle, formatted, pos, delay_ms = {}, {}, 0, nil
+local cycle, formatted, pos, interval_ms, next_slot = {}, {}, 0, nil, 0
 sent = {}
 
 function init(args)
@@ -56,8 +59,8 @@ function init(args)
     cycle[i], cycle[j] = cycle[j], cycle[i]
   end
   pos = math.random(#cycle) - 1
-  local d = os.getenv("ARK_WRK_DELAY_MS")
-  delay_ms = d and tonumber(d) or nil
+  local rate = tonumber(os.getenv("ARK_WRK_RATE_PER_THREAD") or "")
+  interval_ms = rate and rate > 0 and 1000 / rate or nil
   -- the names, for done() in the main thread
   mix_names = table.concat(names, "\n")
 end
@@ -69,9 +72,22 @@ function request()
   return formatted[i]
 end
 
-if os.getenv("ARK_WRK_DELAY_MS") then
+if os.getenv("ARK_WRK_RATE_PER_THREAD") then
+  local ffi = require("ffi")
+  ffi.cdef[[
+    typedef struct { long tv_sec; long tv_nsec; } ark_timespec;
+    int clock_gettime(int clk_id, ark_timespec *tp);
+  ]]
+  local ts = ffi.new("ark_timespec")
+  local function now_ms()
+    ffi.C.clock_gettime(1, ts)  -- CLOCK_MONOTONIC
+    return tonumber(ts.tv_sec) * 1000 + tonumber(ts.tv_nsec) / 1e6
+  end
   function delay()
-    return delay_ms
+    local now = now_ms()
+    local slot = math.max(next_slot, now)
+    next_slot = slot + interval_ms
+    return math.floor(slot - now)
   end
 end
 

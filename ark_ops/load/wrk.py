@@ -250,7 +250,7 @@ def measure(url: str, session: mix.Session, doc: dict, *, seconds: int, connecti
         env = {**os.environ, "ARK_WRK_MIX": str(mix_file)}
         env.pop("ARK_LOAD_PASSWORD", None)  # wrk has no use for it
         if rate:
-            env["ARK_WRK_DELAY_MS"] = str(max(1, round(1000 * connections / rate)))
+            env["ARK_WRK_RATE_PER_THREAD"] = f"{rate / threads:.3f}"
         api = psutil.Process(api_pid) if api_pid else None
         listeners = Chatter(url, session.cookie, chatter)
         listeners.start()
