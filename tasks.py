@@ -506,7 +506,7 @@ def test(c, fast: bool = False, pytest_args: str = ""):
                      "read mix of ark_ops/load/mix.py, built from the API's OpenAPI document)",
         "connections": "wrk: open connections (default 50)",
         "threads": "wrk: threads (default 1; its report shows how busy they were)",
-        "chatter": "wrk: WebSocket chatter listeners held open during the run (default 0)",
+        "chatter": "wrk: WebSocket chatter listeners held open during the run (0-8, default 0)",
     }
 )
 @operator_errors

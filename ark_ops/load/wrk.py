@@ -243,6 +243,11 @@ def measure(url: str, session: mix.Session, doc: dict, *, seconds: int, connecti
     wrk = shutil.which("wrk")
     if not wrk:
         raise OpsError("wrk is not installed (apt-get install wrk)")
+    from ark_runtime.api.chatter import PER_OPERATOR
+
+    if not 0 <= chatter <= PER_OPERATOR:
+        raise OpsError(f"--chatter: 0 to {PER_OPERATOR} (the API's chatter sockets per "
+                       "operator; the run signs in once)")
     reqs = mix.requests(doc, session) if reqs is None else reqs
     private = Path(tempfile.mkdtemp(prefix="ark-wrk-", dir=workdir))
     try:

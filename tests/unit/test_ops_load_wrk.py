@@ -249,3 +249,11 @@ def test_the_mix_file_is_private_from_its_first_byte(tmp_path):
     path = mix.write_private(tmp_path / "d", "mix", "cookie x\n")
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert stat.S_IMODE(path.parent.stat().st_mode) == 0o700
+
+
+def test_more_chatter_listeners_than_the_api_allows_one_operator_are_refused(openapi):
+    from ark_runtime.api.chatter import PER_OPERATOR
+
+    with pytest.raises(OpsError, match=f"--chatter: 0 to {PER_OPERATOR}"):
+        wrk.measure("http://127.0.0.1:1", mix.Session(COOKIE, CSRF), openapi, seconds=1,
+                    connections=1, chatter=PER_OPERATOR + 1)
