@@ -9,6 +9,9 @@ One locust process tops out below 500 RPS on this machine, so above LOCUST_RPS_P
 the load is spread over one locust worker per CPU (`--processes`); the report gives requested
 vs achieved RPS (the whole run's mean and the steady-state median once every user runs) and
 the load generator's own CPU, so a generator that was the bottleneck shows as such.
+
+`run_load_wrk` (`--generator wrk`) drives the console's signed-in read mix instead (mix.py,
+mix.lua, wrk.py): wrk's CPU beside the API's in the same report.
 """
 
 from __future__ import annotations
