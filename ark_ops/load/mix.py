@@ -71,8 +71,9 @@ class Request:
 
 @dataclass
 class Session:
-    cookie: str  # "ark_session=..."
-    csrf: str
+    # Secrets: kept out of repr (a traceback or an assertion message never shows them).
+    cookie: str = field(repr=False)  # "ark_session=..."
+    csrf: str = field(repr=False)
     cursor: str = ""
     trace_id: str = field(default_factory=lambda: str(uuid.uuid4()))
 

@@ -220,18 +220,23 @@ def run_wrk(cmd: list[str], env: dict[str, str], cpu: str | None = None) -> tupl
         cmd = ["taskset", "-c", cpu, *cmd]
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                             stdin=subprocess.DEVNULL)
-    out_chunks: list[bytes] = []
-    reader = threading.Thread(target=lambda: out_chunks.append(proc.stdout.read()), daemon=True)
-    reader.start()
+    # Both pipes drained while wrk runs (neither can fill and stall it); wait4 for its rusage.
+    chunks: dict[str, bytes] = {}
+    readers = [threading.Thread(target=lambda n=n, f=f: chunks.__setitem__(n, f.read()),
+                                daemon=True)
+               for n, f in (("out", proc.stdout), ("err", proc.stderr))]
+    for r in readers:
+        r.start()
     _, status, usage = os.wait4(proc.pid, 0)
     proc.returncode = os.waitstatus_to_exitcode(status)
-    reader.join(10)
-    err = proc.stderr.read().decode(errors="replace")
+    for r in readers:
+        r.join(10)
     proc.stdout.close()
     proc.stderr.close()
+    err = chunks.get("err", b"").decode(errors="replace")
     if proc.returncode != 0:
         raise OpsError(f"wrk failed (exit {proc.returncode}): {err.strip()[-500:]}")
-    return b"".join(out_chunks).decode(errors="replace"), usage.ru_utime + usage.ru_stime
+    return chunks.get("out", b"").decode(errors="replace"), usage.ru_utime + usage.ru_stime
 
 
 def measure(url: str, session: mix.Session, doc: dict, *, seconds: int, connections: int,
@@ -259,14 +264,16 @@ def measure(url: str, session: mix.Session, doc: dict, *, seconds: int, connecti
         api = psutil.Process(api_pid) if api_pid else None
         listeners = Chatter(url, session.cookie, chatter)
         listeners.start()
-        api_before = cpu_seconds(api) if api else 0.0
-        started = time.monotonic()
-        stdout, wrk_cpu_s = run_wrk(wrk_command(url, seconds, connections, threads, wrk),
-                                    env, wrk_cpu)
-        wall = time.monotonic() - started
-        api_cpu_s = cpu_seconds(api) - api_before if api else None
-        api_rss = round(api.memory_info().rss / 2**20, 1) if api else None
-        chat = listeners.stop()
+        try:
+            api_before = cpu_seconds(api) if api else 0.0
+            started = time.monotonic()
+            stdout, wrk_cpu_s = run_wrk(wrk_command(url, seconds, connections, threads, wrk),
+                                        env, wrk_cpu)
+            wall = time.monotonic() - started
+            api_cpu_s = cpu_seconds(api) - api_before if api else None
+            api_rss = round(api.memory_info().rss / 2**20, 1) if api else None
+        finally:
+            chat = listeners.stop()
     finally:
         shutil.rmtree(private, ignore_errors=True)
     result = parse_wrk(stdout)

@@ -257,3 +257,8 @@ def test_more_chatter_listeners_than_the_api_allows_one_operator_are_refused(ope
     with pytest.raises(OpsError, match=f"--chatter: 0 to {PER_OPERATOR}"):
         wrk.measure("http://127.0.0.1:1", mix.Session(COOKIE, CSRF), openapi, seconds=1,
                     connections=1, chatter=PER_OPERATOR + 1)
+
+
+def test_a_session_never_shows_its_secrets_in_its_repr():
+    text = repr(mix.Session(COOKIE, CSRF, cursor="hrm:1"))
+    assert COOKIE not in text and CSRF not in text and "hrm:1" in text
