@@ -298,7 +298,9 @@ def render(r: dict) -> str:
              + (f"offered {r['offered_rps']} RPS, " if r.get("offered_rps") else "unpaced, ")
              + f"{r['duration_s']} s: **{r['rps']} RPS**, p50 {r['p50_ms']} ms, "
              f"p90 {r['p90_ms']} ms, p99 {r['p99_ms']} ms, max {r['max_ms']} ms, "
-             f"errors {r['errors']} of {r['requests']} {r['errors_by_kind']}", "",
+             f"errors {r['errors']} of {r['requests']} {r['errors_by_kind']}"
+             + (f"; this machine's load average {r['load_average']}"
+                if r.get("load_average") else ""), "",
              "| process | CPU s | cores busy | note |", "|---|---|---|---|",
              f"| wrk (generator) | {gen['cpu_s']} | {gen['cores_busy']} of "
              f"{gen['threads']} thread(s) | saturated when cores busy ≈ threads |"]
