@@ -18,7 +18,14 @@ from typing import TextIO
 from ark_ops import placement
 from ark_ops.errors import RefusedError
 from ark_ops.fleet.audit import audit_action
-from ark_ops.fleet.redis_sentinel import ASKED, Answer, failover_command, redis_sets, run_on
+from ark_ops.fleet.redis_sentinel import (
+    ASKED,
+    UNSETTLED_EXIT,
+    Answer,
+    failover_command,
+    redis_sets,
+    run_on,
+)
 from ark_ops.fleet.ssh import HostOutcome
 
 SSH_SLACK_S = 120  # beyond --timeout: SSH, sudo, and each Sentinel's own bounded answer
@@ -64,12 +71,15 @@ def run(inventory: str | None, pipeline: str | None = None, out: TextIO = sys.st
     with audit_action("redis.failover", {"pipeline": primary}, inventory, None) as rec:
         tried: list[Answer] = []
         for name in [primary, *sets[primary]]:
-            answer = run_on(by_name[name], command, runner, timeout + SSH_SLACK_S)
+            # The line may wait `timeout` for the set to settle, then as long for the move.
+            answer = run_on(by_name[name], command, runner, 2 * timeout + SSH_SLACK_S)
             tried.append(answer)
             out.write(answer.stdout)
             # Once the Sentinels were asked (or may have been: no answer in time), another
-            # host asking again could move the primary twice.
-            if answer.returncode == 0 or ASKED in answer.stdout or answer.timed_out:
+            # host asking again could move the primary twice. A set that never settled is
+            # the same set from every host: asking elsewhere would only wait as long again.
+            if answer.returncode in (0, UNSETTLED_EXIT) or ASKED in answer.stdout \
+                    or answer.timed_out:
                 break
         last = tried[-1]
         moved = last.returncode == 0 and " -> " in last.stdout

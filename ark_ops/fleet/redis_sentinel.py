@@ -24,6 +24,7 @@ from ark_ops.fleet.ssh import FleetHost
 
 ASK_TIMEOUT_S = 10  # one Sentinel's answer: an address that drops packets must not hold the rest
 ASKED = "asking Sentinel"  # the failover line's mark that the FAILOVER was sent
+UNSETTLED_EXIT = 5  # the failover line's exit when the set never settled: nothing was asked
 # The status line's own lines: which set, which Sentinel answers next, what redis-cli said on
 # stderr (kept apart: a login warning must not spoil the answer after it).
 MASTER_MARK, SENTINEL_MARK, STDERR_MARK = "#ark-master ", "#ark-sentinel ", "#ark-stderr "
@@ -56,10 +57,45 @@ def _prelude(master: str, env_file: str) -> str:
             'sentinels=$(echo "$ARK_REDIS_SENTINELS" | tr , " "); ')
 
 
+# One Sentinel's `SENTINEL REPLICAS` answer (a flat key/value list, one replica after the
+# other) says the set has settled when it lists a replica, at least one of them is a plain
+# linked candidate (flags exactly `slave`), and no replica reports itself a primary. A replica
+# that just came back (a host booted with the primary's old config) reports `master` until
+# the Sentinels convert it, and each Sentinel reads its role only every 10 s: a FAILOVER
+# asked then is undone by a Sentinel that still sees the replica as a rogue primary and
+# converts it back, 8 s after it last saw the role change, before the promotion is announced.
+# Seen on the lab: the Sentinel's failover timed out and the primary stayed where it was.
+_SETTLED_AWK = ("NR%2==1{k=$0;next} k==\"name\"{n++} k==\"flags\"&&$0==\"slave\"{ok++} "
+                "k==\"role-reported\"&&$0!=\"slave\"{bad=1} END{exit !(n>0&&ok>0&&!bad)}")
+
+
+# `unsettled_at`: the first Sentinel that answers a replica list and does not see the set
+# settled (_SETTLED_AWK); nothing when all that answer do. A Sentinel that answers no replica
+# list (down, or an error) has no say.
+_UNSETTLED_AT = ('unsettled_at() { for s in $sentinels; do r=$(ark_sentinel "$s" REPLICAS '
+                 '2>/dev/null); [ "$(printf "%s\\n" "$r" | head -n 1)" = name ] || continue; '
+                 f'printf "%s\\n" "$r" | awk {shlex.quote(_SETTLED_AWK)} || '
+                 '{ echo "$s"; return; }; done; }; ')
+
+
+def settled_command(master: str, env_file: str = ENV_FILE) -> str:
+    """Exit 0 when every Sentinel that answers sees the set settled; else exit 1 and the
+    first one that does not on stdout (a drill waits for this before its next fault)."""
+    return (_prelude(master, env_file) + _UNSETTLED_AT
+            + 's=$(unsettled_at); [ -z "$s" ] || { echo "$s"; exit 1; }')
+
+
 def failover_command(master: str, timeout: int, env_file: str = ENV_FILE) -> str:
-    """The primary a Sentinel names, FAILOVER, then every Sentinel asked until one names
+    """The primary a Sentinel names; every Sentinel that answers seeing the set settled (at
+    most `timeout` s, _SETTLED_AWK); FAILOVER; then every Sentinel asked until one names
     another primary (at most `timeout` s): `old -> new` on the last line, exit 0."""
-    return (_prelude(master, env_file)
+    return (_prelude(master, env_file) + _UNSETTLED_AT
+            + f"end=$(( $(date +%s) + {int(timeout)} )); "
+            'while s=$(unsettled_at); [ -n "$s" ]; do '
+            '[ "$(date +%s)" -lt "$end" ] || { echo "Sentinel $s still sees a replica of '
+            "$ARK_REDIS_SENTINEL_MASTER that reports itself a primary or is not linked, "
+            f'{int(timeout)} s on: the set has not settled (a host that just came back); '
+            f'nothing was asked" >&2; exit {UNSETTLED_EXIT}; }}; sleep 1; done; '
             # ip:port, or nothing: redis-cli prints an error reply on stdout and exits 0
             + 'primary_of() { ark_sentinel "$1" GET-MASTER-ADDR-BY-NAME 2>/dev/null '
             "| paste -sd: -; }; "

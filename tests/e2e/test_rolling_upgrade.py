@@ -42,6 +42,7 @@ import pytest
 from ark_ops import placement
 from ark_ops.deploy import run as deploy_mod
 from ark_ops.fleet.audit import state_dir
+from ark_ops.fleet.redis_sentinel import settled_command
 from ark_ops.lab import host as hostmod
 from ark_ops.lab import lab
 from ark_ops.lab.config import LabHost, LabPaths
@@ -428,8 +429,12 @@ def replica_linked(host: str, primary: str) -> bool:
 
 
 def set_settled(primary: str) -> bool:
+    """`primary` is the set's primary, every other member its linked replica, and every
+    Sentinel sees it so (redis.failover's own check: a Sentinel still seeing a rejoined
+    replica as a rogue primary undoes the next failover)."""
     return primary_now() == primary and all(replica_linked(h, primary)
-                                            for h in HOSTS if h != primary)
+                                            for h in HOSTS if h != primary) \
+        and on(API, settled_command(MASTER), timeout=60).returncode == 0
 
 
 def replica_down_alert() -> bool:
@@ -476,8 +481,11 @@ def ha_fleet(old_fleet):
 
 
 def _after_failover(ha_fleet: dict, kind: str, old: str, at_ms: int) -> str:
-    new = wait_for(lambda: (lambda p: p if p not in (None, old) else None)(primary_now()), 120,
-                   f"the Sentinels to promote a replica after the {kind}")
+    try:
+        new = wait_for(lambda: (lambda p: p if p not in (None, old) else None)(primary_now()),
+                       120, f"the Sentinels to promote a replica after the {kind}")
+    except AssertionError as exc:  # say what the Sentinels and exporters still see
+        raise AssertionError(f"{exc}: {replication_seen()}") from None
     promoted_ms = int(time.time() * 1000)
     wait_for(lambda: fresh_decision_after(promoted_ms), 180,
              f"a decision on the new primary after the {kind}")

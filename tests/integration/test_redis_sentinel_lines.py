@@ -15,10 +15,13 @@ from conftest import wait_for
 from sentinel_redis import MASTER, SentinelRedis
 
 from ark_ops.fleet.redis_sentinel import (
+    ASKED,
+    UNSETTLED_EXIT,
     agreement,
     failover_command,
     masters_command,
     parse_masters,
+    settled_command,
 )
 
 pytestmark = pytest.mark.requirement("AGENT_02")
@@ -105,3 +108,29 @@ def test_no_sentinel_answering_is_said_and_nothing_is_asked(tmp_path) -> None:
     assert out.returncode == 4 and "no Sentinel of 127.0.0.1:1,[::1]:1 names a primary" in \
         out.stderr
     assert "asking" not in out.stdout
+
+
+def test_a_replica_reporting_itself_a_primary_holds_the_failover_until_the_set_settles(
+        replicated: SentinelRedis, tmp_path) -> None:
+    """A replica that came back claiming to be a primary (a host booted with the primary's
+    old config) is converted back by the Sentinels, but each reads its role only every 10 s:
+    a FAILOVER asked while one still sees a rogue primary was undone on the lab. The settled
+    line says which Sentinel is not there yet; the failover line waits for all of them."""
+    env = _env_file(tmp_path, replicated.addresses)
+    first, second = replicated.servers
+    replicated.client(second).execute_command("REPLICAOF", "NO", "ONE")
+    named = wait_for(lambda: (r := _bash(settled_command(MASTER, env))).returncode == 1
+                     and r.stdout.strip(), 60, interval=0.5,
+                     what="a Sentinel to see the replica report itself a primary")
+    assert named in replicated.addresses.split(","), named
+    # Not settled yet: the line waits, then says so, and asks nothing.
+    held = _bash(failover_command(MASTER, 1, env))
+    if held.returncode == UNSETTLED_EXIT:  # the Sentinels may have caught up meanwhile
+        assert ASKED not in held.stdout and "has not settled" in held.stderr, held
+        assert replicated.primary_port() == first.port
+    wait_for(lambda: _bash(settled_command(MASTER, env)).returncode == 0, 90, interval=0.5,
+             what="every Sentinel to see the converted replica as a replica")
+    assert replicated.role(second) == "slave"
+    moved = _bash(failover_command(MASTER, 60, env))
+    assert moved.returncode == 0, moved.stdout + moved.stderr
+    assert moved.stdout.splitlines()[-1] == f"127.0.0.1:{first.port} -> 127.0.0.1:{second.port}"
