@@ -11,7 +11,9 @@ from __future__ import annotations
 import argparse
 import gzip
 import json
+import os
 import sys
+import threading
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -101,6 +103,176 @@ def collect(ident: str, directories: list[Path],
     hops.extend(store_hops or [])
     hops.sort(key=_when)
     return correlation, hops
+
+
+class _FileIndex:
+    """What one log file held when last read: its lines that mention a correlation id, by
+    correlation id, and for each message id the correlation of its first record."""
+
+    __slots__ = ("check", "corr", "first", "gz", "offset", "stamp")
+
+    def __init__(self, gz: bool = False, stamp: tuple[int, int] = (0, 0)) -> None:
+        self.gz = gz
+        self.stamp = stamp  # .gz only: (size, mtime_ns) it was read at
+        self.offset = 0  # plain files: bytes read so far, always just after a "\n"
+        self.check = b""  # the last bytes before `offset`, to notice a truncated+regrown file
+        # correlation id -> [(line text, index of the record in expand_hops(line))]
+        self.corr: dict[str, list[tuple[str, int]]] = {}
+        # message or emitted id -> correlation_id of the first record naming it
+        self.first: dict[str, Any] = {}
+
+    def add(self, text: str) -> None:
+        """One line as `_lines` sees it: skipped, or each of its records indexed."""
+        if '"correlation_id"' not in text:
+            return
+        try:
+            line = json.loads(text)
+        except ValueError:
+            return
+        if not isinstance(line, dict):
+            return
+        for n, rec in enumerate(expand_hops(line)):
+            cid = rec.get("correlation_id")
+            if isinstance(cid, str):
+                self.corr.setdefault(cid, []).append((text, n))
+            for key in ("message_id", "emitted_id"):
+                ident = rec.get(key)
+                if isinstance(ident, str):  # `ident in (...)` only ever equals a str
+                    self.first.setdefault(ident, cid)
+
+    def add_text(self, text: str) -> None:
+        # The lines `for text in open(path, "rt")` yields: universal newlines (\n, \r\n, \r).
+        for part in text.replace("\r\n", "\n").replace("\r", "\n").split("\n"):
+            self.add(part)
+
+
+class TraceIndex:
+    """`collect`, with what each log file held kept between calls (the API's trace route).
+
+    Files are known by (device, inode): a call reads only the bytes appended since the last
+    one, so a rename rotation (`kyle.log` -> `kyle.log.1`) keeps its index under the new
+    name. A file shorter than what was read, or whose bytes before that point changed
+    (copytruncate, then regrown), is read again from the start; a `.gz` file is re-read
+    when its size or mtime changes. A last line without its newline yet is parsed on each
+    call and never kept, so a half-written line is not indexed half (and a complete one
+    without its newline still counts, as in `collect`).
+
+    Memory: only files found by the current call are kept (an entry whose file is gone is
+    dropped), and per file only the text of the lines that name a correlation id -- the same
+    lines `collect` parses and holds on every call. The bound is the log files on disk,
+    which logrotate bounds (size and generations).
+
+    Results equal `collect`'s for the same files (tests/unit/test_trace_index.py). A flow
+    whose correlation id is not a string (never written by the agents) is left to `collect`.
+    """
+
+    CHECK = 64
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._files: dict[tuple[int, int], _FileIndex] = {}
+
+    def collect(self, ident: str, directories: list[Path],
+                store_hops: Iterable[Hop] | None = None) -> tuple[str | None, list[Hop]]:
+        with self._lock:
+            parts = self._refresh(directories)
+        correlation: Any = None
+        if any(ident in part.corr for part in parts):
+            correlation = ident
+        else:
+            for part in parts:
+                if ident in part.first:
+                    correlation = part.first[ident]
+                    break
+        if correlation is None:
+            return None, []
+        if not isinstance(correlation, str):
+            return collect(ident, directories, store_hops)
+        hops = []
+        for part in parts:
+            for text, n in part.corr.get(correlation, ()):
+                ln = list(expand_hops(json.loads(text)))[n]
+                hops.append(Hop(
+                    ts=str(ln.get("ts", "")),
+                    source=f"{ln.get('host', '?')}/{ln.get('agent', '?')}",
+                    event=str(ln.get("event", ln.get("level", ""))),
+                    detail=str(ln.get("msg", "")),
+                    message_id=ln.get("emitted_id") or ln.get("message_id"),
+                    raw=ln,
+                ))
+        hops.extend(store_hops or [])
+        hops.sort(key=_when)
+        return correlation, hops
+
+    def _refresh(self, directories: list[Path]) -> list[_FileIndex]:
+        """Each log file's index in `collect`'s order (a file's unfinished last line as a
+        part of its own, right after it)."""
+        parts: list[_FileIndex] = []
+        seen: dict[tuple[int, int], _FileIndex] = {}
+        for path in _log_files(directories):
+            key = None
+            try:
+                st = os.stat(path)
+                key = (st.st_dev, st.st_ino)
+                if path.suffix == ".gz":
+                    entry = self._gz(path, key, (st.st_size, st.st_mtime_ns))
+                    if entry is not None:
+                        seen[key] = entry
+                        parts.append(entry)
+                    continue
+                entry, tail = self._plain(path, key)
+            except OSError as exc:
+                if key is not None:
+                    self._files.pop(key, None)
+                print(f"ark trace: skipping {path}: {exc}", file=sys.stderr)
+                continue
+            seen[key] = entry
+            parts.append(entry)
+            if tail is not None:
+                parts.append(tail)
+        self._files = seen  # files no longer listed are forgotten
+        return parts
+
+    def _plain(self, path: Path, key: tuple[int, int]) -> tuple[_FileIndex, _FileIndex | None]:
+        entry = self._files.get(key)
+        if entry is None or entry.gz:
+            entry = _FileIndex()
+        with open(path, "rb") as fh:
+            fh.seek(entry.offset - len(entry.check))
+            data = fh.read()
+            if data[:len(entry.check)] != entry.check:  # truncated (copytruncate) or replaced
+                entry = _FileIndex()
+                fh.seek(0)
+                data = fh.read()
+            else:
+                data = data[len(entry.check):]
+        cut = data.rfind(b"\n") + 1
+        if cut:
+            entry.add_text(data[:cut - 1].decode("utf-8", errors="replace"))
+            entry.offset += cut
+            entry.check = (entry.check + data[:cut])[-self.CHECK:]
+        tail = None
+        if cut < len(data):
+            tail = _FileIndex()
+            tail.add_text(data[cut:].decode("utf-8", errors="replace"))
+        return entry, tail
+
+    def _gz(self, path: Path, key: tuple[int, int], stamp: tuple[int, int]) -> _FileIndex | None:
+        entry = self._files.get(key)
+        if entry is not None and entry.gz and entry.stamp == stamp:
+            return entry
+        entry = _FileIndex(gz=True, stamp=stamp)
+        try:
+            with gzip.open(path, "rt", encoding="utf-8", errors="replace") as fh:
+                for text in fh:
+                    entry.add(text)
+        except OSError as exc:  # as `_lines`: what was read counts, the file is not kept
+            print(f"ark trace: skipping {path}: {exc}", file=sys.stderr)
+            entry.stamp = (-1, -1)
+        return entry
+
+
+INDEX = TraceIndex()  # the API process's one index (its log directory)
 
 
 def _when(hop: Hop) -> datetime:

@@ -122,7 +122,7 @@ async def trace(session: Operator, ident: Annotated[str, Path(pattern=UUID)]) ->
         ident = validate_id(ident)
     except ValidationError as exc:
         raise ApiError(422, f"ident: {exc}") from None
-    correlation, hops = await asyncio.to_thread(tracing.collect, ident, [log_dir()])
+    correlation, hops = await asyncio.to_thread(tracing.INDEX.collect, ident, [log_dir()])
     return TraceOut(correlation_id=correlation, hops=[
         Hop(ts=h.ts, source=h.source, event=h.event, detail=h.detail, message_id=h.message_id)
         for h in hops])
