@@ -107,7 +107,9 @@ async def read_logs(
     cursor: Annotated[str, Query(max_length=400, pattern=CURSOR)] = "",
 ) -> LogsOut:
     chosen = list(dict.fromkeys(agent)) if agent else list(logs.SOURCES)
-    result = await asyncio.to_thread(logs.read, chosen, level, lines, _cursor(cursor))
+    start = _cursor(cursor)
+    result = logs.idle(chosen, start) or await asyncio.to_thread(logs.read, chosen, level, lines,
+                                                                  start)
     return LogsOut(lines=result["lines"],
                    cursor=",".join(f"{k}:{v}" for k, v in result["cursor"].items()))
 

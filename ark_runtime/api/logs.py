@@ -7,7 +7,9 @@ The page asks for the last N lines, then keeps asking with the cursor it got bac
 from __future__ import annotations
 
 import json
+import os
 import re
+import stat
 from pathlib import Path
 from typing import Any
 
@@ -57,9 +59,11 @@ def read(agents: list[str], level: str | None, lines: int,
         start = (cursor or {}).get(agent)
         if start is None or start > size:
             start = _tail_offset(path, lines)
-        with path.open("rb") as f:
-            f.seek(start)
-            data = f.read(min(size - start, READ_LIMIT))
+        data = b""
+        if size > start:  # an idle follow poll opens nothing
+            with path.open("rb") as f:
+                f.seek(start)
+                data = f.read(min(size - start, READ_LIMIT))
         complete = data[: data.rfind(b"\n") + 1]  # leave a half-written line for next time
         new_cursor[agent] = start + len(complete)
         for raw in complete.splitlines():
@@ -70,3 +74,27 @@ def read(agents: list[str], level: str | None, lines: int,
                     out.append(entry)
     out.sort(key=lambda e: str(e.get("ts", "")))
     return {"lines": out[-lines:], "cursor": new_cursor}
+
+
+def idle(agents: list[str], cursor: dict[str, int] | None,
+         directory: Path | None = None) -> dict[str, Any] | None:
+    """`read`'s answer when a follow poll finds nothing new (every chosen file that exists
+    is exactly as long as its cursor), from one stat per file and without a worker thread;
+    None when there may be something to read (then ask `read`)."""
+    if not cursor:
+        return None
+    directory = directory or log_dir()
+    new_cursor: dict[str, int] = {}
+    for agent in agents:
+        try:
+            st = os.stat(directory / f"{agent}.log")
+        except FileNotFoundError:
+            continue  # `read` skips a missing file
+        except OSError:
+            return None
+        if not stat.S_ISREG(st.st_mode):
+            continue  # as `read`: not a file
+        if cursor.get(agent) != st.st_size:
+            return None
+        new_cursor[agent] = st.st_size
+    return {"lines": [], "cursor": new_cursor}
