@@ -140,3 +140,27 @@ def test_a_message_id_resolves_to_its_first_records_correlation(tmp_path) -> Non
     for asked in (mid, MIDS[0], IDS[2]):  # MIDS[0]: a non-string correlation, as collect
         assert index.collect(asked, [tmp_path]) == collect(asked, [tmp_path])
     assert index.collect(mid, [tmp_path])[0] == IDS[1]
+
+
+@pytest.mark.requirement("AGENT_03")
+def test_concurrent_lookups_while_the_log_grows(tmp_path) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    log = tmp_path / "kyle.log"
+    log.write_text("")
+    index = TraceIndex()
+
+    def ask(_: int) -> None:
+        for _ in range(30):
+            correlation, hops = index.collect(CID, [tmp_path])
+            assert correlation in (None, CID)
+
+    with ThreadPoolExecutor(4) as pool:
+        futures = [pool.submit(ask, n) for n in range(4)]
+        for n in range(200):
+            with open(log, "a") as fh:
+                fh.write(json.dumps(record(CID, f"2024-01-01T00:00:{n % 60:02d}+00:00")) + "\n")
+        for f in futures:
+            f.result()
+    assert index.collect(CID, [tmp_path]) == collect(CID, [tmp_path])
+    assert len(index.collect(CID, [tmp_path])[1]) == 200
