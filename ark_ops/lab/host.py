@@ -133,6 +133,59 @@ def nspawn_pids(name: str | None = None) -> list[int]:
     return pids
 
 
+def netns_pids(host: LabHost) -> list[int]:
+    """Every process in the host's network namespace: its guest, also one that outlived its
+    nspawn (an orphan keeps the namespace, its address and its ports, and a guest booted
+    again into the same namespace would share them with it)."""
+    try:
+        ns = os.stat(f"/run/netns/{host.netns}")
+    except FileNotFoundError:
+        return []
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            mine = os.stat(entry / "ns" / "net")
+        except (FileNotFoundError, ProcessLookupError, PermissionError):
+            continue
+        if (mine.st_dev, mine.st_ino) == (ns.st_dev, ns.st_ino):
+            found.append(int(entry.name))
+    return found
+
+
+def orphaned_guests() -> dict[int, str]:
+    """{pid: host name} of every lab guest's init whose nspawn is gone: a guest that
+    outlived a stop (its SIGTERM began a shutdown that ran past the grace) keeps running,
+    with its agents and Redis, after its namespace's name is deleted. One pass over /proc;
+    a guest's init is the process whose parent is not in its PID namespace."""
+    found = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if Path(f"/proc/{ppid}/cmdline").read_bytes().split(b"\0")[0].endswith(
+                    b"systemd-nspawn"):
+                continue  # a running guest's init
+            if os.readlink(entry / "ns" / "pid") == _pid_ns(ppid):
+                continue  # not the first process of a PID namespace
+            name = (entry / "root" / "etc" / "hostname").read_text().strip()
+        except (OSError, ValueError, IndexError):
+            continue
+        if name.startswith(HOST_PREFIX):
+            found[int(entry.name)] = name
+    return found
+
+
+def _pid_ns(pid: int) -> str | None:
+    """The PID namespace of `pid`, None when it may not be read (this machine's own init)."""
+    try:
+        return os.readlink(f"/proc/{pid}/ns/pid")
+    except PermissionError:
+        return None
+
+
 def console_tail(lay: HostLayout, lines: int = 15) -> str:
     """The last lines the guest's console (and nspawn's own complaints) wrote."""
     try:
@@ -145,6 +198,14 @@ def console_tail(lay: HostLayout, lines: int = 15) -> str:
 def start(lay: HostLayout) -> None:
     if supervisor_pid(lay):
         return
+    # No supervisor: whatever still runs in the host's namespace is a guest that outlived
+    # its nspawn. Booted next to it, the new guest would share its address and ports.
+    stale = netns_pids(lay.host)
+    for pid in stale:
+        _signal(pid, signal.SIGKILL)
+    reap_deadline = time.monotonic() + 10
+    while stale and time.monotonic() < reap_deadline and netns_pids(lay.host):
+        time.sleep(0.1)
     with open(lay.console_log, "ab") as log:
         proc = subprocess.Popen(
             [sys.executable, "-m", "ark_ops.lab.supervisor", lay.host.name, str(lay.root),
@@ -166,7 +227,7 @@ def stop(lay: HostLayout, timeout: float = 60) -> None:
         for stray in nspawn_pids(lay.host.name) if not supervisor_pid(lay) else []:
             _signal(stray, signal.SIGTERM)
         time.sleep(0.2)
-    for leftover in [supervisor_pid(lay), *nspawn_pids(lay.host.name)]:
+    for leftover in [supervisor_pid(lay), *nspawn_pids(lay.host.name), *netns_pids(lay.host)]:
         if leftover:
             _signal(leftover, signal.SIGKILL)
     # SIGKILL is delivered asynchronously; unmounting before the process is reaped
@@ -177,8 +238,42 @@ def stop(lay: HostLayout, timeout: float = 60) -> None:
     lay.pidfile.unlink(missing_ok=True)
 
 
+def power_off(lay: HostLayout) -> None:
+    """Pull the plug: the guest's init is SIGKILLed, and with it (the kernel ends a PID
+    namespace with its init) every process of the guest at once; no shutdown runs. Not
+    stop(timeout=0): its SIGTERM starts a clean shutdown inside the guest, and a SIGKILLed
+    nspawn can leave that guest running on as an orphan (seen in a failover drill: a host
+    "powered off" still answered minutes later). lab.up boots it again."""
+    supervisor = supervisor_pid(lay)
+    if supervisor:  # first, so that nothing is passed on or started again
+        _signal(supervisor, signal.SIGKILL)
+    nspawns = nspawn_pids(lay.host.name)
+    for pid in nspawns:
+        for init in _children(pid):
+            _signal(init, signal.SIGKILL)
+    for pid in [*nspawns, *netns_pids(lay.host)]:  # and any guest an earlier stop orphaned
+        _signal(pid, signal.SIGKILL)
+    reap_deadline = time.monotonic() + 10
+    while time.monotonic() < reap_deadline and _guest_running(lay):
+        time.sleep(0.1)
+    lay.pidfile.unlink(missing_ok=True)
+
+
+def _children(pid: int) -> list[int]:
+    """The direct children of `pid` (nspawn's: the guest's init). One pass over /proc:
+    /proc/PID/task/TID/children needs CONFIG_PROC_CHILDREN, which not every kernel has."""
+    found: list[int] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+                found.append(int(entry.name))
+    return found
+
+
 def _guest_running(lay: HostLayout) -> bool:
-    return bool(supervisor_pid(lay) or nspawn_pids(lay.host.name))
+    return bool(supervisor_pid(lay) or nspawn_pids(lay.host.name) or netns_pids(lay.host))
 
 
 def _signal(pid: int, sig: int) -> None:

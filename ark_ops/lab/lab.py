@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
 import subprocess
 import time
 from collections.abc import Sequence
@@ -302,6 +305,10 @@ def down(paths: LabPaths | None = None, log=print) -> None:
     hosts = existing_hosts(paths)
     with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
         list(pool.map(lambda h: _destroy(paths, h), hosts))
+    for pid, name in hostmod.orphaned_guests().items():  # an earlier lab's, never reaped
+        log(f"killing an orphaned {name} guest (pid {pid}) an earlier stop left running")
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
     for mount in sorted(hostmod.lab_mounts(paths.state), reverse=True):
         hostmod.unmount(Path(mount))
     network.remove_bridge()
@@ -320,4 +327,5 @@ def leftover_resources(paths: LabPaths) -> list[str]:
     found += [f"link {n}" for n in network.lab_veths()]
     found += [f"mount {m}" for m in hostmod.lab_mounts(paths.state)]
     found += [f"nspawn pid {p}" for p in hostmod.nspawn_pids()]
+    found += [f"orphaned {n} guest pid {p}" for p, n in hostmod.orphaned_guests().items()]
     return found

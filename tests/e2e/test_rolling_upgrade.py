@@ -520,25 +520,25 @@ def planned_failover(ha_fleet: dict, to: str | None = None) -> str:
 @pytest.mark.requirement("AGENT_02")
 @pytest.mark.requirement("INFRA_01")
 def test_failover_drills_lose_and_duplicate_nothing(ha_fleet, capsys):
-    """Issue #20 §1's drill, under the paced feed: (1) ark-lab-1 - the primary's host, which runs
-    no agent - is powered off (its nspawn machine SIGKILLed); (2) then, DRILLS times, the
-    primary's redis-server is SIGKILLed and kept down (a Redis that cannot come back: a restart
-    within the Sentinels' 3 s would need no failover, as the five-kill test shows; the first
-    time it stays down until ArkRedisReplicaDown fires, and the alert resolves once it is
-    back). Each time
-    the Sentinels promote a replica, the agents follow by themselves, and the old primary,
-    brought back, rejoins as a replica. Once the feed stops and drains, every decision of the
-    feed was made once: none lost, none duplicated, none unexpected. (3) Last, `invoke
-    redis.failover` moves the primary on purpose, audited (as it does before each further
-    power-off, to make ark-lab-1 primary again). ARK_FAILOVER_POWER_OFFS and
-    ARK_FAILOVER_DRILLS (default 1 and 2) give the figures' 5 and 5."""
+    """Issue #20 §1's drill, under the paced feed: (1) ark-lab-1 - the primary's host, which
+    runs no agent - is powered off (its init SIGKILLed: every process of it at once); (2) then,
+    DRILLS times, the primary's redis-server is SIGKILLed and kept down (a Redis that cannot
+    come back: a restart within the Sentinels' 3 s would need no failover, as the five-kill
+    test shows; the first time it stays down until ArkRedisReplicaDown fires, and the alert
+    resolves once it is back). Each time the Sentinels promote a replica, the agents follow
+    by themselves, and the old primary, brought back, rejoins as a replica. Once the feed
+    stops and drains, every decision of the feed was made once: none lost, none duplicated,
+    none unexpected. (3) Last, `invoke redis.failover` moves the primary on purpose, audited
+    (as it does before each further power-off, to make ark-lab-1 primary again).
+    ARK_FAILOVER_POWER_OFFS and ARK_FAILOVER_DRILLS (default 1 and 2) give the figures' 5
+    and 5."""
     paths = LabPaths.default()
     # (1) Power off the primary's host (ark-lab-1, which runs no agent), then boot it again.
     for n in range(1, POWER_OFFS + 1):
         if primary_now() != REDIS:
             planned_failover(ha_fleet, to=REDIS)  # the lab's Redis-only host primary again
         at_ms = int(time.time() * 1000)
-        hostmod.stop(hostmod.layout(paths, LabHost.parse(REDIS)), timeout=0)
+        hostmod.power_off(hostmod.layout(paths, LabHost.parse(REDIS)))
         new = _after_failover(ha_fleet, f"power-off {n}", REDIS, at_ms)
         lab.up(hosts=3, topology="ha", log=lambda *_: None)  # boots ark-lab-1 again
         wait_for(lambda new=new: set_settled(new), 180, f"{REDIS} to rejoin as {new}'s replica")

@@ -3,6 +3,14 @@ console said reaches the operator (the CI failure that prompted it left no trace
 
 from __future__ import annotations
 
+import contextlib
+import os
+import signal
+import subprocess
+from pathlib import Path
+
+import pytest
+
 from ark_ops.lab import host as hostmod
 from ark_ops.lab import lab
 from ark_ops.lab.config import LabHost, LabPaths
@@ -108,3 +116,37 @@ def test_a_host_that_never_answers_is_named_within_the_bound(monkeypatch):
         assert str(e).startswith("ark-lab-3: ssh did not answer within 180s")
     else:
         raise AssertionError("no error")
+
+
+def _alive(pid: int) -> bool:
+    """Running, not merely a zombie waiting for whoever adopted it to reap it."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except FileNotFoundError:
+        return False
+
+
+def test_power_off_kills_the_guests_init_and_its_nspawn_at_once(tmp_path):
+    """A stand-in for nspawn (its argv[0] and --machine as nspawn's, found the same way) with
+    one child in the guest init's place: both are gone after power_off, with no SIGTERM
+    first (the stand-in ignores it, as a guest mid-shutdown outlives it)."""
+    host = LabHost(8)
+    if hostmod.nspawn_pids(host.name):
+        pytest.skip(f"a real {host.name} is running here")
+    lay = hostmod.layout(paths_in(tmp_path), host)
+    lay.pidfile.parent.mkdir(parents=True)
+    lay.pidfile.write_text("1\n")  # not a supervisor of this host: passed over
+    stand_in = subprocess.Popen(
+        ["bash", "-c", 'exec -a systemd-nspawn bash -c \'trap "" TERM; sleep 300 & echo $!; '
+         f'wait\' stand-in --machine={host.name}'], stdout=subprocess.PIPE, text=True)
+    init = int(stand_in.stdout.readline())
+    try:
+        assert hostmod.nspawn_pids(host.name) == [stand_in.pid]
+        hostmod.power_off(lay)
+        assert stand_in.wait(10) == -signal.SIGKILL
+        assert not _alive(init)
+        assert not lay.pidfile.exists()
+    finally:
+        stand_in.kill()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(init, signal.SIGKILL)
