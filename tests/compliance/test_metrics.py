@@ -97,10 +97,27 @@ def _target(monitoring, host_name: str) -> dict | None:
     return None
 
 
+# Scrapes that must fail in a row before the check calls the target down: the first one
+# seen may predate the check (a deploy restarting the exporter), the next two cannot.
+DOWN_SCRAPES = 3
+
+
 def test_prometheus_scrapes_this_host_and_it_is_up(host, hostvars, monitoring):
     name = hostvars["inventory_hostname"]
-    target = wait_for(lambda: (t := _target(monitoring, name)) and t["health"] == "up" and t,
-                      90, 2, what=f"{name}'s target up in Prometheus")
+    failed: dict[str, str] = {}  # lastScrape -> lastError of each failed scrape seen
+
+    def verdict() -> dict | None:
+        target = _target(monitoring, name)
+        if target and target["health"] == "up":
+            return target
+        if target and target["health"] == "down":
+            failed[target["lastScrape"]] = target["lastError"]
+        # Down on every scrape for a while: say so now rather than at the bound.
+        return target if len(failed) >= DOWN_SCRAPES else None
+
+    target = wait_for(verdict, 90, 2, what=f"{name}'s target up in Prometheus")
+    assert target["health"] == "up", \
+        f"{name}'s last {len(failed)} scrapes failed: {target['lastError']}"
     assert target["scrapeUrl"].endswith("/metrics")
 
 
