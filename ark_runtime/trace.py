@@ -9,6 +9,7 @@ time order.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import gzip
 import json
 import os
@@ -167,10 +168,16 @@ class TraceIndex:
     """
 
     CHECK = 64
+    # Logs larger than this on disk are scanned per call as `collect` does, holding nothing:
+    # logrotate allows 50M x 15 generations per agent, which held in this process would pass
+    # the API's own MemoryMax (512 MB). A `.gz` counts 10x its size (JSON lines compress
+    # about that well), a plain file its size.
+    BUDGET_BYTES = 48 * 1024 * 1024
 
-    def __init__(self) -> None:
+    def __init__(self, budget_bytes: int = BUDGET_BYTES) -> None:
         self._lock = threading.Lock()
         self._files: dict[tuple[int, int], _FileIndex] = {}
+        self.budget_bytes = budget_bytes
 
     def collect(self, ident: str, directories: list[Path],
                 store_hops: Iterable[Hop] | None = None) -> tuple[str | None, list[Hop]]:
@@ -179,6 +186,9 @@ class TraceIndex:
 
     def _collect(self, ident: str, directories: list[Path],
                  store_hops: Iterable[Hop] | None) -> tuple[str | None, list[Hop]]:
+        if _log_bytes(directories) > self.budget_bytes:
+            self._files = {}
+            return collect(ident, directories, store_hops)
         parts = self._refresh(directories)
         correlation: Any = None
         if any(ident in part.corr for part in parts):
@@ -274,6 +284,15 @@ class TraceIndex:
             print(f"ark trace: skipping {path}: {exc}", file=sys.stderr)
             entry.stamp = (-1, -1)
         return entry
+
+
+def _log_bytes(directories: list[Path]) -> int:
+    """What indexing the logs would hold at most (TraceIndex.BUDGET_BYTES): one stat each."""
+    total = 0
+    for path in _log_files(directories):
+        with contextlib.suppress(OSError):
+            total += os.stat(path).st_size * (10 if path.suffix == ".gz" else 1)
+    return total
 
 
 INDEX = TraceIndex()  # the API process's one index (its log directory)

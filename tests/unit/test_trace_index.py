@@ -164,3 +164,19 @@ def test_concurrent_lookups_while_the_log_grows(tmp_path) -> None:
             f.result()
     assert index.collect(CID, [tmp_path]) == collect(CID, [tmp_path])
     assert len(index.collect(CID, [tmp_path])[1]) == 200
+
+
+@pytest.mark.requirement("AGENT_03")
+def test_logs_past_the_budget_are_scanned_and_nothing_is_held(tmp_path) -> None:
+    """Logs larger than the budget answer as the full scan does, and the index keeps no
+    file: memory stays bounded however much logrotate keeps."""
+    log = tmp_path / "kyle.log"
+    log.write_text("".join(json.dumps(record(CID, "2024-01-01T00:00:00.1+00:00")
+                                      | {"msg": f"m{n}"}) + "\n" for n in range(20)))
+    index = TraceIndex(budget_bytes=log.stat().st_size + 9)
+    assert index.collect(CID, [tmp_path]) == collect(CID, [tmp_path])
+    assert index._files  # within the budget: indexed
+    with gzip.open(tmp_path / "kyle.log.1.gz", "wt") as fh:  # counts 10x its size
+        fh.write(log.read_text())
+    assert index.collect(CID, [tmp_path]) == collect(CID, [tmp_path])
+    assert index._files == {}
