@@ -73,6 +73,18 @@ def expand_hops(line: dict[str, Any]) -> Iterator[dict[str, Any]]:
             yield {**base, **hop}
 
 
+def _hop(ln: dict[str, Any]) -> Hop:
+    """One log record of a flow as a hop."""
+    return Hop(
+        ts=str(ln.get("ts", "")),
+        source=f"{ln.get('host', '?')}/{ln.get('agent', '?')}",
+        event=str(ln.get("event", ln.get("level", ""))),
+        detail=str(ln.get("msg", "")),
+        message_id=ln.get("emitted_id") or ln.get("message_id"),
+        raw=ln,
+    )
+
+
 def collect(ident: str, directories: list[Path],
             store_hops: Iterable[Hop] | None = None) -> tuple[str | None, list[Hop]]:
     """Returns (correlation id, hops in time order)."""
@@ -89,18 +101,7 @@ def collect(ident: str, directories: list[Path],
                 break
     if correlation is None:
         return None, []
-    hops = []
-    for ln in lines:
-        if ln.get("correlation_id") != correlation:
-            continue
-        hops.append(Hop(
-            ts=str(ln.get("ts", "")),
-            source=f"{ln.get('host', '?')}/{ln.get('agent', '?')}",
-            event=str(ln.get("event", ln.get("level", ""))),
-            detail=str(ln.get("msg", "")),
-            message_id=ln.get("emitted_id") or ln.get("message_id"),
-            raw=ln,
-        ))
+    hops = [_hop(ln) for ln in lines if ln.get("correlation_id") == correlation]
     hops.extend(store_hops or [])
     hops.sort(key=_when)
     return correlation, hops
@@ -202,18 +203,8 @@ class TraceIndex:
             return None, []
         if not isinstance(correlation, str):
             return collect(ident, directories, store_hops)
-        hops = []
-        for part in parts:
-            for text, n in part.corr.get(correlation, ()):
-                ln = list(expand_hops(json.loads(text)))[n]
-                hops.append(Hop(
-                    ts=str(ln.get("ts", "")),
-                    source=f"{ln.get('host', '?')}/{ln.get('agent', '?')}",
-                    event=str(ln.get("event", ln.get("level", ""))),
-                    detail=str(ln.get("msg", "")),
-                    message_id=ln.get("emitted_id") or ln.get("message_id"),
-                    raw=ln,
-                ))
+        hops = [_hop(list(expand_hops(json.loads(text)))[n])
+                for part in parts for text, n in part.corr.get(correlation, ())]
         hops.extend(store_hops or [])
         hops.sort(key=_when)
         return correlation, hops
