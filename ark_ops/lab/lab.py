@@ -305,10 +305,14 @@ def down(paths: LabPaths | None = None, log=print) -> None:
     hosts = existing_hosts(paths)
     with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
         list(pool.map(lambda h: _destroy(paths, h), hosts))
-    for pid, name in hostmod.orphaned_guests().items():  # an earlier lab's, never reaped
+    orphans = hostmod.orphaned_guests()  # an earlier lab's, never reaped
+    for pid, name in orphans.items():
         log(f"killing an orphaned {name} guest (pid {pid}) an earlier stop left running")
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
+    deadline = time.monotonic() + 10  # SIGKILL lands asynchronously: before the check below
+    while orphans and time.monotonic() < deadline and hostmod.orphaned_guests():
+        time.sleep(0.1)
     for mount in sorted(hostmod.lab_mounts(paths.state), reverse=True):
         hostmod.unmount(Path(mount))
     network.remove_bridge()
