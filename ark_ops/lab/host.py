@@ -164,7 +164,7 @@ def orphaned_guests() -> dict[int, str]:
         if not entry.name.isdigit():
             continue
         try:
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            ppid = _ppid(entry)
             if Path(f"/proc/{ppid}/cmdline").read_bytes().split(b"\0")[0].endswith(
                     b"systemd-nspawn"):
                 continue  # a running guest's init
@@ -267,9 +267,14 @@ def _children(pid: int) -> list[int]:
         if not entry.name.isdigit():
             continue
         with contextlib.suppress(OSError, IndexError, ValueError):
-            if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == pid:
+            if _ppid(entry) == pid:
                 found.append(int(entry.name))
     return found
+
+
+def _ppid(proc_dir: Path) -> int:
+    """A /proc/PID directory's parent pid (after the command name, which may hold spaces)."""
+    return int((proc_dir / "stat").read_text().rsplit(")", 1)[1].split()[1])
 
 
 def _guest_running(lay: HostLayout) -> bool:

@@ -32,6 +32,7 @@ import psutil
 
 from ark_ops.errors import OpsError
 from ark_ops.load import mix
+from ark_runtime.bus.codec import CANONICAL_UUID
 
 MARK = "ARK-WRK-JSON "
 
@@ -121,7 +122,7 @@ def sign_in(url: str, user: str, password: str) -> tuple[mix.Session, dict]:
     session.cursor = logs.get("cursor", "")
     ids = [e["correlation_id"] for e in logs.get("lines", [])
            if isinstance(e.get("correlation_id"), str)
-           and re.fullmatch(r"[0-9a-f]{8}(-[0-9a-f]{4}){3}-[0-9a-f]{12}", e["correlation_id"])]
+           and CANONICAL_UUID.match(e["correlation_id"])]
     if ids:
         session.trace_id = ids[-1]
     return session, doc
