@@ -1,10 +1,18 @@
 """Pipeline benchmark: the four agents as real processes on a real redis-server, this tree side
 by side with a baseline tree in the same run (runs interleaved, medians reported).
 
-    .venv/bin/python benchmarks/pipeline_throughput.py [--baseline-rev f0771c7 | --baseline DIR]
+    .venv/bin/python benchmarks/pipeline_throughput.py [--baseline-rev HEAD | --baseline DIR]
         [--runs 3] [--bars 2500] [--symbols 8] [--hrm-plans 20000]
-        [--rate 2000] [--min-samples 20000] [--paced-runs 1] [--modes saturated,hrm,paced]
-        [--hrm-synchronous FULL|NORMAL]
+        [--rate 2000] [--min-samples 20000] [--paced-runs 3] [--modes saturated,hrm,paced]
+        [--hrm-synchronous FULL|NORMAL] [--appendfsync always|everysec|no|no-aof]
+        [--save "RDB schedule"] [--single-password] [--no-executor]
+
+With the deployed defaults (issue #23 §3) unless a flag says otherwise: HRM synchronous FULL,
+Redis as roles/ark_redis writes it (AOF with the role's appendfsync, its RDB schedule, a user
+per component from a 0600 aclfile with `default` off, each agent logging in as its own user;
+no password on any command line), and the executor as the fifth agent. No TLS: one host
+(the role turns TLS on only when another host uses this Redis). The old benchmark's setup is
+`--appendfsync no-aof --save "" --single-password --no-executor`.
 
 Three separate measurements, each from an idle, ready pipeline:
 * saturated: Kyle replays --bars x --symbols synthetic bars as fast as the bus takes them.
@@ -18,7 +26,9 @@ Three separate measurements, each from an idle, ready pipeline:
   EXEC; the decision time is the `ark:stream:decisions` entry id). The achieved rate
   (bars / first..last emit) is printed next to the requested one: a pipeline that cannot keep
   up shows it there and in its latency, which then includes queueing. Each hop's p99 is
-  printed too (from the agents' batch log lines), so a slow p99 names the agent behind it.
+  printed too (from the agents' batch log lines), so a slow p99 names the agent behind it;
+  the executor's hop is HRM's approval -> its fill, which waits for that symbol's next bar.
+  Every run's figures are printed too, not only the medians.
 
 Agents run in their production configuration: JSON logs to their files, stderr into a pipe
 drained to a file (as journald would), fsync'd SQLite per HRM's policy. The baseline is the
@@ -29,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import hashlib
 import itertools
 import json
 import os
@@ -51,6 +62,7 @@ import redis
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from ark_runtime.bus.acl import render_acl_file, user_names  # noqa: E402
 from ark_runtime.bus.envelope import Envelope  # noqa: E402
 from ark_runtime.bus.streams import DECISIONS_STREAM, inbox  # noqa: E402
 from ark_runtime.market import SyntheticAdapter  # noqa: E402
@@ -60,7 +72,9 @@ from ark_runtime.trace import expand_hops  # noqa: E402
 
 SYMBOLS = ["AAPL", "MSFT", "NVDA", "BTC-USD", "ETH-USD", "BRK.B", "AMZN", "TSLA",
            "GOOG", "META", "NFLX", "AMD"]
-CONSUMERS = ("hrm", "kenny", "joey")
+# Every consumer of the deployed pipeline, the executor included (it reads Kyle's bars and
+# HRM's approvals, and sends HRM its fills and marks); --no-executor leaves it out.
+CONSUMERS = ("executor", "hrm", "kenny", "joey")
 # Extra environment for one tree's agents (--hrm-synchronous applies to this tree only).
 TREE_ENV: dict[Path, dict[str, str]] = {}
 
@@ -81,23 +95,69 @@ def cpu_s(proc: psutil.Process) -> float:
     return t.user + t.system
 
 
+def role_default(name: str) -> str:
+    """One of roles/ark_redis's defaults, as the role deploys it (a scalar line)."""
+    for line in (REPO / "roles/ark_redis/defaults/main.yml").read_text().splitlines():
+        key, sep, value = line.partition(":")
+        if sep and key == name:
+            return value.strip().strip('"')
+    raise KeyError(name)
+
+
+def redis_config(port: int, data_dir: Path, aclfile: Path, appendfsync: str,
+                 save: str) -> str:
+    """redis-server's config as the role writes it (ark.conf.j2) for one local host: the
+    per-component users' aclfile (`default` off), AOF with the role's fsync policy, the RDB
+    schedule. `appendfsync no-aof` is the old benchmark's Redis (no AOF)."""
+    aof = ("appendonly no" if appendfsync == "no-aof"
+           else f"appendonly yes\nappendfsync {appendfsync}\naof-use-rdb-preamble yes")
+    return (f"port {port}\nbind 127.0.0.1\nprotected-mode yes\ndir {data_dir}\n"
+            f"aclfile {aclfile}\nmaxmemory 0\nsave \"{save}\"\n{aof}\n")
+
+
+def private_file(path: Path, text: str) -> Path:
+    """`text` in a new file only its owner can read (0600 from its creation)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
+    return path
+
+
 class Redis:
-    def __init__(self) -> None:
+    """A redis-server as the role deploys it: per-component ACL users (passwords hashed in a
+    0600 aclfile; never on a command line), AOF with the role's appendfsync, its RDB schedule.
+    The agents log in as their own users (ARK_REDIS_USERNAME/PASSWORD in their environment);
+    the benchmark itself as `admin`. `single_password=True` is the old setup: `default` with
+    one password for everyone (still from the aclfile, not argv)."""
+
+    def __init__(self, appendfsync: str, save: str, single_password: bool = False) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="ark-bench-redis-"))
-        self.port, self.password = free_port(), secrets.token_hex(12)
-        self.proc = subprocess.Popen(
-            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1",
-             "--requirepass", self.password, "--save", "", "--appendonly", "no",
-             "--dir", str(self.dir)], stdout=subprocess.DEVNULL)
+        self.port = free_port()
+        self.passwords = {n: secrets.token_hex(16) for n in user_names()}
+        self.single_password = single_password
+        hashes = {n: hashlib.sha256(pw.encode()).hexdigest() for n, pw in self.passwords.items()}
+        acl = render_acl_file(hashes, legacy_default_hash=hashes["admin"]
+                              if single_password else None)
+        aclfile = private_file(self.dir / "users.acl", acl)
+        conf = private_file(self.dir / "redis.conf",
+                            redis_config(self.port, self.dir, aclfile, appendfsync, save))
+        self.proc = subprocess.Popen(["redis-server", str(conf)], stdout=subprocess.DEVNULL)
         self.ps = psutil.Process(self.proc.pid)
-        self.client = redis.Redis(port=self.port, password=self.password, decode_responses=True)
+        self.client = redis.Redis(port=self.port, username="admin",
+                                  password=self.passwords["admin"], decode_responses=True)
         for _ in range(200):
             try:
                 self.client.ping()
                 return
-            except redis.ConnectionError:
+            except (redis.ConnectionError, redis.AuthenticationError):
                 time.sleep(0.02)
         raise RuntimeError("redis-server did not start")
+
+    def login(self, agent: str) -> dict[str, str]:
+        """The environment an agent logs in with (its own user, or the shared password)."""
+        if self.single_password:
+            return {"ARK_REDIS_PASSWORD": self.passwords["admin"]}
+        return {"ARK_REDIS_USERNAME": agent, "ARK_REDIS_PASSWORD": self.passwords[agent]}
 
     def close(self) -> None:
         self.proc.terminate()
@@ -127,7 +187,6 @@ class Pipeline:
         self.rds, self.tree = rds, tree
         self.root = Path(tempfile.mkdtemp(prefix="ark-bench-"))
         self.env = {**os.environ, "PYTHONPATH": str(tree), "ARK_REDIS_PORT": str(rds.port),
-                    "ARK_REDIS_PASSWORD": rds.password,
                     "ARK_STATE_DIR": str(self.root / "state"),
                     "ARK_LOG_DIR": str(self.root / "log"), "ARK_RUN_DIR": str(self.root / "run"),
                     "ARK_BUS_BLOCK_MS": "100", **TREE_ENV.get(tree, {})}
@@ -143,7 +202,7 @@ class Pipeline:
 
     def start(self, name: str, **extra: str) -> None:
         proc = subprocess.Popen([sys.executable, "-m", "ark_runtime.cli", "agent", name],
-                                cwd=self.tree, env={**self.env, **extra},
+                                cwd=self.tree, env={**self.env, **self.rds.login(name), **extra},
                                 stderr=subprocess.PIPE)
         Sink(proc.stderr, self.root / f"{name}.stderr").start()
         self.procs[name] = proc
@@ -182,14 +241,16 @@ class Pipeline:
     def emits(self) -> dict[str, float]:
         return self.commit_times("kyle")
 
-    def commit_times(self, agent: str) -> dict[str, float]:
+    def commit_times(self, agent: str, types: tuple[str, ...] = ()) -> dict[str, float]:
         """correlation id -> when `agent` first committed an output of that flow (the time
-        its batch line is stamped with, taken just before its commit)."""
+        its batch line is stamped with, taken just before its commit); only outputs of
+        `types` if given."""
         out: dict[str, float] = {}
         with (self.root / "log" / f"{agent}.log").open() as fh:
             for text in fh:
                 for line in expand_hops(json.loads(text)):
-                    if line.get("event") in ("emitted", "decided") and line.get("emitted_id"):
+                    if line.get("event") in ("emitted", "decided") and line.get("emitted_id") \
+                            and (not types or line.get("type") in types):
                         key = line["emitted_id"] if agent == "kyle" else line["correlation_id"]
                         out.setdefault(key, datetime.fromisoformat(line["ts"]).timestamp())
         return out
@@ -213,9 +274,14 @@ def stage_p99(pipe: Pipeline, emitted: dict[str, float],
     marks["stream"] = {}
     for corr, t in decided:
         marks["stream"].setdefault(corr, t)
-    order = ["kyle", "joey", "kenny", "hrm", "stream"]
-    out: dict[str, float] = {}
-    for prev, cur in itertools.pairwise(order):
+    hops = list(itertools.pairwise(["kyle", "joey", "kenny", "hrm", "stream"]))
+    if "executor" in pipe.procs:
+        # HRM's commit of an approval -> the executor's commit of its fill (at the next bar
+        # of that symbol: the fill is at the next bar's open, so this hop includes that wait).
+        marks["executor"] = pipe.commit_times("executor", ("position.filled",))
+        hops.append(("hrm", "executor"))
+    out: dict[str, float] = {"executor_p99": float("nan")}
+    for prev, cur in hops:
         gaps = [(marks[cur][c] - marks[prev][c]) * 1000 for c in marks[cur] if c in marks[prev]]
         out[f"{cur}_p99"] = pct(gaps, 0.99) if gaps else float("nan")
     return out
@@ -231,8 +297,9 @@ def first_emit(pipe: Pipeline) -> None:
         time.sleep(0.002)
 
 
-def saturated(tree: Path, rds: Redis, symbols: list[str], bars: int) -> dict[str, float]:
-    pipe = Pipeline(tree, rds, CONSUMERS)
+def saturated(tree: Path, rds: Redis, symbols: list[str], bars: int,
+              consumers: tuple[str, ...] = CONSUMERS) -> dict[str, float]:
+    pipe = Pipeline(tree, rds, consumers)
     try:
         pipe.start("kyle", **kyle_env(symbols, bars, 0))
         first_emit(pipe)
@@ -242,7 +309,8 @@ def saturated(tree: Path, rds: Redis, symbols: list[str], bars: int) -> dict[str
         each1, rcpu1 = pipe.cpu_each(), cpu_s(rds.ps)
         decided = pipe.decisions()
         elapsed = max(t for _, t in decided) - t0
-        per = {f"{n}_us": (each1[n] - each0[n]) / total * 1e6 for n in each0}
+        per = {"executor_us": float("nan"),
+               **{f"{n}_us": (each1[n] - each0[n]) / total * 1e6 for n in each0}}
         return {"bars": total, "decisions": len(decided), "secs": elapsed,
                 "bars_s": total / elapsed, "dec_s": len(decided) / elapsed,
                 "cpu_us_bar": (sum(each1.values()) - sum(each0.values()) + rcpu1 - rcpu0)
@@ -282,10 +350,10 @@ def hrm_alone(tree: Path, rds: Redis, fields: list[dict[str, str]]) -> dict[str,
 
 
 def paced(tree: Path, rds: Redis, symbols: list[str], rate: float,
-          samples: int) -> dict[str, float]:
+          samples: int, consumers: tuple[str, ...] = CONSUMERS) -> dict[str, float]:
     # ~10.4 % of bars become decisions; ask for enough bars, with a margin.
     bars = int(samples / 0.095 / len(symbols)) + 1
-    pipe = Pipeline(tree, rds, CONSUMERS)
+    pipe = Pipeline(tree, rds, consumers)
     try:
         pipe.start("kyle", **kyle_env(symbols, bars, rate))
         first_emit(pipe)
@@ -326,12 +394,20 @@ def report(title: str, cols: list[str], results: dict[str, list[dict[str, float]
             print(f"{tree:<10}" + "".join(f"{m[c]:>14.1f}" for c in cols) + f"   ({len(rows)})")
 
 
+def each_run(title: str, cols: list[str], results: dict[str, list[dict[str, float]]]) -> None:
+    """Every run's figures (a goal is met only if each run meets it, not just the median)."""
+    print(f"\n{title}")
+    for tree, rows in results.items():
+        for i, r in enumerate(rows, 1):
+            print(f"{tree:<10}{i:>3}  " + "  ".join(f"{c}={r[c]:.1f}" for c in cols))
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--baseline-rev", default="f0771c7", help="git revision of the baseline")
+    ap.add_argument("--baseline-rev", default="HEAD", help="git revision of the baseline")
     ap.add_argument("--baseline", help="an existing tree to run the baseline agents from")
     ap.add_argument("--runs", type=int, default=3, help="saturated and hrm runs per tree")
-    ap.add_argument("--paced-runs", type=int, default=1)
+    ap.add_argument("--paced-runs", type=int, default=3)
     ap.add_argument("--bars", type=int, default=2500, help="bars per symbol, saturated")
     ap.add_argument("--symbols", type=int, default=8)
     ap.add_argument("--hrm-plans", type=int, default=20000)
@@ -341,7 +417,18 @@ def main() -> int:
     ap.add_argument("--trees", default="baseline,new", help="which trees to run")
     ap.add_argument("--hrm-synchronous", choices=("FULL", "NORMAL"),
                     help="this tree's HRM fsync policy (ARK_HRM_SYNCHRONOUS; default FULL)")
+    # The deployed defaults (roles/ark_redis); the flags choose the old benchmark's setup.
+    ap.add_argument("--appendfsync", choices=("always", "everysec", "no", "no-aof"),
+                    default=role_default("ark_redis_appendfsync"),
+                    help="Redis AOF fsync policy (default: the role's); no-aof: AOF off")
+    ap.add_argument("--save", default=role_default("ark_redis_save"),
+                    help='Redis RDB schedule (default: the role\'s; "" for none)')
+    ap.add_argument("--single-password", action="store_true",
+                    help="every agent logs in as `default` with one password (no ACL users)")
+    ap.add_argument("--no-executor", action="store_true",
+                    help="leave the executor out (the four-agent pipeline of earlier runs)")
     args = ap.parse_args()
+    consumers = tuple(c for c in CONSUMERS if c != "executor" or not args.no_executor)
     if args.hrm_synchronous:
         TREE_ENV[REPO] = {"ARK_HRM_SYNCHRONOUS": args.hrm_synchronous}
     symbols, modes = SYMBOLS[: args.symbols], set(args.modes.split(","))
@@ -351,13 +438,14 @@ def main() -> int:
     res: dict[str, dict[str, list[dict[str, float]]]] = {
         m: {t: [] for t in trees} for m in ("saturated", "hrm", "paced")}
     fields = plan_envelopes(args.hrm_plans) if "hrm" in modes else []
-    rds = Redis()
+    rds = Redis(args.appendfsync, args.save, args.single_password)
     try:
         for i in range(args.runs):
             for name, tree in trees.items():  # interleaved: both trees see the same machine
                 if "saturated" in modes:
                     log(f"run {i + 1}: {name} saturated")
-                    res["saturated"][name].append(saturated(tree, rds, symbols, args.bars))
+                    res["saturated"][name].append(saturated(tree, rds, symbols, args.bars,
+                                                             consumers))
                 if "hrm" in modes:
                     log(f"run {i + 1}: {name} hrm alone")
                     res["hrm"][name].append(hrm_alone(tree, rds, fields))
@@ -365,27 +453,33 @@ def main() -> int:
             for name, tree in trees.items():
                 log(f"run {i + 1}: {name} paced at {args.rate:g} bars/s")
                 res["paced"][name].append(paced(tree, rds, symbols, args.rate,
-                                                args.min_samples))
+                                                args.min_samples, consumers))
     finally:
         rds.close()
         for p in cleanup:
             shutil.rmtree(p, ignore_errors=True)
     base = args.baseline or args.baseline_rev
     print(f"ARK pipeline benchmark: baseline {base} vs this tree (HRM synchronous="
-          f"{args.hrm_synchronous or 'FULL'}); medians; "
-          f"{os.cpu_count()} CPUs, load {os.getloadavg()[0]:.1f}")
+          f"{args.hrm_synchronous or 'FULL'}; Redis appendfsync {args.appendfsync}, save "
+          f"'{args.save}', {'one password' if args.single_password else 'ACL users'}; "
+          f"{'no executor' if args.no_executor else 'executor'}); medians; "
+          f"{os.cpu_count()} CPUs, load {' '.join(f'{x:.1f}' for x in os.getloadavg())}")
     report(f"saturated ({args.bars * len(symbols)} bars, {len(symbols)} symbols)",
            ["bars_s", "dec_s", "cpu_us_bar", "decisions"], res["saturated"])
     report("saturated: CPU us per input bar by process", ["kyle_us", "joey_us", "kenny_us",
-                                                          "hrm_us", "redis_us"],
+                                                          "hrm_us", "executor_us", "redis_us"],
            res["saturated"])
     report(f"HRM alone ({args.hrm_plans} plans)", ["dec_s", "cpu_us_dec", "decisions"],
            res["hrm"])
     report(f"paced (requested {args.rate:g} bars/s, >= {args.min_samples} samples)",
            ["achieved", "samples", "p50", "p99", "max"], res["paced"])
     report("paced: p99 ms of each hop (previous agent's commit -> this one's; stream = "
-           "HRM's commit -> the decision entry)",
-           ["joey_p99", "kenny_p99", "hrm_p99", "stream_p99"], res["paced"])
+           "HRM's commit -> the decision entry; executor = HRM's approval -> its fill)",
+           ["joey_p99", "kenny_p99", "hrm_p99", "stream_p99", "executor_p99"], res["paced"])
+    each_run("paced, each run: emit->decision p99 ms and each hop's", ["p99", "joey_p99",
+             "kenny_p99", "hrm_p99", "stream_p99", "executor_p99"], res["paced"])
+    each_run("saturated, each run", ["bars_s", "cpu_us_bar"], res["saturated"])
+    each_run("HRM alone, each run", ["dec_s"], res["hrm"])
     return 0
 
 
