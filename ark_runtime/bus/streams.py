@@ -166,12 +166,37 @@ def publish(pipe: Any, stream: str, envelope: Envelope, maxlen: int) -> None:
 # maxmemory, instead of failing at the first write inside it: the XACK (not a "denyoom"
 # command) would otherwise succeed and the XADD after it fail, acking a message whose
 # effects were never written.
+# Group write (issue #23 §3): an HSET of one field is held back until the end of the script
+# (or until another command of the batch touches its key), and only the last value each field
+# got is written: the batch's messages often rewrite the same field (a symbol's state, once
+# per bar), and the final state is the same as writing each one in turn. Only values of
+# messages whose XACK returned 1 are held, as before only their commands ran; the script is
+# still atomic, so nobody sees the difference, and Redis's AOF gets one HSET per field.
 _COMMIT_LUA = """#!lua
 local out = {}
+local held, order = {}, {}
+local function flush(k)
+  local fields = held[k]
+  if fields == nil then return end
+  held[k] = nil
+  for f, v in pairs(fields) do
+    redis.call('HSET', KEYS[k], f, v)
+  end
+end
 for i, m in ipairs(cjson.decode(ARGV[3])) do
   if redis.call('XACK', KEYS[1], ARGV[1], m[2]) == 1 then
     for _, cmd in ipairs(m[3]) do
-      redis.call(cmd[1], KEYS[cmd[2]], unpack(cmd, 3))
+      local k = cmd[2]
+      if #cmd == 4 and string.upper(cmd[1]) == 'HSET' then
+        if held[k] == nil then
+          held[k] = {}
+          order[#order + 1] = k
+        end
+        held[k][cmd[3]] = cmd[4]
+      else
+        flush(k)
+        redis.call(cmd[1], KEYS[k], unpack(cmd, 3))
+      end
     end
     redis.call('SET', KEYS[m[1]], m[2], 'EX', ARGV[2])
     out[i] = 1
@@ -179,6 +204,9 @@ for i, m in ipairs(cjson.decode(ARGV[3])) do
     out[i] = 0
   end
   redis.call('HDEL', KEYS[2], m[2])
+end
+for _, k in ipairs(order) do
+  flush(k)
 end
 return out
 """
