@@ -27,6 +27,8 @@ Paper is the only mode that runs: ARK_EXEC_MODE=live needs a broker adapter
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from ark_runtime.agents.base import ConfigError
 from ark_runtime.agents.consumer import ConsumerAgent, Output
 from ark_runtime.bus.advert import ReaderGate, fetch_from
@@ -82,9 +84,41 @@ def mark_envelope(mark: PositionMarked, parent: Envelope) -> Output:
                                        message_id=derive_id(parent.message_id, "marked")))
 
 
+class BookJson:
+    """`book.model_dump_json()`, byte for byte, with each bar serialized once rather than on
+    every bar of its symbol (issue #23 §3): a book keeps the symbol's last
+    ARK_EXEC_BAR_HISTORY bars, and re-encoding all of them for each new bar was the
+    executor's largest cost. Per symbol, the fragments of the bars its last book held, keyed
+    by the bar object (kept alive with its fragment, so an id is never reused meanwhile)."""
+
+    FIELDS = ("symbol", "bars", "orders", "positions", "closed")
+
+    def __init__(self) -> None:
+        self._bars: dict[str, dict[int, tuple[Bar, str]]] = {}
+
+    def __call__(self, book: SymbolBook) -> str:
+        if tuple(SymbolBook.model_fields) != self.FIELDS:  # a new field: the plain way
+            return book.model_dump_json()
+        known, kept = self._bars.get(book.symbol, {}), {}
+        for bar in book.bars:
+            hit = known.get(id(bar))
+            if hit is None or hit[0] is not bar:
+                hit = (bar, bar.model_dump_json())
+            kept[id(bar)] = hit
+        self._bars[book.symbol] = kept
+        rest = book.model_dump_json(exclude={"bars"})
+        at = rest.index(',"orders":')  # right after the symbol, where `bars` goes
+        return "".join((rest[:at], ',"bars":[', ",".join(kept[id(b)][1] for b in book.bars),
+                        "]", rest[at:]))
+
+
 class Executor(ConsumerAgent):
     name = "executor"
     accepts = ("trade.approved", "market.bar")
+
+    def __init__(self, env: Mapping[str, str] | None = None) -> None:
+        super().__init__(env)
+        self.book_json = BookJson()  # here, not in setup(): handle() runs without it in tests
 
     def setup(self) -> None:
         try:
@@ -151,7 +185,7 @@ class Executor(ConsumerAgent):
             book = before or SymbolBook(symbol=order.symbol)
             book, events = book.on_order(order, self.exec_config)
         self.books[book.symbol] = book
-        self._writes = [["HSET", self.books_key, book.symbol, book.model_dump_json()]]
+        self._writes = [["HSET", self.books_key, book.symbol, self.book_json(book)]]
         outputs: list[Output] = []
         for event in events:
             if isinstance(event, PositionClosed):
