@@ -160,6 +160,72 @@ def test_a_chatter_client_that_never_reads_is_aborted(server, r):
 
 
 @pytest.mark.requirement("UI_03")
+def test_a_chatter_client_that_never_reads_does_not_hold_up_the_others(server, r):
+    """Issue 23 §4: while a client that never reads is still connected and its side backs
+    up, another client keeps getting each message within a fraction of a second (a hub that
+    awaited the slow socket in its fan-out would hold everyone up to the send bound, 5 s)."""
+    import json
+    import threading
+    import time
+
+    from conftest import wait_for
+    from websockets.sync.client import connect
+
+    from ark_runtime.bus.streams import inbox
+
+    counting, base, port = server
+    client, _csrf = signed_in(base, "victor")
+    cookie = client.cookies["ark_session"]
+    sock = raw_chatter_socket(port, cookie)
+    hub = counting.state.hub
+    stop = threading.Event()
+
+    def flood() -> None:  # for the non-reader: 4 KB messages at ~500/s, as the §4 goal
+        envelope = json.dumps({"from_agent": "kyle", "to_agent": "joey", "type": "bar",
+                               "payload": {"blob": "x" * 4000}})
+        while not stop.wait(0.02):
+            pipe = r.pipeline()
+            for _ in range(10):
+                pipe.xadd(inbox("joey"), {"type": "bar", "envelope": envelope},
+                          maxlen=5000, approximate=True)
+            pipe.execute()
+
+    feeder = threading.Thread(target=flood, daemon=True)
+    lags = []
+    try:
+        with connect(f"ws://127.0.0.1:{port}/ws/chatter?type=marker&batch=1",
+                     additional_headers={"Cookie": f"ark_session={cookie}"},
+                     open_timeout=10) as ws:
+            assert json_of(ws.recv(timeout=10))["type"] == "hello"
+            wait_for(lambda: len(hub.clients) == 2, 10, what="both clients to join")
+            feeder.start()
+            time.sleep(0.5)  # the non-reader's buffers fill
+            aborted = hub.aborted
+            for i in range(20):
+                mid = f"marker-{i}"
+                sent = time.monotonic()
+                r.xadd(inbox("joey"), {"type": "marker", "envelope": json.dumps(
+                    {"from_agent": "kyle", "to_agent": "joey", "type": "marker",
+                     "message_id": mid})})
+                while True:
+                    frame = json_of(ws.recv(timeout=10))
+                    msgs = frame if isinstance(frame, list) else [frame]
+                    if any(m.get("message_id") == mid for m in msgs):
+                        break
+                lags.append(time.monotonic() - sent)
+                time.sleep(0.05)
+            # the non-reader was still there, backed up, for all the markers measured
+            assert hub.aborted == aborted and len(hub.clients) == 2
+        assert max(lags) < 1.0, lags
+    finally:
+        stop.set()
+        if feeder.is_alive():
+            feeder.join(10)
+        sock.close()
+        r.delete(inbox("joey"))
+
+
+@pytest.mark.requirement("UI_03")
 def test_logout_closes_the_sessions_sockets(server):
     from websockets.exceptions import ConnectionClosed
     from websockets.sync.client import connect
