@@ -2,7 +2,7 @@
 the same run: one `ark api` worker, wrk with ark_ops/load/mix.lua, medians of --runs.
 
     .venv/bin/python benchmarks/api_mix.py [--runs 3] [--duration 10] [--connections 10,50]
-        [--rates 500,2000] [--chatter 8] [--json reports/api_mix.json]
+        [--rates 500,2000] [--chatter 8] [--baseline-ref HEAD] [--json reports/api_mix.json]
 
 A real redis-server and a real `ark api` (python -m ark_runtime.cli api, as ark-api.service
 runs it, plain HTTP on loopback) with an operators.json, and agent logs of --log-lines lines
@@ -16,6 +16,9 @@ request takes the next slot of a wall-clock schedule) for p99 at a stated load. 
 RPS, p50/p99, errors, wrk's CPU (cores busy of its 1 thread) and the API's (cores busy of
 its 1 worker, and requests per API CPU second: the efficiency that does not depend on how
 much of CPU 0 other jobs took). The machine's load average is printed with every line.
+With --baseline-ref a second `ark api` runs the whole ark_runtime package as it was at that
+ref (git archive, first on its PYTHONPATH) on another port: every measurement is taken of
+both, one after the other, so both see the same machine load ("baseline: ..." lines).
 Goal (issue #23): the mix >= 2,000 RPS with p99 <= 50 ms on one worker; `/health` stays
 where benchmarks/api_speed.py put it.
 """
@@ -31,12 +34,14 @@ import socket
 import statistics
 import subprocess
 import sys
+import tarfile
 import tempfile
 import threading
 import time
 import urllib.request
 import uuid
 from datetime import UTC, datetime, timedelta
+from io import BytesIO
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
@@ -137,6 +142,14 @@ def median_of(results: list[dict]) -> dict:
     return out
 
 
+def export(ref: str, into: Path) -> None:
+    """ark_runtime as it was at `ref`, under `into` (as benchmarks/console_soak.py)."""
+    data = subprocess.run(["git", "-C", str(REPO), "archive", ref, "ark_runtime"],
+                          capture_output=True, check=True).stdout
+    with tarfile.open(fileobj=BytesIO(data)) as tar:
+        tar.extractall(into, filter="data")
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--runs", type=int, default=3)
@@ -154,6 +167,9 @@ def main() -> int:
     p.add_argument("--drop", default="",
                    help="mix routes to leave out, by name, comma-separated (to see what one "
                         "route costs the rest, e.g. --drop trace)")
+    p.add_argument("--baseline-ref", default="",
+                   help="git ref whose ark_runtime a second API runs, measured beside this "
+                        "tree's in the same run (e.g. HEAD)")
     p.add_argument("--json", type=Path, help="also write the results here")
     args = p.parse_args()
     if not shutil.which("wrk"):
@@ -166,7 +182,7 @@ def main() -> int:
     workdir = Path(tempfile.mkdtemp(prefix="ark-api-mix-"))
     os.chmod(workdir, 0o700)
     redis_password, password = secrets.token_hex(16), secrets.token_urlsafe(18)
-    redis_port, port = free_port(), free_port()
+    redis_port = free_port()
     conf = mix.write_private(workdir, "redis.conf", (
         f"port {redis_port}\nbind 127.0.0.1\nrequirepass {redis_password}\nsave \"\"\n"
         f"appendonly no\ndir {workdir}\n"))
@@ -181,21 +197,31 @@ def main() -> int:
         procs.append(subprocess.Popen(["taskset", "-c", "1", shutil.which("redis-server")
                                        or "/usr/bin/redis-server", str(conf)],
                                       stdout=subprocess.DEVNULL))
-        env = {k: v for k, v in os.environ.items() if not k.startswith(("ARK_", "NOTIFY_"))}
-        env.update({"PYTHONPATH": str(REPO), "ARK_API_HOST": "127.0.0.1",
-                    "ARK_API_PORT": str(port), "ARK_API_SECRET": secrets.token_urlsafe(40),
-                    "ARK_REDIS_PORT": str(redis_port), "ARK_REDIS_PASSWORD": redis_password,
-                    "ARK_AUDIT_SINK": "stderr", "ARK_CONFIG_DIR": str(workdir / "etc"),
-                    "ARK_STATE_DIR": str(workdir / "state"), "ARK_LOG_DIR": str(workdir / "log"),
-                    "ARK_RUN_DIR": str(workdir / "run")})
-        api_log = (workdir / "api.stderr").open("wb")
-        api = subprocess.Popen(["taskset", "-c", "0", sys.executable, "-m", "ark_runtime.cli",
-                                "api"], env=env, cwd=REPO, stdout=subprocess.DEVNULL,
-                               stderr=api_log)
-        procs.append(api)
-        url = f"http://127.0.0.1:{port}"
-        wait_up(url, api)
-        session, doc = wrk.sign_in(url, USER, password)
+        trees = {"current": REPO}
+        if args.baseline_ref:
+            export(args.baseline_ref, workdir / "baseline")
+            trees = {"baseline": workdir / "baseline", **trees}
+        apis: dict[str, tuple] = {}  # variant: (url, session, doc, pid)
+        for variant, tree in trees.items():
+            port = free_port()
+            env = {k: v for k, v in os.environ.items()
+                   if not k.startswith(("ARK_", "NOTIFY_"))}
+            env.update({"PYTHONPATH": str(tree), "ARK_API_HOST": "127.0.0.1",
+                        "ARK_API_PORT": str(port), "ARK_API_SECRET": secrets.token_urlsafe(40),
+                        "ARK_REDIS_PORT": str(redis_port), "ARK_REDIS_PASSWORD": redis_password,
+                        "ARK_AUDIT_SINK": "stderr", "ARK_CONFIG_DIR": str(workdir / "etc"),
+                        "ARK_STATE_DIR": str(workdir / "state"),
+                        "ARK_LOG_DIR": str(workdir / "log"),
+                        "ARK_RUN_DIR": str(workdir / f"run-{variant}")})
+            api_log = (workdir / f"api-{variant}.stderr").open("wb")
+            api = subprocess.Popen(["taskset", "-c", "0", sys.executable, "-m",
+                                    "ark_runtime.cli", "api"], env=env, cwd=workdir,
+                                   stdout=subprocess.DEVNULL, stderr=api_log)
+            procs.append(api)
+            url = f"http://127.0.0.1:{port}"
+            wait_up(url, api)
+            apis[variant] = (url, *wrk.sign_in(url, USER, password), api.pid)
+        url, session, doc, api_pid = apis["current"]
         if args.chatter and args.chatter_rate:
             threading.Thread(target=publish, daemon=True,
                              args=(redis_port, redis_password, args.chatter_rate,
@@ -204,8 +230,9 @@ def main() -> int:
               + ", ".join(f"{e.name} {e.weight}" for e in mix.MIX), flush=True)
         print(f"started {datetime.now(UTC).isoformat(timespec='seconds')}, "
               f"{os.cpu_count()} CPUs, load {os.getloadavg()}", flush=True)
-        one(url, session, doc, api.pid, seconds=2, connections=conns[0], rate=0,
-            reqs=None, chatter=0, workdir=workdir)  # warm-up
+        for v_url, v_session, v_doc, v_pid in apis.values():
+            one(v_url, v_session, v_doc, v_pid, seconds=2, connections=conns[0], rate=0,
+                reqs=None, chatter=0, workdir=workdir)  # warm-up
         drop = {d.strip() for d in args.drop.split(",") if d.strip()}
         unknown = drop - {e.name for e in mix.MIX}
         if unknown:
@@ -222,13 +249,22 @@ def main() -> int:
             variants += [(f"{name} c={c} paced {r}", c, r, the_mix) for r in rates]
         for i in range(args.runs):
             for label, c, rate, reqs in variants:
-                r = one(url, session, doc, api.pid, seconds=args.duration, connections=c,
-                        rate=rate, reqs=reqs,
-                        chatter=0 if reqs is HEALTH or label.startswith("alone") else args.chatter,
-                        workdir=workdir)
-                results.setdefault(label, []).append(r)
-                print(f"run {i + 1}/{args.runs} {line(label, r)}", flush=True)
-        wrk.sign_out(url, session)
+                for variant, (v_url, v_session, v_doc, v_pid) in apis.items():
+                    # The same requests against each API: its own session in the cookie.
+                    v_reqs = reqs if reqs is HEALTH or variant == "current" else (
+                        [r for r in mix.requests(v_doc, v_session)
+                         if r.name in {q.name for q in reqs}] if reqs is not None else
+                        ([r for r in mix.requests(v_doc, v_session) if r.name not in drop]
+                         if drop else None))
+                    r = one(v_url, v_session, v_doc, v_pid, seconds=args.duration,
+                            connections=c, rate=rate, reqs=v_reqs,
+                            chatter=0 if reqs is HEALTH or label.startswith("alone")
+                            else args.chatter, workdir=workdir)
+                    key = label if variant == "current" else f"baseline: {label}"
+                    results.setdefault(key, []).append(r)
+                    print(f"run {i + 1}/{args.runs} {line(key, r)}", flush=True)
+        for v_url, v_session, _doc, _pid in apis.values():
+            wrk.sign_out(v_url, v_session)
     finally:
         stop_publishing.set()
         for proc in reversed(procs):
@@ -242,6 +278,7 @@ def main() -> int:
     report = {"runs": args.runs, "duration_s": args.duration, "connections": conns,
               "rates": rates, "dropped": sorted(drop), "chatter_listeners": args.chatter,
               "chatter_rate": args.chatter_rate, "log_lines": args.log_lines,
+              "baseline_ref": args.baseline_ref or None,
               "cpus": os.cpu_count(), "load_average_end": os.getloadavg(),
               "mix": [{"name": e.name, "route": e.path, "weight": e.weight} for e in mix.MIX],
               "median": summary,
@@ -250,7 +287,7 @@ def main() -> int:
               "goal": {"mix_rps": 2000, "p99_ms": 50}}
     print("\nmedians of", args.runs, "runs:")
     for label, m in summary.items():
-        print(f"  {label:28s} {m['rps']:8.0f} RPS  p50 {m['p50_ms']:6.2f}  "
+        print(f"  {label:38s} {m['rps']:8.0f} RPS  p50 {m['p50_ms']:6.2f}  "
               f"p99 {m['p99_ms']:7.2f} ms"
               f"  errors {m['errors']:.0f}  wrk {m['generator_cores_busy']:.2f}  API "
               f"{m['api_cores_busy']:.2f} cores  {m['requests_per_api_cpu_s']} req/API-CPU-s")
