@@ -292,7 +292,12 @@ def render() -> str:
         "(`ark:done:{ark:stream:<agent>}:<message_id>`, kept "
         f"{s.dedup_ttl_s} s, `ARK_BUS_DEDUP_TTL_S`) happen in one Lua script (atomic), and the "
         "effects run only if that XACK took the entry off the group's pending list: a "
-        "redelivered message has no second effect (see \"Bounded memory\" below).",
+        "redelivered message has no second effect (see \"Bounded memory\" below). A batch "
+        "commits in one such script; within it, a state write that sets one hash field "
+        "(HSET key field value) is written once, with the last value an applied message gave "
+        "it, at the end of the script or before another command of the batch touches that "
+        "key: the same final state as writing each in turn, one HSET per field in the AOF "
+        "(issue #23 §3).",
         f"* Batches: a consumer reads up to {s.batch} entries (`ARK_BUS_BATCH`), handles them, "
         "then commits the whole batch in one Lua call: each message's emit + state + mark + "
         "ack is applied in order and all or nothing, a message no longer pending (settled "

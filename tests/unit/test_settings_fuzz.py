@@ -87,13 +87,14 @@ def test_sensitive_values_never_appear_in_errors(name: str, secret: str, padding
 
 @FUZZ
 @given(suffix=st.text(string.ascii_uppercase + string.digits + "_", min_size=1, max_size=40),
-       value=env_text)
+       value=env_text.map(lambda s: f"zq{s}qz"))
 def test_unknown_ark_variables_are_errors_naming_them(suffix: str, value: str) -> None:
+    # zq..qz: a marker no message contains (a bare "var" matched the word "variable")
     name = f"ARK_{suffix}"
     assume(name not in VARIABLES and not name.startswith("ARK_FEATURE_"))
     problems = check_env({"ARK_ENVIRONMENT": "development", name: value})
     assert [(p.variable, p.severity) for p in problems] == [(name, "error")]
-    assert value == "" or len(value) < 3 or value not in problems[0].message
+    assert value not in problems[0].message
 
 
 @FUZZ
