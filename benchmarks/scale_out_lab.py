@@ -17,11 +17,19 @@ pending) are read twice, --window seconds apart, on ark-lab-2 with the deployed 
 its env file (no secret on a command line); the backlog must still be there at the end, or
 the figure is Kyle's, not Joey's, and is marked so. The lab is taken down at the end.
 The lab hosts are containers on this machine's cores: see the printed CPU count.
+
+Efficiency (issue #23 §2): over the same window, the busy core-seconds of every pipeline
+unit (`ark-agent@*`) and of Redis on every host, read from each host's /proc (the kernel's
+own accounting, benchmarks/guest_cpu.py) before and after, and bars per busy core-second.
+That figure does not depend on how many cores the machine has, so it is the one compared
+(goal: 2 shards on 2 hosts >= 0.9x 1 shard on 1 host); the wall-time ratio a fleet would
+see is then the printed prediction: efficiency ratio x the hosts' cores in use.
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import json
 import os
 import statistics
@@ -29,11 +37,15 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+import guest_cpu  # noqa: E402
 
 from ark_ops.deploy import run as deploy_mod  # noqa: E402
 from ark_ops.lab import lab  # noqa: E402
@@ -62,6 +74,57 @@ for k in range(64):
 out["paused"] = sorted(r.hkeys("ark:pause"))
 print(json.dumps(out))
 PY"""
+
+
+HOSTS = ("ark-lab-1", MAIN, SECOND)
+
+
+def cpu_sample() -> dict[str, int]:
+    """{"host unit": usec} of the pipeline's units and Redis over the lab's hosts, read at
+    (nearly) one moment from each host's /proc (benchmarks/guest_cpu.py says why not from
+    cgroups)."""
+    with concurrent.futures.ThreadPoolExecutor(len(HOSTS)) as pool:
+        outs = dict(zip(HOSTS, pool.map(lambda h: on(h, guest_cpu.PROBE), HOSTS), strict=True))
+    return {f"{host} {unit}": usec for host, out in outs.items()
+            for unit, usec in guest_cpu.parse(out).items()
+            if unit.startswith(("ark-agent@", "redis"))}
+
+
+def busy_seconds(before: dict[str, int], after: dict[str, int]) -> dict[str, float]:
+    """Busy core-seconds per "host unit" between two samples; a unit that restarted in
+    between counts from 0."""
+    out: dict[str, float] = {}
+    for key, usec in after.items():
+        start = before.get(key, 0)
+        out[key] = (usec - start if usec >= start else usec) / 1e6
+    return out
+
+
+def role(key: str) -> str:
+    """"ark-lab-2 ark-agent@joey-1.service" -> "joey"; any Redis unit -> "redis"."""
+    unit = key.split(" ", 1)[1]
+    if unit.startswith("redis"):
+        return "redis"
+    return unit.removeprefix("ark-agent@").removesuffix(".service").split("-")[0]
+
+
+def predicted_bars_s(row: dict[str, Any], cores_per_host: int | None) -> float:
+    """The bars/s this placement would reach with each host on its own cores (model, stated
+    in the report): each agent and Redis is one single-threaded process, so none goes past
+    one busy core, and a host's units together not past its cores. Throughput scales until
+    the first of those fills: measured bars/s / the largest such fraction."""
+    secs, units = row["cpu_secs"], row["units"]
+    fractions = [used / secs for used in units.values()]  # one process: <= 1 core
+    if cores_per_host:
+        per_host: dict[str, float] = {}
+        for key, used in units.items():
+            host = key.split(" ", 1)[0]
+            per_host[host] = per_host.get(host, 0.0) + used / secs / cores_per_host
+        fractions += per_host.values()
+    top = max(fractions, default=0.0)
+    if not top:
+        raise RuntimeError("no pipeline unit's CPU was read on the hosts")
+    return row["bars_s"] / top
 
 
 # Between deploys, the previous run goes: its Joey backlog (it would be worked off by the
@@ -132,7 +195,23 @@ def configure(shards: int, seed: int, symbols: int) -> None:
         {"ark_runtime_agents": [], "ark_runtime_joey_shards_here": []} if alone else {}))
 
 
-def measure(window: float) -> dict[str, float]:
+def timed(fn: Any) -> tuple[Any, float]:
+    """fn()'s result and the moment halfway through the call."""
+    started = time.monotonic()
+    result = fn()
+    return result, (started + time.monotonic()) / 2
+
+
+def snapshot() -> tuple[tuple[dict[str, list[int]], float], tuple[dict[str, int], float]]:
+    """The Joey groups' counts and every unit's CPU, each with the moment it was read. They
+    are read at the same time, and each figure is a rate over its own window: under a
+    saturated host a probe can take many seconds."""
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        counts, cpu = pool.submit(timed, probe), pool.submit(timed, cpu_sample)
+        return counts.result(), cpu.result()
+
+
+def measure(window: float) -> dict[str, Any]:
     deadline = time.monotonic() + 300
     while True:  # warmed up: every shard has acked bars and still has a backlog
         first = probe()
@@ -141,14 +220,17 @@ def measure(window: float) -> dict[str, float]:
         if time.monotonic() > deadline:
             raise RuntimeError(f"no Joey backlog after 300 s: {first}")
         time.sleep(2)
-    t0 = time.monotonic()
+    (first, t0), (cpu0, u0) = snapshot()
     time.sleep(window)
-    last = probe()
-    secs = time.monotonic() - t0
+    (last, t1), (cpu1, u1) = snapshot()
+    units = busy_seconds(cpu0, cpu1)
+    if not any(role(k) == "joey" for k in units):
+        raise RuntimeError(f"no Joey unit's CPU was read on the hosts: {units}")
     acked = sum(last[s][0] - first[s][0] for s in first)
-    return {"bars_s": acked / secs, "saturated": float(all(lag > 0 for _, lag in
-                                                           last.values())),
-            "streams": float(len(first))}
+    bars_s, cores = acked / (t1 - t0), sum(units.values()) / (u1 - u0)
+    return {"bars_s": bars_s, "saturated": all(lag > 0 for _, lag in last.values()),
+            "streams": len(first), "secs": t1 - t0, "cpu_secs": u1 - u0, "units": units,
+            "cores": cores, "bars_per_core_s": bars_s / cores if cores else 0.0}
 
 
 def main() -> int:
@@ -157,7 +239,7 @@ def main() -> int:
     ap.add_argument("--window", type=float, default=20.0, help="seconds between the samples")
     ap.add_argument("--symbols", type=int, default=32)
     args = ap.parse_args()
-    results: dict[int, list[dict[str, float]]] = {1: [], 2: []}
+    results: dict[int, list[dict[str, Any]]] = {1: [], 2: []}
     inv = LabPaths.default().inventory
     lab.up(hosts=3, topology="split", log=lambda *_: None)
     try:
@@ -179,21 +261,47 @@ def main() -> int:
             if (inv / d).exists():
                 (inv / d).write_text("{}\n")  # never deleted: Ansible caches vars
         lab.down(log=lambda *_: None)
+    report(results, args)
+    return 0
+
+
+def report(results: dict[int, list[dict[str, Any]]], args: argparse.Namespace) -> None:
+    med = statistics.median
     print(f"ARK scale-out on the lab: Joey bars/s, one Redis (ark-lab-1); {os.cpu_count()} "
           f"CPUs shared by every lab host; window {args.window:g} s; medians of "
           f"{args.rounds}")
     for shards, rows in results.items():
-        if rows:
-            where = MAIN if shards == 1 else f"{MAIN} + {SECOND}"
-            runs = ", ".join(f"{r['bars_s']:.0f}" for r in rows)
-            print(f"{shards} shard(s) on {where}: "
-                  f"{statistics.median(r['bars_s'] for r in rows):.0f} bars/s "
-                  f"(runs {runs}; saturated {all(r['saturated'] for r in rows)})")
+        if not rows:
+            continue
+        where = MAIN if shards == 1 else f"{MAIN} + {SECOND}"
+        runs = ", ".join(f"{r['bars_s']:.0f}" for r in rows)
+        print(f"{shards} shard(s) on {where}: {med(r['bars_s'] for r in rows):.0f} bars/s "
+              f"(runs {runs}; saturated {all(r['saturated'] for r in rows)})")
+        effs = ", ".join(f"{r['bars_per_core_s']:.0f}" for r in rows)
+        print(f"  {med(r['bars_per_core_s'] for r in rows):.0f} bars per busy core-second "
+              f"(runs {effs}); {med(r['cores'] for r in rows):.2f} cores busy in the "
+              f"pipeline's units and Redis")
+        roles = sorted({role(k) for r in rows for k in r["units"]})
+        per_bar = {name: med(sum(v for k, v in r["units"].items() if role(k) == name)
+                             / r["cpu_secs"] / r["bars_s"] * 1e6 for r in rows)
+                    for name in roles}
+        print("  CPU per bar: " + ", ".join(f"{n} {us:.1f} us" for n, us in per_bar.items())
+              + f" (total {sum(per_bar.values()):.1f} us)")
     if results[1] and results[2]:
-        ratio = (statistics.median(r["bars_s"] for r in results[2])
-                 / statistics.median(r["bars_s"] for r in results[1]))
-        print(f"ratio 2 hosts / 1 host: {ratio:.2f}x")
-    return 0
+        wall = med(r["bars_s"] for r in results[2]) / med(r["bars_s"] for r in results[1])
+        eff = (med(r["bars_per_core_s"] for r in results[2])
+               / med(r["bars_per_core_s"] for r in results[1]))
+        print(f"ratio 2 hosts / 1 host: {wall:.2f}x bars/s here (shared cores); "
+              f"{eff:.2f}x bars per busy core-second (goal >= 0.9x: "
+              f"{'met' if eff >= 0.9 else 'not met'})")
+        print("prediction, each host on its own cores (model: every agent and Redis is one "
+              "single-threaded process, so none passes one core, nor a host's units its "
+              "cores; bars/s scale until the first fills):")
+        for cores in (2, 4, None):
+            one = med(predicted_bars_s(r, cores) for r in results[1])
+            two = med(predicted_bars_s(r, cores) for r in results[2])
+            label = f"{cores} cores per host" if cores else "cores unlimited"
+            print(f"  {label}: 1 host {one:.0f} bars/s, 2 hosts {two:.0f}: {two / one:.2f}x")
 
 
 def log(msg: str) -> None:
