@@ -18,6 +18,15 @@ on the same host (ARK_OPS_ANSIBLE_STRATEGY=linear), and with --fleet the N-host 
 and the cold deploy's ratio to the 1-host median (issue #11: at most 2.5x for 8 hosts).
 --keep-fleet-up leaves that lab up and deployed for verify_timing.py / lab_footprint.py
 (--use-running-lab); take it down inside the same lab lock.
+--scaling 1,2,4,8 (issue #23 §1) then, for each N: `lab.up` of N hosts, a cold deploy and a
+no-change re-deploy, each with its busy core-seconds split into the control side (Ansible and
+its workers), Ansible's main process alone (one thread: the part no core count shortens) and
+the hosts (each guest's own /proc, benchmarks/guest_cpu.py). Per host: the goals are control
+<= 3 core-s cold and <= 1 re-deploying, host <= 10 core-s cold whatever N. Then a stated
+Amdahl-style model, fitted on the 1-host point and checked against the others, predicts the
+wall time of N hosts here and on a C-core control node whose hosts have their own cores.
+--profile adds, for the smallest and largest N, the control side's CPU per task (the
+ark_task_cpu callback, plugins/callback) and ark-lab-1's CPU per unit.
 Disk: the base image, one host's overlay after boot and after deploy, the wheelhouse.
 --image also times a cold base-image build (debootstrap), once.
 Prints medians over the runs. Destroys the current lab.
@@ -27,14 +36,19 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
+import os
 import resource
 import shutil
 import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import psutil
 
@@ -42,11 +56,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import baseline_tree  # noqa: E402
+import guest_cpu  # noqa: E402
 
 from ark_ops.deploy import playbook as ansible_run  # noqa: E402
 from ark_ops.deploy import run as deploy_mod  # noqa: E402
 from ark_ops.lab import image, lab  # noqa: E402
-from ark_ops.lab.config import LabPaths  # noqa: E402
+from ark_ops.lab.config import LabHost, LabPaths  # noqa: E402
+from ark_ops.lab.ssh import ssh_argv  # noqa: E402
 
 
 def du(path: Path) -> int:
@@ -84,6 +100,176 @@ def busy_core_seconds() -> float:
 def children_core_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_CHILDREN)
     return usage.ru_utime + usage.ru_stime
+
+
+def guest_usec(host: str) -> dict[str, int]:
+    """A guest's CPU so far, per unit and in all, from its own /proc (guest_cpu.py)."""
+    argv = ssh_argv(LabPaths.default(), LabHost.parse(host), guest_cpu.PROBE)
+    out = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=True).stdout
+    return guest_cpu.parse(out)
+
+
+def hosts_core_seconds(hosts: int) -> float:
+    """The busy core-seconds every lab guest (ark-lab-1..N) has used since it booted."""
+    names = [f"ark-lab-{i}" for i in range(1, hosts + 1)]
+    with ThreadPoolExecutor(min(8, hosts)) as pool:
+        return sum(usage["total"] for usage in pool.map(guest_usec, names)) / 1e6
+
+
+class MainProcessCPU:
+    """Polls the CPU of ansible-playbook's main process itself (not its workers) while a
+    deploy runs; the last sample before it exits (up to one interval short)."""
+
+    def __init__(self, interval: float = 0.2) -> None:
+        self.interval, self.seconds = interval, 0.0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _poll(self) -> None:
+        me = psutil.Process()
+        while not self._stop.is_set():
+            for child in me.children():
+                with contextlib.suppress(psutil.Error):
+                    if any("ansible-playbook" in a for a in child.cmdline()[:2]):
+                        t = child.cpu_times()
+                        self.seconds = t.user + t.system
+            self._stop.wait(self.interval)
+
+    def __enter__(self) -> MainProcessCPU:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def measured_deploy(inventory: Path, hosts: int, profile: bool = False) -> dict[str, Any]:
+    """One deploy by this tree onto lab hosts 1..N: wall seconds, busy core-seconds of the
+    control side, of Ansible's main process, of the hosts and of the whole machine; with
+    `profile`, also the control side's CPU per task (plugins/callback/ark_task_cpu.py) and
+    ark-lab-1's CPU per unit."""
+    machine, control, guests = busy_core_seconds(), children_core_seconds(), \
+        hosts_core_seconds(hosts)
+    units = guest_usec("ark-lab-1") if profile else {}
+    with tempfile.NamedTemporaryFile(suffix=".json") as tasks_out, MainProcessCPU() as main_cpu:
+        env = {"ANSIBLE_CALLBACKS_ENABLED": "ark_task_cpu",
+               "ARK_TASK_CPU_OUT": tasks_out.name} if profile else {}
+        with patched_environ(env):
+            seconds, changed = timed_deploy(None, inventory)
+        tasks = json.loads(Path(tasks_out.name).read_text() or "[]") if profile else []
+    after = guest_usec("ark-lab-1") if profile else {}
+    return {"wall": seconds, "control": children_core_seconds() - control,
+            "main": main_cpu.seconds, "hosts": hosts_core_seconds(hosts) - guests,
+            "machine": busy_core_seconds() - machine, "changed": float(sum(changed.values())),
+            "tasks": tasks,
+            "units": {u: (used - units.get(u, 0)) / 1e6 for u, used in after.items()
+                      if u != "total"}}
+
+
+@contextlib.contextmanager
+def patched_environ(env: dict[str, str]):
+    saved = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    try:
+        yield
+    finally:
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
+def profile_report(n: int, kind: str, run: dict[str, Any], top: int = 12) -> None:
+    tasks = sorted(run["tasks"], key=lambda t: -t["cpu"])[:top]
+    total = sum(t["cpu"] for t in run["tasks"])
+    print(f"\n{kind}, {n} host(s): control-side CPU per task, top {len(tasks)} of "
+          f"{len(run['tasks'])} ({total:.1f} core-s in tasks)")
+    for t in tasks:
+        print(f"  {t['cpu']:>6.2f} core-s {t['wall']:>6.1f}s  {t['task'][:90]}")
+    units = run["units"]
+    print(f"{kind}, ark-lab-1: CPU per unit or scope ({sum(units.values()):.1f} core-s; "
+          f"ssh.service holds what Ansible ran there, reaped when its session ended)")
+    for unit, used in sorted(units.items(), key=lambda kv: -kv[1])[:top]:
+        print(f"  {used:>6.2f} core-s  {unit}")
+
+
+def scaling_run(paths: LabPaths, points: list[int], profile: bool
+                ) -> dict[int, dict[str, dict[str, Any]]]:
+    inv = paths.inventory / "hosts.yml"
+    out: dict[int, dict[str, dict[str, Any]]] = {}
+    for n in points:
+        lab.down(log=quiet)
+        lab.up(hosts=n, log=quiet)
+        cold = measured_deploy(inv, n, profile)
+        again = measured_deploy(inv, n, profile)
+        warn_if_changed(f"{n}-host re-deploy", {"all": int(again["changed"])})
+        out[n] = {"cold": cold, "re-deploy": again}
+        print(f"scaling {n} host(s): " + ", ".join(
+            f"{kind} " + " ".join(f"{k} {v:.1f}" for k, v in r.items()
+                                  if isinstance(v, float)) for kind, r in out[n].items()),
+              file=sys.stderr)
+    lab.down(log=quiet)
+    return out
+
+
+def amdahl_report(points: dict[int, dict[str, dict[str, Any]]], forks: int) -> None:
+    """Per-host core-seconds against the goals, then the model (stated in the output)."""
+    cores = psutil.cpu_count() or 1
+    print(f"\nbusy core-seconds per host (this machine: {cores} cores shared by Ansible and "
+          f"every lab host)")
+    print(f"{'hosts':>5} {'deploy':<10}{'wall':>8}{'control':>9}{'main':>7}{'hosts':>8}"
+          f"{'control/host':>14}{'host/host':>11}")
+    for n, runs in points.items():
+        for kind, r in runs.items():
+            print(f"{n:>5} {kind:<10}{r['wall']:>7.1f}s{r['control']:>9.1f}{r['main']:>7.1f}"
+                  f"{r['hosts']:>8.1f}{r['control'] / n:>14.2f}{r['hosts'] / n:>11.2f}")
+    worst = {k: max(r[k]["control"] / n for n, r in points.items()) for k in ("cold",
+                                                                              "re-deploy")}
+    host_cold = max(r["cold"]["hosts"] / n for n, r in points.items())
+    print(f"goals: control <= 3 core-s per host cold (worst {worst['cold']:.2f}: "
+          f"{'met' if worst['cold'] <= 3 else 'not met'}), <= 1 re-deploying (worst "
+          f"{worst['re-deploy']:.2f}: {'met' if worst['re-deploy'] <= 1 else 'not met'}); host "
+          f"<= 10 core-s cold whatever N (worst {host_cold:.2f}: "
+          f"{'met' if host_cold <= 10 else 'not met'})")
+    if 1 not in points:
+        return
+    ns = sorted(points)
+    for kind in ("cold", "re-deploy"):
+        one = points[1][kind]
+        # Least squares over the points: control = a0 + a1*N, main = m0 + m1*N, hosts = h*N.
+        a0, a1 = linear_fit(ns, [points[n][kind]["control"] for n in ns])
+        m0, m1 = linear_fit(ns, [points[n][kind]["main"] for n in ns])
+        h1 = one["hosts"]
+        serial = one["wall"] - (one["control"] + h1) / cores
+        print(f"\nmodel, {kind} (Amdahl-style): W(N) = S + work/cores, S = one host's wall "
+              f"time its CPU does not explain = {one['wall']:.1f} - ({one['control']:.1f} + "
+              f"{h1:.1f}) / {cores} = {serial:.1f} s (waits, round trips, task order); control "
+              f"work {a0:.1f} + {a1:.2f}*N core-s, Ansible's main process {m0:.1f} + "
+              f"{m1:.2f}*N (one thread), hosts {h1:.1f}*N")
+        for n in ns:
+            here = serial + (a0 + a1 * n + h1 * n) / cores
+            got = points[n][kind]["wall"]
+            print(f"  here, {n} host(s): predicted {here:.1f} s, measured {got:.1f} s "
+                  f"({(here - got) / got * 100:+.0f} %)")
+        print(f"  on a C-core control node, hosts on their own {cores} cores: W = S + "
+              f"{h1:.1f}/{cores} + max(main, control/min(C, forks={forks}))")
+        for c in (8, 16):
+            for n in (8, 50, 200):
+                par = min(c, forks)
+                w = serial + h1 / cores + max(m0 + m1 * n, (a0 + a1 * n) / par)
+                print(f"    C={c:>2}, N={n:>3}: {w:.0f} s")
+
+
+def linear_fit(xs: list[int], ys: list[float]) -> tuple[float, float]:
+    """(intercept, slope) by least squares; a single point gives (0, y/x)."""
+    if len(xs) < 2:
+        return 0.0, ys[0] / xs[0]
+    mx, my = statistics.fmean(xs), statistics.fmean(ys)
+    slope = (sum((x - mx) * (y - my) for x, y in zip(xs, ys, strict=True))
+             / sum((x - mx) ** 2 for x in xs))
+    return my - slope * mx, slope
 
 
 def cold_deploy(inventory: Path, what: str) -> float:
@@ -227,6 +413,12 @@ def main() -> int:
                         help="skip the 4-host lab.up of each run (a shorter lab session)")
     parser.add_argument("--fleet", type=int, default=0, metavar="N",
                         help="then time a cold deploy onto N hosts, once")
+    parser.add_argument("--scaling", metavar="N,N,...",
+                        help="then cold deploy and re-deploy onto each host count, with busy "
+                             "core-seconds per host and the Amdahl-style prediction")
+    parser.add_argument("--profile", action="store_true",
+                        help="with --scaling, also the control side's CPU per task and "
+                             "ark-lab-1's CPU per unit")
     parser.add_argument("--keep-fleet-up", action="store_true",
                         help="leave the --fleet lab up (take it down inside the lab lock)")
     args = parser.parse_args()
@@ -253,12 +445,28 @@ def main() -> int:
                   file=sys.stderr)
     if args.fleet:
         fleet_run(paths, args.fleet, rows, args.linear)
+    scaling = scaling_run(paths, [int(n) for n in args.scaling.split(",")], args.profile) \
+        if args.scaling else {}
     if not (args.fleet and args.keep_fleet_up):
         lab.down(log=quiet)
     disk["base image (shared, cached)"] = du(image.image_path(paths.cache))
     disk["wheelhouse"] = du(deploy_mod.WHEELHOUSE)
     report(rows, disk, paths, args.fleet)
+    if scaling:
+        amdahl_report(scaling, ansible_forks())
+        if args.profile:
+            for n in (min(scaling), max(scaling)):
+                for kind, run in scaling[n].items():
+                    profile_report(n, kind, run)
     return 0
+
+
+def ansible_forks() -> int:
+    import configparser
+
+    cfg = configparser.ConfigParser()
+    cfg.read(Path(__file__).resolve().parents[1] / "ansible.cfg")
+    return cfg.getint("defaults", "forks", fallback=5)
 
 
 if __name__ == "__main__":
