@@ -20,23 +20,18 @@ import os
 import re
 import secrets
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(Path(__file__).parent))
 
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from redis_proc import RedisProc, free_port  # noqa: E402  (free_port: chatter_latency's too)
 
 
 def build(variant: str, redis_port: int, password: str):
@@ -132,25 +127,13 @@ def main() -> int:
     if not shutil.which("wrk"):
         print("api_speed: needs wrk (apt-get install wrk)", file=sys.stderr)
         return 69
-    password, redis_port = secrets.token_hex(16), free_port()
-    workdir = Path(tempfile.mkdtemp(prefix="ark-bench-redis-"))
-    redis_proc = subprocess.Popen(
-        ["taskset", "-c", "1", shutil.which("redis-server") or "/usr/bin/redis-server",
-         "--port", str(redis_port), "--bind", "127.0.0.1", "--requirepass", password,
-         "--save", "", "--appendonly", "no", "--dir", str(workdir)],
-        stdout=subprocess.DEVNULL)
     results: dict[str, list[float]] = {"ark": [], "bare": [], "noping": []}
-    try:
-        time.sleep(0.3)
+    with RedisProc(cpu=1) as server:
         for i in range(args.runs):
             for variant in results:
-                rps = measure(variant, redis_port, password, args)
+                rps = measure(variant, server.port, server.password, args)
                 results[variant].append(rps)
                 print(f"run {i + 1}/{args.runs} {variant:7s} {rps:9.0f} RPS", flush=True)
-    finally:
-        redis_proc.terminate()
-        redis_proc.wait(10)
-        shutil.rmtree(workdir, ignore_errors=True)
     med = {k: statistics.median(v) for k, v in results.items()}
     report = {"runs": args.runs, "duration_s": args.duration, "connections": args.connections,
               "median_rps": {k: round(v) for k, v in med.items()},

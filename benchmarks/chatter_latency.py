@@ -41,6 +41,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import psutil  # noqa: E402
 from api_speed import free_port, wait_up  # noqa: E402
+from redis_proc import RedisProc  # noqa: E402
 
 PASSWORD = "bench-" + secrets.token_hex(8)
 GOAL_P99_MS = 20
@@ -213,10 +214,7 @@ def main() -> int:
            "ARK_CONFIG_DIR": str(workdir / "etc")}
     for sub in ("state", "log", "audit", "etc"):
         (workdir / sub).mkdir()
-    procs = [subprocess.Popen(
-        ["taskset", "-c", "1", shutil.which("redis-server") or "/usr/bin/redis-server",
-         "--port", str(redis_port), "--bind", "127.0.0.1", "--requirepass", redis_password,
-         "--save", "", "--appendonly", "no", "--dir", str(workdir)], stdout=subprocess.DEVNULL)]
+    redis_server = RedisProc(cpu=1, port=redis_port, password=redis_password).__enter__()
     paths = {"current": str(REPO)}
     if args.baseline_ref:
         export(args.baseline_ref, workdir / "baseline")
@@ -231,12 +229,7 @@ def main() -> int:
                 runs[variant].append(result)
                 print(f"run {i + 1}/{args.runs} {variant}: {result}", flush=True)
     finally:
-        for proc in reversed(procs):
-            proc.terminate()
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
+        redis_server.__exit__(None, None, None)
         shutil.rmtree(workdir, ignore_errors=True)
     report = {"rate": args.rate, "clients": args.clients, "duration_s": args.duration,
               "baseline_ref": args.baseline_ref or None, "goal_p99_ms": GOAL_P99_MS,

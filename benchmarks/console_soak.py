@@ -51,6 +51,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import psutil  # noqa: E402
 from api_speed import free_port, wait_up  # noqa: E402
+from redis_proc import RedisProc  # noqa: E402
 
 PASSWORD = "soak-" + secrets.token_hex(8)
 PER_OPERATOR = 8
@@ -293,11 +294,8 @@ def main() -> int:
                # The audit records: stderr (no journald here); a baseline from before the
                # journal (issue 21, vuln 6) spools them to a file instead.
                ARK_AUDIT_SINK="stderr", ARK_AUDIT_SPOOL_DIR=str(workdir / "audit"))
-    redis = subprocess.Popen(
-        ["taskset", "-c", "1", shutil.which("redis-server") or "/usr/bin/redis-server",
-         "--port", str(args.redis_port), "--bind", "127.0.0.1", "--requirepass",
-         args.redis_password, "--save", "", "--appendonly", "no", "--dir", str(workdir)],
-        stdout=subprocess.DEVNULL)
+    redis_server = RedisProc(cpu=1, port=args.redis_port,
+                             password=args.redis_password).__enter__()
     paths = {"current": str(REPO)}
     if args.baseline_ref:
         export(args.baseline_ref, workdir / "baseline")
@@ -311,8 +309,7 @@ def main() -> int:
                 runs[variant].append(result)
                 print(f"run {i + 1}/{args.runs} {variant}: {result}", flush=True)
     finally:
-        redis.terminate()
-        redis.wait(10)
+        redis_server.__exit__(None, None, None)
         shutil.rmtree(workdir, ignore_errors=True)
     report = {"clients": args.clients, "stalled": args.stalled, "rate": args.rate,
               "tls": args.tls,

@@ -1,7 +1,12 @@
-"""A throwaway redis-server for benchmarks: free loopback port, random password, own dir."""
+"""A throwaway redis-server for benchmarks: free loopback port, random password, own dir.
+
+The password goes into a 0600 config file in the server's own (0700) directory, never onto
+redis-server's command line, where any local user could read it in /proc.
+"""
 
 from __future__ import annotations
 
+import os
 import secrets
 import shutil
 import socket
@@ -23,21 +28,31 @@ def free_port() -> int:
 
 class RedisProc:
     """`with RedisProc(*extra_args) as server:` a redis-server with no persistence unless the
-    extra arguments ask for it (e.g. "--appendonly", "yes")."""
+    extra arguments ask for it (e.g. "--appendonly", "yes"); `cpu` pins it with taskset,
+    `port` and `password` are chosen when not given."""
 
-    def __init__(self, *extra: str) -> None:
+    def __init__(self, *extra: str, cpu: int | None = None, port: int | None = None,
+                 password: str | None = None) -> None:
         self.extra = list(extra)
-        self.port = free_port()
-        self.password = secrets.token_hex(16)
+        self.cpu = cpu
+        self.port = port or free_port()
+        self.password = password or secrets.token_hex(16)
         self.dir = Path(tempfile.mkdtemp(prefix="ark-bench-redis-"))
         self.proc: subprocess.Popen | None = None
 
+    def _config(self) -> Path:
+        conf = self.dir / "redis.conf"
+        fd = os.open(conf, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(f"port {self.port}\nbind 127.0.0.1\nrequirepass {self.password}\n"
+                     f'save ""\nappendonly no\ndir {self.dir}\ndaemonize no\n'
+                     "loglevel warning\n")
+        return conf
+
     def __enter__(self) -> RedisProc:
-        self.proc = subprocess.Popen(
-            [REDIS_SERVER, "--port", str(self.port), "--bind", "127.0.0.1",
-             "--requirepass", self.password, "--save", "", "--appendonly", "no",
-             "--dir", str(self.dir), "--daemonize", "no", "--loglevel", "warning",
-             *self.extra], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        pin = ["taskset", "-c", str(self.cpu)] if self.cpu is not None else []
+        self.proc = subprocess.Popen([*pin, REDIS_SERVER, str(self._config()), *self.extra],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         client = self.client()
         deadline = time.monotonic() + 15
         while True:
