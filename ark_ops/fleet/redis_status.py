@@ -28,6 +28,7 @@ from ark_ops.fleet.redis_sentinel import (
     parse_masters,
     redis_sets,
     run_on,
+    settled_command,
 )
 from ark_ops.fleet.ssh import FleetHost
 
@@ -170,4 +171,20 @@ def sentinel_section(primary: str, hosts: list[FleetHost], runner) -> tuple[str,
                          f"{v.others}")
     healthy, summary = agreement(views)
     lines.append("  " + summary)
-    return "\n".join(lines), healthy
+    settled, line = _settled(host, expected, runner)
+    lines.append("  " + line)
+    return "\n".join(lines), healthy and settled
+
+
+def _settled(host: FleetHost, master: str, runner) -> tuple[bool, str]:
+    """Whether every Sentinel that answers sees each replica linked and none reporting itself
+    primary (settled_command: what `invoke redis.failover` waits for before it asks)."""
+    answer = run_on(host, settled_command(master), runner, 60)
+    behind = answer.stdout.strip().splitlines()
+    if answer.returncode == 0:
+        return True, "settled: every Sentinel that answers sees its replicas linked"
+    if answer.returncode == 1 and behind:
+        return False, (f"NOT SETTLED: Sentinel {behind[-1]} still sees a replica that is not "
+                       "linked or reports itself primary (a host that just came back; "
+                       "`invoke redis.failover` waits for this)")
+    return False, f"settled not known: {answer.error or 'no answer'}"

@@ -77,10 +77,14 @@ def test_a_replicated_set_shows_what_each_of_its_sentinels_names(monkeypatch) ->
                  + _master_answer("10.0.0.1", 6379)
                  + "#ark-sentinel 10.0.0.9:26379\n" + refused)
     asked = []
+    settled = subprocess.CompletedProcess([], 0, "", "")
 
     def runner(argv, **kw):
         assert all(SUDO not in word for word in argv)
         remote = shlex.split(argv[-1])[-1]
+        if "unsettled_at" in remote:  # the settled line, from the host that answered
+            assert argv[-2] == "deploy@10.0.0.1"
+            return settled
         if "SENTINEL" in remote:
             asked.append(argv[-2])
             assert '"$ARK_REDIS_SENTINEL_MASTER" != ark-r1 ]' in remote
@@ -97,9 +101,21 @@ def test_a_replicated_set_shows_what_each_of_its_sentinels_names(monkeypatch) ->
     assert section[3].split() == ["10.0.0.8:26379", "10.0.0.1:6379", "master", "2", "2"]
     assert section[4].split()[:4] == ["10.0.0.9:26379", "no", "answer:", "Could"]
     assert section[5].strip() == "2 of 3 Sentinels answered, all naming 10.0.0.1:6379"
+    assert section[6].strip().startswith("settled: every Sentinel")
 
     sentinels = sentinels.replace(refused, _master_answer("10.0.0.1", 6379))
     assert redis_status.run("inv", out=io.StringIO(), runner=runner) == 0
+
+    # A Sentinel that still sees a replica reporting itself primary: exit 1, and it is named.
+    settled = subprocess.CompletedProcess([], 1, "10.0.0.8:26379\n", "")
+    out = io.StringIO()
+    assert redis_status.run("inv", out=out, runner=runner) == 1
+    assert "NOT SETTLED: Sentinel 10.0.0.8:26379 still sees" in out.getvalue()
+    # The line could not run (no env file, ssh dropped): not known, exit 1, the error shown.
+    settled = subprocess.CompletedProcess([], 255, "", "ssh: connect to host: timed out\n")
+    out = io.StringIO()
+    assert redis_status.run("inv", out=out, runner=runner) == 1
+    assert "settled not known: ssh: connect to host: timed out" in out.getvalue()
 
 
 @pytest.mark.requirement("AGENT_02")
