@@ -34,20 +34,10 @@ READ_LIMIT = 1 << 20  # never read more than 1 MiB per file per request
 BUDGET_BYTES = 4 << 20  # log text the tail cache holds at most (parsed: some 5-10x that)
 
 
-def _tail_offset(path: Path, lines: int) -> int:
-    size = path.stat().st_size
-    start = max(size - min(READ_LIMIT, 256 * lines), 0)
-    with path.open("rb") as f:
-        f.seek(start)
-        chunk = f.read(size - start)
-    cut = chunk.split(b"\n")
-    keep = b"\n".join(cut[-(lines + 1):])  # the last item is the empty tail after "\n"
-    return size - len(keep)
-
-
 def _tail(f: Any, size: int, lines: int) -> tuple[int, bytes]:
-    """(offset, complete lines) of an open file of `size` bytes: what `_tail_offset` and
-    `read` make of it, from one read of the window (at most 256 bytes a line, 1 MiB)."""
+    """(offset, complete lines) of an open file of `size` bytes: the last `lines` lines from
+    one read of the window (at most 256 bytes a line, 1 MiB), a half-written last line left
+    for the next read."""
     start = max(size - min(READ_LIMIT, 256 * lines), 0)
     f.seek(start)
     chunk = f.read(size - start)

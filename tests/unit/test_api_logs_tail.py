@@ -19,6 +19,18 @@ from ark_runtime.api import logs
 AGENTS = ["kyle", "joey", "kenny"]
 
 
+def _tail_offset(path: Path, lines: int) -> int:
+    """The old read's tail offset (7b02a77's logs._tail_offset), verbatim."""
+    size = path.stat().st_size
+    start = max(size - min(logs.READ_LIMIT, 256 * lines), 0)
+    with path.open("rb") as f:
+        f.seek(start)
+        chunk = f.read(size - start)
+    cut = chunk.split(b"\n")
+    keep = b"\n".join(cut[-(lines + 1):])  # the last item is the empty tail after "\n"
+    return size - len(keep)
+
+
 def oracle_read(agents: list[str], level: str | None, lines: int,
                 cursor: dict[str, int] | None, directory: Path) -> dict[str, Any]:
     """`logs.read` as it was before the tail cache (commit 7b02a77), verbatim."""
@@ -32,7 +44,7 @@ def oracle_read(agents: list[str], level: str | None, lines: int,
         size = path.stat().st_size
         start = (cursor or {}).get(agent)
         if start is None or start > size:
-            start = logs._tail_offset(path, lines)
+            start = _tail_offset(path, lines)
         data = b""
         if size > start:
             with path.open("rb") as f:
