@@ -49,6 +49,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import psutil
 
@@ -155,7 +156,7 @@ def measured_deploy(inventory: Path, hosts: int, profile: bool = False) -> dict[
     with tempfile.NamedTemporaryFile(suffix=".json") as tasks_out, MainProcessCPU() as main_cpu:
         env = {"ANSIBLE_CALLBACKS_ENABLED": "ark_task_cpu",
                "ARK_TASK_CPU_OUT": tasks_out.name} if profile else {}
-        with patched_environ(env):
+        with mock.patch.dict(os.environ, env):
             seconds, changed = timed_deploy(None, inventory)
         tasks = json.loads(Path(tasks_out.name).read_text() or "[]") if profile else []
     after = guest_usec("ark-lab-1") if profile else {}
@@ -165,20 +166,6 @@ def measured_deploy(inventory: Path, hosts: int, profile: bool = False) -> dict[
             "tasks": tasks,
             "units": {u: (used - units.get(u, 0)) / 1e6 for u, used in after.items()
                       if u != "total"}}
-
-
-@contextlib.contextmanager
-def patched_environ(env: dict[str, str]):
-    saved = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
-    try:
-        yield
-    finally:
-        for k, v in saved.items():
-            if v is None:
-                os.environ.pop(k, None)
-            else:
-                os.environ[k] = v
 
 
 def profile_report(n: int, kind: str, run: dict[str, Any], top: int = 12) -> None:
